@@ -1,0 +1,33 @@
+//! The Northstar wire protocol, without any I/O.
+//!
+//! Everything a second implementation must match byte for byte lives here, and `spec/` states the
+//! same rules in prose with test vectors.
+//!
+//! # Layout
+//! - [`address`]: space ids, `northstar://` URIs and beam paths.
+//! - [`did`]: `did:key` Ed25519 identities (parse, print, the ways a DID can be wrong).
+//! - [`keys`]: key pairs: generate, from a seed, save to and load from a key file.
+//! - [`canonical`]: the canonical JSON encoding (RFC 8785 restricted to integers) and the strict
+//!   parser that refuses duplicate keys, floats and unsafe integers.
+//! - [`sign`]: domain-separated signatures over canonical bytes, strict verification.
+//! - [`id`]: BLAKE3 content ids.
+//! - [`wire`]: the signed objects exchanged by clients and nodes.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod address;
+pub mod canonical;
+pub mod did;
+pub mod id;
+pub mod keys;
+pub mod sign;
+pub mod wire;
+
+pub use did::{Did, DidError};
+pub use id::{ContentId, ContentIdError};
+pub use keys::{KeyFileError, Keypair};
+pub use sign::{Domain, Signature, SignatureError, Signed};
+
+/// The largest integer a signed object may carry: 2^53 - 1, the largest integer every JSON
+/// implementation represents exactly.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;

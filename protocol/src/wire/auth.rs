@@ -1,0 +1,107 @@
+//! The auth handshake's objects (`spec/` §5).
+//!
+//! A node issues an [`AuthChallenge`] signed with its node key; the client answers with an
+//! [`AuthResponse`] that embeds the whole challenge and is signed with the client's key. The
+//! node checks its own signature, the origin, the expiry, and that the nonce is one it issued on
+//! this connection and has not seen answered; those checks need the node's state and live there.
+
+use serde::{Deserialize, Serialize};
+
+use crate::did::Did;
+use crate::keys::Keypair;
+use crate::sign::{self, Domain, Signature, SignatureError};
+use crate::wire::signed_object;
+
+/// A node's challenge, signed by the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthChallenge {
+    /// The node's DID (the signer).
+    pub node: Did,
+    /// The node's public origin, e.g. `wss://node.example` or `ws://127.0.0.1:7700`: what the
+    /// client dialled, if no one is in between.
+    pub origin: String,
+    /// A fresh random value, multibase base64url of 32 bytes.
+    pub nonce: String,
+    /// When the node issued it, milliseconds since the Unix epoch.
+    pub issued_at: u64,
+    /// After this instant (ms since the epoch) the node refuses a response.
+    pub expires_at: u64,
+    /// The node's signature.
+    pub sig: Signature,
+}
+signed_object!(AuthChallenge, Domain::AuthChallenge);
+
+impl AuthChallenge {
+    /// A challenge with a fresh nonce, signed by `node_key`.
+    pub fn issue(
+        node_key: &Keypair,
+        origin: &str,
+        issued_at: u64,
+        expires_at: u64,
+    ) -> Result<Self, ChallengeError> {
+        let mut nonce = [0u8; 32];
+        getrandom::fill(&mut nonce).map_err(|e| ChallengeError::Random(e.to_string()))?;
+        let mut challenge = Self {
+            node: node_key.did().clone(),
+            origin: origin.to_owned(),
+            nonce: multibase::encode(multibase::Base::Base64Url, nonce),
+            issued_at,
+            expires_at,
+            sig: Signature::UNSIGNED,
+        };
+        let node = challenge.node.clone();
+        sign::sign(&mut challenge, node_key, &node)?;
+        Ok(challenge)
+    }
+
+    /// Check the node's signature.
+    pub fn verify(&self) -> Result<(), SignatureError> {
+        sign::verify(self, &self.node)
+    }
+}
+
+/// Why a challenge could not be issued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChallengeError {
+    /// The operating system's random source failed.
+    #[error("no randomness for a nonce: {0}")]
+    Random(String),
+    /// Signing failed.
+    #[error(transparent)]
+    Sign(#[from] SignatureError),
+}
+
+/// A client's answer to a challenge, signed by the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthResponse {
+    /// The DID the client proves (the signer).
+    pub did: Did,
+    /// The challenge, exactly as the node issued it, with the node's signature.
+    pub challenge: AuthChallenge,
+    /// The client's signature.
+    pub sig: Signature,
+}
+signed_object!(AuthResponse, Domain::AuthResponse);
+
+impl AuthResponse {
+    /// Answer `challenge` as `key`.
+    pub fn answer(key: &Keypair, challenge: AuthChallenge) -> Result<Self, SignatureError> {
+        let mut response = Self {
+            did: key.did().clone(),
+            challenge,
+            sig: Signature::UNSIGNED,
+        };
+        let did = response.did.clone();
+        sign::sign(&mut response, key, &did)?;
+        Ok(response)
+    }
+
+    /// Check both signatures: the client's over the response and the node's over the embedded
+    /// challenge.
+    pub fn verify(&self) -> Result<(), SignatureError> {
+        self.challenge.verify()?;
+        sign::verify(self, &self.did)
+    }
+}

@@ -1,0 +1,162 @@
+//! Beams, the refs that place them in spaces, and tombstones (`spec/` §4.5–4.7).
+//!
+//! A beam's id is its content id: BLAKE3 of its canonical bytes without `sig`. It is stored on
+//! its author's home node at `beam/{authorHash}/{beamId}`; spaces carry a [`BeamRef`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::{BeamPath, BeamUri, SpaceId};
+use crate::did::Did;
+use crate::id::ContentId;
+use crate::keys::Keypair;
+use crate::sign::{self, Domain, Signature, SignatureError, Signed};
+use crate::wire::{MAX_BODY_LEN, MAX_NAME_LEN, RuleError, check_len, signed_object};
+
+/// A post, signed by its author.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Beam {
+    /// The author (the signer).
+    pub author: Did,
+    /// A title, at most 256 bytes.
+    pub title: String,
+    /// The body, at most 64 KiB.
+    pub body: String,
+    /// When the author wrote it, ms since the Unix epoch.
+    pub created_at: u64,
+    /// The author's signature.
+    pub sig: Signature,
+}
+signed_object!(Beam, Domain::Beam);
+
+impl Beam {
+    /// A beam signed by `author`.
+    pub fn create(
+        author: &Keypair,
+        title: &str,
+        body: &str,
+        created_at: u64,
+    ) -> Result<Self, SignatureError> {
+        let mut beam = Self {
+            author: author.did().clone(),
+            title: title.to_owned(),
+            body: body.to_owned(),
+            created_at,
+            sig: Signature::UNSIGNED,
+        };
+        let signer = beam.author.clone();
+        sign::sign(&mut beam, author, &signer)?;
+        Ok(beam)
+    }
+
+    /// Check the author's signature.
+    pub fn verify(&self) -> Result<(), SignatureError> {
+        sign::verify(self, &self.author)
+    }
+
+    /// Check the protocol's length limits.
+    pub fn check_rules(&self) -> Result<(), RuleError> {
+        check_len("title", &self.title, MAX_NAME_LEN)?;
+        check_len("body", &self.body, MAX_BODY_LEN)
+    }
+
+    /// Where the beam lives on its author's node.
+    pub fn path(&self) -> Result<BeamPath, SignatureError> {
+        Ok(BeamPath::new(&self.author, self.content_id()?))
+    }
+}
+
+/// An author's signed statement placing a beam into a space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeamRef {
+    /// The space the beam is posted into.
+    pub space: SpaceId,
+    /// The beam's content id.
+    pub beam: ContentId,
+    /// The beam's author (the signer).
+    pub author: Did,
+    /// The author's home node, `host[:port]`, where the beam can be fetched.
+    pub home: String,
+    /// When the author posted it, ms since the Unix epoch.
+    pub created_at: u64,
+    /// The author's signature.
+    pub sig: Signature,
+}
+signed_object!(BeamRef, Domain::BeamRef);
+
+impl BeamRef {
+    /// A ref to `beam` in `space`, signed by the beam's author.
+    pub fn create(
+        author: &Keypair,
+        space: SpaceId,
+        beam: ContentId,
+        home: &str,
+        created_at: u64,
+    ) -> Result<Self, SignatureError> {
+        let mut beam_ref = Self {
+            space,
+            beam,
+            author: author.did().clone(),
+            home: home.to_owned(),
+            created_at,
+            sig: Signature::UNSIGNED,
+        };
+        let signer = beam_ref.author.clone();
+        sign::sign(&mut beam_ref, author, &signer)?;
+        Ok(beam_ref)
+    }
+
+    /// Check the author's signature.
+    pub fn verify(&self) -> Result<(), SignatureError> {
+        sign::verify(self, &self.author)
+    }
+
+    /// The beam's URI.
+    pub fn beam_uri(&self) -> BeamUri {
+        BeamUri {
+            authority: self.home.clone(),
+            path: BeamPath::new(&self.author, self.beam),
+        }
+    }
+}
+
+/// An author's signed deletion of a beam. Every space that referenced the beam gets it as an
+/// event, and every node that cached the beam drops it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tombstone {
+    /// The deleted beam's content id.
+    pub beam: ContentId,
+    /// The beam's author (the signer).
+    pub author: Did,
+    /// When the author deleted it, ms since the Unix epoch.
+    pub deleted_at: u64,
+    /// The author's signature.
+    pub sig: Signature,
+}
+signed_object!(Tombstone, Domain::Tombstone);
+
+impl Tombstone {
+    /// A tombstone for `beam`, signed by its author.
+    pub fn create(
+        author: &Keypair,
+        beam: ContentId,
+        deleted_at: u64,
+    ) -> Result<Self, SignatureError> {
+        let mut tombstone = Self {
+            beam,
+            author: author.did().clone(),
+            deleted_at,
+            sig: Signature::UNSIGNED,
+        };
+        let signer = tombstone.author.clone();
+        sign::sign(&mut tombstone, author, &signer)?;
+        Ok(tombstone)
+    }
+
+    /// Check the author's signature.
+    pub fn verify(&self) -> Result<(), SignatureError> {
+        sign::verify(self, &self.author)
+    }
+}

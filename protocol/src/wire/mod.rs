@@ -1,0 +1,83 @@
+//! The signed objects clients and nodes exchange.
+//!
+//! Every object here is a JSON object with a `sig` member ([`crate::sign`]) and unknown
+//! members refused, so what a verifier re-encodes is exactly what the signer signed. Optional
+//! members are omitted when absent, never `null`. Shapes are normative in `spec/` §4.
+//!
+//! - [`auth`]: the challenge a node issues and the response that proves a DID.
+//! - [`space`]: a space's genesis and membership requests.
+//! - [`beam`]: beams, the refs that place them in spaces, and tombstones.
+//! - [`event`]: the sequencer-signed entries of a space's log.
+
+pub mod auth;
+pub mod beam;
+pub mod event;
+pub mod space;
+
+pub use auth::{AuthChallenge, AuthResponse};
+pub use beam::{Beam, BeamRef, Tombstone};
+pub use event::{Event, EventError, Payload};
+pub use space::{Membership, MembershipAction, SpaceGenesis};
+
+/// Implements [`crate::Signed`] for a struct whose signature lives in a `sig` field.
+macro_rules! signed_object {
+    ($ty:ty, $domain:expr) => {
+        impl $crate::sign::Signed for $ty {
+            const DOMAIN: $crate::sign::Domain = $domain;
+            fn signature(&self) -> &$crate::sign::Signature {
+                &self.sig
+            }
+            fn signature_mut(&mut self) -> &mut $crate::sign::Signature {
+                &mut self.sig
+            }
+        }
+    };
+}
+pub(crate) use signed_object;
+
+/// The longest text field (name, title) in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// The longest beam body in bytes. A node may set a lower limit.
+pub const MAX_BODY_LEN: usize = 64 * 1024;
+
+/// Why a well-formed object breaks a rule of its kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// A text field is longer than the protocol allows.
+    #[error("{field} is {len} bytes, longer than the limit of {max}")]
+    TooLong {
+        /// The field.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An authority or other address that is malformed.
+    #[error(transparent)]
+    Address(#[from] crate::address::AddressError),
+    /// A membership request whose subject does not fit its action.
+    #[error("{action} must name the actor as subject")]
+    SubjectNotActor {
+        /// The action.
+        action: &'static str,
+    },
+    /// A membership request whose subject is the actor where it must be someone else.
+    #[error("{action} must name another member as subject")]
+    SubjectIsActor {
+        /// The action.
+        action: &'static str,
+    },
+}
+
+pub(crate) fn check_len(field: &'static str, text: &str, max: usize) -> Result<(), RuleError> {
+    if text.len() > max {
+        return Err(RuleError::TooLong {
+            field,
+            len: text.len(),
+            max,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! A space's founding statement and membership requests (`spec/` §4.3, §4.4).
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::{SpaceId, check_authority};
+use crate::did::Did;
+use crate::keys::Keypair;
+use crate::sign::{self, Domain, Signature, SignatureError};
+use crate::wire::{MAX_NAME_LEN, RuleError, check_len, signed_object};
+
+/// The owner's signed statement that founds a space and names its sequencer node, so every
+/// member can check the chain of authority: owner → sequencer → events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceGenesis {
+    /// The space; its owner part names the signer.
+    pub space: SpaceId,
+    /// A human name, at most 256 bytes.
+    pub name: String,
+    /// The node DID that sequences the space.
+    pub sequencer: Did,
+    /// The sequencer's `host[:port]`, the authority of the space's URI.
+    pub authority: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at: u64,
+    /// The owner's signature.
+    pub sig: Signature,
+}
+signed_object!(SpaceGenesis, Domain::SpaceGenesis);
+
+impl SpaceGenesis {
+    /// A genesis signed by the space's owner.
+    pub fn create(
+        owner: &Keypair,
+        space: SpaceId,
+        name: &str,
+        sequencer: Did,
+        authority: &str,
+        created_at: u64,
+    ) -> Result<Self, SignatureError> {
+        let mut genesis = Self {
+            space,
+            name: name.to_owned(),
+            sequencer,
+            authority: authority.to_owned(),
+            created_at,
+            sig: Signature::UNSIGNED,
+        };
+        let signer = genesis.space.owner().clone();
+        sign::sign(&mut genesis, owner, &signer)?;
+        Ok(genesis)
+    }
+
+    /// Check the owner's signature.
+    pub fn verify(&self) -> Result<(), SignatureError> {
+        sign::verify(self, self.space.owner())
+    }
+
+    /// Check the rules that do not need the signature: lengths and the authority's shape.
+    pub fn check_rules(&self) -> Result<(), RuleError> {
+        check_len("name", &self.name, MAX_NAME_LEN)?;
+        check_authority(&self.authority).map_err(RuleError::Address)
+    }
+}
+
+/// What a membership request asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MembershipAction {
+    /// The actor joins (subject = actor).
+    Join,
+    /// The actor leaves (subject = actor).
+    Leave,
+    /// The actor invites the subject (into a `dm`, only the owner may).
+    Invite,
+    /// The actor removes the subject, who may join again (owner only).
+    Kick,
+    /// The actor removes the subject for good (owner only).
+    Ban,
+}
+
+impl MembershipAction {
+    /// The action's name on the wire, which is also the kind of the event it becomes.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MembershipAction::Join => "join",
+            MembershipAction::Leave => "leave",
+            MembershipAction::Invite => "invite",
+            MembershipAction::Kick => "kick",
+            MembershipAction::Ban => "ban",
+        }
+    }
+}
+
+/// A request, signed by its actor, to change who belongs to a space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Membership {
+    /// The space.
+    pub space: SpaceId,
+    /// Who asks (the signer).
+    pub actor: Did,
+    /// What is asked.
+    pub action: MembershipAction,
+    /// Whom it concerns: the actor for join and leave, another DID otherwise.
+    pub subject: Did,
+    /// When the actor signed it, ms since the Unix epoch.
+    pub created_at: u64,
+    /// The actor's signature.
+    pub sig: Signature,
+}
+signed_object!(Membership, Domain::Membership);
+
+impl Membership {
+    /// A request signed by `actor`.
+    pub fn create(
+        actor: &Keypair,
+        space: SpaceId,
+        action: MembershipAction,
+        subject: Did,
+        created_at: u64,
+    ) -> Result<Self, SignatureError> {
+        let mut request = Self {
+            space,
+            actor: actor.did().clone(),
+            action,
+            subject,
+            created_at,
+            sig: Signature::UNSIGNED,
+        };
+        let signer = request.actor.clone();
+        sign::sign(&mut request, actor, &signer)?;
+        Ok(request)
+    }
+
+    /// Check the actor's signature.
+    pub fn verify(&self) -> Result<(), SignatureError> {
+        sign::verify(self, &self.actor)
+    }
+
+    /// Check that the subject fits the action. Who may do what is the sequencer's call.
+    pub fn check_rules(&self) -> Result<(), RuleError> {
+        let action = self.action.as_str();
+        let self_directed = matches!(
+            self.action,
+            MembershipAction::Join | MembershipAction::Leave
+        );
+        match (self_directed, self.subject == self.actor) {
+            (true, false) => Err(RuleError::SubjectNotActor { action }),
+            (false, true) => Err(RuleError::SubjectIsActor { action }),
+            _ => Ok(()),
+        }
+    }
+}

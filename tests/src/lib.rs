@@ -1,0 +1,1 @@
+//! Integration and conformance tests for Northstar; the tests live in `tests/`.
