@@ -54,6 +54,19 @@ pub enum CanonicalError {
     },
 }
 
+impl CanonicalError {
+    /// The error's stable name, used in `spec/` and its test vectors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CanonicalError::Syntax { .. } => "syntax",
+            CanonicalError::DuplicateKey { .. } => "duplicate_key",
+            CanonicalError::Float { .. } => "float",
+            CanonicalError::UnsafeInteger { .. } => "unsafe_integer",
+            CanonicalError::Unencodable { .. } => "unencodable",
+        }
+    }
+}
+
 /// Parse JSON text strictly: duplicate keys, floats and unsafe integers are errors.
 pub fn parse_strict(text: &str) -> Result<Value, CanonicalError> {
     let fault = Cell::new(None);

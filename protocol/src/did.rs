@@ -62,6 +62,22 @@ pub enum DidError {
     WeakKey,
 }
 
+impl DidError {
+    /// The error's stable name, used in `spec/` and its test vectors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DidError::NotDidKey => "not_did_key",
+            DidError::NotBase58Btc => "not_base58btc",
+            DidError::TooLong { .. } => "too_long",
+            DidError::BadBase58 { .. } => "bad_base58",
+            DidError::WrongMulticodec { .. } => "wrong_multicodec",
+            DidError::WrongLength { .. } => "wrong_length",
+            DidError::InvalidPoint => "invalid_point",
+            DidError::WeakKey => "weak_key",
+        }
+    }
+}
+
 /// An Ed25519 `did:key` identity.
 ///
 /// Holds both the text form and the decoded key, so printing and verifying are both free.

@@ -107,6 +107,18 @@ pub enum SignatureError {
     },
 }
 
+impl SignatureError {
+    /// The error's stable name, used in `spec/` and its test vectors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SignatureError::Canonical(e) => e.code(),
+            SignatureError::NotAnObject => "not_an_object",
+            SignatureError::SignerMismatch { .. } => "signer_mismatch",
+            SignatureError::Invalid { .. } => "invalid_signature",
+        }
+    }
+}
+
 /// An Ed25519 signature. On the wire: multibase base64url without padding (`u` + 86 chars).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Signature([u8; 64]);

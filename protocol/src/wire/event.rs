@@ -130,6 +130,19 @@ pub enum EventError {
     },
 }
 
+impl EventError {
+    /// The error's stable name, used in `spec/` and its test vectors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EventError::Signature(e) => e.code(),
+            EventError::ZeroSeq => "zero_seq",
+            EventError::PrevPresence { .. } => "prev_presence",
+            EventError::GenesisPlacement { .. } => "genesis_placement",
+            EventError::SpaceMismatch { .. } => "space_mismatch",
+        }
+    }
+}
+
 impl Event {
     /// Sequence `payload` as event `seq` after `prev`, signed by the sequencer's node key.
     pub fn sequence(

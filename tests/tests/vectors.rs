@@ -1,0 +1,540 @@
+//! Conformance against `spec/vectors/`.
+//!
+//! `primitives.json` holds published vectors (RFC 8032, did:key, BLAKE3, multibase) that our
+//! building blocks must reproduce. `northstar.json` holds this protocol's own vectors; it is
+//! produced by [`build_northstar_vectors`], and two tests keep it honest: one recomputes it and
+//! compares, one reads every vector and checks it through the public API as a second
+//! implementation would (positive ones must verify, negative ones must fail with their error).
+//!
+//! After a deliberate change to the wire format, rewrite the file with
+//! `NORTHSTAR_WRITE_VECTORS=1 cargo test -p northstar-tests --test vectors` and review the diff.
+
+use std::path::PathBuf;
+
+use northstar_protocol::address::{BeamPath, BeamUri, SpaceId, SpaceType, SpaceUri};
+use northstar_protocol::canonical::{self, CanonicalError};
+use northstar_protocol::sign::{self, Domain, Signature, Signed};
+use northstar_protocol::wire::{
+    AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, MembershipAction, Payload,
+    SpaceGenesis, Tombstone,
+};
+use northstar_protocol::{ContentId, Did, Keypair};
+use serde_json::{Value, json};
+
+fn vectors_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/vectors")
+}
+
+fn load(name: &str) -> Value {
+    let path = vectors_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {v}"))
+}
+
+fn seed(v: &Value) -> [u8; 32] {
+    hex::decode(s(v)).unwrap().try_into().unwrap()
+}
+
+const T0: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+fn key(byte: u8) -> Keypair {
+    Keypair::from_seed(&[byte; 32])
+}
+
+#[test]
+fn ed25519_matches_rfc8032() {
+    let v = load("primitives.json");
+    let cases = v["ed25519"]["cases"].as_array().unwrap();
+    assert!(cases.len() >= 3);
+    for case in cases {
+        let pair = Keypair::from_seed(&seed(&case["seed_hex"]));
+        assert_eq!(
+            hex::encode(pair.did().public_key()),
+            s(&case["public_key_hex"])
+        );
+        let message = hex::decode(s(&case["message_hex"])).unwrap();
+        let sig = pair.sign_raw(&message);
+        assert_eq!(
+            hex::encode(sig.to_bytes()),
+            s(&case["signature_hex"]),
+            "{}",
+            case["name"]
+        );
+        assert!(sig.verify_raw(pair.did(), &message));
+        let mut flipped = message.clone();
+        flipped.push(0);
+        assert!(!sig.verify_raw(pair.did(), &flipped));
+    }
+}
+
+#[test]
+fn did_key_matches_the_published_vectors() {
+    let v = load("primitives.json");
+    let cases = v["did_key"]["cases"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let did = Did::parse(s(&case["did"])).unwrap();
+        assert_eq!(hex::encode(did.public_key()), s(&case["public_key_hex"]));
+        if let Some(seed_hex) = case.get("seed_hex") {
+            assert_eq!(Keypair::from_seed(&seed(seed_hex)).did(), &did);
+        }
+    }
+}
+
+#[test]
+fn blake3_matches_the_official_vectors() {
+    let v = load("primitives.json");
+    for case in v["blake3"]["cases"].as_array().unwrap() {
+        let len = case["input_len"].as_u64().unwrap() as usize;
+        let input: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        assert_eq!(
+            hex::encode(ContentId::of(&input).as_bytes()),
+            s(&case["hash_hex"]),
+            "length {len}"
+        );
+    }
+}
+
+#[test]
+fn base58btc_keeps_leading_zeros() {
+    let v = load("primitives.json");
+    for case in v["base58btc"]["cases"].as_array().unwrap() {
+        let bytes = hex::decode(s(&case["bytes_hex"])).unwrap();
+        let text = s(&case["multibase"]);
+        assert_eq!(multibase_encode(&bytes), text);
+        assert_eq!(multibase_decode(text), bytes);
+    }
+}
+
+// The DID code encodes base58btc with the multibase crate; check that crate on its own.
+fn multibase_encode(bytes: &[u8]) -> String {
+    multibase::encode(multibase::Base::Base58Btc, bytes)
+}
+
+fn multibase_decode(text: &str) -> Vec<u8> {
+    let (base, bytes) = multibase::decode(text).unwrap();
+    assert_eq!(base, multibase::Base::Base58Btc);
+    bytes
+}
+
+/// Build every vector of `northstar.json` with the implementation.
+fn build_northstar_vectors() -> Value {
+    let alice = key(0x01);
+    let bob = key(0x02);
+    let node = key(0x03);
+    let keys: Vec<Value> = [("alice", &alice), ("bob", &bob), ("node", &node)]
+        .iter()
+        .map(|(name, pair)| {
+            json!({
+                "name": name,
+                "seed_hex": hex::encode(pair.seed().as_ref()),
+                "public_key_hex": hex::encode(pair.did().public_key()),
+                "did": pair.did().as_str(),
+            })
+        })
+        .collect();
+
+    let channel = SpaceId::new(SpaceType::Channel, alice.did(), "general").unwrap();
+    let genesis = SpaceGenesis::create(
+        &alice,
+        channel.clone(),
+        "General",
+        node.did().clone(),
+        "node.example:7700",
+        T0,
+    )
+    .unwrap();
+    let join = Membership::create(
+        &bob,
+        channel.clone(),
+        MembershipAction::Join,
+        bob.did().clone(),
+        T0 + 1_000,
+    )
+    .unwrap();
+    let beam = Beam::create(
+        &bob,
+        "Hello",
+        "First post. Quotes \" backslash \\ tab \t, snowman \u{2603}, emoji \u{1f600}.",
+        T0 + 2_000,
+    )
+    .unwrap();
+    let beam_id = beam.content_id().unwrap();
+    let beam_ref =
+        BeamRef::create(&bob, channel.clone(), beam_id, "bob.example", T0 + 2_001).unwrap();
+    let tombstone = Tombstone::create(&bob, beam_id, T0 + 9_000).unwrap();
+    let e1 = Event::sequence(
+        &node,
+        channel.clone(),
+        1,
+        None,
+        T0 + 5,
+        Payload::Create(genesis.clone()),
+    )
+    .unwrap();
+    let e2 = Event::sequence(
+        &node,
+        channel.clone(),
+        2,
+        Some(e1.id().unwrap()),
+        T0 + 1_005,
+        Payload::Membership(join.clone()),
+    )
+    .unwrap();
+    let e3 = Event::sequence(
+        &node,
+        channel.clone(),
+        3,
+        Some(e2.id().unwrap()),
+        T0 + 2_005,
+        Payload::BeamRef(beam_ref.clone()),
+    )
+    .unwrap();
+    let e4 = Event::sequence(
+        &node,
+        channel.clone(),
+        4,
+        Some(e3.id().unwrap()),
+        T0 + 9_005,
+        Payload::Tombstone(tombstone.clone()),
+    )
+    .unwrap();
+    let mut challenge =
+        AuthChallenge::issue(&node, "wss://node.example:7700", T0, T0 + 30_000).unwrap();
+    // A fixed nonce keeps the vector reproducible; real nonces are 32 fresh random bytes.
+    challenge.nonce = "u".to_owned() + &"A".repeat(43);
+    let node_did = node.did().clone();
+    sign::sign(&mut challenge, &node, &node_did).unwrap();
+    let response = AuthResponse::answer(&alice, challenge.clone()).unwrap();
+
+    let signed = vec![
+        signed_vector("auth_challenge", &challenge, node.did()),
+        signed_vector("auth_response", &response, alice.did()),
+        signed_vector("space_genesis", &genesis, alice.did()),
+        signed_vector("membership_join", &join, bob.did()),
+        signed_vector("beam", &beam, bob.did()),
+        signed_vector("beam_ref", &beam_ref, bob.did()),
+        signed_vector("tombstone", &tombstone, bob.did()),
+        signed_vector("event_1_create", &e1, node.did()),
+        signed_vector("event_2_join", &e2, node.did()),
+        signed_vector("event_3_beam", &e3, node.did()),
+        signed_vector("event_4_tombstone", &e4, node.did()),
+    ];
+
+    json!({
+        "description": "Northstar v0 vectors, generated by the reference implementation and checked by its test suite. Times are ms since the Unix epoch.",
+        "keys": keys,
+        "domains": Domain::ALL.iter().map(|d| json!({"tag": d.tag()})).collect::<Vec<_>>(),
+        "canonical": canonical_vectors(),
+        "canonical_invalid": canonical_invalid_vectors(),
+        "dids_invalid": did_invalid_vectors(&alice),
+        "addresses": address_vectors(&alice, &bob, &beam),
+        "signed": signed,
+        "signed_invalid": signed_invalid_vectors(&beam, &e2, &e3, &node),
+    })
+}
+
+fn signed_vector<T: Signed>(name: &str, object: &T, signer: &Did) -> Value {
+    let canonical = object.canonical_unsigned().unwrap();
+    json!({
+        "name": name,
+        "domain_tag": T::DOMAIN.tag(),
+        "signer": signer.as_str(),
+        "object": serde_json::to_value(object).unwrap(),
+        "canonical_unsigned": String::from_utf8(canonical.clone()).unwrap(),
+        "signing_message_hex": hex::encode(sign::signing_message(T::DOMAIN, &canonical)),
+        "signature": object.signature().to_string(),
+        "content_id": object.content_id().unwrap().to_string(),
+    })
+}
+
+fn canonical_vectors() -> Vec<Value> {
+    [
+        r#"{"b":2,"a":1}"#,
+        r#"{ "z": [3, 2, {"y": null, "x": true}], "a": false }"#,
+        "\"\\u0000\\u001f\\\"\\\\/\\b\\f\\n\\r\\t\\u007f\u{e9}\u{2028}\"",
+        "{\"\u{fb01}\":1,\"\u{1f600}\":2,\"a\":3,\"\u{e9}\":4}",
+        "[9007199254740991,-9007199254740991,0,-1]",
+        "\"\\ud83d\\ude00\"",
+        "{}",
+    ]
+    .iter()
+    .map(|input| {
+        let canon =
+            canonical::to_canonical_bytes(&canonical::parse_strict(input).unwrap()).unwrap();
+        json!({"input": input, "canonical": String::from_utf8(canon).unwrap()})
+    })
+    .collect()
+}
+
+fn canonical_invalid_vectors() -> Vec<Value> {
+    [
+        r#"{"a":1,"a":2}"#,
+        r#"{"outer":{"k":"x","k":"y"}}"#,
+        "1.5",
+        "1e2",
+        r#"{"n":1.0}"#,
+        "9007199254740992",
+        "-9007199254740992",
+        "[1,]",
+        r#"{"a":1} x"#,
+        "\"\\udc00\"",
+    ]
+    .iter()
+    .map(|input| {
+        let err = canonical::parse_strict(input).unwrap_err();
+        json!({"input": input, "error": err.code()})
+    })
+    .collect()
+}
+
+fn did_invalid_vectors(alice: &Keypair) -> Vec<Value> {
+    let key = alice.did().key_id();
+    let with_raw = |raw: &[u8]| {
+        format!(
+            "did:key:{}",
+            multibase::encode(multibase::Base::Base58Btc, raw)
+        )
+    };
+    let mut wrong_codec = vec![0xec, 0x01];
+    wrong_codec.extend_from_slice(alice.did().public_key());
+    let mut short = vec![0xed, 0x01];
+    short.extend_from_slice(&alice.did().public_key()[..31]);
+    let mut long = vec![0xed, 0x01];
+    long.extend_from_slice(alice.did().public_key());
+    long.push(0);
+    let mut not_point = vec![0xed, 0x01, 2];
+    not_point.extend_from_slice(&[0; 31]);
+    let mut weak = vec![0xed, 0x01, 1];
+    weak.extend_from_slice(&[0; 31]);
+    [
+        format!("did:web:{key}"),
+        format!("DID:KEY:{key}"),
+        format!("did:key:f{}", &key[1..]),
+        format!("did:key:z{}0", &key[1..]),
+        with_raw(&wrong_codec),
+        with_raw(&short),
+        with_raw(&long),
+        with_raw(&not_point),
+        with_raw(&weak),
+        format!("did:key:{}", "z".repeat(200)),
+    ]
+    .iter()
+    .map(|did| json!({"did": did, "error": Did::parse(did).unwrap_err().code()}))
+    .collect()
+}
+
+fn address_vectors(alice: &Keypair, bob: &Keypair, beam: &Beam) -> Value {
+    let spaces: Vec<Value> = [
+        (SpaceType::Channel, "general"),
+        (SpaceType::Dm, "alice-bob"),
+        (SpaceType::Stream, "live.2026_01~a"),
+    ]
+    .iter()
+    .map(|(kind, unique)| {
+        let id = SpaceId::new(*kind, alice.did(), unique).unwrap();
+        let uri = SpaceUri {
+            authority: "node.example:7700".into(),
+            space: id.clone(),
+        };
+        json!({"type": kind.as_str(), "owner": alice.did().as_str(), "unique_id": unique,
+               "space_id": id.as_str(), "uri": uri.to_string()})
+    })
+    .collect();
+    let path = BeamPath::new(bob.did(), beam.content_id().unwrap());
+    let uri = BeamUri {
+        authority: "bob.example".into(),
+        path,
+    };
+    json!({
+        "spaces": spaces,
+        "beams": [{
+            "author": bob.did().as_str(),
+            "beam_id": path.beam.to_string(),
+            "author_hash": path.author_hash.to_string(),
+            "path": path.to_string(),
+            "uri": uri.to_string(),
+        }],
+    })
+}
+
+fn signed_invalid_vectors(beam: &Beam, e2: &Event, e3: &Event, node: &Keypair) -> Vec<Value> {
+    let mut flipped = beam.clone();
+    let mut bytes = flipped.sig.to_bytes();
+    bytes[0] ^= 0x01;
+    flipped.sig = Signature::from_bytes(bytes);
+    let mut edited = beam.clone();
+    edited.title.push('!');
+    // A valid signature, but over the beam-ref tag: worthless as a beam.
+    let mut cross = beam.clone();
+    let canonical = beam.canonical_unsigned().unwrap();
+    cross.sig = Keypair::from_seed(&[0x02; 32])
+        .sign_raw(&sign::signing_message(Domain::BeamRef, &canonical));
+    let mut float_beam = serde_json::to_value(beam).unwrap();
+    float_beam["created_at"] = json!(1.5);
+    let mut dup_text = serde_json::to_string(beam).unwrap();
+    dup_text.insert_str(1, "\"title\":\"other\",");
+    let mut gap = e3.clone();
+    gap.prev = Some(ContentId::of(b"not the previous event"));
+    let mut wrong_prev_shape = e2.clone();
+    wrong_prev_shape.prev = None;
+    let node_did = node.did().clone();
+    sign::sign(&mut wrong_prev_shape, node, &node_did).unwrap();
+    let other_node = Keypair::from_seed(&[0x04; 32]);
+    let mut other_signed = e2.clone();
+    let other_did = other_node.did().clone();
+    sign::sign(&mut other_signed, &other_node, &other_did).unwrap();
+    vec![
+        json!({"name": "beam with one signature bit flipped", "kind": "beam", "signer": beam.author.as_str(),
+               "object_text": serde_json::to_string(&flipped).unwrap(), "error": "invalid_signature"}),
+        json!({"name": "beam edited after signing", "kind": "beam", "signer": beam.author.as_str(),
+               "object_text": serde_json::to_string(&edited).unwrap(), "error": "invalid_signature"}),
+        json!({"name": "beam signed under the beam-ref domain tag", "kind": "beam", "signer": beam.author.as_str(),
+               "object_text": serde_json::to_string(&cross).unwrap(), "error": "invalid_signature"}),
+        json!({"name": "beam with a float", "kind": "beam", "signer": beam.author.as_str(),
+               "object_text": float_beam.to_string(), "error": "float"}),
+        json!({"name": "beam with a duplicate key", "kind": "beam", "signer": beam.author.as_str(),
+               "object_text": dup_text, "error": "duplicate_key"}),
+        json!({"name": "event signed by a node that is not the sequencer", "kind": "event", "signer": node.did().as_str(),
+               "object_text": serde_json::to_string(&other_signed).unwrap(), "error": "invalid_signature"}),
+        json!({"name": "event after seq 1 without prev (re-signed by the sequencer)", "kind": "event", "signer": node.did().as_str(),
+               "object_text": serde_json::to_string(&wrong_prev_shape).unwrap(), "error": "prev_presence"}),
+        json!({"name": "event whose prev was changed after signing", "kind": "event", "signer": node.did().as_str(),
+               "object_text": serde_json::to_string(&gap).unwrap(), "error": "invalid_signature"}),
+    ]
+}
+
+#[test]
+fn northstar_vectors_match_the_implementation() {
+    let built = build_northstar_vectors();
+    let path = vectors_dir().join("northstar.json");
+    if std::env::var_os("NORTHSTAR_WRITE_VECTORS").is_some() {
+        let text = serde_json::to_string_pretty(&built).unwrap() + "\n";
+        std::fs::write(&path, text).unwrap();
+    }
+    let stored = load("northstar.json");
+    assert_eq!(
+        stored, built,
+        "spec/vectors/northstar.json differs from what the implementation produces; \
+         if the wire format changed on purpose, regenerate it (see this file's docs)"
+    );
+}
+
+/// Check one stored vector's object the way a verifier does: strict parse, typed decode, verify.
+fn verify_text(kind: &str, text: &str, signer: &Did) -> Result<ContentId, String> {
+    fn typed<T: serde::de::DeserializeOwned + Signed>(
+        text: &str,
+        signer: &Did,
+    ) -> Result<ContentId, String> {
+        let object: T =
+            canonical::from_str_strict(text).map_err(|e: CanonicalError| e.code().to_owned())?;
+        sign::verify(&object, signer).map_err(|e| e.code().to_owned())?;
+        object.content_id().map_err(|e| e.code().to_owned())
+    }
+    match kind {
+        "auth_challenge" => typed::<AuthChallenge>(text, signer),
+        "auth_response" => typed::<AuthResponse>(text, signer),
+        "space_genesis" => typed::<SpaceGenesis>(text, signer),
+        "membership" => typed::<Membership>(text, signer),
+        "beam" => typed::<Beam>(text, signer),
+        "beam_ref" => typed::<BeamRef>(text, signer),
+        "tombstone" => typed::<Tombstone>(text, signer),
+        "event" => {
+            let event: Event = canonical::from_str_strict(text).map_err(|e| e.code().to_owned())?;
+            event.verify(signer).map_err(|e| e.code().to_owned())?;
+            event.id().map_err(|e| e.code().to_owned())
+        }
+        other => panic!("unknown kind {other}"),
+    }
+}
+
+fn kind_of_tag(tag: &str) -> &'static str {
+    match Domain::from_tag(tag).unwrap() {
+        Domain::AuthChallenge => "auth_challenge",
+        Domain::AuthResponse => "auth_response",
+        Domain::SpaceGenesis => "space_genesis",
+        Domain::Membership => "membership",
+        Domain::Beam => "beam",
+        Domain::BeamRef => "beam_ref",
+        Domain::Tombstone => "tombstone",
+        Domain::Event => "event",
+    }
+}
+
+#[test]
+fn every_stored_vector_checks_out_through_the_public_api() {
+    let v = load("northstar.json");
+    for k in v["keys"].as_array().unwrap() {
+        let pair = Keypair::from_seed(&seed(&k["seed_hex"]));
+        assert_eq!(pair.did().as_str(), s(&k["did"]));
+        assert_eq!(
+            hex::encode(pair.did().public_key()),
+            s(&k["public_key_hex"])
+        );
+    }
+    for c in v["canonical"].as_array().unwrap() {
+        let value = canonical::parse_strict(s(&c["input"])).unwrap();
+        let canon = canonical::to_canonical_bytes(&value).unwrap();
+        assert_eq!(std::str::from_utf8(&canon).unwrap(), s(&c["canonical"]));
+    }
+    for c in v["canonical_invalid"].as_array().unwrap() {
+        let err = canonical::parse_strict(s(&c["input"])).unwrap_err();
+        assert_eq!(err.code(), s(&c["error"]), "{}", c["input"]);
+    }
+    for c in v["dids_invalid"].as_array().unwrap() {
+        let err = Did::parse(s(&c["did"])).unwrap_err();
+        assert_eq!(err.code(), s(&c["error"]), "{}", c["did"]);
+    }
+    let signed = v["signed"].as_array().unwrap();
+    assert_eq!(signed.len(), 11);
+    for c in signed {
+        let tag = s(&c["domain_tag"]);
+        let signer = Did::parse(s(&c["signer"])).unwrap();
+        let text = c["object"].to_string();
+        // The raw steps, as a second implementation would take them.
+        let mut value = canonical::parse_strict(&text).unwrap();
+        let sig = Signature::parse(s(&value["sig"])).unwrap();
+        value.as_object_mut().unwrap().remove("sig");
+        let canon = canonical::to_canonical_bytes(&value).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&canon).unwrap(),
+            s(&c["canonical_unsigned"])
+        );
+        let mut message = tag.as_bytes().to_vec();
+        message.push(0);
+        message.extend_from_slice(&canon);
+        assert_eq!(hex::encode(&message), s(&c["signing_message_hex"]));
+        assert!(sig.verify_raw(&signer, &message), "{}", c["name"]);
+        assert_eq!(ContentId::of(&canon).to_string(), s(&c["content_id"]));
+        // And through the typed API.
+        let id = verify_text(kind_of_tag(tag), &text, &signer).unwrap();
+        assert_eq!(id.to_string(), s(&c["content_id"]));
+    }
+    for c in v["signed_invalid"].as_array().unwrap() {
+        let signer = Did::parse(s(&c["signer"])).unwrap();
+        let err = verify_text(s(&c["kind"]), s(&c["object_text"]), &signer).unwrap_err();
+        assert_eq!(err, s(&c["error"]), "{}", c["name"]);
+    }
+    for space in v["addresses"]["spaces"].as_array().unwrap() {
+        let uri = SpaceUri::parse(s(&space["uri"])).unwrap();
+        assert_eq!(uri.space.as_str(), s(&space["space_id"]));
+        assert_eq!(uri.space.owner().as_str(), s(&space["owner"]));
+        assert_eq!(uri.space.unique_id(), s(&space["unique_id"]));
+        assert_eq!(uri.space.space_type().as_str(), s(&space["type"]));
+    }
+    for beam in v["addresses"]["beams"].as_array().unwrap() {
+        let uri = BeamUri::parse(s(&beam["uri"])).unwrap();
+        let author = Did::parse(s(&beam["author"])).unwrap();
+        assert_eq!(uri.path.author_hash.to_string(), s(&beam["author_hash"]));
+        assert_eq!(
+            northstar_protocol::address::author_hash(&author).to_string(),
+            s(&beam["author_hash"])
+        );
+        assert_eq!(uri.path.beam.to_string(), s(&beam["beam_id"]));
+    }
+}
