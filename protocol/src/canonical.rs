@@ -46,6 +46,14 @@ pub enum CanonicalError {
         /// The integer.
         number: String,
     },
+    /// Valid JSON, but not the shape of the object expected (a missing or unknown member, a
+    /// member of the wrong type, a malformed DID or id inside it, a `null` where a member must
+    /// be absent).
+    #[error("wrong shape: {reason}")]
+    Shape {
+        /// What does not fit.
+        reason: String,
+    },
     /// A value could not be turned into JSON at all (e.g. a map with non-string keys).
     #[error("cannot encode as JSON: {reason}")]
     Unencodable {
@@ -62,6 +70,7 @@ impl CanonicalError {
             CanonicalError::DuplicateKey { .. } => "duplicate_key",
             CanonicalError::Float { .. } => "float",
             CanonicalError::UnsafeInteger { .. } => "unsafe_integer",
+            CanonicalError::Shape { .. } => "shape",
             CanonicalError::Unencodable { .. } => "unencodable",
         }
     }
@@ -85,9 +94,21 @@ pub fn parse_strict(text: &str) -> Result<Value, CanonicalError> {
 /// Parse JSON text strictly (see [`parse_strict`]) into a typed value.
 pub fn from_str_strict<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, CanonicalError> {
     let value = parse_strict(text)?;
-    serde_json::from_value(value).map_err(|e| CanonicalError::Syntax {
+    serde_json::from_value(value).map_err(|e| CanonicalError::Shape {
         reason: e.to_string(),
     })
+}
+
+/// For optional members: absent means `None`, and an explicit `null` is refused, because a
+/// verifier re-encodes what it decoded and would silently drop the `null` the signer covered.
+/// Use with `#[serde(default, deserialize_with = "canonical::present", skip_serializing_if =
+/// "Option::is_none")]`.
+pub fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// The canonical bytes of a JSON value.

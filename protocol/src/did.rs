@@ -91,6 +91,11 @@ impl Did {
     /// The DID of a public key, refusing small-order keys.
     pub fn from_public_key(bytes: &[u8; 32]) -> Result<Self, DidError> {
         let key = VerifyingKey::from_bytes(bytes).map_err(|_| DidError::InvalidPoint)?;
+        // The decoder reduces y modulo p, so y >= p would name the same point as y - p: two
+        // DIDs for one key. Only the canonical encoding is a valid key.
+        if key.to_edwards().compress().as_bytes() != bytes {
+            return Err(DidError::InvalidPoint);
+        }
         if key.is_weak() {
             return Err(DidError::WeakKey);
         }
@@ -275,6 +280,17 @@ mod tests {
             Did::parse(&"did:key:z".repeat(20)),
             Err(DidError::TooLong { len: 180 })
         );
+    }
+
+    #[test]
+    fn rejects_a_non_canonical_key_encoding() {
+        // y = p + 3 (p = 2^255 - 19) decodes to the same point as y = 3.
+        let mut y = [0xff_u8; 32];
+        y[0] = 0xed + 3;
+        y[31] = 0x7f;
+        let mut raw = ED25519_MULTICODEC.to_vec();
+        raw.extend_from_slice(&y);
+        assert_eq!(Did::parse(&did_with_raw(&raw)), Err(DidError::InvalidPoint));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`address`]: space ids, `northstar://` URIs and beam paths.
+//! - [`api`]: the JSON-RPC API's result types and error codes.
 //! - [`did`]: `did:key` Ed25519 identities (parse, print, the ways a DID can be wrong).
 //! - [`keys`]: key pairs: generate, from a seed, save to and load from a key file.
 //! - [`canonical`]: the canonical JSON encoding (RFC 8785 restricted to integers) and the strict
@@ -16,6 +17,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod address;
+pub mod api;
 pub mod canonical;
 pub mod did;
 pub mod id;

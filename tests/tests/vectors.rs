@@ -310,6 +310,10 @@ fn did_invalid_vectors(alice: &Keypair) -> Vec<Value> {
     long.push(0);
     let mut not_point = vec![0xed, 0x01, 2];
     not_point.extend_from_slice(&[0; 31]);
+    // y = p + 3: decodes to the same point as y = 3, so it is not the key's one encoding.
+    let mut non_canonical = vec![0xed, 0x01, 0xed + 3];
+    non_canonical.extend_from_slice(&[0xff; 30]);
+    non_canonical.push(0x7f);
     let mut weak = vec![0xed, 0x01, 1];
     weak.extend_from_slice(&[0; 31]);
     [
@@ -321,6 +325,7 @@ fn did_invalid_vectors(alice: &Keypair) -> Vec<Value> {
         with_raw(&short),
         with_raw(&long),
         with_raw(&not_point),
+        with_raw(&non_canonical),
         with_raw(&weak),
         format!("did:key:{}", "z".repeat(200)),
     ]
@@ -379,6 +384,10 @@ fn signed_invalid_vectors(beam: &Beam, e2: &Event, e3: &Event, node: &Keypair) -
     float_beam["created_at"] = json!(1.5);
     let mut dup_text = serde_json::to_string(beam).unwrap();
     dup_text.insert_str(1, "\"title\":\"other\",");
+    let mut null_prev = serde_json::to_value(e2).unwrap();
+    null_prev["prev"] = Value::Null;
+    let mut unknown_member = serde_json::to_value(beam).unwrap();
+    unknown_member["mood"] = json!("happy");
     let mut gap = e3.clone();
     gap.prev = Some(ContentId::of(b"not the previous event"));
     let mut wrong_prev_shape = e2.clone();
@@ -400,6 +409,10 @@ fn signed_invalid_vectors(beam: &Beam, e2: &Event, e3: &Event, node: &Keypair) -
                "object_text": float_beam.to_string(), "error": "float"}),
         json!({"name": "beam with a duplicate key", "kind": "beam", "signer": beam.author.as_str(),
                "object_text": dup_text, "error": "duplicate_key"}),
+        json!({"name": "beam with a member the spec does not define", "kind": "beam", "signer": beam.author.as_str(),
+               "object_text": unknown_member.to_string(), "error": "shape"}),
+        json!({"name": "event with \"prev\": null instead of an absent prev", "kind": "event", "signer": node.did().as_str(),
+               "object_text": null_prev.to_string(), "error": "shape"}),
         json!({"name": "event signed by a node that is not the sequencer", "kind": "event", "signer": node.did().as_str(),
                "object_text": serde_json::to_string(&other_signed).unwrap(), "error": "invalid_signature"}),
         json!({"name": "event after seq 1 without prev (re-signed by the sequencer)", "kind": "event", "signer": node.did().as_str(),

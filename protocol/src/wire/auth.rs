@@ -7,10 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::address::check_authority;
 use crate::did::Did;
 use crate::keys::Keypair;
 use crate::sign::{self, Domain, Signature, SignatureError};
-use crate::wire::signed_object;
+use crate::wire::{RuleError, check_len, signed_object};
 
 /// A node's challenge, signed by the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +60,22 @@ impl AuthChallenge {
     pub fn verify(&self) -> Result<(), SignatureError> {
         sign::verify(self, &self.node)
     }
+
+    /// Check the shape of the origin (`ws://` or `wss://` and an authority, no path) and the
+    /// nonce (at most [`MAX_NONCE_LEN`] bytes).
+    pub fn check_rules(&self) -> Result<(), RuleError> {
+        let authority = self
+            .origin
+            .strip_prefix("wss://")
+            .or_else(|| self.origin.strip_prefix("ws://"))
+            .ok_or(RuleError::BadOrigin)?;
+        check_authority(authority)?;
+        check_len("nonce", &self.nonce, MAX_NONCE_LEN)
+    }
 }
+
+/// The longest nonce a challenge may carry, in bytes (a fresh one is 44).
+pub const MAX_NONCE_LEN: usize = 64;
 
 /// Why a challenge could not be issued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -112,6 +112,12 @@ impl BeamRef {
         sign::verify(self, &self.author)
     }
 
+    /// Check that `home` is a well-formed authority.
+    pub fn check_rules(&self) -> Result<(), RuleError> {
+        crate::address::check_authority(&self.home)?;
+        Ok(())
+    }
+
     /// The beam's URI.
     pub fn beam_uri(&self) -> BeamUri {
         BeamUri {

@@ -88,7 +88,11 @@ pub struct Event {
     /// The position in the log, from 1, without gaps.
     pub seq: u64,
     /// The id of event `seq - 1`; absent exactly when `seq` is 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::canonical::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub prev: Option<ContentId>,
     /// When the sequencer sequenced it, ms since the Unix epoch.
     pub timestamp: u64,

@@ -57,6 +57,9 @@ pub enum RuleError {
     /// An authority or other address that is malformed.
     #[error(transparent)]
     Address(#[from] crate::address::AddressError),
+    /// An origin that is not `ws://` or `wss://` followed by an authority.
+    #[error("origin must be ws:// or wss:// followed by host[:port]")]
+    BadOrigin,
     /// A membership request whose subject does not fit its action.
     #[error("{action} must name the actor as subject")]
     SubjectNotActor {
@@ -69,6 +72,19 @@ pub enum RuleError {
         /// The action.
         action: &'static str,
     },
+}
+
+impl RuleError {
+    /// The error's stable name, used in `spec/` and its test vectors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RuleError::TooLong { .. } => "too_long",
+            RuleError::Address(_) => "bad_address",
+            RuleError::BadOrigin => "bad_origin",
+            RuleError::SubjectNotActor { .. } => "subject_not_actor",
+            RuleError::SubjectIsActor { .. } => "subject_is_actor",
+        }
+    }
 }
 
 pub(crate) fn check_len(field: &'static str, text: &str, max: usize) -> Result<(), RuleError> {
