@@ -33,6 +33,8 @@ struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the node.
+    Serve(crate::serve::ServeArgs),
     /// Create and inspect user keys.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -66,9 +68,12 @@ enum DidCommand {
 }
 
 /// Run one command.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let out = Output { json: cli.global.json };
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = Output {
+        json: cli.global.json,
+    };
     match cli.command {
+        Command::Serve(args) => crate::serve::run(args).await,
         Command::Key(KeyCommand::Generate { out: file }) => {
             let path = keystore::key_path(file.or(cli.global.key).as_deref())?;
             let pair = keystore::generate(&path)?;
@@ -123,7 +128,11 @@ struct Output {
 }
 
 impl Output {
-    fn print(&self, value: serde_json::Value, human: impl FnOnce() -> String) -> anyhow::Result<()> {
+    fn print(
+        &self,
+        value: serde_json::Value,
+        human: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
         let mut stdout = std::io::stdout().lock();
         if self.json {
             writeln!(stdout, "{value}")?;

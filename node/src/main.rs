@@ -4,14 +4,16 @@
 //! and later spaces and beams) live in [`cli`] and use the SDK, as any app would.
 
 mod cli;
+mod serve;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    match cli::run(args) {
+    match cli::run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // One line: the error and its causes, outermost first.

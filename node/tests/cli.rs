@@ -23,7 +23,9 @@ fn stdout_json(output: &Output) -> Value {
 }
 
 fn vectors(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/vectors").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../spec/vectors")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -39,7 +41,10 @@ fn did_inspect_decodes_the_published_did_key_vectors() {
         assert_eq!(out["public_key_hex"], case["public_key_hex"]);
         let human = northstar(&["did", "inspect", did]);
         let text = String::from_utf8(human.stdout).unwrap();
-        assert!(text.contains(case["public_key_hex"].as_str().unwrap()), "{text}");
+        assert!(
+            text.contains(case["public_key_hex"].as_str().unwrap()),
+            "{text}"
+        );
     }
 }
 
@@ -74,7 +79,9 @@ fn key_generate_then_show_agree_and_generate_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("alice.json");
     let file_str = file.to_str().unwrap();
-    let made = stdout_json(&northstar(&["key", "generate", "--out", file_str, "--json"]));
+    let made = stdout_json(&northstar(&[
+        "key", "generate", "--out", file_str, "--json",
+    ]));
     let shown = stdout_json(&northstar(&["--json", "key", "show", file_str]));
     assert_eq!(made["did"], shown["did"]);
     let did = made["did"].as_str().unwrap();

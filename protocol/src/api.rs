@@ -1,6 +1,6 @@
 //! The JSON-RPC API's result types and error codes (`spec/protocol.md` §6).
 //!
-//! The methods themselves are declared once in [`crate::rpc`]; these are the plain data types
+//! The methods themselves are declared once in `crate::rpc`; these are the plain data types
 //! they carry, usable without any RPC library.
 
 use serde::{Deserialize, Serialize};

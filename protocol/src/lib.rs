@@ -13,6 +13,7 @@
 //! - [`sign`]: domain-separated signatures over canonical bytes, strict verification.
 //! - [`id`]: BLAKE3 content ids.
 //! - [`wire`]: the signed objects exchanged by clients and nodes.
+//! - `rpc` (features `server`, `client`): the JSON-RPC API, declared once.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -22,6 +23,8 @@ pub mod canonical;
 pub mod did;
 pub mod id;
 pub mod keys;
+#[cfg(any(feature = "server", feature = "client"))]
+pub mod rpc;
 pub mod sign;
 pub mod wire;
 

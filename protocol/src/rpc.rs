@@ -1,0 +1,153 @@
+//! The JSON-RPC API, declared once (`spec/protocol.md` §6).
+//!
+//! Each trait is one method family; `jsonrpsee` generates the node's server trait (feature
+//! `server`) and the SDK's typed client (feature `client`) from the same declaration, so the
+//! two cannot drift. Wire names are `{family}.{method}`; parameters are positional.
+//!
+//! Auth needed, per method: "public" methods work on any connection; "user" methods need a
+//! connection authenticated with `auth.respond`; "member" reads of a `dm` need the caller to be
+//! a member (channels and streams are public reads).
+
+use jsonrpsee::core::{RpcResult, SubscriptionResult};
+use jsonrpsee::proc_macros::rpc;
+
+use crate::address::SpaceId;
+use crate::api::{
+    Ack, Authenticated, BeamDeleted, BeamPosted, EventPage, MemberInfo, NodeInfo, SpaceInfo,
+};
+use crate::did::Did;
+use crate::wire::{
+    AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, SpaceGenesis, Tombstone,
+};
+
+/// `node.*`: facts about the node.
+#[cfg_attr(
+    all(feature = "server", feature = "client"),
+    rpc(server, client, namespace = "node", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "server", not(feature = "client")),
+    rpc(server, namespace = "node", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "client", not(feature = "server")),
+    rpc(client, namespace = "node", namespace_separator = ".")
+)]
+pub trait NodeApi {
+    /// `node.info` (public): the node's DID, version, public URL and limits.
+    #[method(name = "info")]
+    async fn info(&self) -> RpcResult<NodeInfo>;
+}
+
+/// `auth.*`: the challenge-response handshake (§5).
+#[cfg_attr(
+    all(feature = "server", feature = "client"),
+    rpc(server, client, namespace = "auth", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "server", not(feature = "client")),
+    rpc(server, namespace = "auth", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "client", not(feature = "server")),
+    rpc(client, namespace = "auth", namespace_separator = ".")
+)]
+pub trait AuthApi {
+    /// `auth.challenge` (public): a fresh challenge bound to this connection.
+    #[method(name = "challenge", with_extensions)]
+    async fn challenge(&self) -> RpcResult<AuthChallenge>;
+
+    /// `auth.respond` (public): answer a challenge; the connection then acts as the DID.
+    #[method(name = "respond", with_extensions)]
+    async fn respond(&self, response: AuthResponse) -> RpcResult<Authenticated>;
+}
+
+/// `space.*`: spaces, their members and their logs.
+#[cfg_attr(
+    all(feature = "server", feature = "client"),
+    rpc(server, client, namespace = "space", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "server", not(feature = "client")),
+    rpc(server, namespace = "space", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "client", not(feature = "server")),
+    rpc(client, namespace = "space", namespace_separator = ".")
+)]
+pub trait SpaceApi {
+    /// `space.create` (user): found a space sequenced by this node; the genesis is signed by
+    /// the caller, names this node as sequencer and this node's authority.
+    #[method(name = "create", with_extensions)]
+    async fn create(&self, genesis: SpaceGenesis) -> RpcResult<Ack>;
+
+    /// `space.get` (public; member for a dm): one space.
+    #[method(name = "get", with_extensions)]
+    async fn get(&self, space: SpaceId) -> RpcResult<SpaceInfo>;
+
+    /// `space.list` (user): the spaces the caller owns, belongs to or is invited into.
+    #[method(name = "list", with_extensions)]
+    async fn list(&self) -> RpcResult<Vec<SpaceInfo>>;
+
+    /// `space.join` (user): a signed join request by the caller.
+    #[method(name = "join", with_extensions)]
+    async fn join(&self, request: Membership) -> RpcResult<Ack>;
+
+    /// `space.leave` (user): a signed leave request by the caller.
+    #[method(name = "leave", with_extensions)]
+    async fn leave(&self, request: Membership) -> RpcResult<Ack>;
+
+    /// `space.invite` (user): a signed invite by the caller (the owner, for a dm).
+    #[method(name = "invite", with_extensions)]
+    async fn invite(&self, request: Membership) -> RpcResult<Ack>;
+
+    /// `space.members` (public; member for a dm): who belongs, is invited or is banned.
+    #[method(name = "members", with_extensions)]
+    async fn members(&self, space: SpaceId) -> RpcResult<Vec<MemberInfo>>;
+
+    /// `space.post` (user, member; owner for a stream): store the caller's beam on this node
+    /// and append its ref to the space.
+    #[method(name = "post", with_extensions)]
+    async fn post(&self, beam: Beam, beam_ref: BeamRef) -> RpcResult<BeamPosted>;
+
+    /// `space.events` (public; member for a dm): events with `seq > since`, oldest first, at
+    /// most `limit` (capped by the node's `max_page`).
+    #[method(name = "events", with_extensions)]
+    async fn events(&self, space: SpaceId, since: u64, limit: u32) -> RpcResult<EventPage>;
+
+    /// `space.subscribe` (public; member for a dm): every event with `seq > since`, the
+    /// backlog first and then live, with no gap and no duplicate; notifications are
+    /// `space.event`. A subscriber that falls behind is closed with `slow_subscriber` and
+    /// may resume from the last seq it saw.
+    #[subscription(name = "subscribe" => "event", unsubscribe = "unsubscribe", item = Event, with_extensions)]
+    async fn subscribe_events(&self, space: SpaceId, since: u64) -> SubscriptionResult;
+}
+
+/// `beam.*`: beams stored on this node.
+#[cfg_attr(
+    all(feature = "server", feature = "client"),
+    rpc(server, client, namespace = "beam", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "server", not(feature = "client")),
+    rpc(server, namespace = "beam", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "client", not(feature = "server")),
+    rpc(client, namespace = "beam", namespace_separator = ".")
+)]
+pub trait BeamApi {
+    /// `beam.get` (public): a beam by its path `beam/{authorHash}/{beamId}`.
+    #[method(name = "get", with_extensions)]
+    async fn get(&self, path: String) -> RpcResult<Beam>;
+
+    /// `beam.list` (public): beams by `author`, newest first, created before `before`
+    /// (ms; 0 for now), at most `limit`.
+    #[method(name = "list", with_extensions)]
+    async fn list(&self, author: Did, before: u64, limit: u32) -> RpcResult<Vec<Beam>>;
+
+    /// `beam.delete` (user, author): delete the caller's beam; its content is gone and a
+    /// tombstone is appended to every space that referenced it.
+    #[method(name = "delete", with_extensions)]
+    async fn delete(&self, tombstone: Tombstone) -> RpcResult<BeamDeleted>;
+}
