@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -80,9 +81,12 @@ impl DidError {
 
 /// An Ed25519 `did:key` identity.
 ///
-/// Holds both the text form and the decoded key, so printing and verifying are both free.
+/// Holds both the text form and the decoded key, so printing and verifying are both free, and
+/// shares them, so cloning is cheap and a `Did` is one pointer wide.
 #[derive(Clone)]
-pub struct Did {
+pub struct Did(Arc<Inner>);
+
+struct Inner {
     text: Box<str>,
     key: VerifyingKey,
 }
@@ -110,10 +114,10 @@ impl Did {
             "{DID_KEY_PREFIX}{}",
             multibase::encode(multibase::Base::Base58Btc, raw)
         );
-        Self {
+        Self(Arc::new(Inner {
             text: text.into_boxed_str(),
             key,
-        }
+        }))
     }
 
     /// Parse and check a `did:key` text. Each way it can be wrong has its own [`DidError`].
@@ -140,7 +144,7 @@ impl Did {
         let did = Self::from_public_key(&key)?;
         // base58 has one encoding per byte string, so re-encoding gives back the input; a
         // mismatch would mean the decoder accepted a non-canonical form.
-        if &*did.text != text {
+        if &*did.0.text != text {
             return Err(DidError::BadBase58 {
                 reason: "not the canonical encoding".into(),
             });
@@ -150,35 +154,35 @@ impl Did {
 
     /// The DID text, `did:key:z6Mk…`.
     pub fn as_str(&self) -> &str {
-        &self.text
+        &self.0.text
     }
 
     /// The method-specific id, `z6Mk…`: the DID without `did:key:`. Space ids use it to name
     /// their owner.
     pub fn key_id(&self) -> &str {
-        &self.text[DID_KEY_PREFIX.len()..]
+        &self.0.text[DID_KEY_PREFIX.len()..]
     }
 
     /// The 32-byte Ed25519 public key.
     pub fn public_key(&self) -> &[u8; 32] {
-        self.key.as_bytes()
+        self.0.key.as_bytes()
     }
 
     pub(crate) fn verifying_key(&self) -> &VerifyingKey {
-        &self.key
+        &self.0.key
     }
 }
 
 impl PartialEq for Did {
     fn eq(&self, other: &Self) -> bool {
-        self.key.as_bytes() == other.key.as_bytes()
+        self.0.key.as_bytes() == other.0.key.as_bytes()
     }
 }
 impl Eq for Did {}
 
 impl std::hash::Hash for Did {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.key.as_bytes().hash(state);
+        self.0.key.as_bytes().hash(state);
     }
 }
 
@@ -190,19 +194,19 @@ impl PartialOrd for Did {
 impl Ord for Did {
     /// Orders by the DID text, the order the spec uses wherever DIDs are sorted.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.text.cmp(&other.text)
+        self.0.text.cmp(&other.0.text)
     }
 }
 
 impl fmt::Display for Did {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(&self.0.text)
     }
 }
 
 impl fmt::Debug for Did {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Did({})", self.text)
+        write!(f, "Did({})", self.0.text)
     }
 }
 
@@ -215,7 +219,7 @@ impl FromStr for Did {
 
 impl Serialize for Did {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.text)
+        s.serialize_str(&self.0.text)
     }
 }
 

@@ -16,8 +16,10 @@ use crate::api::{
     Ack, Authenticated, BeamDeleted, BeamPosted, EventPage, MemberInfo, NodeInfo, SpaceInfo,
 };
 use crate::did::Did;
+#[cfg(feature = "client")]
+use crate::wire::Event;
 use crate::wire::{
-    AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, SpaceGenesis, Tombstone,
+    AuthChallenge, AuthResponse, Beam, BeamRef, Membership, SpaceGenesis, Tombstone,
 };
 
 /// `node.*`: facts about the node.

@@ -1,0 +1,236 @@
+//! Connection sessions and the challenge-response handshake (`spec/protocol.md` §5).
+//!
+//! A [`Session`] is one WebSocket connection: its peer, the DID it proved (once), its
+//! outstanding challenges and its request budget. The [`NonceBook`] remembers every nonce this
+//! node issued until it expires, with the connection it was issued to and whether it was
+//! answered, so a replayed, foreign or unknown nonce is refused with its own error.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use jsonrpsee::server::ServerHandle;
+use northstar_protocol::api::ErrorCode;
+use northstar_protocol::wire::{AuthChallenge, AuthResponse};
+use northstar_protocol::{Did, Keypair};
+
+use crate::config::{Policy, Registration};
+use crate::rpc::ApiError;
+
+/// The most challenges one connection may hold unanswered; asking for more drops the oldest.
+const MAX_OUTSTANDING: usize = 4;
+
+/// One connection.
+#[derive(Debug)]
+pub struct Session {
+    /// A number unique among this node's connections.
+    pub id: u64,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    did: OnceLock<Did>,
+    bucket: Mutex<Bucket>,
+    conn: ServerHandle,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Session {
+    /// A new, unauthenticated session; `conn` stops this connection.
+    pub fn new(id: u64, peer: SocketAddr, conn: ServerHandle, burst: u32) -> Self {
+        Self {
+            id,
+            peer,
+            did: OnceLock::new(),
+            bucket: Mutex::new(Bucket {
+                tokens: f64::from(burst),
+                last: Instant::now(),
+            }),
+            conn,
+        }
+    }
+
+    /// The DID this connection proved, if any.
+    pub fn did(&self) -> Option<&Did> {
+        self.did.get()
+    }
+
+    /// The DID this connection proved, or `auth_required`.
+    pub fn user(&self) -> Result<&Did, ApiError> {
+        self.did().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::AuthRequired,
+                "this method needs an authenticated connection: call auth.challenge, then auth.respond",
+            )
+        })
+    }
+
+    /// Close the connection (after in-flight calls finish).
+    pub fn close(&self) {
+        // An error means it is closed already.
+        let _ = self.conn.stop();
+    }
+
+    /// Take `cost` requests from the budget: `rate` per second, at most `burst` saved up.
+    pub fn take(&self, cost: u32, rate: u32, burst: u32) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let earned = now.duration_since(bucket.last).as_secs_f64() * f64::from(rate);
+        bucket.tokens = (bucket.tokens + earned).min(f64::from(burst));
+        bucket.last = now;
+        if bucket.tokens >= f64::from(cost) {
+            bucket.tokens -= f64::from(cost);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Issued {
+    session: u64,
+    expires_at: u64,
+    answered: bool,
+}
+
+/// Every nonce issued and not yet expired.
+#[derive(Debug, Default)]
+pub struct NonceBook {
+    issued: Mutex<HashMap<String, Issued>>,
+}
+
+/// What the handshake needs to know about this node.
+#[derive(Debug)]
+pub struct Authenticator {
+    key: Keypair,
+    origin: String,
+    ttl_ms: u64,
+    registration: Registration,
+    book: NonceBook,
+}
+
+impl Authenticator {
+    /// The handshake for the node with `key`, reachable at `origin`.
+    pub fn new(key: Keypair, origin: String, ttl_secs: u32, registration: Registration) -> Self {
+        Self {
+            key,
+            origin,
+            ttl_ms: u64::from(ttl_secs) * 1000,
+            registration,
+            book: NonceBook::default(),
+        }
+    }
+
+    /// Issue a challenge bound to `session`.
+    pub fn challenge(&self, session: &Session, now: u64) -> Result<AuthChallenge, ApiError> {
+        let challenge = AuthChallenge::issue(&self.key, &self.origin, now, now + self.ttl_ms)
+            .map_err(ApiError::internal)?;
+        let mut issued = self.book.issued.lock().unwrap_or_else(|p| p.into_inner());
+        issued.retain(|_, i| i.expires_at >= now);
+        let mut mine: Vec<(String, u64)> = issued
+            .iter()
+            .filter(|(_, i)| i.session == session.id && !i.answered)
+            .map(|(n, i)| (n.clone(), i.expires_at))
+            .collect();
+        if mine.len() >= MAX_OUTSTANDING {
+            mine.sort_by_key(|(_, expires)| *expires);
+            for (nonce, _) in &mine[..=mine.len() - MAX_OUTSTANDING] {
+                issued.remove(nonce);
+            }
+        }
+        issued.insert(
+            challenge.nonce.clone(),
+            Issued {
+                session: session.id,
+                expires_at: challenge.expires_at,
+                answered: false,
+            },
+        );
+        Ok(challenge)
+    }
+
+    /// Check a response in the order of §5.4; on success the session acts as its DID.
+    pub fn respond(
+        &self,
+        session: &Session,
+        response: &AuthResponse,
+        now: u64,
+    ) -> Result<Did, ApiError> {
+        let challenge = &response.challenge;
+        if &challenge.node != self.key.did() {
+            return Err(ApiError::new(
+                ErrorCode::WrongNode,
+                format!(
+                    "the challenge was issued by {}, not by this node",
+                    challenge.node
+                ),
+            ));
+        }
+        challenge.verify().map_err(|_| {
+            ApiError::new(
+                ErrorCode::BadSignature,
+                "the challenge's node signature does not verify",
+            )
+        })?;
+        if challenge.origin != self.origin {
+            return Err(ApiError::new(
+                ErrorCode::WrongOrigin,
+                format!(
+                    "the challenge names origin {:?}, this node is {:?}",
+                    challenge.origin, self.origin
+                ),
+            ));
+        }
+        if challenge.expires_at < now {
+            return Err(ApiError::new(
+                ErrorCode::ChallengeExpired,
+                "the challenge expired; ask for a new one",
+            ));
+        }
+        {
+            let mut issued = self.book.issued.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = issued
+                .get_mut(&challenge.nonce)
+                .filter(|i| i.session == session.id)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::NonceForeign,
+                        "the challenge was not issued on this connection",
+                    )
+                })?;
+            if entry.answered {
+                return Err(ApiError::new(
+                    ErrorCode::NonceReused,
+                    "the challenge was answered already",
+                ));
+            }
+            entry.answered = true;
+        }
+        response.verify().map_err(|_| {
+            ApiError::new(
+                ErrorCode::BadSignature,
+                "the response's signature does not verify",
+            )
+        })?;
+        let did = &response.did;
+        if self.registration.policy == Policy::AllowList && !self.registration.allow.contains(did) {
+            return Err(ApiError::new(
+                ErrorCode::NotAllowed,
+                format!("{did} is not on this node's allow-list"),
+            ));
+        }
+        if let Some(existing) = session.did().filter(|existing| *existing != did) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this connection is already authenticated as {existing}"),
+            ));
+        }
+        let _ = session.did.set(did.clone());
+        Ok(did.clone())
+    }
+}

@@ -1,0 +1,414 @@
+//! The node's configuration, layered: defaults, then a TOML file, then `NORTHSTAR_*`
+//! environment variables, then command-line flags.
+//!
+//! Every key has a default, so `northstar serve` needs no file. The environment variable for a
+//! top-level key is `NORTHSTAR_{KEY}` (e.g. `NORTHSTAR_LISTEN`), for a key in a section
+//! `NORTHSTAR_{SECTION}_{KEY}` (e.g. `NORTHSTAR_LIMITS_MAX_FRAME_BYTES`); its value is read as a
+//! TOML value (`42`, `true`, `["a", "b"]`), or as a plain string if it is not one.
+//! `config.example.toml` at the repository root documents every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use northstar_protocol::Did;
+use serde::{Deserialize, Serialize};
+
+/// The prefix of every environment variable the node reads.
+pub const ENV_PREFIX: &str = "NORTHSTAR_";
+
+/// The node's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the node keeps its key and (by default) its database.
+    pub data_dir: PathBuf,
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The origin clients must see in challenges, e.g. `wss://node.example`. Empty: derived
+    /// from `listen` as `ws://{listen}`.
+    pub public_url: String,
+    /// The database: empty for SQLite at `{data_dir}/northstar.db`, or a `sqlite:` URL.
+    pub storage_url: String,
+    /// Who may register on this node.
+    pub registration: Registration,
+    /// Limits on what clients and peers may ask.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            public_url: String::new(),
+            storage_url: String::new(),
+            registration: Registration::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/northstar` (or the platform's data directory), else `./northstar-data`.
+fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("northstar"))
+        .unwrap_or_else(|| PathBuf::from("northstar-data"))
+}
+
+/// The registration policy: who may authenticate as a user of this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Registration {
+    /// `open`: any DID; `allow_list`: only the DIDs in `allow`.
+    pub policy: Policy,
+    /// The DIDs allowed when `policy` is `allow_list`.
+    pub allow: Vec<Did>,
+}
+
+/// Who may register.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Anyone with a DID.
+    #[default]
+    Open,
+    /// Only the listed DIDs.
+    AllowList,
+}
+
+/// Limits. Every violation is answered with an error or a close reason, never a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// The largest WebSocket message (and JSON-RPC request) accepted, in bytes.
+    pub max_frame_bytes: u32,
+    /// The most calls in one JSON-RPC batch; 0 turns batches off.
+    pub max_batch: u32,
+    /// The most connections open at once.
+    pub max_connections: u32,
+    /// The most connections open at once from one IP address.
+    pub max_connections_per_ip: u32,
+    /// The most subscriptions one connection may hold.
+    pub max_subscriptions_per_connection: u32,
+    /// Sustained requests per second allowed per connection.
+    pub requests_per_second: u32,
+    /// Requests a connection may send in a burst above the sustained rate.
+    pub request_burst: u32,
+    /// Seconds a connection has to authenticate before it is closed.
+    pub auth_timeout_secs: u32,
+    /// Seconds a challenge stays valid.
+    pub challenge_ttl_secs: u32,
+    /// Events a subscriber may have queued; when full it is told and cut off, and may resume
+    /// from its cursor.
+    pub subscriber_queue: u32,
+    /// The most events one `space.events` call returns.
+    pub max_page: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 128 * 1024,
+            max_batch: 0,
+            max_connections: 20_000,
+            max_connections_per_ip: 256,
+            max_subscriptions_per_connection: 64,
+            requests_per_second: 200,
+            request_burst: 400,
+            auth_timeout_secs: 15,
+            challenge_ttl_secs: 60,
+            subscriber_queue: 1024,
+            max_page: 500,
+        }
+    }
+}
+
+impl Limits {
+    /// How long a connection may stay unauthenticated.
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.auth_timeout_secs))
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file, or the result of applying the environment, is not a valid config.
+    #[error("invalid configuration{origin}: {reason}")]
+    Invalid {
+        /// Where the bad value came from (`" in FILE"`, `" from NORTHSTAR_X"`), or empty.
+        origin: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--public-url`.
+    pub public_url: Option<String>,
+}
+
+impl Config {
+    /// Load the configuration: defaults, then `file` if given, then the environment (`env`
+    /// yields `(name, value)` pairs; pass `std::env::vars()`), then `overrides`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let origin = format!(" in {}", path.display());
+                // Parse into Config first so unknown keys and bad types are reported with
+                // the file's name before the environment is layered on.
+                let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+                    origin,
+                    reason: e.message().to_owned(),
+                })?;
+                to_table(&config)?
+            }
+            None => to_table(&Config::default())?,
+        };
+        for (name, value) in env {
+            apply_env(&mut table, &name, &value)?;
+        }
+        let mut config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin: " from the environment".into(),
+                    reason: e.message().to_owned(),
+                })?;
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(url) = &overrides.public_url {
+            config.public_url = url.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The origin that challenges carry: `public_url`, or `ws://{listen}`.
+    pub fn origin(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("ws://{}", self.listen)
+        } else {
+            self.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+
+    /// The `host[:port]` of [`Config::origin`]: the authority of this node's URIs.
+    pub fn authority(&self) -> String {
+        let origin = self.origin();
+        let rest = origin.split_once("://").map_or(origin.as_str(), |(_, r)| r);
+        rest.split('/').next().unwrap_or(rest).to_owned()
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> Result<PathBuf, ConfigError> {
+        if self.storage_url.is_empty() {
+            return Ok(self.data_dir.join("northstar.db"));
+        }
+        match self.storage_url.split_once(':') {
+            Some(("sqlite", rest)) => Ok(PathBuf::from(rest.trim_start_matches("//"))),
+            Some(("postgres" | "postgresql", _)) => Err(ConfigError::Invalid {
+                origin: String::new(),
+                reason: "storage_url: PostgreSQL is not supported by this version yet; use \
+                         SQLite (leave storage_url empty)"
+                    .into(),
+            }),
+            _ => Err(ConfigError::Invalid {
+                origin: String::new(),
+                reason: format!(
+                    "storage_url {:?}: expected empty or a sqlite: URL",
+                    self.storage_url
+                ),
+            }),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            origin: String::new(),
+            reason,
+        };
+        let origin = self.origin();
+        if !(origin.starts_with("ws://") || origin.starts_with("wss://")) {
+            return Err(invalid(format!(
+                "public_url {origin:?} must start with ws:// or wss://"
+            )));
+        }
+        northstar_protocol::address::check_authority(&self.authority())
+            .map_err(|e| invalid(format!("public_url: {e}")))?;
+        let l = &self.limits;
+        for (name, value) in [
+            ("max_frame_bytes", l.max_frame_bytes),
+            ("max_connections", l.max_connections),
+            ("max_connections_per_ip", l.max_connections_per_ip),
+            ("requests_per_second", l.requests_per_second),
+            ("auth_timeout_secs", l.auth_timeout_secs),
+            ("challenge_ttl_secs", l.challenge_ttl_secs),
+            ("subscriber_queue", l.subscriber_queue),
+            ("max_page", l.max_page),
+        ] {
+            if value == 0 {
+                return Err(invalid(format!("limits.{name} must be at least 1")));
+            }
+        }
+        if l.max_frame_bytes < 4096 {
+            return Err(invalid(
+                "limits.max_frame_bytes must be at least 4096".into(),
+            ));
+        }
+        self.database_path().map(drop)
+    }
+}
+
+fn to_table(config: &Config) -> Result<toml::Table, ConfigError> {
+    toml::Table::try_from(config).map_err(|e| ConfigError::Invalid {
+        origin: String::new(),
+        reason: e.to_string(),
+    })
+}
+
+/// Apply one `NORTHSTAR_*` variable, if it names a config key. Other `NORTHSTAR_*` variables
+/// (the CLI's `NORTHSTAR_KEY`, `NORTHSTAR_NODE`) are not config keys and are left alone.
+fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+        return Ok(());
+    };
+    let key = key.to_ascii_lowercase();
+    let parsed = parse_env_value(value);
+    let set = |slot: &mut toml::Value| *slot = parsed.clone();
+    if let Some(slot) = table.get_mut(&key).filter(|v| !v.is_table()) {
+        set(slot);
+        return Ok(());
+    }
+    for (section, inner) in table.iter_mut() {
+        let Some(rest) = key.strip_prefix(&format!("{section}_")) else {
+            continue;
+        };
+        if let Some(slot) = inner.as_table_mut().and_then(|t| t.get_mut(rest)) {
+            set(slot);
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn parse_env_value(value: &str) -> toml::Value {
+    // `x = VALUE` parses only if VALUE is a TOML value; anything else is taken as a string.
+    toml::from_str::<toml::Table>(&format!("x = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("x"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn example_config_parses_and_states_every_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.toml");
+        let config = Config::load(Some(&path), [], &Overrides::default()).unwrap();
+        let defaults = Config::default();
+        assert_eq!(config.limits, defaults.limits);
+        assert_eq!(config.registration, defaults.registration);
+        assert_eq!(config.listen, defaults.listen);
+    }
+
+    #[test]
+    fn later_layers_override_earlier_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("n.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\npublic_url = \"wss://from-file.example\"\n[limits]\nmax_page = 7\nmax_batch = 3\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("NORTHSTAR_LIMITS_MAX_PAGE", "9"),
+                ("NORTHSTAR_PUBLIC_URL", "wss://from-env.example"),
+                ("NORTHSTAR_KEY", "/not/a/config/key"),
+                ("OTHER", "x"),
+            ]),
+            &Overrides {
+                public_url: Some("wss://from-flag.example:8443".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.limits.max_batch, 3);
+        assert_eq!(config.limits.max_page, 9);
+        assert_eq!(config.origin(), "wss://from-flag.example:8443");
+        assert_eq!(config.authority(), "from-flag.example:8443");
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_bad_values_with_their_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("n.toml");
+        std::fs::write(&file, "[limits]\nmax_pages = 7\n").unwrap();
+        let err = Config::load(Some(&file), [], &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("max_pages"), "{err}");
+        assert!(err.to_string().contains("n.toml"), "{err}");
+
+        let err = Config::load(
+            None,
+            env(&[("NORTHSTAR_LIMITS_MAX_PAGE", "many")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("environment"), "{err}");
+
+        let err = Config::load(
+            None,
+            env(&[("NORTHSTAR_PUBLIC_URL", "http://x")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("ws://"), "{err}");
+    }
+
+    #[test]
+    fn origin_defaults_to_the_listen_address() {
+        let config = Config::default();
+        assert_eq!(config.origin(), "ws://127.0.0.1:7700");
+        assert_eq!(config.authority(), "127.0.0.1:7700");
+    }
+}

@@ -1,0 +1,123 @@
+//! The Northstar node: spaces, beams and sequenced events over JSON-RPC on WebSockets.
+//!
+//! # Layout
+//! - [`config`]: the layered configuration (defaults, TOML, `NORTHSTAR_*`, flags).
+//! - [`store`]: the SQLite database and its invariants.
+//! - [`space`]: a space's rules as a state machine without I/O.
+//! - [`sequencer`]: the single writer that orders, signs, group-commits and broadcasts events.
+//! - [`hub`]: live fan-out of committed events to subscribers.
+//! - [`auth`]: connection sessions and the challenge-response handshake.
+//! - [`rpc`]: the JSON-RPC methods and the one mapping from errors to error objects.
+//! - [`server`]: the listener, per-connection sessions, limits and `GET /health`.
+//!
+//! [`run`] wires them together; the `northstar` binary adds arguments, logging and signals.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod auth;
+pub mod config;
+pub mod hub;
+pub mod rpc;
+pub mod sequencer;
+pub mod server;
+pub mod space;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use northstar_protocol::{KeyFileError, Keypair};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError};
+use crate::store::{Store, StoreError};
+
+/// The node key's file name in the data directory.
+pub const NODE_KEY_FILE: &str = "node.key.json";
+
+/// Why the node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The node key could not be read or created.
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    /// The operating system's random source failed.
+    #[error("no randomness for a node key: {0}")]
+    Random(String),
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The RPC methods could not be registered (a bug).
+    #[error("cannot register RPC methods: {0}")]
+    Methods(String),
+}
+
+/// Load the node key from `data_dir`, creating it on first start.
+pub fn node_key(data_dir: &Path) -> Result<Keypair, NodeError> {
+    let path = data_dir.join(NODE_KEY_FILE);
+    if path.exists() {
+        return Ok(Keypair::load(&path)?);
+    }
+    let key = Keypair::generate().map_err(|e| NodeError::Random(e.to_string()))?;
+    key.save(&path)?;
+    tracing::info!(path = %path.display(), did = %key.did(), "created node key");
+    Ok(key)
+}
+
+/// Run a node on `listener` until `shutdown` is cancelled; then stop accepting, close the
+/// connections, finish queued writes and close the store.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), NodeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let key = node_key(&config.data_dir)?;
+    let store = Store::open(&config.database_path()?).await?;
+    let hub = Arc::new(hub::Hub::new(config.limits.subscriber_queue as usize));
+    let (sequencer, handle) = sequencer::Sequencer::new(store.clone(), key.clone(), hub.clone());
+    let writer_stop = CancellationToken::new();
+    let writer = tokio::spawn(sequencer.run(writer_stop.clone()));
+    let auth = auth::Authenticator::new(
+        key.clone(),
+        config.origin(),
+        config.limits.challenge_ttl_secs,
+        config.registration.clone(),
+    );
+    let api = Arc::new(rpc::Api {
+        did: key.did().clone(),
+        config: config.clone(),
+        auth,
+        store: store.clone(),
+        sequencer: handle,
+        hub,
+    });
+    let module = rpc::methods(api).map_err(|e| NodeError::Methods(e.to_string()))?;
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| "?".into(), |a| a.to_string());
+    tracing::info!(did = %key.did(), listen = %address, public_url = %config.origin(), "node ready");
+    server::serve(listener, module, config.limits.clone(), shutdown).await;
+    writer_stop.cancel();
+    if let Err(e) = writer.await {
+        tracing::error!(error = %e, "sequencer task failed");
+    }
+    store.close().await;
+    tracing::info!("node stopped");
+    Ok(())
+}

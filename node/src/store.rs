@@ -1,0 +1,500 @@
+//! Durable storage: an SQLite file in the data directory (WAL, `synchronous=FULL`).
+//!
+//! Invariants the schema (`migrations/sqlite`) and this module keep:
+//! - A space's events are append-only, `(space, seq)` unique and gap-free from 1, ids unique.
+//! - `spaces.head_seq/head_id` and `members` change only in the transaction that appends the
+//!   event that changes them, so a reader never sees one without the other.
+//! - [`Store::commit`] returns only after the transaction is durable: an acknowledged write
+//!   survives a crash of the process or the machine.
+//! - Writes come from one task (the sequencer); reads may come from anywhere.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+/// Connections for concurrent reads (the writer takes one of them per batch).
+const POOL_CONNECTIONS: u32 = 8;
+
+/// How long a query waits for SQLite's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or created.
+    #[error("cannot open database {path}")]
+    Open {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration failed; the node must not start on a half-migrated database.
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database error")]
+    Query(#[from] sqlx::Error),
+    /// A stored value could not be read back (a bug or a damaged file).
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// A value that could not be encoded as JSON for storage.
+    pub fn from_json(e: serde_json::Error) -> Self {
+        StoreError::Corrupt {
+            table: "json",
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// A space as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpaceRow {
+    /// Space id text.
+    pub id: String,
+    /// `channel`, `dm` or `stream`.
+    pub space_type: String,
+    /// Owner DID text.
+    pub owner: String,
+    /// Human name.
+    pub name: String,
+    /// Sequencer node DID text.
+    pub sequencer: String,
+    /// Sequencer authority.
+    pub authority: String,
+    /// Seq of the last event.
+    pub head_seq: u64,
+    /// Id of the last event.
+    pub head_id: String,
+    /// Creation time (ms).
+    pub created_at: u64,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    /// Space id text.
+    pub space: String,
+    /// Position in the log.
+    pub seq: u64,
+    /// Content id text.
+    pub id: String,
+    /// Display kind (`create`, `join`, `beam`, …).
+    pub kind: String,
+    /// Author DID text.
+    pub author: String,
+    /// The signed event's JSON.
+    pub json: String,
+}
+
+/// A member's state in a space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MemberState {
+    /// May read and (per the space's type) write.
+    Member,
+    /// Invited into a `dm`, not yet joined.
+    Invited,
+    /// Removed for good.
+    Banned,
+}
+
+impl MemberState {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Member => "member",
+            MemberState::Invited => "invited",
+            MemberState::Banned => "banned",
+        }
+    }
+}
+
+impl FromStr for MemberState {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "member" => Ok(MemberState::Member),
+            "invited" => Ok(MemberState::Invited),
+            "banned" => Ok(MemberState::Banned),
+            other => Err(StoreError::Corrupt {
+                table: "members",
+                reason: format!("unknown state {other:?}"),
+            }),
+        }
+    }
+}
+
+/// A beam as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeamRow {
+    /// `beam/{authorHash}/{beamId}`.
+    pub path: String,
+    /// Content id text.
+    pub id: String,
+    /// Author DID text.
+    pub author: String,
+    /// The signed beam's JSON.
+    pub json: String,
+    /// Creation time (ms).
+    pub created_at: u64,
+}
+
+/// One change inside a [`Store::commit`] batch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// A new space (its first event follows as an [`Op::Event`]).
+    CreateSpace(SpaceRow),
+    /// Append an event and move the space's head to it.
+    Event(EventRow),
+    /// Set a member's state (or remove it with `None`).
+    Member {
+        /// Space id text.
+        space: String,
+        /// Member DID text.
+        did: String,
+        /// New state; `None` removes the row.
+        state: Option<MemberState>,
+        /// The event that set it.
+        seq: u64,
+    },
+    /// Store a beam's content.
+    PutBeam(BeamRow),
+    /// Record that `space` references `beam` at `seq`.
+    BeamRef {
+        /// Beam content id text.
+        beam: String,
+        /// Space id text.
+        space: String,
+        /// The ref event.
+        seq: u64,
+    },
+    /// Delete a beam's content and keep its tombstone.
+    DeleteBeam {
+        /// The beam's path.
+        path: String,
+        /// Beam content id text.
+        beam: String,
+        /// Author DID text.
+        author: String,
+        /// The signed tombstone's JSON.
+        tombstone: String,
+    },
+}
+
+/// The node's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+fn to_i64(v: u64) -> i64 {
+    // Every stored integer is a seq or a time, both within 2^53 by the protocol's rules.
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Store {
+    /// Open (creating if needed) the database at `path` and bring its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(POOL_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Close every connection, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Apply `ops` in one transaction; returns once it is durable.
+    pub async fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for op in ops {
+            apply(&mut tx, op).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A space by id.
+    pub async fn space(&self, id: &str) -> Result<Option<SpaceRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, type, owner, name, sequencer, authority, head_seq, head_id, created_at \
+             FROM spaces WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| space_row(&r)))
+    }
+
+    /// The spaces in which `did` is a member or is invited, or which it owns.
+    pub async fn spaces_of(&self, did: &str) -> Result<Vec<SpaceRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, type, owner, name, sequencer, authority, head_seq, head_id, created_at \
+             FROM spaces WHERE owner = ?1 OR id IN \
+             (SELECT space FROM members WHERE did = ?1 AND state IN ('member', 'invited')) \
+             ORDER BY created_at, id",
+        )
+        .bind(did)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(space_row).collect())
+    }
+
+    /// Every member row of a space, in DID order.
+    pub async fn members(&self, space: &str) -> Result<Vec<(String, MemberState)>, StoreError> {
+        let rows = sqlx::query("SELECT did, state FROM members WHERE space = ? ORDER BY did")
+            .bind(space)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.get::<String, _>(0), r.get::<String, _>(1).parse()?)))
+            .collect()
+    }
+
+    /// Events of `space` with `seq > since`, oldest first, at most `limit`.
+    pub async fn events(
+        &self,
+        space: &str,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT space, seq, id, kind, author, json FROM events \
+             WHERE space = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(space)
+        .bind(to_i64(since))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| EventRow {
+                space: r.get(0),
+                seq: to_u64(r.get(1)),
+                id: r.get(2),
+                kind: r.get(3),
+                author: r.get(4),
+                json: r.get(5),
+            })
+            .collect())
+    }
+
+    /// A beam by path.
+    pub async fn beam(&self, path: &str) -> Result<Option<BeamRow>, StoreError> {
+        let row =
+            sqlx::query("SELECT path, id, author, json, created_at FROM beams WHERE path = ?")
+                .bind(path)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| beam_row(&r)))
+    }
+
+    /// Whether a beam with this id was deleted.
+    pub async fn is_tombstoned(&self, beam: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM tombstones WHERE beam = ?")
+            .bind(beam)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Beams by `author`, newest first, created before `before` (ms), at most `limit`.
+    pub async fn beams_by_author(
+        &self,
+        author: &str,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<BeamRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT path, id, author, json, created_at FROM beams \
+             WHERE author = ? AND created_at < ? ORDER BY created_at DESC, path LIMIT ?",
+        )
+        .bind(author)
+        .bind(to_i64(before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(beam_row).collect())
+    }
+
+    /// The spaces that reference `beam`, each once.
+    pub async fn spaces_referencing(&self, beam: &str) -> Result<Vec<String>, StoreError> {
+        let rows =
+            sqlx::query("SELECT DISTINCT space FROM beam_refs WHERE beam = ? ORDER BY space")
+                .bind(beam)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+fn space_row(r: &sqlx::sqlite::SqliteRow) -> SpaceRow {
+    SpaceRow {
+        id: r.get(0),
+        space_type: r.get(1),
+        owner: r.get(2),
+        name: r.get(3),
+        sequencer: r.get(4),
+        authority: r.get(5),
+        head_seq: to_u64(r.get(6)),
+        head_id: r.get(7),
+        created_at: to_u64(r.get(8)),
+    }
+}
+
+fn beam_row(r: &sqlx::sqlite::SqliteRow) -> BeamRow {
+    BeamRow {
+        path: r.get(0),
+        id: r.get(1),
+        author: r.get(2),
+        json: r.get(3),
+        created_at: to_u64(r.get(4)),
+    }
+}
+
+async fn apply(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), StoreError> {
+    match op {
+        Op::CreateSpace(s) => {
+            sqlx::query(
+                "INSERT INTO spaces (id, type, owner, name, sequencer, authority, head_seq, \
+                 head_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&s.id)
+            .bind(&s.space_type)
+            .bind(&s.owner)
+            .bind(&s.name)
+            .bind(&s.sequencer)
+            .bind(&s.authority)
+            .bind(to_i64(s.head_seq))
+            .bind(&s.head_id)
+            .bind(to_i64(s.created_at))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Op::Event(e) => {
+            sqlx::query(
+                "INSERT INTO events (space, seq, id, kind, author, json) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&e.space)
+            .bind(to_i64(e.seq))
+            .bind(&e.id)
+            .bind(&e.kind)
+            .bind(&e.author)
+            .bind(&e.json)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("UPDATE spaces SET head_seq = ?, head_id = ? WHERE id = ?")
+                .bind(to_i64(e.seq))
+                .bind(&e.id)
+                .bind(&e.space)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Op::Member {
+            space,
+            did,
+            state: Some(state),
+            seq,
+        } => {
+            sqlx::query(
+                "INSERT INTO members (space, did, state, seq) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (space, did) DO UPDATE SET state = excluded.state, seq = excluded.seq",
+            )
+            .bind(space)
+            .bind(did)
+            .bind(state.as_str())
+            .bind(to_i64(*seq))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Op::Member {
+            space,
+            did,
+            state: None,
+            ..
+        } => {
+            sqlx::query("DELETE FROM members WHERE space = ? AND did = ?")
+                .bind(space)
+                .bind(did)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Op::PutBeam(b) => {
+            // The same beam posted again (into another space) is the same content: keep one.
+            sqlx::query(
+                "INSERT INTO beams (path, id, author, json, created_at) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (path) DO NOTHING",
+            )
+            .bind(&b.path)
+            .bind(&b.id)
+            .bind(&b.author)
+            .bind(&b.json)
+            .bind(to_i64(b.created_at))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Op::BeamRef { beam, space, seq } => {
+            sqlx::query("INSERT INTO beam_refs (beam, space, seq) VALUES (?, ?, ?)")
+                .bind(beam)
+                .bind(space)
+                .bind(to_i64(*seq))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Op::DeleteBeam {
+            path,
+            beam,
+            author,
+            tombstone,
+        } => {
+            sqlx::query("DELETE FROM beams WHERE path = ?")
+                .bind(path)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO tombstones (beam, author, json) VALUES (?, ?, ?) \
+                 ON CONFLICT (beam) DO NOTHING",
+            )
+            .bind(beam)
+            .bind(author)
+            .bind(tombstone)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! Real nodes on 127.0.0.1 for integration tests: each in its own temp dir, on a port the OS
+//! picked, stopped when dropped.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use northstar_node::config::Config;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// Every wait in these tests is bounded by this.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running node.
+pub struct TestNode {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub data_dir: PathBuf,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestNode {
+    /// A node with default limits in a fresh temp dir.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A node whose config `tune` may change (data_dir and listen are set already).
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = Self::start_in(dir.path().to_path_buf(), tune).await;
+        node._dir = Some(dir);
+        node
+    }
+
+    /// A node on an existing data dir (to restart one, or to share a key).
+    pub async fn start_in(data_dir: PathBuf, tune: impl FnOnce(&mut Config)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = Config {
+            data_dir: data_dir.clone(),
+            listen: addr,
+            ..Config::default()
+        };
+        tune(&mut config);
+        let url = config.origin();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            northstar_node::run(config, listener, stop).await.unwrap();
+        });
+        // The listener is bound already, so this connects at once and is answered as soon as
+        // the node has opened its store and key: when it returns, the node is ready.
+        Raw::connect(&format!("ws://{addr}"))
+            .await
+            .ok("node.info", json!([]))
+            .await;
+        Self {
+            addr,
+            url,
+            data_dir,
+            shutdown,
+            task: Some(task),
+            _dir: None,
+        }
+    }
+
+    /// Stop the node and wait until it has closed its store.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(TIMEOUT, task).await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A raw WebSocket JSON-RPC connection, for tests that speak the wire directly.
+pub struct Raw {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+}
+
+impl Raw {
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(url))
+            .await
+            .unwrap()
+            .unwrap();
+        Self { ws, next_id: 1 }
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    /// The next text message, as JSON; `None` if the connection closed.
+    pub async fn recv(&mut self) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(TIMEOUT, self.ws.next()).await.unwrap();
+            match msg {
+                Some(Ok(Message::Text(text))) => return Some(serde_json::from_str(&text).unwrap()),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Call a method; returns the whole response object.
+    pub async fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.send_text(request.to_string()).await;
+        loop {
+            let msg = self
+                .recv()
+                .await
+                .expect("connection closed before the response");
+            if msg["id"] == json!(id) {
+                return msg;
+            }
+        }
+    }
+
+    /// Call a method that must succeed; returns its result.
+    pub async fn ok(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params).await;
+        assert!(
+            response.get("error").is_none(),
+            "{method} failed: {response}"
+        );
+        response["result"].clone()
+    }
+
+    /// Call a method that must fail; returns the error's code and its message (with the
+    /// error's data, where the details of a parameter error are).
+    pub async fn err(&mut self, method: &str, params: Value) -> (i64, String) {
+        let response = self.call(method, params).await;
+        let error = response
+            .get("error")
+            .unwrap_or_else(|| panic!("{method} should fail: {response}"));
+        (
+            error["code"].as_i64().unwrap(),
+            format!(
+                "{} {}",
+                error["message"].as_str().unwrap_or_default(),
+                error["data"]
+            ),
+        )
+    }
+}
