@@ -1,14 +1,29 @@
-//! The client-side commands of `northstar`: keys and DIDs. They use the SDK, never the node's
-//! internals, so what they do is what any app can do.
+//! The client-side commands of `northstar`: keys, DIDs, and talking to a node about spaces and
+//! beams. They use the SDK, never the node's internals, so what they do is what any app can do.
+//!
+//! - [`space`]: `northstar space …`: create, join, leave, invite, list, members, events, tail.
+//! - [`beam`]: `northstar beam …`: post, get, delete.
+//!
+//! Output is text for people, or with `--json` one JSON object per line; the keys of the JSON
+//! objects are a contract for scripts. Errors are one line on stderr and a non-zero exit.
+
+mod beam;
+mod space;
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use northstar_sdk::auth::origin_of;
+use northstar_sdk::keystore::KeystoreError;
 use northstar_sdk::protocol::did::ED25519_MULTICODEC;
-use northstar_sdk::{Did, keystore};
+use northstar_sdk::protocol::keys::KeyFileError;
+use northstar_sdk::{Client, Did, keystore};
 use serde_json::json;
+
+/// The node the client commands talk to unless told otherwise.
+const DEFAULT_NODE: &str = "ws://127.0.0.1:7700";
 
 /// Northstar: a self-hosted, federated WebSocket node with did:key identity.
 #[derive(Debug, Parser)]
@@ -29,6 +44,15 @@ struct Global {
     /// The user's key file [default: $NORTHSTAR_KEY, else ~/.config/northstar/key.json].
     #[arg(long, global = true, value_name = "FILE")]
     key: Option<PathBuf>,
+    /// The node to talk to.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "NORTHSTAR_NODE",
+        default_value = DEFAULT_NODE
+    )]
+    node: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,6 +65,15 @@ enum Command {
     /// Inspect DIDs.
     #[command(subcommand)]
     Did(DidCommand),
+    /// Ask a node about itself.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Create, join and read spaces.
+    #[command(subcommand)]
+    Space(space::SpaceCommand),
+    /// Post, read and delete beams.
+    #[command(subcommand)]
+    Beam(beam::BeamCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +98,12 @@ enum DidCommand {
         /// The DID, `did:key:z6Mk…`.
         did: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Print the node's DID, version, public URL, authority and limits.
+    Info,
 }
 
 /// Run one command.
@@ -94,7 +133,66 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let parsed = Did::parse(&did).with_context(|| format!("invalid DID {did:?}"))?;
             inspect(&out, &parsed)
         }
+        Command::Node(NodeCommand::Info) => node_info(&cli.global, &out).await,
+        Command::Space(command) => space::run(command, &cli.global, &out).await,
+        Command::Beam(command) => beam::run(command, &cli.global, &out).await,
     }
+}
+
+impl Global {
+    /// A connection authenticated as the user's key, for commands that sign.
+    async fn connect_as_user(&self) -> anyhow::Result<Client> {
+        // A bad URL is the more basic mistake: report it before a missing key.
+        origin_of(&self.node)?;
+        let path = keystore::key_path(self.key.as_deref())?;
+        let key = keystore::load(&path).map_err(|err| match err {
+            KeystoreError::File(KeyFileError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                anyhow::anyhow!(
+                    "no key file at {}: create one with `northstar key generate`, or pass --key",
+                    path.display()
+                )
+            }
+            other => other.into(),
+        })?;
+        Ok(Client::connect(&self.node, key).await?)
+    }
+
+    /// A connection for commands that read: authenticated if the user has a key (so private
+    /// spaces they belong to can be read), anonymous otherwise.
+    async fn connect_as_reader(&self) -> anyhow::Result<Client> {
+        Ok(match keystore::load_if_present(self.key.as_deref())? {
+            Some(key) => Client::connect(&self.node, key).await?,
+            None => Client::connect_anonymous(&self.node).await?,
+        })
+    }
+}
+
+async fn node_info(global: &Global, out: &Output) -> anyhow::Result<()> {
+    let client = Client::connect_anonymous(&global.node).await?;
+    let info = client.node_info();
+    let limits = &info.limits;
+    out.print(serde_json::to_value(info)?, || {
+        format!(
+            "did:        {}\n\
+             version:    {}\n\
+             public url: {}\n\
+             authority:  {}\n\
+             limits:     frame {} bytes, batch {}, {} subscriptions per connection, \
+             {} requests/s, auth within {} s, page {} events",
+            info.did,
+            info.version,
+            info.public_url,
+            info.authority,
+            limits.max_frame_bytes,
+            limits.max_batch,
+            limits.max_subscriptions_per_connection,
+            limits.requests_per_second,
+            limits.auth_timeout_secs,
+            limits.max_page,
+        )
+    })
 }
 
 fn inspect(out: &Output, did: &Did) -> anyhow::Result<()> {
@@ -140,5 +238,111 @@ impl Output {
             writeln!(stdout, "{}", human())?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("northstar").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_subcommand() {
+        let before = parse(&[
+            "--json",
+            "--node",
+            "ws://n.example:1",
+            "--key",
+            "/k.json",
+            "node",
+            "info",
+        ]);
+        let after = parse(&[
+            "space",
+            "list",
+            "--node",
+            "ws://n.example:1",
+            "--json",
+            "--key",
+            "/k.json",
+        ]);
+        for cli in [before, after] {
+            assert!(cli.global.json);
+            assert_eq!(cli.global.node, "ws://n.example:1");
+            assert_eq!(
+                cli.global.key.as_deref(),
+                Some(std::path::Path::new("/k.json"))
+            );
+        }
+    }
+
+    #[test]
+    fn the_node_defaults_to_the_local_one() {
+        // NORTHSTAR_NODE may be set where the tests run; only check the fallback when not.
+        if std::env::var_os("NORTHSTAR_NODE").is_none() {
+            assert_eq!(parse(&["node", "info"]).global.node, DEFAULT_NODE);
+        }
+    }
+
+    #[test]
+    fn every_client_command_parses() {
+        for args in [
+            &["node", "info"][..],
+            &[
+                "space", "create", "--type", "channel", "--name", "General", "--id", "general",
+            ],
+            &[
+                "space", "create", "--type", "dm", "--name", "Us", "--id", "us",
+            ],
+            &[
+                "space", "create", "--type", "stream", "--name", "Live", "--id", "live",
+            ],
+            &["space", "join", "northstar://h/channel/z6Mk/x"],
+            &["space", "leave", "channel/z6Mk/x"],
+            &["space", "invite", "channel/z6Mk/x", "did:key:z6Mk"],
+            &["space", "list"],
+            &["space", "members", "channel/z6Mk/x"],
+            &[
+                "space",
+                "events",
+                "channel/z6Mk/x",
+                "--since",
+                "3",
+                "--limit",
+                "10",
+            ],
+            &["space", "tail", "channel/z6Mk/x", "--since", "3"],
+            &[
+                "beam",
+                "post",
+                "channel/z6Mk/x",
+                "--title",
+                "T",
+                "--body",
+                "B",
+            ],
+            &["beam", "get", "northstar://h/beam/a/b"],
+            &["beam", "delete", "northstar://h/beam/a/b"],
+        ] {
+            parse(args);
+        }
+        assert!(
+            Cli::try_parse_from([
+                "northstar",
+                "space",
+                "create",
+                "--type",
+                "room",
+                "--name",
+                "x",
+                "--id",
+                "x"
+            ])
+            .is_err()
+        );
     }
 }

@@ -46,14 +46,37 @@ pub fn default_key_path() -> Option<PathBuf> {
 
 /// Generate a new key and save it at `path` (never overwriting).
 pub fn generate(path: &Path) -> Result<Keypair, KeystoreError> {
-    let pair = Keypair::generate().map_err(|e| KeystoreError::Random(e.to_string()))?;
+    let pair = ephemeral()?;
     pair.save(path)?;
     Ok(pair)
+}
+
+/// A new key that is never saved: for tests, examples and throwaway identities.
+pub fn ephemeral() -> Result<Keypair, KeystoreError> {
+    Keypair::generate().map_err(|e| KeystoreError::Random(e.to_string()))
 }
 
 /// Load the key at `path`.
 pub fn load(path: &Path) -> Result<Keypair, KeystoreError> {
     Ok(Keypair::load(path)?)
+}
+
+/// The key to act as, if there is one: a file named by `explicit` or `NORTHSTAR_KEY` must load;
+/// the file at the default location is loaded if it exists. `None` when no file was named and
+/// there is none at the default location, e.g. for commands that read public data.
+pub fn load_if_present(explicit: Option<&Path>) -> Result<Option<Keypair>, KeystoreError> {
+    let named = explicit.is_some() || std::env::var_os(KEY_ENV).is_some_and(|p| !p.is_empty());
+    if named {
+        return load(&key_path(explicit)?).map(Some);
+    }
+    let Some(path) = default_key_path() else {
+        return Ok(None);
+    };
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        // Any other outcome, including an unreadable file, is for `load` to report.
+        _ => load(&path).map(Some),
+    }
 }
 
 #[cfg(test)]
@@ -64,6 +87,20 @@ mod tests {
     fn explicit_path_wins_over_everything() {
         let path = Path::new("/tmp/explicit.json");
         assert_eq!(key_path(Some(path)).unwrap(), path);
+    }
+
+    #[test]
+    fn a_named_key_file_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.json");
+        assert!(matches!(
+            load_if_present(Some(&missing)),
+            Err(KeystoreError::File(KeyFileError::Io { .. }))
+        ));
+        let path = dir.path().join("k.json");
+        let pair = generate(&path).unwrap();
+        let loaded = load_if_present(Some(&path)).unwrap().unwrap();
+        assert_eq!(loaded.did(), pair.did());
     }
 
     #[test]

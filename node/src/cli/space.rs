@@ -1,0 +1,328 @@
+//! `northstar space …`. SPACE arguments take a space id or a space URI.
+//!
+//! JSON keys (a contract): `create` prints `id`, `uri`, `event_id`, `seq`; `join`, `leave` and
+//! `invite` print `space`, `event_id`, `seq`; `list` prints one line per space with `id`, `uri`,
+//! `type`, `name`, `owner`, `sequencer`, `head_seq`; `members` one line per member with `did`,
+//! `state`; `events` and `tail` one line per event with `id`, `seq`, `kind`, `author`, `space`,
+//! `timestamp` and what the kind carries (see [`event_json`]).
+
+use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
+use futures_util::StreamExt;
+use northstar_sdk::protocol::address::SpaceType;
+use northstar_sdk::protocol::api::Ack;
+use northstar_sdk::protocol::wire::{Event, Payload};
+use northstar_sdk::{Did, parse_space};
+use serde_json::{Value, json};
+
+use super::{Global, Output};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum SpaceCommand {
+    /// Found a space owned by your key and sequenced by the node; prints its id and URI.
+    Create {
+        /// What kind of space.
+        #[arg(long = "type", value_name = "TYPE")]
+        space_type: Kind,
+        /// A human name.
+        #[arg(long)]
+        name: String,
+        /// The unique id: 1 to 64 characters from A-Z a-z 0-9 . _ ~ -
+        #[arg(long = "id", value_name = "UNIQUE_ID")]
+        unique_id: String,
+    },
+    /// Join a space (a dm needs an invite first).
+    Join {
+        /// The space's URI (or id).
+        uri: String,
+    },
+    /// Leave a space.
+    Leave {
+        /// The space's id or URI.
+        space: String,
+    },
+    /// Invite a DID into a space.
+    Invite {
+        /// The space's id or URI.
+        space: String,
+        /// Whom to invite, `did:key:z6Mk…`.
+        did: String,
+    },
+    /// List the spaces you own, belong to or are invited into.
+    List,
+    /// List a space's members, invitees and bans.
+    Members {
+        /// The space's id or URI.
+        space: String,
+    },
+    /// Print a space's events after a seq, oldest first.
+    Events {
+        /// The space's id or URI.
+        space: String,
+        /// Print events after this seq.
+        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        since: u64,
+        /// Print at most this many (the node may cap it).
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: u32,
+    },
+    /// Follow a space: print its events after a seq, then live ones, until Ctrl-C.
+    Tail {
+        /// The space's id or URI.
+        space: String,
+        /// Print events after this seq.
+        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        since: u64,
+    },
+}
+
+/// The space types, as the command line spells them.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(super) enum Kind {
+    /// Public: anyone may read and join; members post.
+    Channel,
+    /// Private group: members only; joining needs an invite.
+    Dm,
+    /// Only the owner posts; members read live.
+    Stream,
+}
+
+impl From<Kind> for SpaceType {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Channel => SpaceType::Channel,
+            Kind::Dm => SpaceType::Dm,
+            Kind::Stream => SpaceType::Stream,
+        }
+    }
+}
+
+pub(super) async fn run(
+    command: SpaceCommand,
+    global: &Global,
+    out: &Output,
+) -> anyhow::Result<()> {
+    match command {
+        SpaceCommand::Create {
+            space_type,
+            name,
+            unique_id,
+        } => {
+            let client = global.connect_as_user().await?;
+            let ack = client
+                .create_space(space_type.into(), &unique_id, &name)
+                .await?;
+            let uri = client.space_uri(&ack.space).to_string();
+            out.print(
+                json!({
+                    "id": ack.space.as_str(),
+                    "uri": uri,
+                    "event_id": ack.event_id.to_string(),
+                    "seq": ack.seq,
+                }),
+                || format!("id:  {}\nuri: {uri}", ack.space),
+            )
+        }
+        SpaceCommand::Join { uri } => {
+            let space = parse_space(&uri)?;
+            let client = global.connect_as_user().await?;
+            let ack = client.join(&space).await?;
+            print_ack(out, &ack, "joined")
+        }
+        SpaceCommand::Leave { space } => {
+            let space = parse_space(&space)?;
+            let client = global.connect_as_user().await?;
+            let ack = client.leave(&space).await?;
+            print_ack(out, &ack, "left")
+        }
+        SpaceCommand::Invite { space, did } => {
+            let space = parse_space(&space)?;
+            let did = Did::parse(&did).with_context(|| format!("invalid DID {did:?}"))?;
+            let client = global.connect_as_user().await?;
+            let ack = client.invite(&space, &did).await?;
+            print_ack(out, &ack, &format!("invited {did} to"))
+        }
+        SpaceCommand::List => {
+            let client = global.connect_as_user().await?;
+            for space in client.list_spaces().await? {
+                out.print(
+                    json!({
+                        "id": space.id.as_str(),
+                        "uri": space.uri,
+                        "type": space.space_type.as_str(),
+                        "name": space.name,
+                        "owner": space.owner.as_str(),
+                        "sequencer": space.sequencer.as_str(),
+                        "head_seq": space.head_seq,
+                    }),
+                    || {
+                        format!(
+                            "{:<7} {}  {}",
+                            space.space_type.as_str(),
+                            space.uri,
+                            space.name
+                        )
+                    },
+                )?;
+            }
+            Ok(())
+        }
+        SpaceCommand::Members { space } => {
+            let space = parse_space(&space)?;
+            let client = global.connect_as_reader().await?;
+            for member in client.members(&space).await? {
+                out.print(
+                    json!({"did": member.did.as_str(), "state": member.state}),
+                    || format!("{:<8} {}", member.state, member.did),
+                )?;
+            }
+            Ok(())
+        }
+        SpaceCommand::Events {
+            space,
+            since,
+            limit,
+        } => {
+            let space = parse_space(&space)?;
+            let client = global.connect_as_reader().await?;
+            for event in client.events(&space, since, limit).await? {
+                print_event(out, &event)?;
+            }
+            Ok(())
+        }
+        SpaceCommand::Tail { space, since } => {
+            let space = parse_space(&space)?;
+            let client = global.connect_as_reader().await?;
+            let mut events = client.subscribe(&space, since).await?;
+            loop {
+                tokio::select! {
+                    next = events.next() => match next {
+                        Some(event) => print_event(out, &event?)?,
+                        None => return Ok(()),
+                    },
+                    signal = tokio::signal::ctrl_c() => {
+                        signal.context("cannot listen for Ctrl-C")?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn print_ack(out: &Output, ack: &Ack, done: &str) -> anyhow::Result<()> {
+    out.print(
+        json!({
+            "space": ack.space.as_str(),
+            "event_id": ack.event_id.to_string(),
+            "seq": ack.seq,
+        }),
+        || {
+            format!(
+                "{done} {} (event {}, seq {})",
+                ack.space, ack.event_id, ack.seq
+            )
+        },
+    )
+}
+
+fn print_event(out: &Output, event: &Event) -> anyhow::Result<()> {
+    let value = event_json(event)?;
+    out.print(value, || event_line(event))
+}
+
+/// An event as one JSON object: `id`, `seq`, `kind`, `author`, `space`, `timestamp`, and by
+/// kind: `name` and `sequencer` (create); `subject` (join, leave, invite, kick, ban);
+/// `beam` and `beam_uri` (beam); `beam` (tombstone).
+fn event_json(event: &Event) -> anyhow::Result<Value> {
+    let mut value = json!({
+        "id": event.id()?.to_string(),
+        "seq": event.seq,
+        "kind": event.payload.kind(),
+        "author": event.author().as_str(),
+        "space": event.space.as_str(),
+        "timestamp": event.timestamp,
+    });
+    let extra = match &event.payload {
+        Payload::Create(genesis) => json!({
+            "name": genesis.name,
+            "sequencer": genesis.sequencer.as_str(),
+        }),
+        Payload::Membership(request) => json!({"subject": request.subject.as_str()}),
+        Payload::BeamRef(beam_ref) => json!({
+            "beam": beam_ref.beam.to_string(),
+            "beam_uri": beam_ref.beam_uri().to_string(),
+        }),
+        Payload::Tombstone(tombstone) => json!({"beam": tombstone.beam.to_string()}),
+    };
+    if let (Some(map), Value::Object(extra)) = (value.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    Ok(value)
+}
+
+/// An event as one line for people: seq, kind, author, and what the kind carries.
+fn event_line(event: &Event) -> String {
+    let detail = match &event.payload {
+        Payload::Create(genesis) => format!("{:?}", genesis.name),
+        Payload::Membership(request) if request.subject != request.actor => {
+            request.subject.to_string()
+        }
+        Payload::Membership(_) => String::new(),
+        Payload::BeamRef(beam_ref) => beam_ref.beam_uri().to_string(),
+        Payload::Tombstone(tombstone) => tombstone.beam.to_string(),
+    };
+    format!(
+        "{:>6}  {:<9} {}  {detail}",
+        event.seq,
+        event.payload.kind(),
+        event.author()
+    )
+    .trim_end()
+    .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use northstar_sdk::Keypair;
+    use northstar_sdk::protocol::Signed;
+    use northstar_sdk::protocol::address::SpaceId;
+    use northstar_sdk::protocol::wire::{Beam, BeamRef, Membership, MembershipAction};
+
+    #[test]
+    fn event_json_has_the_contract_keys() {
+        let node = Keypair::from_seed(&[1; 32]);
+        let alice = Keypair::from_seed(&[2; 32]);
+        let bob = Keypair::from_seed(&[3; 32]);
+        let space = SpaceId::new(SpaceType::Channel, alice.did(), "general").unwrap();
+        let prev = Some(northstar_sdk::protocol::ContentId::of(b"genesis"));
+
+        let join = Membership::create(
+            &bob,
+            space.clone(),
+            MembershipAction::Join,
+            bob.did().clone(),
+            5,
+        )
+        .unwrap();
+        let event =
+            Event::sequence(&node, space.clone(), 2, prev, 6, Payload::Membership(join)).unwrap();
+        let value = event_json(&event).unwrap();
+        assert_eq!(value["id"], event.id().unwrap().to_string());
+        assert_eq!(value["seq"], 2);
+        assert_eq!(value["kind"], "join");
+        assert_eq!(value["author"], bob.did().as_str());
+        assert_eq!(value["subject"], bob.did().as_str());
+
+        let beam = Beam::create(&bob, "t", "b", 7).unwrap();
+        let beam_ref =
+            BeamRef::create(&bob, space.clone(), beam.content_id().unwrap(), "h:1", 7).unwrap();
+        let uri = beam_ref.beam_uri().to_string();
+        let event = Event::sequence(&node, space, 3, prev, 8, Payload::BeamRef(beam_ref)).unwrap();
+        let value = event_json(&event).unwrap();
+        assert_eq!(value["kind"], "beam");
+        assert_eq!(value["beam_uri"], uri);
+        assert!(event_line(&event).contains(&uri));
+    }
+}

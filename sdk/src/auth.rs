@@ -1,0 +1,255 @@
+//! The client's side of the auth handshake (`spec/protocol.md` §5.2): the origin of the URL
+//! dialled, and the checks a challenge must pass before the client signs anything.
+//!
+//! Everything here is pure; the clock is passed in, so the checks are tested without a node.
+
+use northstar_protocol::Did;
+use northstar_protocol::address::check_authority;
+use northstar_protocol::sign::SignatureError;
+use northstar_protocol::wire::{AuthChallenge, RuleError};
+
+/// Why a URL cannot be dialled as a node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad node URL {url:?}: {reason}")]
+pub struct BadUrl {
+    /// The URL as given.
+    pub url: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// The origin of a node URL: its scheme, `://` and authority, byte for byte as written, without
+/// path, query or fragment. `ws://127.0.0.1:7700/rpc` gives `ws://127.0.0.1:7700`.
+///
+/// Only the lower-case schemes `ws://` and `wss://` are accepted, and the authority must be a
+/// `host[:port]` as the protocol defines it (no user info).
+pub fn origin_of(url: &str) -> Result<&str, BadUrl> {
+    let bad = |reason| BadUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    let rest = url
+        .strip_prefix("wss://")
+        .or_else(|| url.strip_prefix("ws://"))
+        .ok_or_else(|| bad("the scheme must be ws:// or wss://"))?;
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    check_authority(&rest[..authority_len])
+        .map_err(|_| bad("expected host[:port] after the scheme"))?;
+    let origin_len = url.len() - rest.len() + authority_len;
+    Ok(&url[..origin_len])
+}
+
+/// Why the client refused to authenticate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The challenge breaks a rule of its kind (origin or nonce shape).
+    #[error("the node's challenge is malformed")]
+    Malformed(#[source] RuleError),
+    /// The challenge's signature does not verify under the DID it names.
+    #[error("the node's challenge is not validly signed by {node}")]
+    BadSignature {
+        /// The DID the challenge names.
+        node: String,
+        /// Why verification failed.
+        #[source]
+        source: SignatureError,
+    },
+    /// The challenge names another origin than the one dialled: answering it could let the node
+    /// replay the signature at that other origin.
+    #[error(
+        "the node's challenge names origin {challenge:?} but the client dialled {dialled:?}; \
+         refusing to sign"
+    )]
+    WrongOrigin {
+        /// The origin of the URL dialled.
+        dialled: String,
+        /// The origin the challenge names.
+        challenge: String,
+    },
+    /// The challenge comes from another node than the one expected.
+    #[error("the challenge comes from node {actual}, expected {expected}")]
+    WrongNode {
+        /// The node expected (the DID `node.info` gave on this connection).
+        expected: String,
+        /// The node the challenge names.
+        actual: String,
+    },
+    /// The challenge has expired by the client's clock.
+    #[error("the node's challenge expired at {expires_at} ms, the client's clock says {now} ms")]
+    Expired {
+        /// When it expired, ms since the Unix epoch.
+        expires_at: u64,
+        /// The client's time, ms since the Unix epoch.
+        now: u64,
+    },
+    /// The node authenticated the connection as another DID than the client's.
+    #[error("the node authenticated the connection as {actual}, expected {expected}")]
+    WrongDid {
+        /// The client's DID.
+        expected: String,
+        /// The DID the node reported.
+        actual: String,
+    },
+}
+
+/// The checks of §5.2 on a challenge, in order: its shape, the node's signature, the origin
+/// against the one dialled, the node against the one expected, and its expiry against `now`
+/// (ms since the Unix epoch).
+pub fn check_challenge(
+    challenge: &AuthChallenge,
+    dialled_origin: &str,
+    expected_node: &Did,
+    now: u64,
+) -> Result<(), AuthError> {
+    challenge.check_rules().map_err(AuthError::Malformed)?;
+    challenge
+        .verify()
+        .map_err(|source| AuthError::BadSignature {
+            node: challenge.node.to_string(),
+            source,
+        })?;
+    if challenge.origin != dialled_origin {
+        return Err(AuthError::WrongOrigin {
+            dialled: dialled_origin.to_owned(),
+            challenge: challenge.origin.clone(),
+        });
+    }
+    if challenge.node != *expected_node {
+        return Err(AuthError::WrongNode {
+            expected: expected_node.to_string(),
+            actual: challenge.node.to_string(),
+        });
+    }
+    if challenge.expires_at <= now {
+        return Err(AuthError::Expired {
+            expires_at: challenge.expires_at,
+            now,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use northstar_protocol::Keypair;
+
+    const NOW: u64 = 1_767_225_600_000;
+
+    fn node() -> Keypair {
+        Keypair::from_seed(&[9; 32])
+    }
+
+    fn challenge(origin: &str) -> AuthChallenge {
+        AuthChallenge::issue(&node(), origin, NOW, NOW + 30_000).unwrap()
+    }
+
+    #[test]
+    fn origin_drops_path_query_and_fragment() {
+        assert_eq!(
+            origin_of("ws://127.0.0.1:7700").unwrap(),
+            "ws://127.0.0.1:7700"
+        );
+        assert_eq!(
+            origin_of("ws://127.0.0.1:7700/").unwrap(),
+            "ws://127.0.0.1:7700"
+        );
+        assert_eq!(
+            origin_of("wss://node.example/rpc/v0?x=1#f").unwrap(),
+            "wss://node.example"
+        );
+        assert_eq!(
+            origin_of("wss://node.example?x").unwrap(),
+            "wss://node.example"
+        );
+        assert_eq!(origin_of("ws://[::1]:7700/a").unwrap(), "ws://[::1]:7700");
+    }
+
+    #[test]
+    fn origin_keeps_the_authority_byte_for_byte() {
+        // No normalisation: the spec compares byte for byte, so a node whose public URL is
+        // written differently is refused rather than silently matched.
+        assert_eq!(
+            origin_of("ws://Node.Example:443").unwrap(),
+            "ws://Node.Example:443"
+        );
+    }
+
+    #[test]
+    fn origin_refuses_other_schemes_and_bad_authorities() {
+        for url in [
+            "http://node.example",
+            "WS://node.example",
+            "node.example:7700",
+            "ws://",
+            "ws:///path",
+            "ws://user@node.example",
+            "ws://no de",
+        ] {
+            let err = origin_of(url).unwrap_err();
+            assert_eq!(err.url, url);
+        }
+    }
+
+    #[test]
+    fn accepts_a_fresh_challenge_for_the_dialled_origin() {
+        let c = challenge("ws://127.0.0.1:7700");
+        assert_eq!(
+            check_challenge(&c, "ws://127.0.0.1:7700", node().did(), NOW + 1),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn refuses_a_challenge_for_another_origin_naming_both() {
+        let c = challenge("wss://other.example");
+        let err = check_challenge(&c, "ws://127.0.0.1:7700", node().did(), NOW).unwrap_err();
+        assert_eq!(
+            err,
+            AuthError::WrongOrigin {
+                dialled: "ws://127.0.0.1:7700".into(),
+                challenge: "wss://other.example".into(),
+            }
+        );
+        let text = err.to_string();
+        assert!(text.contains("wss://other.example") && text.contains("ws://127.0.0.1:7700"));
+    }
+
+    #[test]
+    fn refuses_a_challenge_whose_signature_does_not_verify() {
+        let mut c = challenge("ws://127.0.0.1:7700");
+        c.nonce.push('x');
+        let err = check_challenge(&c, "ws://127.0.0.1:7700", node().did(), NOW).unwrap_err();
+        assert!(matches!(err, AuthError::BadSignature { .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_challenge_from_an_unexpected_node() {
+        let c = challenge("ws://127.0.0.1:7700");
+        let other = Keypair::from_seed(&[8; 32]);
+        let err = check_challenge(&c, "ws://127.0.0.1:7700", other.did(), NOW).unwrap_err();
+        assert!(matches!(err, AuthError::WrongNode { .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_an_expired_challenge() {
+        let c = challenge("ws://127.0.0.1:7700");
+        for now in [NOW + 30_000, NOW + 60_000] {
+            let err = check_challenge(&c, "ws://127.0.0.1:7700", node().did(), now).unwrap_err();
+            assert_eq!(
+                err,
+                AuthError::Expired {
+                    expires_at: NOW + 30_000,
+                    now
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_a_malformed_origin_before_anything_else() {
+        let c = challenge("https://node.example");
+        let err = check_challenge(&c, "https://node.example", node().did(), NOW).unwrap_err();
+        assert!(matches!(err, AuthError::Malformed(_)), "{err}");
+    }
+}

@@ -1,0 +1,422 @@
+//! [`Client`]: one WebSocket connection to a node, authenticated as the client's key (or
+//! anonymous), with a typed method for each JSON-RPC method of `northstar_protocol::rpc`.
+//!
+//! Requests are signed here, with the client's key; answers are verified here, before the app
+//! sees them (see [`crate::verify`]). Each method's doc names its wire method and what it needs:
+//! "key" methods fail with [`SdkError::Anonymous`] on an anonymous client.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonrpsee::core::ClientError;
+use jsonrpsee::core::client::Subscription;
+use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
+use northstar_protocol::address::{SpaceId, SpaceType, SpaceUri, author_hash};
+use northstar_protocol::api::{
+    Ack, BeamDeleted, BeamPosted, EventPage, MemberInfo, NodeInfo, SpaceInfo,
+};
+use northstar_protocol::rpc::{AuthApiClient, BeamApiClient, NodeApiClient, SpaceApiClient};
+use northstar_protocol::wire::{
+    AuthResponse, Beam, BeamRef, Event, Membership, MembershipAction, SpaceGenesis, Tombstone,
+};
+use northstar_protocol::{Did, Keypair, Signed};
+use tracing::{debug, instrument};
+
+use crate::address::{AsBeamPath, AsSpaceId};
+use crate::auth::{AuthError, check_challenge, origin_of};
+use crate::error::SdkError;
+use crate::subscription::EventStream;
+use crate::verify::{LogCursor, check_beam, check_listed_beam};
+
+/// How long opening the WebSocket may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one call may take before it fails with a timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many spaces' sequencers a client remembers; past that it forgets them all and asks
+/// again. A space's sequencer never changes, so the cache is never stale.
+const SEQUENCER_CACHE: usize = 1024;
+
+/// A connection to a Northstar node.
+///
+/// Cloning is cheap and shares the connection. When the connection drops, calls fail with
+/// [`SdkError::Transport`]; connect again to go on ([`EventStream`]s reconnect by themselves).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rpc: WsClient,
+    url: String,
+    key: Option<Keypair>,
+    info: NodeInfo,
+    sequencers: Mutex<HashMap<SpaceId, Did>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.inner.url)
+            .field("did", &self.did())
+            .field("node", &self.inner.info.did)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connect to the node at `url` (`ws://` or `wss://`) and authenticate as `key`.
+    ///
+    /// Fetches `node.info`, then runs the handshake of `spec/` §5: the node's challenge must be
+    /// signed by the node `node.info` named, name the origin of `url` and not have expired, or
+    /// the client refuses to answer it ([`SdkError::Auth`]).
+    pub async fn connect(url: &str, key: Keypair) -> Result<Client, SdkError> {
+        Self::dial(url, Some(key)).await
+    }
+
+    /// Connect to the node at `url` without authenticating: only public methods work.
+    pub async fn connect_anonymous(url: &str) -> Result<Client, SdkError> {
+        Self::dial(url, None).await
+    }
+
+    /// A new connection to the same node, as the same key.
+    pub async fn reconnect(&self) -> Result<Client, SdkError> {
+        Self::dial(&self.inner.url, self.inner.key.clone()).await
+    }
+
+    #[instrument(skip_all, fields(url))]
+    async fn dial(url: &str, key: Option<Keypair>) -> Result<Client, SdkError> {
+        let origin = origin_of(url)?;
+        // The origin a challenge must name is the one of the URL dialled, so redirects are not
+        // followed: jsonrpsee counts the first attempt as one "redirection", so 1 means none.
+        let rpc = WsClientBuilder::default()
+            .connection_timeout(CONNECT_TIMEOUT)
+            .request_timeout(REQUEST_TIMEOUT)
+            .max_redirections(1)
+            .build(url)
+            .await
+            .map_err(|source| SdkError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        let info = call("node.info", NodeApiClient::info(&rpc)).await?;
+        if let Some(key) = &key {
+            authenticate(&rpc, origin, &info.did, key).await?;
+        }
+        debug!(node = %info.did, authenticated = key.is_some(), "connected");
+        Ok(Client {
+            inner: Arc::new(Inner {
+                rpc,
+                url: url.to_owned(),
+                key,
+                info,
+                sequencers: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// `node.info` as fetched when the connection opened: the node's DID, authority and limits.
+    pub fn node_info(&self) -> &NodeInfo {
+        &self.inner.info
+    }
+
+    /// The DID the connection acts as; `None` for an anonymous client.
+    pub fn did(&self) -> Option<&Did> {
+        self.inner.key.as_ref().map(Keypair::did)
+    }
+
+    /// The URL dialled.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_connected(&self) -> bool {
+        self.inner.rpc.is_connected()
+    }
+
+    /// The URI of `space` if this node sequences it: `northstar://{authority}/{space}`.
+    pub fn space_uri(&self, space: &impl AsSpaceId) -> SpaceUri {
+        SpaceUri {
+            authority: self.inner.info.authority.clone(),
+            space: space.space_id().clone(),
+        }
+    }
+
+    /// `space.create` (key): found a space owned by this client's DID and sequenced by this node.
+    /// The genesis names the node's DID as sequencer and its authority, as `node.info` gave them.
+    pub async fn create_space(
+        &self,
+        space_type: SpaceType,
+        unique_id: &str,
+        name: &str,
+    ) -> Result<Ack, SdkError> {
+        const METHOD: &str = "space.create";
+        let key = self.key(METHOD)?;
+        let info = &self.inner.info;
+        let space = SpaceId::new(space_type, key.did(), unique_id)?;
+        let genesis = SpaceGenesis::create(
+            key,
+            space,
+            name,
+            info.did.clone(),
+            &info.authority,
+            now_ms()?,
+        )?;
+        genesis.check_rules()?;
+        call(METHOD, SpaceApiClient::create(self.rpc(), genesis)).await
+    }
+
+    /// `space.get` (public; member for a dm): one space.
+    pub async fn get_space(&self, space: &impl AsSpaceId) -> Result<SpaceInfo, SdkError> {
+        let space = space.space_id();
+        let info = call("space.get", SpaceApiClient::get(self.rpc(), space.clone())).await?;
+        self.remember_sequencer(space, &info.sequencer);
+        Ok(info)
+    }
+
+    /// `space.list` (key): the spaces this client's DID owns, belongs to or is invited into.
+    pub async fn list_spaces(&self) -> Result<Vec<SpaceInfo>, SdkError> {
+        const METHOD: &str = "space.list";
+        self.key(METHOD)?;
+        call(METHOD, SpaceApiClient::list(self.rpc())).await
+    }
+
+    /// `space.join` (key): join a space (a dm needs an invite first).
+    pub async fn join(&self, space: &impl AsSpaceId) -> Result<Ack, SdkError> {
+        self.membership("space.join", space, MembershipAction::Join, None)
+            .await
+    }
+
+    /// `space.leave` (key): leave a space.
+    pub async fn leave(&self, space: &impl AsSpaceId) -> Result<Ack, SdkError> {
+        self.membership("space.leave", space, MembershipAction::Leave, None)
+            .await
+    }
+
+    /// `space.invite` (key): invite `did` into a space (into a dm, only its owner may).
+    pub async fn invite(&self, space: &impl AsSpaceId, did: &Did) -> Result<Ack, SdkError> {
+        self.membership("space.invite", space, MembershipAction::Invite, Some(did))
+            .await
+    }
+
+    async fn membership(
+        &self,
+        method: &'static str,
+        space: &impl AsSpaceId,
+        action: MembershipAction,
+        subject: Option<&Did>,
+    ) -> Result<Ack, SdkError> {
+        let key = self.key(method)?;
+        let subject = subject.unwrap_or(key.did()).clone();
+        let request =
+            Membership::create(key, space.space_id().clone(), action, subject, now_ms()?)?;
+        request.check_rules()?;
+        let rpc = self.rpc();
+        let answer = match action {
+            MembershipAction::Join => SpaceApiClient::join(rpc, request).await,
+            MembershipAction::Leave => SpaceApiClient::leave(rpc, request).await,
+            _ => SpaceApiClient::invite(rpc, request).await,
+        };
+        answer.map_err(|e| SdkError::from_call(method, e))
+    }
+
+    /// `space.members` (public; member for a dm): who belongs to a space, is invited or is banned.
+    pub async fn members(&self, space: &impl AsSpaceId) -> Result<Vec<MemberInfo>, SdkError> {
+        let space = space.space_id().clone();
+        call("space.members", SpaceApiClient::members(self.rpc(), space)).await
+    }
+
+    /// `space.post` (key, member): sign a beam and a ref placing it in `space`, store the beam on this node
+    /// (the author's home, named by the ref) and append the ref to the space.
+    pub async fn post(
+        &self,
+        space: &impl AsSpaceId,
+        title: &str,
+        body: &str,
+    ) -> Result<BeamPosted, SdkError> {
+        const METHOD: &str = "space.post";
+        let key = self.key(METHOD)?;
+        let now = now_ms()?;
+        let beam = Beam::create(key, title, body, now)?;
+        beam.check_rules()?;
+        let beam_ref = BeamRef::create(
+            key,
+            space.space_id().clone(),
+            beam.content_id()?,
+            &self.inner.info.authority,
+            now,
+        )?;
+        beam_ref.check_rules()?;
+        call(METHOD, SpaceApiClient::post(self.rpc(), beam, beam_ref)).await
+    }
+
+    /// `space.events` (public; member for a dm): at most `limit` events with `seq > since`, oldest first, each verified
+    /// under the space's sequencer and linked to the one before it.
+    pub async fn events(
+        &self,
+        space: &impl AsSpaceId,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, SdkError> {
+        let space = space.space_id();
+        let sequencer = self.sequencer(space).await?;
+        let page = self.events_page(space, since, limit).await?;
+        let mut cursor = LogCursor::new(space.clone(), sequencer, since);
+        Ok(cursor.accept_page(&page.events)?)
+    }
+
+    /// One raw page of `space.events`.
+    pub(crate) async fn events_page(
+        &self,
+        space: &SpaceId,
+        since: u64,
+        limit: u32,
+    ) -> Result<EventPage, SdkError> {
+        let call_events = SpaceApiClient::events(self.rpc(), space.clone(), since, limit);
+        call("space.events", call_events).await
+    }
+
+    /// `space.subscribe` (public; member for a dm): every event with `seq > since`, verified and in order, the backlog
+    /// first and then live. The stream resumes by itself after a disconnect or a
+    /// `slow_subscriber` cut-off; see [`EventStream`].
+    pub async fn subscribe(
+        &self,
+        space: &impl AsSpaceId,
+        since: u64,
+    ) -> Result<EventStream, SdkError> {
+        let space = space.space_id();
+        let sequencer = self.sequencer(space).await?;
+        EventStream::start(
+            self.clone(),
+            LogCursor::new(space.clone(), sequencer, since),
+        )
+        .await
+    }
+
+    /// The raw `space.subscribe` call.
+    pub(crate) async fn subscribe_raw(
+        &self,
+        space: &SpaceId,
+        since: u64,
+    ) -> Result<Subscription<Event>, SdkError> {
+        let call_subscribe = SpaceApiClient::subscribe_events(self.rpc(), space.clone(), since);
+        call("space.subscribe", call_subscribe).await
+    }
+
+    /// `beam.get` (public): a beam stored on this node, checked against the path asked for (its
+    /// author's signature, its content id and its author hash).
+    pub async fn get_beam(&self, beam: &impl AsBeamPath) -> Result<Beam, SdkError> {
+        let path = beam.beam_path();
+        let got = call("beam.get", BeamApiClient::get(self.rpc(), path.to_string())).await?;
+        check_beam(&got, &path)?;
+        Ok(got)
+    }
+
+    /// `beam.list` (public): beams by `author`, newest first, created before `before` (ms; 0 for now),
+    /// at most `limit`, each checked as by [`Client::get_beam`].
+    pub async fn list_beams(
+        &self,
+        author: &Did,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<Beam>, SdkError> {
+        let call_list = BeamApiClient::list(self.rpc(), author.clone(), before, limit);
+        let beams = call("beam.list", call_list).await?;
+        for beam in &beams {
+            check_listed_beam(beam, author)?;
+        }
+        Ok(beams)
+    }
+
+    /// `beam.delete` (key, author): delete one of this client's beams with a signed tombstone, which the node
+    /// appends to every space that referenced the beam.
+    pub async fn delete_beam(&self, beam: &impl AsBeamPath) -> Result<BeamDeleted, SdkError> {
+        const METHOD: &str = "beam.delete";
+        let key = self.key(METHOD)?;
+        let path = beam.beam_path();
+        if path.author_hash != author_hash(key.did()) {
+            return Err(SdkError::NotAuthor {
+                path: path.to_string(),
+            });
+        }
+        let tombstone = Tombstone::create(key, path.beam, now_ms()?)?;
+        call(METHOD, BeamApiClient::delete(self.rpc(), tombstone)).await
+    }
+
+    fn rpc(&self) -> &WsClient {
+        &self.inner.rpc
+    }
+
+    fn key(&self, method: &'static str) -> Result<&Keypair, SdkError> {
+        self.inner
+            .key
+            .as_ref()
+            .ok_or(SdkError::Anonymous { method })
+    }
+
+    /// The sequencer of `space`, from the cache or `space.get`.
+    async fn sequencer(&self, space: &SpaceId) -> Result<Did, SdkError> {
+        if let Some(did) = self.sequencers().get(space) {
+            return Ok(did.clone());
+        }
+        Ok(self.get_space(space).await?.sequencer)
+    }
+
+    fn remember_sequencer(&self, space: &SpaceId, sequencer: &Did) {
+        let mut cache = self.sequencers();
+        if cache.len() >= SEQUENCER_CACHE {
+            cache.clear();
+        }
+        cache.insert(space.clone(), sequencer.clone());
+    }
+
+    fn sequencers(&self) -> std::sync::MutexGuard<'_, HashMap<SpaceId, Did>> {
+        // The lock guards plain inserts and lookups that cannot leave the map half-changed, so
+        // a panic elsewhere while it was held does not make the map wrong.
+        self.inner
+            .sequencers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Run one call and name its method in any error.
+async fn call<T>(
+    method: &'static str,
+    fut: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T, SdkError> {
+    fut.await.map_err(|e| SdkError::from_call(method, e))
+}
+
+/// The handshake of `spec/` §5 from the client's side.
+async fn authenticate(
+    rpc: &WsClient,
+    origin: &str,
+    node: &Did,
+    key: &Keypair,
+) -> Result<(), SdkError> {
+    let challenge = call("auth.challenge", AuthApiClient::challenge(rpc)).await?;
+    check_challenge(&challenge, origin, node, now_ms()?)?;
+    let response = AuthResponse::answer(key, challenge)?;
+    let authenticated = call("auth.respond", AuthApiClient::respond(rpc, response)).await?;
+    if authenticated.did != *key.did() {
+        return Err(AuthError::WrongDid {
+            expected: key.did().to_string(),
+            actual: authenticated.did.to_string(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Now, in ms since the Unix epoch: the time every signed request carries.
+fn now_ms() -> Result<u64, SdkError> {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| SdkError::Clock)?;
+    u64::try_from(since_epoch.as_millis()).map_err(|_| SdkError::Clock)
+}

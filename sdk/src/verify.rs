@@ -1,0 +1,503 @@
+//! Checking what a node sends before an app sees it: events against their space's sequencer and
+//! their log, beams against the path they were asked for.
+//!
+//! A node is trusted to serve, not to be honest: every event the SDK hands out verifies under
+//! the sequencer's DID (which the space's genesis names), follows the event before it
+//! (`seq` + 1, `prev` = its id), and every beam verifies under its author and has the content id
+//! its path names.
+
+use northstar_protocol::address::{BeamPath, SpaceId, author_hash};
+use northstar_protocol::canonical::{self, CanonicalError};
+use northstar_protocol::id::ContentId;
+use northstar_protocol::sign::SignatureError;
+use northstar_protocol::wire::{Beam, Event, EventError, Payload};
+use northstar_protocol::{Did, Signed};
+use serde_json::value::RawValue;
+
+/// Why something a node sent was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The node sent something that does not parse as an event.
+    #[error("the node sent a malformed event of {space}")]
+    MalformedEvent {
+        /// The space asked about.
+        space: String,
+        /// What is wrong with it.
+        #[source]
+        source: CanonicalError,
+    },
+    /// An event fails verification by itself: its shape or a signature.
+    #[error("event {seq} of {space} fails verification")]
+    BadEvent {
+        /// The space.
+        space: String,
+        /// The event's seq.
+        seq: u64,
+        /// What is wrong with it.
+        #[source]
+        source: EventError,
+    },
+    /// The node sent an event of another space than the one asked about.
+    #[error("asked for events of {expected}, the node sent event {seq} of {actual}")]
+    WrongSpace {
+        /// The space asked about.
+        expected: String,
+        /// The event's space.
+        actual: String,
+        /// The event's seq.
+        seq: u64,
+    },
+    /// Events are not consecutive where they must be.
+    #[error("events of {space} out of order: expected seq {expected}, got {actual}")]
+    OutOfOrder {
+        /// The space.
+        space: String,
+        /// The seq that should have come.
+        expected: u64,
+        /// The seq that came.
+        actual: u64,
+    },
+    /// An event's `prev` is not the id of the event before: the log was forked or altered.
+    #[error("event {seq} of {space} does not link to the event before it")]
+    BrokenChain {
+        /// The space.
+        space: String,
+        /// The event's seq.
+        seq: u64,
+    },
+    /// The node announced events it then did not deliver.
+    #[error("the node skipped events of {space} after seq {after} and cannot fill the gap")]
+    Gap {
+        /// The space.
+        space: String,
+        /// The last seq received before the gap.
+        after: u64,
+    },
+    /// The space's genesis names another sequencer than the one whose signature its events
+    /// carry: the node that served the space is not the one its owner chose.
+    #[error("the genesis of {space} names sequencer {named}, its events are signed by {signer}")]
+    WrongSequencer {
+        /// The space.
+        space: String,
+        /// The sequencer the genesis names.
+        named: String,
+        /// The DID the events were checked against.
+        signer: String,
+    },
+    /// A beam's signature does not verify under its author.
+    #[error("beam {path} is not validly signed by its author")]
+    BadBeam {
+        /// The path asked for.
+        path: String,
+        /// Why verification failed.
+        #[source]
+        source: SignatureError,
+    },
+    /// A beam is not the one its path names (another content id or another author).
+    #[error("asked for beam {expected}, the node sent beam {actual}")]
+    WrongBeam {
+        /// The path asked for.
+        expected: String,
+        /// The path of what came.
+        actual: String,
+    },
+    /// A listing by author returned a beam by someone else.
+    #[error("asked for beams by {expected}, the node sent one by {actual}")]
+    WrongAuthor {
+        /// The author asked about.
+        expected: String,
+        /// The beam's author.
+        actual: String,
+    },
+}
+
+/// Parse an event exactly as the node sent it, strictly (duplicate keys, floats and unsafe
+/// integers refused).
+pub(crate) fn parse_event(raw: &RawValue, space: &SpaceId) -> Result<Event, VerifyError> {
+    canonical::from_str_strict(raw.get()).map_err(|source| VerifyError::MalformedEvent {
+        space: space.to_string(),
+        source,
+    })
+}
+
+/// What [`LogCursor::accept`] made of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Accepted {
+    /// The next event; the cursor moved to it.
+    Next,
+    /// An event at or before the cursor: seen already.
+    Seen,
+    /// An event past the next one: the events after the cursor up to it are missing.
+    Ahead,
+}
+
+/// A position in one space's log: the last seq accepted and, once known, its event's id.
+#[derive(Debug, Clone)]
+pub(crate) struct LogCursor {
+    space: SpaceId,
+    sequencer: Did,
+    last: u64,
+    last_id: Option<ContentId>,
+}
+
+impl LogCursor {
+    /// A cursor after event `since` of `space`, whose events `sequencer` signs. The id of event
+    /// `since` is unknown, so the first event's `prev` is taken on trust (its signature is not).
+    pub(crate) fn new(space: SpaceId, sequencer: Did, since: u64) -> Self {
+        Self {
+            space,
+            sequencer,
+            last: since,
+            last_id: None,
+        }
+    }
+
+    /// The space followed.
+    pub(crate) fn space(&self) -> &SpaceId {
+        &self.space
+    }
+
+    /// The last seq accepted.
+    pub(crate) fn last(&self) -> u64 {
+        self.last
+    }
+
+    /// Verify `event` and place it: the next one moves the cursor, provided it links to the
+    /// event before.
+    pub(crate) fn accept(&mut self, event: &Event) -> Result<Accepted, VerifyError> {
+        if event.space != self.space {
+            return Err(VerifyError::WrongSpace {
+                expected: self.space.to_string(),
+                actual: event.space.to_string(),
+                seq: event.seq,
+            });
+        }
+        event
+            .verify(&self.sequencer)
+            .map_err(|source| VerifyError::BadEvent {
+                space: self.space.to_string(),
+                seq: event.seq,
+                source,
+            })?;
+        if let Payload::Create(genesis) = &event.payload
+            && genesis.sequencer != self.sequencer
+        {
+            return Err(VerifyError::WrongSequencer {
+                space: self.space.to_string(),
+                named: genesis.sequencer.to_string(),
+                signer: self.sequencer.to_string(),
+            });
+        }
+        if event.seq <= self.last {
+            return Ok(Accepted::Seen);
+        }
+        if event.seq > self.last + 1 {
+            return Ok(Accepted::Ahead);
+        }
+        let broken = || VerifyError::BrokenChain {
+            space: self.space.to_string(),
+            seq: event.seq,
+        };
+        if self.last_id.is_some() && event.prev != self.last_id {
+            return Err(broken());
+        }
+        // `verify` passed, so the event encodes canonically and has an id.
+        let id = event.id().map_err(|_| broken())?;
+        self.last = event.seq;
+        self.last_id = Some(id);
+        Ok(Accepted::Next)
+    }
+
+    /// Accept a page of `space.events`: every event must be the next one.
+    pub(crate) fn accept_page(&mut self, raw: &[Box<RawValue>]) -> Result<Vec<Event>, VerifyError> {
+        let mut events = Vec::with_capacity(raw.len());
+        for raw in raw {
+            let event = parse_event(raw, &self.space)?;
+            let expected = self.last + 1;
+            if self.accept(&event)? != Accepted::Next {
+                return Err(VerifyError::OutOfOrder {
+                    space: self.space.to_string(),
+                    expected,
+                    actual: event.seq,
+                });
+            }
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    /// The error for a gap the node could not fill.
+    pub(crate) fn gap(&self) -> VerifyError {
+        VerifyError::Gap {
+            space: self.space.to_string(),
+            after: self.last,
+        }
+    }
+}
+
+/// Check that `beam` is validly signed and is the beam `path` names.
+pub(crate) fn check_beam(beam: &Beam, path: &BeamPath) -> Result<(), VerifyError> {
+    beam.verify().map_err(|source| VerifyError::BadBeam {
+        path: path.to_string(),
+        source,
+    })?;
+    let wrong = |actual: String| VerifyError::WrongBeam {
+        expected: path.to_string(),
+        actual,
+    };
+    let id = beam.content_id().map_err(|e| wrong(e.to_string()))?;
+    let actual = BeamPath {
+        author_hash: author_hash(&beam.author),
+        beam: id,
+    };
+    if actual != *path {
+        return Err(wrong(actual.to_string()));
+    }
+    Ok(())
+}
+
+/// Check that `beam`, listed as a beam by `author`, is validly signed by that author.
+pub(crate) fn check_listed_beam(beam: &Beam, author: &Did) -> Result<(), VerifyError> {
+    if beam.author != *author {
+        return Err(VerifyError::WrongAuthor {
+            expected: author.to_string(),
+            actual: beam.author.to_string(),
+        });
+    }
+    let path = beam.path().map_err(|source| VerifyError::BadBeam {
+        path: format!("by {author}"),
+        source,
+    })?;
+    check_beam(beam, &path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use northstar_protocol::Keypair;
+    use northstar_protocol::address::SpaceType;
+    use northstar_protocol::wire::{BeamRef, SpaceGenesis};
+
+    const T: u64 = 1_767_225_600_000;
+
+    struct Log {
+        node: Keypair,
+        owner: Keypair,
+        space: SpaceId,
+        events: Vec<Event>,
+    }
+
+    impl Log {
+        fn new() -> Self {
+            let node = Keypair::from_seed(&[1; 32]);
+            let owner = Keypair::from_seed(&[2; 32]);
+            let space = SpaceId::new(SpaceType::Channel, owner.did(), "general").unwrap();
+            let genesis = SpaceGenesis::create(
+                &owner,
+                space.clone(),
+                "General",
+                node.did().clone(),
+                "127.0.0.1:7700",
+                T,
+            )
+            .unwrap();
+            let mut log = Self {
+                node,
+                owner,
+                space,
+                events: Vec::new(),
+            };
+            log.append(Payload::Create(genesis));
+            log
+        }
+
+        fn append(&mut self, payload: Payload) {
+            let prev = self.events.last().map(|e| e.id().unwrap());
+            let seq = self.events.len() as u64 + 1;
+            let event =
+                Event::sequence(&self.node, self.space.clone(), seq, prev, T + seq, payload)
+                    .unwrap();
+            self.events.push(event);
+        }
+
+        fn post(&mut self, title: &str) {
+            let beam = Beam::create(&self.owner, title, "body", T).unwrap();
+            let r = BeamRef::create(
+                &self.owner,
+                self.space.clone(),
+                beam.content_id().unwrap(),
+                "127.0.0.1:7700",
+                T,
+            )
+            .unwrap();
+            self.append(Payload::BeamRef(r));
+        }
+
+        fn cursor(&self, since: u64) -> LogCursor {
+            LogCursor::new(self.space.clone(), self.node.did().clone(), since)
+        }
+
+        fn raw(&self, range: std::ops::Range<usize>) -> Vec<Box<RawValue>> {
+            self.events[range]
+                .iter()
+                .map(|e| RawValue::from_string(serde_json::to_string(e).unwrap()).unwrap())
+                .collect()
+        }
+    }
+
+    fn log_of(n: usize) -> Log {
+        let mut log = Log::new();
+        for i in 1..n {
+            log.post(&format!("post {i}"));
+        }
+        log
+    }
+
+    #[test]
+    fn accepts_a_whole_log_in_order() {
+        let log = log_of(5);
+        let mut cursor = log.cursor(0);
+        let events = cursor.accept_page(&log.raw(0..5)).unwrap();
+        assert_eq!(events, log.events);
+        assert_eq!(cursor.last(), 5);
+    }
+
+    #[test]
+    fn skips_seen_events_and_reports_ahead_without_moving() {
+        let log = log_of(5);
+        let mut cursor = log.cursor(0);
+        cursor.accept_page(&log.raw(0..3)).unwrap();
+        assert_eq!(cursor.accept(&log.events[1]).unwrap(), Accepted::Seen);
+        assert_eq!(cursor.accept(&log.events[4]).unwrap(), Accepted::Ahead);
+        assert_eq!(cursor.last(), 3);
+        assert_eq!(cursor.accept(&log.events[3]).unwrap(), Accepted::Next);
+        assert_eq!(cursor.accept(&log.events[4]).unwrap(), Accepted::Next);
+        assert_eq!(cursor.last(), 5);
+    }
+
+    #[test]
+    fn refuses_a_page_with_a_hole() {
+        let log = log_of(4);
+        let mut raw = log.raw(0..4);
+        raw.remove(2);
+        let err = log.cursor(0).accept_page(&raw).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VerifyError::OutOfOrder {
+                    expected: 3,
+                    actual: 4,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refuses_an_event_signed_by_another_node() {
+        let log = log_of(2);
+        let mut cursor = LogCursor::new(
+            log.space.clone(),
+            Keypair::from_seed(&[7; 32]).did().clone(),
+            0,
+        );
+        let err = cursor.accept(&log.events[0]).unwrap_err();
+        assert!(matches!(err, VerifyError::BadEvent { seq: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_an_event_that_does_not_link_to_the_event_before() {
+        let log = log_of(4);
+        let mut cursor = log.cursor(0);
+        cursor.accept_page(&log.raw(0..3)).unwrap();
+        // Validly signed by the sequencer, but its prev names another event 3: a forked log.
+        let forked = Event::sequence(
+            &log.node,
+            log.space.clone(),
+            4,
+            Some(ContentId::of(b"another event 3")),
+            T,
+            log.events[3].payload.clone(),
+        )
+        .unwrap();
+        let err = cursor.accept(&forked).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::BrokenChain { seq: 4, .. }),
+            "{err}"
+        );
+        assert_eq!(cursor.last(), 3);
+        assert_eq!(cursor.accept(&log.events[3]).unwrap(), Accepted::Next);
+    }
+
+    #[test]
+    fn refuses_a_genesis_that_names_another_sequencer() {
+        let log = Log::new();
+        let Payload::Create(mut genesis) = log.events[0].payload.clone() else {
+            panic!("seq 1 is the genesis");
+        };
+        genesis.sequencer = Keypair::from_seed(&[7; 32]).did().clone();
+        let genesis = SpaceGenesis::create(
+            &log.owner,
+            genesis.space,
+            &genesis.name,
+            genesis.sequencer,
+            &genesis.authority,
+            genesis.created_at,
+        )
+        .unwrap();
+        let event = Event::sequence(
+            &log.node,
+            log.space.clone(),
+            1,
+            None,
+            T,
+            Payload::Create(genesis),
+        )
+        .unwrap();
+        let err = log.cursor(0).accept(&event).unwrap_err();
+        assert!(matches!(err, VerifyError::WrongSequencer { .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_an_event_of_another_space() {
+        let log = log_of(1);
+        let owner = Keypair::from_seed(&[2; 32]);
+        let elsewhere = SpaceId::new(SpaceType::Channel, owner.did(), "random").unwrap();
+        let mut cursor = LogCursor::new(elsewhere, log.node.did().clone(), 0);
+        let err = cursor.accept(&log.events[0]).unwrap_err();
+        assert!(matches!(err, VerifyError::WrongSpace { .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_malformed_raw_event() {
+        let log = log_of(1);
+        let text = serde_json::to_string(&log.events[0]).unwrap();
+        let dup = text.replacen("{", "{\"seq\":1,", 1);
+        let raw = vec![RawValue::from_string(dup).unwrap()];
+        let err = log.cursor(0).accept_page(&raw).unwrap_err();
+        assert!(matches!(err, VerifyError::MalformedEvent { .. }), "{err}");
+    }
+
+    #[test]
+    fn checks_a_beam_against_its_path() {
+        let author = Keypair::from_seed(&[5; 32]);
+        let beam = Beam::create(&author, "hi", "there", T).unwrap();
+        let path = beam.path().unwrap();
+        check_beam(&beam, &path).unwrap();
+        check_listed_beam(&beam, author.did()).unwrap();
+
+        let other = Beam::create(&author, "hi", "elsewhere", T).unwrap();
+        let err = check_beam(&other, &path).unwrap_err();
+        assert!(matches!(err, VerifyError::WrongBeam { .. }), "{err}");
+
+        let mut forged = beam.clone();
+        forged.body = "changed".into();
+        let err = check_beam(&forged, &forged.path().unwrap()).unwrap_err();
+        assert!(matches!(err, VerifyError::BadBeam { .. }), "{err}");
+
+        let stranger = Keypair::from_seed(&[6; 32]);
+        let err = check_listed_beam(&beam, stranger.did()).unwrap_err();
+        assert!(matches!(err, VerifyError::WrongAuthor { .. }), "{err}");
+    }
+}

@@ -1,0 +1,452 @@
+//! The client against a scripted node on 127.0.0.1: a jsonrpsee server implementing the
+//! protocol's server traits over a fixed, validly signed log, whose subscriptions send exactly
+//! the events a test plans (with repeats, holes, forgeries) and then hold or cut off.
+//!
+//! This checks what a real node cannot easily be made to do: the handshake refusing a challenge
+//! for another origin, and the event stream resuming, de-duplicating and filling gaps.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use jsonrpsee::core::{RpcResult, SubscriptionResult, async_trait};
+use jsonrpsee::server::{Server, ServerHandle};
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::{Extensions, PendingSubscriptionSink, RpcModule, SubscriptionMessage};
+use northstar_protocol::address::{SpaceId, SpaceType};
+use northstar_protocol::api::{
+    Ack, Authenticated, EventPage, LimitsInfo, MemberInfo, NodeInfo, SpaceInfo,
+};
+use northstar_protocol::rpc::{AuthApiServer, NodeApiServer, SpaceApiServer};
+use northstar_protocol::wire::{
+    AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, Payload, SpaceGenesis,
+};
+use northstar_protocol::{Keypair, Signed};
+use northstar_sdk::auth::AuthError;
+use northstar_sdk::verify::VerifyError;
+use northstar_sdk::{Client, SdkError};
+use serde_json::value::RawValue;
+
+/// Every wait in these tests ends within this.
+const TIMEOUT: Duration = Duration::from_secs(10);
+const T: u64 = 1_767_225_600_000;
+
+/// What one `space.subscribe` call does: send these events, then hold or cut off.
+struct Plan {
+    send: Vec<Event>,
+    cut_off: bool,
+}
+
+struct Fake {
+    node: Keypair,
+    origin: String,
+    space: SpaceId,
+    log: Vec<Event>,
+    plans: Mutex<VecDeque<Plan>>,
+    subscribed_since: Mutex<Vec<u64>>,
+    events_since: Mutex<Vec<u64>>,
+    responses: AtomicUsize,
+}
+
+#[derive(Clone)]
+struct Handler(Arc<Fake>);
+
+fn unsupported() -> ErrorObjectOwned {
+    ErrorObjectOwned::owned::<()>(-32601, "not in this script", None)
+}
+
+fn raw(event: &Event) -> Box<RawValue> {
+    RawValue::from_string(serde_json::to_string(event).unwrap()).unwrap()
+}
+
+#[async_trait]
+impl NodeApiServer for Handler {
+    async fn info(&self) -> RpcResult<NodeInfo> {
+        let fake = &self.0;
+        Ok(NodeInfo {
+            did: fake.node.did().clone(),
+            version: "scripted/0".into(),
+            public_url: fake.origin.clone(),
+            authority: fake.origin.trim_start_matches("ws://").into(),
+            limits: LimitsInfo {
+                max_frame_bytes: 1 << 20,
+                max_batch: 0,
+                max_subscriptions_per_connection: 8,
+                requests_per_second: 1000,
+                auth_timeout_secs: 15,
+                // Small pages, so filling a gap takes more than one.
+                max_page: 2,
+            },
+        })
+    }
+}
+
+#[async_trait]
+impl AuthApiServer for Handler {
+    async fn challenge(&self, _: &Extensions) -> RpcResult<AuthChallenge> {
+        Ok(AuthChallenge::issue(&self.0.node, &self.0.origin, T, u64::MAX >> 11).unwrap())
+    }
+
+    async fn respond(&self, _: &Extensions, response: AuthResponse) -> RpcResult<Authenticated> {
+        self.0.responses.fetch_add(1, Ordering::SeqCst);
+        response.verify().unwrap();
+        Ok(Authenticated { did: response.did })
+    }
+}
+
+#[async_trait]
+impl SpaceApiServer for Handler {
+    async fn create(&self, _: &Extensions, _: SpaceGenesis) -> RpcResult<Ack> {
+        Err(unsupported())
+    }
+
+    async fn get(&self, _: &Extensions, space: SpaceId) -> RpcResult<SpaceInfo> {
+        let fake = &self.0;
+        assert_eq!(space, fake.space);
+        Ok(SpaceInfo {
+            id: space.clone(),
+            uri: format!("northstar://x/{space}"),
+            space_type: space.space_type(),
+            name: "General".into(),
+            owner: space.owner().clone(),
+            sequencer: fake.node.did().clone(),
+            head_seq: fake.log.len() as u64,
+        })
+    }
+
+    async fn list(&self, _: &Extensions) -> RpcResult<Vec<SpaceInfo>> {
+        Err(unsupported())
+    }
+
+    async fn join(&self, _: &Extensions, _: Membership) -> RpcResult<Ack> {
+        Err(unsupported())
+    }
+
+    async fn leave(&self, _: &Extensions, _: Membership) -> RpcResult<Ack> {
+        Err(unsupported())
+    }
+
+    async fn invite(&self, _: &Extensions, _: Membership) -> RpcResult<Ack> {
+        Err(unsupported())
+    }
+
+    async fn members(&self, _: &Extensions, _: SpaceId) -> RpcResult<Vec<MemberInfo>> {
+        Err(unsupported())
+    }
+
+    async fn post(
+        &self,
+        _: &Extensions,
+        _: Beam,
+        _: BeamRef,
+    ) -> RpcResult<northstar_protocol::api::BeamPosted> {
+        Err(unsupported())
+    }
+
+    async fn events(
+        &self,
+        _: &Extensions,
+        _: SpaceId,
+        since: u64,
+        limit: u32,
+    ) -> RpcResult<EventPage> {
+        let fake = &self.0;
+        fake.events_since.lock().unwrap().push(since);
+        let limit = limit.min(2) as usize;
+        let events = fake
+            .log
+            .iter()
+            .skip(since as usize)
+            .take(limit)
+            .map(raw)
+            .collect();
+        Ok(EventPage {
+            events,
+            head_seq: fake.log.len() as u64,
+        })
+    }
+
+    async fn subscribe_events(
+        &self,
+        pending: PendingSubscriptionSink,
+        _: &Extensions,
+        _: SpaceId,
+        since: u64,
+    ) -> SubscriptionResult {
+        let fake = self.0.clone();
+        fake.subscribed_since.lock().unwrap().push(since);
+        let plan = fake.plans.lock().unwrap().pop_front();
+        let sink = pending.accept().await?;
+        let Some(plan) = plan else {
+            sink.closed().await;
+            return Ok(());
+        };
+        for event in &plan.send {
+            sink.send(SubscriptionMessage::from(raw(event))).await?;
+        }
+        if plan.cut_off {
+            return Err("slow_subscriber: cut off by the script".into());
+        }
+        sink.closed().await;
+        Ok(())
+    }
+}
+
+struct Scripted {
+    fake: Arc<Fake>,
+    url: String,
+    handle: ServerHandle,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        // Stopping twice is the only error, and this is the only place that stops it.
+        let _ = self.handle.stop();
+    }
+}
+
+/// A log of `len` events: the genesis, then posts by the owner.
+fn log(node: &Keypair, owner: &Keypair, space: &SpaceId, len: usize) -> Vec<Event> {
+    let genesis =
+        SpaceGenesis::create(owner, space.clone(), "General", node.did().clone(), "x", T).unwrap();
+    let mut events =
+        vec![Event::sequence(node, space.clone(), 1, None, T, Payload::Create(genesis)).unwrap()];
+    for seq in 2..=len as u64 {
+        let beam = Beam::create(owner, &format!("post {seq}"), "body", T).unwrap();
+        let beam_ref =
+            BeamRef::create(owner, space.clone(), beam.content_id().unwrap(), "x", T).unwrap();
+        let prev = Some(events.last().unwrap().id().unwrap());
+        events.push(
+            Event::sequence(
+                node,
+                space.clone(),
+                seq,
+                prev,
+                T + seq,
+                Payload::BeamRef(beam_ref),
+            )
+            .unwrap(),
+        );
+    }
+    events
+}
+
+/// Start a scripted node whose challenges name `origin` (or its real origin if `None`).
+async fn scripted(
+    origin: Option<&str>,
+    plans: impl FnOnce(&[Event], &Keypair) -> Vec<Plan>,
+) -> Scripted {
+    scripted_at("127.0.0.1:0", origin, plans).await
+}
+
+/// Start a scripted node listening on `addr`.
+async fn scripted_at(
+    addr: &str,
+    origin: Option<&str>,
+    plans: impl FnOnce(&[Event], &Keypair) -> Vec<Plan>,
+) -> Scripted {
+    let node = Keypair::from_seed(&[1; 32]);
+    let owner = Keypair::from_seed(&[2; 32]);
+    let space = SpaceId::new(SpaceType::Channel, owner.did(), "general").unwrap();
+    let log = log(&node, &owner, &space, 6);
+    let plans = plans(&log, &node).into();
+    let server = Server::builder().build(addr).await.unwrap();
+    let url = format!("ws://{}", server.local_addr().unwrap());
+    let fake = Arc::new(Fake {
+        node,
+        origin: origin.unwrap_or(&url).to_owned(),
+        space,
+        log,
+        plans: Mutex::new(plans),
+        subscribed_since: Mutex::default(),
+        events_since: Mutex::default(),
+        responses: AtomicUsize::new(0),
+    });
+    let mut module = RpcModule::new(());
+    module
+        .merge(NodeApiServer::into_rpc(Handler(fake.clone())))
+        .unwrap();
+    module
+        .merge(AuthApiServer::into_rpc(Handler(fake.clone())))
+        .unwrap();
+    module
+        .merge(SpaceApiServer::into_rpc(Handler(fake.clone())))
+        .unwrap();
+    let handle = server.start(module);
+    Scripted { fake, url, handle }
+}
+
+async fn connect(node: &Scripted) -> Client {
+    let key = Keypair::from_seed(&[3; 32]);
+    tokio::time::timeout(TIMEOUT, Client::connect(&node.url, key))
+        .await
+        .expect("connect timed out")
+        .unwrap()
+}
+
+/// The seqs of the first `n` items of the stream, which must all be events.
+async fn take_seqs(stream: &mut northstar_sdk::EventStream, n: usize) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    while seqs.len() < n {
+        let item = tokio::time::timeout(TIMEOUT, stream.next())
+            .await
+            .expect("the stream stalled")
+            .expect("the stream ended");
+        seqs.push(item.unwrap().seq);
+    }
+    seqs
+}
+
+#[tokio::test]
+async fn authenticates_against_a_node_whose_challenge_names_the_dialled_origin() {
+    let node = scripted(None, |_, _| Vec::new()).await;
+    let client = connect(&node).await;
+    assert_eq!(client.did(), Some(Keypair::from_seed(&[3; 32]).did()));
+    assert_eq!(&client.node_info().did, node.fake.node.did());
+    assert_eq!(node.fake.responses.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn refuses_to_answer_a_challenge_for_another_origin() {
+    let node = scripted(Some("wss://elsewhere.example"), |_, _| Vec::new()).await;
+    let key = Keypair::from_seed(&[3; 32]);
+    let err = tokio::time::timeout(TIMEOUT, Client::connect(&node.url, key))
+        .await
+        .unwrap()
+        .unwrap_err();
+    match &err {
+        SdkError::Auth(AuthError::WrongOrigin { dialled, challenge }) => {
+            assert_eq!(dialled, &node.url);
+            assert_eq!(challenge, "wss://elsewhere.example");
+        }
+        other => panic!("expected WrongOrigin, got {other:?}"),
+    }
+    assert_eq!(
+        node.fake.responses.load(Ordering::SeqCst),
+        0,
+        "it signed anyway"
+    );
+}
+
+#[tokio::test]
+async fn resumes_after_a_cut_off_without_gap_or_duplicate() {
+    let node = scripted(None, |log, _| {
+        vec![
+            Plan {
+                send: log[0..3].to_vec(),
+                cut_off: true,
+            },
+            // The node resends what the client has seen; the client must skip it.
+            Plan {
+                send: log[1..6].to_vec(),
+                cut_off: false,
+            },
+        ]
+    })
+    .await;
+    let client = connect(&node).await;
+    let mut stream = client.subscribe(&node.fake.space, 0).await.unwrap();
+    assert_eq!(take_seqs(&mut stream, 6).await, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(*node.fake.subscribed_since.lock().unwrap(), vec![0, 3]);
+}
+
+#[tokio::test]
+async fn reconnects_and_authenticates_again_after_the_connection_drops() {
+    let first = scripted(None, |log, _| {
+        vec![Plan {
+            send: log[0..2].to_vec(),
+            cut_off: false,
+        }]
+    })
+    .await;
+    let client = connect(&first).await;
+    let mut stream = client.subscribe(&first.fake.space, 0).await.unwrap();
+    assert_eq!(take_seqs(&mut stream, 2).await, vec![1, 2]);
+
+    // The node goes away and comes back at the same address.
+    let addr = first.url.trim_start_matches("ws://").to_owned();
+    first.handle.stop().unwrap();
+    tokio::time::timeout(TIMEOUT, first.handle.clone().stopped())
+        .await
+        .unwrap();
+    let second = scripted_at(&addr, None, |log, _| {
+        vec![Plan {
+            send: log.to_vec(),
+            cut_off: false,
+        }]
+    })
+    .await;
+    assert_eq!(take_seqs(&mut stream, 4).await, vec![3, 4, 5, 6]);
+    assert_eq!(second.fake.responses.load(Ordering::SeqCst), 1);
+    assert_eq!(*second.fake.subscribed_since.lock().unwrap(), vec![2]);
+    assert!(
+        !client.is_connected(),
+        "the stream reconnects on its own connection"
+    );
+}
+
+#[tokio::test]
+async fn fills_a_hole_in_the_live_events_from_space_events() {
+    let node = scripted(None, |log, _| {
+        vec![Plan {
+            send: vec![log[0].clone(), log[1].clone(), log[5].clone()],
+            cut_off: false,
+        }]
+    })
+    .await;
+    let client = connect(&node).await;
+    let mut stream = client.subscribe(&node.fake.space, 0).await.unwrap();
+    assert_eq!(take_seqs(&mut stream, 6).await, vec![1, 2, 3, 4, 5, 6]);
+    // Pages of two: 3-4, then 5-6.
+    assert_eq!(*node.fake.events_since.lock().unwrap(), vec![2, 4]);
+}
+
+#[tokio::test]
+async fn ends_with_one_error_on_an_event_the_sequencer_did_not_sign() {
+    let node = scripted(None, |log, _| {
+        let forger = Keypair::from_seed(&[9; 32]);
+        let forged = Event::sequence(
+            &forger,
+            log[1].space.clone(),
+            2,
+            log[1].prev,
+            log[1].timestamp,
+            log[1].payload.clone(),
+        )
+        .unwrap();
+        vec![Plan {
+            send: vec![log[0].clone(), forged],
+            cut_off: false,
+        }]
+    })
+    .await;
+    let client = connect(&node).await;
+    let mut stream = client.subscribe(&node.fake.space, 0).await.unwrap();
+    assert_eq!(take_seqs(&mut stream, 1).await, vec![1]);
+    let err = tokio::time::timeout(TIMEOUT, stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, SdkError::Verify(VerifyError::BadEvent { seq: 2, .. })),
+        "{err}"
+    );
+    assert!(
+        tokio::time::timeout(TIMEOUT, stream.next())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn events_are_verified_and_linked() {
+    let node = scripted(None, |_, _| Vec::new()).await;
+    let client = connect(&node).await;
+    let events = client.events(&node.fake.space, 2, 10).await.unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![3, 4], "the node's page size caps the answer");
+}
