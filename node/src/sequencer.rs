@@ -1,7 +1,7 @@
 //! The single writer: orders, signs, commits and then broadcasts every event this node sequences.
 //!
 //! Requests arrive already verified (signatures are checked by the RPC handlers, in parallel, on
-//! any core). The writer takes whatever is queued, up to [`MAX_GROUP`], decides each with the
+//! any core). The writer takes whatever is queued, up to `MAX_GROUP`, decides each with the
 //! spaces' state machines ([`crate::space`]), signs the events, commits them all in one
 //! transaction, and only then answers each caller and publishes to subscribers. So concurrent
 //! posts share one fsync, and an acknowledged event is always durable.

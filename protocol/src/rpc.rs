@@ -8,6 +8,8 @@
 //! connection authenticated with `auth.respond`; "member" reads of a `dm` need the caller to be
 //! a member (channels and streams are public reads).
 
+// The client-only build rewrites the traits and no longer names these.
+#[cfg_attr(not(feature = "server"), allow(unused_imports))]
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
 

@@ -1,0 +1,141 @@
+//! An acknowledged write survives `kill -9` of the node right after the ack.
+//!
+//! The node runs in a child process: this test binary started again with `--ignored --exact
+//! node_process`, which runs a real node on the data dir named by `NORTHSTAR_TEST_DATA_DIR` and
+//! prints its address. The parent posts, waits for each ack, kills the child with SIGKILL,
+//! starts a new node on the same files and checks that every acknowledged beam is there.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::Raw;
+use northstar_protocol::address::{SpaceId, SpaceType};
+use northstar_protocol::wire::{AuthResponse, Beam, BeamRef, SpaceGenesis};
+use northstar_protocol::{Keypair, Signed};
+use serde_json::{Value, json};
+
+const DATA_DIR_ENV: &str = "NORTHSTAR_TEST_DATA_DIR";
+
+/// Not a test on its own: the node the parent test starts in a child process.
+#[tokio::test]
+#[ignore = "started by acknowledged_beams_survive_kill_9 in a child process"]
+async fn node_process() {
+    let dir = std::env::var(DATA_DIR_ENV).expect("run only by acknowledged_beams_survive_kill_9");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = northstar_node::config::Config {
+        data_dir: dir.into(),
+        listen: addr,
+        ..Default::default()
+    };
+    println!("READY {addr}");
+    let never = tokio_util::sync::CancellationToken::new();
+    northstar_node::run(config, listener, never).await.unwrap();
+}
+
+struct NodeProcess {
+    child: Child,
+    url: String,
+}
+
+fn spawn_node(dir: &std::path::Path) -> NodeProcess {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "node_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(DATA_DIR_ENV, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("child exited before it was ready")
+            .unwrap();
+        // libtest prints "test node_process ... " on the same line first.
+        if let Some((_, addr)) = line.split_once("READY ") {
+            break addr.trim().to_owned();
+        }
+    };
+    NodeProcess {
+        child,
+        url: format!("ws://{addr}"),
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn login(url: &str, key: &Keypair) -> (Raw, Value) {
+    let mut raw = Raw::connect(url).await;
+    let info = raw.ok("node.info", json!([])).await;
+    let challenge = serde_json::from_value(raw.ok("auth.challenge", json!([])).await).unwrap();
+    let response = AuthResponse::answer(key, challenge).unwrap();
+    raw.ok("auth.respond", json!([response])).await;
+    (raw, info)
+}
+
+#[tokio::test]
+async fn acknowledged_beams_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Keypair::generate().unwrap();
+    let node = spawn_node(dir.path());
+    let (mut raw, info) = login(&node.url, &alice).await;
+    let authority = info["authority"].as_str().unwrap().to_owned();
+    let node_did = serde_json::from_value(info["did"].clone()).unwrap();
+    let space = SpaceId::new(SpaceType::Channel, alice.did(), "durable").unwrap();
+    let genesis =
+        SpaceGenesis::create(&alice, space.clone(), "Durable", node_did, &authority, 1).unwrap();
+    raw.ok("space.create", json!([genesis])).await;
+
+    let mut acked = Vec::new();
+    for i in 0..25u64 {
+        let beam = Beam::create(&alice, &format!("post {i}"), "body", 10 + i).unwrap();
+        let id = beam.content_id().unwrap();
+        let beam_ref = BeamRef::create(&alice, space.clone(), id, &authority, 10 + i).unwrap();
+        let posted = raw.ok("space.post", json!([beam, beam_ref])).await;
+        acked.push((
+            posted["seq"].as_u64().unwrap(),
+            posted["beam_uri"].clone(),
+            id,
+        ));
+    }
+    // SIGKILL right after the last ack: no shutdown, no checkpoint, no flush.
+    drop(node);
+
+    let node = spawn_node(dir.path());
+    let (mut raw, _) = login(&node.url, &alice).await;
+    let page = raw
+        .ok("space.events", json!([space.as_str(), 0, 100]))
+        .await;
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 26, "genesis + 25 beams");
+    for (seq, _, id) in &acked {
+        let event = &events[(*seq - 1) as usize];
+        assert_eq!(event["seq"], json!(seq));
+        assert_eq!(event["payload"]["body"]["beam"], json!(id.to_string()));
+    }
+    for (_, uri, id) in &acked {
+        let path = uri
+            .as_str()
+            .unwrap()
+            .split_once(&format!("{authority}/"))
+            .unwrap()
+            .1;
+        let beam: Beam = serde_json::from_value(raw.ok("beam.get", json!([path])).await).unwrap();
+        assert_eq!(beam.content_id().unwrap(), *id);
+    }
+}
