@@ -17,6 +17,7 @@ use northstar_protocol::{Did, Keypair};
 
 use crate::config::{Policy, Registration};
 use crate::rpc::ApiError;
+use crate::server::IpSlot;
 
 /// The most challenges one connection may hold unanswered; asking for more drops the oldest.
 const MAX_OUTSTANDING: usize = 4;
@@ -31,6 +32,7 @@ pub struct Session {
     did: OnceLock<Did>,
     bucket: Mutex<Bucket>,
     conn: ServerHandle,
+    slot: OnceLock<IpSlot>,
 }
 
 #[derive(Debug)]
@@ -51,7 +53,14 @@ impl Session {
                 last: Instant::now(),
             }),
             conn,
+            slot: OnceLock::new(),
         }
+    }
+
+    /// Keep this connection's per-IP slot until the session is dropped.
+    pub fn hold_slot(&self, slot: IpSlot) {
+        // A second upgrade on one connection cannot happen; if it did, its slot is freed at once.
+        let _ = self.slot.set(slot);
     }
 
     /// The DID this connection proved, if any.

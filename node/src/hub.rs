@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use northstar_protocol::Did;
 use serde_json::value::RawValue;
 use tokio::sync::broadcast;
 
@@ -18,6 +19,9 @@ pub struct LiveEvent {
     pub seq: u64,
     /// The signed event's JSON.
     pub json: Box<RawValue>,
+    /// Whom the event takes out of the space (a leave, kick or ban), so a `dm` subscription of
+    /// that DID can end with the event that removed it.
+    pub removes: Option<Did>,
 }
 
 /// The per-space broadcast channels.

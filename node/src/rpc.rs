@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use jsonrpsee::core::{RpcResult, SubscriptionResult, async_trait};
 use jsonrpsee::types::ErrorObjectOwned;
-use jsonrpsee::{Extensions, PendingSubscriptionSink, SubscriptionMessage, TrySendError};
-use northstar_protocol::address::{BeamPath, SpaceId, SpaceUri};
+use jsonrpsee::{Extensions, PendingSubscriptionSink, SendTimeoutError, SubscriptionMessage};
+use northstar_protocol::address::{BeamPath, SpaceId, SpaceType, SpaceUri};
 use northstar_protocol::api::{
     Ack, Authenticated, BeamDeleted, BeamPosted, ErrorCode, EventPage, LimitsInfo, MemberInfo,
     NodeInfo, SpaceInfo,
@@ -21,11 +21,12 @@ use northstar_protocol::wire::{
 };
 use northstar_protocol::{Did, Signed};
 use serde_json::value::RawValue;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Authenticator, Session};
 use crate::config::Config;
-use crate::hub::Hub;
+use crate::hub::{Hub, LiveEvent};
 use crate::sequencer::{SequenceError, SequencerHandle, now_ms};
 use crate::space::Refusal;
 use crate::store::{SpaceRow, Store, StoreError};
@@ -172,7 +173,7 @@ impl Api {
         })
     }
 
-    /// The space, if `reader` may read it; a dm hides from non-members as if absent.
+    /// The space, if `reader` may read it: anyone may read a channel or stream, only members a dm.
     async fn readable(&self, space: &SpaceId, reader: Option<&Did>) -> Result<SpaceRow, ApiError> {
         let not_found = || {
             ApiError::new(
@@ -185,7 +186,7 @@ impl Api {
             .space(space.as_str())
             .await?
             .ok_or_else(not_found)?;
-        if space.space_type() == northstar_protocol::address::SpaceType::Dm {
+        if space.space_type() == SpaceType::Dm {
             let member = match reader {
                 Some(did) => self
                     .store
@@ -351,6 +352,20 @@ impl SpaceApiServer for Handler {
             .await?)
     }
 
+    async fn kick(&self, ext: &Extensions, request: Membership) -> RpcResult<Ack> {
+        Ok(self
+            .0
+            .membership(ext, request, MembershipAction::Kick)
+            .await?)
+    }
+
+    async fn ban(&self, ext: &Extensions, request: Membership) -> RpcResult<Ack> {
+        Ok(self
+            .0
+            .membership(ext, request, MembershipAction::Ban)
+            .await?)
+    }
+
     async fn members(&self, ext: &Extensions, space: SpaceId) -> RpcResult<Vec<MemberInfo>> {
         self.0.readable(&space, session(ext)?.did()).await?;
         let rows = self
@@ -441,7 +456,7 @@ impl SpaceApiServer for Handler {
         }
         Ok(EventPage {
             events,
-            head_seq: row.head_seq.max(since),
+            head_seq: row.head_seq,
         })
     }
 
@@ -459,65 +474,116 @@ impl SpaceApiServer for Handler {
             return Ok(());
         }
         // Subscribe before reading the backlog, so nothing committed in between is missed.
-        let mut live = api.hub.subscribe(space.as_str());
-        let mut sink = pending.accept().await?;
-        let mut cursor = since;
-        let page = api.config.limits.max_page;
-        loop {
-            let rows = api.store.events(space.as_str(), cursor, page).await?;
-            let full = rows.len() == page as usize;
-            for row in rows {
-                let raw = RawValue::from_string(row.json)?;
-                send(&mut sink, raw)?;
-                cursor = row.seq;
-            }
-            if !full {
-                break;
-            }
-        }
+        let live = api.hub.subscribe(space.as_str());
+        let sink = pending.accept().await?;
+        let watch = reader.filter(|_| space.space_type() == SpaceType::Dm);
+        let feed = Feed {
+            api,
+            sink,
+            space,
+            cursor: since,
+            watch,
+        };
+        feed.run(live).await.map_err(Into::into)
+    }
+}
+
+/// How long a notification may wait for room in the connection's outgoing queue before the
+/// subscriber counts as too slow.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One subscription's delivery: backlog from the store, then live events from the hub.
+struct Feed {
+    api: Arc<Api>,
+    sink: jsonrpsee::SubscriptionSink,
+    space: SpaceId,
+    cursor: u64,
+    /// For a dm: the subscriber, whose removal ends the subscription.
+    watch: Option<Did>,
+}
+
+impl Feed {
+    async fn run(mut self, mut live: broadcast::Receiver<Arc<LiveEvent>>) -> Result<(), String> {
+        self.catch_up().await?;
         loop {
             let event = tokio::select! {
-                () = sink.closed() => return Ok(()),
+                () = self.sink.closed() => return Ok(()),
                 event = live.recv() => event,
             };
             match event {
-                Ok(event) if event.seq <= cursor => {}
-                Ok(event) if event.seq == cursor + 1 => {
-                    send(&mut sink, event.json.clone())?;
-                    cursor = event.seq;
-                }
-                Ok(_) => {
-                    // Events arrive in seq order; a hole means they were committed before we
-                    // subscribed and after the backlog read. Fill it from the store.
-                    for row in api.store.events(space.as_str(), cursor, page).await? {
-                        send(&mut sink, RawValue::from_string(row.json)?)?;
-                        cursor = row.seq;
+                Ok(event) if event.seq <= self.cursor => {}
+                Ok(event) if event.seq == self.cursor + 1 => {
+                    self.send(event.json.clone()).await?;
+                    self.cursor = event.seq;
+                    if self.watch.is_some() && event.removes == self.watch {
+                        return Err(format!(
+                            "{}: the subscriber is no longer a member of this dm",
+                            ErrorCode::NotMember.name()
+                        ));
                     }
                 }
+                // A hole: events committed after we subscribed but before the backlog read
+                // ended. Fill it from the store.
+                Ok(_) => self.catch_up().await?,
                 Err(RecvError::Lagged(_)) => {
                     return Err(format!(
-                        "{}: fell behind by more than {} events; resume from seq {cursor}",
+                        "{}: fell behind by more than {} events; resume from seq {}",
                         ErrorCode::SlowSubscriber.name(),
-                        api.config.limits.subscriber_queue
-                    )
-                    .into());
+                        self.api.config.limits.subscriber_queue,
+                        self.cursor
+                    ));
                 }
                 Err(RecvError::Closed) => return Ok(()),
             }
         }
     }
+
+    /// Send every stored event after the cursor.
+    async fn catch_up(&mut self) -> Result<(), String> {
+        let page = self.api.config.limits.max_page;
+        loop {
+            let rows = self
+                .api
+                .store
+                .events(self.space.as_str(), self.cursor, page)
+                .await
+                .map_err(|e| internal_text(&e))?;
+            let full = rows.len() == page as usize;
+            for row in rows {
+                let raw = RawValue::from_string(row.json).map_err(|e| internal_text(&e))?;
+                self.send(raw).await?;
+                self.cursor = row.seq;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Queue one notification, waiting at most [`SEND_TIMEOUT`] for room: the backlog flows at
+    /// the subscriber's pace, and one that stops reading is cut off.
+    async fn send(&mut self, raw: Box<RawValue>) -> Result<(), String> {
+        let message = SubscriptionMessage::from(raw);
+        match self.sink.send_timeout(message, SEND_TIMEOUT).await {
+            Ok(()) => Ok(()),
+            Err(SendTimeoutError::Timeout(_)) => Err(format!(
+                "{}: the connection did not read for {} s; resume from seq {}",
+                ErrorCode::SlowSubscriber.name(),
+                SEND_TIMEOUT.as_secs(),
+                self.cursor
+            )),
+            Err(SendTimeoutError::Closed(_)) => Err("the subscriber went away".to_owned()),
+        }
+    }
 }
 
-/// Queue one notification without waiting: a full queue means the subscriber is too slow.
-fn send(sink: &mut jsonrpsee::SubscriptionSink, raw: Box<RawValue>) -> Result<(), String> {
-    match sink.try_send(SubscriptionMessage::from(raw)) {
-        Ok(()) => Ok(()),
-        Err(TrySendError::Full(_)) => Err(format!(
-            "{}: the connection's send queue is full",
-            ErrorCode::SlowSubscriber.name()
-        )),
-        Err(TrySendError::Closed(_)) => Err("subscriber went away".to_owned()),
-    }
+/// The text a subscription ends with after an internal fault: generic, with the details logged.
+fn internal_text(e: &dyn std::fmt::Display) -> String {
+    tracing::error!(error = %e, "subscription failed");
+    format!(
+        "{}: the node failed; resume from the last seq received",
+        ErrorCode::Internal.name()
+    )
 }
 
 #[async_trait]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use northstar_protocol::address::{BeamPath, SpaceId};
 use northstar_protocol::api::Ack;
-use northstar_protocol::wire::{Beam, Event, Payload, SpaceGenesis, Tombstone};
+use northstar_protocol::wire::{Beam, Event, MembershipAction, Payload, SpaceGenesis, Tombstone};
 use northstar_protocol::{ContentId, Did, Keypair, SignatureError};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
@@ -487,6 +487,17 @@ fn push_event(
         Arc::new(LiveEvent {
             seq: event.seq,
             json: raw,
+            removes: match &event.payload {
+                Payload::Membership(m)
+                    if matches!(
+                        m.action,
+                        MembershipAction::Leave | MembershipAction::Kick | MembershipAction::Ban
+                    ) =>
+                {
+                    Some(m.subject.clone())
+                }
+                _ => None,
+            },
         }),
     ));
     pending.acks.push(Ack {

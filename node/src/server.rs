@@ -68,7 +68,7 @@ pub async fn serve(
         .to_service_builder();
     let methods: Methods = module.into();
     let tracker = TaskTracker::new();
-    let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
+    let slots = IpSlots::new(limits.max_connections_per_ip);
     let next_id = AtomicU64::new(1);
     loop {
         let (socket, peer) = tokio::select! {
@@ -83,21 +83,14 @@ pub async fn serve(
                 }
             },
         };
-        let over_limit = {
-            let mut counts = per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            let count = counts.entry(peer.ip()).or_insert(0);
-            *count += 1;
-            *count > limits.max_connections_per_ip
-        };
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let (conn_stop, conn_handle) = stop_channel();
         let session = Arc::new(Session::new(id, peer, conn_handle.clone(), burst));
         let span = tracing::debug_span!("conn", id, peer = %peer);
 
-        // Close the connection at shutdown, or when it has not authenticated in time; then
-        // wait for it to end and give its IP slot back.
+        // Close the connection at shutdown, or when it has not authenticated in time.
         let watcher = {
-            let (session, shutdown, per_ip) = (session.clone(), shutdown.clone(), per_ip.clone());
+            let (session, shutdown) = (session.clone(), shutdown.clone());
             let deadline = limits.auth_timeout();
             async move {
                 tokio::select! {
@@ -112,29 +105,28 @@ pub async fn serve(
                 }
                 drop(session);
                 conn_handle.stopped().await;
-                let mut counts = per_ip.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(count) = counts.get_mut(&peer.ip()) {
-                    *count = count.saturating_sub(1);
-                    if *count == 0 {
-                        counts.remove(&peer.ip());
-                    }
-                }
             }
         };
         tracker.spawn(watcher.instrument(span.clone()));
 
         let (builder, methods, stop) = (builder.clone(), methods.clone(), conn_stop.clone());
+        let slots = slots.clone();
         let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            if over_limit {
-                return std::future::ready(Ok::<_, BoxError>(plain(
-                    429,
-                    "too many connections from this address",
-                )))
-                .boxed();
-            }
             if req.uri().path() == "/health" && !is_upgrade(&req) {
                 return std::future::ready(Ok::<_, BoxError>(plain(200, "{\"status\":\"ok\"}")))
                     .boxed();
+            }
+            // Only WebSocket sessions count against the per-IP limit; the slot is held by the
+            // session and given back when the last reference to it goes.
+            match slots.take(peer.ip()) {
+                Some(slot) => session.hold_slot(slot),
+                None => {
+                    return std::future::ready(Ok::<_, BoxError>(plain(
+                        429,
+                        "too many connections from this address",
+                    )))
+                    .boxed();
+                }
             }
             req.extensions_mut().insert(session.clone());
             let mut svc = builder.clone().build(methods.clone(), stop.clone());
@@ -152,6 +144,54 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("some connections did not close in time");
+    }
+}
+
+/// Open WebSocket sessions per IP address.
+#[derive(Debug, Clone)]
+struct IpSlots {
+    max: u32,
+    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
+}
+
+/// One session's place in [`IpSlots`]; dropping it frees the place.
+#[derive(Debug)]
+pub struct IpSlot {
+    ip: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
+}
+
+impl IpSlots {
+    fn new(max: u32) -> Self {
+        Self {
+            max,
+            counts: Arc::default(),
+        }
+    }
+
+    fn take(&self, ip: IpAddr) -> Option<IpSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            ip,
+            counts: self.counts.clone(),
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
     }
 }
 

@@ -105,6 +105,14 @@ pub trait SpaceApi {
     #[method(name = "invite", with_extensions)]
     async fn invite(&self, request: Membership) -> RpcResult<Ack>;
 
+    /// `space.kick` (user, owner): a signed kick by the caller; the subject may join again.
+    #[method(name = "kick", with_extensions)]
+    async fn kick(&self, request: Membership) -> RpcResult<Ack>;
+
+    /// `space.ban` (user, owner): a signed ban by the caller; the subject may not join again.
+    #[method(name = "ban", with_extensions)]
+    async fn ban(&self, request: Membership) -> RpcResult<Ack>;
+
     /// `space.members` (public; member for a dm): who belongs, is invited or is banned.
     #[method(name = "members", with_extensions)]
     async fn members(&self, space: SpaceId) -> RpcResult<Vec<MemberInfo>>;

@@ -203,6 +203,18 @@ impl Client {
             .await
     }
 
+    /// `space.kick` (key, owner): remove `did` from a space; it may join again.
+    pub async fn kick(&self, space: &impl AsSpaceId, did: &Did) -> Result<Ack, SdkError> {
+        self.membership("space.kick", space, MembershipAction::Kick, Some(did))
+            .await
+    }
+
+    /// `space.ban` (key, owner): remove `did` from a space for good.
+    pub async fn ban(&self, space: &impl AsSpaceId, did: &Did) -> Result<Ack, SdkError> {
+        self.membership("space.ban", space, MembershipAction::Ban, Some(did))
+            .await
+    }
+
     async fn membership(
         &self,
         method: &'static str,
@@ -219,7 +231,9 @@ impl Client {
         let answer = match action {
             MembershipAction::Join => SpaceApiClient::join(rpc, request).await,
             MembershipAction::Leave => SpaceApiClient::leave(rpc, request).await,
-            _ => SpaceApiClient::invite(rpc, request).await,
+            MembershipAction::Invite => SpaceApiClient::invite(rpc, request).await,
+            MembershipAction::Kick => SpaceApiClient::kick(rpc, request).await,
+            MembershipAction::Ban => SpaceApiClient::ban(rpc, request).await,
         };
         answer.map_err(|e| SdkError::from_call(method, e))
     }

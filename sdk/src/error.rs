@@ -1,7 +1,7 @@
 //! [`SdkError`], what every fallible SDK call returns, and [`NodeCode`], the code of a node's
 //! refusal.
 //!
-//! A node's refusal keeps its code and message; apps act on the code (`spec/` §6.3), e.g.
+//! A node's refusal keeps its code and message; apps act on the code (`spec/` §6.4), e.g.
 //! `err.code() == Some(ErrorCode::SpaceExists)`. Display messages are one line; the cause, where
 //! there is one, is the error's `source`.
 

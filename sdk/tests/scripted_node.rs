@@ -132,6 +132,14 @@ impl SpaceApiServer for Handler {
         Err(unsupported())
     }
 
+    async fn kick(&self, _: &Extensions, _: Membership) -> RpcResult<Ack> {
+        Err(unsupported())
+    }
+
+    async fn ban(&self, _: &Extensions, _: Membership) -> RpcResult<Ack> {
+        Err(unsupported())
+    }
+
     async fn members(&self, _: &Extensions, _: SpaceId) -> RpcResult<Vec<MemberInfo>> {
         Err(unsupported())
     }

@@ -213,3 +213,28 @@ async fn a_flood_is_rate_limited_without_hurting_other_connections() {
     let mut other = Raw::connect(&node.url).await;
     other.ok("node.info", json!([])).await;
 }
+
+#[tokio::test]
+async fn connections_beyond_the_per_ip_limit_get_429_and_health_answers() {
+    let node = TestNode::start_with(|c| c.limits.max_connections_per_ip = 2).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(Raw::connect(&node.url).await);
+    }
+    for raw in &mut held {
+        raw.ok("node.info", json!([])).await;
+    }
+    match tokio_tungstenite::connect_async(node.url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 429);
+        }
+        other => panic!(
+            "a third connection from one IP must be refused: {:?}",
+            other.map(|_| ())
+        ),
+    }
+
+    // GET /health answers plain HTTP on the same port, whatever the WebSocket limits.
+    let reply = common::health(node.addr).await;
+    assert!(reply.contains("\"status\":\"ok\""), "{reply}");
+}

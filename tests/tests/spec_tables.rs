@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use northstar_protocol::api::ErrorCode;
 
 /// Every method name the node answers, as declared in `protocol/src/rpc.rs`.
-const WIRE_METHODS: [&str; 17] = [
+const WIRE_METHODS: [&str; 19] = [
     "node.info",
     "auth.challenge",
     "auth.respond",
@@ -21,6 +21,8 @@ const WIRE_METHODS: [&str; 17] = [
     "space.join",
     "space.leave",
     "space.invite",
+    "space.kick",
+    "space.ban",
     "space.members",
     "space.post",
     "space.events",

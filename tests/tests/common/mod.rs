@@ -44,14 +44,17 @@ impl TestNode {
 
     /// A node on an existing data dir (to restart one, or to share a key).
     pub async fn start_in(data_dir: PathBuf, tune: impl FnOnce(&mut Config)) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let mut config = Config {
             data_dir: data_dir.clone(),
-            listen: addr,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Config::default()
         };
         tune(&mut config);
+        // Port 0 (the default here) lets the OS pick; a test restarting a node passes the old
+        // address to get the same URL back.
+        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        config.listen = addr;
         let url = config.origin();
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
@@ -87,6 +90,22 @@ impl Drop for TestNode {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// `GET /health`, answered once the node serves; returns the whole HTTP response.
+pub async fn health(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(TIMEOUT, tcp.read_to_string(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    reply
 }
 
 /// A raw WebSocket JSON-RPC connection, for tests that speak the wire directly.
