@@ -33,16 +33,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal; files and pipes get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let overrides = Overrides {
         data_dir: args.data_dir,
         listen: args.listen,
         public_url: args.public_url,
     };
-    let config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
+    let mut config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // With port 0 the OS picks one; the origin derived from `listen` must name the real port.
+    config.listen = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signal(shutdown.clone()));
     let result = northstar_node::run(config, listener, shutdown).await;

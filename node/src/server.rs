@@ -154,7 +154,7 @@ struct IpSlots {
     counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
 }
 
-/// One session's place in [`IpSlots`]; dropping it frees the place.
+/// One WebSocket session's place in its IP address's count; dropping it frees the place.
 #[derive(Debug)]
 pub struct IpSlot {
     ip: IpAddr,

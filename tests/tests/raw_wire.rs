@@ -238,3 +238,30 @@ async fn connections_beyond_the_per_ip_limit_get_429_and_health_answers() {
     let reply = common::health(node.addr).await;
     assert!(reply.contains("\"status\":\"ok\""), "{reply}");
 }
+
+#[tokio::test]
+async fn an_allow_list_admits_only_its_dids() {
+    let alice = Keypair::generate().unwrap();
+    let mallory = Keypair::generate().unwrap();
+    let allowed = alice.did().clone();
+    let node = TestNode::start_with(move |c| {
+        c.registration.policy = northstar_node::config::Policy::AllowList;
+        c.registration.allow = vec![allowed];
+    })
+    .await;
+    let mut raw = Raw::connect(&node.url).await;
+    let c = raw.ok("auth.challenge", json!([])).await;
+    assert_eq!(
+        raw.err("auth.respond", json!([answer(&mallory, c)]))
+            .await
+            .0,
+        code(ErrorCode::NotAllowed)
+    );
+    assert_eq!(
+        raw.err("space.list", json!([])).await.0,
+        code(ErrorCode::AuthRequired)
+    );
+    let c = raw.ok("auth.challenge", json!([])).await;
+    raw.ok("auth.respond", json!([answer(&alice, c)])).await;
+    raw.ok("space.list", json!([])).await;
+}

@@ -1,0 +1,236 @@
+//! The README's walk-through, run as a newcomer runs it: `northstar serve` in one process, and
+//! the CLI in others: two keys, a channel, a join, a post, the log, a tail, a beam, a clean stop.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn northstar() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_northstar"));
+    cmd.env_remove("NORTHSTAR_KEY").env_remove("NORTHSTAR_NODE");
+    cmd
+}
+
+/// A `northstar serve` child on 127.0.0.1 with a port the OS picked; killed when dropped.
+struct Serve {
+    child: Child,
+    url: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Serve {
+    fn start(data_dir: &Path) -> Self {
+        let mut child = northstar()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, log) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let url = loop {
+            let line = log
+                .recv_timeout(WAIT)
+                .expect("the node did not report ready");
+            if line.contains("node ready") {
+                let url = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("public_url="))
+                    .expect("the ready line names the public URL");
+                break url.to_owned();
+            }
+        };
+        Self { child, url, log }
+    }
+
+    fn wait_for_log(&self, needle: &str) {
+        loop {
+            let line = self.log.recv_timeout(WAIT).expect("log line did not come");
+            if line.contains(needle) {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(node: &Serve, key: &Path, args: &[&str]) -> Output {
+    northstar()
+        .args(["--node", &node.url, "--key"])
+        .arg(key)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn one(out: &Output) -> Value {
+    let mut lines = json_lines(out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    lines.remove(0)
+}
+
+#[test]
+fn newcomer_walk_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Serve::start(&dir.path().join("node"));
+    let alice = dir.path().join("alice.json");
+    let bob = dir.path().join("bob.json");
+    for key in [&alice, &bob] {
+        let out = northstar()
+            .args(["key", "generate", "--out"])
+            .arg(key)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+
+    let info = one(&run(&node, &alice, &["node", "info", "--json"]));
+    assert!(info["did"].as_str().unwrap().starts_with("did:key:z6Mk"));
+
+    let created = one(&run(
+        &node,
+        &alice,
+        &[
+            "space", "create", "--type", "channel", "--name", "General", "--id", "general",
+            "--json",
+        ],
+    ));
+    let (space, uri) = (
+        created["id"].as_str().unwrap(),
+        created["uri"].as_str().unwrap(),
+    );
+    assert!(
+        uri.starts_with("northstar://") && uri.ends_with(space),
+        "{uri}"
+    );
+
+    // Bob tails the channel from the start while he joins and posts.
+    let mut tail = northstar()
+        .args(["--node", &node.url, "--key"])
+        .arg(&bob)
+        .args(["space", "tail", space, "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    one(&run(&node, &bob, &["space", "join", uri, "--json"]));
+    let posted = one(&run(
+        &node,
+        &bob,
+        &[
+            "beam", "post", space, "--title", "Hello", "--body", "from bob", "--json",
+        ],
+    ));
+    assert_eq!(posted["seq"], 3);
+    let beam_uri = posted["beam_uri"].as_str().unwrap().to_owned();
+    assert!(posted["event_id"].as_str().unwrap().starts_with('b'));
+
+    let (tx, rx) = mpsc::channel();
+    let stdout = tail.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        let line = rx.recv_timeout(WAIT).expect("tail printed nothing");
+        let event: Value = serde_json::from_str(&line).unwrap();
+        for key in ["id", "seq", "kind", "author"] {
+            assert!(event.get(key).is_some(), "tail line lacks {key}: {line}");
+        }
+        kinds.push(event["kind"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(kinds, ["create", "join", "beam"]);
+    let _ = tail.kill();
+    let _ = tail.wait();
+
+    let events = json_lines(&run(
+        &node,
+        &alice,
+        &["space", "events", space, "--since", "1", "--json"],
+    ));
+    let seqs: Vec<_> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [2, 3]);
+
+    let listed = json_lines(&run(&node, &bob, &["space", "list", "--json"]));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], created["id"]);
+    assert_eq!(listed[0]["uri"], created["uri"]);
+    assert_eq!(listed[0]["type"], "channel");
+
+    let beam = one(&run(&node, &alice, &["beam", "get", &beam_uri, "--json"]));
+    assert_eq!(
+        (beam["title"].as_str(), beam["body"].as_str()),
+        (Some("Hello"), Some("from bob"))
+    );
+
+    // A refusal is one line on stderr and a non-zero exit.
+    let created_dm = one(&run(
+        &node,
+        &alice,
+        &[
+            "space", "create", "--type", "dm", "--name", "Private", "--id", "private", "--json",
+        ],
+    ));
+    let refused = run(
+        &node,
+        &bob,
+        &["space", "join", created_dm["uri"].as_str().unwrap()],
+    );
+    assert!(!refused.status.success());
+    let err = String::from_utf8(refused.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("invite"), "{err}");
+
+    one(&run(&node, &bob, &["beam", "delete", &beam_uri, "--json"]));
+    let gone = run(&node, &alice, &["beam", "get", &beam_uri]);
+    assert!(!gone.status.success());
+
+    // SIGTERM: the node stops cleanly and says so.
+    let pid = node.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    node.wait_for_log("node stopped");
+}
