@@ -30,6 +30,10 @@ pub struct Config {
     pub public_url: String,
     /// The database: empty for SQLite at `{data_dir}/northstar.db`, or a `sqlite:` URL.
     pub storage_url: String,
+    /// Children per node in the broadcast trees of the spaces this node sequences.
+    pub fanout: u32,
+    /// Seconds between checks of every replica against its sequencer for missed events.
+    pub sync_interval_secs: u32,
     /// Who may register on this node.
     pub registration: Registration,
     /// Limits on what clients and peers may ask.
@@ -43,6 +47,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
             public_url: String::new(),
             storage_url: String::new(),
+            fanout: 10,
+            sync_interval_secs: 2,
             registration: Registration::default(),
             limits: Limits::default(),
         }
@@ -162,6 +168,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// `--public-url`.
     pub public_url: Option<String>,
+    /// `--fanout`.
+    pub fanout: Option<u32>,
 }
 
 impl Config {
@@ -207,6 +215,9 @@ impl Config {
         }
         if let Some(url) = &overrides.public_url {
             config.public_url = url.clone();
+        }
+        if let Some(fanout) = overrides.fanout {
+            config.fanout = fanout;
         }
         config.validate()?;
         Ok(config)
@@ -265,6 +276,12 @@ impl Config {
         northstar_protocol::address::check_authority(&self.authority())
             .map_err(|e| invalid(format!("public_url: {e}")))?;
         let l = &self.limits;
+        if self.sync_interval_secs == 0 {
+            return Err(invalid("sync_interval_secs must be at least 1".into()));
+        }
+        if self.fanout == 0 {
+            return Err(invalid("fanout must be at least 1".into()));
+        }
         for (name, value) in [
             ("max_frame_bytes", l.max_frame_bytes),
             ("max_connections", l.max_connections),

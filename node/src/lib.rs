@@ -5,22 +5,30 @@
 //! - [`store`]: the SQLite database and its invariants.
 //! - [`space`]: a space's rules as a state machine without I/O.
 //! - [`sequencer`]: the single writer that orders, signs, group-commits and broadcasts events.
+//! - [`replica`]: how the writer adds verified events of spaces other nodes sequence.
+//! - [`tree`]: the broadcast tree over a space's member nodes, as pure logic.
 //! - [`hub`]: live fan-out of committed events to subscribers.
 //! - [`auth`]: connection sessions and the challenge-response handshake.
 //! - [`rpc`]: the JSON-RPC methods and the one mapping from errors to error objects.
 //! - [`server`]: the listener, per-connection sessions, limits and `GET /health`.
+//! - [`federation`]: authenticated, pooled links to other nodes.
+//! - [`gossip`]: pushing events down broadcast trees and pulling what is missing.
 //!
 //! [`run`] wires them together; the `northstar` binary adds arguments, logging and signals.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;
 pub mod config;
+pub mod federation;
+pub mod gossip;
 pub mod hub;
+pub mod replica;
 pub mod rpc;
 pub mod sequencer;
 pub mod server;
 pub mod space;
 pub mod store;
+pub mod tree;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +36,7 @@ use std::sync::Arc;
 use northstar_protocol::{KeyFileError, Keypair};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError};
 use crate::store::{Store, StoreError};
@@ -90,9 +99,23 @@ pub async fn run(
     let key = node_key(&config.data_dir)?;
     let store = Store::open(&config.database_path()?).await?;
     let hub = Arc::new(hub::Hub::new(config.limits.subscriber_queue as usize));
-    let (sequencer, handle) = sequencer::Sequencer::new(store.clone(), key.clone(), hub.clone());
+    let links = Arc::new(federation::Links::new(key.clone(), config.origin()));
+    // Gossip and background work stop before the writer, so nothing waits on a closed writer.
+    let tasks = TaskTracker::new();
+    let gossip_stop = CancellationToken::new();
+    let forward = gossip::forwarder(links.clone(), &tasks, gossip_stop.clone());
+    let (sequencer, handle) =
+        sequencer::Sequencer::new(store.clone(), key.clone(), hub.clone(), Some(forward));
     let writer_stop = CancellationToken::new();
     let writer = tokio::spawn(sequencer.run(writer_stop.clone()));
+    let catch_up = gossip::CatchUp::new(
+        links.clone(),
+        store.clone(),
+        handle.clone(),
+        key.did().clone(),
+    );
+    let sync_every = std::time::Duration::from_secs(u64::from(config.sync_interval_secs));
+    gossip::spawn_sync(catch_up.clone(), sync_every, &tasks, gossip_stop.clone());
     let auth = auth::Authenticator::new(
         key.clone(),
         config.origin(),
@@ -101,11 +124,15 @@ pub async fn run(
     );
     let api = Arc::new(rpc::Api {
         did: key.did().clone(),
+        node_key: key.clone(),
         config: config.clone(),
         auth,
         store: store.clone(),
         sequencer: handle,
         hub,
+        links,
+        catch_up,
+        background: tasks.clone(),
     });
     let module = rpc::methods(api).map_err(|e| NodeError::Methods(e.to_string()))?;
     let address = listener
@@ -113,6 +140,14 @@ pub async fn run(
         .map_or_else(|_| "?".into(), |a| a.to_string());
     tracing::info!(did = %key.did(), listen = %address, public_url = %config.origin(), "node ready");
     server::serve(listener, module, config.limits.clone(), shutdown).await;
+    gossip_stop.cancel();
+    tasks.close();
+    if tokio::time::timeout(std::time::Duration::from_secs(5), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background work did not stop in time");
+    }
     writer_stop.cancel();
     if let Err(e) = writer.await {
         tracing::error!(error = %e, "sequencer task failed");

@@ -1,10 +1,13 @@
-//! The single writer: orders, signs, commits and then broadcasts every event this node sequences.
+//! The single writer: every change to the database goes through this one task.
 //!
-//! Requests arrive already verified (signatures are checked by the RPC handlers, in parallel, on
-//! any core). The writer takes whatever is queued, up to `MAX_GROUP`, decides each with the
-//! spaces' state machines ([`crate::space`]), signs the events, commits them all in one
-//! transaction, and only then answers each caller and publishes to subscribers. So concurrent
-//! posts share one fsync, and an acknowledged event is always durable.
+//! For spaces this node sequences, it orders, signs and commits events; for spaces it
+//! replicates ([`crate::replica`]), it checks the chain of events that arrive already verified
+//! and commits them. Requests arrive with signatures checked (by the RPC handlers, in parallel,
+//! on any core). The writer takes whatever is queued, up to `MAX_GROUP`, decides each with the
+//! spaces' state machines ([`crate::space`]), commits them all in one transaction, and only then
+//! answers each caller, publishes to local subscribers and hands the events to the gossip layer
+//! for the space's broadcast tree. So concurrent posts share one fsync, and an acknowledged event
+//! is always durable.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,9 +20,11 @@ use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::gossip::{Forward, ForwardSender, Routing};
 use crate::hub::{Hub, LiveEvent};
-use crate::space::{MemberChange, Refusal, SpaceState};
-use crate::store::{BeamRow, EventRow, Op, SpaceRow, Store, StoreError};
+use crate::replica::Replicated;
+use crate::space::{Member, MemberChange, Refusal, SpaceState};
+use crate::store::{BeamRow, EventRow, HomeRow, Op, SpaceRow, Store, StoreError};
 
 /// Requests waiting for the writer. When full, callers wait: that is the write path's
 /// backpressure.
@@ -65,6 +70,15 @@ type Reply<T> = oneshot::Sender<Result<T, SequenceError>>;
 /// Answers one request once the group's commit is known.
 type Finish = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
 
+/// What a deletion did here, and what is left for other sequencers.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// Tombstone events appended to spaces this node sequences.
+    pub acks: Vec<Ack>,
+    /// Spaces sequenced elsewhere that referred to the beam, with their sequencer's authority.
+    pub remote: Vec<(SpaceId, String)>,
+}
+
 enum Request {
     Create {
         genesis: Box<SpaceGenesis>,
@@ -74,12 +88,22 @@ enum Request {
         space: SpaceId,
         payload: Box<Payload>,
         beam: Option<Beam>,
+        via: Option<Did>,
         reply: Reply<Ack>,
     },
     Delete {
         tombstone: Box<Tombstone>,
         path: BeamPath,
-        reply: Reply<Vec<Ack>>,
+        reply: Reply<Deleted>,
+    },
+    StoreBeam {
+        beam: Box<Beam>,
+        reply: Reply<()>,
+    },
+    Replicate {
+        events: Vec<Event>,
+        create: bool,
+        reply: Reply<Replicated>,
     },
 }
 
@@ -109,30 +133,59 @@ impl SequencerHandle {
     }
 
     /// Append a verified payload (with the beam it refers to, stored in the same transaction).
+    /// `via` is the node that submitted it for one of its users, if it came over federation.
     pub async fn append(
         &self,
         space: SpaceId,
         payload: Payload,
         beam: Option<Beam>,
+        via: Option<Did>,
     ) -> Result<Ack, SequenceError> {
         self.ask(|reply| Request::Append {
             space,
             payload: Box::new(payload),
             beam,
+            via,
             reply,
         })
         .await
     }
 
-    /// Delete a stored beam and append its verified tombstone to every space that referenced it.
+    /// Delete a stored beam and append its verified tombstone to every space this node
+    /// sequences that referred to it; the spaces sequenced elsewhere are returned.
     pub async fn delete(
         &self,
         tombstone: Tombstone,
         path: BeamPath,
-    ) -> Result<Vec<Ack>, SequenceError> {
+    ) -> Result<Deleted, SequenceError> {
         self.ask(|reply| Request::Delete {
             tombstone: Box::new(tombstone),
             path,
+            reply,
+        })
+        .await
+    }
+
+    /// Store a verified beam by one of this node's users (before its ref goes to a remote
+    /// sequencer).
+    pub async fn store_beam(&self, beam: Beam) -> Result<(), SequenceError> {
+        self.ask(|reply| Request::StoreBeam {
+            beam: Box::new(beam),
+            reply,
+        })
+        .await
+    }
+
+    /// Add verified events to replicas. `create` allows a space this node does not hold yet to
+    /// start from its genesis (only for a join this node asked for).
+    pub async fn replicate(
+        &self,
+        events: Vec<Event>,
+        create: bool,
+    ) -> Result<Replicated, SequenceError> {
+        self.ask(|reply| Request::Replicate {
+            events,
+            create,
             reply,
         })
         .await
@@ -142,10 +195,12 @@ impl SequencerHandle {
 /// The writer task's state.
 pub struct Sequencer {
     rx: mpsc::Receiver<Request>,
-    store: Store,
-    key: Keypair,
+    pub(crate) store: Store,
+    pub(crate) key: Keypair,
     hub: Arc<Hub>,
-    spaces: HashMap<SpaceId, SpaceState>,
+    pub(crate) spaces: HashMap<SpaceId, SpaceState>,
+    routes: HashMap<SpaceId, Arc<Routing>>,
+    forward: Option<ForwardSender>,
     now: fn() -> u64,
 }
 
@@ -156,16 +211,33 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// What one request turned into, before the commit.
-struct Pending {
-    ops: Vec<Op>,
-    events: Vec<(String, Arc<LiveEvent>)>,
-    acks: Vec<Ack>,
+/// What requests turned into, before the commit.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) ops: Vec<Op>,
+    pub(crate) events: Vec<(String, Arc<LiveEvent>)>,
+    pub(crate) acks: Vec<Ack>,
+    pub(crate) forward: Vec<Event>,
+}
+
+impl Pending {
+    fn extend(&mut self, more: Pending) {
+        self.ops.extend(more.ops);
+        self.events.extend(more.events);
+        self.acks.extend(more.acks);
+        self.forward.extend(more.forward);
+    }
 }
 
 impl Sequencer {
-    /// A writer over `store`, signing with the node's `key`, publishing to `hub`.
-    pub fn new(store: Store, key: Keypair, hub: Arc<Hub>) -> (Self, SequencerHandle) {
+    /// A writer over `store`, signing with the node's `key`, publishing to `hub`, and handing
+    /// committed events to `forward` for the spaces' broadcast trees.
+    pub fn new(
+        store: Store,
+        key: Keypair,
+        hub: Arc<Hub>,
+        forward: Option<ForwardSender>,
+    ) -> (Self, SequencerHandle) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let sequencer = Self {
             rx,
@@ -173,6 +245,8 @@ impl Sequencer {
             key,
             hub,
             spaces: HashMap::new(),
+            routes: HashMap::new(),
+            forward,
             now: now_ms,
         };
         (sequencer, SequencerHandle { tx })
@@ -198,64 +272,152 @@ impl Sequencer {
             }
             self.process(group).await;
         }
-        tracing::debug!("sequencer stopped");
+        tracing::debug!("writer stopped");
     }
 
     async fn process(&mut self, group: Vec<Request>) {
-        let mut ops = Vec::new();
-        let mut published = Vec::new();
+        let mut pending = Pending::default();
         let mut replies: Vec<Finish> = Vec::new();
-        let mut touched = Vec::new();
+        // Every space whose in-memory state this group moves, with its state before, so a
+        // failed commit can put them back.
+        let mut saved: HashMap<SpaceId, Option<SpaceState>> = HashMap::new();
         for request in group {
             match request {
                 Request::Create { genesis, reply } => {
-                    touched.push(genesis.space.clone());
-                    match self.create(*genesis).await {
-                        Ok(p) => queue(&mut ops, &mut published, &mut replies, p, reply, first),
-                        Err(e) => drop(reply.send(Err(e))),
-                    }
+                    self.save(&mut saved, &genesis.space);
+                    let result = self.create(*genesis).await;
+                    finish(&mut pending, &mut replies, result, reply, |p| {
+                        first(&p.acks)
+                    });
                 }
                 Request::Append {
                     space,
                     payload,
                     beam,
+                    via,
                     reply,
                 } => {
-                    touched.push(space.clone());
-                    match self.append(&space, *payload, beam).await {
-                        Ok(p) => queue(&mut ops, &mut published, &mut replies, p, reply, first),
-                        Err(e) => drop(reply.send(Err(e))),
-                    }
+                    self.save(&mut saved, &space);
+                    let result = self.append(&space, *payload, beam, via.as_ref()).await;
+                    finish(&mut pending, &mut replies, result, reply, |p| {
+                        first(&p.acks)
+                    });
                 }
                 Request::Delete {
                     tombstone,
                     path,
                     reply,
-                } => match self.delete(*tombstone, path, &mut touched).await {
-                    Ok(p) => queue(&mut ops, &mut published, &mut replies, p, reply, all),
+                } => {
+                    let result = self.delete(*tombstone, path, &mut saved).await;
+                    match result {
+                        Ok((more, remote)) => {
+                            let acks = more.acks.clone();
+                            pending.extend(more);
+                            replies.push(answer_after_commit(reply, Deleted { acks, remote }));
+                        }
+                        Err(e) => drop(reply.send(Err(e))),
+                    }
+                }
+                Request::StoreBeam { beam, reply } => match beam_row(&beam) {
+                    Ok(row) => {
+                        pending.ops.push(Op::PutBeam(row));
+                        replies.push(answer_after_commit(reply, ()));
+                    }
                     Err(e) => drop(reply.send(Err(e))),
                 },
+                Request::Replicate {
+                    events,
+                    create,
+                    reply,
+                } => {
+                    for event in &events {
+                        self.save(&mut saved, &event.space);
+                    }
+                    match self.replicate(events, create).await {
+                        Ok((more, outcome)) => {
+                            pending.extend(more);
+                            replies.push(answer_after_commit(reply, outcome));
+                        }
+                        Err(e) => drop(reply.send(Err(e))),
+                    }
+                }
             }
         }
-        if ops.is_empty() {
+        if pending.ops.is_empty() {
+            for reply in replies {
+                reply(Ok(()));
+            }
             return;
         }
-        let committed = self.store.commit(&ops).await;
+        let committed = self.store.commit(&pending.ops).await;
         if let Err(e) = &committed {
             tracing::error!(error = %e, "commit failed; the group's requests are refused");
-            // The in-memory states ran ahead of the store: forget them, reload on next use.
-            for space in touched {
-                self.spaces.remove(&space);
+            for (space, state) in saved {
+                self.routes.remove(&space);
+                match state {
+                    Some(state) => self.spaces.insert(space, state),
+                    None => self.spaces.remove(&space),
+                };
             }
         }
         for reply in replies {
             reply(committed.as_ref().map(|_| ()));
         }
         if committed.is_ok() {
-            for (space, event) in published {
+            for (space, event) in pending.events {
                 self.hub.publish(&space, event);
             }
+            self.hand_to_gossip(pending.forward);
         }
+    }
+
+    fn save(&self, saved: &mut HashMap<SpaceId, Option<SpaceState>>, space: &SpaceId) {
+        saved
+            .entry(space.clone())
+            .or_insert_with(|| self.spaces.get(space).cloned());
+    }
+
+    /// Give committed events to the gossip layer, grouped by space, with the children this node
+    /// forwards them to in each space's tree.
+    fn hand_to_gossip(&mut self, events: Vec<Event>) {
+        let Some(forward) = self.forward.clone() else {
+            return;
+        };
+        let mut by_space: HashMap<SpaceId, Vec<Event>> = HashMap::new();
+        for event in events {
+            by_space.entry(event.space.clone()).or_default().push(event);
+        }
+        for (space, events) in by_space {
+            let Some(routing) = self.routing(&space) else {
+                continue;
+            };
+            let targets = routing.children(self.key.did());
+            if targets.is_empty() {
+                continue;
+            }
+            forward.send(Forward {
+                space,
+                targets,
+                events: Arc::new(events),
+            });
+        }
+    }
+
+    /// The space's broadcast tree, rebuilt only when its member nodes changed.
+    pub(crate) fn routing(&mut self, space: &SpaceId) -> Option<Arc<Routing>> {
+        let state = self.spaces.get(space)?;
+        let nodes = state.member_nodes();
+        if let Some(routing) = self
+            .routes
+            .get(space)
+            .filter(|r| r.nodes() == nodes.as_slice())
+        {
+            return Some(routing.clone());
+        }
+        let fanout = usize::try_from(state.fanout).unwrap_or(1);
+        let routing = Arc::new(Routing::new(state.sequencer.clone(), nodes, fanout));
+        self.routes.insert(space.clone(), routing.clone());
+        Some(routing)
     }
 
     async fn create(&mut self, genesis: SpaceGenesis) -> Result<Pending, SequenceError> {
@@ -263,40 +425,27 @@ impl Sequencer {
         if self.spaces.contains_key(&id) || self.store.space(id.as_str()).await?.is_some() {
             return Err(SequenceError::SpaceExists(id.to_string()));
         }
-        let row = SpaceRow {
-            id: id.to_string(),
-            space_type: id.space_type().as_str().to_owned(),
-            owner: id.owner().to_string(),
-            name: genesis.name.clone(),
-            sequencer: genesis.sequencer.to_string(),
-            authority: genesis.authority.clone(),
-            head_seq: 0,
-            head_id: String::new(),
-            created_at: genesis.created_at,
-        };
-        let owner = id.owner().clone();
         let event = Event::sequence(
             &self.key,
             id.clone(),
             1,
             None,
             (self.now)(),
-            Payload::Create(genesis),
+            Payload::Create(genesis.clone()),
         )?;
         let mut pending = Pending {
-            ops: vec![Op::CreateSpace(row)],
-            events: Vec::new(),
-            acks: Vec::new(),
+            ops: vec![Op::CreateSpace(space_row(&genesis))],
+            ..Pending::default()
         };
         let event_id = event.id()?;
-        self.spaces
-            .insert(id.clone(), SpaceState::genesis(id.clone(), event_id));
+        let state = SpaceState::genesis(&genesis, event_id);
         push_event(
             &mut pending,
             &event,
             event_id,
-            &[(owner, Some(crate::store::MemberState::Member))],
+            &[SpaceState::owner_change(&genesis)],
         )?;
+        self.spaces.insert(id, state);
         Ok(pending)
     }
 
@@ -305,24 +454,29 @@ impl Sequencer {
         space: &SpaceId,
         payload: Payload,
         beam: Option<Beam>,
+        via: Option<&Did>,
     ) -> Result<Pending, SequenceError> {
+        let own = self.key.did().clone();
+        if let Payload::Tombstone(t) = &payload
+            && !self
+                .store
+                .references(&t.beam.to_string(), space.as_str())
+                .await?
+        {
+            return Err(Refusal::Forbidden("this space never referred to that beam").into());
+        }
         let state = self.state(space).await?;
+        if state.sequencer != own {
+            return Err(SequenceError::SpaceNotFound(space.to_string()));
+        }
+        if let Some(via) = via {
+            check_home(state, &payload, via)?;
+        }
         let changes = state.admit(&payload)?;
         let (seq, prev) = (state.head_seq + 1, state.head_id);
-        let mut pending = Pending {
-            ops: Vec::new(),
-            events: Vec::new(),
-            acks: Vec::new(),
-        };
+        let mut pending = Pending::default();
         if let Some(beam) = beam {
             pending.ops.push(Op::PutBeam(beam_row(&beam)?));
-        }
-        if let Payload::BeamRef(r) = &payload {
-            pending.ops.push(Op::BeamRef {
-                beam: r.beam.to_string(),
-                space: space.to_string(),
-                seq,
-            });
         }
         let event = Event::sequence(
             &self.key,
@@ -344,8 +498,8 @@ impl Sequencer {
         &mut self,
         tombstone: Tombstone,
         path: BeamPath,
-        touched: &mut Vec<SpaceId>,
-    ) -> Result<Pending, SequenceError> {
+        saved: &mut HashMap<SpaceId, Option<SpaceState>>,
+    ) -> Result<(Pending, Vec<(SpaceId, String)>), SequenceError> {
         let path_text = path.to_string();
         if self.store.beam(&path_text).await?.is_none() {
             return Err(SequenceError::BeamNotFound(path_text));
@@ -357,107 +511,181 @@ impl Sequencer {
                 author: tombstone.author.to_string(),
                 tombstone: serde_json::to_string(&tombstone).map_err(StoreError::from_json)?,
             }],
-            events: Vec::new(),
-            acks: Vec::new(),
+            ..Pending::default()
         };
-        let mut spaces = Vec::new();
+        let own = self.key.did().clone();
+        let mut local = Vec::new();
+        let mut remote = Vec::new();
         for space in self
             .store
             .spaces_referencing(&tombstone.beam.to_string())
             .await?
         {
             let space = SpaceId::parse(&space).map_err(|e| corrupt("beam_refs", e))?;
-            // Snapshot each state: if any space refuses, none of them may move.
-            let saved = self.state(&space).await?.clone();
-            spaces.push((space, saved));
+            let state = self.state(&space).await?;
+            if state.sequencer == own {
+                local.push((space.clone(), state.clone()));
+            } else if let Some(row) = self.store.space(space.as_str()).await? {
+                remote.push((space, row.authority));
+            }
         }
-        for (space, _) in &spaces {
+        for (space, before) in &local {
+            saved
+                .entry(space.clone())
+                .or_insert_with(|| Some(before.clone()));
             match self
-                .append(space, Payload::Tombstone(tombstone.clone()), None)
+                .append(space, Payload::Tombstone(tombstone.clone()), None, None)
                 .await
             {
-                Ok(more) => {
-                    touched.push(space.clone());
-                    pending.ops.extend(more.ops);
-                    pending.events.extend(more.events);
-                    pending.acks.extend(more.acks);
-                }
+                Ok(more) => pending.extend(more),
                 Err(e) => {
-                    for (space, saved) in spaces {
-                        self.spaces.insert(space, saved);
+                    // If any space refuses, none of them may move.
+                    for (space, before) in local {
+                        self.spaces.insert(space, before);
                     }
                     return Err(e);
                 }
             }
         }
-        Ok(pending)
+        Ok((pending, remote))
     }
 
-    async fn state(&mut self, space: &SpaceId) -> Result<&SpaceState, SequenceError> {
+    /// A space's state, loaded from the store on first use.
+    pub(crate) async fn state(&mut self, space: &SpaceId) -> Result<&SpaceState, SequenceError> {
         if !self.spaces.contains_key(space) {
-            let row = self
-                .store
-                .space(space.as_str())
+            let state = self
+                .load(space)
                 .await?
-                .filter(|row| row.sequencer == self.key.did().as_str())
                 .ok_or_else(|| SequenceError::SpaceNotFound(space.to_string()))?;
-            let head_id = ContentId::parse(&row.head_id).map_err(|e| corrupt("spaces", e))?;
-            let mut members = Vec::new();
-            for (did, member_state) in self.store.members(space.as_str()).await? {
-                members.push((
-                    Did::parse(&did).map_err(|e| corrupt("members", e))?,
-                    member_state,
-                ));
-            }
-            let state = SpaceState::restore(space.clone(), row.head_seq, head_id, members);
             self.spaces.insert(space.clone(), state);
         }
         self.spaces
             .get(space)
             .ok_or_else(|| SequenceError::SpaceNotFound(space.to_string()))
     }
+
+    async fn load(&self, space: &SpaceId) -> Result<Option<SpaceState>, SequenceError> {
+        let Some(row) = self.store.space(space.as_str()).await? else {
+            return Ok(None);
+        };
+        let head_id = ContentId::parse(&row.head_id).map_err(|e| corrupt("spaces", e))?;
+        let sequencer = Did::parse(&row.sequencer).map_err(|e| corrupt("spaces", e))?;
+        let mut members = Vec::new();
+        for m in self.store.members(space.as_str()).await? {
+            let home = match m.home {
+                Some(h) => Some(northstar_protocol::wire::Home {
+                    node: Did::parse(&h.node).map_err(|e| corrupt("members", e))?,
+                    authority: h.authority,
+                }),
+                None => None,
+            };
+            let did = Did::parse(&m.did).map_err(|e| corrupt("members", e))?;
+            members.push((
+                did,
+                Member {
+                    state: m.state,
+                    seq: m.seq,
+                    home,
+                },
+            ));
+        }
+        Ok(Some(SpaceState::restore(
+            space.clone(),
+            sequencer,
+            row.fanout,
+            row.head_seq,
+            head_id,
+            members,
+        )))
+    }
 }
 
-fn corrupt(table: &'static str, e: impl std::fmt::Display) -> SequenceError {
+/// A request a node submits for one of its users must come from that user's home node.
+fn check_home(state: &SpaceState, payload: &Payload, via: &Did) -> Result<(), Refusal> {
+    let home = match payload {
+        Payload::Membership(m) if m.action == MembershipAction::Join => m.home.as_ref(),
+        Payload::Membership(m) => state.home_of(&m.actor),
+        Payload::BeamRef(r) => {
+            let home = state.home_of(&r.author);
+            if home.is_some_and(|h| h.authority != r.home) {
+                return Err(Refusal::NotHome);
+            }
+            home
+        }
+        // Anyone may carry an author's signed deletion.
+        Payload::Tombstone(_) => return Ok(()),
+        Payload::Create(_) => return Err(Refusal::SecondGenesis),
+    };
+    match home {
+        Some(home) if &home.node == via => Ok(()),
+        _ => Err(Refusal::NotHome),
+    }
+}
+
+pub(crate) fn corrupt(table: &'static str, e: impl std::fmt::Display) -> SequenceError {
     SequenceError::Store(StoreError::Corrupt {
         table,
         reason: e.to_string(),
     })
 }
 
-/// Which acks a request's reply carries: the first (a single append) or all (a deletion).
-fn first(acks: Vec<Ack>) -> Option<Ack> {
-    acks.into_iter().next()
-}
-fn all(acks: Vec<Ack>) -> Option<Vec<Ack>> {
-    Some(acks)
+fn first(acks: &[Ack]) -> Option<Ack> {
+    acks.first().cloned()
 }
 
-fn queue<T: Send + 'static>(
-    ops: &mut Vec<Op>,
-    published: &mut Vec<(String, Arc<LiveEvent>)>,
+/// Queue a request's changes and its reply: the ack it picks from them once committed.
+fn finish(
+    pending: &mut Pending,
     replies: &mut Vec<Finish>,
-    pending: Pending,
-    reply: Reply<T>,
-    pick: fn(Vec<Ack>) -> Option<T>,
+    result: Result<Pending, SequenceError>,
+    reply: Reply<Ack>,
+    pick: fn(&Pending) -> Option<Ack>,
 ) {
-    ops.extend(pending.ops);
-    published.extend(pending.events);
-    let acks = pending.acks;
-    replies.push(Box::new(move |committed| {
+    match result {
+        Ok(more) => {
+            let answer = pick(&more);
+            pending.extend(more);
+            match answer {
+                Some(ack) => replies.push(answer_after_commit(reply, ack)),
+                None => drop(reply.send(Err(SequenceError::ShuttingDown))),
+            }
+        }
+        Err(e) => drop(reply.send(Err(e))),
+    }
+}
+
+fn answer_after_commit<T: Send + 'static>(reply: Reply<T>, answer: T) -> Finish {
+    Box::new(move |committed| {
         let answer = match committed {
-            Ok(()) => pick(acks).ok_or(SequenceError::ShuttingDown),
+            Ok(()) => Ok(answer),
             Err(e) => Err(SequenceError::Store(StoreError::Corrupt {
                 table: "commit",
                 reason: e.to_string(),
             })),
         };
-        // The caller may have gone away; the event is committed all the same.
+        // The caller may have gone away; what was committed stays committed.
         let _ = reply.send(answer);
-    }));
+    })
 }
 
-fn push_event(
+pub(crate) fn space_row(genesis: &SpaceGenesis) -> SpaceRow {
+    let id = &genesis.space;
+    SpaceRow {
+        id: id.to_string(),
+        space_type: id.space_type().as_str().to_owned(),
+        owner: id.owner().to_string(),
+        name: genesis.name.clone(),
+        sequencer: genesis.sequencer.to_string(),
+        authority: genesis.authority.clone(),
+        head_seq: 0,
+        head_id: String::new(),
+        created_at: genesis.created_at,
+        fanout: genesis.fanout,
+    }
+}
+
+/// Queue the rows, the live event, the ack and the forwarding of one event.
+pub(crate) fn push_event(
     pending: &mut Pending,
     event: &Event,
     event_id: ContentId,
@@ -465,13 +693,28 @@ fn push_event(
 ) -> Result<(), SequenceError> {
     let json = serde_json::to_string(event).map_err(StoreError::from_json)?;
     let space = event.space.to_string();
-    for (did, state) in changes {
+    for change in changes {
         pending.ops.push(Op::Member {
             space: space.clone(),
-            did: did.to_string(),
-            state: *state,
+            did: change.did.to_string(),
+            state: change.state,
             seq: event.seq,
+            home: change.home.as_ref().map(|h| HomeRow {
+                node: h.node.to_string(),
+                authority: h.authority.clone(),
+            }),
         });
+    }
+    match &event.payload {
+        Payload::BeamRef(r) => pending.ops.push(Op::BeamRef {
+            beam: r.beam.to_string(),
+            space: space.clone(),
+            seq: event.seq,
+        }),
+        Payload::Tombstone(t) => pending.ops.push(Op::Uncache {
+            beam: t.beam.to_string(),
+        }),
+        _ => {}
     }
     pending.ops.push(Op::Event(EventRow {
         space: space.clone(),
@@ -481,23 +724,24 @@ fn push_event(
         author: event.author().to_string(),
         json: json.clone(),
     }));
+    let removes = match &event.payload {
+        Payload::Membership(m)
+            if matches!(
+                m.action,
+                MembershipAction::Leave | MembershipAction::Kick | MembershipAction::Ban
+            ) =>
+        {
+            Some(m.subject.clone())
+        }
+        _ => None,
+    };
     let raw = RawValue::from_string(json).map_err(StoreError::from_json)?;
     pending.events.push((
         space,
         Arc::new(LiveEvent {
             seq: event.seq,
             json: raw,
-            removes: match &event.payload {
-                Payload::Membership(m)
-                    if matches!(
-                        m.action,
-                        MembershipAction::Leave | MembershipAction::Kick | MembershipAction::Ban
-                    ) =>
-                {
-                    Some(m.subject.clone())
-                }
-                _ => None,
-            },
+            removes,
         }),
     ));
     pending.acks.push(Ack {
@@ -505,6 +749,7 @@ fn push_event(
         event_id,
         seq: event.seq,
     });
+    pending.forward.push(event.clone());
     Ok(())
 }
 

@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// The origin clients must see in challenges, e.g. wss://node.example.
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+    /// Children per node in the broadcast trees of the spaces this node sequences.
+    #[arg(long, value_name = "K")]
+    pub fanout: Option<u32>,
 }
 
 /// Run the node until SIGINT or SIGTERM.
@@ -40,6 +43,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         listen: args.listen,
         public_url: args.public_url,
+        fanout: args.fanout,
     };
     let mut config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
     let listener = tokio::net::TcpListener::bind(config.listen)

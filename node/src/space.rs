@@ -2,12 +2,13 @@
 //!
 //! [`SpaceState::admit`] decides, without I/O, whether a verified payload may be appended and
 //! which membership changes it makes; [`SpaceState::apply`] moves the state past an appended
-//! event. The sequencer and (later) replicas use the same code, so they cannot disagree.
+//! event; [`SpaceState::effects`] is what a replica applies for an event it did not judge. The
+//! member nodes, from which every node derives the same broadcast tree, come from here too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use northstar_protocol::address::{SpaceId, SpaceType};
-use northstar_protocol::wire::{MembershipAction, Payload};
+use northstar_protocol::wire::{Home, MembershipAction, Payload, SpaceGenesis};
 use northstar_protocol::{ContentId, Did};
 
 use crate::store::MemberState;
@@ -30,56 +31,151 @@ pub enum Refusal {
     /// The subject is a member already.
     #[error("{0} is already a member")]
     AlreadyMember(Did),
+    /// A node submitted a request for a user whose home it is not.
+    #[error("the submitting node is not the author's home node in this space")]
+    NotHome,
     /// A genesis can only start a space.
     #[error("a space's genesis can only be its first event")]
     SecondGenesis,
 }
 
-/// A change to one member's state; `None` removes the member.
-pub type MemberChange = (Did, Option<MemberState>);
+/// A change to one member's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberChange {
+    /// Whose state changes.
+    pub did: Did,
+    /// The new state; `None` removes the DID from the space.
+    pub state: Option<MemberState>,
+    /// For a join (and the owner at genesis): the member's home node.
+    pub home: Option<Home>,
+}
 
-/// What the sequencer knows about one space.
+/// One DID's standing in a space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its state.
+    pub state: MemberState,
+    /// The event that set it.
+    pub seq: u64,
+    /// For a member: the node holding its replica and speaking for it.
+    pub home: Option<Home>,
+}
+
+/// What a node knows about one space: enough to decide requests (as its sequencer) and to
+/// build its broadcast tree (as any member node).
 #[derive(Debug, Clone)]
 pub struct SpaceState {
     /// The space.
     pub id: SpaceId,
+    /// The node that sequences it.
+    pub sequencer: Did,
+    /// Children per node in its broadcast tree.
+    pub fanout: u32,
     /// Seq of the last event.
     pub head_seq: u64,
     /// Id of the last event.
     pub head_id: ContentId,
-    members: HashMap<Did, MemberState>,
+    members: HashMap<Did, Member>,
+    /// The ids of the latest events, so a duplicate can be told from a fork without a read.
+    recent: VecDeque<(u64, ContentId)>,
 }
 
+/// How many of the latest event ids a state remembers.
+const RECENT: usize = 1024;
+
 impl SpaceState {
-    /// The state right after the genesis event `genesis_id`: the owner is the only member.
-    pub fn genesis(id: SpaceId, genesis_id: ContentId) -> Self {
-        let owner = id.owner().clone();
-        Self {
-            id,
-            head_seq: 1,
+    /// The state right after the genesis event `genesis_id`: the owner is the only member, at
+    /// home on the sequencer.
+    pub fn genesis(genesis: &SpaceGenesis, genesis_id: ContentId) -> Self {
+        let mut state = Self {
+            id: genesis.space.clone(),
+            sequencer: genesis.sequencer.clone(),
+            fanout: genesis.fanout,
+            head_seq: 0,
             head_id: genesis_id,
-            members: HashMap::from([(owner, MemberState::Member)]),
+            members: HashMap::new(),
+            recent: VecDeque::new(),
+        };
+        state.apply(1, genesis_id, &[Self::owner_change(genesis)]);
+        state
+    }
+
+    /// The genesis's one change: the owner becomes a member at home on the sequencer.
+    pub fn owner_change(genesis: &SpaceGenesis) -> MemberChange {
+        MemberChange {
+            did: genesis.space.owner().clone(),
+            state: Some(MemberState::Member),
+            home: Some(Home {
+                node: genesis.sequencer.clone(),
+                authority: genesis.authority.clone(),
+            }),
         }
     }
 
     /// The state as stored.
     pub fn restore(
         id: SpaceId,
+        sequencer: Did,
+        fanout: u32,
         head_seq: u64,
         head_id: ContentId,
-        members: impl IntoIterator<Item = (Did, MemberState)>,
+        members: impl IntoIterator<Item = (Did, Member)>,
     ) -> Self {
         Self {
             id,
+            sequencer,
+            fanout,
             head_seq,
             head_id,
             members: members.into_iter().collect(),
+            recent: VecDeque::from([(head_seq, head_id)]),
         }
+    }
+
+    /// The id of event `seq`, if it is among the latest this state remembers.
+    pub fn recent_id(&self, seq: u64) -> Option<ContentId> {
+        self.recent
+            .iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, id)| *id)
+    }
+
+    /// A member's home node.
+    pub fn home_of(&self, did: &Did) -> Option<&Home> {
+        self.members
+            .get(did)
+            .filter(|m| m.state == MemberState::Member)
+            .and_then(|m| m.home.as_ref())
+    }
+
+    /// The member nodes other than the sequencer, in the order the broadcast tree uses: by the
+    /// earliest seq at which one of its current members joined, then by DID.
+    pub fn member_nodes(&self) -> Vec<Home> {
+        let mut first: HashMap<&Did, (u64, &Home)> = HashMap::new();
+        for member in self.members.values() {
+            let Some(home) = member
+                .home
+                .as_ref()
+                .filter(|_| member.state == MemberState::Member)
+            else {
+                continue;
+            };
+            if home.node == self.sequencer {
+                continue;
+            }
+            let entry = first.entry(&home.node).or_insert((member.seq, home));
+            if member.seq < entry.0 {
+                *entry = (member.seq, home);
+            }
+        }
+        let mut nodes: Vec<(u64, &Home)> = first.into_values().collect();
+        nodes.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.node.cmp(&b.1.node)));
+        nodes.into_iter().map(|(_, home)| home.clone()).collect()
     }
 
     /// A DID's state, if it has one.
     pub fn member_state(&self, did: &Did) -> Option<MemberState> {
-        self.members.get(did).copied()
+        self.members.get(did).map(|m| m.state)
     }
 
     /// Whether `did` may read the space: anyone for channels and streams, members for a dm.
@@ -170,8 +266,40 @@ impl SpaceState {
                         }
                     }
                 };
-                Ok(vec![(subject.clone(), change)])
+                let home = (change == Some(MemberState::Member))
+                    .then(|| m.home.clone())
+                    .flatten();
+                Ok(vec![MemberChange {
+                    did: subject.clone(),
+                    state: change,
+                    home,
+                }])
             }
+        }
+    }
+
+    /// What an event the sequencer appended changes, without judging it: a replica trusts the
+    /// sequencer's signature for the rules and only follows the effects.
+    pub fn effects(payload: &Payload) -> Vec<MemberChange> {
+        match payload {
+            Payload::Create(genesis) => vec![Self::owner_change(genesis)],
+            Payload::Membership(m) => {
+                let state = match m.action {
+                    MembershipAction::Join => Some(MemberState::Member),
+                    MembershipAction::Invite => Some(MemberState::Invited),
+                    MembershipAction::Ban => Some(MemberState::Banned),
+                    MembershipAction::Leave | MembershipAction::Kick => None,
+                };
+                vec![MemberChange {
+                    did: m.subject.clone(),
+                    state,
+                    home: m
+                        .home
+                        .clone()
+                        .filter(|_| m.action == MembershipAction::Join),
+                }]
+            }
+            Payload::BeamRef(_) | Payload::Tombstone(_) => Vec::new(),
         }
     }
 
@@ -179,10 +307,21 @@ impl SpaceState {
     pub fn apply(&mut self, seq: u64, id: ContentId, changes: &[MemberChange]) {
         self.head_seq = seq;
         self.head_id = id;
-        for (did, state) in changes {
-            match state {
-                Some(state) => self.members.insert(did.clone(), *state),
-                None => self.members.remove(did),
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((seq, id));
+        for change in changes {
+            match change.state {
+                Some(state) => self.members.insert(
+                    change.did.clone(),
+                    Member {
+                        state,
+                        seq,
+                        home: change.home.clone(),
+                    },
+                ),
+                None => self.members.remove(&change.did),
             };
         }
     }
@@ -201,7 +340,17 @@ mod tests {
 
     fn space(kind: SpaceType, owner: &Keypair) -> SpaceState {
         let id = SpaceId::new(kind, owner.did(), "s").unwrap();
-        SpaceState::genesis(id, ContentId::of(b"genesis"))
+        let node = pair(9);
+        let genesis =
+            SpaceGenesis::create(owner, id, "S", node.did().clone(), "seq.example", 3, 1).unwrap();
+        SpaceState::genesis(&genesis, ContentId::of(b"genesis"))
+    }
+
+    fn home(byte: u8) -> Home {
+        Home {
+            node: pair(byte).did().clone(),
+            authority: format!("node{byte}.example"),
+        }
     }
 
     fn act(
@@ -210,9 +359,12 @@ mod tests {
         action: MembershipAction,
         subject: &Did,
     ) -> Payload {
-        Payload::Membership(
-            Membership::create(actor, state.id.clone(), action, subject.clone(), 1).unwrap(),
-        )
+        let request = if action == MembershipAction::Join {
+            Membership::join(actor, state.id.clone(), home(20), 1)
+        } else {
+            Membership::create(actor, state.id.clone(), action, subject.clone(), 1)
+        };
+        Payload::Membership(request.unwrap())
     }
 
     fn post(state: &SpaceState, author: &Keypair) -> Payload {
@@ -227,6 +379,16 @@ mod tests {
     ) -> Result<(), Refusal> {
         let payload = make(state);
         let changes = state.admit(&payload)?;
+        assert_eq!(
+            changes,
+            SpaceState::effects(&payload),
+            "a replica must follow the same effects"
+        );
+        assert_eq!(
+            changes,
+            SpaceState::effects(&payload),
+            "a replica must follow the same effects"
+        );
         let seq = state.head_seq + 1;
         state.apply(seq, ContentId::of(&seq.to_be_bytes()), &changes);
         Ok(())
@@ -283,6 +445,56 @@ mod tests {
         ));
         run(&mut stream, |s| post(s, &owner)).unwrap();
         assert_eq!(stream.head_seq, 3);
+    }
+
+    #[test]
+    fn member_nodes_are_ordered_by_first_join_and_exclude_the_sequencer() {
+        let owner = pair(1);
+        let mut ch = space(SpaceType::Channel, &owner);
+        assert!(
+            ch.member_nodes().is_empty(),
+            "the owner lives on the sequencer"
+        );
+        let joiners: Vec<Keypair> = (30..36).map(pair).collect();
+        let homes = [home(40), home(41), home(40), home(42), home(41), home(43)];
+        for (user, h) in joiners.iter().zip(&homes) {
+            let request = Membership::join(user, ch.id.clone(), h.clone(), 1).unwrap();
+            let payload = Payload::Membership(request);
+            let changes = ch.admit(&payload).unwrap();
+            let seq = ch.head_seq + 1;
+            ch.apply(seq, ContentId::of(&seq.to_be_bytes()), &changes);
+        }
+        let order: Vec<_> = ch.member_nodes().into_iter().map(|h| h.authority).collect();
+        assert_eq!(
+            order,
+            [
+                "node40.example",
+                "node41.example",
+                "node42.example",
+                "node43.example"
+            ]
+        );
+        // When node 40's first member leaves, its place follows its next member's join.
+        let leave = Membership::create(
+            &joiners[0],
+            ch.id.clone(),
+            MembershipAction::Leave,
+            joiners[0].did().clone(),
+            2,
+        )
+        .unwrap();
+        let changes = ch.admit(&Payload::Membership(leave)).unwrap();
+        ch.apply(9, ContentId::of(b"9"), &changes);
+        let order: Vec<_> = ch.member_nodes().into_iter().map(|h| h.authority).collect();
+        assert_eq!(
+            order,
+            [
+                "node41.example",
+                "node40.example",
+                "node42.example",
+                "node43.example"
+            ]
+        );
     }
 
     #[test]

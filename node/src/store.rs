@@ -82,6 +82,8 @@ pub struct SpaceRow {
     pub head_id: String,
     /// Creation time (ms).
     pub created_at: u64,
+    /// Children per node in the space's broadcast tree.
+    pub fanout: u32,
 }
 
 /// An event as stored.
@@ -138,6 +140,28 @@ impl FromStr for MemberState {
     }
 }
 
+/// A member row: a DID's state in a space and, for members, its home node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    /// The DID text.
+    pub did: String,
+    /// Its state.
+    pub state: MemberState,
+    /// The event that set the state.
+    pub seq: u64,
+    /// For a member: its home node's DID and authority.
+    pub home: Option<HomeRow>,
+}
+
+/// A home node as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HomeRow {
+    /// The node's DID text.
+    pub node: String,
+    /// The node's authority.
+    pub authority: String,
+}
+
 /// A beam as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BeamRow {
@@ -170,10 +194,12 @@ pub enum Op {
         state: Option<MemberState>,
         /// The event that set it.
         seq: u64,
+        /// For a member, its home node.
+        home: Option<HomeRow>,
     },
     /// Store a beam's content.
     PutBeam(BeamRow),
-    /// Record that `space` references `beam` at `seq`.
+    /// Record that `space` references `beam` at `seq` (idempotent).
     BeamRef {
         /// Beam content id text.
         beam: String,
@@ -181,6 +207,24 @@ pub enum Op {
         space: String,
         /// The ref event.
         seq: u64,
+    },
+    /// Drop a cached copy of a beam authored elsewhere.
+    Uncache {
+        /// Beam content id text.
+        beam: String,
+    },
+    /// Keep the proof that a sequencer signed two events for one seq.
+    Fork {
+        /// Space id text.
+        space: String,
+        /// The seq.
+        seq: u64,
+        /// The event held.
+        kept: String,
+        /// The event refused.
+        rival: String,
+        /// When it was seen (ms).
+        detected_at: u64,
     },
     /// Delete a beam's content and keep its tombstone.
     DeleteBeam {
@@ -250,7 +294,7 @@ impl Store {
     /// A space by id.
     pub async fn space(&self, id: &str) -> Result<Option<SpaceRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, type, owner, name, sequencer, authority, head_seq, head_id, created_at \
+            "SELECT id, type, owner, name, sequencer, authority, head_seq, head_id, created_at, fanout \
              FROM spaces WHERE id = ?",
         )
         .bind(id)
@@ -262,7 +306,7 @@ impl Store {
     /// The spaces in which `did` is a member or is invited, or which it owns.
     pub async fn spaces_of(&self, did: &str) -> Result<Vec<SpaceRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, type, owner, name, sequencer, authority, head_seq, head_id, created_at \
+            "SELECT id, type, owner, name, sequencer, authority, head_seq, head_id, created_at, fanout \
              FROM spaces WHERE owner = ?1 OR id IN \
              (SELECT space FROM members WHERE did = ?1 AND state IN ('member', 'invited')) \
              ORDER BY created_at, id",
@@ -274,14 +318,87 @@ impl Store {
     }
 
     /// Every member row of a space, in DID order.
-    pub async fn members(&self, space: &str) -> Result<Vec<(String, MemberState)>, StoreError> {
-        let rows = sqlx::query("SELECT did, state FROM members WHERE space = ? ORDER BY did")
-            .bind(space)
-            .fetch_all(&self.pool)
-            .await?;
+    pub async fn members(&self, space: &str) -> Result<Vec<MemberRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT did, state, seq, home, authority FROM members WHERE space = ? ORDER BY did",
+        )
+        .bind(space)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
-            .map(|r| Ok((r.get::<String, _>(0), r.get::<String, _>(1).parse()?)))
+            .map(|r| {
+                let home = match (r.get::<Option<String>, _>(3), r.get::<Option<String>, _>(4)) {
+                    (Some(node), Some(authority)) => Some(HomeRow { node, authority }),
+                    _ => None,
+                };
+                Ok(MemberRow {
+                    did: r.get(0),
+                    state: r.get::<String, _>(1).parse()?,
+                    seq: to_u64(r.get(2)),
+                    home,
+                })
+            })
             .collect()
+    }
+
+    /// Whether `did` is a member of `space`, or the home node of one.
+    pub async fn may_read_dm(&self, space: &str, did: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM members WHERE space = ?1 AND state = 'member' \
+             AND (did = ?2 OR home = ?2) LIMIT 1",
+        )
+        .bind(space)
+        .bind(did)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// The spaces this node replicates: every space whose sequencer is not `own_did`.
+    pub async fn replicated_spaces(&self, own_did: &str) -> Result<Vec<SpaceRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, type, owner, name, sequencer, authority, head_seq, head_id, created_at, fanout \
+             FROM spaces WHERE sequencer <> ? ORDER BY id",
+        )
+        .bind(own_did)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(space_row).collect())
+    }
+
+    /// The event at `seq` of `space`.
+    pub async fn event(&self, space: &str, seq: u64) -> Result<Option<EventRow>, StoreError> {
+        Ok(self
+            .events(space, seq.saturating_sub(1), 1)
+            .await?
+            .into_iter()
+            .find(|e| e.seq == seq))
+    }
+
+    /// A cached copy of a beam authored elsewhere.
+    pub async fn cached_beam(&self, path: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT json FROM beam_cache WHERE path = ?")
+            .bind(path)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Keep a verified copy of a beam authored elsewhere, if a space stored here refers to it.
+    pub async fn cache_beam(&self, beam: &BeamRow) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO beam_cache (path, id, author, json) \
+             SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM beam_refs WHERE beam = ?2) \
+             AND NOT EXISTS (SELECT 1 FROM tombstones WHERE beam = ?2) \
+             ON CONFLICT (path) DO NOTHING",
+        )
+        .bind(&beam.path)
+        .bind(&beam.id)
+        .bind(&beam.author)
+        .bind(&beam.json)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Events of `space` with `seq > since`, oldest first, at most `limit`.
@@ -351,6 +468,28 @@ impl Store {
         Ok(rows.iter().map(beam_row).collect())
     }
 
+    /// Whether `space` has a ref to `beam`.
+    pub async fn references(&self, beam: &str, space: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM beam_refs WHERE beam = ? AND space = ? LIMIT 1")
+            .bind(beam)
+            .bind(space)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The fork proofs kept for `space`: (seq, the event held, the rival refused).
+    pub async fn forks(&self, space: &str) -> Result<Vec<(u64, String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT seq, kept, rival FROM forks WHERE space = ? ORDER BY seq")
+            .bind(space)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (to_u64(r.get(0)), r.get(1), r.get(2)))
+            .collect())
+    }
+
     /// The spaces that reference `beam`, each once.
     pub async fn spaces_referencing(&self, beam: &str) -> Result<Vec<String>, StoreError> {
         let rows =
@@ -373,6 +512,7 @@ fn space_row(r: &sqlx::sqlite::SqliteRow) -> SpaceRow {
         head_seq: to_u64(r.get(6)),
         head_id: r.get(7),
         created_at: to_u64(r.get(8)),
+        fanout: u32::try_from(r.get::<i64, _>(9)).unwrap_or(1),
     }
 }
 
@@ -391,7 +531,7 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), StoreErr
         Op::CreateSpace(s) => {
             sqlx::query(
                 "INSERT INTO spaces (id, type, owner, name, sequencer, authority, head_seq, \
-                 head_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 head_id, created_at, fanout) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&s.id)
             .bind(&s.space_type)
@@ -402,6 +542,7 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), StoreErr
             .bind(to_i64(s.head_seq))
             .bind(&s.head_id)
             .bind(to_i64(s.created_at))
+            .bind(i64::from(s.fanout))
             .execute(&mut **tx)
             .await?;
         }
@@ -429,15 +570,20 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), StoreErr
             did,
             state: Some(state),
             seq,
+            home,
         } => {
             sqlx::query(
-                "INSERT INTO members (space, did, state, seq) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (space, did) DO UPDATE SET state = excluded.state, seq = excluded.seq",
+                "INSERT INTO members (space, did, state, seq, home, authority) \
+                 VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (space, did) DO UPDATE SET state = excluded.state, \
+                 seq = excluded.seq, home = excluded.home, authority = excluded.authority",
             )
             .bind(space)
             .bind(did)
             .bind(state.as_str())
             .bind(to_i64(*seq))
+            .bind(home.as_ref().map(|h| &h.node))
+            .bind(home.as_ref().map(|h| &h.authority))
             .execute(&mut **tx)
             .await?;
         }
@@ -468,12 +614,39 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), StoreErr
             .await?;
         }
         Op::BeamRef { beam, space, seq } => {
-            sqlx::query("INSERT INTO beam_refs (beam, space, seq) VALUES (?, ?, ?)")
+            sqlx::query(
+                "INSERT INTO beam_refs (beam, space, seq) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(beam)
+            .bind(space)
+            .bind(to_i64(*seq))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Op::Uncache { beam } => {
+            sqlx::query("DELETE FROM beam_cache WHERE id = ?")
                 .bind(beam)
-                .bind(space)
-                .bind(to_i64(*seq))
                 .execute(&mut **tx)
                 .await?;
+        }
+        Op::Fork {
+            space,
+            seq,
+            kept,
+            rival,
+            detected_at,
+        } => {
+            sqlx::query(
+                "INSERT INTO forks (space, seq, kept, rival, detected_at) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(space)
+            .bind(to_i64(*seq))
+            .bind(kept)
+            .bind(rival)
+            .bind(to_i64(*detected_at))
+            .execute(&mut **tx)
+            .await?;
         }
         Op::DeleteBeam {
             path,

@@ -64,11 +64,13 @@ pub enum ErrorCode {
     Internal,
     /// The node is shutting down.
     ShuttingDown,
+    /// Another node this request needs (a space's sequencer, a beam's home) cannot be reached.
+    PeerUnreachable,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::AuthRequired,
         ErrorCode::WrongNode,
         ErrorCode::WrongOrigin,
@@ -94,6 +96,7 @@ impl ErrorCode {
         ErrorCode::SlowSubscriber,
         ErrorCode::Internal,
         ErrorCode::ShuttingDown,
+        ErrorCode::PeerUnreachable,
     ];
 
     /// The numeric code on the wire.
@@ -124,6 +127,7 @@ impl ErrorCode {
             ErrorCode::SlowSubscriber => 1404,
             ErrorCode::Internal => 1500,
             ErrorCode::ShuttingDown => 1501,
+            ErrorCode::PeerUnreachable => 1601,
         }
     }
 
@@ -155,6 +159,7 @@ impl ErrorCode {
             ErrorCode::SlowSubscriber => "slow_subscriber",
             ErrorCode::Internal => "internal",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::PeerUnreachable => "peer_unreachable",
         }
     }
 
@@ -176,6 +181,9 @@ pub struct NodeInfo {
     pub public_url: String,
     /// The `host[:port]` of this node's URIs.
     pub authority: String,
+    /// The fan-out this node gives the broadcast trees of spaces created on it; a genesis sent
+    /// to `space.create` must carry it.
+    pub fanout: u32,
     /// The limits clients must respect.
     pub limits: LimitsInfo,
 }
@@ -267,6 +275,9 @@ pub struct MemberInfo {
     pub did: Did,
     /// `member`, `invited` or `banned`.
     pub state: String,
+    /// For a member: the authority of its home node, which holds its replica of the space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<String>,
 }
 
 /// A page of a space's log.

@@ -18,10 +18,8 @@ use crate::api::{
     Ack, Authenticated, BeamDeleted, BeamPosted, EventPage, MemberInfo, NodeInfo, SpaceInfo,
 };
 use crate::did::Did;
-#[cfg(feature = "client")]
-use crate::wire::Event;
 use crate::wire::{
-    AuthChallenge, AuthResponse, Beam, BeamRef, Membership, SpaceGenesis, Tombstone,
+    AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, Payload, SpaceGenesis, Tombstone,
 };
 
 /// `node.*`: facts about the node.
@@ -93,9 +91,11 @@ pub trait SpaceApi {
     #[method(name = "list", with_extensions)]
     async fn list(&self) -> RpcResult<Vec<SpaceInfo>>;
 
-    /// `space.join` (user): a signed join request by the caller.
+    /// `space.join` (user): a signed join request by the caller, naming this node as home.
+    /// `sequencer` is the authority of the space's URI; when it is another node's, this node
+    /// joins through that sequencer and becomes a member node holding a verified replica.
     #[method(name = "join", with_extensions)]
-    async fn join(&self, request: Membership) -> RpcResult<Ack>;
+    async fn join(&self, request: Membership, sequencer: Option<String>) -> RpcResult<Ack>;
 
     /// `space.leave` (user): a signed leave request by the caller.
     #[method(name = "leave", with_extensions)]
@@ -149,9 +149,11 @@ pub trait SpaceApi {
     rpc(client, namespace = "beam", namespace_separator = ".")
 )]
 pub trait BeamApi {
-    /// `beam.get` (public): a beam by its path `beam/{authorHash}/{beamId}`.
+    /// `beam.get` (public): a beam by its path `beam/{authorHash}/{beamId}`. `home` is the
+    /// authority of the beam's URI; a beam stored elsewhere is fetched from that node,
+    /// verified, and cached while a space this node replicates refers to it.
     #[method(name = "get", with_extensions)]
-    async fn get(&self, path: String) -> RpcResult<Beam>;
+    async fn get(&self, path: String, home: Option<String>) -> RpcResult<Beam>;
 
     /// `beam.list` (public): beams by `author`, newest first, created before `before`
     /// (ms; 0 for now), at most `limit`.
@@ -162,4 +164,36 @@ pub trait BeamApi {
     /// tombstone is appended to every space that referenced it.
     #[method(name = "delete", with_extensions)]
     async fn delete(&self, tombstone: Tombstone) -> RpcResult<BeamDeleted>;
+}
+
+/// `fed.*`: what nodes ask each other (`spec/protocol.md` §9). Every method needs a connection
+/// authenticated as a node: the DID a node proves is its node DID.
+#[cfg_attr(
+    all(feature = "server", feature = "client"),
+    rpc(server, client, namespace = "fed", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "server", not(feature = "client")),
+    rpc(server, namespace = "fed", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "client", not(feature = "server")),
+    rpc(client, namespace = "fed", namespace_separator = ".")
+)]
+pub trait FedApi {
+    /// `fed.prove` (user): sign a response to the caller's own challenge, so the caller knows
+    /// which node it reached. The challenge must be issued by the caller's DID.
+    #[method(name = "prove", with_extensions)]
+    async fn prove(&self, challenge: AuthChallenge) -> RpcResult<AuthResponse>;
+
+    /// `fed.submit` (user, a home node): ask the sequencer to append a payload signed by one of
+    /// the caller's users: a join naming the caller as home, or a leave, invite, kick, ban,
+    /// beam ref or tombstone by a member whose home is the caller.
+    #[method(name = "submit", with_extensions)]
+    async fn submit(&self, space: SpaceId, payload: Payload) -> RpcResult<Ack>;
+
+    /// `fed.push` (user): events of spaces this node replicates, from a parent in the space's
+    /// broadcast tree. Returns how many were new.
+    #[method(name = "push", with_extensions)]
+    async fn push(&self, events: Vec<Event>) -> RpcResult<u32>;
 }

@@ -11,6 +11,11 @@ use northstar_protocol::api::SpaceInfo;
 pub trait AsSpaceId {
     /// The space's id.
     fn space_id(&self) -> &SpaceId;
+
+    /// The sequencer's authority, when the name carries it (a URI does).
+    fn sequencer_authority(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl AsSpaceId for SpaceId {
@@ -22,6 +27,10 @@ impl AsSpaceId for SpaceId {
 impl AsSpaceId for SpaceUri {
     fn space_id(&self) -> &SpaceId {
         &self.space
+    }
+
+    fn sequencer_authority(&self) -> Option<&str> {
+        Some(&self.authority)
     }
 }
 
@@ -35,6 +44,11 @@ impl AsSpaceId for SpaceInfo {
 pub trait AsBeamPath {
     /// The beam's path on its home node.
     fn beam_path(&self) -> BeamPath;
+
+    /// The author's home node's authority, when the name carries it (a URI does).
+    fn home_authority(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl AsBeamPath for BeamPath {
@@ -46,6 +60,10 @@ impl AsBeamPath for BeamPath {
 impl AsBeamPath for BeamUri {
     fn beam_path(&self) -> BeamPath {
         self.path
+    }
+
+    fn home_authority(&self) -> Option<&str> {
+        Some(&self.authority)
     }
 }
 

@@ -19,7 +19,7 @@ use northstar_protocol::api::{
 };
 use northstar_protocol::rpc::{AuthApiClient, BeamApiClient, NodeApiClient, SpaceApiClient};
 use northstar_protocol::wire::{
-    AuthResponse, Beam, BeamRef, Event, Membership, MembershipAction, SpaceGenesis, Tombstone,
+    AuthResponse, Beam, BeamRef, Event, Home, Membership, MembershipAction, SpaceGenesis, Tombstone,
 };
 use northstar_protocol::{Did, Keypair, Signed};
 use tracing::{debug, instrument};
@@ -164,6 +164,7 @@ impl Client {
             name,
             info.did.clone(),
             &info.authority,
+            info.fanout,
             now_ms()?,
         )?;
         genesis.check_rules()?;
@@ -185,10 +186,21 @@ impl Client {
         call(METHOD, SpaceApiClient::list(self.rpc())).await
     }
 
-    /// `space.join` (key): join a space (a dm needs an invite first).
+    /// `space.join` (key): join a space through this node, the caller's home (a dm needs an
+    /// invite first). Given a URI whose authority is another node's, this node joins through
+    /// that sequencer and keeps a replica, so the space is then read here like a local one.
     pub async fn join(&self, space: &impl AsSpaceId) -> Result<Ack, SdkError> {
-        self.membership("space.join", space, MembershipAction::Join, None)
-            .await
+        const METHOD: &str = "space.join";
+        let key = self.key(METHOD)?;
+        let info = &self.inner.info;
+        let home = Home {
+            node: info.did.clone(),
+            authority: info.authority.clone(),
+        };
+        let request = Membership::join(key, space.space_id().clone(), home, now_ms()?)?;
+        request.check_rules()?;
+        let sequencer = space.sequencer_authority().map(str::to_owned);
+        call(METHOD, SpaceApiClient::join(self.rpc(), request, sequencer)).await
     }
 
     /// `space.leave` (key): leave a space.
@@ -229,7 +241,7 @@ impl Client {
         request.check_rules()?;
         let rpc = self.rpc();
         let answer = match action {
-            MembershipAction::Join => SpaceApiClient::join(rpc, request).await,
+            MembershipAction::Join => SpaceApiClient::join(rpc, request, None).await,
             MembershipAction::Leave => SpaceApiClient::leave(rpc, request).await,
             MembershipAction::Invite => SpaceApiClient::invite(rpc, request).await,
             MembershipAction::Kick => SpaceApiClient::kick(rpc, request).await,
@@ -325,7 +337,12 @@ impl Client {
     /// author's signature, its content id and its author hash).
     pub async fn get_beam(&self, beam: &impl AsBeamPath) -> Result<Beam, SdkError> {
         let path = beam.beam_path();
-        let got = call("beam.get", BeamApiClient::get(self.rpc(), path.to_string())).await?;
+        let home = beam.home_authority().map(str::to_owned);
+        let got = call(
+            "beam.get",
+            BeamApiClient::get(self.rpc(), path.to_string(), home),
+        )
+        .await?;
         check_beam(&got, &path)?;
         Ok(got)
     }

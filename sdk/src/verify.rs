@@ -298,6 +298,7 @@ mod tests {
                 "General",
                 node.did().clone(),
                 "127.0.0.1:7700",
+                10,
                 T,
             )
             .unwrap();
@@ -443,6 +444,7 @@ mod tests {
             &genesis.name,
             genesis.sequencer,
             &genesis.authority,
+            genesis.fanout,
             genesis.created_at,
         )
         .unwrap();

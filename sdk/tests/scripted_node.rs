@@ -70,6 +70,7 @@ impl NodeApiServer for Handler {
             version: "scripted/0".into(),
             public_url: fake.origin.clone(),
             authority: fake.origin.trim_start_matches("ws://").into(),
+            fanout: 10,
             limits: LimitsInfo {
                 max_frame_bytes: 1 << 20,
                 max_batch: 0,
@@ -120,7 +121,7 @@ impl SpaceApiServer for Handler {
         Err(unsupported())
     }
 
-    async fn join(&self, _: &Extensions, _: Membership) -> RpcResult<Ack> {
+    async fn join(&self, _: &Extensions, _: Membership, _: Option<String>) -> RpcResult<Ack> {
         Err(unsupported())
     }
 
@@ -217,8 +218,16 @@ impl Drop for Scripted {
 
 /// A log of `len` events: the genesis, then posts by the owner.
 fn log(node: &Keypair, owner: &Keypair, space: &SpaceId, len: usize) -> Vec<Event> {
-    let genesis =
-        SpaceGenesis::create(owner, space.clone(), "General", node.did().clone(), "x", T).unwrap();
+    let genesis = SpaceGenesis::create(
+        owner,
+        space.clone(),
+        "General",
+        node.did().clone(),
+        "x",
+        10,
+        T,
+    )
+    .unwrap();
     let mut events =
         vec![Event::sequence(node, space.clone(), 1, None, T, Payload::Create(genesis)).unwrap()];
     for seq in 2..=len as u64 {

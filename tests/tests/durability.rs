@@ -97,8 +97,16 @@ async fn acknowledged_beams_survive_kill_9() {
     let authority = info["authority"].as_str().unwrap().to_owned();
     let node_did = serde_json::from_value(info["did"].clone()).unwrap();
     let space = SpaceId::new(SpaceType::Channel, alice.did(), "durable").unwrap();
-    let genesis =
-        SpaceGenesis::create(&alice, space.clone(), "Durable", node_did, &authority, 1).unwrap();
+    let genesis = SpaceGenesis::create(
+        &alice,
+        space.clone(),
+        "Durable",
+        node_did,
+        &authority,
+        10,
+        1,
+    )
+    .unwrap();
     raw.ok("space.create", json!([genesis])).await;
 
     let mut acked = Vec::new();

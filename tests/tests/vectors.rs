@@ -15,8 +15,8 @@ use northstar_protocol::address::{BeamPath, BeamUri, SpaceId, SpaceType, SpaceUr
 use northstar_protocol::canonical::{self, CanonicalError};
 use northstar_protocol::sign::{self, Domain, Signature, Signed};
 use northstar_protocol::wire::{
-    AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, MembershipAction, Payload,
-    SpaceGenesis, Tombstone,
+    AuthChallenge, AuthResponse, Beam, BeamRef, Event, Home, Membership, Payload, SpaceGenesis,
+    Tombstone,
 };
 use northstar_protocol::{ContentId, Did, Keypair};
 use serde_json::{Value, json};
@@ -146,14 +146,17 @@ fn build_northstar_vectors() -> Value {
         "General",
         node.did().clone(),
         "node.example:7700",
+        10,
         T0,
     )
     .unwrap();
-    let join = Membership::create(
+    let join = Membership::join(
         &bob,
         channel.clone(),
-        MembershipAction::Join,
-        bob.did().clone(),
+        Home {
+            node: node.did().clone(),
+            authority: "node.example:7700".into(),
+        },
         T0 + 1_000,
     )
     .unwrap();

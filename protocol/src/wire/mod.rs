@@ -17,7 +17,7 @@ pub mod space;
 pub use auth::{AuthChallenge, AuthResponse};
 pub use beam::{Beam, BeamRef, Tombstone};
 pub use event::{Event, EventError, Payload};
-pub use space::{Membership, MembershipAction, SpaceGenesis};
+pub use space::{Home, Membership, MembershipAction, SpaceGenesis};
 
 /// Implements [`crate::Signed`] for a struct whose signature lives in a `sig` field.
 macro_rules! signed_object {
@@ -66,6 +66,18 @@ pub enum RuleError {
         /// The action.
         action: &'static str,
     },
+    /// A fan-out outside 1..=64.
+    #[error("fanout {0} is outside 1..=64")]
+    Fanout(u32),
+    /// A join without the joiner's home node.
+    #[error("a join must name the joiner's home node")]
+    HomeRequired,
+    /// A home node on anything but a join.
+    #[error("{action} must not name a home node")]
+    HomeNotAllowed {
+        /// The action.
+        action: &'static str,
+    },
     /// A membership request whose subject is the actor where it must be someone else.
     #[error("{action} must name another member as subject")]
     SubjectIsActor {
@@ -83,6 +95,9 @@ impl RuleError {
             RuleError::BadOrigin => "bad_origin",
             RuleError::SubjectNotActor { .. } => "subject_not_actor",
             RuleError::SubjectIsActor { .. } => "subject_is_actor",
+            RuleError::HomeRequired => "home_required",
+            RuleError::Fanout(_) => "bad_fanout",
+            RuleError::HomeNotAllowed { .. } => "home_not_allowed",
         }
     }
 }

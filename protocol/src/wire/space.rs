@@ -8,6 +8,9 @@ use crate::keys::Keypair;
 use crate::sign::{self, Domain, Signature, SignatureError};
 use crate::wire::{MAX_NAME_LEN, RuleError, check_len, signed_object};
 
+/// The largest fan-out a space's broadcast tree may have.
+pub const MAX_FANOUT: u32 = 64;
+
 /// The owner's signed statement that founds a space and names its sequencer node, so every
 /// member can check the chain of authority: owner → sequencer → events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +24,9 @@ pub struct SpaceGenesis {
     pub sequencer: Did,
     /// The sequencer's `host[:port]`, the authority of the space's URI.
     pub authority: String,
+    /// Children per node in the space's broadcast tree (1 to [`MAX_FANOUT`]); every member
+    /// node builds the same tree from it.
+    pub fanout: u32,
     /// Creation time, ms since the Unix epoch.
     pub created_at: u64,
     /// The owner's signature.
@@ -36,6 +42,7 @@ impl SpaceGenesis {
         name: &str,
         sequencer: Did,
         authority: &str,
+        fanout: u32,
         created_at: u64,
     ) -> Result<Self, SignatureError> {
         let mut genesis = Self {
@@ -43,6 +50,7 @@ impl SpaceGenesis {
             name: name.to_owned(),
             sequencer,
             authority: authority.to_owned(),
+            fanout,
             created_at,
             sig: Signature::UNSIGNED,
         };
@@ -59,6 +67,9 @@ impl SpaceGenesis {
     /// Check the rules that do not need the signature: lengths and the authority's shape.
     pub fn check_rules(&self) -> Result<(), RuleError> {
         check_len("name", &self.name, MAX_NAME_LEN)?;
+        if !(1..=MAX_FANOUT).contains(&self.fanout) {
+            return Err(RuleError::Fanout(self.fanout));
+        }
         check_authority(&self.authority).map_err(RuleError::Address)
     }
 }
@@ -104,10 +115,28 @@ pub struct Membership {
     pub action: MembershipAction,
     /// Whom it concerns: the actor for join and leave, another DID otherwise.
     pub subject: Did,
+    /// For a join, and only then: the node that will hold the joiner's replica of the space and
+    /// speak for the joiner to the sequencer (the joiner's home node).
+    #[serde(
+        default,
+        deserialize_with = "crate::canonical::present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub home: Option<Home>,
     /// When the actor signed it, ms since the Unix epoch.
     pub created_at: u64,
     /// The actor's signature.
     pub sig: Signature,
+}
+
+/// A user's home node: its DID and its `host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Home {
+    /// The node's DID.
+    pub node: Did,
+    /// The node's authority.
+    pub authority: String,
 }
 signed_object!(Membership, Domain::Membership);
 
@@ -125,6 +154,28 @@ impl Membership {
             actor: actor.did().clone(),
             action,
             subject,
+            home: None,
+            created_at,
+            sig: Signature::UNSIGNED,
+        };
+        let signer = request.actor.clone();
+        sign::sign(&mut request, actor, &signer)?;
+        Ok(request)
+    }
+
+    /// A join by `actor`, naming its home node.
+    pub fn join(
+        actor: &Keypair,
+        space: SpaceId,
+        home: Home,
+        created_at: u64,
+    ) -> Result<Self, SignatureError> {
+        let mut request = Self {
+            space,
+            actor: actor.did().clone(),
+            action: MembershipAction::Join,
+            subject: actor.did().clone(),
+            home: Some(home),
             created_at,
             sig: Signature::UNSIGNED,
         };
@@ -146,9 +197,15 @@ impl Membership {
             MembershipAction::Join | MembershipAction::Leave
         );
         match (self_directed, self.subject == self.actor) {
-            (true, false) => Err(RuleError::SubjectNotActor { action }),
-            (false, true) => Err(RuleError::SubjectIsActor { action }),
-            _ => Ok(()),
+            (true, false) => return Err(RuleError::SubjectNotActor { action }),
+            (false, true) => return Err(RuleError::SubjectIsActor { action }),
+            _ => {}
+        }
+        match (&self.home, self.action == MembershipAction::Join) {
+            (None, true) => Err(RuleError::HomeRequired),
+            (Some(_), false) => Err(RuleError::HomeNotAllowed { action }),
+            (Some(home), true) => Ok(check_authority(&home.authority)?),
+            (None, false) => Ok(()),
         }
     }
 }

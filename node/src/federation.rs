@@ -1,0 +1,250 @@
+//! Links to other nodes: dialled on demand, authenticated both ways, pooled, retried with backoff.
+//!
+//! A node dials `{scheme}://{authority}` with the scheme of its own public URL (a federation
+//! runs all on `ws://` or all on `wss://`). It checks the peer's challenge (signed by the peer's
+//! node key, naming the URL dialled), answers it as itself, then asks the peer to answer a
+//! challenge of its own (`fed.prove`): so each side knows the other's node DID. One connection
+//! per peer is kept and shared; after a failure the peer is not dialled again before its backoff
+//! has passed (100 ms doubling to 10 s).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jsonrpsee::core::ClientError;
+use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
+use northstar_protocol::Did;
+use northstar_protocol::Keypair;
+use northstar_protocol::rpc::{AuthApiClient, FedApiClient};
+use northstar_protocol::wire::{AuthChallenge, AuthResponse};
+
+use crate::sequencer::now_ms;
+
+/// How long a dial, a handshake step or a call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first wait after a failed dial; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The largest message this node sends or accepts on a link.
+const MAX_MESSAGE: u32 = 16 * 1024 * 1024;
+
+/// Why a peer could not be reached or did not prove who it is.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LinkError {
+    /// The peer failed recently and its backoff has not passed.
+    #[error("{authority} is backing off after a failure")]
+    BackingOff {
+        /// The peer.
+        authority: String,
+    },
+    /// Dialling or a call failed.
+    #[error("{authority}: {reason}")]
+    Transport {
+        /// The peer.
+        authority: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The peer's handshake did not check out.
+    #[error("{authority} failed the node handshake: {reason}")]
+    Handshake {
+        /// The peer.
+        authority: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The peer answered with an error object.
+    #[error("{authority} refused: {message} ({code})")]
+    Refused {
+        /// The peer.
+        authority: String,
+        /// The error code.
+        code: i32,
+        /// The peer's message.
+        message: String,
+    },
+}
+
+impl LinkError {
+    /// The error for a failed call to `authority`.
+    pub fn from_call(authority: &str, e: ClientError) -> Self {
+        match e {
+            ClientError::Call(obj) => LinkError::Refused {
+                authority: authority.to_owned(),
+                code: obj.code(),
+                message: obj.message().to_owned(),
+            },
+            other => LinkError::Transport {
+                authority: authority.to_owned(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// An authenticated connection to a peer.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// The RPC client.
+    pub client: Arc<WsClient>,
+    /// The node DID the peer proved.
+    pub did: Did,
+    /// The peer's authority.
+    pub authority: String,
+}
+
+#[derive(Debug, Default)]
+struct Peer {
+    link: tokio::sync::Mutex<Option<Link>>,
+    backoff: Mutex<Backoff>,
+}
+
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+/// The pool of links to other nodes.
+#[derive(Debug)]
+pub struct Links {
+    key: Keypair,
+    origin: String,
+    scheme: &'static str,
+    peers: Mutex<HashMap<String, Arc<Peer>>>,
+}
+
+impl Links {
+    /// Links for the node with `key`, whose own public origin is `origin`.
+    pub fn new(key: Keypair, origin: String) -> Self {
+        let scheme = if origin.starts_with("wss://") {
+            "wss"
+        } else {
+            "ws"
+        };
+        Self {
+            key,
+            origin,
+            scheme,
+            peers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This node's own authority's origin, to tell "the peer is us" apart.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The link to `authority`, dialling and authenticating if there is none.
+    pub async fn get(&self, authority: &str) -> Result<Link, LinkError> {
+        let peer = {
+            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            peers.entry(authority.to_owned()).or_default().clone()
+        };
+        let mut slot = peer.link.lock().await;
+        if let Some(link) = slot.as_ref().filter(|l| l.client.is_connected()) {
+            return Ok(link.clone());
+        }
+        {
+            let backoff = peer.backoff.lock().unwrap_or_else(|p| p.into_inner());
+            if backoff.until.is_some_and(|until| Instant::now() < until) {
+                return Err(LinkError::BackingOff {
+                    authority: authority.to_owned(),
+                });
+            }
+        }
+        let dialled = tokio::time::timeout(CALL_TIMEOUT * 2, self.dial(authority))
+            .await
+            .unwrap_or_else(|_| {
+                Err(LinkError::Transport {
+                    authority: authority.to_owned(),
+                    reason: "handshake timed out".into(),
+                })
+            });
+        let mut backoff = peer.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        match dialled {
+            Ok(link) => {
+                *backoff = Backoff::default();
+                tracing::debug!(peer = %authority, did = %link.did, "linked");
+                *slot = Some(link.clone());
+                Ok(link)
+            }
+            Err(e) => {
+                let wait = FIRST_BACKOFF
+                    .saturating_mul(1 << backoff.failures.min(8))
+                    .min(MAX_BACKOFF);
+                backoff.failures = backoff.failures.saturating_add(1);
+                backoff.until = Some(Instant::now() + wait);
+                *slot = None;
+                tracing::debug!(peer = %authority, error = %e, ?wait, "link failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// Forget a link that failed mid-call, so the next use dials again.
+    pub async fn drop_link(&self, authority: &str) {
+        let peer = {
+            let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            peers.get(authority).cloned()
+        };
+        if let Some(peer) = peer {
+            *peer.link.lock().await = None;
+        }
+    }
+
+    async fn dial(&self, authority: &str) -> Result<Link, LinkError> {
+        let url = format!("{}://{authority}", self.scheme);
+        let transport = |reason: String| LinkError::Transport {
+            authority: authority.to_owned(),
+            reason,
+        };
+        let handshake = |reason: String| LinkError::Handshake {
+            authority: authority.to_owned(),
+            reason,
+        };
+        let client = WsClientBuilder::default()
+            .max_request_size(MAX_MESSAGE)
+            .max_response_size(MAX_MESSAGE)
+            .request_timeout(CALL_TIMEOUT)
+            .connection_timeout(CALL_TIMEOUT)
+            .build(&url)
+            .await
+            .map_err(|e| transport(e.to_string()))?;
+        let theirs = AuthApiClient::challenge(&client)
+            .await
+            .map_err(|e| LinkError::from_call(authority, e))?;
+        theirs
+            .verify()
+            .map_err(|_| handshake("its challenge's signature does not verify".into()))?;
+        if theirs.origin != url {
+            return Err(handshake(format!(
+                "its challenge names origin {:?}, we dialled {url:?}",
+                theirs.origin
+            )));
+        }
+        let answer = AuthResponse::answer(&self.key, theirs.clone())
+            .map_err(|e| handshake(e.to_string()))?;
+        AuthApiClient::respond(&client, answer)
+            .await
+            .map_err(|e| LinkError::from_call(authority, e))?;
+        let now = now_ms();
+        let mine = AuthChallenge::issue(&self.key, &self.origin, now, now + 30_000)
+            .map_err(|e| handshake(e.to_string()))?;
+        let proof = FedApiClient::prove(&client, mine.clone())
+            .await
+            .map_err(|e| LinkError::from_call(authority, e))?;
+        if proof.did != theirs.node || proof.challenge != mine || proof.verify().is_err() {
+            return Err(handshake(
+                "its proof does not answer our challenge as the node that challenged us".into(),
+            ));
+        }
+        Ok(Link {
+            client: Arc::new(client),
+            did: theirs.node,
+            authority: authority.to_owned(),
+        })
+    }
+}

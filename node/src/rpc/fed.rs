@@ -1,0 +1,127 @@
+//! `fed.*`: what nodes ask each other (`spec/protocol.md` §9).
+
+use std::collections::HashMap;
+
+use jsonrpsee::Extensions;
+use jsonrpsee::core::{RpcResult, async_trait};
+use northstar_protocol::Did;
+use northstar_protocol::address::SpaceId;
+use northstar_protocol::api::{Ack, ErrorCode};
+use northstar_protocol::rpc::FedApiServer;
+use northstar_protocol::wire::{AuthChallenge, AuthResponse, Event, Payload};
+
+use super::{ApiError, Handler, bad_signature, malformed, session};
+
+/// The most events one `fed.push` may carry.
+const MAX_PUSH: usize = 256;
+
+#[async_trait]
+impl FedApiServer for Handler {
+    async fn prove(&self, ext: &Extensions, challenge: AuthChallenge) -> RpcResult<AuthResponse> {
+        let caller = session(ext)?.user()?;
+        // Answer only the caller's own challenge, so no one can relay another node's challenge
+        // through us and pass as us there.
+        if &challenge.node != caller {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "fed.prove answers only a challenge issued by the caller's own DID",
+            )
+            .into());
+        }
+        challenge.verify().map_err(|_| bad_signature("challenge"))?;
+        challenge
+            .check_rules()
+            .map_err(|e| malformed("challenge", e))?;
+        Ok(AuthResponse::answer(&self.0.node_key, challenge).map_err(ApiError::internal)?)
+    }
+
+    async fn submit(&self, ext: &Extensions, space: SpaceId, payload: Payload) -> RpcResult<Ack> {
+        let via = session(ext)?.user()?.clone();
+        match &payload {
+            Payload::Create(_) => {
+                return Err(malformed("payload", "a genesis is sent with space.create").into());
+            }
+            Payload::Membership(m) => m.check_rules().map_err(|e| malformed("membership", e))?,
+            Payload::BeamRef(r) => r.check_rules().map_err(|e| malformed("beam_ref", e))?,
+            Payload::Tombstone(_) => {}
+        }
+        if payload.space().is_some_and(|s| *s != space) {
+            return Err(malformed("payload", "it names another space").into());
+        }
+        payload.verify().map_err(|_| bad_signature("payload"))?;
+        Ok(self
+            .0
+            .sequencer
+            .append(space, payload, None, Some(via))
+            .await
+            .map_err(ApiError::from)?)
+    }
+
+    async fn push(&self, ext: &Extensions, events: Vec<Event>) -> RpcResult<u32> {
+        let api = &self.0;
+        let from = session(ext)?.user()?.clone();
+        if events.len() > MAX_PUSH {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!("at most {MAX_PUSH} events per push"),
+            )
+            .into());
+        }
+        let mut by_space: HashMap<SpaceId, Vec<Event>> = HashMap::new();
+        for event in events {
+            by_space.entry(event.space.clone()).or_default().push(event);
+        }
+        let mut accepted = 0;
+        for (space, events) in by_space {
+            // Only replicas this node holds; anything else is not ours to store.
+            let Some(row) = api
+                .store
+                .space(space.as_str())
+                .await
+                .map_err(ApiError::from)?
+            else {
+                continue;
+            };
+            if row.sequencer == api.did.as_str() {
+                continue;
+            }
+            let sequencer = Did::parse(&row.sequencer).map_err(ApiError::internal)?;
+            for event in &events {
+                if let Err(e) = event.verify(&sequencer) {
+                    tracing::warn!(space = %space, seq = event.seq, from = %from, error = %e, "refused a pushed event that does not verify");
+                    return Err(ApiError::new(
+                        ErrorCode::BadSignature,
+                        format!("event {} of {space}: {e}", event.seq),
+                    )
+                    .into());
+                }
+            }
+            let outcome = api
+                .sequencer
+                .replicate(events, false)
+                .await
+                .map_err(ApiError::from)?;
+            accepted += outcome.accepted;
+            if let Some(reason) = &outcome.refused {
+                tracing::warn!(space = %space, from = %from, reason = %reason, "refused pushed events");
+                return Err(ApiError::new(ErrorCode::MalformedObject, reason.clone()).into());
+            }
+            if outcome.gap {
+                api.fill_gap(space, row.authority);
+            }
+        }
+        Ok(accepted)
+    }
+}
+
+impl super::Api {
+    /// Pull what a push skipped over, in the background: the push itself is answered now.
+    fn fill_gap(&self, space: SpaceId, sequencer: String) {
+        let catch_up = self.catch_up.clone();
+        self.background.spawn(async move {
+            if let Err(e) = catch_up.run(&space, &[sequencer], None, None).await {
+                tracing::debug!(space = %space, error = %e, "gap not filled yet; the next sync retries");
+            }
+        });
+    }
+}

@@ -1,0 +1,421 @@
+//! `space.*`: spaces, their members, their logs and subscriptions.
+
+use std::sync::Arc;
+
+use jsonrpsee::core::{RpcResult, SubscriptionResult, async_trait};
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::{Extensions, PendingSubscriptionSink, SendTimeoutError, SubscriptionMessage};
+use northstar_protocol::Did;
+use northstar_protocol::Signed;
+use northstar_protocol::address::{SpaceId, SpaceType};
+use northstar_protocol::api::{Ack, BeamPosted, ErrorCode, EventPage, MemberInfo, SpaceInfo};
+use northstar_protocol::rpc::SpaceApiServer;
+use northstar_protocol::wire::{
+    Beam, BeamRef, Membership, MembershipAction, Payload, SpaceGenesis,
+};
+use serde_json::value::RawValue;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{Api, ApiError, Handler, Whereabouts, bad_signature, malformed, not_signer, session};
+use crate::hub::LiveEvent;
+
+#[async_trait]
+impl SpaceApiServer for Handler {
+    async fn create(&self, ext: &Extensions, genesis: SpaceGenesis) -> RpcResult<Ack> {
+        let api = &self.0;
+        let user = session(ext)?.user()?;
+        if genesis.space.owner() != user {
+            return Err(not_signer(genesis.space.owner(), user).into());
+        }
+        genesis.check_rules().map_err(|e| malformed("genesis", e))?;
+        if genesis.sequencer != api.did {
+            return Err(malformed(
+                "genesis",
+                format!("sequencer must be this node, {}", api.did),
+            )
+            .into());
+        }
+        if genesis.authority != api.config.authority() {
+            return Err(malformed(
+                "genesis",
+                format!("authority must be {}", api.config.authority()),
+            )
+            .into());
+        }
+        if genesis.fanout != api.config.fanout {
+            return Err(malformed(
+                "genesis",
+                format!("fanout must be this node's, {}", api.config.fanout),
+            )
+            .into());
+        }
+        genesis.verify().map_err(|_| bad_signature("genesis"))?;
+        Ok(api
+            .sequencer
+            .create(genesis)
+            .await
+            .map_err(ApiError::from)?)
+    }
+
+    async fn get(&self, ext: &Extensions, space: SpaceId) -> RpcResult<SpaceInfo> {
+        let row = self.0.readable(&space, session(ext)?.did()).await?;
+        Ok(self.0.space_info(&row)?)
+    }
+
+    async fn list(&self, ext: &Extensions) -> RpcResult<Vec<SpaceInfo>> {
+        let user = session(ext)?.user()?;
+        let rows = self
+            .0
+            .store
+            .spaces_of(user.as_str())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(rows
+            .iter()
+            .map(|r| self.0.space_info(r))
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn join(
+        &self,
+        ext: &Extensions,
+        request: Membership,
+        sequencer: Option<String>,
+    ) -> RpcResult<Ack> {
+        Ok(self.0.join(ext, request, sequencer).await?)
+    }
+
+    async fn leave(&self, ext: &Extensions, request: Membership) -> RpcResult<Ack> {
+        Ok(self
+            .0
+            .membership(ext, request, MembershipAction::Leave)
+            .await?)
+    }
+
+    async fn invite(&self, ext: &Extensions, request: Membership) -> RpcResult<Ack> {
+        Ok(self
+            .0
+            .membership(ext, request, MembershipAction::Invite)
+            .await?)
+    }
+
+    async fn kick(&self, ext: &Extensions, request: Membership) -> RpcResult<Ack> {
+        Ok(self
+            .0
+            .membership(ext, request, MembershipAction::Kick)
+            .await?)
+    }
+
+    async fn ban(&self, ext: &Extensions, request: Membership) -> RpcResult<Ack> {
+        Ok(self
+            .0
+            .membership(ext, request, MembershipAction::Ban)
+            .await?)
+    }
+
+    async fn members(&self, ext: &Extensions, space: SpaceId) -> RpcResult<Vec<MemberInfo>> {
+        self.0.readable(&space, session(ext)?.did()).await?;
+        let rows = self
+            .0
+            .store
+            .members(space.as_str())
+            .await
+            .map_err(ApiError::from)?;
+        let mut members = Vec::with_capacity(rows.len());
+        for row in rows {
+            members.push(MemberInfo {
+                did: Did::parse(&row.did).map_err(ApiError::internal)?,
+                state: row.state.as_str().to_owned(),
+                home: row.home.map(|h| h.authority),
+            });
+        }
+        Ok(members)
+    }
+
+    async fn post(&self, ext: &Extensions, beam: Beam, beam_ref: BeamRef) -> RpcResult<BeamPosted> {
+        let api = &self.0;
+        let user = session(ext)?.user()?;
+        if &beam.author != user || &beam_ref.author != user {
+            return Err(not_signer(&beam.author, user).into());
+        }
+        beam.check_rules().map_err(|e| malformed("beam", e))?;
+        beam_ref
+            .check_rules()
+            .map_err(|e| malformed("beam_ref", e))?;
+        if beam_ref.home != api.config.authority() {
+            return Err(malformed(
+                "beam_ref",
+                format!("home must be this node, {}", api.config.authority()),
+            )
+            .into());
+        }
+        let id = beam.content_id().map_err(|e| malformed("beam", e))?;
+        if beam_ref.beam != id {
+            return Err(malformed(
+                "beam_ref",
+                format!("names beam {}, the beam's id is {id}", beam_ref.beam),
+            )
+            .into());
+        }
+        if api
+            .store
+            .is_tombstoned(&id.to_string())
+            .await
+            .map_err(ApiError::from)?
+        {
+            return Err(
+                ApiError::new(ErrorCode::BeamNotFound, format!("beam {id} was deleted")).into(),
+            );
+        }
+        beam.verify().map_err(|_| bad_signature("beam"))?;
+        beam_ref.verify().map_err(|_| bad_signature("beam_ref"))?;
+        let beam_uri = beam_ref.beam_uri().to_string();
+        let space = beam_ref.space.clone();
+        let ack = match api.whereabouts(&space).await? {
+            Whereabouts::Here => api
+                .sequencer
+                .append(space, Payload::BeamRef(beam_ref), Some(beam), None)
+                .await
+                .map_err(ApiError::from)?,
+            // The content stays here, with its author; only the ref goes to the sequencer.
+            Whereabouts::Replica(_) => {
+                api.sequencer
+                    .store_beam(beam)
+                    .await
+                    .map_err(ApiError::from)?;
+                api.write(space, Payload::BeamRef(beam_ref)).await?
+            }
+            Whereabouts::Unknown => {
+                return Err(ApiError::new(
+                    ErrorCode::SpaceNotFound,
+                    format!("no space {space} on this node"),
+                )
+                .into());
+            }
+        };
+        Ok(BeamPosted {
+            event_id: ack.event_id,
+            seq: ack.seq,
+            beam_uri,
+        })
+    }
+
+    async fn events(
+        &self,
+        ext: &Extensions,
+        space: SpaceId,
+        since: u64,
+        limit: u32,
+    ) -> RpcResult<EventPage> {
+        let api = &self.0;
+        let row = api.readable(&space, session(ext)?.did()).await?;
+        let limit = limit.clamp(1, api.config.limits.max_page);
+        let rows = api
+            .store
+            .events(space.as_str(), since, limit)
+            .await
+            .map_err(ApiError::from)?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            events.push(RawValue::from_string(row.json).map_err(ApiError::internal)?);
+        }
+        Ok(EventPage {
+            events,
+            head_seq: row.head_seq,
+        })
+    }
+
+    async fn subscribe_events(
+        &self,
+        pending: PendingSubscriptionSink,
+        ext: &Extensions,
+        space: SpaceId,
+        since: u64,
+    ) -> SubscriptionResult {
+        let api = self.0.clone();
+        let reader = session(ext).ok().and_then(|s| s.did().cloned());
+        if let Err(e) = api.readable(&space, reader.as_ref()).await {
+            pending.reject(ErrorObjectOwned::from(e)).await;
+            return Ok(());
+        }
+        // Subscribe before reading the backlog, so nothing committed in between is missed.
+        let live = api.hub.subscribe(space.as_str());
+        let sink = pending.accept().await?;
+        let watch = reader.filter(|_| space.space_type() == SpaceType::Dm);
+        let feed = Feed {
+            api,
+            sink,
+            space,
+            cursor: since,
+            watch,
+        };
+        feed.run(live).await.map_err(Into::into)
+    }
+}
+
+impl Api {
+    /// A join through this node, the joiner's home: here if this node sequences the space,
+    /// else through the sequencer named by the space's URI, after which this node holds a
+    /// verified replica of the log up to the join.
+    async fn join(
+        &self,
+        ext: &Extensions,
+        request: Membership,
+        sequencer: Option<String>,
+    ) -> Result<Ack, ApiError> {
+        let user = session(ext)?.user()?;
+        if request.action != MembershipAction::Join {
+            return Err(malformed("request", "space.join takes a join"));
+        }
+        if &request.actor != user {
+            return Err(not_signer(&request.actor, user));
+        }
+        request
+            .check_rules()
+            .map_err(|e| malformed("membership", e))?;
+        let own_authority = self.config.authority();
+        match &request.home {
+            Some(home) if home.node == self.did && home.authority == own_authority => {}
+            _ => {
+                return Err(malformed(
+                    "membership",
+                    format!(
+                        "a join through this node must name it as home: {} at {own_authority}",
+                        self.did
+                    ),
+                ));
+            }
+        }
+        request.verify().map_err(|_| bad_signature("membership"))?;
+        let space = request.space.clone();
+        let payload = Payload::Membership(request);
+        let Whereabouts::Unknown = self.whereabouts(&space).await? else {
+            return self.write(space, payload).await;
+        };
+        let Some(authority) = sequencer.filter(|a| *a != own_authority) else {
+            return Err(ApiError::new(
+                ErrorCode::SpaceNotFound,
+                format!("no space {space} on this node; join it by its URI to reach its sequencer"),
+            ));
+        };
+        northstar_protocol::address::check_authority(&authority)
+            .map_err(|e| malformed("sequencer", e))?;
+        let link = self
+            .links
+            .get(&authority)
+            .await
+            .map_err(super::unreachable)?;
+        let ack = self.submit(&authority, space.clone(), payload).await?;
+        let sources = [authority.clone()];
+        self.catch_up
+            .run(&space, &sources, Some(&link.did), Some(ack.seq))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorCode::PeerUnreachable,
+                    format!("joined, but the replica could not be fetched yet: {e}"),
+                )
+            })?;
+        tracing::info!(space = %space, sequencer = %authority, "joined a remote space; replicating it");
+        Ok(ack)
+    }
+}
+
+/// How long a notification may wait for room in the connection's outgoing queue before the
+/// subscriber counts as too slow.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One subscription's delivery: backlog from the store, then live events from the hub.
+struct Feed {
+    api: Arc<Api>,
+    sink: jsonrpsee::SubscriptionSink,
+    space: SpaceId,
+    cursor: u64,
+    /// For a dm: the subscriber, whose removal ends the subscription.
+    watch: Option<Did>,
+}
+
+impl Feed {
+    async fn run(mut self, mut live: broadcast::Receiver<Arc<LiveEvent>>) -> Result<(), String> {
+        self.catch_up().await?;
+        loop {
+            let event = tokio::select! {
+                () = self.sink.closed() => return Ok(()),
+                event = live.recv() => event,
+            };
+            match event {
+                Ok(event) if event.seq <= self.cursor => {}
+                Ok(event) if event.seq == self.cursor + 1 => {
+                    self.send(event.json.clone()).await?;
+                    self.cursor = event.seq;
+                    if self.watch.is_some() && event.removes == self.watch {
+                        return Err(format!(
+                            "{}: the subscriber is no longer a member of this dm",
+                            ErrorCode::NotMember.name()
+                        ));
+                    }
+                }
+                // A hole: events committed after we subscribed but before the backlog read
+                // ended. Fill it from the store.
+                Ok(_) => self.catch_up().await?,
+                Err(RecvError::Lagged(_)) => {
+                    return Err(format!(
+                        "{}: fell behind by more than {} events; resume from seq {}",
+                        ErrorCode::SlowSubscriber.name(),
+                        self.api.config.limits.subscriber_queue,
+                        self.cursor
+                    ));
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
+
+    /// Send every stored event after the cursor.
+    async fn catch_up(&mut self) -> Result<(), String> {
+        let page = self.api.config.limits.max_page;
+        loop {
+            let rows = self
+                .api
+                .store
+                .events(self.space.as_str(), self.cursor, page)
+                .await
+                .map_err(|e| internal_text(&e))?;
+            let full = rows.len() == page as usize;
+            for row in rows {
+                let raw = RawValue::from_string(row.json).map_err(|e| internal_text(&e))?;
+                self.send(raw).await?;
+                self.cursor = row.seq;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Queue one notification, waiting at most [`SEND_TIMEOUT`] for room: the backlog flows at
+    /// the subscriber's pace, and one that stops reading is cut off.
+    async fn send(&mut self, raw: Box<RawValue>) -> Result<(), String> {
+        let message = SubscriptionMessage::from(raw);
+        match self.sink.send_timeout(message, SEND_TIMEOUT).await {
+            Ok(()) => Ok(()),
+            Err(SendTimeoutError::Timeout(_)) => Err(format!(
+                "{}: the connection did not read for {} s; resume from seq {}",
+                ErrorCode::SlowSubscriber.name(),
+                SEND_TIMEOUT.as_secs(),
+                self.cursor
+            )),
+            Err(SendTimeoutError::Closed(_)) => Err("the subscriber went away".to_owned()),
+        }
+    }
+}
+
+/// The text a subscription ends with after an internal fault: generic, with the details logged.
+fn internal_text(e: &dyn std::fmt::Display) -> String {
+    tracing::error!(error = %e, "subscription failed");
+    format!(
+        "{}: the node failed; resume from the last seq received",
+        ErrorCode::Internal.name()
+    )
+}
