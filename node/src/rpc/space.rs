@@ -350,10 +350,7 @@ impl Feed {
                     self.send(event.json.clone()).await?;
                     self.cursor = event.seq;
                     if self.watch.is_some() && event.removes == self.watch {
-                        return Err(format!(
-                            "{}: the subscriber is no longer a member of this dm",
-                            ErrorCode::NotMember.name()
-                        ));
+                        return Err(removed());
                     }
                 }
                 // A hole: events committed after we subscribed but before the backlog read
@@ -384,9 +381,15 @@ impl Feed {
                 .map_err(|e| internal_text(&e))?;
             let full = rows.len() == page as usize;
             for row in rows {
+                let removes_watched = self.watch.is_some()
+                    && matches!(row.kind.as_str(), "leave" | "kick" | "ban")
+                    && removed_member(&row.json) == self.watch;
                 let raw = RawValue::from_string(row.json).map_err(|e| internal_text(&e))?;
                 self.send(raw).await?;
                 self.cursor = row.seq;
+                if removes_watched {
+                    return Err(removed());
+                }
             }
             if !full {
                 return Ok(());
@@ -408,6 +411,25 @@ impl Feed {
             )),
             Err(SendTimeoutError::Closed(_)) => Err("the subscriber went away".to_owned()),
         }
+    }
+}
+
+/// The text a dm subscription ends with once its subscriber is out.
+fn removed() -> String {
+    format!(
+        "{}: the subscriber is no longer a member of this dm",
+        ErrorCode::NotMember.name()
+    )
+}
+
+/// Whom a stored leave, kick or ban event removes.
+fn removed_member(json: &str) -> Option<Did> {
+    match serde_json::from_str::<northstar_protocol::wire::Event>(json)
+        .ok()?
+        .payload
+    {
+        Payload::Membership(m) => Some(m.subject),
+        _ => None,
     }
 }
 
