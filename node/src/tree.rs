@@ -25,26 +25,64 @@
 //!   `(j+1)·k ..= (j+1)·k + k − 1`, the root's are `0 ..= k − 1` (all clipped to `n`).
 //! - **Second parent** of `i`, whose primary parent is `p`:
 //!   - tier 1: none (the root is the source; if it is down nothing can be sent);
-//!   - tier `t ≥ 2`, `k ≥ 2`: the node after `p` in tier `t − 1`, wrapping from the tier's
-//!     last index to its first. Tier `t − 1` is full whenever tier `t` is not empty, so it
-//!     spans `k^(t−1) ≥ 2` indices and the second parent is never `p`;
+//!   - tier `t ≥ 2`, `k ≥ 3`: the node `d = k^(t−2)` places after `p` in tier `t − 1`, wrapping
+//!     within that tier. Tier `t − 1` is full whenever tier `t` is not empty, so it spans
+//!     `K = k^(t−1)` indices from its first index `s`, and the second parent is
+//!     `s + ((p − s + d) mod K)`. Since `K = d·k` with `k ≥ 2`, `d mod K ≠ 0` and the second
+//!     parent is never `p`. For `t = 2` (`d = 1`) it is simply the next node of tier 1;
+//!   - tier `t ≥ 2`, `k = 2`: the node after `p` in tier `t − 1` (`d = 1`), wrapping;
 //!   - tier `t ≥ 2`, `k = 1` (tier `t − 1` has one node): `p`'s own primary parent, so member
 //!     `i ≥ 2` has parents `i − 1` and `i − 2`, and member 1 has member 0 and the root.
 //! - **Children** of a node: every member naming it as primary or second parent. A node forwards
 //!   each event to all its children, so every node from tier 2 on receives each event twice and
-//!   de-duplicates by event id.
+//!   de-duplicates by event id. For `k ≥ 2` the second children of a member `j` of a full tier
+//!   (first index `s`, `K` indices, `d = K / k`) are the primary children of
+//!   `s + ((j − s − d) mod K)`, the one node whose second-parent offset lands on `j`; a member
+//!   of the last tier has no children. For `k = 1` the second children of a node are the
+//!   primary children of its primary child.
 //!
 //! Orders returned: [`Tree::parents`] gives the primary parent, then the second one;
 //! [`Tree::children`] gives the primary children by index, then the second children by index.
+//!
+//! Why the offset `k^(t−2)`: the primary children of a member `a` of tier `t − 1` (its
+//! *family*) sit at positions `pos(a)·k ..= pos(a)·k + k − 1` of tier `t`, counting positions
+//! from 0 at the tier's first index, and all have the same two parents: `a` and `a`'s
+//! *partner*, the node `k^(t−2)` places after `a` in tier `t − 1`, wrapping. A family is a run
+//! of `k` consecutive positions, while partners in tier `t` are `k^(t−1) ≥ k` places apart, so
+//! no member of a family is another's partner, and losing a family cuts off nothing below it
+//! (see the invariants). With an offset of 1 in every tier (this module's earlier rule)
+//! neighbours were partners, so a lost family cut off the families of `k − 1` of its members,
+//! and so on down.
 //!
 //! # Invariants (tested below and in `tests/tree_sim.rs`)
 //! - Acyclic: a parent is the root or a member of a smaller index and a smaller tier (the
 //!   previous tier, except the `k = 1` second parent, two tiers up).
 //! - From tier 2 on, every member has two distinct parents.
 //! - If every node is live but one member `F`, every other member has a live parent, so by
-//!   induction over the tiers the push reaches every live member. Two failures can cut nodes
-//!   off (two neighbours in one tier are both parents of the first one's primary children);
-//!   catch-up by pulling the missing seq range covers that.
+//!   induction over the tiers the push reaches every live member.
+//! - Two member failures `a`, `b` cut off (leave with no live path from the root) at most `k`
+//!   live members when `k ≥ 3`: only if `a` and `b` are in one tier `t − 1` and
+//!   `b = a + k^(t−2)` (wrapping within the tier), and then exactly `a`'s primary children in
+//!   tier `t`, nothing further down. Proof: the first tier holding a cut member has both of its
+//!   parents down, so both failures are in the tier above and the cut members are the family of
+//!   one of them (of both only if `2·k^(t−2) ≡ 0 mod k^(t−1)`, i.e. `k = 2`). One tier further
+//!   down, a member is cut only if both its parents are in that family, but two positions of one
+//!   family differ by less than `k`, and partners differ by `k^(t−1)` or `k^t − k^(t−1)`, both
+//!   `≥ k`. With `k = 10` two failures cut off at most 10 members, with `k = 3` at most 3.
+//! - `k = 2` is the exception: an offset of `2^(t−2)`, half the tier, would make `a` and
+//!   `a + 2^(t−2)` each other's partners, and two failures would cut off every primary
+//!   descendant of both. So with `k = 2` the second parent is always the next node of the tier
+//!   above (offset 1), as in tier 2 for every `k`; two neighbours down then cut off their
+//!   families and, where those are neighbours too, a little below. Two failures in tier 1 cut
+//!   off everything, as for any construction whose tier 1 holds two nodes. With `k = 1` two
+//!   consecutive members down cut off every member after them.
+//! - More failures can cut off more. For `k ≥ 3`, a run of `L ≤ k^(t−1) − k^(t−2)` consecutive
+//!   positions of a full tier `t − 1` (wrapping) that are all down or cut off cuts off the
+//!   families of its first `L − k^(t−2)` members, if that is positive: a run of
+//!   `k·(L − k^(t−2))` in tier `t`, which is short enough for the same rule. So `r` consecutive
+//!   tier-1 members down (`2 ≤ r < k`) cut off at most `Σ_{j=1}^{r−1} (r − j)·k^j` members
+//!   (`k = 10`, `r = 3`: 120), and the loss shrinks tier by tier. Catch-up by pulling the
+//!   missing seq range covers the members the push misses.
 //!
 //! # Cost
 //! [`Tree::new`] is `O(n)`; [`Tree::parents`] and [`Tree::tier`] are `O(1)`, [`Tree::children`]
@@ -184,18 +222,10 @@ impl Tree {
         } else {
             match slot {
                 Slot::Root => 0..0,
-                Slot::Member(j) => {
-                    // Second children of j are the primary children of the node before j in
-                    // its tier (wrapping). In a one-node tier that is j itself; such a tier is
-                    // the last, partial one, so j has no children of either kind.
-                    let tier = &self.tiers[self.tier_of[j] - 1];
-                    let before = if j == tier.start { tier.end - 1 } else { j - 1 };
-                    if before == j {
-                        0..0
-                    } else {
-                        self.primary_children(Slot::Member(before))
-                    }
-                }
+                Slot::Member(j) => match self.second_child_parent(j) {
+                    Some(p) => self.primary_children(Slot::Member(p)),
+                    None => 0..0,
+                },
             }
         };
         self.primary_children(slot)
@@ -234,13 +264,34 @@ impl Tree {
         if self.fanout == 1 {
             return Some(self.primary_parent(p));
         }
-        // Tier of p is full because i's tier is not empty, so it has k^t >= 2 nodes.
-        let tier = &self.tiers[self.tier_of[p] - 1];
-        Some(Slot::Member(if p + 1 == tier.end {
-            tier.start
+        // p's tier is full because i's tier is not empty.
+        let (start, size, offset) = self.full_tier(p);
+        Some(Slot::Member(start + (p - start + offset) % size))
+    }
+
+    /// For `k ≥ 2`: the member whose primary children name member `j` as second parent (the
+    /// node `k^(t−1)` places before `j` in its tier `t`, wrapping), or `None` if `j` is in the
+    /// last tier and so has no children.
+    fn second_child_parent(&self, j: usize) -> Option<usize> {
+        if self.tier_of[j] == self.tiers.len() {
+            return None;
+        }
+        let (start, size, offset) = self.full_tier(j);
+        Some(start + (j - start + size - offset) % size)
+    }
+
+    /// For `k ≥ 2` and a member `j` of a full tier `t`: the tier's first index, its size `k^t`
+    /// and the second-parent offset `k^(t−1)` within it.
+    fn full_tier(&self, j: usize) -> (usize, usize, usize) {
+        let tier = &self.tiers[self.tier_of[j] - 1];
+        // With k = 2 an offset of half the tier would make partners of each other (see the
+        // module docs), so k = 2 keeps the offset of 1.
+        let offset = if self.fanout == 2 {
+            1
         } else {
-            p + 1
-        }))
+            tier.len() / self.fanout
+        };
+        (tier.start, tier.len(), offset)
     }
 
     /// The member indices whose primary parent is `slot`.
@@ -347,19 +398,60 @@ mod tests {
 
     #[test]
     fn fanout_three_partial_last_tier_by_hand() {
+        // Tier 2 is 3..=11 (offset 3), tier 3 holds 12..=15 only.
         let (t, m) = tree(16, 3);
         assert_eq!(t.depth(), 3);
         for i in 12..15 {
-            assert_eq!(parents(&t, &m, i), vec![Some(3), Some(4)], "member {i}");
+            assert_eq!(parents(&t, &m, i), vec![Some(3), Some(6)], "member {i}");
             assert_eq!(t.tier(&m[i]), Some(3));
         }
-        assert_eq!(parents(&t, &m, 15), vec![Some(4), Some(5)]);
-        // 3's second children would be 11's primary children, which do not exist.
+        assert_eq!(parents(&t, &m, 15), vec![Some(4), Some(7)]);
+        // 3's second children would be 9's primary children (30..=32), which do not exist.
         assert_eq!(children(&t, &m, 3), vec![12, 13, 14]);
-        assert_eq!(children(&t, &m, 4), vec![15, 12, 13, 14]);
-        assert_eq!(children(&t, &m, 5), vec![15]);
-        assert!(children(&t, &m, 6).is_empty());
-        assert!(children(&t, &m, 11).is_empty());
+        assert_eq!(children(&t, &m, 4), vec![15]);
+        assert!(children(&t, &m, 5).is_empty());
+        assert_eq!(children(&t, &m, 6), vec![12, 13, 14]);
+        assert_eq!(children(&t, &m, 7), vec![15]);
+        for i in (8..12).chain(12..16) {
+            assert!(children(&t, &m, i).is_empty(), "member {i}");
+        }
+    }
+
+    #[test]
+    fn fanout_three_three_full_tiers_by_hand() {
+        // Tier 1 is 0..=2 (offset 1), tier 2 is 3..=11 (offset 3), tier 3 is 12..=38.
+        let (t, m) = tree(39, 3);
+        assert_eq!(t.depth(), 3);
+        // Tier 2 is as with the old rule: the next node of tier 1.
+        assert_eq!(parents(&t, &m, 3), vec![Some(0), Some(1)]);
+        assert_eq!(parents(&t, &m, 11), vec![Some(2), Some(0)]);
+        // Tier 3: three places after p in tier 2, wrapping from 11 to 3.
+        let want = [
+            (3, 6),
+            (4, 7),
+            (5, 8),
+            (6, 9),
+            (7, 10),
+            (8, 11),
+            (9, 3),
+            (10, 4),
+            (11, 5),
+        ];
+        for (f, (p, q)) in want.into_iter().enumerate() {
+            for i in 12 + 3 * f..15 + 3 * f {
+                assert_eq!(parents(&t, &m, i), vec![Some(p), Some(q)], "member {i}");
+                assert_eq!(t.tier(&m[i]), Some(3));
+            }
+        }
+        assert_eq!(children(&t, &m, 3), vec![12, 13, 14, 30, 31, 32]);
+        assert_eq!(children(&t, &m, 4), vec![15, 16, 17, 33, 34, 35]);
+        assert_eq!(children(&t, &m, 5), vec![18, 19, 20, 36, 37, 38]);
+        assert_eq!(children(&t, &m, 6), vec![21, 22, 23, 12, 13, 14]);
+        assert_eq!(children(&t, &m, 11), vec![36, 37, 38, 27, 28, 29]);
+        assert_eq!(children(&t, &m, 0), vec![3, 4, 5, 9, 10, 11]);
+        for i in 12..39 {
+            assert!(children(&t, &m, i).is_empty(), "member {i}");
+        }
     }
 
     #[test]
@@ -383,25 +475,34 @@ mod tests {
 
     #[test]
     fn fanout_ten_thousand_members_by_hand() {
+        // Tier 2 is 10..=109 (offset 10), tier 3 is 110..=999 (890 of 1000 places).
         let (t, m) = tree(1000, 10);
         assert_eq!(t.depth(), 3);
         assert_eq!(root_children(&t), (0..10).collect::<Vec<_>>());
         assert_eq!(parents(&t, &m, 9), vec![None]);
         assert_eq!(parents(&t, &m, 10), vec![Some(0), Some(1)]);
         assert_eq!(parents(&t, &m, 109), vec![Some(9), Some(0)]);
-        assert_eq!(parents(&t, &m, 110), vec![Some(10), Some(11)]);
-        assert_eq!(parents(&t, &m, 999), vec![Some(98), Some(99)]);
+        assert_eq!(parents(&t, &m, 110), vec![Some(10), Some(20)]);
+        assert_eq!(parents(&t, &m, 119), vec![Some(10), Some(20)]);
+        assert_eq!(parents(&t, &m, 120), vec![Some(11), Some(21)]);
+        assert_eq!(parents(&t, &m, 999), vec![Some(98), Some(108)]);
         assert_eq!(
             children(&t, &m, 0),
             (10..20).chain(100..110).collect::<Vec<_>>()
         );
-        // 10's second children would be those of 109 (the wrap), which has none.
+        // 10's second children would be those of 100 (the wrap), which has none.
         assert_eq!(children(&t, &m, 10), (110..120).collect::<Vec<_>>());
         assert_eq!(
-            children(&t, &m, 11),
-            (120..130).chain(110..120).collect::<Vec<_>>()
+            children(&t, &m, 20),
+            (210..220).chain(110..120).collect::<Vec<_>>()
         );
-        assert_eq!(children(&t, &m, 99), (990..1000).collect::<Vec<_>>());
+        assert_eq!(
+            children(&t, &m, 98),
+            (990..1000).chain(890..900).collect::<Vec<_>>()
+        );
+        // 99's primary children would start at 1000; its second children are 89's.
+        assert_eq!(children(&t, &m, 99), (900..910).collect::<Vec<_>>());
+        assert_eq!(children(&t, &m, 108), (990..1000).collect::<Vec<_>>());
         assert!(children(&t, &m, 109).is_empty());
         assert_eq!(t.tier(&m[109]), Some(2));
         assert_eq!(t.tier(&m[110]), Some(3));
@@ -515,8 +616,71 @@ mod tests {
         check_single_failures(50, 2);
     }
 
+    /// Each member's children as member indices, read once, for fast exhaustive pushes.
+    struct Fast {
+        /// `children[0]` are the root's children; `children[i + 1]` are member `i`'s.
+        children: Vec<Vec<usize>>,
+    }
+
+    impl Fast {
+        fn new(t: &Tree) -> Fast {
+            let index: HashMap<&Did, usize> = t
+                .members()
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d, i))
+                .collect();
+            let children = std::iter::once(t.root())
+                .chain(t.members())
+                .map(|d| t.children(d).into_iter().map(|c| index[c]).collect())
+                .collect();
+            Fast { children }
+        }
+
+        /// Live members the push misses when exactly members `a` and `b` are down.
+        fn cut_off(&self, a: usize, b: usize) -> usize {
+            let n = self.children.len() - 1;
+            let mut got = vec![false; n];
+            got[a] = true;
+            got[b] = true;
+            let mut reached = 0;
+            let mut frontier = vec![0];
+            while let Some(sender) = frontier.pop() {
+                for &c in &self.children[sender] {
+                    if !got[c] {
+                        got[c] = true;
+                        reached += 1;
+                        frontier.push(c + 1);
+                    }
+                }
+            }
+            n - 2 - reached
+        }
+    }
+
+    /// Over every pair of distinct members `a < b` with `b < among`: the most live members cut
+    /// off, and every pair reaching it.
+    fn worst_pairs(n: u32, fanout: usize, among: usize) -> (usize, Vec<(usize, usize)>) {
+        let (t, _) = tree(n, fanout);
+        let fast = Fast::new(&t);
+        let mut worst = (0, Vec::new());
+        for b in 0..among {
+            for a in 0..b {
+                let lost = fast.cut_off(a, b);
+                if lost > worst.0 {
+                    worst = (lost, Vec::new());
+                }
+                if lost == worst.0 {
+                    worst.1.push((a, b));
+                }
+            }
+        }
+        worst.1.sort();
+        worst
+    }
+
     #[test]
-    fn two_neighbours_down_cut_off_the_first_ones_primary_children() {
+    fn two_neighbours_down_in_tier_one_cut_off_the_first_ones_primary_children() {
         let (t, m) = tree(12, 3);
         let down = HashSet::from([m[0].clone(), m[1].clone()]);
         let reached = push_reach(&t, &down);
@@ -524,5 +688,59 @@ mod tests {
             assert!(!reached.contains(cut_off), "{cut_off}");
         }
         assert_eq!(reached.len(), 1 + 12 - 2 - 3);
+    }
+
+    #[test]
+    fn worst_pair_of_failures_in_tiers_one_and_two_cuts_off_one_family() {
+        // k = 3, 120 members (tiers 3, 9, 27, 81): the 66 pairs among tiers 1 and 2. The worst
+        // cut off 3: (a, a + 1) in tier 1 and (a, a + 3) in tier 2, wrapping, cost a's family.
+        let (lost, pairs) = worst_pairs(120, 3, 12);
+        assert_eq!(lost, 3);
+        let mut want = vec![(0, 1), (1, 2), (0, 2)];
+        want.extend((3..12).map(|a| {
+            let b = 3 + (a - 3 + 3) % 9;
+            (a.min(b), a.max(b))
+        }));
+        want.sort();
+        assert_eq!(pairs, want);
+        // k = 10, 200 members (tiers 10, 100, 90): the 5,995 pairs among tiers 1 and 2. Tier-2
+        // nodes 10..=18 have families in tier 3; the rest do not.
+        let (lost, pairs) = worst_pairs(200, 10, 110);
+        assert_eq!(lost, 10);
+        let mut want: Vec<_> = (0..10).map(|a| (a, (a + 1) % 10)).collect();
+        want.extend((10..19).map(|a| (a, a + 10)));
+        let mut want: Vec<_> = want
+            .into_iter()
+            .map(|(a, b)| (a.min(b), a.max(b)))
+            .collect();
+        want.sort();
+        assert_eq!(pairs, want);
+    }
+
+    #[test]
+    fn no_pair_of_failures_cuts_off_more_than_k_for_k_at_least_three() {
+        for (n, fanout) in [(40, 3), (120, 3), (130, 3), (200, 10), (85, 4)] {
+            let (lost, _) = worst_pairs(n, fanout, n as usize);
+            assert!(lost <= fanout, "n={n} k={fanout}: {lost} cut off");
+        }
+        assert_eq!(worst_pairs(120, 3, 120).0, 3);
+        assert_eq!(worst_pairs(200, 10, 200).0, 10);
+    }
+
+    #[test]
+    fn fanout_two_keeps_the_next_node_as_second_parent() {
+        // k = 2, 30 members (tiers 2, 4, 8, 16): the second parent is the next node of the
+        // tier above, never the one half a tier away, whose pairing would cut off both
+        // subtrees of two failures.
+        let (t, dids) = tree(30, 2);
+        for i in 2..30 {
+            let parents = t.parents(&dids[i]);
+            let p = (i / 2) - 1;
+            let tier = &t.tiers[t.tier_of[p] - 1];
+            let next = tier.start + (p - tier.start + 1) % tier.len();
+            assert_eq!(parents, vec![&dids[p], &dids[next]], "member {i}");
+        }
+        let fast = Fast::new(&t);
+        assert_eq!(fast.cut_off(2, 4), 0);
     }
 }
