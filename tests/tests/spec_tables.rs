@@ -1,6 +1,7 @@
 //! The spec's tables against the code: every application error code is in the table of
 //! `spec/protocol.md` §6.4 with its exact number and name (and the table holds no other), and
-//! every JSON-RPC method has its own subsection in §6.3.
+//! every JSON-RPC method has its own subsection: a client method in §6.3 (`#### 6.3.N`), a
+//! method nodes call on each other (`fed.*`) in §9 (`#### 9.N.M`).
 //!
 //! The method list is written out here because `jsonrpsee` keeps the wire names inside the
 //! generated traits; when a method is added to `protocol/src/rpc.rs`, add it to
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use northstar_protocol::api::ErrorCode;
 
 /// Every method name the node answers, as declared in `protocol/src/rpc.rs`.
-const WIRE_METHODS: [&str; 19] = [
+const WIRE_METHODS: [&str; 22] = [
     "node.info",
     "auth.challenge",
     "auth.respond",
@@ -31,7 +32,19 @@ const WIRE_METHODS: [&str; 19] = [
     "beam.get",
     "beam.list",
     "beam.delete",
+    "fed.prove",
+    "fed.submit",
+    "fed.push",
 ];
+
+/// The section that documents a method: §9 (federation) for `fed.*`, §6.3 for the rest.
+fn home_section(method: &str) -> &'static str {
+    if method.starts_with("fed.") {
+        "9."
+    } else {
+        "6.3."
+    }
+}
 
 /// JSON-RPC reserves these codes; the application table must not use them.
 const RESERVED: std::ops::RangeInclusive<i64> = -32768..=-32000;
@@ -85,15 +98,24 @@ fn application_rows(text: &str) -> Vec<(i64, String)> {
         .collect()
 }
 
-/// The wire names of the `#### 6.3.N `name`` headings, with their section numbers.
+/// The wire names of the method headings, with their section numbers: `#### 6.3.N `name``
+/// and `#### 9.N.M `name``.
 fn method_headings(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|line| {
-            let rest = line.strip_prefix("#### 6.3.")?;
+            let rest = line.strip_prefix("#### ")?;
             let (number, title) = rest.split_once(' ')?;
-            number.parse::<u32>().ok()?;
+            let parts: Vec<u32> = number
+                .split('.')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            let method_section = matches!(parts.as_slice(), [6, 3, _] | [9, _, _]);
+            if !method_section {
+                return None;
+            }
             let name = title.trim().strip_prefix('`')?.strip_suffix('`')?;
-            Some((format!("6.3.{number}"), name.to_owned()))
+            Some((number.to_owned(), name.to_owned()))
         })
         .collect()
 }
@@ -146,10 +168,19 @@ fn check_method_headings(text: &str) -> Result<(), String> {
     let headings = method_headings(text);
     let mut problems = Vec::new();
     for method in WIRE_METHODS {
-        match headings.iter().filter(|(_, name)| name == method).count() {
-            1 => {}
-            0 => problems.push(format!("no \"#### 6.3.N `{method}`\" heading")),
-            n => problems.push(format!("{n} headings for `{method}`")),
+        let section = home_section(method);
+        let found: Vec<&String> = headings
+            .iter()
+            .filter(|(_, name)| name == method)
+            .map(|(number, _)| number)
+            .collect();
+        match found.as_slice() {
+            [number] if number.starts_with(section) => {}
+            [number] => problems.push(format!(
+                "`{method}` is documented in §{number}, not under §{section}"
+            )),
+            [] => problems.push(format!("no \"#### {section}… `{method}`\" heading")),
+            more => problems.push(format!("{} headings for `{method}`", more.len())),
         }
     }
     for (number, name) in &headings {
@@ -233,4 +264,20 @@ fn the_checks_fail_when_a_row_or_a_heading_goes_missing() {
     let unknown = text.replace(heading, "#### 6.3.9 `space.kick`");
     let err = check_method_headings(&unknown).expect_err("an unknown method must fail");
     assert!(err.contains("`space.kick`"), "{err}");
+
+    let fed = text
+        .lines()
+        .find(|l| l.starts_with("#### 9.") && l.ends_with("`fed.push`"))
+        .expect("§9 has a fed.push heading");
+    let without_fed = text.replace(fed, "#### 9.5.1 Pushing events");
+    let err = check_method_headings(&without_fed).expect_err("a missing §9 heading must fail");
+    assert!(err.contains("`fed.push`"), "{err}");
+
+    let misplaced = text.replace(fed, "#### 6.3.99 `fed.push`");
+    let err = check_method_headings(&misplaced).expect_err("a fed method in §6.3 must fail");
+    assert!(err.contains("`fed.push` is documented in §6.3.99"), "{err}");
+
+    let invented = text.replace(fed, &format!("{fed}\n\n#### 9.5.2 `fed.pull`"));
+    let err = check_method_headings(&invented).expect_err("an unknown fed method must fail");
+    assert!(err.contains("`fed.pull`"), "{err}");
 }
