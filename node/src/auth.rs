@@ -14,6 +14,7 @@ use jsonrpsee::server::ServerHandle;
 use northstar_protocol::api::ErrorCode;
 use northstar_protocol::wire::{AuthChallenge, AuthResponse};
 use northstar_protocol::{Did, Keypair};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Policy, Registration};
 use crate::rpc::ApiError;
@@ -32,6 +33,7 @@ pub struct Session {
     did: OnceLock<Did>,
     bucket: Mutex<Bucket>,
     conn: ServerHandle,
+    kill: CancellationToken,
     slot: OnceLock<IpSlot>,
 }
 
@@ -39,11 +41,20 @@ pub struct Session {
 struct Bucket {
     tokens: f64,
     last: Instant,
+    /// Requests refused in a row; a peer that ignores `rate_limited` is cut off.
+    refused: u32,
 }
 
 impl Session {
-    /// A new, unauthenticated session; `conn` stops this connection.
-    pub fn new(id: u64, peer: SocketAddr, conn: ServerHandle, burst: u32) -> Self {
+    /// A new, unauthenticated session; `conn` stops this connection gracefully, `kill` drops
+    /// it at once.
+    pub fn new(
+        id: u64,
+        peer: SocketAddr,
+        conn: ServerHandle,
+        kill: CancellationToken,
+        burst: u32,
+    ) -> Self {
         Self {
             id,
             peer,
@@ -51,10 +62,22 @@ impl Session {
             bucket: Mutex::new(Bucket {
                 tokens: f64::from(burst),
                 last: Instant::now(),
+                refused: 0,
             }),
             conn,
+            kill,
             slot: OnceLock::new(),
         }
+    }
+
+    /// Drop the connection at once, with whatever it had in flight.
+    pub fn kill(&self) {
+        self.kill.cancel();
+    }
+
+    /// The token that [`Session::kill`] cancels.
+    pub fn kill_token(&self) -> CancellationToken {
+        self.kill.clone()
     }
 
     /// Keep this connection's per-IP slot until the session is dropped.
@@ -93,8 +116,17 @@ impl Session {
         bucket.last = now;
         if bucket.tokens >= f64::from(cost) {
             bucket.tokens -= f64::from(cost);
+            bucket.refused = 0;
             true
         } else {
+            bucket.refused = bucket.refused.saturating_add(cost);
+            if bucket.refused > burst {
+                tracing::debug!(
+                    refused = bucket.refused,
+                    "closing: the peer ignores rate_limited"
+                );
+                self.kill();
+            }
             false
         }
     }

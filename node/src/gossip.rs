@@ -293,9 +293,8 @@ impl CatchUp {
             if page.events.is_empty() {
                 return Ok(head);
             }
-            let count = page.events.len();
             let sequencer = self.sequencer_of(space, &page, create).await?;
-            let mut events = Vec::with_capacity(count);
+            let mut events = Vec::with_capacity(page.events.len());
             for raw in &page.events {
                 let event: Event = northstar_protocol::canonical::from_str_strict(raw.get())
                     .map_err(|e| forged(source, e))?;
@@ -313,7 +312,9 @@ impl CatchUp {
                 return Ok(head);
             }
             head = outcome.head;
-            if count < PULL_PAGE as usize {
+            // Pages are cut by bytes as well as by count: only the source's head says when
+            // there is no more.
+            if head >= page.head_seq {
                 return Ok(head);
             }
         }

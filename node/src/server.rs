@@ -1,41 +1,74 @@
 //! The listener: WebSocket JSON-RPC and `GET /health` on one port.
 //!
-//! Each accepted connection gets a [`Session`] (reachable from every handler through the
-//! request's extensions) and its own stop handle, so the node can close one connection (an
-//! authentication deadline passed) or all of them (shutdown). Connections per IP are counted
-//! here; over the limit, the upgrade is answered with HTTP 429.
+//! Each accepted TCP connection is served by hyper (HTTP/1.1) until it upgrades to a
+//! WebSocket, which jsonrpsee then runs. Every connection gets a [`Session`], reachable from
+//! every handler through the request's extensions, and two ways to end it: a graceful stop
+//! (in-flight calls finish, then a close frame) and a kill (the socket is dropped at once).
+//!
+//! A peer cannot make the node hold memory for it without bound:
+//! - a connection that has not authenticated by the deadline is killed;
+//! - one that keeps sending after its request budget is spent (it ignores `rate_limited`) is
+//!   killed once it has been refused `request_burst` times in a row;
+//! - one that stops reading, so the node's writes to it stall for [`WRITE_STALL`], is killed:
+//!   every response and notification it would have received was waiting in memory.
+//!
+//! Sessions per IP address and in all are counted here; over either limit the upgrade is
+//! answered with HTTP 429.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use jsonrpsee::server::middleware::rpc::{
     Batch, BatchEntry, BatchEntryErr, MethodResponse, Notification, Request, ResponseFuture,
     RpcServiceBuilder, RpcServiceT,
 };
 use jsonrpsee::server::{
-    BatchRequestConfig, HttpBody, HttpResponse, ServerConfig, serve_with_graceful_shutdown,
-    stop_channel,
+    BatchRequestConfig, ConnectionGuard, ConnectionState, HttpBody, HttpResponse, ServerConfig,
+    stop_channel, ws,
 };
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::{Methods, RpcModule};
 use northstar_protocol::api::ErrorCode;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::Service;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 use tracing::Instrument;
 
 use crate::auth::Session;
 use crate::config::Limits;
 
-/// How long shutdown waits for connections to finish before giving up on them.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+type ResponseFut = Pin<
+    Box<dyn std::future::Future<Output = Result<HttpResponse, std::convert::Infallible>> + Send>,
+>;
+
+/// How long shutdown waits for connections to finish before killing them. Subscriptions keep
+/// a connection busy for as long as it lives, so this is short; writes finish regardless,
+/// because the writer drains its own queue after the listener stops.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+
+/// How long the node's writes to a connection may stall before it is killed.
+pub const WRITE_STALL: Duration = Duration::from_secs(10);
+
+/// How often each connection's watcher looks at its write clock.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// The time a server uses for its `Instant`s of write stalls: ms since the listener started.
+#[derive(Debug)]
+struct Clock(Instant);
+
+impl Clock {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
 
 /// Serve `module` on `listener` until `shutdown`, then close every connection.
 pub async fn serve(
@@ -44,11 +77,12 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
+    // jsonrpsee's WebSocket path bounds incoming messages by the response limit, so the two
+    // are equal; results are paged by bytes to fit.
     let config = ServerConfig::builder()
         .ws_only()
         .max_request_body_size(limits.max_frame_bytes)
-        .max_response_body_size(limits.max_frame_bytes.saturating_mul(8))
-        .max_connections(limits.max_connections)
+        .max_response_body_size(limits.max_frame_bytes)
         .max_subscriptions_per_connection(limits.max_subscriptions_per_connection)
         .set_message_buffer_capacity(limits.subscriber_queue.max(1))
         .set_batch_request_config(if limits.max_batch == 0 {
@@ -58,17 +92,14 @@ pub async fn serve(
         })
         .build();
     let (rate, burst) = (limits.requests_per_second, limits.request_burst.max(1));
-    let builder = jsonrpsee::server::Server::builder()
-        .set_config(config)
-        .set_rpc_middleware(RpcServiceBuilder::new().layer_fn(move |inner| RateLimit {
-            inner,
-            rate,
-            burst,
-        }))
-        .to_service_builder();
+    let middleware =
+        RpcServiceBuilder::new().layer_fn(move |inner| RateLimit { inner, rate, burst });
     let methods: Methods = module.into();
     let tracker = TaskTracker::new();
     let slots = IpSlots::new(limits.max_connections_per_ip);
+    let guard = ConnectionGuard::new(limits.max_connections as usize);
+    let clock = Arc::new(Clock(Instant::now()));
+    let kill_all = CancellationToken::new();
     let next_id = AtomicU64::new(1);
     loop {
         let (socket, peer) = tokio::select! {
@@ -85,56 +116,55 @@ pub async fn serve(
         };
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let (conn_stop, conn_handle) = stop_channel();
-        let session = Arc::new(Session::new(id, peer, conn_handle.clone(), burst));
+        let kill = kill_all.child_token();
+        let stall = Arc::new(AtomicU64::new(0));
+        let session = Arc::new(Session::new(id, peer, conn_handle, kill.clone(), burst));
         let span = tracing::debug_span!("conn", id, peer = %peer);
 
-        // Close the connection at shutdown, or when it has not authenticated in time.
-        let watcher = {
-            let (session, shutdown) = (session.clone(), shutdown.clone());
-            let deadline = limits.auth_timeout();
+        tracker.spawn(
+            watch(
+                session.clone(),
+                stall.clone(),
+                clock.clone(),
+                limits.auth_timeout(),
+                shutdown.clone(),
+            )
+            .instrument(span.clone()),
+        );
+
+        let upgrade = Upgrade {
+            config: config.clone(),
+            methods: methods.clone(),
+            middleware: middleware.clone(),
+            stop: conn_stop,
+            guard: guard.clone(),
+            slots: slots.clone(),
+            tracker: tracker.clone(),
+            span: span.clone(),
+        };
+        let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let (upgrade, session) = (upgrade.clone(), session.clone());
+            let response: ResponseFut =
+                Box::pin(async move { Ok(upgrade.handle(req, &session).await) });
+            response
+        });
+        let io = TokioIo::new(Watched {
+            inner: socket,
+            stall,
+            clock: clock.clone(),
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, TowerToHyperService::new(service))
+            .with_upgrades();
+        tracker.spawn(
             async move {
                 tokio::select! {
-                    () = shutdown.cancelled() => session.close(),
-                    () = tokio::time::sleep(deadline) => {
-                        if session.did().is_none() {
-                            tracing::debug!("closing: not authenticated in time");
-                            session.close();
-                        }
-                    }
-                    () = conn_handle.clone().stopped() => {}
-                }
-                drop(session);
-                conn_handle.stopped().await;
-            }
-        };
-        tracker.spawn(watcher.instrument(span.clone()));
-
-        let (builder, methods, stop) = (builder.clone(), methods.clone(), conn_stop.clone());
-        let slots = slots.clone();
-        let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            if req.uri().path() == "/health" && !is_upgrade(&req) {
-                return std::future::ready(Ok::<_, BoxError>(plain(200, "{\"status\":\"ok\"}")))
-                    .boxed();
-            }
-            // Only WebSocket sessions count against the per-IP limit; the slot is held by the
-            // session and given back when the last reference to it goes.
-            match slots.take(peer.ip()) {
-                Some(slot) => session.hold_slot(slot),
-                None => {
-                    return std::future::ready(Ok::<_, BoxError>(plain(
-                        429,
-                        "too many connections from this address",
-                    )))
-                    .boxed();
+                    // The peer going away mid-request is its business, not an error of ours.
+                    _ = conn => {}
+                    () = kill.cancelled() => {}
                 }
             }
-            req.extensions_mut().insert(session.clone());
-            let mut svc = builder.clone().build(methods.clone(), stop.clone());
-            async move { svc.call(req).await }.boxed()
-        });
-        // The connection's outcome is logged by jsonrpsee; an error here is a peer that went away.
-        tracker.spawn(
-            serve_with_graceful_shutdown(socket, service, conn_stop.shutdown()).instrument(span),
+            .instrument(span),
         );
     }
     tracing::info!("stopped accepting; closing connections");
@@ -143,7 +173,185 @@ pub async fn serve(
         .await
         .is_err()
     {
-        tracing::warn!("some connections did not close in time");
+        tracing::warn!("some connections did not close in time; dropping them");
+        kill_all.cancel();
+        tracker.wait().await;
+    }
+}
+
+/// What a connection needs to turn an upgrade request into a WebSocket session.
+#[derive(Clone)]
+struct Upgrade<L> {
+    config: ServerConfig,
+    methods: Methods,
+    middleware: RpcServiceBuilder<L>,
+    stop: jsonrpsee::server::StopHandle,
+    guard: ConnectionGuard,
+    slots: IpSlots,
+    tracker: TaskTracker,
+    span: tracing::Span,
+}
+
+impl<L> Upgrade<L>
+where
+    L: tower::Layer<jsonrpsee::server::middleware::rpc::RpcService> + Clone + Send + Sync + 'static,
+    <L as tower::Layer<jsonrpsee::server::middleware::rpc::RpcService>>::Service: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Send
+        + Sync
+        + 'static,
+{
+    async fn handle(
+        &self,
+        mut req: hyper::Request<hyper::body::Incoming>,
+        session: &Arc<Session>,
+    ) -> HttpResponse {
+        if !ws::is_upgrade_request(&req) {
+            return if req.uri().path() == "/health" {
+                plain(200, "{\"status\":\"ok\"}")
+            } else {
+                plain(
+                    404,
+                    "this port speaks JSON-RPC over WebSocket; GET /health for health",
+                )
+            };
+        }
+        // Only WebSocket sessions count against the limits; each place is held by the session
+        // and given back when the last reference to it goes.
+        let Some(slot) = self.slots.take(session.peer.ip()) else {
+            return plain(429, "too many connections from this address");
+        };
+        let Some(permit) = self.guard.try_acquire() else {
+            return plain(429, "the node has as many connections as it allows");
+        };
+        session.hold_slot(slot);
+        req.extensions_mut().insert(session.clone());
+        let state = ConnectionState::new(
+            self.stop.clone(),
+            u32::try_from(session.id).unwrap_or(u32::MAX),
+            permit,
+        );
+        match ws::connect(
+            req,
+            self.config.clone(),
+            self.methods.clone(),
+            state,
+            self.middleware.clone(),
+        )
+        .await
+        {
+            Ok((response, connection)) => {
+                let kill = session.kill_token();
+                self.tracker.spawn(
+                    async move {
+                        tokio::select! {
+                            () = connection => {}
+                            () = kill.cancelled() => tracing::debug!("connection killed"),
+                        }
+                    }
+                    .instrument(self.span.clone()),
+                );
+                response
+            }
+            Err(response) => response,
+        }
+    }
+}
+
+/// Per connection: close it at shutdown (gracefully, then by force), kill it if it has not
+/// authenticated in time, and kill it if the node's writes to it stall.
+async fn watch(
+    session: Arc<Session>,
+    stall: Arc<AtomicU64>,
+    clock: Arc<Clock>,
+    auth_deadline: Duration,
+    shutdown: CancellationToken,
+) {
+    let kill = session.kill_token();
+    let deadline = tokio::time::sleep(auth_deadline);
+    tokio::pin!(deadline);
+    let mut deadline_done = false;
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    loop {
+        tokio::select! {
+            () = kill.cancelled() => return,
+            () = shutdown.cancelled() => {
+                session.close();
+                return;
+            }
+            () = &mut deadline, if !deadline_done => {
+                deadline_done = true;
+                if session.did().is_none() {
+                    tracing::debug!("closing: not authenticated in time");
+                    session.kill();
+                    return;
+                }
+            }
+            _ = tick.tick() => {
+                let since = stall.load(Ordering::Relaxed);
+                let stalled_ms = clock.now_ms().saturating_sub(since);
+                if since != 0 && stalled_ms > u64::try_from(WRITE_STALL.as_millis()).unwrap_or(u64::MAX) {
+                    tracing::debug!(stalled_ms, "closing: the peer stopped reading");
+                    session.kill();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A socket that records since when its writes have been blocked (0: they are not).
+struct Watched {
+    inner: TcpStream,
+    stall: Arc<AtomicU64>,
+    clock: Arc<Clock>,
+}
+
+impl Watched {
+    fn note<T>(&self, poll: Poll<T>) -> Poll<T> {
+        match poll {
+            Poll::Pending => {
+                // Keep the first instant of the stall; `max(1)` because 0 means "no stall".
+                let now = self.clock.now_ms().max(1);
+                let _ = self
+                    .stall
+                    .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            Poll::Ready(_) => self.stall.store(0, Ordering::Relaxed),
+        }
+        poll
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.note(poll)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.note(poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -193,10 +401,6 @@ impl Drop for IpSlot {
             }
         }
     }
-}
-
-fn is_upgrade<B>(req: &hyper::Request<B>) -> bool {
-    req.headers().contains_key(hyper::header::UPGRADE)
 }
 
 fn plain(status: u16, body: &'static str) -> HttpResponse {

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -408,26 +409,44 @@ impl Store {
         since: u64,
         limit: u32,
     ) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(
+        self.events_within(space, since, limit, usize::MAX).await
+    }
+
+    /// Like [`Store::events`], but stopping before the events' JSON passes `max_bytes` (at
+    /// least one event is returned if there is one), so a page fits in one message.
+    pub async fn events_within(
+        &self,
+        space: &str,
+        since: u64,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let mut rows = sqlx::query(
             "SELECT space, seq, id, kind, author, json FROM events \
              WHERE space = ? AND seq > ? ORDER BY seq LIMIT ?",
         )
         .bind(space)
         .bind(to_i64(since))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| EventRow {
+        .fetch(&self.pool);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(r) = rows.try_next().await? {
+            let json: String = r.get(5);
+            bytes = bytes.saturating_add(json.len());
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(EventRow {
                 space: r.get(0),
                 seq: to_u64(r.get(1)),
                 id: r.get(2),
                 kind: r.get(3),
                 author: r.get(4),
-                json: r.get(5),
-            })
-            .collect())
+                json,
+            });
+        }
+        Ok(out)
     }
 
     /// A beam by path.
@@ -450,22 +469,34 @@ impl Store {
     }
 
     /// Beams by `author`, newest first, created before `before` (ms), at most `limit`.
+    /// Beams read stop before their JSON passes `max_bytes` (at least one is returned if there
+    /// is one), so a page fits in one message and a large page costs no more than that.
     pub async fn beams_by_author(
         &self,
         author: &str,
         before: u64,
         limit: u32,
+        max_bytes: usize,
     ) -> Result<Vec<BeamRow>, StoreError> {
-        let rows = sqlx::query(
+        let mut rows = sqlx::query(
             "SELECT path, id, author, json, created_at FROM beams \
              WHERE author = ? AND created_at < ? ORDER BY created_at DESC, path LIMIT ?",
         )
         .bind(author)
         .bind(to_i64(before))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(beam_row).collect())
+        .fetch(&self.pool);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(r) = rows.try_next().await? {
+            let row = beam_row(&r);
+            bytes = bytes.saturating_add(row.json.len());
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(row);
+        }
+        Ok(out)
     }
 
     /// Whether `space` has a ref to `beam`.

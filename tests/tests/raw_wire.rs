@@ -195,21 +195,34 @@ async fn an_unauthenticated_connection_is_closed_after_the_deadline() {
 }
 
 #[tokio::test]
-async fn a_flood_is_rate_limited_without_hurting_other_connections() {
+async fn a_flood_is_rate_limited_and_a_peer_that_ignores_it_is_cut_off() {
     let node = TestNode::start_with(|c| {
         c.limits.requests_per_second = 5;
         c.limits.request_burst = 10;
     })
     .await;
     let mut flood = Raw::connect(&node.url).await;
+    let mut answered = 0;
     let mut limited = 0;
-    for _ in 0..40 {
-        let response = flood.call("node.info", json!([])).await;
-        if response["error"]["code"] == json!(code(ErrorCode::RateLimited)) {
-            limited += 1;
+    for id in 0..40 {
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": "node.info", "params": []});
+        flood.send_text(request.to_string()).await;
+        match flood.recv().await {
+            Some(reply) if reply["error"]["code"] == json!(code(ErrorCode::RateLimited)) => {
+                limited += 1;
+            }
+            Some(_) => answered += 1,
+            None => break,
         }
     }
-    assert!(limited >= 25, "only {limited} of 40 were limited");
+    // The burst is served, the next requests are refused, and a peer that keeps going after
+    // `request_burst` refusals in a row is dropped.
+    assert!((10..=12).contains(&answered), "{answered} answered");
+    assert!((5..=11).contains(&limited), "{limited} limited");
+    assert!(
+        flood.recv().await.is_none(),
+        "the flooding connection must be closed"
+    );
     let mut other = Raw::connect(&node.url).await;
     other.ok("node.info", json!([])).await;
 }

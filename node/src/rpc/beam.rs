@@ -33,7 +33,7 @@ impl BeamApiServer for Handler {
         let rows = self
             .0
             .store
-            .beams_by_author(author.as_str(), before, limit)
+            .beams_by_author(author.as_str(), before, limit, self.0.page_bytes())
             .await
             .map_err(ApiError::from)?;
         let mut beams = Vec::with_capacity(rows.len());

@@ -263,6 +263,12 @@ impl Api {
         self.write(space, Payload::Membership(request)).await
     }
 
+    /// How many bytes of events or beams one page may carry: the message limit, less room for
+    /// the response's own framing.
+    fn page_bytes(&self) -> usize {
+        (self.config.limits.max_frame_bytes as usize).saturating_sub(4096)
+    }
+
     async fn whereabouts(&self, space: &SpaceId) -> Result<Whereabouts, ApiError> {
         Ok(match self.store.space(space.as_str()).await? {
             Some(row) if row.sequencer == self.did.as_str() => Whereabouts::Here,

@@ -213,7 +213,7 @@ impl SpaceApiServer for Handler {
         let limit = limit.clamp(1, api.config.limits.max_page);
         let rows = api
             .store
-            .events(space.as_str(), since, limit)
+            .events_within(space.as_str(), since, limit, api.page_bytes())
             .await
             .map_err(ApiError::from)?;
         let mut events = Vec::with_capacity(rows.len());

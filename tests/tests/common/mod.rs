@@ -63,10 +63,7 @@ impl TestNode {
         });
         // The listener is bound already, so this connects at once and is answered as soon as
         // the node has opened its store and key: when it returns, the node is ready.
-        Raw::connect(&format!("ws://{addr}"))
-            .await
-            .ok("node.info", json!([]))
-            .await;
+        health(addr).await;
         Self {
             addr,
             url,
