@@ -234,3 +234,49 @@ fn newcomer_walk_through() {
     );
     node.wait_for_log("node stopped");
 }
+
+#[test]
+fn the_cli_joins_and_posts_through_another_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Serve::start(&dir.path().join("a"));
+    let b = Serve::start(&dir.path().join("b"));
+    let alice = dir.path().join("alice.json");
+    let bob = dir.path().join("bob.json");
+    for key in [&alice, &bob] {
+        let out = northstar()
+            .args(["key", "generate", "--out"])
+            .arg(key)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let created = one(&run(
+        &a,
+        &alice,
+        &[
+            "space", "create", "--type", "channel", "--name", "Hub", "--id", "hub", "--json",
+        ],
+    ));
+    let (space, uri) = (
+        created["id"].as_str().unwrap(),
+        created["uri"].as_str().unwrap(),
+    );
+    // Bob's home is node B; the URI names node A, the sequencer.
+    assert_eq!(
+        one(&run(&b, &bob, &["space", "join", uri, "--json"]))["seq"],
+        2
+    );
+    let posted = one(&run(
+        &b,
+        &bob,
+        &[
+            "beam", "post", space, "--title", "Hi", "--body", "from b", "--json",
+        ],
+    ));
+    let beam_uri = posted["beam_uri"].as_str().unwrap().to_owned();
+    // Alice, on node A, sees the post and fetches the beam from Bob's node through hers.
+    let events = json_lines(&run(&a, &alice, &["space", "events", space, "--json"]));
+    assert_eq!(events.last().unwrap()["kind"], "beam");
+    let beam = one(&run(&a, &alice, &["beam", "get", &beam_uri, "--json"]));
+    assert_eq!(beam["body"], "from b");
+}

@@ -59,7 +59,13 @@ pub(super) async fn run(command: BeamCommand, global: &Global, out: &Output) -> 
         BeamCommand::Get { uri } => {
             let path = parse_beam(&uri)?;
             let client = global.connect_as_reader().await?;
-            let beam = client.get_beam(&path).await?;
+            // A URI names the author's home node, from which this node fetches a beam it does
+            // not hold; a bare path can only be looked up here.
+            let beam = if uri.starts_with(URI_SCHEME) {
+                client.get_beam(&BeamUri::parse(&uri)?).await?
+            } else {
+                client.get_beam(&path).await?
+            };
             let uri = beam_uri(&client, &uri);
             let mut value = serde_json::to_value(&beam)?;
             if let Value::Object(map) = &mut value {

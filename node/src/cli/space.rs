@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use futures_util::StreamExt;
 use northstar_sdk::protocol::address::SpaceType;
+use northstar_sdk::protocol::address::{SpaceUri, URI_SCHEME};
 use northstar_sdk::protocol::api::Ack;
 use northstar_sdk::protocol::wire::{Event, Payload};
 use northstar_sdk::{Did, parse_space};
@@ -124,9 +125,13 @@ pub(super) async fn run(
             )
         }
         SpaceCommand::Join { uri } => {
-            let space = parse_space(&uri)?;
             let client = global.connect_as_user().await?;
-            let ack = client.join(&space).await?;
+            // A URI names the sequencer, through which the node joins a space it does not hold.
+            let ack = if uri.starts_with(URI_SCHEME) {
+                client.join(&SpaceUri::parse(&uri)?).await?
+            } else {
+                client.join(&parse_space(&uri)?).await?
+            };
             print_ack(out, &ack, "joined")
         }
         SpaceCommand::Leave { space } => {
