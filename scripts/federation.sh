@@ -9,7 +9,7 @@
 #   part 1  each node on its own: distinct DIDs, a channel on node-a written and read back and
 #           followed live, data on node-b and node-c; node-b stopped and started again keeps its
 #           DID, its log and its beams.
-#   part 2  across nodes (needs federation): users of node-b and node-c join a channel
+#   part 2  across nodes: users of node-b and node-c join a channel
 #           sequenced by node-a through their own home node, post and tail across nodes; node-b
 #           is stopped and node-a and node-c still converge; node-b is started again and
 #           catches up with node-a's log.
@@ -23,7 +23,7 @@
 # /health and anonymous calls (node info) from the host.
 #
 # Options:
-#   --local-only  run part 1 only (what works before federation does)
+#   --local-only  run part 1 only (each node on its own)
 #   --rebuild     rebuild the image even if it exists
 #   --keep        leave the federation running at the end (for debugging; tear it down with
 #                 the command printed)
@@ -89,7 +89,9 @@ net="" started=0 tails=()
 cleanup() {
   local status=$?
   set +e
-  for c in "${tails[@]}"; do docker rm -f "$c" >/dev/null 2>&1; done
+  # The teardown must finish even if the output is gone (a closed pipe) or Ctrl-C comes again.
+  trap '' PIPE INT TERM
+  for c in "${tails[@]}"; do docker rm -f -v "$c" >/dev/null 2>&1; done
   if [ "$status" -ne 0 ] && [ "$started" = 1 ]; then
     echo "--- containers at the failure"
     compose ps
@@ -114,13 +116,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 141' PIPE
 
 # The CLI in a throwaway container on the federation's network, as user WHO (key
 # $work/WHO.json) talking to NODE: `ns_try NODE WHO ARGS...`. Its stderr goes to $work/ns.err.
+# A tmpfs on /data keeps the image's VOLUME from leaving an anonymous volume behind.
 ns_try() {
   local node=$1 who=$2
   shift 2
-  docker run --rm --network "$net" -v "$work:/work" --user "$uid:$gid" "$image" \
+  docker run --rm --network "$net" -v "$work:/work" --tmpfs /data --user "$uid:$gid" "$image" \
     --json --node "ws://$node:7700" --key "/work/$who.json" "$@" 2>"$work/ns.err"
 }
 # The same, failing the script with the command and its error.
@@ -165,11 +169,11 @@ wait_health() {
 # (one JSON event per line) is read back with `docker logs`.
 start_tail() {
   local name=$project-tail-$1 node=$2 who=$3 space=$4
-  docker run -d --name "$name" --network "$net" -v "$work:/work" --user "$uid:$gid" "$image" \
+  docker run -d --name "$name" --network "$net" -v "$work:/work" --tmpfs /data --user "$uid:$gid" "$image" \
     --json --node "ws://$node:7700" --key "/work/$who.json" space tail "$space" >/dev/null
   tails+=("$name")
 }
-stop_tail() { docker rm -f "$project-tail-$1" >/dev/null; }
+stop_tail() { docker rm -f -v "$project-tail-$1" >/dev/null; }
 # Wait until tail NAME has printed every event id given, for at most $sync_timeout s.
 wait_tail() {
   local name=$project-tail-$1 deadline=$((SECONDS + sync_timeout)) missing
@@ -376,7 +380,7 @@ fi
 # Everything below crosses nodes and needs federation: bob and carol reach alice's channel,
 # sequenced by node-a, only through their own home nodes (node-b, node-c).
 
-part "PART 2: ACROSS NODES (needs federation; fails until it is implemented)"
+part "PART 2: ACROSS NODES"
 
 for pair in node-b:bob node-c:carol; do
   node=${pair%%:*} who=${pair#*:}
