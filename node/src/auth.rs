@@ -1,11 +1,11 @@
 //! Connection sessions and the challenge-response handshake (`spec/protocol.md` §5).
 //!
-//! A [`Session`] is one WebSocket connection: its peer, the DID it proved (once), its
-//! outstanding challenges and its request budget. The [`NonceBook`] remembers every nonce this
-//! node issued until it expires, with the connection it was issued to and whether it was
-//! answered, so a replayed, foreign or unknown nonce is refused with its own error.
+//! A [`Session`] is one WebSocket connection: its peer, the DID it proved (once), the nonces
+//! issued on it and its request budget. Nonces live in their session, so a nonce answered on
+//! another connection is unknown there (`nonce_foreign`), one answered twice is
+//! `nonce_reused`, and nothing of a connection's nonces outlives it.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
@@ -20,8 +20,8 @@ use crate::config::{Policy, Registration};
 use crate::rpc::ApiError;
 use crate::server::IpSlot;
 
-/// The most challenges one connection may hold unanswered; asking for more drops the oldest.
-const MAX_OUTSTANDING: usize = 4;
+/// The most nonces one connection remembers, answered or not; a new one pushes out the oldest.
+const NONCES_PER_SESSION: usize = 8;
 
 /// One connection.
 #[derive(Debug)]
@@ -35,6 +35,7 @@ pub struct Session {
     conn: ServerHandle,
     kill: CancellationToken,
     slot: OnceLock<IpSlot>,
+    nonces: Mutex<VecDeque<Issued>>,
 }
 
 #[derive(Debug)]
@@ -67,6 +68,7 @@ impl Session {
             conn,
             kill,
             slot: OnceLock::new(),
+            nonces: Mutex::new(VecDeque::with_capacity(NONCES_PER_SESSION)),
         }
     }
 
@@ -134,15 +136,8 @@ impl Session {
 
 #[derive(Debug)]
 struct Issued {
-    session: u64,
-    expires_at: u64,
+    nonce: String,
     answered: bool,
-}
-
-/// Every nonce issued and not yet expired.
-#[derive(Debug, Default)]
-pub struct NonceBook {
-    issued: Mutex<HashMap<String, Issued>>,
 }
 
 /// What the handshake needs to know about this node.
@@ -152,7 +147,6 @@ pub struct Authenticator {
     origin: String,
     ttl_ms: u64,
     registration: Registration,
-    book: NonceBook,
 }
 
 impl Authenticator {
@@ -163,7 +157,6 @@ impl Authenticator {
             origin,
             ttl_ms: u64::from(ttl_secs) * 1000,
             registration,
-            book: NonceBook::default(),
         }
     }
 
@@ -171,27 +164,15 @@ impl Authenticator {
     pub fn challenge(&self, session: &Session, now: u64) -> Result<AuthChallenge, ApiError> {
         let challenge = AuthChallenge::issue(&self.key, &self.origin, now, now + self.ttl_ms)
             .map_err(ApiError::internal)?;
-        let mut issued = self.book.issued.lock().unwrap_or_else(|p| p.into_inner());
-        issued.retain(|_, i| i.expires_at >= now);
-        let mut mine: Vec<(String, u64)> = issued
-            .iter()
-            .filter(|(_, i)| i.session == session.id && !i.answered)
-            .map(|(n, i)| (n.clone(), i.expires_at))
-            .collect();
-        if mine.len() >= MAX_OUTSTANDING {
-            mine.sort_by_key(|(_, expires)| *expires);
-            for (nonce, _) in &mine[..=mine.len() - MAX_OUTSTANDING] {
-                issued.remove(nonce);
-            }
+        let mut nonces = session.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        if nonces.len() == NONCES_PER_SESSION {
+            nonces.pop_front();
         }
-        issued.insert(
-            challenge.nonce.clone(),
-            Issued {
-                session: session.id,
-                expires_at: challenge.expires_at,
-                answered: false,
-            },
-        );
+        nonces.push_back(Issued {
+            nonce: challenge.nonce.clone(),
+            answered: false,
+        });
+        drop(nonces);
         Ok(challenge)
     }
 
@@ -234,10 +215,10 @@ impl Authenticator {
             ));
         }
         {
-            let mut issued = self.book.issued.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = issued
-                .get_mut(&challenge.nonce)
-                .filter(|i| i.session == session.id)
+            let mut nonces = session.nonces.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = nonces
+                .iter_mut()
+                .find(|i| i.nonce == challenge.nonce)
                 .ok_or_else(|| {
                     ApiError::new(
                         ErrorCode::NonceForeign,
@@ -271,7 +252,13 @@ impl Authenticator {
                 format!("this connection is already authenticated as {existing}"),
             ));
         }
-        let _ = session.did.set(did.clone());
+        // Two responses racing on one connection: only the first DID sticks.
+        if session.did.set(did.clone()).is_err() && session.did() != Some(did) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "this connection is already authenticated as another DID",
+            ));
+        }
         Ok(did.clone())
     }
 }

@@ -275,12 +275,21 @@ impl Config {
         }
         northstar_protocol::address::check_authority(&self.authority())
             .map_err(|e| invalid(format!("public_url: {e}")))?;
+        let after_scheme = origin.split_once("://").map_or("", |(_, rest)| rest);
+        if after_scheme.contains('/') {
+            return Err(invalid(format!(
+                "public_url {origin:?} must be scheme://host[:port] with no path"
+            )));
+        }
         let l = &self.limits;
         if self.sync_interval_secs == 0 {
             return Err(invalid("sync_interval_secs must be at least 1".into()));
         }
-        if self.fanout == 0 {
-            return Err(invalid("fanout must be at least 1".into()));
+        if !(1..=northstar_protocol::wire::space::MAX_FANOUT).contains(&self.fanout) {
+            return Err(invalid(format!(
+                "fanout must be 1 to {}",
+                northstar_protocol::wire::space::MAX_FANOUT
+            )));
         }
         for (name, value) in [
             ("max_frame_bytes", l.max_frame_bytes),

@@ -130,15 +130,16 @@ pub fn forwarder(
     let (tx, mut rx) = mpsc::channel::<Forward>(FORWARD_QUEUE);
     let inner = tracker.clone();
     tracker.spawn(async move {
-        let mut peers: HashMap<String, mpsc::Sender<Arc<Vec<Event>>>> = HashMap::new();
+        // Keyed by the whole home (DID and authority): a node that moved is a new peer.
+        let mut peers: HashMap<Home, mpsc::Sender<Arc<Vec<Event>>>> = HashMap::new();
         loop {
             let forward = tokio::select! {
                 () = shutdown.cancelled() => break,
                 forward = rx.recv() => match forward { Some(f) => f, None => break },
             };
             for target in &forward.targets {
-                let queue = peers.entry(target.authority.clone()).or_insert_with(|| {
-                    spawn_peer(links.clone(), target.authority.clone(), &inner, shutdown.clone())
+                let queue = peers.entry(target.clone()).or_insert_with(|| {
+                    spawn_peer(links.clone(), target.clone(), &inner, shutdown.clone())
                 });
                 if queue.try_send(forward.events.clone()).is_err() {
                     tracing::debug!(peer = %target.authority, space = %forward.space, "peer queue full; it will pull");
@@ -151,12 +152,12 @@ pub fn forwarder(
 
 fn spawn_peer(
     links: Arc<Links>,
-    authority: String,
+    target: Home,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> mpsc::Sender<Arc<Vec<Event>>> {
     let (tx, mut rx) = mpsc::channel::<Arc<Vec<Event>>>(PEER_QUEUE);
-    let span = tracing::debug_span!("push", peer = %authority);
+    let span = tracing::debug_span!("push", peer = %target.authority);
     tracker.spawn(
         async move {
             loop {
@@ -173,7 +174,7 @@ fn spawn_peer(
                     }
                 }
                 for chunk in events.chunks(PUSH_BATCH) {
-                    if let Err(e) = push(&links, &authority, chunk.to_vec()).await {
+                    if let Err(e) = push(&links, &target, chunk.to_vec()).await {
                         tracing::debug!(error = %e, "push failed; the peer will pull");
                         break;
                     }
@@ -185,8 +186,16 @@ fn spawn_peer(
     tx
 }
 
-async fn push(links: &Links, authority: &str, events: Vec<Event>) -> Result<(), LinkError> {
+async fn push(links: &Links, target: &Home, events: Vec<Event>) -> Result<(), LinkError> {
+    let authority = target.authority.as_str();
     let link = links.get(authority).await?;
+    if link.did != target.node {
+        // Whoever answers there is not the member node the log names: push nothing to it.
+        return Err(LinkError::Handshake {
+            authority: authority.to_owned(),
+            reason: format!("it is {}, the log names {}", link.did, target.node),
+        });
+    }
     match FedApiClient::push(link.client.as_ref(), events).await {
         Ok(_) => Ok(()),
         Err(e) => {
@@ -342,6 +351,9 @@ impl CatchUp {
         match (&event.payload, create) {
             (Payload::Create(genesis), Some(expected)) if &genesis.sequencer == expected => {
                 genesis.verify().map_err(|e| forged("the sequencer", e))?;
+                genesis
+                    .check_rules()
+                    .map_err(|e| forged("the sequencer", e))?;
                 Ok(genesis.sequencer.clone())
             }
             _ => Err(forged(

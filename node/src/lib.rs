@@ -68,6 +68,9 @@ pub enum NodeError {
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The writer task panicked; what it had acknowledged is on disk, the rest was refused.
+    #[error("the writer failed: {0}")]
+    Writer(String),
     /// The RPC methods could not be registered (a bug).
     #[error("cannot register RPC methods: {0}")]
     Methods(String),
@@ -149,10 +152,12 @@ pub async fn run(
         tracing::warn!("background work did not stop in time");
     }
     writer_stop.cancel();
-    if let Err(e) = writer.await {
-        tracing::error!(error = %e, "sequencer task failed");
-    }
+    let writer = writer.await;
     store.close().await;
+    if let Err(e) = writer {
+        tracing::error!(error = %e, "the writer task failed");
+        return Err(NodeError::Writer(e.to_string()));
+    }
     tracing::info!("node stopped");
     Ok(())
 }

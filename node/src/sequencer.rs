@@ -9,7 +9,7 @@
 //! for the space's broadcast tree. So concurrent posts share one fsync, and an acknowledged event
 //! is always durable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use northstar_protocol::address::{BeamPath, SpaceId};
@@ -200,9 +200,26 @@ pub struct Sequencer {
     hub: Arc<Hub>,
     pub(crate) spaces: HashMap<SpaceId, SpaceState>,
     routes: HashMap<SpaceId, Arc<Routing>>,
+    /// What the group being decided has done to beams, which the store cannot show yet.
+    group: GroupBeams,
     forward: Option<ForwardSender>,
     now: fn() -> u64,
 }
+
+/// Beams touched by the group being decided: the store shows none of it until the commit.
+#[derive(Debug, Default)]
+struct GroupBeams {
+    /// Paths stored.
+    stored: HashSet<String>,
+    /// Beam ids deleted.
+    deleted: HashSet<ContentId>,
+    /// (beam id, space) refs appended.
+    refs: Vec<(ContentId, SpaceId)>,
+}
+
+/// Spaces kept in memory at most; past that the cache starts again (states reload from the
+/// store on their next use).
+const MAX_CACHED_SPACES: usize = 4096;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -246,6 +263,7 @@ impl Sequencer {
             hub,
             spaces: HashMap::new(),
             routes: HashMap::new(),
+            group: GroupBeams::default(),
             forward,
             now: now_ms,
         };
@@ -276,6 +294,11 @@ impl Sequencer {
     }
 
     async fn process(&mut self, group: Vec<Request>) {
+        self.group = GroupBeams::default();
+        if self.spaces.len() > MAX_CACHED_SPACES {
+            self.spaces.clear();
+            self.routes.clear();
+        }
         let mut pending = Pending::default();
         let mut replies: Vec<Finish> = Vec::new();
         // Every space whose in-memory state this group moves, with its state before, so a
@@ -320,6 +343,7 @@ impl Sequencer {
                 }
                 Request::StoreBeam { beam, reply } => match beam_row(&beam) {
                     Ok(row) => {
+                        self.group.stored.insert(row.path.clone());
                         pending.ops.push(Op::PutBeam(row));
                         replies.push(answer_after_commit(reply, ()));
                     }
@@ -457,13 +481,31 @@ impl Sequencer {
         via: Option<&Did>,
     ) -> Result<Pending, SequenceError> {
         let own = self.key.did().clone();
-        if let Payload::Tombstone(t) = &payload
-            && !self
-                .store
-                .references(&t.beam.to_string(), space.as_str())
-                .await?
-        {
-            return Err(Refusal::Forbidden("this space never referred to that beam").into());
+        match &payload {
+            Payload::Tombstone(t) => {
+                let pending_ref = self
+                    .group
+                    .refs
+                    .iter()
+                    .any(|(beam, s)| *beam == t.beam && s == space);
+                let committed_ref = self
+                    .store
+                    .references(&t.beam.to_string(), space.as_str(), t.author.as_str())
+                    .await?;
+                if !(pending_ref || committed_ref) {
+                    return Err(Refusal::Forbidden(
+                        "this space has no ref to that beam by the tombstone's author",
+                    )
+                    .into());
+                }
+            }
+            Payload::BeamRef(r)
+                if self.group.deleted.contains(&r.beam)
+                    || self.store.is_tombstoned(&r.beam.to_string()).await? =>
+            {
+                return Err(SequenceError::BeamNotFound(format!("{} (deleted)", r.beam)));
+            }
+            _ => {}
         }
         let state = self.state(space).await?;
         if state.sequencer != own {
@@ -487,6 +529,9 @@ impl Sequencer {
             payload,
         )?;
         let event_id = event.id()?;
+        if let Payload::BeamRef(r) = &event.payload {
+            self.group.refs.push((r.beam, space.clone()));
+        }
         push_event(&mut pending, &event, event_id, &changes)?;
         if let Some(state) = self.spaces.get_mut(space) {
             state.apply(seq, event_id, &changes);
@@ -501,7 +546,9 @@ impl Sequencer {
         saved: &mut HashMap<SpaceId, Option<SpaceState>>,
     ) -> Result<(Pending, Vec<(SpaceId, String)>), SequenceError> {
         let path_text = path.to_string();
-        if self.store.beam(&path_text).await?.is_none() {
+        let stored =
+            self.group.stored.contains(&path_text) || self.store.beam(&path_text).await?.is_some();
+        if !stored || self.group.deleted.contains(&tombstone.beam) {
             return Err(SequenceError::BeamNotFound(path_text));
         }
         let mut pending = Pending {
@@ -516,12 +563,21 @@ impl Sequencer {
         let own = self.key.did().clone();
         let mut local = Vec::new();
         let mut remote = Vec::new();
+        let mut referencing = Vec::new();
         for space in self
             .store
             .spaces_referencing(&tombstone.beam.to_string())
             .await?
         {
-            let space = SpaceId::parse(&space).map_err(|e| corrupt("beam_refs", e))?;
+            referencing.push(SpaceId::parse(&space).map_err(|e| corrupt("beam_refs", e))?);
+        }
+        // Refs appended earlier in this group are not in the store yet.
+        for (beam, space) in &self.group.refs {
+            if *beam == tombstone.beam && !referencing.contains(space) {
+                referencing.push(space.clone());
+            }
+        }
+        for space in referencing {
             let state = self.state(&space).await?;
             if state.sequencer == own {
                 local.push((space.clone(), state.clone()));
@@ -547,6 +603,7 @@ impl Sequencer {
                 }
             }
         }
+        self.group.deleted.insert(tombstone.beam);
         Ok((pending, remote))
     }
 
@@ -710,6 +767,7 @@ pub(crate) fn push_event(
             beam: r.beam.to_string(),
             space: space.clone(),
             seq: event.seq,
+            author: r.author.to_string(),
         }),
         Payload::Tombstone(t) => pending.ops.push(Op::Uncache {
             beam: t.beam.to_string(),

@@ -378,6 +378,7 @@ impl IpSlots {
     }
 
     fn take(&self, ip: IpAddr) -> Option<IpSlot> {
+        let ip = per_ip_key(ip);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let count = counts.entry(ip).or_insert(0);
         if *count >= self.max {
@@ -388,6 +389,22 @@ impl IpSlots {
             ip,
             counts: self.counts.clone(),
         })
+    }
+}
+
+/// The address a connection counts against: IPv4 as it is, IPv6 by its /64, which one host
+/// usually holds whole.
+fn per_ip_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
     }
 }
 

@@ -200,7 +200,7 @@ pub enum Op {
     },
     /// Store a beam's content.
     PutBeam(BeamRow),
-    /// Record that `space` references `beam` at `seq` (idempotent).
+    /// Record that `author` placed `beam` in `space` at `seq` (idempotent).
     BeamRef {
         /// Beam content id text.
         beam: String,
@@ -208,6 +208,8 @@ pub enum Op {
         space: String,
         /// The ref event.
         seq: u64,
+        /// The beam's author, DID text.
+        author: String,
     },
     /// Drop a cached copy of a beam authored elsewhere.
     Uncache {
@@ -499,11 +501,28 @@ impl Store {
         Ok(out)
     }
 
-    /// Whether `space` has a ref to `beam`.
-    pub async fn references(&self, beam: &str, space: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 FROM beam_refs WHERE beam = ? AND space = ? LIMIT 1")
+    /// Whether `author` placed `beam` in `space`.
+    pub async fn references(
+        &self,
+        beam: &str,
+        space: &str,
+        author: &str,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM beam_refs WHERE beam = ? AND space = ? AND author = ? LIMIT 1",
+        )
+        .bind(beam)
+        .bind(space)
+        .bind(author)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Whether any space stored here refers to `beam`.
+    pub async fn referenced(&self, beam: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM beam_refs WHERE beam = ? LIMIT 1")
             .bind(beam)
-            .bind(space)
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.is_some())
@@ -632,8 +651,12 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), StoreErr
         }
         Op::PutBeam(b) => {
             // The same beam posted again (into another space) is the same content: keep one.
+            // Never bring back a deleted beam, even if its deletion is earlier in this very
+            // transaction.
             sqlx::query(
-                "INSERT INTO beams (path, id, author, json, created_at) VALUES (?, ?, ?, ?, ?) \
+                "INSERT INTO beams (path, id, author, json, created_at) \
+                 SELECT ?1, ?2, ?3, ?4, ?5 \
+                 WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE beam = ?2) \
                  ON CONFLICT (path) DO NOTHING",
             )
             .bind(&b.path)
@@ -644,13 +667,20 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), StoreErr
             .execute(&mut **tx)
             .await?;
         }
-        Op::BeamRef { beam, space, seq } => {
+        Op::BeamRef {
+            beam,
+            space,
+            seq,
+            author,
+        } => {
             sqlx::query(
-                "INSERT INTO beam_refs (beam, space, seq) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO beam_refs (beam, space, seq, author) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT DO NOTHING",
             )
             .bind(beam)
             .bind(space)
             .bind(to_i64(*seq))
+            .bind(author)
             .execute(&mut **tx)
             .await?;
         }

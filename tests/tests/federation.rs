@@ -259,3 +259,45 @@ async fn forged_and_forked_events_are_refused_at_the_first_hop() {
     assert_eq!(refused.id().unwrap(), rival.id().unwrap());
     let _ = SpaceUri::parse(&alice.space_uri(&space).to_string()).unwrap();
 }
+
+#[tokio::test]
+async fn only_a_beams_author_can_have_it_tombstoned_and_only_referenced_beams_are_fetched() {
+    let a = TestNode::start().await;
+    let b = TestNode::start().await;
+    let alice = user(&a).await;
+    let bob = user(&b).await;
+    let space = alice
+        .create_space(SpaceType::Channel, "mine", "Mine")
+        .await
+        .unwrap()
+        .space;
+    bob.join(&alice.space_uri(&space)).await.unwrap();
+    let posted = bob.post(&space, "keep", "this").await.unwrap();
+    let beam_uri = BeamUri::parse(&posted.beam_uri).unwrap();
+
+    // A rogue signs a tombstone for Bob's beam and submits it to the sequencer as a node.
+    let rogue = Keypair::generate().unwrap();
+    let mut raw = Raw::connect(&a.url).await;
+    let challenge = serde_json::from_value(raw.ok("auth.challenge", json!([])).await).unwrap();
+    raw.ok(
+        "auth.respond",
+        json!([AuthResponse::answer(&rogue, challenge).unwrap()]),
+    )
+    .await;
+    let forged = Tombstone::create(&rogue, beam_uri.path.beam, 1).unwrap();
+    let (code, _) = raw
+        .err(
+            "fed.submit",
+            json!([space.as_str(), {"kind": "tombstone", "body": forged}]),
+        )
+        .await;
+    assert_eq!(code, i64::from(ErrorCode::Forbidden.code()));
+    assert_eq!(alice.get_beam(&beam_uri).await.unwrap().body, "this");
+
+    // A node fetches a remote beam only when a space it holds refers to it: a node that holds
+    // no such space is no relay.
+    let c = TestNode::start().await;
+    let carol = user(&c).await;
+    let err = carol.get_beam(&beam_uri).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BeamNotFound), "{err}");
+}

@@ -63,6 +63,7 @@ impl BeamApiServer for Handler {
             match api
                 .submit(
                     &authority,
+                    None,
                     space.clone(),
                     Payload::Tombstone(tombstone.clone()),
                 )
@@ -93,7 +94,10 @@ impl Api {
         let Some(home) = home.filter(|h| *h != self.config.authority()) else {
             return Err(not_found());
         };
-        if self.store.is_tombstoned(&path.beam.to_string()).await? {
+        // Fetch only beams a space held here refers to: this node is not an open relay to
+        // any host a caller names, and it keeps (and purges) what it fetched with those spaces.
+        let id = path.beam.to_string();
+        if self.store.is_tombstoned(&id).await? || !self.store.referenced(&id).await? {
             return Err(not_found());
         }
         let link = self.links.get(&home).await.map_err(unreachable)?;

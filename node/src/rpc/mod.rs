@@ -52,6 +52,11 @@ impl ApiError {
         &self.message
     }
 
+    /// The code the caller sees.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
     /// A client-facing error.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
@@ -284,7 +289,10 @@ impl Api {
         match self.whereabouts(&space).await? {
             Whereabouts::Here => Ok(self.sequencer.append(space, payload, None, None).await?),
             Whereabouts::Replica(row) => {
-                let ack = self.submit(&row.authority, space.clone(), payload).await?;
+                let sequencer = Did::parse(&row.sequencer).map_err(ApiError::internal)?;
+                let ack = self
+                    .submit(&row.authority, Some(&sequencer), space.clone(), payload)
+                    .await?;
                 self.settle(&space, &row.authority, ack.seq).await;
                 Ok(ack)
             }
@@ -295,14 +303,25 @@ impl Api {
         }
     }
 
-    /// Ask the sequencer at `authority` to append `payload`.
+    /// Ask the sequencer at `authority` (which must prove to be `expected`, when known) to
+    /// append `payload`.
     async fn submit(
         &self,
         authority: &str,
+        expected: Option<&Did>,
         space: SpaceId,
         payload: Payload,
     ) -> Result<Ack, ApiError> {
         let link = self.links.get(authority).await.map_err(unreachable)?;
+        if let Some(expected) = expected.filter(|d| **d != link.did) {
+            return Err(ApiError::new(
+                ErrorCode::PeerUnreachable,
+                format!(
+                    "{authority} is {}, not the space's sequencer {expected}",
+                    link.did
+                ),
+            ));
+        }
         match FedApiClient::submit(link.client.as_ref(), space, payload).await {
             Ok(ack) => Ok(ack),
             Err(e) => {

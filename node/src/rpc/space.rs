@@ -306,15 +306,32 @@ impl Api {
             .get(&authority)
             .await
             .map_err(super::unreachable)?;
-        let ack = self.submit(&authority, space.clone(), payload).await?;
         let sources = [authority.clone()];
+        let ack = match self.submit(&authority, None, space.clone(), payload).await {
+            Ok(ack) => ack,
+            // Joined before, but the replica never arrived (the fetch after the join failed):
+            // fetch it now, so joining again repairs it.
+            Err(e) if e.code() == ErrorCode::AlreadyMember => {
+                let fetched = self
+                    .catch_up
+                    .run(&space, &sources, Some(&link.did), None)
+                    .await;
+                if fetched.is_ok() {
+                    tracing::info!(space = %space, "fetched the missing replica of a joined space");
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         self.catch_up
             .run(&space, &sources, Some(&link.did), Some(ack.seq))
             .await
             .map_err(|e| {
                 ApiError::new(
                     ErrorCode::PeerUnreachable,
-                    format!("joined, but the replica could not be fetched yet: {e}"),
+                    format!(
+                        "joined, but the replica could not be fetched yet (join again to retry): {e}"
+                    ),
                 )
             })?;
         tracing::info!(space = %space, sequencer = %authority, "joined a remote space; replicating it");
