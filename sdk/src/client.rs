@@ -174,9 +174,7 @@ impl Client {
     /// `space.get` (public; member for a dm): one space.
     pub async fn get_space(&self, space: &impl AsSpaceId) -> Result<SpaceInfo, SdkError> {
         let space = space.space_id();
-        let info = call("space.get", SpaceApiClient::get(self.rpc(), space.clone())).await?;
-        self.remember_sequencer(space, &info.sequencer);
-        Ok(info)
+        call("space.get", SpaceApiClient::get(self.rpc(), space.clone())).await
     }
 
     /// `space.list` (key): the spaces this client's DID owns, belongs to or is invited into.
@@ -390,11 +388,22 @@ impl Client {
     }
 
     /// The sequencer of `space`, from the cache or `space.get`.
+    /// The space's sequencer, as its genesis names it: the genesis is checked under the
+    /// space's owner (whose key the space id carries), so no node can name another sequencer
+    /// and then sign events as it.
     async fn sequencer(&self, space: &SpaceId) -> Result<Did, SdkError> {
         if let Some(did) = self.sequencers().get(space) {
             return Ok(did.clone());
         }
-        Ok(self.get_space(space).await?.sequencer)
+        let page = self.events_page(space, 0, 1).await?;
+        let first = page.events.first().ok_or_else(|| {
+            SdkError::Verify(crate::verify::VerifyError::NoGenesis {
+                space: space.to_string(),
+            })
+        })?;
+        let sequencer = crate::verify::genesis_sequencer(first, space)?;
+        self.remember_sequencer(space, &sequencer);
+        Ok(sequencer)
     }
 
     fn remember_sequencer(&self, space: &SpaceId, sequencer: &Did) {

@@ -140,6 +140,10 @@ pub enum SdkError {
     Clock,
 }
 
+/// The code the reference node sends when a connection holds as many subscriptions as it may
+/// (its JSON-RPC library's, not one of the protocol's own).
+const TOO_MANY_SUBSCRIPTIONS_JSONRPSEE: i32 = -32006;
+
 impl SdkError {
     /// The node's application code, if the node refused with one.
     pub fn code(&self) -> Option<ErrorCode> {
@@ -177,16 +181,19 @@ impl SdkError {
                     | ClientError::Transport(_)
                     | ClientError::RequestTimeout
             ),
-            SdkError::Node { code, .. } => matches!(
-                code.app(),
-                Some(
-                    ErrorCode::RateLimited
-                        | ErrorCode::ShuttingDown
-                        | ErrorCode::Internal
-                        | ErrorCode::SlowSubscriber
-                        | ErrorCode::TooManySubscriptions
-                )
-            ),
+            SdkError::Node { code, .. } => {
+                matches!(
+                    code.app(),
+                    Some(
+                        ErrorCode::RateLimited
+                            | ErrorCode::ShuttingDown
+                            | ErrorCode::Internal
+                            | ErrorCode::SlowSubscriber
+                            | ErrorCode::TooManySubscriptions
+                            | ErrorCode::PeerUnreachable
+                    )
+                ) || code.number() == TOO_MANY_SUBSCRIPTIONS_JSONRPSEE
+            }
             _ => false,
         }
     }

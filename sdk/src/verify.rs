@@ -17,6 +17,13 @@ use serde_json::value::RawValue;
 /// Why something a node sent was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
+    /// The node did not serve the space's genesis as its first event, so the space's
+    /// sequencer cannot be established.
+    #[error("the node did not serve a valid genesis of {space}")]
+    NoGenesis {
+        /// The space asked about.
+        space: String,
+    },
     /// The node sent something that does not parse as an event.
     #[error("the node sent a malformed event of {space}")]
     MalformedEvent {
@@ -120,6 +127,29 @@ pub(crate) fn parse_event(raw: &RawValue, space: &SpaceId) -> Result<Event, Veri
     })
 }
 
+/// The sequencer a space's first event names, after checking that the event is the space's
+/// genesis, signed by the space's owner and sequenced by the node it names.
+pub(crate) fn genesis_sequencer(raw: &RawValue, space: &SpaceId) -> Result<Did, VerifyError> {
+    let event = parse_event(raw, space)?;
+    let no_genesis = || VerifyError::NoGenesis {
+        space: space.to_string(),
+    };
+    let Payload::Create(genesis) = &event.payload else {
+        return Err(no_genesis());
+    };
+    if event.seq != 1 || event.space != *space || genesis.space != *space {
+        return Err(no_genesis());
+    }
+    event
+        .verify(&genesis.sequencer)
+        .map_err(|source| VerifyError::BadEvent {
+            space: space.to_string(),
+            seq: event.seq,
+            source,
+        })?;
+    Ok(genesis.sequencer.clone())
+}
+
 /// What [`LogCursor::accept`] made of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Accepted {
@@ -187,6 +217,20 @@ impl LogCursor {
                 named: genesis.sequencer.to_string(),
                 signer: self.sequencer.to_string(),
             });
+        }
+        if event.seq == self.last && self.last_id.is_some() {
+            // The same seq again: the same event, or proof of a fork.
+            let id = event.id().map_err(|_| VerifyError::BrokenChain {
+                space: self.space.to_string(),
+                seq: event.seq,
+            })?;
+            if Some(id) != self.last_id {
+                return Err(VerifyError::BrokenChain {
+                    space: self.space.to_string(),
+                    seq: event.seq,
+                });
+            }
+            return Ok(Accepted::Seen);
         }
         if event.seq <= self.last {
             return Ok(Accepted::Seen);

@@ -416,8 +416,8 @@ async fn fills_a_hole_in_the_live_events_from_space_events() {
     let client = connect(&node).await;
     let mut stream = client.subscribe(&node.fake.space, 0).await.unwrap();
     assert_eq!(take_seqs(&mut stream, 6).await, vec![1, 2, 3, 4, 5, 6]);
-    // Pages of two: 3-4, then 5-6.
-    assert_eq!(*node.fake.events_since.lock().unwrap(), vec![2, 4]);
+    // The genesis first (to learn the sequencer from it), then pages of two: 3-4, then 5-6.
+    assert_eq!(*node.fake.events_since.lock().unwrap(), vec![0, 2, 4]);
 }
 
 #[tokio::test]
