@@ -75,8 +75,9 @@ type Finish = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
 pub struct Deleted {
     /// Tombstone events appended to spaces this node sequences.
     pub acks: Vec<Ack>,
-    /// Spaces sequenced elsewhere that referred to the beam, with their sequencer's authority.
-    pub remote: Vec<(SpaceId, String)>,
+    /// Spaces sequenced elsewhere that referred to the beam, with their sequencer's authority
+    /// and DID.
+    pub remote: Vec<(SpaceId, String, Did)>,
 }
 
 enum Request {
@@ -213,8 +214,8 @@ struct GroupBeams {
     stored: HashSet<String>,
     /// Beam ids deleted.
     deleted: HashSet<ContentId>,
-    /// (beam id, space) refs appended.
-    refs: Vec<(ContentId, SpaceId)>,
+    /// (beam id, space, author) refs appended.
+    refs: Vec<(ContentId, SpaceId, Did)>,
 }
 
 /// Spaces kept in memory at most; past that the cache starts again (states reload from the
@@ -483,11 +484,10 @@ impl Sequencer {
         let own = self.key.did().clone();
         match &payload {
             Payload::Tombstone(t) => {
-                let pending_ref = self
-                    .group
-                    .refs
-                    .iter()
-                    .any(|(beam, s)| *beam == t.beam && s == space);
+                let pending_ref =
+                    self.group.refs.iter().any(|(beam, s, author)| {
+                        *beam == t.beam && s == space && *author == t.author
+                    });
                 let committed_ref = self
                     .store
                     .references(&t.beam.to_string(), space.as_str(), t.author.as_str())
@@ -530,7 +530,9 @@ impl Sequencer {
         )?;
         let event_id = event.id()?;
         if let Payload::BeamRef(r) = &event.payload {
-            self.group.refs.push((r.beam, space.clone()));
+            self.group
+                .refs
+                .push((r.beam, space.clone(), r.author.clone()));
         }
         push_event(&mut pending, &event, event_id, &changes)?;
         if let Some(state) = self.spaces.get_mut(space) {
@@ -544,7 +546,7 @@ impl Sequencer {
         tombstone: Tombstone,
         path: BeamPath,
         saved: &mut HashMap<SpaceId, Option<SpaceState>>,
-    ) -> Result<(Pending, Vec<(SpaceId, String)>), SequenceError> {
+    ) -> Result<(Pending, Vec<(SpaceId, String, Did)>), SequenceError> {
         let path_text = path.to_string();
         let stored =
             self.group.stored.contains(&path_text) || self.store.beam(&path_text).await?.is_some();
@@ -572,7 +574,7 @@ impl Sequencer {
             referencing.push(SpaceId::parse(&space).map_err(|e| corrupt("beam_refs", e))?);
         }
         // Refs appended earlier in this group are not in the store yet.
-        for (beam, space) in &self.group.refs {
+        for (beam, space, _) in &self.group.refs {
             if *beam == tombstone.beam && !referencing.contains(space) {
                 referencing.push(space.clone());
             }
@@ -582,7 +584,8 @@ impl Sequencer {
             if state.sequencer == own {
                 local.push((space.clone(), state.clone()));
             } else if let Some(row) = self.store.space(space.as_str()).await? {
-                remote.push((space, row.authority));
+                let sequencer = Did::parse(&row.sequencer).map_err(|e| corrupt("spaces", e))?;
+                remote.push((space, row.authority, sequencer));
             }
         }
         for (space, before) in &local {
@@ -768,9 +771,11 @@ pub(crate) fn push_event(
             space: space.clone(),
             seq: event.seq,
             author: r.author.to_string(),
+            home: r.home.clone(),
         }),
         Payload::Tombstone(t) => pending.ops.push(Op::Uncache {
             beam: t.beam.to_string(),
+            author: t.author.to_string(),
         }),
         _ => {}
     }

@@ -210,11 +210,15 @@ pub enum Op {
         seq: u64,
         /// The beam's author, DID text.
         author: String,
+        /// The author's home node, where the beam is fetched from.
+        home: String,
     },
-    /// Drop a cached copy of a beam authored elsewhere.
+    /// Drop a cached copy of a beam authored elsewhere, if `author` wrote it.
     Uncache {
         /// Beam content id text.
         beam: String,
+        /// The tombstone's author, DID text.
+        author: String,
     },
     /// Keep the proof that a sequencer signed two events for one seq.
     Fork {
@@ -519,10 +523,11 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Whether any space stored here refers to `beam`.
-    pub async fn referenced(&self, beam: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 FROM beam_refs WHERE beam = ? LIMIT 1")
+    /// Whether a space stored here refers to `beam` as stored at `home`.
+    pub async fn referenced_at(&self, beam: &str, home: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM beam_refs WHERE beam = ? AND home = ? LIMIT 1")
             .bind(beam)
+            .bind(home)
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.is_some())
@@ -672,21 +677,24 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), StoreErr
             space,
             seq,
             author,
+            home,
         } => {
             sqlx::query(
-                "INSERT INTO beam_refs (beam, space, seq, author) VALUES (?, ?, ?, ?) \
+                "INSERT INTO beam_refs (beam, space, seq, author, home) VALUES (?, ?, ?, ?, ?) \
                  ON CONFLICT DO NOTHING",
             )
             .bind(beam)
             .bind(space)
             .bind(to_i64(*seq))
             .bind(author)
+            .bind(home)
             .execute(&mut **tx)
             .await?;
         }
-        Op::Uncache { beam } => {
-            sqlx::query("DELETE FROM beam_cache WHERE id = ?")
+        Op::Uncache { beam, author } => {
+            sqlx::query("DELETE FROM beam_cache WHERE id = ? AND author = ?")
                 .bind(beam)
+                .bind(author)
                 .execute(&mut **tx)
                 .await?;
         }

@@ -59,11 +59,11 @@ impl BeamApiServer for Handler {
         let mut tombstones = deleted.acks;
         // The content is gone here already; each other sequencer appends the tombstone to its
         // space, and its members drop their cached copies when the event reaches them.
-        for (space, authority) in deleted.remote {
+        for (space, authority, sequencer) in deleted.remote {
             match api
                 .submit(
                     &authority,
-                    None,
+                    Some(&sequencer),
                     space.clone(),
                     Payload::Tombstone(tombstone.clone()),
                 )
@@ -97,7 +97,7 @@ impl Api {
         // Fetch only beams a space held here refers to: this node is not an open relay to
         // any host a caller names, and it keeps (and purges) what it fetched with those spaces.
         let id = path.beam.to_string();
-        if self.store.is_tombstoned(&id).await? || !self.store.referenced(&id).await? {
+        if self.store.is_tombstoned(&id).await? || !self.store.referenced_at(&id, &home).await? {
             return Err(not_found());
         }
         let link = self.links.get(&home).await.map_err(unreachable)?;

@@ -1,0 +1,141 @@
+//! Ingest: beams acknowledged per second with 1, 16 and 64 concurrent authors, one SDK
+//! connection each, posting back to back into one channel of an in-process node; and the
+//! latency of each acknowledgement.
+//!
+//! Ceiling: per event, strict verification of the author's signature on a beam ref plus the
+//! sequencer's signature on the event, as many as were acknowledged, on all cores. Floor of the
+//! ack latency: a plain WebSocket round trip, the same signature work on one core, and one
+//! fsync of the data directory's file system (an acknowledged beam is on disk).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use northstar_protocol::address::{SpaceId, SpaceType};
+use northstar_sdk::Client;
+use tokio::task::JoinSet;
+
+use super::ceiling::{self, IngestWork};
+use super::load::BODY;
+use super::nodes::LocalNode;
+use super::report::{Bound, Row, Series, Unit, p50_p99};
+use super::{Bench, Scenario, keypair};
+
+/// Run the scenario.
+pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
+    let settings = bench.settings;
+    let node = LocalNode::start(bench.root(), |_| {}).await?;
+    let owner = Client::connect(&node.url, keypair()?).await?;
+    let space = owner
+        .create_space(SpaceType::Channel, "ingest", "Ingest")
+        .await?
+        .space;
+    let most = settings.ingest_authors.iter().copied().max().unwrap_or(1);
+    let mut authors = Vec::with_capacity(most);
+    for _ in 0..most {
+        let author = Client::connect(&node.url, keypair()?).await?;
+        author.join(&space).await?;
+        authors.push(author);
+    }
+    let work = Arc::new(tokio::task::spawn_blocking(IngestWork::new).await??);
+    let fsync = Duration::from_secs_f64(bench.machine.fsync_p50_ms.max(0.0) / 1e3);
+    let cores = bench.machine.cores;
+    let mut rows = Vec::new();
+    for &count in &settings.ingest_authors {
+        let (mut rate, mut p50, mut p99) = (Series::default(), Series::default(), Series::default());
+        for run in 0..settings.runs {
+            let (mut latencies, elapsed) =
+                drive(&authors[..count], &space, settings.ingest_secs).await?;
+            anyhow::ensure!(!latencies.is_empty(), "no post was acknowledged in time");
+            let acked = latencies.len();
+            let per_sec = acked as f64 / elapsed.as_secs_f64();
+            let w = work.clone();
+            let ceiling = tokio::task::spawn_blocking(move || w.rate(acked)).await??;
+            let w = work.clone();
+            let (verify, sign) = tokio::task::spawn_blocking(move || w.single_core_costs()).await?;
+            let floor = ceiling::websocket_round_trip().await? + 2 * verify + sign + fsync;
+            let floor_ms = floor.as_secs_f64() * 1e3;
+            let (l50, l99) = p50_p99(&mut latencies);
+            rate.push(per_sec, ceiling);
+            p50.push(l50, floor_ms);
+            p99.push(l99, floor_ms);
+            bench.progress(
+                Scenario::Ingest,
+                format!(
+                    "{count} authors, run {}/{}: {per_sec:.0} acks/s (ceiling {ceiling:.0}), \
+                     p50 {l50:.2} ms, p99 {l99:.2} ms",
+                    run + 1,
+                    settings.runs
+                ),
+            );
+        }
+        let who = if count == 1 {
+            "1 author".to_owned()
+        } else {
+            format!("{count} authors")
+        };
+        let floor_what = "WS round trip + 2 verify + 1 sign + fsync";
+        rows.push(
+            Row {
+                samples: rate.figure,
+                ..Row::new(Scenario::Ingest, format!("beams acked, {who}"), Unit::PerSec)
+            }
+            .with_bound(Bound::ceiling(
+                format!("verify_strict + sign, {cores} cores"),
+                rate.bound,
+            )),
+        );
+        rows.push(
+            Row {
+                samples: p50.figure,
+                ..Row::new(Scenario::Ingest, format!("ack p50, {who}"), Unit::Millis)
+            }
+            .with_bound(Bound::floor(floor_what, p50.bound)),
+        );
+        rows.push(
+            Row {
+                samples: p99.figure,
+                ..Row::new(Scenario::Ingest, format!("ack p99, {who}"), Unit::Millis)
+            }
+            .with_bound(Bound::floor(floor_what, p99.bound)),
+        );
+    }
+    drop(authors);
+    drop(owner);
+    node.stop().await?;
+    Ok(rows)
+}
+
+/// Every author posts back to back for `secs`; the latency of each post acknowledged within
+/// that time, and the time.
+async fn drive(
+    authors: &[Client],
+    space: &SpaceId,
+    secs: f64,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let window = Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let deadline = start + window;
+    let mut tasks = JoinSet::new();
+    for (a, author) in authors.iter().enumerate() {
+        let (author, space) = (author.clone(), space.clone());
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                author.post(&space, &format!("a{a} #{i}"), BODY).await?;
+                let acked = Instant::now();
+                if acked <= deadline {
+                    latencies.push(acked - sent);
+                }
+                i += 1;
+            }
+            anyhow::Ok(latencies)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done??);
+    }
+    Ok((all, window))
+}

@@ -1,0 +1,421 @@
+//! The benchmark: real nodes on 127.0.0.1 driven by real clients, each figure next to the
+//! ceiling (or floor) this machine allows, measured in the same run.
+//!
+//! Run it with `cargo run --release -p northstar-tests --bin bench` (see `docs/benchmarks.md`);
+//! `tests/bench_smoke.rs` runs it with tiny counts so it cannot rot.
+//!
+//! # Layout
+//! - [`ingest`]: beams acknowledged per second by 1, 16 and 64 concurrent authors, ack latency.
+//! - [`fanout`]: one author, 100 to 10,000 subscribers on one node: deliveries per second and
+//!   post-to-delivery latency.
+//! - [`federation`]: a sequencer and 12 or 50 member nodes: latency to the last member node and
+//!   per hop of the broadcast tree.
+//! - [`memory`]: a node process's RSS, idle and with 10,000 idle authenticated connections.
+//! - [`catchup`]: a member node that was offline for 50,000 events catching up.
+//! - [`auth`]: challenge-response handshakes per second.
+//! - [`ceiling`]: the bounds: Ed25519 work on all cores, a plain WebSocket round trip.
+//! - [`plain`]: the plain WebSocket server the fan-out and memory bounds are measured on.
+//! - [`load`]: SDK authors posting at a steady rate or with a window in flight.
+//! - [`nodes`]: nodes in this process or in their own, with the benchmark's limits.
+//! - [`raw`]: raw JSON-RPC clients for the loads an SDK client per connection cannot carry.
+//! - [`machine`]: CPU, memory, file system, fsync, open-files limit.
+//! - [`report`]: rows, statistics, the table and the JSON.
+
+pub mod auth;
+pub mod catchup;
+pub mod ceiling;
+pub mod fanout;
+pub mod federation;
+pub mod ingest;
+pub mod load;
+pub mod machine;
+pub mod memory;
+pub mod nodes;
+pub mod plain;
+pub mod raw;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+use northstar_protocol::Keypair;
+use serde::Serialize;
+
+use self::machine::Machine;
+use self::report::{Report, Row};
+
+/// The six scenarios of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// Beams acknowledged per second.
+    Ingest,
+    /// Deliveries per second to many subscribers.
+    Fanout,
+    /// Latency down the broadcast tree.
+    Federation,
+    /// Resident memory per connection.
+    Memory,
+    /// A member node catching up.
+    Catchup,
+    /// Handshakes per second.
+    Auth,
+}
+
+impl Scenario {
+    /// Every scenario, in the order they run.
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Ingest,
+        Scenario::Fanout,
+        Scenario::Federation,
+        Scenario::Memory,
+        Scenario::Catchup,
+        Scenario::Auth,
+    ];
+
+    /// Its name, as `--only` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Ingest => "ingest",
+            Scenario::Fanout => "fanout",
+            Scenario::Federation => "federation",
+            Scenario::Memory => "memory",
+            Scenario::Catchup => "catchup",
+            Scenario::Auth => "auth",
+        }
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase().replace(['-', '_'], "");
+        Scenario::ALL
+            .into_iter()
+            .find(|sc| sc.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown scenario {s:?}; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// What the benchmark runs and how much of it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Whether this is the seconds-long smoke run (printed in the report).
+    pub smoke: bool,
+    /// Runs per figure; each figure is the median of these.
+    pub runs: usize,
+    /// The scenarios to run; empty for all.
+    pub only: Vec<Scenario>,
+    /// The bench binary, re-run as a node process (`__node`) and as the plain server
+    /// (`__plain`).
+    pub exe: PathBuf,
+    /// Where to make the nodes' data directories; `None` for the system's temp directory.
+    pub data_root: Option<PathBuf>,
+    /// Print progress to stderr.
+    pub progress: bool,
+    /// Concurrent authors, one connection each.
+    pub ingest_authors: Vec<usize>,
+    /// Seconds each ingest run posts for.
+    pub ingest_secs: f64,
+    /// Subscriber counts.
+    pub fanout_subscribers: Vec<usize>,
+    /// Deliveries aimed at per throughput phase: posts = this ÷ subscribers, within
+    /// `fanout_min_posts..=fanout_max_posts`.
+    pub fanout_deliveries: usize,
+    /// The fewest posts in a throughput phase.
+    pub fanout_min_posts: usize,
+    /// The most posts in a throughput phase; below the node's `subscriber_queue`, so no
+    /// subscriber can fall far enough behind to be cut off.
+    pub fanout_max_posts: usize,
+    /// Posts in flight at once in a throughput phase.
+    pub fanout_window: usize,
+    /// The most posts per second in a latency phase (it posts at half the measured capacity
+    /// if that is lower).
+    pub fanout_latency_rate: f64,
+    /// Seconds a latency phase posts for.
+    pub fanout_latency_secs: f64,
+    /// Member node counts.
+    pub federation_members: Vec<usize>,
+    /// Fan-outs of the broadcast tree.
+    pub federation_fanouts: Vec<u32>,
+    /// Posts per federation run.
+    pub federation_posts: usize,
+    /// Posts per second in a federation run.
+    pub federation_rate: f64,
+    /// Idle authenticated connections.
+    pub memory_connections: usize,
+    /// Events a member node misses while offline.
+    pub catchup_events: usize,
+    /// Seconds each auth run lasts.
+    pub auth_secs: f64,
+    /// Clients handshaking at once.
+    pub auth_concurrency: usize,
+}
+
+impl Settings {
+    /// The full benchmark, as the issue states it.
+    pub fn full(exe: PathBuf) -> Self {
+        Self {
+            smoke: false,
+            runs: 5,
+            only: Vec::new(),
+            exe,
+            data_root: None,
+            progress: true,
+            ingest_authors: vec![1, 16, 64],
+            ingest_secs: 3.0,
+            fanout_subscribers: vec![100, 1_000, 10_000],
+            fanout_deliveries: 1_000_000,
+            fanout_min_posts: 50,
+            fanout_max_posts: 1_000,
+            fanout_window: 32,
+            fanout_latency_rate: 50.0,
+            fanout_latency_secs: 2.0,
+            federation_members: vec![12, 50],
+            federation_fanouts: vec![3, 10],
+            federation_posts: 40,
+            federation_rate: 20.0,
+            memory_connections: 10_000,
+            catchup_events: 50_000,
+            auth_secs: 3.0,
+            auth_concurrency: 32,
+        }
+    }
+
+    /// A seconds-long run with tiny counts: it checks that everything works, not how fast.
+    pub fn smoke(exe: PathBuf) -> Self {
+        Self {
+            smoke: true,
+            runs: 1,
+            progress: false,
+            ingest_authors: vec![1, 4],
+            ingest_secs: 0.3,
+            fanout_subscribers: vec![5, 20],
+            fanout_deliveries: 200,
+            fanout_min_posts: 5,
+            fanout_max_posts: 20,
+            fanout_window: 4,
+            fanout_latency_rate: 20.0,
+            fanout_latency_secs: 0.25,
+            federation_members: vec![4],
+            federation_fanouts: vec![2],
+            federation_posts: 4,
+            federation_rate: 20.0,
+            memory_connections: 20,
+            catchup_events: 40,
+            auth_secs: 0.3,
+            auth_concurrency: 4,
+            ..Self::full(exe)
+        }
+    }
+
+    fn runs(&self, scenario: Scenario) -> bool {
+        self.only.is_empty() || self.only.contains(&scenario)
+    }
+
+    fn describe(&self) -> Vec<(String, String)> {
+        let list = |v: &[usize]| {
+            v.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out = vec![(
+            "node limits (all nodes)".to_owned(),
+            nodes::describe_limits(),
+        )];
+        if self.runs(Scenario::Ingest) {
+            out.push((
+                "ingest".into(),
+                format!(
+                    "{} authors (SDK clients, each its own connection, posting back to back) for \
+                     {} s per run into one channel of an in-process node",
+                    list(&self.ingest_authors),
+                    self.ingest_secs
+                ),
+            ));
+        }
+        if self.runs(Scenario::Fanout) {
+            out.push((
+                "fan-out".into(),
+                format!(
+                    "{} subscribers (raw WebSocket clients, authenticated) of a node in its own \
+                     process; throughput phase: about {} deliveries ({}–{} posts, {} in flight); \
+                     latency phase: at most {} posts/s for {} s",
+                    list(&self.fanout_subscribers),
+                    self.fanout_deliveries,
+                    self.fanout_min_posts,
+                    self.fanout_max_posts,
+                    self.fanout_window,
+                    self.fanout_latency_rate,
+                    self.fanout_latency_secs
+                ),
+            ));
+        }
+        if self.runs(Scenario::Federation) {
+            out.push((
+                "federation".into(),
+                format!(
+                    "{} member nodes × fan-out {}, in-process nodes; {} posts at {} posts/s per run",
+                    list(&self.federation_members),
+                    self.federation_fanouts
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    self.federation_posts,
+                    self.federation_rate
+                ),
+            ));
+        }
+        if self.runs(Scenario::Memory) {
+            out.push((
+                "memory".into(),
+                format!(
+                    "{} idle authenticated connections to a node in its own process",
+                    self.memory_connections
+                ),
+            ));
+        }
+        if self.runs(Scenario::Catchup) {
+            out.push((
+                "catch-up".into(),
+                format!(
+                    "{} events missed by an in-process member node",
+                    self.catchup_events
+                ),
+            ));
+        }
+        if self.runs(Scenario::Auth) {
+            out.push((
+                "auth".into(),
+                format!(
+                    "{} SDK clients connecting and authenticating back to back for {} s per run",
+                    self.auth_concurrency, self.auth_secs
+                ),
+            ));
+        }
+        out
+    }
+}
+
+/// What a scenario needs from the run: its settings, a place for data, the machine's facts,
+/// and where to leave notes for the reader.
+pub struct Bench<'a> {
+    /// The settings.
+    pub settings: &'a Settings,
+    /// Where nodes make their data directories.
+    pub root: PathBuf,
+    /// The machine.
+    pub machine: Machine,
+    /// The open-files limit in force.
+    pub nofile: u64,
+    /// Notes printed under the table.
+    pub notes: Vec<String>,
+}
+
+impl Bench<'_> {
+    /// Print a progress line, if asked to.
+    pub fn progress(&self, scenario: Scenario, message: impl AsRef<str>) {
+        if self.settings.progress {
+            eprintln!("[{}] {}", scenario.name(), message.as_ref());
+        }
+    }
+
+    /// Leave a note under the table.
+    pub fn note(&mut self, message: impl Into<String>) {
+        self.notes.push(message.into());
+    }
+
+    /// `wanted` connections, or fewer if one process cannot hold that many sockets under the
+    /// open-files limit (with a note saying so).
+    pub fn fit_connections(&mut self, scenario: Scenario, wanted: usize) -> usize {
+        // Sockets of the other side live in another process; leave room for the rest.
+        let room = usize::try_from(self.nofile.saturating_sub(512)).unwrap_or(usize::MAX);
+        if wanted <= room {
+            return wanted;
+        }
+        self.note(format!(
+            "{}: {wanted} connections scaled down to {room}: the open-files limit is {} \
+             (raise it with `ulimit -n`)",
+            scenario.name(),
+            self.nofile
+        ));
+        room
+    }
+
+    /// The root of the temporary data directories.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// A new key pair.
+pub fn keypair() -> anyhow::Result<Keypair> {
+    Keypair::generate().map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))
+}
+
+/// Run the benchmark.
+pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let nofile = machine::raise_nofile();
+    let root = match &settings.data_root {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            tempfile::Builder::new()
+                .prefix("northstar-bench-")
+                .tempdir_in(dir)?
+        }
+        None => tempfile::Builder::new()
+            .prefix("northstar-bench-")
+            .tempdir()?,
+    };
+    let machine = Machine::probe(root.path());
+    let mut bench = Bench {
+        settings,
+        root: root.path().to_owned(),
+        machine: machine.clone(),
+        nofile,
+        notes: Vec::new(),
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    for scenario in Scenario::ALL {
+        if !settings.runs(scenario) {
+            continue;
+        }
+        let began = Instant::now();
+        bench.progress(scenario, "starting");
+        let new = match scenario {
+            Scenario::Ingest => ingest::run(&mut bench).await,
+            Scenario::Fanout => fanout::run(&mut bench).await,
+            Scenario::Federation => federation::run(&mut bench).await,
+            Scenario::Memory => memory::run(&mut bench).await,
+            Scenario::Catchup => catchup::run(&mut bench).await,
+            Scenario::Auth => auth::run(&mut bench).await,
+        }
+        .map_err(|e| e.context(format!("scenario {}", scenario.name())))?;
+        bench.progress(
+            scenario,
+            format!("done in {:.0} s", began.elapsed().as_secs_f64()),
+        );
+        rows.extend(new);
+    }
+    let notes = std::mem::take(&mut bench.notes);
+    drop(bench);
+    // The data directories go with `root`; nodes were stopped by their scenarios.
+    root.close()?;
+    Ok(Report {
+        machine,
+        runs: settings.runs,
+        smoke: settings.smoke,
+        settings: settings.describe(),
+        rows,
+        notes,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    })
+}
