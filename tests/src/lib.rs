@@ -1,1 +1,4 @@
-//! Integration and conformance tests for Northstar; the tests live in `tests/`.
+//! Northstar's integration and conformance tests (in `tests/`) and the benchmark ([`mod@bench`],
+//! run by the `bench` binary).
+
+pub mod bench;

@@ -24,7 +24,6 @@
 //! writes, read by the same reader code.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -32,14 +31,14 @@ use anyhow::{Context as _, bail};
 use futures_util::{StreamExt, TryStreamExt};
 use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_sdk::Client;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::load::{post_paced, post_window};
 use super::nodes::{ChildProcess, NODE_SUBCOMMAND};
 use super::plain::{MAX_SEND, PLAIN_SUBCOMMAND};
 use super::raw::{self, Batch, Boundary, Reader};
-use super::report::{Bound, Row, Series, Unit, p50_p99};
+use super::report::{Bound, Row, Series, Unit, count, median, p50_p99};
 use super::{Bench, Scenario, keypair};
 
 /// How long all subscribers may take to receive a phase's last event.
@@ -55,6 +54,10 @@ struct Figures {
     p99: Vec<f64>,
     sample: String,
     posts: usize,
+    /// Posts acknowledged per second in each throughput phase.
+    post_rates: Vec<f64>,
+    /// Posts per second of each latency phase.
+    latency_rates: Vec<f64>,
 }
 
 /// Run the scenario.
@@ -69,12 +72,26 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
         let mut figures = node_runs(bench, n, posts).await?;
         let ceiling = ceiling_runs(bench, n, posts, &figures.sample).await?;
         figures.rate.bound = ceiling;
+        let acked = median(&figures.post_rates);
+        bench.note(format!(
+            "fan-out, {} subscribers: the author's posts were acked at {} (median) in the \
+             throughput phase; the latency phase posted at {:.1} posts/s; {} bytes per \
+             notification",
+            count(n),
+            Unit::PerSec.format(acked),
+            median(&figures.latency_rates),
+            figures.sample.len()
+        ));
         rows.push(
             Row {
                 samples: figures.rate.figure,
                 ..Row::new(
                     Scenario::Fanout,
-                    format!("deliveries, {n} subscribers ({} posts)", figures.posts),
+                    format!(
+                        "deliveries, {} subscribers ({} posts)",
+                        count(n),
+                        figures.posts
+                    ),
                     Unit::PerSec,
                 )
             }
@@ -87,7 +104,7 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
             samples: figures.p50,
             ..Row::new(
                 Scenario::Fanout,
-                format!("post→delivery p50, {n} subscribers"),
+                format!("post→delivery p50, {} subscribers", count(n)),
                 Unit::Millis,
             )
         });
@@ -95,7 +112,7 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
             samples: figures.p99,
             ..Row::new(
                 Scenario::Fanout,
-                format!("post→delivery p99, {n} subscribers"),
+                format!("post→delivery p99, {} subscribers", count(n)),
                 Unit::Millis,
             )
         });
@@ -105,17 +122,18 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
 
 /// Subscribers reading a node or the plain server.
 struct Audience {
-    _readers: Vec<Reader>,
+    /// The reading tasks, stopped when the audience is dropped.
+    readers: Vec<Reader>,
     boundary: Boundary,
     batches: mpsc::UnboundedReceiver<Batch>,
-    live: usize,
 }
 
 impl Audience {
     fn new(conns: Vec<raw::Ws>, sample: Option<Arc<OnceLock<String>>>) -> Self {
         let boundary = Boundary::new();
+        // Unbounded, yet bounded in effect: each reader sends one batch per phase (and one
+        // when it ends), and `collect` drains them all before the next phase starts.
         let (tx, batches) = mpsc::unbounded_channel();
-        let live = conns.len();
         let readers = conns
             .into_iter()
             .enumerate()
@@ -125,19 +143,18 @@ impl Audience {
             })
             .collect();
         Self {
-            _readers: readers,
+            readers,
             boundary,
             batches,
-            live,
         }
     }
 
-    /// Wait for every live subscriber's batch up to the boundary; every `(seq, when)` seen.
+    /// Wait for every subscriber's batch up to the boundary; every `(seq, when)` seen.
     async fn collect(&mut self) -> anyhow::Result<Vec<(u64, Instant)>> {
         let mut seen = Vec::new();
         let mut got = 0;
         let mut ended = Vec::new();
-        let expected = self.live;
+        let expected = self.readers.len();
         let deadline = tokio::time::Instant::now() + PHASE_TIMEOUT;
         while got < expected {
             let Ok(batch) = tokio::time::timeout_at(deadline, self.batches.recv()).await else {
@@ -163,36 +180,23 @@ async fn node_runs(bench: &Bench<'_>, n: usize, posts: usize) -> anyhow::Result<
         .prefix("fanout-")
         .tempdir_in(bench.root())?;
     let dir_arg = dir.path().to_str().context("non-UTF-8 temp path")?;
-    let node = ChildProcess::spawn(
-        &settings.exe,
-        &[NODE_SUBCOMMAND, "--data-dir", dir_arg],
-    )
-    .await?;
+    let node =
+        ChildProcess::spawn(&settings.exe, &[NODE_SUBCOMMAND, "--data-dir", dir_arg]).await?;
     let url = node.url();
     let owner = Client::connect(&url, keypair()?).await?;
     let created = owner
         .create_space(SpaceType::Channel, "fanout", "Fan-out")
         .await?;
-    let space = created.space;
-    let mut head = created.seq;
-
-    let witness_count = Arc::new(AtomicU64::new(0));
-    let witness = spawn_witness(&url, &space, head, witness_count.clone()).await?;
+    let mut channel = Channel {
+        owner,
+        space: created.space,
+        head: created.seq,
+    };
+    let (witness, mut witnessed) = spawn_witness(&url, &channel.space, channel.head).await?;
 
     bench.progress(Scenario::Fanout, format!("{n} subscribers: connecting"));
     let opened = Instant::now();
-    let conns = raw::open_many(&url, n, true).await?;
-    let conns: Vec<raw::Ws> = futures_util::stream::iter(conns)
-        .map(|mut conn| {
-            let space = space.as_str();
-            async move {
-                conn.subscribe(space, head).await?;
-                anyhow::Ok(conn.into_ws())
-            }
-        })
-        .buffer_unordered(SUBSCRIBE_CONCURRENCY)
-        .try_collect()
-        .await?;
+    let conns = subscribe_all(&url, &channel.space, channel.head, n).await?;
     bench.progress(
         Scenario::Fanout,
         format!(
@@ -209,38 +213,24 @@ async fn node_runs(bench: &Bench<'_>, n: usize, posts: usize) -> anyhow::Result<
         p99: Vec::new(),
         sample: String::new(),
         posts,
+        post_rates: Vec::new(),
+        latency_rates: Vec::new(),
     };
     for run in 0..settings.runs {
-        // Throughput: a window of posts in flight.
-        audience.boundary.set(head + posts as u64);
-        let sent = post_window(&owner, &space, posts, settings.fanout_window).await?;
-        let seen = audience.collect().await?;
-        head += posts as u64;
-        let first = sent.values().min().copied().context("nothing posted")?;
-        let last = seen.iter().map(|(_, t)| *t).max().context("nothing seen")?;
-        let per_sec = seen.len() as f64 / (last - first).as_secs_f64();
-        check_count(seen.len(), posts, n)?;
-
-        // Latency: a steady rate, at most half the capacity just measured.
+        let (per_sec, acked) = channel
+            .throughput(&mut audience, posts, settings.fanout_window)
+            .await?;
+        // Latency at a steady rate, at most half the capacity just measured.
         let rate = settings
             .fanout_latency_rate
             .min(0.5 * per_sec / n as f64)
             .max(1.0);
-        let count = ((rate * settings.fanout_latency_secs).ceil() as usize).max(3);
-        audience.boundary.set(head + count as u64);
-        let sent = post_paced(&owner, &space, count, rate).await?;
-        let seen = audience.collect().await?;
-        head += count as u64;
-        check_count(seen.len(), count, n)?;
-        let mut latencies = seen
-            .iter()
-            .map(|(seq, at)| {
-                let posted = sent.get(seq).context("a delivery of a seq never posted")?;
-                Ok(at.saturating_duration_since(*posted))
-            })
-            .collect::<anyhow::Result<Vec<Duration>>>()?;
-        let (p50, p99) = p50_p99(&mut latencies);
+        let (p50, p99) = channel
+            .latency(&mut audience, rate, settings.fanout_latency_secs)
+            .await?;
         figures.rate.figure.push(per_sec);
+        figures.post_rates.push(acked);
+        figures.latency_rates.push(rate);
         figures.p50.push(p50);
         figures.p99.push(p99);
         bench.progress(
@@ -253,23 +243,97 @@ async fn node_runs(bench: &Bench<'_>, n: usize, posts: usize) -> anyhow::Result<
             ),
         );
     }
-    // The witness verified every event the raw subscribers counted.
-    let posted = head - created.seq;
-    let deadline = Instant::now() + PHASE_TIMEOUT;
-    while witness_count.load(Ordering::SeqCst) < posted {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the SDK witness verified only {} of {posted} events",
-            witness_count.load(Ordering::SeqCst)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    figures.sample = sample.get().cloned().context("no notification was captured")?;
+    // The witness must have verified every event the raw subscribers counted.
+    let posted = channel.head - created.seq;
+    let caught_up = tokio::time::timeout(PHASE_TIMEOUT, witnessed.wait_for(|seen| *seen >= posted))
+        .await
+        .map(|waited| waited.is_ok());
+    anyhow::ensure!(
+        caught_up == Ok(true),
+        "the SDK witness verified only {} of {posted} events",
+        *witnessed.borrow()
+    );
+    figures.sample = sample
+        .get()
+        .cloned()
+        .context("no notification was captured")?;
     drop(audience);
     drop(witness);
-    drop(owner);
+    drop(channel);
     node.stop().await?;
     Ok(figures)
+}
+
+/// The channel under load and its author.
+struct Channel {
+    owner: Client,
+    space: SpaceId,
+    /// The seq of the last event posted.
+    head: u64,
+}
+
+impl Channel {
+    /// Post `posts` beams with `window` in flight and wait until every subscriber has them;
+    /// deliveries per second, and posts acknowledged per second.
+    async fn throughput(
+        &mut self,
+        audience: &mut Audience,
+        posts: usize,
+        window: usize,
+    ) -> anyhow::Result<(f64, f64)> {
+        audience.boundary.set(self.head + posts as u64);
+        let posting = Instant::now();
+        let sent = post_window(&self.owner, &self.space, posts, window).await?;
+        let acked = posts as f64 / posting.elapsed().as_secs_f64();
+        let seen = audience.collect().await?;
+        self.head += posts as u64;
+        check_count(seen.len(), posts, audience.readers.len())?;
+        let first = sent.values().min().copied().context("nothing posted")?;
+        let last = seen.iter().map(|(_, t)| *t).max().context("nothing seen")?;
+        Ok((seen.len() as f64 / (last - first).as_secs_f64(), acked))
+    }
+
+    /// Post at `rate` per second for `secs` and wait until every subscriber has the posts;
+    /// p50 and p99 of post-to-delivery over every delivery, ms.
+    async fn latency(
+        &mut self,
+        audience: &mut Audience,
+        rate: f64,
+        secs: f64,
+    ) -> anyhow::Result<(f64, f64)> {
+        let count = ((rate * secs).ceil() as usize).max(3);
+        audience.boundary.set(self.head + count as u64);
+        let sent = post_paced(&self.owner, &self.space, count, rate).await?;
+        let seen = audience.collect().await?;
+        self.head += count as u64;
+        check_count(seen.len(), count, audience.readers.len())?;
+        let mut latencies = seen
+            .iter()
+            .map(|(seq, at)| {
+                let posted = sent.get(seq).context("a delivery of a seq never posted")?;
+                Ok(at.saturating_duration_since(*posted))
+            })
+            .collect::<anyhow::Result<Vec<Duration>>>()?;
+        Ok(p50_p99(&mut latencies))
+    }
+}
+
+/// `n` raw connections to `url`, each authenticated and subscribed to `space` after `since`.
+async fn subscribe_all(
+    url: &str,
+    space: &SpaceId,
+    since: u64,
+    n: usize,
+) -> anyhow::Result<Vec<raw::Ws>> {
+    let conns = raw::open_many(url, n, true).await?;
+    futures_util::stream::iter(conns)
+        .map(|mut conn| async move {
+            conn.subscribe(space.as_str(), since).await?;
+            anyhow::Ok(conn.into_ws())
+        })
+        .buffer_unordered(SUBSCRIBE_CONCURRENCY)
+        .try_collect()
+        .await
 }
 
 fn check_count(seen: usize, posts: usize, n: usize) -> anyhow::Result<()> {
@@ -280,20 +344,21 @@ fn check_count(seen: usize, posts: usize, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An SDK client following the space; counts the events it verified.
+/// An SDK client following the space, and the count of events it has verified.
 async fn spawn_witness(
     url: &str,
     space: &SpaceId,
     since: u64,
-    count: Arc<AtomicU64>,
-) -> anyhow::Result<AbortOnDropHandle<()>> {
+) -> anyhow::Result<(AbortOnDropHandle<()>, watch::Receiver<u64>)> {
     let client = Client::connect(url, keypair()?).await?;
     let mut stream = client.subscribe(space, since).await?;
-    Ok(AbortOnDropHandle::new(tokio::spawn(async move {
+    let (tx, rx) = watch::channel(0);
+    let task = tokio::spawn(async move {
         while let Some(Ok(_event)) = stream.next().await {
-            count.fetch_add(1, Ordering::SeqCst);
+            tx.send_modify(|seen| *seen += 1);
         }
-    })))
+    });
+    Ok((AbortOnDropHandle::new(task), rx))
 }
 
 /// The plain server broadcasting `sample` to `n` connections, `posts` messages per run;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures_util::StreamExt;
 use northstar_node::tree::Tree;
-use northstar_protocol::address::SpaceType;
+use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_sdk::{Client, EventStream};
 
 use super::ceiling::{self, IngestWork};
@@ -63,68 +63,20 @@ async fn one_tree(
     fanout: u32,
 ) -> anyhow::Result<Vec<Row>> {
     let settings = bench.settings;
-    let sequencer = LocalNode::start(bench.root(), |c| c.fanout = fanout).await?;
-    let owner = Client::connect(&sequencer.url, keypair()?).await?;
-    let space = owner
-        .create_space(SpaceType::Channel, "federation", "Federation")
-        .await?
-        .space;
-    let uri = owner.space_uri(&space);
     bench.progress(
         Scenario::Federation,
         format!("{members} members, fan-out {fanout}: starting nodes and joining"),
     );
-    let mut nodes = Vec::with_capacity(members);
-    let mut users = Vec::with_capacity(members);
-    for _ in 0..members {
-        let node = LocalNode::start(bench.root(), |_| {}).await?;
-        let user = Client::connect(&node.url, keypair()?).await?;
-        user.join(&uri).await?;
-        nodes.push(node);
-        users.push(user);
-    }
-    let tree = Tree::new(
-        owner.node_info().did.clone(),
-        users.iter().map(|u| u.node_info().did.clone()).collect(),
-        NonZeroUsize::new(fanout as usize).context("fan-out 0")?,
-    );
-    let last = users.last().context("no member nodes")?;
-    let tier = tree
-        .tier(&last.node_info().did)
-        .context("the last member node is not in the tree")?;
-    let mut head = owner.get_space(&space).await?.head_seq;
-    let mut local = Some(owner.subscribe(&space, head).await?);
-    let mut remote = Some(last.subscribe(&space, head).await?);
-
+    let mut federation = Federation::start(bench, members, fanout).await?;
+    let tier = federation.tier;
     let (mut to_last, mut hop) = (
         (Series::default(), Series::default()),
         (Series::default(), Series::default()),
     );
     for run in 0..settings.runs {
-        let target = head + settings.federation_posts as u64;
-        let local_arrivals = tokio::spawn(arrivals(local.take().context("stream")?, target));
-        let remote_arrivals = tokio::spawn(arrivals(remote.take().context("stream")?, target));
-        let sent = post_paced(
-            &owner,
-            &space,
-            settings.federation_posts,
-            settings.federation_rate,
-        )
-        .await?;
-        let (stream, at_sequencer) = local_arrivals.await??;
-        local = Some(stream);
-        let (stream, at_last) = remote_arrivals.await??;
-        remote = Some(stream);
-        head = target;
-
-        let mut whole = Vec::new();
-        let mut per_hop = Vec::new();
-        for (seq, posted) in &sent {
-            let arrived = at_last.get(seq).context("an event missed the last member")?;
-            let local = at_sequencer.get(seq).context("an event missed the sequencer")?;
-            whole.push(arrived.saturating_duration_since(*posted));
-            per_hop.push(arrived.saturating_duration_since(*local) / tier as u32);
-        }
+        let (mut whole, mut per_hop) = federation
+            .run(settings.federation_posts, settings.federation_rate)
+            .await?;
         let (w50, w99) = p50_p99(&mut whole);
         let (h50, h99) = p50_p99(&mut per_hop);
         let (verify, _) = work.single_core_costs();
@@ -144,11 +96,7 @@ async fn one_tree(
             ),
         );
     }
-    drop((local, remote, owner, users));
-    for node in nodes {
-        node.stop().await?;
-    }
-    sequencer.stop().await?;
+    federation.stop().await?;
 
     let name = format!("{members} members, fan-out {fanout}");
     let whole_floor = format!("{tier} hops × hop floor");
@@ -174,6 +122,113 @@ async fn one_tree(
         row(format!("per hop p50, {name}"), hop.0, hop_floor.into()),
         row(format!("per hop p99, {name}"), hop.1, hop_floor.into()),
     ])
+}
+
+/// A sequencer, its member nodes, and the two subscribers that time deliveries.
+struct Federation {
+    sequencer: LocalNode,
+    members: Vec<LocalNode>,
+    owner: Client,
+    space: SpaceId,
+    /// The seq of the last event posted.
+    head: u64,
+    /// The last member node's tier: the hops from the sequencer to it.
+    tier: usize,
+    /// On the sequencer's node; `None` only while a run reads it.
+    local: Option<EventStream>,
+    /// On the last member node; `None` only while a run reads it.
+    remote: Option<EventStream>,
+    /// The clients behind the streams and the members' users, kept connected.
+    _clients: Vec<Client>,
+}
+
+impl Federation {
+    /// Start the sequencer with `fanout` and `members` member nodes, each joined in turn by a
+    /// user of its own; subscribe on the sequencer and on the last member.
+    async fn start(bench: &Bench<'_>, members: usize, fanout: u32) -> anyhow::Result<Self> {
+        let sequencer = LocalNode::start(bench.root(), |c| c.fanout = fanout).await?;
+        let owner = Client::connect(&sequencer.url, keypair()?).await?;
+        let space = owner
+            .create_space(SpaceType::Channel, "federation", "Federation")
+            .await?
+            .space;
+        let uri = owner.space_uri(&space);
+        let mut nodes = Vec::with_capacity(members);
+        let mut users = Vec::with_capacity(members + 1);
+        for _ in 0..members {
+            let node = LocalNode::start(bench.root(), |_| {}).await?;
+            let user = Client::connect(&node.url, keypair()?).await?;
+            user.join(&uri).await?;
+            nodes.push(node);
+            users.push(user);
+        }
+        let tree = Tree::new(
+            owner.node_info().did.clone(),
+            users.iter().map(|u| u.node_info().did.clone()).collect(),
+            NonZeroUsize::new(fanout as usize).context("fan-out 0")?,
+        );
+        let last = users.last().context("no member nodes")?;
+        let tier = tree
+            .tier(&last.node_info().did)
+            .context("the last member node is not in the tree")?;
+        let head = owner.get_space(&space).await?.head_seq;
+        let remote = last.subscribe(&space, head).await?;
+        // The reference subscriber on the sequencer's node has a connection of its own: on the
+        // author's, the node's write of each notification would queue behind its ack.
+        let reader = Client::connect(&sequencer.url, keypair()?).await?;
+        let local = reader.subscribe(&space, head).await?;
+        users.push(reader);
+        Ok(Self {
+            sequencer,
+            members: nodes,
+            owner,
+            space,
+            head,
+            tier,
+            local: Some(local),
+            remote: Some(remote),
+            _clients: users,
+        })
+    }
+
+    /// Post `posts` beams at `rate` per second; for each, post→last member and the time per
+    /// hop.
+    async fn run(
+        &mut self,
+        posts: usize,
+        rate: f64,
+    ) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+        let target = self.head + posts as u64;
+        let local = tokio::spawn(arrivals(self.local.take().context("stream")?, target));
+        let remote = tokio::spawn(arrivals(self.remote.take().context("stream")?, target));
+        let sent = post_paced(&self.owner, &self.space, posts, rate).await?;
+        let (stream, at_sequencer) = local.await??;
+        self.local = Some(stream);
+        let (stream, at_last) = remote.await??;
+        self.remote = Some(stream);
+        self.head = target;
+        let (mut whole, mut per_hop) = (Vec::new(), Vec::new());
+        for (seq, posted) in &sent {
+            let arrived = at_last
+                .get(seq)
+                .context("an event missed the last member")?;
+            let local = at_sequencer
+                .get(seq)
+                .context("an event missed the sequencer")?;
+            whole.push(arrived.saturating_duration_since(*posted));
+            per_hop.push(arrived.saturating_duration_since(*local) / self.tier as u32);
+        }
+        Ok((whole, per_hop))
+    }
+
+    /// Stop every node.
+    async fn stop(self) -> anyhow::Result<()> {
+        drop((self.local, self.remote, self._clients, self.owner));
+        for node in self.members {
+            node.stop().await?;
+        }
+        self.sequencer.stop().await
+    }
 }
 
 /// Read `stream` until it delivers seq `target`; when each seq arrived. Gives the stream back.

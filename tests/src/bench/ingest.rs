@@ -38,10 +38,10 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
     }
     let work = Arc::new(tokio::task::spawn_blocking(IngestWork::new).await??);
     let fsync = Duration::from_secs_f64(bench.machine.fsync_p50_ms.max(0.0) / 1e3);
-    let cores = bench.machine.cores;
     let mut rows = Vec::new();
     for &count in &settings.ingest_authors {
-        let (mut rate, mut p50, mut p99) = (Series::default(), Series::default(), Series::default());
+        let (mut rate, mut p50, mut p99) =
+            (Series::default(), Series::default(), Series::default());
         for run in 0..settings.runs {
             let (mut latencies, elapsed) =
                 drive(&authors[..count], &space, settings.ingest_secs).await?;
@@ -68,41 +68,46 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
                 ),
             );
         }
-        let who = if count == 1 {
-            "1 author".to_owned()
-        } else {
-            format!("{count} authors")
-        };
-        let floor_what = "WS round trip + 2 verify + 1 sign + fsync";
-        rows.push(
-            Row {
-                samples: rate.figure,
-                ..Row::new(Scenario::Ingest, format!("beams acked, {who}"), Unit::PerSec)
-            }
-            .with_bound(Bound::ceiling(
-                format!("verify_strict + sign, {cores} cores"),
-                rate.bound,
-            )),
-        );
-        rows.push(
-            Row {
-                samples: p50.figure,
-                ..Row::new(Scenario::Ingest, format!("ack p50, {who}"), Unit::Millis)
-            }
-            .with_bound(Bound::floor(floor_what, p50.bound)),
-        );
-        rows.push(
-            Row {
-                samples: p99.figure,
-                ..Row::new(Scenario::Ingest, format!("ack p99, {who}"), Unit::Millis)
-            }
-            .with_bound(Bound::floor(floor_what, p99.bound)),
-        );
+        rows.extend(rows_for(count, bench.machine.cores, rate, p50, p99));
     }
     drop(authors);
     drop(owner);
     node.stop().await?;
     Ok(rows)
+}
+
+/// The rows of one author count: the rate against its ceiling, the latencies against their
+/// floor.
+fn rows_for(count: usize, cores: usize, rate: Series, p50: Series, p99: Series) -> [Row; 3] {
+    let who = if count == 1 {
+        "1 author".to_owned()
+    } else {
+        format!("{count} authors")
+    };
+    let floor = "WS round trip + 2 verify + 1 sign + fsync";
+    let latency = |name: &str, series: Series| {
+        Row {
+            samples: series.figure,
+            ..Row::new(Scenario::Ingest, format!("{name}, {who}"), Unit::Millis)
+        }
+        .with_bound(Bound::floor(floor, series.bound))
+    };
+    [
+        Row {
+            samples: rate.figure,
+            ..Row::new(
+                Scenario::Ingest,
+                format!("beams acked, {who}"),
+                Unit::PerSec,
+            )
+        }
+        .with_bound(Bound::ceiling(
+            format!("verify_strict + sign, {cores} cores"),
+            rate.bound,
+        )),
+        latency("ack p50", p50),
+        latency("ack p99", p99),
+    ]
 }
 
 /// Every author posts back to back for `secs`; the latency of each post acknowledged within

@@ -54,7 +54,13 @@ impl Machine {
         let memory_gib = meminfo
             .lines()
             .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
             .map_or(0.0, |kib| kib / (1024.0 * 1024.0));
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map_or_else(|_| "unknown".to_owned(), |k| k.trim().to_owned());
@@ -118,7 +124,8 @@ fn file_system(path: &Path) -> String {
         .filter_map(|l| {
             let mut fields = l.split_whitespace();
             let (_dev, mount, fs) = (fields.next()?, fields.next()?, fields.next()?);
-            path.starts_with(mount).then(|| (mount.len(), fs.to_owned()))
+            path.starts_with(mount)
+                .then(|| (mount.len(), fs.to_owned()))
         })
         .max_by_key(|(len, _)| *len)
         .map_or_else(|| "unknown".to_owned(), |(_, fs)| fs)

@@ -43,7 +43,7 @@ use northstar_protocol::Keypair;
 use serde::Serialize;
 
 use self::machine::Machine;
-use self::report::{Report, Row};
+use self::report::{Report, Row, count};
 
 /// The six scenarios of the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,7 +97,10 @@ impl FromStr for Scenario {
             .find(|sc| sc.name() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
-                format!("unknown scenario {s:?}; expected one of {}", names.join(", "))
+                format!(
+                    "unknown scenario {s:?}; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -218,89 +221,70 @@ impl Settings {
         self.only.is_empty() || self.only.contains(&scenario)
     }
 
+    /// The settings that shape the figures, as `(name, value)` lines for the report.
     fn describe(&self) -> Vec<(String, String)> {
-        let list = |v: &[usize]| {
-            v.iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let mut out = vec![(
             "node limits (all nodes)".to_owned(),
             nodes::describe_limits(),
         )];
-        if self.runs(Scenario::Ingest) {
-            out.push((
-                "ingest".into(),
-                format!(
-                    "{} authors (SDK clients, each its own connection, posting back to back) for \
-                     {} s per run into one channel of an in-process node",
-                    list(&self.ingest_authors),
-                    self.ingest_secs
-                ),
-            ));
-        }
-        if self.runs(Scenario::Fanout) {
-            out.push((
-                "fan-out".into(),
-                format!(
-                    "{} subscribers (raw WebSocket clients, authenticated) of a node in its own \
-                     process; throughput phase: about {} deliveries ({}–{} posts, {} in flight); \
-                     latency phase: at most {} posts/s for {} s",
-                    list(&self.fanout_subscribers),
-                    self.fanout_deliveries,
-                    self.fanout_min_posts,
-                    self.fanout_max_posts,
-                    self.fanout_window,
-                    self.fanout_latency_rate,
-                    self.fanout_latency_secs
-                ),
-            ));
-        }
-        if self.runs(Scenario::Federation) {
-            out.push((
-                "federation".into(),
-                format!(
-                    "{} member nodes × fan-out {}, in-process nodes; {} posts at {} posts/s per run",
-                    list(&self.federation_members),
-                    self.federation_fanouts
-                        .iter()
-                        .map(u32::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    self.federation_posts,
-                    self.federation_rate
-                ),
-            ));
-        }
-        if self.runs(Scenario::Memory) {
-            out.push((
-                "memory".into(),
-                format!(
-                    "{} idle authenticated connections to a node in its own process",
-                    self.memory_connections
-                ),
-            ));
-        }
-        if self.runs(Scenario::Catchup) {
-            out.push((
-                "catch-up".into(),
-                format!(
-                    "{} events missed by an in-process member node",
-                    self.catchup_events
-                ),
-            ));
-        }
-        if self.runs(Scenario::Auth) {
-            out.push((
-                "auth".into(),
-                format!(
-                    "{} SDK clients connecting and authenticating back to back for {} s per run",
-                    self.auth_concurrency, self.auth_secs
-                ),
-            ));
+        for scenario in Scenario::ALL {
+            if self.runs(scenario) {
+                let label = match scenario {
+                    Scenario::Fanout => "fan-out",
+                    Scenario::Catchup => "catch-up",
+                    other => other.name(),
+                };
+                out.push((label.to_owned(), self.describe_one(scenario)));
+            }
         }
         out
+    }
+
+    fn describe_one(&self, scenario: Scenario) -> String {
+        let list = |v: &[usize]| v.iter().map(|n| count(*n)).collect::<Vec<_>>().join(", ");
+        match scenario {
+            Scenario::Ingest => format!(
+                "{} authors (SDK clients, each its own connection, posting back to back) for {} s \
+                 per run into one channel of an in-process node",
+                list(&self.ingest_authors),
+                self.ingest_secs
+            ),
+            Scenario::Fanout => format!(
+                "{} subscribers (raw WebSocket clients, authenticated) of a node in its own \
+                 process; throughput phase: about {} deliveries ({}–{} posts, {} in flight); \
+                 latency phase: at most {} posts/s for {} s",
+                list(&self.fanout_subscribers),
+                count(self.fanout_deliveries),
+                self.fanout_min_posts,
+                self.fanout_max_posts,
+                self.fanout_window,
+                self.fanout_latency_rate,
+                self.fanout_latency_secs
+            ),
+            Scenario::Federation => format!(
+                "{} member nodes × fan-out {}, in-process nodes; {} posts at {} posts/s per run",
+                list(&self.federation_members),
+                self.federation_fanouts
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.federation_posts,
+                self.federation_rate
+            ),
+            Scenario::Memory => format!(
+                "{} idle authenticated connections to a node in its own process",
+                count(self.memory_connections)
+            ),
+            Scenario::Catchup => format!(
+                "{} events missed by an in-process member node",
+                count(self.catchup_events)
+            ),
+            Scenario::Auth => format!(
+                "{} SDK clients connecting and authenticating back to back for {} s per run",
+                self.auth_concurrency, self.auth_secs
+            ),
+        }
     }
 }
 

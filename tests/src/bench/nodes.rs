@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use northstar_node::config::{Config, Limits};
+
+use super::report::count;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, ChildStdin, Command};
@@ -43,23 +45,24 @@ pub fn bench_config(data_dir: PathBuf, listen: SocketAddr) -> Config {
 pub fn describe_limits() -> String {
     let l = bench_config(PathBuf::new(), SocketAddr::from(([127, 0, 0, 1], 0))).limits;
     let d = Limits::default();
+    let n = |v: u32| count(v as usize);
     format!(
-        "max_connections {} (default {}), max_connections_per_ip {} ({}), requests_per_second \
-         {} ({}), request_burst {} ({}), auth_timeout_secs {} ({}); unchanged: \
-         subscriber_queue {}, max_page {}, max_frame_bytes {}",
-        l.max_connections,
-        d.max_connections,
-        l.max_connections_per_ip,
-        d.max_connections_per_ip,
-        l.requests_per_second,
-        d.requests_per_second,
-        l.request_burst,
-        d.request_burst,
+        "raised: max_connections {} (default {}), max_connections_per_ip {} ({}), \
+         requests_per_second {} ({}), request_burst {} ({}), auth_timeout_secs {} ({}); \
+         default: subscriber_queue {}, max_page {}, max_frame_bytes {}",
+        n(l.max_connections),
+        n(d.max_connections),
+        n(l.max_connections_per_ip),
+        n(d.max_connections_per_ip),
+        n(l.requests_per_second),
+        n(d.requests_per_second),
+        n(l.request_burst),
+        n(d.request_burst),
         l.auth_timeout_secs,
         d.auth_timeout_secs,
-        l.subscriber_queue,
+        n(l.subscriber_queue),
         l.max_page,
-        l.max_frame_bytes
+        n(l.max_frame_bytes)
     )
 }
 

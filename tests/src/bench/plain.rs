@@ -60,8 +60,7 @@ async fn serve(socket: TcpStream, mut rx: broadcast::Receiver<Message>) {
         return;
     }
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(socket, Some(config)).await
-    else {
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(socket, Some(config)).await else {
         return;
     };
     loop {
@@ -134,7 +133,10 @@ mod tests {
         let out = with_seqs(r#"{"a":{"seq":41,"x":1},"seq":9}"#, 7, 2).unwrap();
         assert_eq!(
             out,
-            [r#"{"a":{"seq":7,"x":1},"seq":9}"#, r#"{"a":{"seq":8,"x":1},"seq":9}"#]
+            [
+                r#"{"a":{"seq":7,"x":1},"seq":9}"#,
+                r#"{"a":{"seq":8,"x":1},"seq":9}"#
+            ]
         );
     }
 }

@@ -117,7 +117,7 @@ impl RawConn {
     }
 }
 
-/// Open `count` connections to `url`, [`OPEN_CONCURRENCY`] at a time, each authenticated with
+/// Open `count` connections to `url`, `OPEN_CONCURRENCY` at a time, each authenticated with
 /// its own new key if `authenticate`, else with one echo round trip (for the plain server).
 pub async fn open_many(
     url: &str,

@@ -21,6 +21,8 @@ pub enum Unit {
     PerSec,
     /// Milliseconds.
     Millis,
+    /// Seconds.
+    Secs,
     /// Kibibytes.
     KiB,
     /// Mebibytes.
@@ -32,6 +34,7 @@ impl Unit {
         match self {
             Unit::PerSec => "/s",
             Unit::Millis => " ms",
+            Unit::Secs => " s",
             Unit::KiB => " KiB",
             Unit::MiB => " MiB",
         }
@@ -51,9 +54,12 @@ impl Unit {
 }
 
 /// `1234567.8` → `1,234,568`.
-fn thousands(value: f64) -> String {
+pub fn thousands(value: f64) -> String {
     // Figures are far below 2^53, so the rounded value is exact as an integer.
     let digits = format!("{:.0}", value.round());
+    if let Some(positive) = digits.strip_prefix('-') {
+        return format!("-{}", thousands(positive.parse().unwrap_or(0.0)));
+    }
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i) % 3 == 0 {
@@ -62,6 +68,11 @@ fn thousands(value: f64) -> String {
         out.push(c);
     }
     out
+}
+
+/// A count with thousands separators: `10000` → `10,000`.
+pub fn count(n: usize) -> String {
+    thousands(n as f64)
 }
 
 /// Whether a bound is a ceiling (a rate nothing can beat: higher is better) or a floor (a
@@ -255,7 +266,11 @@ impl Report {
         let _ = writeln!(
             out,
             "Northstar benchmark{} — {} runs per figure, median and spread (min–max)\n",
-            if self.smoke { " (SMOKE: tiny counts)" } else { "" },
+            if self.smoke {
+                " (SMOKE: tiny counts)"
+            } else {
+                ""
+            },
             self.runs
         );
         let _ = writeln!(

@@ -1,1 +1,128 @@
-fn main() {}
+//! The Northstar benchmark: `cargo run --release -p northstar-tests --bin bench`.
+//!
+//! Starts real nodes on 127.0.0.1, drives them with real clients and prints one table with
+//! each figure next to the ceiling this machine allows; `docs/benchmarks.md` says what each
+//! scenario does. The hidden subcommands `__node` and `__plain` are the helper processes the
+//! benchmark starts from this same binary.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use northstar_tests::bench::{self, Scenario, Settings, nodes, plain};
+
+/// Benchmark Northstar nodes on this machine.
+#[derive(Parser)]
+#[command(name = "bench")]
+struct Args {
+    /// A seconds-long run with tiny counts: checks that the benchmark works.
+    #[arg(long)]
+    smoke: bool,
+    /// Only these scenarios, comma-separated: ingest, fanout, federation, memory, catchup, auth.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Scenario>,
+    /// Runs per figure (each figure is their median).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Also print the results as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Where to make the nodes' data directories (default: the system's temp directory).
+    #[arg(long)]
+    data_root: Option<PathBuf>,
+    /// Concurrent authors for ingest, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    ingest_authors: Vec<usize>,
+    /// Seconds per ingest run.
+    #[arg(long)]
+    ingest_secs: Option<f64>,
+    /// Subscriber counts for fan-out, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    fanout_subscribers: Vec<usize>,
+    /// Member node counts for federation, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    federation_members: Vec<usize>,
+    /// Broadcast-tree fan-outs for federation, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    federation_fanouts: Vec<u32>,
+    /// Idle authenticated connections for memory.
+    #[arg(long)]
+    memory_connections: Option<usize>,
+    /// Events the member node misses for catch-up.
+    #[arg(long)]
+    catchup_events: Option<usize>,
+    /// Seconds per auth run.
+    #[arg(long)]
+    auth_secs: Option<f64>,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    quiet: bool,
+    #[command(subcommand)]
+    helper: Option<Helper>,
+}
+
+/// The processes the benchmark starts from this binary.
+#[derive(Subcommand)]
+enum Helper {
+    /// Run a node with the benchmark's limits; prints `READY <addr>`.
+    #[command(name = "__node", hide = true)]
+    Node {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Run the plain WebSocket server of the ceilings; prints `READY <addr>`.
+    #[command(name = "__plain", hide = true)]
+    Plain,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.helper {
+        Some(Helper::Node { data_dir }) => return nodes::node_main(data_dir).await,
+        Some(Helper::Plain) => return plain::main().await,
+        None => {}
+    }
+    let exe = std::env::current_exe().context("cannot find this binary to re-run it")?;
+    let mut settings = if args.smoke {
+        Settings::smoke(exe)
+    } else {
+        Settings::full(exe)
+    };
+    settings.only = args.only;
+    settings.data_root = args.data_root;
+    settings.progress = !args.quiet;
+    if let Some(runs) = args.runs {
+        anyhow::ensure!(runs > 0, "--runs must be at least 1");
+        settings.runs = runs;
+    }
+    let set_list = |list: Vec<usize>, slot: &mut Vec<usize>| {
+        if !list.is_empty() {
+            *slot = list;
+        }
+    };
+    set_list(args.ingest_authors, &mut settings.ingest_authors);
+    set_list(args.fanout_subscribers, &mut settings.fanout_subscribers);
+    set_list(args.federation_members, &mut settings.federation_members);
+    if !args.federation_fanouts.is_empty() {
+        settings.federation_fanouts = args.federation_fanouts;
+    }
+    if let Some(secs) = args.ingest_secs {
+        settings.ingest_secs = secs;
+    }
+    if let Some(n) = args.memory_connections {
+        settings.memory_connections = n;
+    }
+    if let Some(n) = args.catchup_events {
+        settings.catchup_events = n;
+    }
+    if let Some(secs) = args.auth_secs {
+        settings.auth_secs = secs;
+    }
+    let report = bench::run(&settings).await?;
+    println!("{}", report.table());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    }
+    Ok(())
+}
