@@ -303,16 +303,15 @@ impl CatchUp {
                 return Ok(head);
             }
             let sequencer = self.sequencer_of(space, &page, create).await?;
-            let mut events = Vec::with_capacity(page.events.len());
-            for raw in &page.events {
-                let event: Event = northstar_protocol::canonical::from_str_strict(raw.get())
+            let raws: Vec<String> = page.events.iter().map(|raw| raw.get().to_owned()).collect();
+            let expected = space.clone();
+            // Parsing and strict verification take most of a catch-up: spread them over every
+            // core, off the async workers.
+            let events =
+                tokio::task::spawn_blocking(move || verify_page(raws, &expected, &sequencer))
+                    .await
+                    .map_err(|e| forged(source, e))?
                     .map_err(|e| forged(source, e))?;
-                if event.space != *space {
-                    return Err(forged(source, "an event of another space"));
-                }
-                event.verify(&sequencer).map_err(|e| forged(source, e))?;
-                events.push(event);
-            }
             let outcome = self.writer.replicate(events, create.is_some()).await?;
             if let Some(reason) = outcome.refused {
                 return Err(forged(source, reason));
@@ -392,6 +391,38 @@ impl CatchUp {
             }
         }
     }
+}
+
+/// Parse and strictly verify a page of events of `space` under `sequencer`, on every core.
+fn verify_page(raws: Vec<String>, space: &SpaceId, sequencer: &Did) -> Result<Vec<Event>, String> {
+    let one = |raw: &String| -> Result<Event, String> {
+        let event: Event =
+            northstar_protocol::canonical::from_str_strict(raw).map_err(|e| e.to_string())?;
+        if event.space != *space {
+            return Err("an event of another space".into());
+        }
+        event.verify(sequencer).map_err(|e| e.to_string())?;
+        Ok(event)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || raws.len() < 2 * threads {
+        return raws.iter().map(one).collect();
+    }
+    let chunk = raws.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = raws
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut events = Vec::with_capacity(raws.len());
+        for part in parts {
+            events.extend(
+                part.join()
+                    .map_err(|_| "a verifier thread panicked".to_owned())??,
+            );
+        }
+        Ok(events)
+    })
 }
 
 fn forged(source: &str, reason: impl std::fmt::Display) -> CatchUpError {

@@ -216,6 +216,9 @@ struct GroupBeams {
     deleted: HashSet<ContentId>,
     /// (beam id, space, author) refs appended.
     refs: Vec<(ContentId, SpaceId, Did)>,
+    /// Of the beams the group's refs name, those deleted before the group: read once for the
+    /// whole group, since a query per post was what bounded ingest.
+    tombstoned: HashSet<ContentId>,
 }
 
 /// Spaces kept in memory at most; past that the cache starts again (states reload from the
@@ -296,6 +299,31 @@ impl Sequencer {
 
     async fn process(&mut self, group: Vec<Request>) {
         self.group = GroupBeams::default();
+        let named: Vec<String> = group
+            .iter()
+            .filter_map(|request| match request {
+                Request::Append { payload, .. } => match payload.as_ref() {
+                    Payload::BeamRef(r) => Some(r.beam.to_string()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        match self.store.tombstoned_among(&named).await {
+            Ok(ids) => {
+                self.group.tombstoned = ids
+                    .iter()
+                    .filter_map(|id| ContentId::parse(id).ok())
+                    .collect();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read tombstones; the group is refused");
+                for request in group {
+                    refuse(request, SequenceError::Store(e.clone_for_reply()));
+                }
+                return;
+            }
+        }
         if self.spaces.len() > MAX_CACHED_SPACES {
             self.spaces.clear();
             self.routes.clear();
@@ -501,7 +529,7 @@ impl Sequencer {
             }
             Payload::BeamRef(r)
                 if self.group.deleted.contains(&r.beam)
-                    || self.store.is_tombstoned(&r.beam.to_string()).await? =>
+                    || self.group.tombstoned.contains(&r.beam) =>
             {
                 return Err(SequenceError::BeamNotFound(format!("{} (deleted)", r.beam)));
             }
@@ -687,6 +715,25 @@ pub(crate) fn corrupt(table: &'static str, e: impl std::fmt::Display) -> Sequenc
         table,
         reason: e.to_string(),
     })
+}
+
+/// Answer a request that will not be decided.
+fn refuse(request: Request, error: SequenceError) {
+    // Callers that went away need no answer.
+    match request {
+        Request::Create { reply, .. } | Request::Append { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        Request::Delete { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        Request::StoreBeam { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        Request::Replicate { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+    }
 }
 
 fn first(acks: &[Ack]) -> Option<Ack> {

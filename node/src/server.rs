@@ -114,6 +114,10 @@ pub async fn serve(
                 }
             },
         };
+        // Small JSON-RPC messages must not wait for Nagle's algorithm (up to 40 ms per write).
+        if let Err(e) = socket.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let (conn_stop, conn_handle) = stop_channel();
         let kill = kill_all.child_token();

@@ -16,7 +16,7 @@ use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 /// Connections for concurrent reads (the writer takes one of them per batch).
 const POOL_CONNECTIONS: u32 = 8;
@@ -53,6 +53,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same failure as text, for the many callers of one failed group (the cause is
+    /// logged once where it happened).
+    pub fn clone_for_reply(&self) -> Self {
+        StoreError::Corrupt {
+            table: "group",
+            reason: self.to_string(),
+        }
+    }
+
     /// A value that could not be encoded as JSON for storage.
     pub fn from_json(e: serde_json::Error) -> Self {
         StoreError::Corrupt {
@@ -291,9 +300,36 @@ impl Store {
     /// Apply `ops` in one transaction; returns once it is durable.
     pub async fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for op in ops {
+        // One statement per kind of row for the whole group instead of one per row: each
+        // statement is a round trip to SQLite's thread, which is what bounded ingest. The
+        // order between kinds keeps every reference valid and every guard effective: spaces
+        // before their rows, tombstones before the beam inserts they guard, members in the
+        // order the log changed them.
+        for op in ops.iter().filter(|op| matches!(op, Op::CreateSpace(_))) {
             apply(&mut tx, op).await?;
         }
+        for op in ops
+            .iter()
+            .filter(|op| matches!(op, Op::DeleteBeam { .. } | Op::Uncache { .. }))
+        {
+            apply(&mut tx, op).await?;
+        }
+        let beams: Vec<&BeamRow> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::PutBeam(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        insert_beams(&mut tx, &beams).await?;
+        for op in ops
+            .iter()
+            .filter(|op| matches!(op, Op::Member { .. } | Op::Fork { .. }))
+        {
+            apply(&mut tx, op).await?;
+        }
+        insert_refs(&mut tx, ops).await?;
+        insert_events(&mut tx, ops).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -465,6 +501,22 @@ impl Store {
         Ok(row.map(|r| beam_row(&r)))
     }
 
+    /// Which of `beams` (content id texts) were deleted.
+    pub async fn tombstoned_among(&self, beams: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in beams.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("SELECT beam FROM tombstones WHERE beam IN (");
+            let mut list = q.separated(", ");
+            for beam in chunk {
+                list.push_bind(beam);
+            }
+            q.push(")");
+            let rows = q.build().fetch_all(&self.pool).await?;
+            found.extend(rows.iter().map(|r| r.get::<String, _>(0)));
+        }
+        Ok(found)
+    }
+
     /// Whether a beam with this id was deleted.
     pub async fn is_tombstoned(&self, beam: &str) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 FROM tombstones WHERE beam = ?")
@@ -554,6 +606,109 @@ impl Store {
                 .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// Rows per multi-row statement: far below SQLite's limit of 32,766 bound values.
+const ROWS_PER_STATEMENT: usize = 500;
+
+async fn insert_beams(
+    tx: &mut Transaction<'_, Sqlite>,
+    beams: &[&BeamRow],
+) -> Result<(), StoreError> {
+    for chunk in beams.chunks(ROWS_PER_STATEMENT) {
+        // A deleted beam never comes back: its tombstone (inserted before, in this transaction
+        // or earlier) keeps the row out.
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO beams (path, id, author, json, created_at) SELECT v.* FROM (",
+        );
+        for (i, b) in chunk.iter().enumerate() {
+            q.push(if i == 0 {
+                "SELECT "
+            } else {
+                " UNION ALL SELECT "
+            });
+            q.push_bind(&b.path).push(" AS path, ");
+            q.push_bind(&b.id).push(" AS id, ");
+            q.push_bind(&b.author).push(" AS author, ");
+            q.push_bind(&b.json).push(" AS json, ");
+            q.push_bind(to_i64(b.created_at)).push(" AS created_at");
+        }
+        q.push(") AS v WHERE NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.beam = v.id) ");
+        q.push("ON CONFLICT (path) DO NOTHING");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_refs(tx: &mut Transaction<'_, Sqlite>, ops: &[Op]) -> Result<(), StoreError> {
+    let refs: Vec<&Op> = ops
+        .iter()
+        .filter(|op| matches!(op, Op::BeamRef { .. }))
+        .collect();
+    for chunk in refs.chunks(ROWS_PER_STATEMENT) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("INSERT INTO beam_refs (beam, space, seq, author, home) ");
+        q.push_values(chunk, |mut row, op| {
+            if let Op::BeamRef {
+                beam,
+                space,
+                seq,
+                author,
+                home,
+            } = op
+            {
+                row.push_bind(beam)
+                    .push_bind(space)
+                    .push_bind(to_i64(*seq))
+                    .push_bind(author)
+                    .push_bind(home);
+            }
+        });
+        q.push(" ON CONFLICT DO NOTHING");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_events(tx: &mut Transaction<'_, Sqlite>, ops: &[Op]) -> Result<(), StoreError> {
+    let events: Vec<&EventRow> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Event(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("INSERT INTO events (space, seq, id, kind, author, json) ");
+        q.push_values(chunk, |mut row, e| {
+            row.push_bind(&e.space)
+                .push_bind(to_i64(e.seq))
+                .push_bind(&e.id)
+                .push_bind(&e.kind)
+                .push_bind(&e.author)
+                .push_bind(&e.json);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    // Each space's head moves once, to its last event of the group.
+    let mut heads: Vec<(&str, u64, &str)> = Vec::new();
+    for e in &events {
+        match heads.iter_mut().find(|(space, _, _)| *space == e.space) {
+            Some(head) if head.1 < e.seq => *head = (&e.space, e.seq, &e.id),
+            Some(_) => {}
+            None => heads.push((&e.space, e.seq, &e.id)),
+        }
+    }
+    for (space, seq, id) in heads {
+        sqlx::query("UPDATE spaces SET head_seq = ?, head_id = ? WHERE id = ?")
+            .bind(to_i64(seq))
+            .bind(id)
+            .bind(space)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 fn space_row(r: &sqlx::sqlite::SqliteRow) -> SpaceRow {
