@@ -104,20 +104,27 @@ fn one(out: &Output) -> Value {
     lines.remove(0)
 }
 
+/// A new key file `{name}.json` in `dir`, made with `northstar key generate`.
+fn new_key(dir: &Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.json"));
+    let out = northstar()
+        .args(["key", "generate", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
 #[test]
 fn newcomer_walk_through() {
     let dir = tempfile::tempdir().unwrap();
     let node = Serve::start(&dir.path().join("node"));
-    let alice = dir.path().join("alice.json");
-    let bob = dir.path().join("bob.json");
-    for key in [&alice, &bob] {
-        let out = northstar()
-            .args(["key", "generate", "--out"])
-            .arg(key)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-    }
+    let (alice, bob) = (new_key(dir.path(), "alice"), new_key(dir.path(), "bob"));
 
     let info = one(&run(&node, &alice, &["node", "info", "--json"]));
     assert!(info["did"].as_str().unwrap().starts_with("did:key:z6Mk"));
@@ -240,16 +247,7 @@ fn the_cli_joins_and_posts_through_another_node() {
     let dir = tempfile::tempdir().unwrap();
     let a = Serve::start(&dir.path().join("a"));
     let b = Serve::start(&dir.path().join("b"));
-    let alice = dir.path().join("alice.json");
-    let bob = dir.path().join("bob.json");
-    for key in [&alice, &bob] {
-        let out = northstar()
-            .args(["key", "generate", "--out"])
-            .arg(key)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-    }
+    let (alice, bob) = (new_key(dir.path(), "alice"), new_key(dir.path(), "bob"));
     let created = one(&run(
         &a,
         &alice,

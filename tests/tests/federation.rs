@@ -22,6 +22,19 @@ async fn user(node: &TestNode) -> Client {
         .unwrap()
 }
 
+/// Node A with Alice's channel `unique_id`, and node B whose user Bob joined it.
+async fn alice_on_a_bob_on_b(unique_id: &str) -> (TestNode, TestNode, Client, Client, SpaceId) {
+    let (a, b) = (TestNode::start().await, TestNode::start().await);
+    let (alice, bob) = (user(&a).await, user(&b).await);
+    let space = alice
+        .create_space(SpaceType::Channel, unique_id, unique_id)
+        .await
+        .unwrap()
+        .space;
+    bob.join(&alice.space_uri(&space)).await.unwrap();
+    (a, b, alice, bob, space)
+}
+
 /// Wait until `stream` has delivered event `seq`; returns every event it saw on the way.
 async fn until_seq(stream: &mut EventStream, seq: u64) -> Vec<Event> {
     let mut seen = Vec::new();
@@ -191,16 +204,7 @@ async fn a_member_node_stopped_while_events_flow_catches_up_after_restart() {
 
 #[tokio::test]
 async fn forged_and_forked_events_are_refused_at_the_first_hop() {
-    let a = TestNode::start().await;
-    let b = TestNode::start().await;
-    let alice = user(&a).await;
-    let bob = user(&b).await;
-    let space = alice
-        .create_space(SpaceType::Channel, "guarded", "Guarded")
-        .await
-        .unwrap()
-        .space;
-    bob.join(&alice.space_uri(&space)).await.unwrap();
+    let (a, b, alice, bob, space) = alice_on_a_bob_on_b("guarded").await;
     alice.post(&space, "real", "x").await.unwrap();
     let mut feed = bob.subscribe(&space, 0).await.unwrap();
     let held = until_seq(&mut feed, 3).await;
@@ -262,16 +266,7 @@ async fn forged_and_forked_events_are_refused_at_the_first_hop() {
 
 #[tokio::test]
 async fn only_a_beams_author_can_have_it_tombstoned_and_only_referenced_beams_are_fetched() {
-    let a = TestNode::start().await;
-    let b = TestNode::start().await;
-    let alice = user(&a).await;
-    let bob = user(&b).await;
-    let space = alice
-        .create_space(SpaceType::Channel, "mine", "Mine")
-        .await
-        .unwrap()
-        .space;
-    bob.join(&alice.space_uri(&space)).await.unwrap();
+    let (a, _b, alice, bob, space) = alice_on_a_bob_on_b("mine").await;
     let posted = bob.post(&space, "keep", "this").await.unwrap();
     let beam_uri = BeamUri::parse(&posted.beam_uri).unwrap();
 
