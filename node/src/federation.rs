@@ -132,11 +132,6 @@ impl Links {
         }
     }
 
-    /// This node's own authority's origin, to tell "the peer is us" apart.
-    pub fn origin(&self) -> &str {
-        &self.origin
-    }
-
     /// The link to `authority`, dialling and authenticating if there is none.
     pub async fn get(&self, authority: &str) -> Result<Link, LinkError> {
         let peer = {

@@ -45,7 +45,6 @@ const PEER_QUEUE: usize = 256;
 /// A space's broadcast tree, with the authorities to reach its nodes.
 #[derive(Debug)]
 pub struct Routing {
-    nodes: Vec<Home>,
     tree: Tree,
     authorities: HashMap<Did, String>,
 }
@@ -63,26 +62,12 @@ impl Routing {
             .iter()
             .map(|h| (h.node.clone(), h.authority.clone()))
             .collect();
-        Self {
-            nodes,
-            tree,
-            authorities,
-        }
-    }
-
-    /// The member nodes it was built from.
-    pub fn nodes(&self) -> &[Home] {
-        &self.nodes
+        Self { tree, authorities }
     }
 
     /// The nodes `node` forwards to.
     pub fn children(&self, node: &Did) -> Vec<Home> {
         self.homes(self.tree.children(node))
-    }
-
-    /// The member nodes `node` receives from (not the sequencer, whose authority is the space's).
-    pub fn parents(&self, node: &Did) -> Vec<Home> {
-        self.homes(self.tree.parents(node))
     }
 
     fn homes(&self, dids: Vec<&Did>) -> Vec<Home> {

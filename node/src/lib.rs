@@ -136,6 +136,7 @@ pub async fn run(
         links,
         catch_up,
         background: tasks.clone(),
+        filling: Arc::default(),
     });
     let module = rpc::methods(api).map_err(|e| NodeError::Methods(e.to_string()))?;
     let address = listener

@@ -200,7 +200,8 @@ pub struct Sequencer {
     pub(crate) key: Keypair,
     hub: Arc<Hub>,
     pub(crate) spaces: HashMap<SpaceId, SpaceState>,
-    routes: HashMap<SpaceId, Arc<Routing>>,
+    /// Each space's tree and the `members_version` it was built at.
+    routes: HashMap<SpaceId, (u64, Arc<Routing>)>,
     /// What the group being decided has done to beams, which the store cannot show yet.
     group: GroupBeams,
     forward: Option<ForwardSender>,
@@ -456,20 +457,25 @@ impl Sequencer {
         }
     }
 
-    /// The space's broadcast tree, rebuilt only when its member nodes changed.
+    /// The space's broadcast tree, rebuilt only when its membership changed: deriving the
+    /// member nodes walks every member, too much to do for every committed batch.
     pub(crate) fn routing(&mut self, space: &SpaceId) -> Option<Arc<Routing>> {
         let state = self.spaces.get(space)?;
-        let nodes = state.member_nodes();
-        if let Some(routing) = self
+        if let Some((_, routing)) = self
             .routes
             .get(space)
-            .filter(|r| r.nodes() == nodes.as_slice())
+            .filter(|(version, _)| *version == state.members_version)
         {
             return Some(routing.clone());
         }
         let fanout = usize::try_from(state.fanout).unwrap_or(1);
-        let routing = Arc::new(Routing::new(state.sequencer.clone(), nodes, fanout));
-        self.routes.insert(space.clone(), routing.clone());
+        let routing = Arc::new(Routing::new(
+            state.sequencer.clone(),
+            state.member_nodes(),
+            fanout,
+        ));
+        self.routes
+            .insert(space.clone(), (state.members_version, routing.clone()));
         Some(routing)
     }
 

@@ -756,25 +756,6 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), StoreErr
             .execute(&mut **tx)
             .await?;
         }
-        Op::Event(e) => {
-            sqlx::query(
-                "INSERT INTO events (space, seq, id, kind, author, json) VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&e.space)
-            .bind(to_i64(e.seq))
-            .bind(&e.id)
-            .bind(&e.kind)
-            .bind(&e.author)
-            .bind(&e.json)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query("UPDATE spaces SET head_seq = ?, head_id = ? WHERE id = ?")
-                .bind(to_i64(e.seq))
-                .bind(&e.id)
-                .bind(&e.space)
-                .execute(&mut **tx)
-                .await?;
-        }
         Op::Member {
             space,
             did,
@@ -809,43 +790,9 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), StoreErr
                 .execute(&mut **tx)
                 .await?;
         }
-        Op::PutBeam(b) => {
-            // The same beam posted again (into another space) is the same content: keep one.
-            // Never bring back a deleted beam, even if its deletion is earlier in this very
-            // transaction.
-            sqlx::query(
-                "INSERT INTO beams (path, id, author, json, created_at) \
-                 SELECT ?1, ?2, ?3, ?4, ?5 \
-                 WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE beam = ?2) \
-                 ON CONFLICT (path) DO NOTHING",
-            )
-            .bind(&b.path)
-            .bind(&b.id)
-            .bind(&b.author)
-            .bind(&b.json)
-            .bind(to_i64(b.created_at))
-            .execute(&mut **tx)
-            .await?;
-        }
-        Op::BeamRef {
-            beam,
-            space,
-            seq,
-            author,
-            home,
-        } => {
-            sqlx::query(
-                "INSERT INTO beam_refs (beam, space, seq, author, home) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(beam)
-            .bind(space)
-            .bind(to_i64(*seq))
-            .bind(author)
-            .bind(home)
-            .execute(&mut **tx)
-            .await?;
-        }
+        // Written for the whole group at once by `insert_beams`, `insert_refs` and
+        // `insert_events`.
+        Op::PutBeam(_) | Op::BeamRef { .. } | Op::Event(_) => {}
         Op::Uncache { beam, author } => {
             sqlx::query("DELETE FROM beam_cache WHERE id = ? AND author = ?")
                 .bind(beam)

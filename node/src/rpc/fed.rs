@@ -116,12 +116,24 @@ impl FedApiServer for Handler {
 
 impl super::Api {
     /// Pull what a push skipped over, in the background: the push itself is answered now.
+    /// At most one such catch-up runs per space, however many gapped pushes arrive.
     fn fill_gap(&self, space: SpaceId, sequencer: String) {
+        {
+            let mut filling = self.filling.lock().unwrap_or_else(|p| p.into_inner());
+            if !filling.insert(space.clone()) {
+                return;
+            }
+        }
         let catch_up = self.catch_up.clone();
+        let filling = self.filling.clone();
         self.background.spawn(async move {
             if let Err(e) = catch_up.run(&space, &[sequencer], None, None).await {
                 tracing::debug!(space = %space, error = %e, "gap not filled yet; the next sync retries");
             }
+            filling
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&space);
         });
     }
 }

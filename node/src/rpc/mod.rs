@@ -153,6 +153,8 @@ pub struct Api {
     pub catch_up: CatchUp,
     /// Background work a request starts but does not wait for (catch-ups after a gap).
     pub background: TaskTracker,
+    /// Spaces with a gap-filling catch-up under way.
+    pub filling: Arc<std::sync::Mutex<std::collections::HashSet<SpaceId>>>,
 }
 
 /// Where a space lives, from this node's point of view.

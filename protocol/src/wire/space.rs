@@ -141,7 +141,8 @@ pub struct Home {
 signed_object!(Membership, Domain::Membership);
 
 impl Membership {
-    /// A request signed by `actor`.
+    /// A request signed by `actor` (a join is made with [`Membership::join`], which names
+    /// the joiner's home).
     pub fn create(
         actor: &Keypair,
         space: SpaceId,
@@ -149,18 +150,7 @@ impl Membership {
         subject: Did,
         created_at: u64,
     ) -> Result<Self, SignatureError> {
-        let mut request = Self {
-            space,
-            actor: actor.did().clone(),
-            action,
-            subject,
-            home: None,
-            created_at,
-            sig: Signature::UNSIGNED,
-        };
-        let signer = request.actor.clone();
-        sign::sign(&mut request, actor, &signer)?;
-        Ok(request)
+        Self::signed(actor, space, action, subject, None, created_at)
     }
 
     /// A join by `actor`, naming its home node.
@@ -170,12 +160,31 @@ impl Membership {
         home: Home,
         created_at: u64,
     ) -> Result<Self, SignatureError> {
+        let subject = actor.did().clone();
+        Self::signed(
+            actor,
+            space,
+            MembershipAction::Join,
+            subject,
+            Some(home),
+            created_at,
+        )
+    }
+
+    fn signed(
+        actor: &Keypair,
+        space: SpaceId,
+        action: MembershipAction,
+        subject: Did,
+        home: Option<Home>,
+        created_at: u64,
+    ) -> Result<Self, SignatureError> {
         let mut request = Self {
             space,
             actor: actor.did().clone(),
-            action: MembershipAction::Join,
-            subject: actor.did().clone(),
-            home: Some(home),
+            action,
+            subject,
+            home,
             created_at,
             sig: Signature::UNSIGNED,
         };
