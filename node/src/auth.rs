@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use jsonrpsee::server::ServerHandle;
 use northstar_protocol::api::ErrorCode;
 use northstar_protocol::wire::{AuthChallenge, AuthResponse};
 use northstar_protocol::{Did, Keypair};
@@ -18,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Policy, Registration};
 use crate::rpc::ApiError;
-use crate::server::IpSlot;
 
 /// The most nonces one connection remembers, answered or not; a new one pushes out the oldest.
 const NONCES_PER_SESSION: usize = 8;
@@ -32,9 +30,7 @@ pub struct Session {
     pub peer: SocketAddr,
     did: OnceLock<Did>,
     bucket: Mutex<Bucket>,
-    conn: ServerHandle,
     kill: CancellationToken,
-    slot: OnceLock<IpSlot>,
     nonces: Mutex<VecDeque<Issued>>,
 }
 
@@ -47,15 +43,8 @@ struct Bucket {
 }
 
 impl Session {
-    /// A new, unauthenticated session; `conn` stops this connection gracefully, `kill` drops
-    /// it at once.
-    pub fn new(
-        id: u64,
-        peer: SocketAddr,
-        conn: ServerHandle,
-        kill: CancellationToken,
-        burst: u32,
-    ) -> Self {
+    /// A new, unauthenticated session; `kill` drops the connection at once.
+    pub fn new(id: u64, peer: SocketAddr, kill: CancellationToken, burst: u32) -> Self {
         Self {
             id,
             peer,
@@ -65,9 +54,7 @@ impl Session {
                 last: Instant::now(),
                 refused: 0,
             }),
-            conn,
             kill,
-            slot: OnceLock::new(),
             nonces: Mutex::new(VecDeque::with_capacity(NONCES_PER_SESSION)),
         }
     }
@@ -80,12 +67,6 @@ impl Session {
     /// The token that [`Session::kill`] cancels.
     pub fn kill_token(&self) -> CancellationToken {
         self.kill.clone()
-    }
-
-    /// Keep this connection's per-IP slot until the session is dropped.
-    pub fn hold_slot(&self, slot: IpSlot) {
-        // A second upgrade on one connection cannot happen; if it did, its slot is freed at once.
-        let _ = self.slot.set(slot);
     }
 
     /// The DID this connection proved, if any.
@@ -101,12 +82,6 @@ impl Session {
                 "this method needs an authenticated connection: call auth.challenge, then auth.respond",
             )
         })
-    }
-
-    /// Close the connection (after in-flight calls finish).
-    pub fn close(&self) {
-        // An error means it is closed already.
-        let _ = self.conn.stop();
     }
 
     /// Take `cost` requests from the budget: `rate` per second, at most `burst` saved up.

@@ -10,7 +10,8 @@
 //! - [`hub`]: live fan-out of committed events to subscribers.
 //! - [`auth`]: connection sessions and the challenge-response handshake.
 //! - [`rpc`]: the JSON-RPC methods and the one mapping from errors to error objects.
-//! - [`server`]: the listener, per-connection sessions, limits and `GET /health`.
+//! - [`server`]: the listener, connection limits, the WebSocket upgrade and `GET /health`.
+//! - [`connection`]: one WebSocket session: reading, running calls, batched writes.
 //! - [`federation`]: authenticated, pooled links to other nodes.
 //! - [`gossip`]: pushing events down broadcast trees and pulling what is missing.
 //!
@@ -19,6 +20,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod connection;
 pub mod federation;
 pub mod gossip;
 pub mod hub;
@@ -138,12 +140,17 @@ pub async fn run(
         background: tasks.clone(),
         filling: Arc::default(),
     });
-    let module = rpc::methods(api).map_err(|e| NodeError::Methods(e.to_string()))?;
+    let module = rpc::methods(api.clone()).map_err(|e| NodeError::Methods(e.to_string()))?;
     let address = listener
         .local_addr()
         .map_or_else(|_| "?".into(), |a| a.to_string());
     tracing::info!(did = %key.did(), listen = %address, public_url = %config.origin(), "node ready");
-    server::serve(listener, module, config.limits.clone(), shutdown).await;
+    let shared = connection::Shared {
+        methods: module.into(),
+        api,
+        limits: config.limits.clone(),
+    };
+    server::serve(listener, shared, shutdown).await;
     gossip_stop.cancel();
     tasks.close();
     if tokio::time::timeout(std::time::Duration::from_secs(5), tasks.wait())

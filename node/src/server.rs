@@ -1,104 +1,46 @@
 //! The listener: WebSocket JSON-RPC and `GET /health` on one port.
 //!
-//! Each accepted TCP connection is served by hyper (HTTP/1.1) until it upgrades to a
-//! WebSocket, which jsonrpsee then runs. Every connection gets a [`Session`], reachable from
-//! every handler through the request's extensions, and two ways to end it: a graceful stop
-//! (in-flight calls finish, then a close frame) and a kill (the socket is dropped at once).
-//!
-//! A peer cannot make the node hold memory for it without bound:
-//! - a connection that has not authenticated by the deadline is killed;
-//! - one that keeps sending after its request budget is spent (it ignores `rate_limited`) is
-//!   killed once it has been refused `request_burst` times in a row;
-//! - one that stops reading, so the node's writes to it stall for [`WRITE_STALL`], is killed:
-//!   every response and notification it would have received was waiting in memory.
+//! Each accepted TCP connection is served by hyper (HTTP/1.1) until it asks for a WebSocket;
+//! the upgraded socket then becomes a [`Connection`], one task that reads, runs and writes for
+//! that session. Every connection has a [`Session`] and two ways to end: a graceful stop at
+//! shutdown (in-flight calls finish, then a close frame) and a kill (the socket is dropped at
+//! once).
 //!
 //! Sessions per IP address and in all are counted here; over either limit the upgrade is
-//! answered with HTTP 429.
+//! answered with HTTP 429. A TCP connection that has not become an authenticated session by
+//! the auth deadline is dropped, whether it upgraded or not.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
-use jsonrpsee::server::middleware::rpc::{
-    Batch, BatchEntry, BatchEntryErr, MethodResponse, Notification, Request, ResponseFuture,
-    RpcServiceBuilder, RpcServiceT,
-};
-use jsonrpsee::server::{
-    BatchRequestConfig, ConnectionGuard, ConnectionState, HttpBody, HttpResponse, ServerConfig,
-    stop_channel, ws,
-};
-use jsonrpsee::types::ErrorObjectOwned;
-use jsonrpsee::{Methods, RpcModule};
-use northstar_protocol::api::ErrorCode;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::auth::Session;
-use crate::config::Limits;
-
-type ResponseFut = Pin<
-    Box<dyn std::future::Future<Output = Result<HttpResponse, std::convert::Infallible>> + Send>,
->;
+use crate::connection::{Connection, Shared, Watched};
 
 /// How long shutdown waits for connections to finish before killing them. Subscriptions keep
-/// a connection busy for as long as it lives, so this is short; writes finish regardless,
-/// because the writer drains its own queue after the listener stops.
+/// a connection busy for as long as it lives, so this is short.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
 
-/// How long the node's writes to a connection may stall before it is killed.
-pub const WRITE_STALL: Duration = Duration::from_secs(10);
-
-/// How often each connection's watcher looks at its write clock.
-const WATCH_EVERY: Duration = Duration::from_secs(2);
-
-/// The time a server uses for its `Instant`s of write stalls: ms since the listener started.
-#[derive(Debug)]
-struct Clock(Instant);
-
-impl Clock {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
-/// Serve `module` on `listener` until `shutdown`, then close every connection.
-pub async fn serve(
-    listener: TcpListener,
-    module: RpcModule<()>,
-    limits: Limits,
-    shutdown: CancellationToken,
-) {
-    // jsonrpsee's WebSocket path bounds incoming messages by the response limit, so the two
-    // are equal; results are paged by bytes to fit.
-    let config = ServerConfig::builder()
-        .ws_only()
-        .max_request_body_size(limits.max_frame_bytes)
-        .max_response_body_size(limits.max_frame_bytes)
-        .max_subscriptions_per_connection(limits.max_subscriptions_per_connection)
-        .set_message_buffer_capacity(limits.subscriber_queue.max(1))
-        .set_batch_request_config(if limits.max_batch == 0 {
-            BatchRequestConfig::Disabled
-        } else {
-            BatchRequestConfig::Limit(limits.max_batch)
-        })
-        .build();
-    let (rate, burst) = (limits.requests_per_second, limits.request_burst.max(1));
-    let middleware =
-        RpcServiceBuilder::new().layer_fn(move |inner| RateLimit { inner, rate, burst });
-    let methods: Methods = module.into();
+/// Serve `shared`'s methods on `listener` until `shutdown`, then close every connection.
+pub async fn serve(listener: TcpListener, shared: Shared, shutdown: CancellationToken) {
+    let limits = shared.limits.clone();
+    let shared = Arc::new(shared);
     let tracker = TaskTracker::new();
-    let slots = IpSlots::new(limits.max_connections_per_ip);
-    let guard = ConnectionGuard::new(limits.max_connections as usize);
-    let clock = Arc::new(Clock(Instant::now()));
+    let slots = Slots::new(limits.max_connections, limits.max_connections_per_ip);
     let kill_all = CancellationToken::new();
     let next_id = AtomicU64::new(1);
     loop {
@@ -118,58 +60,18 @@ pub async fn serve(
         if let Err(e) = socket.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let id = next_id.fetch_add(1, Ordering::Relaxed);
-        let (conn_stop, conn_handle) = stop_channel();
-        let kill = kill_all.child_token();
-        let stall = Arc::new(AtomicU64::new(0));
-        let session = Arc::new(Session::new(id, peer, conn_handle, kill.clone(), burst));
-        let span = tracing::debug_span!("conn", id, peer = %peer);
-
-        tracker.spawn(
-            watch(
-                session.clone(),
-                stall.clone(),
-                clock.clone(),
-                limits.auth_timeout(),
-                shutdown.clone(),
-            )
-            .instrument(span.clone()),
-        );
-
-        let upgrade = Upgrade {
-            config: config.clone(),
-            methods: methods.clone(),
-            middleware: middleware.clone(),
-            stop: conn_stop,
-            guard: guard.clone(),
+        let accept = Accept {
+            id: next_id.fetch_add(1, Ordering::Relaxed),
+            peer,
+            deadline: Instant::now() + limits.auth_timeout(),
+            shared: shared.clone(),
             slots: slots.clone(),
             tracker: tracker.clone(),
-            span: span.clone(),
+            kill: kill_all.child_token(),
+            shutdown: shutdown.clone(),
         };
-        let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let (upgrade, session) = (upgrade.clone(), session.clone());
-            let response: ResponseFut =
-                Box::pin(async move { Ok(upgrade.handle(req, &session).await) });
-            response
-        });
-        let io = TokioIo::new(Watched {
-            inner: socket,
-            stall,
-            clock: clock.clone(),
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(io, TowerToHyperService::new(service))
-            .with_upgrades();
-        tracker.spawn(
-            async move {
-                tokio::select! {
-                    // The peer going away mid-request is its business, not an error of ours.
-                    _ = conn => {}
-                    () = kill.cancelled() => {}
-                }
-            }
-            .instrument(span),
-        );
+        let span = tracing::debug_span!("conn", id = accept.id, peer = %peer);
+        tracker.spawn(accept.serve_http(socket).instrument(span));
     }
     tracing::info!("stopped accepting; closing connections");
     tracker.close();
@@ -183,214 +85,184 @@ pub async fn serve(
     }
 }
 
-/// What a connection needs to turn an upgrade request into a WebSocket session.
+/// One accepted TCP connection, before and while it upgrades.
 #[derive(Clone)]
-struct Upgrade<L> {
-    config: ServerConfig,
-    methods: Methods,
-    middleware: RpcServiceBuilder<L>,
-    stop: jsonrpsee::server::StopHandle,
-    guard: ConnectionGuard,
-    slots: IpSlots,
+struct Accept {
+    id: u64,
+    peer: SocketAddr,
+    /// When it must have authenticated.
+    deadline: Instant,
+    shared: Arc<Shared>,
+    slots: Slots,
     tracker: TaskTracker,
-    span: tracing::Span,
+    kill: CancellationToken,
+    shutdown: CancellationToken,
 }
 
-impl<L> Upgrade<L>
-where
-    L: tower::Layer<jsonrpsee::server::middleware::rpc::RpcService> + Clone + Send + Sync + 'static,
-    <L as tower::Layer<jsonrpsee::server::middleware::rpc::RpcService>>::Service: RpcServiceT<
-            MethodResponse = MethodResponse,
-            BatchResponse = MethodResponse,
-            NotificationResponse = MethodResponse,
-        > + Send
-        + Sync
-        + 'static,
-{
-    async fn handle(
-        &self,
-        mut req: hyper::Request<hyper::body::Incoming>,
-        session: &Arc<Session>,
-    ) -> HttpResponse {
-        if !ws::is_upgrade_request(&req) {
+impl Accept {
+    /// Serve HTTP until the connection upgrades, closes, or reaches the auth deadline.
+    async fn serve_http(self, socket: TcpStream) {
+        let io = TokioIo::new(Watched::new(socket));
+        let (deadline, kill, shutdown) = (self.deadline, self.kill.clone(), self.shutdown.clone());
+        let service = hyper::service::service_fn(move |req| {
+            let accept = self.clone();
+            async move { Ok::<_, std::convert::Infallible>(accept.respond(req)) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, service)
+            .with_upgrades();
+        tokio::select! {
+            // The peer going away mid-request is its business, not an error of ours.
+            _ = conn => {}
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::debug!("dropped: no WebSocket session by the auth deadline");
+            }
+            () = kill.cancelled() => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+
+    fn respond(&self, mut req: Request<hyper::body::Incoming>) -> Response<String> {
+        if !is_upgrade(req.headers()) {
             return if req.uri().path() == "/health" {
-                plain(200, "{\"status\":\"ok\"}")
+                plain(StatusCode::OK, "{\"status\":\"ok\"}")
             } else {
                 plain(
-                    404,
+                    StatusCode::NOT_FOUND,
                     "this port speaks JSON-RPC over WebSocket; GET /health for health",
                 )
             };
         }
-        // Only WebSocket sessions count against the limits; each place is held by the session
-        // and given back when the last reference to it goes.
-        let Some(slot) = self.slots.take(session.peer.ip()) else {
-            return plain(429, "too many connections from this address");
-        };
-        let Some(permit) = self.guard.try_acquire() else {
-            return plain(429, "the node has as many connections as it allows");
-        };
-        session.hold_slot(slot);
-        req.extensions_mut().insert(session.clone());
-        let state = ConnectionState::new(
-            self.stop.clone(),
-            u32::try_from(session.id).unwrap_or(u32::MAX),
-            permit,
-        );
-        match ws::connect(
-            req,
-            self.config.clone(),
-            self.methods.clone(),
-            state,
-            self.middleware.clone(),
-        )
-        .await
-        {
-            Ok((response, connection)) => {
-                let kill = session.kill_token();
-                self.tracker.spawn(
-                    async move {
-                        tokio::select! {
-                            () = connection => {}
-                            () = kill.cancelled() => tracing::debug!("connection killed"),
-                        }
-                    }
-                    .instrument(self.span.clone()),
-                );
-                response
-            }
-            Err(response) => response,
+        let headers = req.headers();
+        if headers.get(header::SEC_WEBSOCKET_VERSION) != Some(&HeaderValue::from_static("13")) {
+            let mut response = plain(
+                StatusCode::UPGRADE_REQUIRED,
+                "this node speaks WebSocket version 13",
+            );
+            response.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+            return response;
         }
+        let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+            return plain(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing");
+        };
+        let accept_key = derive_accept_key(key.as_bytes());
+        // Only WebSocket sessions count against the limits; the place is held by the session
+        // and given back when it ends.
+        let slot = match self.slots.take(self.peer.ip()) {
+            Ok(slot) => slot,
+            Err(full) => return plain(StatusCode::TOO_MANY_REQUESTS, full),
+        };
+        let upgrade = hyper::upgrade::on(&mut req);
+        let this = self.clone();
+        self.tracker.spawn(
+            async move {
+                let upgraded = match upgrade.await {
+                    Ok(upgraded) => upgraded,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "upgrade failed");
+                        return;
+                    }
+                };
+                this.serve_websocket(upgraded, slot).await;
+            }
+            .in_current_span(),
+        );
+        let mut response = Response::new(String::new());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(value) = HeaderValue::from_str(&accept_key) {
+            headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+        }
+        response
     }
-}
 
-/// Per connection: close it at shutdown (gracefully, then by force), kill it if it has not
-/// authenticated in time, and kill it if the node's writes to it stall.
-async fn watch(
-    session: Arc<Session>,
-    stall: Arc<AtomicU64>,
-    clock: Arc<Clock>,
-    auth_deadline: Duration,
-    shutdown: CancellationToken,
-) {
-    let kill = session.kill_token();
-    let deadline = tokio::time::sleep(auth_deadline);
-    tokio::pin!(deadline);
-    let mut deadline_done = false;
-    let mut tick = tokio::time::interval(WATCH_EVERY);
-    loop {
-        tokio::select! {
-            () = kill.cancelled() => return,
-            () = shutdown.cancelled() => {
-                session.close();
+    async fn serve_websocket(self, upgraded: hyper::upgrade::Upgraded, slot: Slot) {
+        // The socket is ours again, with whatever the client sent after its request.
+        let parts = match upgraded.downcast::<TokioIo<Watched<TcpStream>>>() {
+            Ok(parts) => parts,
+            Err(_) => {
+                tracing::error!("an upgraded connection is not the socket it was accepted as");
                 return;
             }
-            () = &mut deadline, if !deadline_done => {
-                deadline_done = true;
-                if session.did().is_none() {
-                    tracing::debug!("closing: not authenticated in time");
-                    session.kill();
-                    return;
-                }
-            }
-            _ = tick.tick() => {
-                let since = stall.load(Ordering::Relaxed);
-                let stalled_ms = clock.now_ms().saturating_sub(since);
-                if since != 0 && stalled_ms > u64::try_from(WRITE_STALL.as_millis()).unwrap_or(u64::MAX) {
-                    tracing::debug!(stalled_ms, "closing: the peer stopped reading");
-                    session.kill();
-                    return;
-                }
-            }
-        }
+        };
+        let socket = parts.io.into_inner();
+        let ws = WebSocketStream::from_partially_read(
+            socket,
+            parts.read_buf.to_vec(),
+            Role::Server,
+            Some(self.shared.websocket_config()),
+        )
+        .await;
+        let burst = self.shared.limits.request_burst.max(1);
+        let session = Arc::new(Session::new(self.id, self.peer, self.kill.clone(), burst));
+        let connection = Connection::new(ws, self.shared.clone(), session, self.deadline, slot);
+        connection.run(self.shutdown.clone()).await;
     }
 }
 
-/// A socket that records since when its writes have been blocked (0: they are not).
-struct Watched {
-    inner: TcpStream,
-    stall: Arc<AtomicU64>,
-    clock: Arc<Clock>,
+/// Whether a request asks for a WebSocket: `Connection` lists `upgrade` and `Upgrade` lists
+/// `websocket`.
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    let lists = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|item| item.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    lists(header::CONNECTION, "upgrade") && lists(header::UPGRADE, "websocket")
 }
 
-impl Watched {
-    fn note<T>(&self, poll: Poll<T>) -> Poll<T> {
-        match poll {
-            Poll::Pending => {
-                // Keep the first instant of the stall; `max(1)` because 0 means "no stall".
-                let now = self.clock.now_ms().max(1);
-                let _ = self
-                    .stall
-                    .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-            }
-            Poll::Ready(_) => self.stall.store(0, Ordering::Relaxed),
-        }
-        poll
-    }
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.note(poll)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let poll = Pin::new(&mut self.inner).poll_flush(cx);
-        self.note(poll)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// Open WebSocket sessions per IP address.
+/// Open WebSocket sessions, per IP address and in all.
 #[derive(Debug, Clone)]
-struct IpSlots {
-    max: u32,
+struct Slots {
+    max_per_ip: u32,
+    max_total: u32,
+    total: Arc<AtomicU32>,
     counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
 }
 
-/// One WebSocket session's place in its IP address's count; dropping it frees the place.
+/// One WebSocket session's place in the counts; dropping it frees the place.
 #[derive(Debug)]
-pub struct IpSlot {
+pub struct Slot {
     ip: IpAddr,
+    total: Arc<AtomicU32>,
     counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
 }
 
-impl IpSlots {
-    fn new(max: u32) -> Self {
+impl Slots {
+    fn new(max_total: u32, max_per_ip: u32) -> Self {
         Self {
-            max,
+            max_per_ip,
+            max_total,
+            total: Arc::default(),
             counts: Arc::default(),
         }
     }
 
-    fn take(&self, ip: IpAddr) -> Option<IpSlot> {
+    /// A place for a session from `ip`, or why there is none.
+    fn take(&self, ip: IpAddr) -> Result<Slot, &'static str> {
         let ip = per_ip_key(ip);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let count = counts.entry(ip).or_insert(0);
-        if *count >= self.max {
-            return None;
+        if *count >= self.max_per_ip {
+            return Err("too many connections from this address");
         }
+        // Taken under the lock, so two sessions cannot both take the last place.
+        if self.total.load(Ordering::Relaxed) >= self.max_total {
+            return Err("the node has as many connections as it allows");
+        }
+        self.total.fetch_add(1, Ordering::Relaxed);
         *count += 1;
-        Some(IpSlot {
+        Ok(Slot {
             ip,
+            total: self.total.clone(),
             counts: self.counts.clone(),
         })
     }
@@ -412,9 +284,10 @@ fn per_ip_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-impl Drop for IpSlot {
+impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        self.total.fetch_sub(1, Ordering::Relaxed);
         if let Some(count) = counts.get_mut(&self.ip) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -424,79 +297,8 @@ impl Drop for IpSlot {
     }
 }
 
-fn plain(status: u16, body: &'static str) -> HttpResponse {
-    let mut response = HttpResponse::new(HttpBody::from(body));
-    *response.status_mut() =
-        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+fn plain(status: StatusCode, body: &'static str) -> Response<String> {
+    let mut response = Response::new(body.to_owned());
+    *response.status_mut() = status;
     response
-}
-
-fn rate_limited() -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(
-        ErrorCode::RateLimited.code(),
-        "too many requests on this connection; slow down",
-        Some(ErrorCode::RateLimited.name()),
-    )
-}
-
-/// Refuses calls beyond the connection's request budget.
-#[derive(Clone)]
-struct RateLimit<S> {
-    inner: S,
-    rate: u32,
-    burst: u32,
-}
-
-impl<S> RateLimit<S> {
-    fn allow(&self, extensions: &jsonrpsee::Extensions, cost: u32) -> bool {
-        extensions
-            .get::<Arc<Session>>()
-            .is_none_or(|s| s.take(cost, self.rate, self.burst))
-    }
-}
-
-impl<S> RpcServiceT for RateLimit<S>
-where
-    S: RpcServiceT<
-            MethodResponse = MethodResponse,
-            BatchResponse = MethodResponse,
-            NotificationResponse = MethodResponse,
-        > + Send
-        + Sync
-        + Clone
-        + 'static,
-{
-    type MethodResponse = S::MethodResponse;
-    type NotificationResponse = S::NotificationResponse;
-    type BatchResponse = S::BatchResponse;
-
-    fn call<'a>(&self, req: Request<'a>) -> impl Future<Output = Self::MethodResponse> + Send + 'a {
-        if self.allow(req.extensions(), 1) {
-            ResponseFuture::future(self.inner.call(req))
-        } else {
-            ResponseFuture::ready(MethodResponse::error(req.id, rate_limited()))
-        }
-    }
-
-    fn batch<'a>(
-        &self,
-        mut batch: Batch<'a>,
-    ) -> impl Future<Output = Self::BatchResponse> + Send + 'a {
-        let cost = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-        if !self.allow(batch.extensions(), cost) {
-            for entry in batch.iter_mut() {
-                if let Ok(BatchEntry::Call(req)) = entry {
-                    *entry = Err(BatchEntryErr::new(req.id.clone(), rate_limited()));
-                }
-            }
-        }
-        self.inner.batch(batch)
-    }
-
-    fn notification<'a>(
-        &self,
-        n: Notification<'a>,
-    ) -> impl Future<Output = Self::NotificationResponse> + Send + 'a {
-        self.inner.notification(n)
-    }
 }

@@ -126,7 +126,27 @@ pub trait SpaceApi {
     /// most `limit` (capped by the node's `max_page`).
     #[method(name = "events", with_extensions)]
     async fn events(&self, space: SpaceId, since: u64, limit: u32) -> RpcResult<EventPage>;
+}
 
+/// `space.subscribe` and `space.unsubscribe`: live event streams.
+///
+/// A family of its own because the node serves it in its WebSocket transport rather than
+/// through `jsonrpsee`'s subscription machinery: there, every subscriber of a space shares the
+/// event's JSON, serialised once, and a connection's notifications are written in batches. The
+/// server trait exists for test doubles; the wire names and shapes are the same either way.
+#[cfg_attr(
+    all(feature = "server", feature = "client"),
+    rpc(server, client, namespace = "space", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "server", not(feature = "client")),
+    rpc(server, namespace = "space", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "client", not(feature = "server")),
+    rpc(client, namespace = "space", namespace_separator = ".")
+)]
+pub trait SpaceEventsApi {
     /// `space.subscribe` (public; member for a dm): every event with `seq > since`, the
     /// backlog first and then live, with no gap and no duplicate; notifications are
     /// `space.event`. A subscriber that falls behind is closed with `slow_subscriber` and

@@ -17,7 +17,9 @@ use northstar_protocol::address::{SpaceId, SpaceType, SpaceUri, author_hash};
 use northstar_protocol::api::{
     Ack, BeamDeleted, BeamPosted, EventPage, MemberInfo, NodeInfo, SpaceInfo,
 };
-use northstar_protocol::rpc::{AuthApiClient, BeamApiClient, NodeApiClient, SpaceApiClient};
+use northstar_protocol::rpc::{
+    AuthApiClient, BeamApiClient, NodeApiClient, SpaceApiClient, SpaceEventsApiClient,
+};
 use northstar_protocol::wire::{
     AuthResponse, Beam, BeamRef, Event, Home, Membership, MembershipAction, SpaceGenesis, Tombstone,
 };
@@ -327,7 +329,8 @@ impl Client {
         space: &SpaceId,
         since: u64,
     ) -> Result<Subscription<Event>, SdkError> {
-        let call_subscribe = SpaceApiClient::subscribe_events(self.rpc(), space.clone(), since);
+        let call_subscribe =
+            SpaceEventsApiClient::subscribe_events(self.rpc(), space.clone(), since);
         call("space.subscribe", call_subscribe).await
     }
 

@@ -19,7 +19,7 @@ use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_protocol::api::{
     Ack, Authenticated, EventPage, LimitsInfo, MemberInfo, NodeInfo, SpaceInfo,
 };
-use northstar_protocol::rpc::{AuthApiServer, NodeApiServer, SpaceApiServer};
+use northstar_protocol::rpc::{AuthApiServer, NodeApiServer, SpaceApiServer, SpaceEventsApiServer};
 use northstar_protocol::wire::{
     AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, Payload, SpaceGenesis,
 };
@@ -176,7 +176,10 @@ impl SpaceApiServer for Handler {
             head_seq: fake.log.len() as u64,
         })
     }
+}
 
+#[async_trait]
+impl SpaceEventsApiServer for Handler {
     async fn subscribe_events(
         &self,
         pending: PendingSubscriptionSink,
@@ -290,6 +293,9 @@ async fn scripted_at(
         .unwrap();
     module
         .merge(SpaceApiServer::into_rpc(Handler(fake.clone())))
+        .unwrap();
+    module
+        .merge(SpaceEventsApiServer::into_rpc(Handler(fake.clone())))
         .unwrap();
     let handle = server.start(module);
     Scripted { fake, url, handle }

@@ -6,12 +6,14 @@
 //! failures become JSON-RPC error objects.
 //!
 //! - this file: shared state, errors, `node.*` and `auth.*`;
-//! - `space`: `space.*`, including subscriptions;
+//! - `space`: `space.*` but subscriptions;
+//! - `feed`: what a `space.subscribe` delivers (the transport, [`crate::connection`], serves it);
 //! - `beam`: `beam.*`;
 //! - `fed`: `fed.*`, what nodes ask each other.
 
 mod beam;
 mod fed;
+pub mod feed;
 mod space;
 
 use std::sync::Arc;

@@ -1,24 +1,18 @@
-//! `space.*`: spaces, their members, their logs and subscriptions.
+//! `space.*`: spaces, their members and their logs (subscriptions are in `feed`).
 
-use std::sync::Arc;
-
-use jsonrpsee::core::{RpcResult, SubscriptionResult, async_trait};
-use jsonrpsee::types::ErrorObjectOwned;
-use jsonrpsee::{Extensions, PendingSubscriptionSink, SendTimeoutError, SubscriptionMessage};
+use jsonrpsee::Extensions;
+use jsonrpsee::core::{RpcResult, async_trait};
 use northstar_protocol::Did;
 use northstar_protocol::Signed;
-use northstar_protocol::address::{SpaceId, SpaceType};
+use northstar_protocol::address::SpaceId;
 use northstar_protocol::api::{Ack, BeamPosted, ErrorCode, EventPage, MemberInfo, SpaceInfo};
 use northstar_protocol::rpc::SpaceApiServer;
 use northstar_protocol::wire::{
     Beam, BeamRef, Membership, MembershipAction, Payload, SpaceGenesis,
 };
 use serde_json::value::RawValue;
-use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::RecvError;
 
 use super::{Api, ApiError, Handler, Whereabouts, bad_signature, malformed, not_signer, session};
-use crate::hub::LiveEvent;
 
 #[async_trait]
 impl SpaceApiServer for Handler {
@@ -225,33 +219,6 @@ impl SpaceApiServer for Handler {
             head_seq: row.head_seq,
         })
     }
-
-    async fn subscribe_events(
-        &self,
-        pending: PendingSubscriptionSink,
-        ext: &Extensions,
-        space: SpaceId,
-        since: u64,
-    ) -> SubscriptionResult {
-        let api = self.0.clone();
-        let reader = session(ext).ok().and_then(|s| s.did().cloned());
-        if let Err(e) = api.readable(&space, reader.as_ref()).await {
-            pending.reject(ErrorObjectOwned::from(e)).await;
-            return Ok(());
-        }
-        // Subscribe before reading the backlog, so nothing committed in between is missed.
-        let live = api.hub.subscribe(space.as_str());
-        let sink = pending.accept().await?;
-        let watch = reader.filter(|_| space.space_type() == SpaceType::Dm);
-        let feed = Feed {
-            api,
-            sink,
-            space,
-            cursor: since,
-            watch,
-        };
-        feed.run(live).await.map_err(Into::into)
-    }
 }
 
 impl Api {
@@ -337,124 +304,4 @@ impl Api {
         tracing::info!(space = %space, sequencer = %authority, "joined a remote space; replicating it");
         Ok(ack)
     }
-}
-
-/// How long a notification may wait for room in the connection's outgoing queue before the
-/// subscriber counts as too slow.
-const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// One subscription's delivery: backlog from the store, then live events from the hub.
-struct Feed {
-    api: Arc<Api>,
-    sink: jsonrpsee::SubscriptionSink,
-    space: SpaceId,
-    cursor: u64,
-    /// For a dm: the subscriber, whose removal ends the subscription.
-    watch: Option<Did>,
-}
-
-impl Feed {
-    async fn run(mut self, mut live: broadcast::Receiver<Arc<LiveEvent>>) -> Result<(), String> {
-        self.catch_up().await?;
-        loop {
-            let event = tokio::select! {
-                () = self.sink.closed() => return Ok(()),
-                event = live.recv() => event,
-            };
-            match event {
-                Ok(event) if event.seq <= self.cursor => {}
-                Ok(event) if event.seq == self.cursor + 1 => {
-                    self.send(event.json.clone()).await?;
-                    self.cursor = event.seq;
-                    if self.watch.is_some() && event.removes == self.watch {
-                        return Err(removed());
-                    }
-                }
-                // A hole: events committed after we subscribed but before the backlog read
-                // ended. Fill it from the store.
-                Ok(_) => self.catch_up().await?,
-                Err(RecvError::Lagged(_)) => {
-                    return Err(format!(
-                        "{}: fell behind by more than {} events; resume from seq {}",
-                        ErrorCode::SlowSubscriber.name(),
-                        self.api.config.limits.subscriber_queue,
-                        self.cursor
-                    ));
-                }
-                Err(RecvError::Closed) => return Ok(()),
-            }
-        }
-    }
-
-    /// Send every stored event after the cursor.
-    async fn catch_up(&mut self) -> Result<(), String> {
-        let page = self.api.config.limits.max_page;
-        loop {
-            let rows = self
-                .api
-                .store
-                .events(self.space.as_str(), self.cursor, page)
-                .await
-                .map_err(|e| internal_text(&e))?;
-            let full = rows.len() == page as usize;
-            for row in rows {
-                let removes_watched = self.watch.is_some()
-                    && matches!(row.kind.as_str(), "leave" | "kick" | "ban")
-                    && removed_member(&row.json) == self.watch;
-                let raw = RawValue::from_string(row.json).map_err(|e| internal_text(&e))?;
-                self.send(raw).await?;
-                self.cursor = row.seq;
-                if removes_watched {
-                    return Err(removed());
-                }
-            }
-            if !full {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Queue one notification, waiting at most [`SEND_TIMEOUT`] for room: the backlog flows at
-    /// the subscriber's pace, and one that stops reading is cut off.
-    async fn send(&mut self, raw: Box<RawValue>) -> Result<(), String> {
-        let message = SubscriptionMessage::from(raw);
-        match self.sink.send_timeout(message, SEND_TIMEOUT).await {
-            Ok(()) => Ok(()),
-            Err(SendTimeoutError::Timeout(_)) => Err(format!(
-                "{}: the connection did not read for {} s; resume from seq {}",
-                ErrorCode::SlowSubscriber.name(),
-                SEND_TIMEOUT.as_secs(),
-                self.cursor
-            )),
-            Err(SendTimeoutError::Closed(_)) => Err("the subscriber went away".to_owned()),
-        }
-    }
-}
-
-/// The text a dm subscription ends with once its subscriber is out.
-fn removed() -> String {
-    format!(
-        "{}: the subscriber is no longer a member of this dm",
-        ErrorCode::NotMember.name()
-    )
-}
-
-/// Whom a stored leave, kick or ban event removes.
-fn removed_member(json: &str) -> Option<Did> {
-    match serde_json::from_str::<northstar_protocol::wire::Event>(json)
-        .ok()?
-        .payload
-    {
-        Payload::Membership(m) => Some(m.subject),
-        _ => None,
-    }
-}
-
-/// The text a subscription ends with after an internal fault: generic, with the details logged.
-fn internal_text(e: &dyn std::fmt::Display) -> String {
-    tracing::error!(error = %e, "subscription failed");
-    format!(
-        "{}: the node failed; resume from the last seq received",
-        ErrorCode::Internal.name()
-    )
 }

@@ -136,6 +136,19 @@ impl Raw {
         }
     }
 
+    /// The close status the node ends the connection with; `None` if it drops the connection
+    /// without a close frame. Other messages before it are skipped.
+    pub async fn close_status(&mut self) -> Option<u16> {
+        loop {
+            let msg = tokio::time::timeout(TIMEOUT, self.ws.next()).await.unwrap();
+            match msg {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
     /// Call a method; returns the whole response object.
     pub async fn call(&mut self, method: &str, params: Value) -> Value {
         let id = self.next_id;

@@ -1,0 +1,810 @@
+//! One WebSocket session (`spec/protocol.md` §6.1): reading JSON-RPC messages, running the
+//! calls, and writing their responses and the subscriptions' notifications.
+//!
+//! Everything a connection does happens in its one task, without channels. Each time the task
+//! wakes it reads the messages that have arrived (while fewer than [`MAX_IN_FLIGHT`] calls are
+//! running or answers are waiting), collects the calls that finished, then hands the socket
+//! every answer and notification that is ready, as long as the socket's write buffer takes
+//! them, and flushes once. A burst of events thus reaches a subscriber in one write, and a
+//! subscription's next event is taken from the hub only when the socket can take it.
+//!
+//! The methods are `jsonrpsee`'s, called directly with this connection's [`Session`] in the
+//! extensions; only `space.subscribe` and `space.unsubscribe` are served here, by
+//! [`crate::rpc::feed`], so that subscribers share each event's JSON.
+//!
+//! Bounds: at most [`MAX_IN_FLIGHT`] calls and answers per connection (reading stops until
+//! they drain), a write buffer of about [`WRITE_BATCH`] bytes (nothing more is taken while the
+//! socket cannot take it), `max_subscriptions_per_connection` subscriptions, messages of at
+//! most `max_frame_bytes` answered with −32007 and of more than [`TOO_BIG_FACTOR`] times that
+//! refused with close status 1009. A connection whose writes make no progress for
+//! [`WRITE_STALL`] is dropped, so is one that has not authenticated by its deadline.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
+use jsonrpsee::core::server::{
+    MethodCallback, MethodResponse, Methods, ResponsePayload, prepare_error,
+};
+use jsonrpsee::types::error::{
+    BATCHES_NOT_SUPPORTED_CODE, BATCHES_NOT_SUPPORTED_MSG, ErrorCode as RpcCode,
+    reject_too_big_batch_request, reject_too_big_batch_response, reject_too_big_request,
+    reject_too_many_subscriptions,
+};
+use jsonrpsee::types::{
+    ErrorObject, ErrorObjectOwned, Id, Notification, Params, Request, SubscriptionId,
+};
+use jsonrpsee::{ConnectionId, Extensions};
+use northstar_protocol::address::SpaceId;
+use northstar_protocol::api::ErrorCode;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Session;
+use crate::config::Limits;
+use crate::rpc::Api;
+use crate::rpc::feed::{FeedItem, FeedStream};
+use crate::server::Slot;
+
+/// Calls running plus answers waiting to be written, per connection, before reading pauses.
+/// A client that pipelines more simply waits; nothing is refused.
+pub const MAX_IN_FLIGHT: usize = 32;
+
+/// How many bytes of answers and notifications are gathered before they are written. Bursts
+/// larger than this take more than one write; the buffer keeps this much capacity once used.
+pub const WRITE_BATCH: usize = 16 * 1024;
+
+/// The read buffer of an idle connection: requests are small. Longer messages grow it while
+/// they are read.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// Messages up to this many times `max_frame_bytes` are read and answered with −32007; longer
+/// ones end the connection with close status 1009, as reading them would cost that memory.
+pub const TOO_BIG_FACTOR: usize = 2;
+
+/// How long the node's writes to a connection may make no progress before it is dropped.
+pub const WRITE_STALL: Duration = Duration::from_secs(10);
+
+/// The wire name of subscription notifications.
+const NOTIFICATION: &str = "space.event";
+
+/// What every connection of a listener shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The methods, `space.subscribe` and `space.unsubscribe` excepted.
+    pub methods: Methods,
+    /// For subscriptions.
+    pub api: Arc<Api>,
+    /// The node's limits.
+    pub limits: Limits,
+}
+
+impl Shared {
+    /// The WebSocket settings for this node's limits.
+    pub fn websocket_config(&self) -> WebSocketConfig {
+        let cap = (self.limits.max_frame_bytes as usize).saturating_mul(TOO_BIG_FACTOR);
+        WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(WRITE_BATCH)
+            .max_message_size(Some(cap))
+            .max_frame_size(Some(cap))
+    }
+
+    fn max_response(&self) -> usize {
+        self.limits.max_frame_bytes as usize
+    }
+}
+
+/// A socket that notes since when its writes have made no progress.
+#[derive(Debug)]
+pub struct Watched<S> {
+    inner: S,
+    stalled_since: Option<Instant>,
+}
+
+impl<S> Watched<S> {
+    /// Watch `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            stalled_since: None,
+        }
+    }
+
+    /// The socket.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn note<T>(&mut self, poll: Poll<T>) -> Poll<T> {
+        match poll {
+            Poll::Pending => {
+                self.stalled_since.get_or_insert_with(Instant::now);
+            }
+            Poll::Ready(_) => self.stalled_since = None,
+        }
+        poll
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.note(poll)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.note(poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Why a connection ends.
+#[derive(Debug)]
+enum Exit {
+    /// The peer closed it, or it broke.
+    Gone,
+    /// The peer sent a message too large to read.
+    TooBig,
+    /// The node's writes made no progress for [`WRITE_STALL`].
+    Stalled,
+    /// Not authenticated by the deadline.
+    AuthDeadline,
+}
+
+/// A finished call.
+enum Done {
+    /// Send this answer.
+    Reply(String),
+    /// A subscription opened: send the answer, then its notifications.
+    Subscribed {
+        reply: String,
+        id: u64,
+        feed: FeedStream,
+    },
+    /// A subscription refused: send the answer.
+    NotOpened(String),
+    /// A notification: nothing to send.
+    Silent,
+}
+
+type Call = Pin<Box<dyn Future<Output = Done> + Send>>;
+
+struct Subscription {
+    id: u64,
+    feed: FeedStream,
+}
+
+/// One WebSocket session.
+pub struct Connection<S> {
+    ws: WebSocketStream<Watched<S>>,
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    calls: FuturesUnordered<Call>,
+    replies: VecDeque<String>,
+    subscriptions: Vec<Subscription>,
+    /// `space.subscribe` calls running, counted against the limit with the open ones.
+    opening: usize,
+    next_subscription: u64,
+    /// Where the next look for a subscription's notification starts, so none starves.
+    turn: usize,
+    /// Written to the buffer but not yet flushed.
+    dirty: bool,
+    stall: Option<Pin<Box<Sleep>>>,
+    auth_deadline: Option<Pin<Box<Sleep>>>,
+    /// This session's place in the listener's connection counts.
+    _slot: Slot,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
+    /// A session on `ws` that must authenticate by `deadline`, holding `slot` while it lives.
+    pub fn new(
+        ws: WebSocketStream<Watched<S>>,
+        shared: Arc<Shared>,
+        session: Arc<Session>,
+        deadline: Instant,
+        slot: Slot,
+    ) -> Self {
+        Self {
+            ws,
+            shared,
+            session,
+            calls: FuturesUnordered::new(),
+            replies: VecDeque::new(),
+            subscriptions: Vec::new(),
+            opening: 0,
+            next_subscription: 1,
+            turn: 0,
+            dirty: false,
+            stall: None,
+            auth_deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
+            _slot: slot,
+        }
+    }
+
+    /// Serve until the peer goes, the session is killed (dropped at once) or `shutdown`
+    /// (calls in progress finish, then a close frame).
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let kill = self.session.kill_token();
+        let exit = tokio::select! {
+            biased;
+            () = kill.cancelled() => {
+                tracing::debug!("connection dropped");
+                return;
+            }
+            () = shutdown.cancelled() => None,
+            exit = std::future::poll_fn(|cx| self.poll_serve(cx, true)) => Some(exit),
+        };
+        match exit {
+            None => self.drain(&kill).await,
+            Some(Exit::Gone) => tracing::debug!("connection closed"),
+            Some(Exit::Stalled) => tracing::debug!("dropped: the peer stopped reading"),
+            Some(Exit::AuthDeadline) => tracing::debug!("dropped: not authenticated in time"),
+            Some(Exit::TooBig) => {
+                tracing::debug!("closing: a message over the hard size limit");
+                let frame = CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "message too big".into(),
+                };
+                self.close(&kill, frame).await;
+            }
+        }
+    }
+
+    /// Shutdown: subscriptions end, calls in progress finish and are answered, then the close
+    /// frame. The listener drops connections that take too long.
+    async fn drain(&mut self, kill: &CancellationToken) {
+        self.subscriptions.clear();
+        let drained = std::future::poll_fn(|cx| match self.poll_serve(cx, false) {
+            Poll::Ready(_) => Poll::Ready(()),
+            Poll::Pending if self.calls.is_empty() && self.replies.is_empty() && !self.dirty => {
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        });
+        tokio::select! {
+            biased;
+            () = kill.cancelled() => return,
+            () = drained => {}
+        }
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "the node is shutting down".into(),
+        };
+        self.close(kill, frame).await;
+    }
+
+    async fn close(&mut self, kill: &CancellationToken, frame: CloseFrame) {
+        tokio::select! {
+            biased;
+            () = kill.cancelled() => {}
+            // The peer may be gone already; there is nobody left to tell.
+            _ = self.ws.close(Some(frame)) => {}
+        }
+    }
+
+    /// One wake-up: read, run, write, flush. Ready when the connection ends.
+    fn poll_serve(&mut self, cx: &mut Context<'_>, reading: bool) -> Poll<Exit> {
+        loop {
+            let mut progress = false;
+            while reading && self.calls.len() + self.replies.len() < MAX_IN_FLIGHT {
+                match self.ws.poll_next_unpin(cx) {
+                    Poll::Ready(Some(Ok(message))) => {
+                        progress = true;
+                        self.on_message(message);
+                    }
+                    Poll::Ready(Some(Err(WsError::Capacity(CapacityError::MessageTooLong {
+                        ..
+                    })))) => return Poll::Ready(Exit::TooBig),
+                    Poll::Ready(Some(Err(e))) => {
+                        tracing::debug!(error = %e, "connection broke");
+                        return Poll::Ready(Exit::Gone);
+                    }
+                    Poll::Ready(None) => return Poll::Ready(Exit::Gone),
+                    Poll::Pending => break,
+                }
+            }
+            while let Poll::Ready(Some(done)) = self.calls.poll_next_unpin(cx) {
+                progress = true;
+                self.finish(done);
+            }
+            match self.write_ready(cx) {
+                Ok(wrote) => progress |= wrote,
+                Err(exit) => return Poll::Ready(exit),
+            }
+            if !progress {
+                break;
+            }
+        }
+        if self.dirty {
+            match self.ws.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.dirty = false;
+                    self.stall = None;
+                }
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(error = %e, "write failed");
+                    return Poll::Ready(Exit::Gone);
+                }
+                Poll::Pending => {}
+            }
+        }
+        if self.poll_stall(cx) {
+            return Poll::Ready(Exit::Stalled);
+        }
+        if let Some(deadline) = &mut self.auth_deadline {
+            if self.session.did().is_some() {
+                // Authenticated: no deadline, and no timer held for the rest of the session.
+                self.auth_deadline = None;
+            } else if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Exit::AuthDeadline);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Whether the writes have made no progress for [`WRITE_STALL`]; arms a timer while they
+    /// are blocked.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> bool {
+        let since = match self.ws.get_ref().stalled_since {
+            Some(since) if self.dirty || !self.replies.is_empty() => since,
+            _ => {
+                self.stall = None;
+                return false;
+            }
+        };
+        let due = since + WRITE_STALL;
+        let timer = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if timer.deadline() != due {
+            timer.as_mut().reset(due);
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    /// Hand the socket what is ready while it takes it; whether anything was written.
+    fn write_ready(&mut self, cx: &mut Context<'_>) -> Result<bool, Exit> {
+        let mut wrote = false;
+        loop {
+            match self.ws.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(error = %e, "write failed");
+                    return Err(Exit::Gone);
+                }
+                Poll::Pending => return Ok(wrote),
+            }
+            let Some(text) = self.next_outgoing(cx) else {
+                return Ok(wrote);
+            };
+            if let Err(e) = self.ws.start_send_unpin(Message::text(text)) {
+                tracing::debug!(error = %e, "write failed");
+                return Err(Exit::Gone);
+            }
+            self.dirty = true;
+            wrote = true;
+        }
+    }
+
+    /// The next answer, or else the next notification of a subscription that has one.
+    fn next_outgoing(&mut self, cx: &mut Context<'_>) -> Option<String> {
+        if let Some(reply) = self.replies.pop_front() {
+            return Some(reply);
+        }
+        let mut looked = 0;
+        while looked < self.subscriptions.len() {
+            let i = (self.turn + looked) % self.subscriptions.len();
+            let subscription = &mut self.subscriptions[i];
+            match subscription.feed.poll_next_unpin(cx) {
+                Poll::Ready(Some(item)) => {
+                    self.turn = i + 1;
+                    return Some(notification(subscription.id, &item));
+                }
+                Poll::Ready(None) => {
+                    self.subscriptions.swap_remove(i);
+                }
+                Poll::Pending => looked += 1,
+            }
+        }
+        None
+    }
+
+    fn finish(&mut self, done: Done) {
+        match done {
+            Done::Reply(reply) => self.replies.push_back(reply),
+            Done::Subscribed { reply, id, feed } => {
+                self.opening -= 1;
+                self.replies.push_back(reply);
+                self.subscriptions.push(Subscription { id, feed });
+            }
+            Done::NotOpened(reply) => {
+                self.opening -= 1;
+                self.replies.push_back(reply);
+            }
+            Done::Silent => {}
+        }
+    }
+
+    fn reply(&mut self, response: MethodResponse) {
+        self.replies.push_back(into_text(response));
+    }
+
+    fn on_message(&mut self, message: Message) {
+        let text = match &message {
+            Message::Text(text) => text.as_str(),
+            Message::Binary(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(_) => {
+                    self.reply(MethodResponse::error(Id::Null, RpcCode::ParseError));
+                    return;
+                }
+            },
+            // Pings are answered by the WebSocket layer; closes end the stream next.
+            _ => return,
+        };
+        let limit = self.shared.limits.max_frame_bytes;
+        if text.len() > limit as usize {
+            self.reply(MethodResponse::error(
+                Id::Null,
+                reject_too_big_request(limit),
+            ));
+            return;
+        }
+        if text.trim_start().starts_with('[') {
+            self.on_batch(text);
+            return;
+        }
+        match serde_json::from_str::<Request>(text) {
+            Ok(request) => {
+                if self.session.take(1, self.rate(), self.burst()) {
+                    self.on_request(request);
+                } else {
+                    self.reply(MethodResponse::error(request.id, rate_limited()));
+                }
+            }
+            Err(_) => {
+                if let Some(error) = not_a_request(text) {
+                    self.reply(error);
+                }
+            }
+        }
+    }
+
+    fn rate(&self) -> u32 {
+        self.shared.limits.requests_per_second
+    }
+
+    fn burst(&self) -> u32 {
+        self.shared.limits.request_burst.max(1)
+    }
+
+    fn on_request(&mut self, request: Request<'_>) {
+        let id = request.id.into_owned();
+        let params = request.params.map(|p| p.get().to_owned());
+        match request.method.as_ref() {
+            "space.subscribe" => {
+                let max = self.shared.limits.max_subscriptions_per_connection;
+                if self.subscriptions.len() + self.opening >= max as usize {
+                    self.reply(MethodResponse::error(
+                        id,
+                        reject_too_many_subscriptions(max),
+                    ));
+                    return;
+                }
+                self.opening += 1;
+                let sub = self.next_subscription;
+                self.next_subscription += 1;
+                let call = subscribe(self.shared.clone(), self.session.clone(), id, params, sub);
+                self.calls.push(Box::pin(call));
+            }
+            "space.unsubscribe" => {
+                let found = match parse_unsubscribe(params.as_deref()) {
+                    Ok(sub) => {
+                        let before = self.subscriptions.len();
+                        self.subscriptions.retain(|s| s.id != sub);
+                        self.subscriptions.len() != before
+                    }
+                    Err(e) => {
+                        self.reply(MethodResponse::error(id, e));
+                        return;
+                    }
+                };
+                let max = self.shared.max_response();
+                self.reply(MethodResponse::response(
+                    id,
+                    ResponsePayload::success(found),
+                    max,
+                ));
+            }
+            name => match call(&self.shared, &self.session, name, id, params) {
+                Ok(call) => self.calls.push(call),
+                Err(response) => self.reply(response),
+            },
+        }
+    }
+
+    /// A batch: one answer holding every call's answer, in one message.
+    fn on_batch(&mut self, text: &str) {
+        let max_batch = self.shared.limits.max_batch as usize;
+        if max_batch == 0 {
+            let error =
+                ErrorObject::borrowed(BATCHES_NOT_SUPPORTED_CODE, BATCHES_NOT_SUPPORTED_MSG, None);
+            self.reply(MethodResponse::error(Id::Null, error));
+            return;
+        }
+        let entries = match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(entries) => entries,
+            Err(_) => {
+                self.reply(MethodResponse::error(Id::Null, RpcCode::ParseError));
+                return;
+            }
+        };
+        if entries.is_empty() {
+            self.reply(MethodResponse::error(Id::Null, RpcCode::InvalidRequest));
+            return;
+        }
+        if entries.len() > max_batch {
+            self.reply(MethodResponse::error(
+                Id::Null,
+                reject_too_big_batch_request(max_batch),
+            ));
+            return;
+        }
+        let cost = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+        let paid = self.session.take(cost, self.rate(), self.burst());
+        let mut parts: Vec<Call> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let part: Call = match serde_json::from_str::<Request>(entry.get()) {
+                Ok(request) if !paid => {
+                    let reply = into_text(MethodResponse::error(request.id, rate_limited()));
+                    Box::pin(std::future::ready(Done::Reply(reply)))
+                }
+                Ok(request) => {
+                    let id = request.id.into_owned();
+                    let params = request.params.map(|p| p.get().to_owned());
+                    match request.method.as_ref() {
+                        "space.subscribe" | "space.unsubscribe" => {
+                            let error = ErrorObject::owned(
+                                RpcCode::InvalidRequest.code(),
+                                "space.subscribe and space.unsubscribe cannot be batched",
+                                None::<()>,
+                            );
+                            let reply = into_text(MethodResponse::error(id, error));
+                            Box::pin(std::future::ready(Done::Reply(reply)))
+                        }
+                        name => match call(&self.shared, &self.session, name, id, params) {
+                            Ok(call) => call,
+                            Err(response) => {
+                                Box::pin(std::future::ready(Done::Reply(into_text(response))))
+                            }
+                        },
+                    }
+                }
+                Err(_) => {
+                    let done = match not_a_request(entry.get()) {
+                        Some(error) => Done::Reply(into_text(error)),
+                        None => Done::Silent,
+                    };
+                    Box::pin(std::future::ready(done))
+                }
+            };
+            parts.push(part);
+        }
+        let max = self.shared.max_response();
+        self.calls.push(Box::pin(async move {
+            let answers = futures_util::future::join_all(parts).await;
+            let answers: Vec<String> = answers
+                .into_iter()
+                .filter_map(|done| match done {
+                    Done::Reply(reply) => Some(reply),
+                    _ => None,
+                })
+                .collect();
+            if answers.is_empty() {
+                return Done::Silent;
+            }
+            let length = answers.iter().map(|a| a.len() + 1).sum::<usize>() + 1;
+            if length > max {
+                let error = reject_too_big_batch_response(max);
+                return Done::Reply(into_text(MethodResponse::error(Id::Null, error)));
+            }
+            let mut joined = String::with_capacity(length);
+            joined.push('[');
+            for (i, answer) in answers.iter().enumerate() {
+                if i > 0 {
+                    joined.push(',');
+                }
+                joined.push_str(answer);
+            }
+            joined.push(']');
+            Done::Reply(joined)
+        }));
+    }
+}
+
+/// A call of one of the `jsonrpsee` methods, with the session in its extensions.
+fn call(
+    shared: &Arc<Shared>,
+    session: &Arc<Session>,
+    name: &str,
+    id: Id<'static>,
+    params: Option<String>,
+) -> Result<Call, MethodResponse> {
+    let Some(callback) = shared.methods.method(name) else {
+        return Err(MethodResponse::error(id, RpcCode::MethodNotFound));
+    };
+    let mut extensions = Extensions::new();
+    extensions.insert(session.clone());
+    let conn = ConnectionId(usize::try_from(session.id).unwrap_or(usize::MAX));
+    let max = shared.max_response();
+    match callback {
+        MethodCallback::Async(callback) => {
+            let callback = callback.clone();
+            Ok(Box::pin(async move {
+                let params = Params::new(params.as_deref()).into_owned();
+                let response = callback(id, params, conn, max, extensions).await;
+                Done::Reply(into_text(response))
+            }))
+        }
+        MethodCallback::Sync(callback) => {
+            let response = callback(id, Params::new(params.as_deref()), max, extensions);
+            Ok(Box::pin(std::future::ready(Done::Reply(into_text(
+                response,
+            )))))
+        }
+        // The node registers no jsonrpsee subscriptions: they are served here.
+        MethodCallback::Subscription(_) | MethodCallback::Unsubscription(_) => {
+            Err(MethodResponse::error(id, RpcCode::MethodNotFound))
+        }
+    }
+}
+
+/// `space.subscribe`: check, open the feed, answer with the subscription's id.
+async fn subscribe(
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    id: Id<'static>,
+    params: Option<String>,
+    sub: u64,
+) -> Done {
+    let max = shared.max_response();
+    let (space, since) = match parse_subscribe(params.as_deref()) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            return Done::NotOpened(into_text(MethodResponse::error(id, e)));
+        }
+    };
+    let reader = session.did().cloned();
+    match shared.api.subscribe(space, since, reader).await {
+        Ok(feed) => Done::Subscribed {
+            reply: into_text(MethodResponse::response(
+                id,
+                ResponsePayload::success(sub),
+                max,
+            )),
+            id: sub,
+            feed,
+        },
+        Err(e) => Done::NotOpened(into_text(MethodResponse::error(
+            id,
+            ErrorObjectOwned::from(e),
+        ))),
+    }
+}
+
+/// `space.subscribe`'s parameters: `[space, since]`, or `{"space", "since"}`.
+fn parse_subscribe(params: Option<&str>) -> Result<(SpaceId, u64), ErrorObjectOwned> {
+    #[derive(Deserialize)]
+    struct Named {
+        space: SpaceId,
+        since: u64,
+    }
+    let params = Params::new(params);
+    if params.is_object() {
+        let named: Named = params.parse()?;
+        return Ok((named.space, named.since));
+    }
+    let mut sequence = params.sequence();
+    let space = sequence.next()?;
+    let since = sequence.next()?;
+    Ok((space, since))
+}
+
+/// `space.unsubscribe`'s parameter: the subscription id (the node's ids are integers, so a
+/// string names none of them).
+fn parse_unsubscribe(params: Option<&str>) -> Result<u64, ErrorObjectOwned> {
+    #[derive(Deserialize)]
+    struct Named<'a> {
+        #[serde(borrow)]
+        subscription: SubscriptionId<'a>,
+    }
+    let params = Params::new(params);
+    let id = if params.is_object() {
+        params.parse::<Named<'_>>()?.subscription
+    } else {
+        params.sequence().next::<SubscriptionId<'_>>()?
+    };
+    Ok(match id {
+        SubscriptionId::Num(n) => n,
+        SubscriptionId::Str(_) => 0,
+    })
+}
+
+/// A `space.event` notification for subscription `id`.
+fn notification(id: u64, item: &FeedItem) -> String {
+    let (field, value) = match item {
+        FeedItem::Event(json) => ("result", std::borrow::Cow::Borrowed(json.as_str())),
+        FeedItem::End(text) => (
+            "error",
+            // A string always serialises.
+            std::borrow::Cow::Owned(serde_json::to_string(text).unwrap_or_default()),
+        ),
+    };
+    let mut out = String::with_capacity(value.len() + 96);
+    out.push_str(r#"{"jsonrpc":"2.0","method":""#);
+    out.push_str(NOTIFICATION);
+    out.push_str(r#"","params":{"subscription":"#);
+    out.push_str(&id.to_string());
+    out.push_str(r#",""#);
+    out.push_str(field);
+    out.push_str(r#"":"#);
+    out.push_str(&value);
+    out.push_str("}}");
+    out
+}
+
+/// What a message that is not a request gets: nothing if it is a notification, else the
+/// JSON-RPC error for what it is (not JSON, or not a request).
+fn not_a_request(text: &str) -> Option<MethodResponse> {
+    if serde_json::from_str::<Notification<'_, Option<&RawValue>>>(text).is_ok() {
+        return None;
+    }
+    let (id, code) = prepare_error(text.as_bytes());
+    Some(MethodResponse::error(id, code))
+}
+
+fn into_text(response: MethodResponse) -> String {
+    Box::<str>::from(response.into_json()).into_string()
+}
+
+/// The answer to a request over the connection's budget.
+fn rate_limited() -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(
+        ErrorCode::RateLimited.code(),
+        "too many requests on this connection; slow down",
+        Some(ErrorCode::RateLimited.name()),
+    )
+}

@@ -1,0 +1,136 @@
+//! The node's WebSocket transport on the wire (`spec/protocol.md` §6.1, §6.3.14): batches,
+//! subscriptions and their ids, the close statuses, each seen by a raw client.
+
+mod common;
+
+use common::{Raw, TestNode};
+use northstar_protocol::Keypair;
+use northstar_protocol::address::SpaceType;
+use northstar_sdk::Client;
+use serde_json::{Value, json};
+
+fn request(id: u64, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+#[tokio::test]
+async fn a_batch_is_answered_in_one_message_with_every_call_answered() {
+    let node = TestNode::start_with(|c| c.limits.max_batch = 4).await;
+    let mut raw = Raw::connect(&node.url).await;
+
+    let batch = json!([
+        request(1, "node.info", json!([])),
+        request(2, "node.nonsense", json!([])),
+        {"jsonrpc": "2.0", "method": "node.info", "params": []},
+        request(3, "space.subscribe", json!(["channel/x/y", 0])),
+    ]);
+    raw.send_text(batch.to_string()).await;
+    let reply = raw.recv().await.unwrap();
+    let answers = reply.as_array().unwrap_or_else(|| panic!("{reply}"));
+    assert_eq!(answers.len(), 3, "the notification gets no answer: {reply}");
+    let by_id = |id: u64| answers.iter().find(|a| a["id"] == json!(id)).unwrap();
+    assert!(by_id(1)["result"]["did"].is_string(), "{reply}");
+    assert_eq!(by_id(2)["error"]["code"], json!(-32601), "{reply}");
+    assert_eq!(
+        by_id(3)["error"]["code"],
+        json!(-32600),
+        "subscriptions cannot be batched: {reply}"
+    );
+
+    let five: Vec<Value> = (10..15)
+        .map(|i| request(i, "node.info", json!([])))
+        .collect();
+    raw.send_text(json!(five).to_string()).await;
+    let reply = raw.recv().await.unwrap();
+    assert_eq!(reply["error"]["code"], json!(-32010), "{reply}");
+
+    raw.send_text("[]".into()).await;
+    let reply = raw.recv().await.unwrap();
+    assert_eq!(reply["error"]["code"], json!(-32600), "{reply}");
+
+    // Only notifications: nothing comes back, the next answer is the next call's.
+    raw.send_text(json!([{"jsonrpc": "2.0", "method": "node.info"}]).to_string())
+        .await;
+    raw.send_text(request(20, "node.info", json!([])).to_string())
+        .await;
+    assert_eq!(raw.recv().await.unwrap()["id"], json!(20));
+}
+
+#[tokio::test]
+async fn notifications_carry_the_subscription_id_and_stop_after_unsubscribe() {
+    let node = TestNode::start().await;
+    let alice = Client::connect(&node.url, Keypair::generate().unwrap())
+        .await
+        .unwrap();
+    let space = alice
+        .create_space(SpaceType::Channel, "news", "News")
+        .await
+        .unwrap()
+        .space;
+
+    // A channel is a public read: no auth needed to subscribe. Two subscriptions, one with
+    // named parameters, get their own ids; both start after the genesis (seq 1), so the
+    // first notification on this connection comes after both answers.
+    let mut raw = Raw::connect(&node.url).await;
+    let first = raw.ok("space.subscribe", json!([space.as_str(), 1])).await;
+    let second = raw
+        .ok(
+            "space.subscribe",
+            json!({"space": space.as_str(), "since": 1}),
+        )
+        .await;
+    assert_ne!(first, second);
+
+    let posted = alice.post(&space, "one", "first").await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let n = raw.recv().await.unwrap();
+        assert_eq!(n["params"]["result"]["seq"], json!(posted.seq), "{n}");
+        seen.push(n["params"]["subscription"].clone());
+    }
+    seen.sort_by_key(|v| v.as_u64());
+    let mut ids = vec![first.clone(), second.clone()];
+    ids.sort_by_key(|v| v.as_u64());
+    assert_eq!(seen, ids, "each subscription gets the event once");
+
+    assert_eq!(
+        raw.ok("space.unsubscribe", json!([first])).await,
+        json!(true)
+    );
+    assert_eq!(
+        raw.ok("space.unsubscribe", json!([first])).await,
+        json!(false)
+    );
+    let again = alice.post(&space, "two", "second").await.unwrap();
+    let n = raw.recv().await.unwrap();
+    assert_eq!(n["params"]["subscription"], second, "{n}");
+    assert_eq!(n["params"]["result"]["seq"], json!(again.seq));
+    // Nothing else is queued: the next message is the answer to this call.
+    raw.send_text(request(99, "node.info", json!([])).to_string())
+        .await;
+    assert_eq!(raw.recv().await.unwrap()["id"], json!(99));
+}
+
+#[tokio::test]
+async fn shutdown_closes_each_connection_with_status_1000() {
+    let node = TestNode::start().await;
+    let mut raw = Raw::connect(&node.url).await;
+    raw.ok("node.info", json!([])).await;
+    let stopping = tokio::spawn(node.stop());
+    assert_eq!(raw.close_status().await, Some(1000));
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_past_twice_the_limit_ends_the_connection_with_1009() {
+    let node = TestNode::start_with(|c| c.limits.max_frame_bytes = 16 * 1024).await;
+    let mut raw = Raw::connect(&node.url).await;
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"node.info","params":["{}"]}}"#,
+        "x".repeat(40 * 1024)
+    );
+    raw.send_text(huge).await;
+    assert_eq!(raw.close_status().await, Some(1009));
+    let mut other = Raw::connect(&node.url).await;
+    other.ok("node.info", json!([])).await;
+}
