@@ -55,7 +55,7 @@ impl Session {
                 refused: 0,
             }),
             kill,
-            nonces: Mutex::new(VecDeque::with_capacity(NONCES_PER_SESSION)),
+            nonces: Mutex::new(VecDeque::new()),
         }
     }
 

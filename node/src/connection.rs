@@ -68,7 +68,7 @@ pub const WRITE_BATCH: usize = 16 * 1024;
 
 /// The read buffer of an idle connection: requests are small. Longer messages grow it while
 /// they are read.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 2 * 1024;
 
 /// Messages up to this many times `max_frame_bytes` are read and answered with −32007; longer
 /// ones end the connection with close status 1009, as reading them would cost that memory.
@@ -212,7 +212,8 @@ pub struct Connection<S> {
     ws: WebSocketStream<Watched<S>>,
     shared: Arc<Shared>,
     session: Arc<Session>,
-    calls: FuturesUnordered<Call>,
+    /// The calls running; none while idle, so an idle connection holds no call queue.
+    calls: Option<FuturesUnordered<Call>>,
     replies: VecDeque<String>,
     subscriptions: Vec<Subscription>,
     /// `space.subscribe` calls running, counted against the limit with the open ones.
@@ -241,7 +242,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             ws,
             shared,
             session,
-            calls: FuturesUnordered::new(),
+            calls: None,
             replies: VecDeque::new(),
             subscriptions: Vec::new(),
             opening: 0,
@@ -289,7 +290,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         self.subscriptions.clear();
         let drained = std::future::poll_fn(|cx| match self.poll_serve(cx, false) {
             Poll::Ready(_) => Poll::Ready(()),
-            Poll::Pending if self.calls.is_empty() && self.replies.is_empty() && !self.dirty => {
+            Poll::Pending if self.calls.is_none() && self.replies.is_empty() && !self.dirty => {
                 Poll::Ready(())
             }
             Poll::Pending => Poll::Pending,
@@ -319,7 +320,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     fn poll_serve(&mut self, cx: &mut Context<'_>, reading: bool) -> Poll<Exit> {
         loop {
             let mut progress = false;
-            while reading && self.calls.len() + self.replies.len() < MAX_IN_FLIGHT {
+            while reading && self.running() + self.replies.len() < MAX_IN_FLIGHT {
                 match self.ws.poll_next_unpin(cx) {
                     Poll::Ready(Some(Ok(message))) => {
                         progress = true;
@@ -336,9 +337,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     Poll::Pending => break,
                 }
             }
-            while let Poll::Ready(Some(done)) = self.calls.poll_next_unpin(cx) {
-                progress = true;
-                self.finish(done);
+            while let Some(calls) = &mut self.calls {
+                match calls.poll_next_unpin(cx) {
+                    Poll::Ready(Some(done)) => {
+                        progress = true;
+                        self.finish(done);
+                    }
+                    Poll::Ready(None) => self.calls = None,
+                    Poll::Pending => break,
+                }
             }
             match self.write_ready(cx) {
                 Ok(wrote) => progress |= wrote,
@@ -442,6 +449,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         None
     }
 
+    fn running(&self) -> usize {
+        self.calls.as_ref().map_or(0, FuturesUnordered::len)
+    }
+
+    fn start(&mut self, call: Call) {
+        self.calls
+            .get_or_insert_with(FuturesUnordered::new)
+            .push(call);
+    }
+
     fn finish(&mut self, done: Done) {
         match done {
             Done::Reply(reply) => self.replies.push_back(reply),
@@ -528,7 +545,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 let sub = self.next_subscription;
                 self.next_subscription += 1;
                 let call = subscribe(self.shared.clone(), self.session.clone(), id, params, sub);
-                self.calls.push(Box::pin(call));
+                self.start(Box::pin(call));
             }
             "space.unsubscribe" => {
                 let found = match parse_unsubscribe(params.as_deref()) {
@@ -550,7 +567,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 ));
             }
             name => match call(&self.shared, &self.session, name, id, params) {
-                Ok(call) => self.calls.push(call),
+                Ok(call) => self.start(call),
                 Err(response) => self.reply(response),
             },
         }
@@ -624,7 +641,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             parts.push(part);
         }
         let max = self.shared.max_response();
-        self.calls.push(Box::pin(async move {
+        self.start(Box::pin(async move {
             let answers = futures_util::future::join_all(parts).await;
             let answers: Vec<String> = answers
                 .into_iter()

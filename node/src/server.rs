@@ -201,7 +201,9 @@ impl Accept {
         let burst = self.shared.limits.request_burst.max(1);
         let session = Arc::new(Session::new(self.id, self.peer, self.kill.clone(), burst));
         let connection = Connection::new(ws, self.shared.clone(), session, self.deadline, slot);
-        connection.run(self.shutdown.clone()).await;
+        // A task of its own, so what the upgrade needed is not kept for the session's life.
+        self.tracker
+            .spawn(connection.run(self.shutdown.clone()).in_current_span());
     }
 }
 
