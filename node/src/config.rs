@@ -105,8 +105,8 @@ pub struct Limits {
     pub auth_timeout_secs: u32,
     /// Seconds a challenge stays valid.
     pub challenge_ttl_secs: u32,
-    /// Events a subscriber may have queued; when full it is told and cut off, and may resume
-    /// from its cursor.
+    /// Events a subscriber may fall behind a space's new events; past that it is told and cut
+    /// off, and may resume from its cursor.
     pub subscriber_queue: u32,
     /// The most events one `space.events` call returns.
     pub max_page: u32,

@@ -781,6 +781,9 @@ fn parse_unsubscribe(params: Option<&str>) -> Result<u64, ErrorObjectOwned> {
 }
 
 /// A `space.event` notification for subscription `id`.
+///
+/// Built to its exact length: the WebSocket layer then takes the text's buffer as it is,
+/// without allocating a header for a partly used one.
 fn notification(id: u64, item: &FeedItem) -> String {
     let (field, value) = match item {
         FeedItem::Event(json) => ("result", std::borrow::Cow::Borrowed(json.as_str())),
@@ -790,16 +793,22 @@ fn notification(id: u64, item: &FeedItem) -> String {
             std::borrow::Cow::Owned(serde_json::to_string(text).unwrap_or_default()),
         ),
     };
-    let mut out = String::with_capacity(value.len() + 96);
-    out.push_str(r#"{"jsonrpc":"2.0","method":""#);
-    out.push_str(NOTIFICATION);
-    out.push_str(r#"","params":{"subscription":"#);
-    out.push_str(&id.to_string());
-    out.push_str(r#",""#);
-    out.push_str(field);
-    out.push_str(r#"":"#);
-    out.push_str(&value);
-    out.push_str("}}");
+    let id = id.to_string();
+    let parts = [
+        r#"{"jsonrpc":"2.0","method":""#,
+        NOTIFICATION,
+        r#"","params":{"subscription":"#,
+        &id,
+        r#",""#,
+        field,
+        r#"":"#,
+        &value,
+        "}}",
+    ];
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        out.push_str(part);
+    }
     out
 }
 

@@ -139,6 +139,7 @@ pub async fn run(
         catch_up,
         background: tasks.clone(),
         filling: Arc::default(),
+        sequenced_here: std::sync::Mutex::default(),
     });
     let module = rpc::methods(api.clone()).map_err(|e| NodeError::Methods(e.to_string()))?;
     let address = listener

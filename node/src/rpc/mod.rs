@@ -157,7 +157,14 @@ pub struct Api {
     pub background: TaskTracker,
     /// Spaces with a gap-filling catch-up under way.
     pub filling: Arc<std::sync::Mutex<std::collections::HashSet<SpaceId>>>,
+    /// Spaces this node is known to sequence, so a post needs no database read to learn it.
+    /// A space never changes sequencer, so an entry never goes stale; the set is cleared when
+    /// it reaches [`MAX_KNOWN_HERE`].
+    pub sequenced_here: std::sync::Mutex<std::collections::HashSet<SpaceId>>,
 }
+
+/// The most entries of [`Api::sequenced_here`].
+const MAX_KNOWN_HERE: usize = 4096;
 
 /// Where a space lives, from this node's point of view.
 enum Whereabouts {
@@ -279,8 +286,23 @@ impl Api {
     }
 
     async fn whereabouts(&self, space: &SpaceId) -> Result<Whereabouts, ApiError> {
+        let lock = || {
+            self.sequenced_here
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        if lock().contains(space) {
+            return Ok(Whereabouts::Here);
+        }
         Ok(match self.store.space(space.as_str()).await? {
-            Some(row) if row.sequencer == self.did.as_str() => Whereabouts::Here,
+            Some(row) if row.sequencer == self.did.as_str() => {
+                let mut known = lock();
+                if known.len() >= MAX_KNOWN_HERE {
+                    known.clear();
+                }
+                known.insert(space.clone());
+                Whereabouts::Here
+            }
             Some(row) => Whereabouts::Replica(row),
             None => Whereabouts::Unknown,
         })

@@ -152,16 +152,6 @@ impl SpaceApiServer for Handler {
             )
             .into());
         }
-        if api
-            .store
-            .is_tombstoned(&id.to_string())
-            .await
-            .map_err(ApiError::from)?
-        {
-            return Err(
-                ApiError::new(ErrorCode::BeamNotFound, format!("beam {id} was deleted")).into(),
-            );
-        }
         beam.verify().map_err(|_| bad_signature("beam"))?;
         beam_ref.verify().map_err(|_| bad_signature("beam_ref"))?;
         let beam_uri = beam_ref.beam_uri().to_string();
@@ -173,7 +163,20 @@ impl SpaceApiServer for Handler {
                 .await
                 .map_err(ApiError::from)?,
             // The content stays here, with its author; only the ref goes to the sequencer.
+            // (Here, the writer refuses a deleted beam itself, in the same commit group.)
             Whereabouts::Replica(_) => {
+                if api
+                    .store
+                    .is_tombstoned(&id.to_string())
+                    .await
+                    .map_err(ApiError::from)?
+                {
+                    return Err(ApiError::new(
+                        ErrorCode::BeamNotFound,
+                        format!("beam {id} was deleted"),
+                    )
+                    .into());
+                }
                 api.sequencer
                     .store_beam(beam)
                     .await
