@@ -121,7 +121,22 @@ impl Did {
     }
 
     /// Parse and check a `did:key` text. Each way it can be wrong has its own [`DidError`].
+    ///
+    /// Checking a key costs two field inversions (decompress, and compress again to refuse
+    /// non-canonical encodings), about as much as a signature verification, and a node parses
+    /// the same few DIDs in every request (author, space owner, member). So the DIDs parsed
+    /// lately are remembered: a text seen before returns the same key without the work. Only
+    /// valid DIDs are remembered, so errors are always computed afresh.
     pub fn parse(text: &str) -> Result<Self, DidError> {
+        if let Some(did) = recent::get(text) {
+            return Ok(did);
+        }
+        let did = Self::parse_uncached(text)?;
+        recent::put(&did);
+        Ok(did)
+    }
+
+    fn parse_uncached(text: &str) -> Result<Self, DidError> {
         if text.len() > MAX_DID_LEN {
             return Err(DidError::TooLong { len: text.len() });
         }
@@ -230,9 +245,56 @@ impl<'de> Deserialize<'de> for Did {
     }
 }
 
+/// The DIDs parsed lately, by text; see [`Did::parse`].
+mod recent {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, PoisonError};
+
+    use super::Did;
+
+    /// How many DIDs are remembered; when full, the memory starts over. A node's active
+    /// authors and owners fit; a flood of new DIDs costs what parsing them costs anyway.
+    const CAPACITY: usize = 4096;
+
+    static RECENT: Mutex<Option<HashMap<Box<str>, Did>>> = Mutex::new(None);
+
+    pub(super) fn get(text: &str) -> Option<Did> {
+        let recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+        recent.as_ref()?.get(text).cloned()
+    }
+
+    pub(super) fn put(did: &Did) {
+        let mut recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = recent.get_or_insert_with(HashMap::new);
+        if map.len() >= CAPACITY {
+            map.clear();
+        }
+        map.insert(did.as_str().into(), did.clone());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_did_parsed_again_is_remembered_and_an_invalid_one_never() {
+        let text = crate::Keypair::from_seed(&[42; 32])
+            .did()
+            .as_str()
+            .to_owned();
+        let first = Did::parse(&text).unwrap();
+        let again = Did::parse(&text).unwrap();
+        assert!(
+            Arc::ptr_eq(&first.0, &again.0),
+            "the second parse is the first's key"
+        );
+        // One character off: still refused, however often the valid form was seen.
+        let mut bad = text.clone();
+        bad.push('x');
+        assert!(Did::parse(&bad).is_err());
+        assert!(Did::parse(&bad).is_err());
+    }
 
     fn did_with_raw(raw: &[u8]) -> String {
         format!(
