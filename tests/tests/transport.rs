@@ -134,3 +134,46 @@ async fn a_message_past_twice_the_limit_ends_the_connection_with_1009() {
     let mut other = Raw::connect(&node.url).await;
     other.ok("node.info", json!([])).await;
 }
+
+#[tokio::test]
+async fn a_connection_that_stops_reading_is_dropped_once_writes_stall() {
+    let node = TestNode::start().await;
+    let alice = Client::connect(&node.url, Keypair::generate().unwrap())
+        .await
+        .unwrap();
+    let space = alice
+        .create_space(SpaceType::Channel, "log", "Log")
+        .await
+        .unwrap()
+        .space;
+    // Enough events for a page of about 128 KiB.
+    let posts = futures_util::future::join_all((0..200).map(|i| {
+        let (alice, space) = (&alice, &space);
+        async move { alice.post(space, &format!("{i}"), "a post").await }
+    }))
+    .await;
+    assert!(posts.iter().all(Result::is_ok));
+
+    let mut raw = Raw::connect_small(&node).await;
+    // Authenticated, so the auth deadline is not what ends it.
+    raw.authenticate(&Keypair::generate().unwrap()).await;
+    // About 5 MB of answers, more than its small receive buffer and the node's send buffer
+    // hold; it reads none of them until the node has had time to give up on it.
+    let asked = 40;
+    for id in 0..asked {
+        let page = request(1000 + id, "space.events", json!([space.as_str(), 0, 500]));
+        raw.send_text(page.to_string()).await;
+    }
+    tokio::time::sleep(northstar_node::connection::WRITE_STALL + std::time::Duration::from_secs(3))
+        .await;
+
+    // What the buffers held still arrives, then the end, before every answer did.
+    let mut answered = 0;
+    while let Some(message) = raw.recv().await {
+        assert!(message["result"]["events"].is_array(), "{message}");
+        answered += 1;
+    }
+    assert!(answered < asked, "the connection was not dropped");
+    // The node itself is fine.
+    alice.post(&space, "after", "still serving").await.unwrap();
+}

@@ -120,6 +120,22 @@ impl Raw {
         Self { ws, next_id: 1 }
     }
 
+    /// A connection whose socket has a small receive buffer that does not grow, so a test can
+    /// make the node's writes to it stall by not reading.
+    pub async fn connect_small(node: &TestNode) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(node.addr).await.unwrap();
+        let (ws, _) = tokio::time::timeout(
+            TIMEOUT,
+            tokio_tungstenite::client_async(node.url.as_str(), MaybeTlsStream::Plain(tcp)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        Self { ws, next_id: 1 }
+    }
+
     pub async fn send_text(&mut self, text: String) {
         self.ws.send(Message::text(text)).await.unwrap();
     }
@@ -147,6 +163,15 @@ impl Raw {
                 Some(Ok(_)) => {}
             }
         }
+    }
+
+    /// Authenticate as `key` with `auth.challenge` and `auth.respond`.
+    pub async fn authenticate(&mut self, key: &northstar_protocol::Keypair) {
+        use northstar_protocol::wire::AuthResponse;
+        let challenge = self.ok("auth.challenge", json!([])).await;
+        let challenge = serde_json::from_value(challenge).unwrap();
+        let response = AuthResponse::answer(key, challenge).unwrap();
+        self.ok("auth.respond", json!([response])).await;
     }
 
     /// Call a method; returns the whole response object.
