@@ -6,13 +6,34 @@
 //! matches and a fork if it does not: the rival is refused and kept with the held event as proof.
 //! An event past a gap stops the batch and asks for a catch-up. Nothing refused is forwarded.
 
-use northstar_protocol::ContentId;
 use northstar_protocol::address::SpaceId;
 use northstar_protocol::wire::{Event, Payload};
+use northstar_protocol::{ContentId, SignatureError};
 
 use crate::sequencer::{Pending, SequenceError, Sequencer, corrupt, now_ms, push_event, space_row};
 use crate::space::SpaceState;
 use crate::store::Op;
+
+/// An event with its id, computed where it was verified (on any core) so the single writer
+/// does not encode it canonically once more.
+#[derive(Debug, Clone)]
+pub struct Identified {
+    event: Event,
+    id: ContentId,
+}
+
+impl Identified {
+    /// The event with its id. The only way to build one, so the id is always the event's.
+    pub fn new(event: Event) -> Result<Self, SignatureError> {
+        let id = event.id()?;
+        Ok(Self { event, id })
+    }
+
+    /// The event.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+}
 
 /// What a batch of events did to the replicas.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,10 +54,15 @@ impl Sequencer {
     /// Add verified `events` (in any order) to the replicas they belong to.
     pub(crate) async fn replicate(
         &mut self,
-        mut events: Vec<Event>,
+        mut events: Vec<Identified>,
         create: bool,
     ) -> Result<(Pending, Replicated), SequenceError> {
-        events.sort_by(|a, b| a.space.cmp(&b.space).then(a.seq.cmp(&b.seq)));
+        events.sort_by(|a, b| {
+            a.event
+                .space
+                .cmp(&b.event.space)
+                .then(a.event.seq.cmp(&b.event.seq))
+        });
         let mut pending = Pending::default();
         let mut outcome = Replicated::default();
         for event in events {
@@ -68,11 +94,13 @@ impl Sequencer {
     async fn replicate_one(
         &mut self,
         pending: &mut Pending,
-        event: Event,
+        Identified {
+            event,
+            id: event_id,
+        }: Identified,
         create: bool,
     ) -> Result<Step, SequenceError> {
         let space = event.space.clone();
-        let event_id = event.id()?;
         let own = self.key.did().clone();
         let known = match self.state(&space).await {
             Ok(_) => true,

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::gossip::{Forward, ForwardSender, Routing};
 use crate::hub::{Hub, LiveEvent};
-use crate::replica::Replicated;
+use crate::replica::{Identified, Replicated};
 use crate::space::{Member, MemberChange, Refusal, SpaceState};
 use crate::store::{BeamRow, EventRow, HomeRow, Op, SpaceRow, Store, StoreError};
 
@@ -102,7 +102,7 @@ enum Request {
         reply: Reply<()>,
     },
     Replicate {
-        events: Vec<Event>,
+        events: Vec<Identified>,
         create: bool,
         reply: Reply<Replicated>,
     },
@@ -182,6 +182,21 @@ impl SequencerHandle {
     pub async fn replicate(
         &self,
         events: Vec<Event>,
+        create: bool,
+    ) -> Result<Replicated, SequenceError> {
+        // The ids are computed here, in the caller's task, rather than by the single writer.
+        let events = events
+            .into_iter()
+            .map(Identified::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.replicate_identified(events, create).await
+    }
+
+    /// Like [`SequencerHandle::replicate`], for events whose ids the caller computed already
+    /// (catch-up does, on the cores that verified them).
+    pub async fn replicate_identified(
+        &self,
+        events: Vec<Identified>,
         create: bool,
     ) -> Result<Replicated, SequenceError> {
         self.ask(|reply| Request::Replicate {
@@ -384,8 +399,14 @@ impl Sequencer {
                     create,
                     reply,
                 } => {
-                    for event in &events {
-                        self.save(&mut saved, &event.space);
+                    // A batch is mostly one space: save each space once, not once per event.
+                    let mut last: Option<&SpaceId> = None;
+                    for item in &events {
+                        let space = &item.event().space;
+                        if last != Some(space) {
+                            self.save(&mut saved, space);
+                            last = Some(space);
+                        }
                     }
                     match self.replicate(events, create).await {
                         Ok((more, outcome)) => {
