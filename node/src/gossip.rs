@@ -6,12 +6,16 @@
 //!   [`PUSH_BATCH`] events. A full queue drops the batch: the peer pulls it later, so a slow
 //!   peer never slows the writer.
 //! - Catch-up pulls a seq range (`space.events`) from the sequencer or any member node, verifies
-//!   every event and hands it to the writer. It runs on a gap, after a join, at start-up and
-//!   every `sync_interval_secs` (config) for every replica.
+//!   every event and hands it to the writer, as a pipeline: the next page is fetched and
+//!   verified while the writer commits the last, with at most `PAGES_IN_FLIGHT` pages held.
+//!   It runs on a gap, after a join, at start-up and every `sync_interval_secs` (config) for
+//!   every replica.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use northstar_protocol::Did;
@@ -19,12 +23,14 @@ use northstar_protocol::address::SpaceId;
 use northstar_protocol::api::EventPage;
 use northstar_protocol::rpc::{FedApiClient, SpaceApiClient};
 use northstar_protocol::wire::{Event, Home, Payload};
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::federation::{LinkError, Links};
+use crate::replica::Identified;
 use crate::sequencer::{SequenceError, SequencerHandle};
 use crate::store::Store;
 use crate::tree::Tree;
@@ -32,8 +38,22 @@ use crate::tree::Tree;
 /// Events per `fed.push`: small enough to stay far below any node's message limit.
 pub const PUSH_BATCH: usize = 32;
 
-/// Events per catch-up page.
+/// Events per catch-up page (a source also cuts pages by bytes, to fit one message).
 const PULL_PAGE: u32 = 200;
+
+/// Pages one catch-up holds at most: one being fetched and verified, one verified and waiting
+/// for the writer, one being committed. Verifying the next page while the writer commits the
+/// last keeps the cores and the disk busy at once; a deeper pipeline would only hold more
+/// memory, since the slower of the two stages sets the pace.
+const PAGES_IN_FLIGHT: usize = 3;
+
+/// Verified pages waiting for the writer: [`PAGES_IN_FLIGHT`] less the one being fetched and
+/// the one being committed. When full, the fetcher waits before asking for the next page.
+const VERIFIED_QUEUE: usize = PAGES_IN_FLIGHT - 2;
+const _: () = assert!(
+    VERIFIED_QUEUE >= 1,
+    "a pipeline needs room for one verified page"
+);
 
 /// Committed batches waiting for the forwarder; when full, batches are dropped (and pulled
 /// later by the peers that missed them).
@@ -221,6 +241,62 @@ pub enum CatchUpError {
     Writer(#[from] SequenceError),
 }
 
+/// Where a catch-up reads a space's log: a node over a link (or, in tests, memory).
+pub(crate) trait PageSource: Sync {
+    /// Who serves the pages, for errors and logs.
+    fn name(&self) -> &str;
+
+    /// Up to `limit` events of `space` with `seq > since`, oldest first.
+    fn page(
+        &self,
+        space: &SpaceId,
+        since: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<EventPage, CatchUpError>> + Send;
+}
+
+/// A node's `space.events`, over this node's link to it.
+struct LinkSource<'a> {
+    links: &'a Links,
+    authority: &'a str,
+}
+
+impl PageSource for LinkSource<'_> {
+    fn name(&self) -> &str {
+        self.authority
+    }
+
+    async fn page(
+        &self,
+        space: &SpaceId,
+        since: u64,
+        limit: u32,
+    ) -> Result<EventPage, CatchUpError> {
+        let unreachable = |e: LinkError| CatchUpError::Unreachable(e.to_string());
+        let link = self.links.get(self.authority).await.map_err(unreachable)?;
+        SpaceApiClient::events(link.client.as_ref(), space.clone(), since, limit)
+            .await
+            .map_err(|e| unreachable(LinkError::from_call(self.authority, e)))
+    }
+}
+
+/// A page of events, verified, with their ids.
+struct VerifiedPage {
+    events: Vec<Identified>,
+    /// The highest seq in the page: where the writer's head must be once it took the page.
+    last: u64,
+}
+
+/// How a pipeline ended without an error.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Every page was taken: the source had no more, or the target was reached. The head.
+    Done(u64),
+    /// The writer stopped inside a page (a gap the source skipped over); the pages after it
+    /// were dropped. The head.
+    Short(u64),
+}
+
 impl CatchUp {
     /// Catch-up for the node `own`, pulling over `links` into `writer`.
     pub fn new(links: Arc<Links>, store: Store, writer: SequencerHandle, own: Did) -> Self {
@@ -244,7 +320,11 @@ impl CatchUp {
     ) -> Result<u64, CatchUpError> {
         let mut failures = Vec::new();
         for source in sources {
-            match self.pull(space, source, create, until).await {
+            let source = LinkSource {
+                links: &self.links,
+                authority: source,
+            };
+            match self.pull(space, &source, create, until).await {
                 Ok(head) => return Ok(head),
                 Err(CatchUpError::Writer(e)) => return Err(CatchUpError::Writer(e)),
                 Err(e) => failures.push(e.to_string()),
@@ -256,11 +336,10 @@ impl CatchUp {
     async fn pull(
         &self,
         space: &SpaceId,
-        source: &str,
+        source: &impl PageSource,
         create: Option<&Did>,
         until: Option<u64>,
     ) -> Result<u64, CatchUpError> {
-        let unreachable = |e: LinkError| CatchUpError::Unreachable(e.to_string());
         let mut head = match self
             .store
             .space(space.as_str())
@@ -276,41 +355,128 @@ impl CatchUp {
             }
         };
         loop {
-            if until.is_some_and(|u| head >= u) {
-                return Ok(head);
+            match self.pipeline(space, source, create, until, head).await? {
+                Ended::Done(end) => return Ok(end),
+                // Ask again from what the writer holds, as a sequential pull would have, but
+                // only while that moves: a source that keeps skipping the same seq is done.
+                Ended::Short(end) if end > head => head = end,
+                Ended::Short(end) => return Ok(end),
             }
-            let link = self.links.get(source).await.map_err(unreachable)?;
-            let page: EventPage =
-                SpaceApiClient::events(link.client.as_ref(), space.clone(), head, PULL_PAGE)
-                    .await
-                    .map_err(|e| unreachable(LinkError::from_call(source, e)))?;
+        }
+    }
+
+    /// Fetch and verify pages from `from` on while the writer commits the ones before: at most
+    /// [`PAGES_IN_FLIGHT`] pages are held at once. Only verified pages reach the writer, each
+    /// in one transaction, so stopping anywhere leaves a replica that is a gap-free prefix of
+    /// the log, and the next pull resumes from its head. After a fetch or verification error,
+    /// the pages verified before it are still committed and then the error is returned.
+    async fn pipeline(
+        &self,
+        space: &SpaceId,
+        source: &impl PageSource,
+        create: Option<&Did>,
+        until: Option<u64>,
+        from: u64,
+    ) -> Result<Ended, CatchUpError> {
+        let committed = AtomicU64::new(from);
+        let (tx, rx) = mpsc::channel(VERIFIED_QUEUE);
+        let mut fetch = pin!(self.fetch(space, source, create, until, &committed, tx));
+        let mut commit = pin!(self.commit(source.name(), create.is_some(), rx, &committed));
+        let mut fetched = None;
+        loop {
+            tokio::select! {
+                result = &mut fetch, if fetched.is_none() => fetched = Some(result),
+                // Returning drops the fetcher, and with it any page it still holds.
+                ended = &mut commit => {
+                    return match (ended?, fetched) {
+                        (Ended::Done(_), Some(Err(e))) => Err(e),
+                        (ended, _) => Ok(ended),
+                    };
+                }
+            }
+        }
+    }
+
+    /// The fetching half of [`CatchUp::pipeline`]: fetch and verify pages, in order, into
+    /// `pages`, until the source has no more, `until` is reached or the committer stops.
+    async fn fetch(
+        &self,
+        space: &SpaceId,
+        source: &impl PageSource,
+        create: Option<&Did>,
+        until: Option<u64>,
+        committed: &AtomicU64,
+        pages: mpsc::Sender<VerifiedPage>,
+    ) -> Result<(), CatchUpError> {
+        let mut cursor = committed.load(Ordering::Relaxed);
+        // Read once: a space's sequencer never changes, and a new replica's genesis is not in
+        // the store until its page commits, while the next pages are already being verified.
+        let mut sequencer: Option<Did> = None;
+        loop {
+            // Another pull of the same space may have moved the head past this one.
+            cursor = cursor.max(committed.load(Ordering::Relaxed));
+            if until.is_some_and(|u| cursor >= u) {
+                return Ok(());
+            }
+            let page = source.page(space, cursor, PULL_PAGE).await?;
             if page.events.is_empty() {
-                return Ok(head);
+                return Ok(());
             }
-            let sequencer = self.sequencer_of(space, &page, create).await?;
-            let raws: Vec<String> = page.events.iter().map(|raw| raw.get().to_owned()).collect();
+            let signer = match &sequencer {
+                Some(did) => did.clone(),
+                None => sequencer
+                    .insert(self.sequencer_of(space, &page, create).await?)
+                    .clone(),
+            };
+            let source_head = page.head_seq;
             let expected = space.clone();
             // Parsing and strict verification take most of a catch-up: spread them over every
             // core, off the async workers.
             let events =
-                tokio::task::spawn_blocking(move || verify_page(raws, &expected, &sequencer))
+                tokio::task::spawn_blocking(move || verify_page(page.events, &expected, &signer))
                     .await
-                    .map_err(|e| forged(source, e))?
-                    .map_err(|e| forged(source, e))?;
-            let outcome = self.writer.replicate(events, create.is_some()).await?;
+                    .map_err(|e| forged(source.name(), e))?
+                    .map_err(|e| forged(source.name(), e))?;
+            let last = events.iter().map(|e| e.event().seq).max().unwrap_or(cursor);
+            if pages.send(VerifiedPage { events, last }).await.is_err() {
+                // The committer stopped; it says why.
+                return Ok(());
+            }
+            // Pages are cut by bytes as well as by count: only the source's head says when
+            // there is no more. A page that does not move the cursor ends the pull, so a
+            // source replaying old events cannot keep it going.
+            if last >= source_head || last <= cursor {
+                return Ok(());
+            }
+            cursor = last;
+        }
+    }
+
+    /// The committing half of [`CatchUp::pipeline`]: hand each verified page to the writer and
+    /// wait for its commit before the next, so pages land in order.
+    async fn commit(
+        &self,
+        source: &str,
+        create: bool,
+        mut pages: mpsc::Receiver<VerifiedPage>,
+        committed: &AtomicU64,
+    ) -> Result<Ended, CatchUpError> {
+        let mut head = committed.load(Ordering::Relaxed);
+        while let Some(page) = pages.recv().await {
+            let outcome = self
+                .writer
+                .replicate_identified(page.events, create)
+                .await?;
             if let Some(reason) = outcome.refused {
                 return Err(forged(source, reason));
             }
-            if outcome.head <= head {
-                return Ok(head);
-            }
-            head = outcome.head;
-            // Pages are cut by bytes as well as by count: only the source's head says when
-            // there is no more.
-            if head >= page.head_seq {
-                return Ok(head);
+            head = head.max(outcome.head);
+            committed.store(head, Ordering::Relaxed);
+            if outcome.head < page.last {
+                return Ok(Ended::Short(head));
             }
         }
+        Ok(Ended::Done(head))
     }
 
     /// The sequencer to verify a page against: the stored one, or for a new replica the one its
@@ -378,26 +544,37 @@ impl CatchUp {
     }
 }
 
-/// Parse and strictly verify a page of events of `space` under `sequencer`, on every core.
-fn verify_page(raws: Vec<String>, space: &SpaceId, sequencer: &Did) -> Result<Vec<Event>, String> {
-    let one = |raw: &String| -> Result<Event, String> {
+/// Parse and strictly verify a page of events of `space` under `sequencer`, on every core, and
+/// compute each event's id there too, so the single writer does not.
+fn verify_page(
+    raws: Vec<Box<RawValue>>,
+    space: &SpaceId,
+    sequencer: &Did,
+) -> Result<Vec<Identified>, String> {
+    let one = |raw: &RawValue| -> Result<Identified, String> {
         let event: Event =
-            northstar_protocol::canonical::from_str_strict(raw).map_err(|e| e.to_string())?;
+            northstar_protocol::canonical::from_str_strict(raw.get()).map_err(|e| e.to_string())?;
         if event.space != *space {
             return Err("an event of another space".into());
         }
         event.verify(sequencer).map_err(|e| e.to_string())?;
-        Ok(event)
+        Identified::new(event).map_err(|e| e.to_string())
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || raws.len() < 2 * threads {
-        return raws.iter().map(one).collect();
+        return raws.iter().map(|raw| one(raw)).collect();
     }
     let chunk = raws.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let parts: Vec<_> = raws
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Result<Vec<_>, _>>()))
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|raw| one(raw))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
             .collect();
         let mut events = Vec::with_capacity(raws.len());
         for part in parts {
@@ -433,4 +610,342 @@ pub fn spawn_sync(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use northstar_protocol::address::SpaceType;
+    use northstar_protocol::wire::{BeamRef, SpaceGenesis};
+    use northstar_protocol::{ContentId, Keypair};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::hub::Hub;
+    use crate::sequencer::Sequencer;
+
+    /// Events per page in these tests: small, so a short log is many pages.
+    const PAGE: usize = 5;
+
+    /// A space's log as its sequencer signed it.
+    struct Log {
+        owner: Keypair,
+        key: Keypair,
+        space: SpaceId,
+        events: Vec<Event>,
+    }
+
+    impl Log {
+        /// A genesis and `len - 1` beam refs, signed by a fresh sequencer key.
+        fn new(len: u64) -> Self {
+            let owner = Keypair::generate().unwrap();
+            let key = Keypair::generate().unwrap();
+            let space = SpaceId::new(SpaceType::Channel, owner.did(), "pipeline").unwrap();
+            let mut log = Self {
+                owner,
+                key,
+                space,
+                events: Vec::new(),
+            };
+            log.events = log.chain(len, u64::MAX);
+            log
+        }
+
+        fn sequencer(&self) -> &Did {
+            self.key.did()
+        }
+
+        /// The log's events up to `len`, whose beams differ from `fork` on: a sequencer that
+        /// signs it after signing the log has forked.
+        fn chain(&self, len: u64, fork: u64) -> Vec<Event> {
+            let genesis = SpaceGenesis::create(
+                &self.owner,
+                self.space.clone(),
+                "Pipeline",
+                self.key.did().clone(),
+                "127.0.0.1:1",
+                3,
+                1,
+            )
+            .unwrap();
+            let mut events = vec![
+                Event::sequence(
+                    &self.key,
+                    self.space.clone(),
+                    1,
+                    None,
+                    1,
+                    Payload::Create(genesis),
+                )
+                .unwrap(),
+            ];
+            for seq in 2..=len {
+                let prev = events.last().unwrap().id().unwrap();
+                let beam = ContentId::of(
+                    &[seq.to_be_bytes(), u64::from(seq >= fork).to_be_bytes()].concat(),
+                );
+                let beam_ref =
+                    BeamRef::create(&self.owner, self.space.clone(), beam, "127.0.0.1:1", seq)
+                        .unwrap();
+                let event = Event::sequence(
+                    &self.key,
+                    self.space.clone(),
+                    seq,
+                    Some(prev),
+                    seq,
+                    Payload::BeamRef(beam_ref),
+                )
+                .unwrap();
+                events.push(event);
+            }
+            events
+        }
+    }
+
+    /// A source serving a log from memory, `PAGE` events at a time, that records how far ahead
+    /// of the replica's committed head it was asked to read.
+    struct Memory {
+        log: Vec<Box<RawValue>>,
+        space: SpaceId,
+        replica: Store,
+        /// Requests from this `since` on fail, as if the source went away.
+        gone_from: Option<u64>,
+        /// The seqs this source leaves out of its pages.
+        skips: Vec<u64>,
+        /// The largest `since - committed head` seen.
+        lead: Mutex<u64>,
+    }
+
+    impl Memory {
+        fn new(events: &[Event], space: &SpaceId, replica: &Store) -> Self {
+            Self {
+                log: events
+                    .iter()
+                    .map(|e| serde_json::value::to_raw_value(e).unwrap())
+                    .collect(),
+                space: space.clone(),
+                replica: replica.clone(),
+                gone_from: None,
+                skips: Vec::new(),
+                lead: Mutex::new(0),
+            }
+        }
+
+        fn lead(&self) -> u64 {
+            *self.lead.lock().unwrap()
+        }
+    }
+
+    impl PageSource for Memory {
+        fn name(&self) -> &str {
+            "memory"
+        }
+
+        async fn page(
+            &self,
+            space: &SpaceId,
+            since: u64,
+            limit: u32,
+        ) -> Result<EventPage, CatchUpError> {
+            assert_eq!(space, &self.space);
+            // Read after the request, so the head is if anything ahead of the one the
+            // fetcher saw: the lead recorded is never more than the real one.
+            let head = self
+                .replica
+                .space(space.as_str())
+                .await
+                .unwrap()
+                .map_or(0, |row| row.head_seq);
+            let mut lead = self.lead.lock().unwrap();
+            *lead = (*lead).max(since.saturating_sub(head));
+            drop(lead);
+            if self.gone_from.is_some_and(|from| since >= from) {
+                return Err(CatchUpError::Unreachable("memory went away".into()));
+            }
+            let events = self
+                .log
+                .iter()
+                .zip(1u64..)
+                .filter(|(_, seq)| *seq > since && !self.skips.contains(seq))
+                .take(PAGE.min(limit as usize))
+                .map(|(raw, _)| raw.clone())
+                .collect();
+            Ok(EventPage {
+                events,
+                head_seq: self.log.len() as u64,
+            })
+        }
+    }
+
+    /// A member node's writer and catch-up over a fresh store, stopped on drop.
+    struct Member {
+        catch_up: CatchUp,
+        store: Store,
+        stop: CancellationToken,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Member {
+        fn drop(&mut self) {
+            self.stop.cancel();
+        }
+    }
+
+    async fn member() -> Member {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("northstar.db")).await.unwrap();
+        let key = Keypair::generate().unwrap();
+        let (writer, handle) =
+            Sequencer::new(store.clone(), key.clone(), Arc::new(Hub::new(16)), None);
+        let stop = CancellationToken::new();
+        tokio::spawn(writer.run(stop.clone()));
+        let links = Arc::new(Links::new(key.clone(), "ws://127.0.0.1:1".into()));
+        Member {
+            catch_up: CatchUp::new(links, store.clone(), handle, key.did().clone()),
+            store,
+            stop,
+            _dir: dir,
+        }
+    }
+
+    /// The replica's log: (seq, id) of every stored event, in order.
+    async fn held(store: &Store, space: &SpaceId) -> Vec<(u64, String)> {
+        let rows = store.events(space.as_str(), 0, u32::MAX).await.unwrap();
+        rows.into_iter().map(|r| (r.seq, r.id)).collect()
+    }
+
+    fn ids(events: &[Event]) -> Vec<(u64, String)> {
+        events
+            .iter()
+            .map(|e| (e.seq, e.id().unwrap().to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn pulls_a_new_replica_over_many_pages_with_bounded_read_ahead() {
+        let log = Log::new(60);
+        let member = member().await;
+        let source = Memory::new(&log.events, &log.space, &member.store);
+        let head = member
+            .catch_up
+            .pull(&log.space, &source, Some(log.sequencer()), None)
+            .await
+            .unwrap();
+        assert_eq!(head, 60);
+        assert_eq!(held(&member.store, &log.space).await, ids(&log.events));
+        // One page committing and one queued while the next is asked for: never more.
+        let most = (PAGES_IN_FLIGHT as u64 - 1) * PAGE as u64;
+        assert!(source.lead() <= most, "read {} ahead", source.lead());
+    }
+
+    #[tokio::test]
+    async fn a_forged_event_stops_the_pipeline_after_the_pages_before_it_and_a_later_pull_resumes()
+    {
+        let log = Log::new(60);
+        let member = member().await;
+        let mut forged = log.events.clone();
+        // Any change voids the sequencer's signature.
+        forged[32].timestamp += 1;
+        let source = Memory::new(&forged, &log.space, &member.store);
+        let err = member
+            .catch_up
+            .pull(&log.space, &source, Some(log.sequencer()), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CatchUpError::Forged { .. }), "{err}");
+        // Every page before the forged event's page is in; nothing of or after it is.
+        assert_eq!(
+            held(&member.store, &log.space).await,
+            ids(&log.events[..30])
+        );
+
+        let honest = Memory::new(&log.events, &log.space, &member.store);
+        let head = member
+            .catch_up
+            .pull(&log.space, &honest, None, None)
+            .await
+            .unwrap();
+        assert_eq!(head, 60);
+        assert_eq!(held(&member.store, &log.space).await, ids(&log.events));
+    }
+
+    #[tokio::test]
+    async fn a_catch_up_cut_off_mid_pipeline_resumes_with_an_identical_log() {
+        let log = Log::new(60);
+        let member = member().await;
+        let mut source = Memory::new(&log.events, &log.space, &member.store);
+        source.gone_from = Some(25);
+        let err = member
+            .catch_up
+            .pull(&log.space, &source, Some(log.sequencer()), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CatchUpError::Unreachable(_)), "{err}");
+        assert_eq!(
+            held(&member.store, &log.space).await,
+            ids(&log.events[..25])
+        );
+
+        let source = Memory::new(&log.events, &log.space, &member.store);
+        let head = member
+            .catch_up
+            .pull(&log.space, &source, None, None)
+            .await
+            .unwrap();
+        assert_eq!(head, 60);
+        assert_eq!(held(&member.store, &log.space).await, ids(&log.events));
+    }
+
+    #[tokio::test]
+    async fn a_source_that_skips_a_seq_leaves_the_replica_at_the_gap() {
+        let log = Log::new(60);
+        let member = member().await;
+        let mut source = Memory::new(&log.events, &log.space, &member.store);
+        source.skips = vec![18];
+        let head = member
+            .catch_up
+            .pull(&log.space, &source, Some(log.sequencer()), None)
+            .await
+            .unwrap();
+        assert_eq!(head, 17);
+        assert_eq!(
+            held(&member.store, &log.space).await,
+            ids(&log.events[..17])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rival_log_that_does_not_link_to_the_held_head_is_refused_and_not_kept() {
+        let log = Log::new(60);
+        let member = member().await;
+        let mut source = Memory::new(&log.events, &log.space, &member.store);
+        source.gone_from = Some(30);
+        member
+            .catch_up
+            .pull(&log.space, &source, Some(log.sequencer()), None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            held(&member.store, &log.space).await,
+            ids(&log.events[..30])
+        );
+
+        // The same sequencer's key signs a different event 30 and a chain after it: its 31
+        // does not link to the 30 held here.
+        let rival = log.chain(60, 30);
+        assert_eq!(ids(&rival[..29]), ids(&log.events[..29]));
+        assert_ne!(ids(&rival[29..30]), ids(&log.events[29..30]));
+        let source = Memory::new(&rival, &log.space, &member.store);
+        let err = member
+            .catch_up
+            .pull(&log.space, &source, None, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CatchUpError::Forged { .. }), "{err}");
+        assert_eq!(
+            held(&member.store, &log.space).await,
+            ids(&log.events[..30])
+        );
+    }
 }
