@@ -6,10 +6,10 @@
 //!   [`PUSH_BATCH`] events. A full queue drops the batch: the peer pulls it later, so a slow
 //!   peer never slows the writer.
 //! - Catch-up pulls a seq range (`space.events`) from the sequencer or any member node, verifies
-//!   every event and hands it to the writer, as a pipeline: the next page is fetched and
-//!   verified while the writer commits the last, with at most `PAGES_IN_FLIGHT` pages held.
-//!   It runs on a gap, after a join, at start-up and every `sync_interval_secs` (config) for
-//!   every replica.
+//!   every event and hands it to the writer, as a pipeline: while the writer commits a page,
+//!   the next is verified and the one after it fetched, with at most `PAGES_IN_FLIGHT` pages
+//!   held. It runs on a gap, after a join, at start-up and every `sync_interval_secs` (config)
+//!   for every replica.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -24,7 +24,7 @@ use northstar_protocol::api::EventPage;
 use northstar_protocol::rpc::{FedApiClient, SpaceApiClient};
 use northstar_protocol::wire::{Event, Home, Payload};
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -41,19 +41,12 @@ pub const PUSH_BATCH: usize = 32;
 /// Events per catch-up page (a source also cuts pages by bytes, to fit one message).
 const PULL_PAGE: u32 = 200;
 
-/// Pages one catch-up holds at most: one being fetched and verified, one verified and waiting
-/// for the writer, one being committed. Verifying the next page while the writer commits the
-/// last keeps the cores and the disk busy at once; a deeper pipeline would only hold more
-/// memory, since the slower of the two stages sets the pace.
+/// Pages one catch-up holds at most, from the request that fetches a page to the commit that
+/// stores it: one being fetched, one being verified, one being committed. Each stage then
+/// overlaps the other two (the network, the cores, the writer and its disk); a deeper pipeline
+/// would only hold more memory, since the slowest stage sets the pace. A page that has to wait
+/// for a slot waits before it is asked for.
 const PAGES_IN_FLIGHT: usize = 3;
-
-/// Verified pages waiting for the writer: [`PAGES_IN_FLIGHT`] less the one being fetched and
-/// the one being committed. When full, the fetcher waits before asking for the next page.
-const VERIFIED_QUEUE: usize = PAGES_IN_FLIGHT - 2;
-const _: () = assert!(
-    VERIFIED_QUEUE >= 1,
-    "a pipeline needs room for one verified page"
-);
 
 /// Committed batches waiting for the forwarder; when full, batches are dropped (and pulled
 /// later by the peers that missed them).
@@ -281,10 +274,30 @@ impl PageSource for LinkSource<'_> {
 }
 
 /// A page of events, verified, with their ids.
-struct VerifiedPage {
+struct VerifiedPage<'a> {
     events: Vec<Identified>,
     /// The highest seq in the page: where the writer's head must be once it took the page.
     last: u64,
+    /// The page's place among the [`PAGES_IN_FLIGHT`], given back once it is committed.
+    _slot: SemaphorePermit<'a>,
+}
+
+/// A page asked for before the page before it was verified.
+struct Ahead<'a> {
+    /// Where it starts: it is used only if the page before it, verified, ends there.
+    since: u64,
+    page: Result<EventPage, CatchUpError>,
+    slot: SemaphorePermit<'a>,
+}
+
+/// What one pull is after, and from where.
+struct Pull<'a, S> {
+    space: &'a SpaceId,
+    source: &'a S,
+    /// Start a new replica from its genesis, which must name this sequencer.
+    create: Option<&'a Did>,
+    /// Stop once the head reaches this seq (else at the source's head).
+    until: Option<u64>,
 }
 
 /// How a pipeline ended without an error.
@@ -324,7 +337,13 @@ impl CatchUp {
                 links: &self.links,
                 authority: source,
             };
-            match self.pull(space, &source, create, until).await {
+            let pull = Pull {
+                space,
+                source: &source,
+                create,
+                until,
+            };
+            match self.pull(&pull).await {
                 Ok(head) => return Ok(head),
                 Err(CatchUpError::Writer(e)) => return Err(CatchUpError::Writer(e)),
                 Err(e) => failures.push(e.to_string()),
@@ -333,13 +352,8 @@ impl CatchUp {
         Err(CatchUpError::Unreachable(failures.join("; ")))
     }
 
-    async fn pull(
-        &self,
-        space: &SpaceId,
-        source: &impl PageSource,
-        create: Option<&Did>,
-        until: Option<u64>,
-    ) -> Result<u64, CatchUpError> {
+    async fn pull(&self, pull: &Pull<'_, impl PageSource>) -> Result<u64, CatchUpError> {
+        let space = pull.space;
         let mut head = match self
             .store
             .space(space.as_str())
@@ -347,7 +361,7 @@ impl CatchUp {
             .map_err(SequenceError::from)?
         {
             Some(row) => row.head_seq,
-            None if create.is_some() => 0,
+            None if pull.create.is_some() => 0,
             None => {
                 return Err(CatchUpError::Unreachable(format!(
                     "{space} is not replicated here"
@@ -355,7 +369,7 @@ impl CatchUp {
             }
         };
         loop {
-            match self.pipeline(space, source, create, until, head).await? {
+            match self.pipeline(pull, head).await? {
                 Ended::Done(end) => return Ok(end),
                 // Ask again from what the writer holds, as a sequential pull would have, but
                 // only while that moves: a source that keeps skipping the same seq is done.
@@ -372,16 +386,15 @@ impl CatchUp {
     /// the pages verified before it are still committed and then the error is returned.
     async fn pipeline(
         &self,
-        space: &SpaceId,
-        source: &impl PageSource,
-        create: Option<&Did>,
-        until: Option<u64>,
+        pull: &Pull<'_, impl PageSource>,
         from: u64,
     ) -> Result<Ended, CatchUpError> {
         let committed = AtomicU64::new(from);
-        let (tx, rx) = mpsc::channel(VERIFIED_QUEUE);
-        let mut fetch = pin!(self.fetch(space, source, create, until, &committed, tx));
-        let mut commit = pin!(self.commit(source.name(), create.is_some(), rx, &committed));
+        let slots = Semaphore::new(PAGES_IN_FLIGHT);
+        // Never full: the slots bound the pages, wherever they are.
+        let (tx, rx) = mpsc::channel(PAGES_IN_FLIGHT);
+        let mut fetch = pin!(self.fetch(pull, &committed, &slots, tx));
+        let mut commit = pin!(self.commit(pull, rx, &committed));
         let mut fetched = None;
         loop {
             tokio::select! {
@@ -398,27 +411,44 @@ impl CatchUp {
     }
 
     /// The fetching half of [`CatchUp::pipeline`]: fetch and verify pages, in order, into
-    /// `pages`, until the source has no more, `until` is reached or the committer stops.
-    async fn fetch(
+    /// `pages`, until the source has no more, `until` is reached or the committer stops. While
+    /// a page is verified, the next one is already asked for, from where the unverified page
+    /// says it ends; once verified, it is used only if the page really ends there.
+    async fn fetch<'a>(
         &self,
-        space: &SpaceId,
-        source: &impl PageSource,
-        create: Option<&Did>,
-        until: Option<u64>,
+        pull: &Pull<'_, impl PageSource>,
         committed: &AtomicU64,
-        pages: mpsc::Sender<VerifiedPage>,
+        slots: &'a Semaphore,
+        pages: mpsc::Sender<VerifiedPage<'a>>,
     ) -> Result<(), CatchUpError> {
+        let Pull {
+            space,
+            source,
+            create,
+            until,
+        } = *pull;
         let mut cursor = committed.load(Ordering::Relaxed);
         // Read once: a space's sequencer never changes, and a new replica's genesis is not in
         // the store until its page commits, while the next pages are already being verified.
         let mut sequencer: Option<Did> = None;
+        let mut ahead: Option<Ahead<'a>> = None;
         loop {
             // Another pull of the same space may have moved the head past this one.
             cursor = cursor.max(committed.load(Ordering::Relaxed));
             if until.is_some_and(|u| cursor >= u) {
                 return Ok(());
             }
-            let page = source.page(space, cursor, PULL_PAGE).await?;
+            let (page, slot) = match ahead.take() {
+                Some(ahead) if ahead.since == cursor => (ahead.page?, ahead.slot),
+                stale => {
+                    // A page that starts elsewhere gives its slot back before we wait for one.
+                    drop(stale);
+                    let slot = slots.acquire().await.map_err(|_| {
+                        CatchUpError::Unreachable("the catch-up was stopped".into())
+                    })?;
+                    (source.page(space, cursor, PULL_PAGE).await?, slot)
+                }
+            };
             if page.events.is_empty() {
                 return Ok(());
             }
@@ -429,16 +459,35 @@ impl CatchUp {
                     .clone(),
             };
             let source_head = page.head_seq;
+            // Only a hint: the page is not verified yet.
+            let next = claimed_end(&page.events)
+                .filter(|&end| end > cursor && end < source_head && until.is_none_or(|u| end < u))
+                // With no slot free the writer is the slowest stage: asking early gains nothing.
+                .and_then(|end| slots.try_acquire().ok().map(|slot| (end, slot)));
             let expected = space.clone();
             // Parsing and strict verification take most of a catch-up: spread them over every
             // core, off the async workers.
-            let events =
-                tokio::task::spawn_blocking(move || verify_page(page.events, &expected, &signer))
-                    .await
-                    .map_err(|e| forged(source.name(), e))?
-                    .map_err(|e| forged(source.name(), e))?;
+            let verify =
+                tokio::task::spawn_blocking(move || verify_page(page.events, &expected, &signer));
+            let verified = match next {
+                Some((since, slot)) => {
+                    let (verified, page) =
+                        tokio::join!(verify, source.page(space, since, PULL_PAGE));
+                    ahead = Some(Ahead { since, page, slot });
+                    verified
+                }
+                None => verify.await,
+            };
+            let events = verified
+                .map_err(|e| forged(source.name(), e))?
+                .map_err(|e| forged(source.name(), e))?;
             let last = events.iter().map(|e| e.event().seq).max().unwrap_or(cursor);
-            if pages.send(VerifiedPage { events, last }).await.is_err() {
+            let page = VerifiedPage {
+                events,
+                last,
+                _slot: slot,
+            };
+            if pages.send(page).await.is_err() {
                 // The committer stopped; it says why.
                 return Ok(());
             }
@@ -456,19 +505,18 @@ impl CatchUp {
     /// wait for its commit before the next, so pages land in order.
     async fn commit(
         &self,
-        source: &str,
-        create: bool,
-        mut pages: mpsc::Receiver<VerifiedPage>,
+        pull: &Pull<'_, impl PageSource>,
+        mut pages: mpsc::Receiver<VerifiedPage<'_>>,
         committed: &AtomicU64,
     ) -> Result<Ended, CatchUpError> {
         let mut head = committed.load(Ordering::Relaxed);
         while let Some(page) = pages.recv().await {
             let outcome = self
                 .writer
-                .replicate_identified(page.events, create)
+                .replicate_identified(page.events, pull.create.is_some())
                 .await?;
             if let Some(reason) = outcome.refused {
-                return Err(forged(source, reason));
+                return Err(forged(pull.source.name(), reason));
             }
             head = head.max(outcome.head);
             committed.store(head, Ordering::Relaxed);
@@ -542,6 +590,16 @@ impl CatchUp {
             }
         }
     }
+}
+
+/// Where a page says it ends: the seq of its last event, read without checking anything else.
+fn claimed_end(events: &[Box<RawValue>]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Seq {
+        seq: u64,
+    }
+    let last = events.last()?;
+    serde_json::from_str::<Seq>(last.get()).ok().map(|s| s.seq)
 }
 
 /// Parse and strictly verify a page of events of `space` under `sequencer`, on every core, and
@@ -713,6 +771,11 @@ mod tests {
         gone_from: Option<u64>,
         /// The seqs this source leaves out of its pages.
         skips: Vec<u64>,
+        /// Serve each page but the genesis's newest first, so it ends elsewhere than its last
+        /// event claims.
+        reversed: bool,
+        /// Pages asked for.
+        requests: AtomicU64,
         /// The largest `since - committed head` seen.
         lead: Mutex<u64>,
     }
@@ -728,6 +791,8 @@ mod tests {
                 replica: replica.clone(),
                 gone_from: None,
                 skips: Vec::new(),
+                reversed: false,
+                requests: AtomicU64::new(0),
                 lead: Mutex::new(0),
             }
         }
@@ -749,6 +814,7 @@ mod tests {
             limit: u32,
         ) -> Result<EventPage, CatchUpError> {
             assert_eq!(space, &self.space);
+            self.requests.fetch_add(1, Ordering::Relaxed);
             // Read after the request, so the head is if anything ahead of the one the
             // fetcher saw: the lead recorded is never more than the real one.
             let head = self
@@ -757,13 +823,14 @@ mod tests {
                 .await
                 .unwrap()
                 .map_or(0, |row| row.head_seq);
-            let mut lead = self.lead.lock().unwrap();
-            *lead = (*lead).max(since.saturating_sub(head));
-            drop(lead);
+            {
+                let mut lead = self.lead.lock().unwrap();
+                *lead = (*lead).max(since.saturating_sub(head));
+            }
             if self.gone_from.is_some_and(|from| since >= from) {
                 return Err(CatchUpError::Unreachable("memory went away".into()));
             }
-            let events = self
+            let mut events: Vec<_> = self
                 .log
                 .iter()
                 .zip(1u64..)
@@ -771,10 +838,23 @@ mod tests {
                 .take(PAGE.min(limit as usize))
                 .map(|(raw, _)| raw.clone())
                 .collect();
+            if self.reversed && since > 0 {
+                events.reverse();
+            }
             Ok(EventPage {
                 events,
                 head_seq: self.log.len() as u64,
             })
+        }
+    }
+
+    /// A pull of the whole log from `source`; `create` for a replica not held yet.
+    fn pull<'a>(log: &'a Log, source: &'a Memory, create: bool) -> Pull<'a, Memory> {
+        Pull {
+            space: &log.space,
+            source,
+            create: create.then(|| log.sequencer()),
+            until: None,
         }
     }
 
@@ -829,12 +909,34 @@ mod tests {
         let source = Memory::new(&log.events, &log.space, &member.store);
         let head = member
             .catch_up
-            .pull(&log.space, &source, Some(log.sequencer()), None)
+            .pull(&pull(&log, &source, true))
             .await
             .unwrap();
         assert_eq!(head, 60);
         assert_eq!(held(&member.store, &log.space).await, ids(&log.events));
-        // One page committing and one queued while the next is asked for: never more.
+        // One page committing and one verified while the next is asked for: never more.
+        let most = (PAGES_IN_FLIGHT as u64 - 1) * PAGE as u64;
+        assert!(source.lead() <= most, "read {} ahead", source.lead());
+        // Each page asked for once: a page asked for ahead of its verified predecessor is
+        // used, not asked for again.
+        assert_eq!(source.requests.load(Ordering::Relaxed), 60 / PAGE as u64);
+    }
+
+    #[tokio::test]
+    async fn a_page_that_ends_elsewhere_than_it_claims_is_asked_for_again_from_its_real_end() {
+        let log = Log::new(60);
+        let member = member().await;
+        let mut source = Memory::new(&log.events, &log.space, &member.store);
+        source.reversed = true;
+        let head = member
+            .catch_up
+            .pull(&pull(&log, &source, true))
+            .await
+            .unwrap();
+        assert_eq!(head, 60);
+        assert_eq!(held(&member.store, &log.space).await, ids(&log.events));
+        // Pages asked for from a claimed end were dropped and asked for again.
+        assert!(source.requests.load(Ordering::Relaxed) > 60 / PAGE as u64);
         let most = (PAGES_IN_FLIGHT as u64 - 1) * PAGE as u64;
         assert!(source.lead() <= most, "read {} ahead", source.lead());
     }
@@ -850,7 +952,7 @@ mod tests {
         let source = Memory::new(&forged, &log.space, &member.store);
         let err = member
             .catch_up
-            .pull(&log.space, &source, Some(log.sequencer()), None)
+            .pull(&pull(&log, &source, true))
             .await
             .unwrap_err();
         assert!(matches!(err, CatchUpError::Forged { .. }), "{err}");
@@ -863,7 +965,7 @@ mod tests {
         let honest = Memory::new(&log.events, &log.space, &member.store);
         let head = member
             .catch_up
-            .pull(&log.space, &honest, None, None)
+            .pull(&pull(&log, &honest, false))
             .await
             .unwrap();
         assert_eq!(head, 60);
@@ -878,7 +980,7 @@ mod tests {
         source.gone_from = Some(25);
         let err = member
             .catch_up
-            .pull(&log.space, &source, Some(log.sequencer()), None)
+            .pull(&pull(&log, &source, true))
             .await
             .unwrap_err();
         assert!(matches!(err, CatchUpError::Unreachable(_)), "{err}");
@@ -890,7 +992,7 @@ mod tests {
         let source = Memory::new(&log.events, &log.space, &member.store);
         let head = member
             .catch_up
-            .pull(&log.space, &source, None, None)
+            .pull(&pull(&log, &source, false))
             .await
             .unwrap();
         assert_eq!(head, 60);
@@ -905,7 +1007,7 @@ mod tests {
         source.skips = vec![18];
         let head = member
             .catch_up
-            .pull(&log.space, &source, Some(log.sequencer()), None)
+            .pull(&pull(&log, &source, true))
             .await
             .unwrap();
         assert_eq!(head, 17);
@@ -923,7 +1025,7 @@ mod tests {
         source.gone_from = Some(30);
         member
             .catch_up
-            .pull(&log.space, &source, Some(log.sequencer()), None)
+            .pull(&pull(&log, &source, true))
             .await
             .unwrap_err();
         assert_eq!(
@@ -939,7 +1041,7 @@ mod tests {
         let source = Memory::new(&rival, &log.space, &member.store);
         let err = member
             .catch_up
-            .pull(&log.space, &source, None, None)
+            .pull(&pull(&log, &source, false))
             .await
             .unwrap_err();
         assert!(matches!(err, CatchUpError::Forged { .. }), "{err}");
