@@ -5,9 +5,22 @@ mod common;
 
 use common::{Raw, TestNode};
 use northstar_protocol::Keypair;
-use northstar_protocol::address::SpaceType;
+use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_sdk::Client;
 use serde_json::{Value, json};
+
+/// A user of `node` and the channel it just created there.
+async fn owner_of_a_channel(node: &TestNode, name: &str) -> (Client, SpaceId) {
+    let alice = Client::connect(&node.url, Keypair::generate().unwrap())
+        .await
+        .unwrap();
+    let space = alice
+        .create_space(SpaceType::Channel, name, name)
+        .await
+        .unwrap()
+        .space;
+    (alice, space)
+}
 
 fn request(id: u64, method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
@@ -59,14 +72,7 @@ async fn a_batch_is_answered_in_one_message_with_every_call_answered() {
 #[tokio::test]
 async fn notifications_carry_the_subscription_id_and_stop_after_unsubscribe() {
     let node = TestNode::start().await;
-    let alice = Client::connect(&node.url, Keypair::generate().unwrap())
-        .await
-        .unwrap();
-    let space = alice
-        .create_space(SpaceType::Channel, "news", "News")
-        .await
-        .unwrap()
-        .space;
+    let (alice, space) = owner_of_a_channel(&node, "news").await;
 
     // A channel is a public read: no auth needed to subscribe. Two subscriptions, one with
     // named parameters, get their own ids; both start after the genesis (seq 1), so the
@@ -138,14 +144,7 @@ async fn a_message_past_twice_the_limit_ends_the_connection_with_1009() {
 #[tokio::test]
 async fn a_connection_that_stops_reading_is_dropped_once_writes_stall() {
     let node = TestNode::start().await;
-    let alice = Client::connect(&node.url, Keypair::generate().unwrap())
-        .await
-        .unwrap();
-    let space = alice
-        .create_space(SpaceType::Channel, "log", "Log")
-        .await
-        .unwrap()
-        .space;
+    let (alice, space) = owner_of_a_channel(&node, "log").await;
     // Enough events for a page of about 128 KiB.
     let posts = futures_util::future::join_all((0..200).map(|i| {
         let (alice, space) = (&alice, &space);

@@ -164,7 +164,7 @@ pub struct Api {
 }
 
 /// The most entries of [`Api::sequenced_here`].
-const MAX_KNOWN_HERE: usize = 4096;
+pub const MAX_KNOWN_HERE: usize = 4096;
 
 /// Where a space lives, from this node's point of view.
 enum Whereabouts {
