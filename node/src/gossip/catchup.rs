@@ -1,0 +1,860 @@
+//! Catch-up: pulling a replica's missing events from the sequencer or any member node.
+//!
+//! A pull reads a seq range (`space.events`), verifies every event and hands it to the writer,
+//! as a pipeline: while the writer commits a page, the next is verified and the one after it
+//! fetched, with at most [`PAGES_IN_FLIGHT`] pages held. It runs on a gap, after a join, at
+//! start-up and every `sync_interval_secs` (config) for every replica.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use northstar_protocol::Did;
+use northstar_protocol::address::SpaceId;
+use northstar_protocol::api::EventPage;
+use northstar_protocol::rpc::SpaceApiClient;
+use northstar_protocol::wire::{Event, Payload};
+use serde_json::value::RawValue;
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
+
+use crate::federation::{LinkError, Links};
+use crate::replica::Identified;
+use crate::sequencer::{SequenceError, SequencerHandle};
+use crate::store::Store;
+
+/// Events per catch-up page (a source also cuts pages by bytes, to fit one message).
+const PULL_PAGE: u32 = 200;
+
+/// Pages one catch-up holds at most, from the request that fetches a page to the commit that
+/// stores it: one being fetched, one being verified, one being committed. Each stage then
+/// overlaps the other two (the network, the cores, the writer and its disk); a deeper pipeline
+/// would only hold more memory, since the slowest stage sets the pace. A page that has to wait
+/// for a slot waits before it is asked for.
+const PAGES_IN_FLIGHT: usize = 3;
+
+/// Pulls missing events from other nodes.
+#[derive(Debug, Clone)]
+pub struct CatchUp {
+    links: Arc<Links>,
+    store: Store,
+    writer: SequencerHandle,
+    own: Did,
+}
+
+/// Why a catch-up did not reach its target.
+#[derive(Debug, thiserror::Error)]
+pub enum CatchUpError {
+    /// No source answered.
+    #[error("no node could serve the missing events: {0}")]
+    Unreachable(String),
+    /// A source sent an event that does not verify.
+    #[error("{source_node} sent an event that does not verify: {reason}")]
+    Forged {
+        /// Who sent it.
+        source_node: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The writer failed.
+    #[error(transparent)]
+    Writer(#[from] SequenceError),
+}
+
+/// Where a catch-up reads a space's log: a node over a link (or, in tests, memory).
+pub(crate) trait PageSource: Sync {
+    /// Who serves the pages, for errors and logs.
+    fn name(&self) -> &str;
+
+    /// Up to `limit` events of `space` with `seq > since`, oldest first.
+    fn page(
+        &self,
+        space: &SpaceId,
+        since: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<EventPage, CatchUpError>> + Send;
+}
+
+/// A node's `space.events`, over this node's link to it.
+struct LinkSource<'a> {
+    links: &'a Links,
+    authority: &'a str,
+}
+
+impl PageSource for LinkSource<'_> {
+    fn name(&self) -> &str {
+        self.authority
+    }
+
+    async fn page(
+        &self,
+        space: &SpaceId,
+        since: u64,
+        limit: u32,
+    ) -> Result<EventPage, CatchUpError> {
+        let unreachable = |e: LinkError| CatchUpError::Unreachable(e.to_string());
+        let link = self.links.get(self.authority).await.map_err(unreachable)?;
+        SpaceApiClient::events(link.client.as_ref(), space.clone(), since, limit)
+            .await
+            .map_err(|e| unreachable(LinkError::from_call(self.authority, e)))
+    }
+}
+
+/// A page of events, verified, with their ids.
+struct VerifiedPage<'a> {
+    events: Vec<Identified>,
+    /// The highest seq in the page: where the writer's head must be once it took the page.
+    last: u64,
+    /// The page's place among the [`PAGES_IN_FLIGHT`], given back once it is committed.
+    _slot: SemaphorePermit<'a>,
+}
+
+/// A page asked for before the page before it was verified.
+struct Ahead<'a> {
+    /// Where it starts: it is used only if the page before it, verified, ends there.
+    since: u64,
+    page: Result<EventPage, CatchUpError>,
+    slot: SemaphorePermit<'a>,
+}
+
+/// What one pull is after, and from where.
+struct Pull<'a, S> {
+    space: &'a SpaceId,
+    source: &'a S,
+    /// Start a new replica from its genesis, which must name this sequencer.
+    create: Option<&'a Did>,
+    /// Stop once the head reaches this seq (else at the source's head).
+    until: Option<u64>,
+}
+
+/// How a pipeline ended without an error.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Every page was taken: the source had no more, or the target was reached. The head.
+    Done(u64),
+    /// The writer stopped inside a page (a gap the source skipped over); the pages after it
+    /// were dropped. The head.
+    Short(u64),
+}
+
+impl CatchUp {
+    /// Catch-up for the node `own`, pulling over `links` into `writer`.
+    pub fn new(links: Arc<Links>, store: Store, writer: SequencerHandle, own: Did) -> Self {
+        Self {
+            links,
+            store,
+            writer,
+            own,
+        }
+    }
+
+    /// Pull events of `space` from the first of `sources` that answers, until `until` (or the
+    /// source's head). `create` starts a replica this node does not hold yet from its genesis,
+    /// which must name `expect_sequencer`, the node we asked to join. Returns the new head.
+    pub async fn run(
+        &self,
+        space: &SpaceId,
+        sources: &[String],
+        create: Option<&Did>,
+        until: Option<u64>,
+    ) -> Result<u64, CatchUpError> {
+        let mut failures = Vec::new();
+        for source in sources {
+            let source = LinkSource {
+                links: &self.links,
+                authority: source,
+            };
+            let pull = Pull {
+                space,
+                source: &source,
+                create,
+                until,
+            };
+            match self.pull(&pull).await {
+                Ok(head) => return Ok(head),
+                Err(CatchUpError::Writer(e)) => return Err(CatchUpError::Writer(e)),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        Err(CatchUpError::Unreachable(failures.join("; ")))
+    }
+
+    async fn pull(&self, pull: &Pull<'_, impl PageSource>) -> Result<u64, CatchUpError> {
+        let space = pull.space;
+        let mut head = match self
+            .store
+            .space(space.as_str())
+            .await
+            .map_err(SequenceError::from)?
+        {
+            Some(row) => row.head_seq,
+            None if pull.create.is_some() => 0,
+            None => {
+                return Err(CatchUpError::Unreachable(format!(
+                    "{space} is not replicated here"
+                )));
+            }
+        };
+        loop {
+            match self.pipeline(pull, head).await? {
+                Ended::Done(end) => return Ok(end),
+                // Ask again from what the writer holds, as a sequential pull would have, but
+                // only while that moves: a source that keeps skipping the same seq is done.
+                Ended::Short(end) if end > head => head = end,
+                Ended::Short(end) => return Ok(end),
+            }
+        }
+    }
+
+    /// Fetch and verify pages from `from` on while the writer commits the ones before: at most
+    /// [`PAGES_IN_FLIGHT`] pages are held at once. Only verified pages reach the writer, each
+    /// in one transaction, so stopping anywhere leaves a replica that is a gap-free prefix of
+    /// the log, and the next pull resumes from its head. After a fetch or verification error,
+    /// the pages verified before it are still committed and then the error is returned.
+    async fn pipeline(
+        &self,
+        pull: &Pull<'_, impl PageSource>,
+        from: u64,
+    ) -> Result<Ended, CatchUpError> {
+        let committed = AtomicU64::new(from);
+        let slots = Semaphore::new(PAGES_IN_FLIGHT);
+        // Never full: the slots bound the pages, wherever they are.
+        let (tx, rx) = mpsc::channel(PAGES_IN_FLIGHT);
+        let mut fetch = pin!(self.fetch(pull, &committed, &slots, tx));
+        let mut commit = pin!(self.commit(pull, rx, &committed));
+        let mut fetched = None;
+        loop {
+            tokio::select! {
+                result = &mut fetch, if fetched.is_none() => fetched = Some(result),
+                // Returning drops the fetcher, and with it any page it still holds.
+                ended = &mut commit => {
+                    return match (ended?, fetched) {
+                        (Ended::Done(_), Some(Err(e))) => Err(e),
+                        (ended, _) => Ok(ended),
+                    };
+                }
+            }
+        }
+    }
+
+    /// The fetching half of [`CatchUp::pipeline`]: fetch and verify pages, in order, into
+    /// `pages`, until the source has no more, `until` is reached or the committer stops. While
+    /// a page is verified, the next one is already asked for, from where the unverified page
+    /// says it ends; once verified, it is used only if the page really ends there.
+    async fn fetch<'a>(
+        &self,
+        pull: &Pull<'_, impl PageSource>,
+        committed: &AtomicU64,
+        slots: &'a Semaphore,
+        pages: mpsc::Sender<VerifiedPage<'a>>,
+    ) -> Result<(), CatchUpError> {
+        let Pull {
+            space,
+            source,
+            create,
+            until,
+        } = *pull;
+        let mut cursor = committed.load(Ordering::Relaxed);
+        // Read once: a space's sequencer never changes, and a new replica's genesis is not in
+        // the store until its page commits, while the next pages are already being verified.
+        let mut sequencer: Option<Did> = None;
+        let mut ahead: Option<Ahead<'a>> = None;
+        loop {
+            // Another pull of the same space may have moved the head past this one.
+            cursor = cursor.max(committed.load(Ordering::Relaxed));
+            if until.is_some_and(|u| cursor >= u) {
+                return Ok(());
+            }
+            let (page, slot) = match ahead.take() {
+                Some(ahead) if ahead.since == cursor => (ahead.page?, ahead.slot),
+                stale => {
+                    // A page that starts elsewhere gives its slot back before we wait for one.
+                    drop(stale);
+                    let slot = slots.acquire().await.map_err(|_| {
+                        CatchUpError::Unreachable("the catch-up was stopped".into())
+                    })?;
+                    (source.page(space, cursor, PULL_PAGE).await?, slot)
+                }
+            };
+            if page.events.is_empty() {
+                return Ok(());
+            }
+            let signer = match &sequencer {
+                Some(did) => did.clone(),
+                None => sequencer
+                    .insert(self.sequencer_of(space, &page, create).await?)
+                    .clone(),
+            };
+            let source_head = page.head_seq;
+            // Only a hint: the page is not verified yet.
+            let next = claimed_end(&page.events)
+                .filter(|&end| end > cursor && end < source_head && until.is_none_or(|u| end < u))
+                // With no slot free the writer is the slowest stage: asking early gains nothing.
+                .and_then(|end| slots.try_acquire().ok().map(|slot| (end, slot)));
+            let expected = space.clone();
+            // Parsing and strict verification take most of a catch-up: spread them over every
+            // core, off the async workers.
+            let verify =
+                tokio::task::spawn_blocking(move || verify_page(page.events, &expected, &signer));
+            let verified = match next {
+                Some((since, slot)) => {
+                    let (verified, page) =
+                        tokio::join!(verify, source.page(space, since, PULL_PAGE));
+                    ahead = Some(Ahead { since, page, slot });
+                    verified
+                }
+                None => verify.await,
+            };
+            let events = verified
+                .map_err(|e| forged(source.name(), e))?
+                .map_err(|e| forged(source.name(), e))?;
+            let last = events.iter().map(|e| e.event().seq).max().unwrap_or(cursor);
+            let page = VerifiedPage {
+                events,
+                last,
+                _slot: slot,
+            };
+            if pages.send(page).await.is_err() {
+                // The committer stopped; it says why.
+                return Ok(());
+            }
+            // Pages are cut by bytes as well as by count: only the source's head says when
+            // there is no more. A page that does not move the cursor ends the pull, so a
+            // source replaying old events cannot keep it going.
+            if last >= source_head || last <= cursor {
+                return Ok(());
+            }
+            cursor = last;
+        }
+    }
+
+    /// The committing half of [`CatchUp::pipeline`]: hand each verified page to the writer and
+    /// wait for its commit before the next, so pages land in order.
+    async fn commit(
+        &self,
+        pull: &Pull<'_, impl PageSource>,
+        mut pages: mpsc::Receiver<VerifiedPage<'_>>,
+        committed: &AtomicU64,
+    ) -> Result<Ended, CatchUpError> {
+        let mut head = committed.load(Ordering::Relaxed);
+        while let Some(page) = pages.recv().await {
+            let outcome = self
+                .writer
+                .replicate_identified(page.events, pull.create.is_some())
+                .await?;
+            if let Some(reason) = outcome.refused {
+                return Err(forged(pull.source.name(), reason));
+            }
+            head = head.max(outcome.head);
+            committed.store(head, Ordering::Relaxed);
+            if outcome.head < page.last {
+                return Ok(Ended::Short(head));
+            }
+        }
+        Ok(Ended::Done(head))
+    }
+
+    /// The sequencer to verify a page against: the stored one, or for a new replica the one its
+    /// genesis names, which must be the node we joined through.
+    async fn sequencer_of(
+        &self,
+        space: &SpaceId,
+        page: &EventPage,
+        create: Option<&Did>,
+    ) -> Result<Did, CatchUpError> {
+        if let Some(row) = self
+            .store
+            .space(space.as_str())
+            .await
+            .map_err(SequenceError::from)?
+        {
+            return Did::parse(&row.sequencer).map_err(|e| forged("the store", e));
+        }
+        let first = page.events.first().map(|raw| raw.get()).unwrap_or_default();
+        let event: Event = northstar_protocol::canonical::from_str_strict(first)
+            .map_err(|e| forged("the sequencer", e))?;
+        match (&event.payload, create) {
+            (Payload::Create(genesis), Some(expected)) if &genesis.sequencer == expected => {
+                genesis.verify().map_err(|e| forged("the sequencer", e))?;
+                genesis
+                    .check_rules()
+                    .map_err(|e| forged("the sequencer", e))?;
+                Ok(genesis.sequencer.clone())
+            }
+            _ => Err(forged(
+                "the sequencer",
+                "the first event is not a genesis naming the node we joined through",
+            )),
+        }
+    }
+
+    /// Every replica: ask its sequencer (else its other member nodes) for what it missed.
+    pub async fn sync_all(&self) {
+        let replicas = match self.store.replicated_spaces(self.own.as_str()).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list replicas to sync");
+                return;
+            }
+        };
+        for row in replicas {
+            let Ok(space) = SpaceId::parse(&row.id) else {
+                continue;
+            };
+            let mut sources = vec![row.authority.clone()];
+            if let Ok(members) = self.store.members(&row.id).await {
+                for m in members {
+                    if let Some(home) = m
+                        .home
+                        .filter(|h| h.node != self.own.as_str() && !sources.contains(&h.authority))
+                    {
+                        sources.push(home.authority);
+                    }
+                }
+            }
+            if let Err(e) = self.run(&space, &sources, None, None).await {
+                tracing::debug!(space = %space, error = %e, "sync incomplete");
+            }
+        }
+    }
+}
+
+/// Where a page says it ends: the seq of its last event, read without checking anything else.
+fn claimed_end(events: &[Box<RawValue>]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Seq {
+        seq: u64,
+    }
+    let last = events.last()?;
+    serde_json::from_str::<Seq>(last.get()).ok().map(|s| s.seq)
+}
+
+/// Parse and strictly verify a page of events of `space` under `sequencer`, on every core, and
+/// compute each event's id there too, so the single writer does not.
+fn verify_page(
+    raws: Vec<Box<RawValue>>,
+    space: &SpaceId,
+    sequencer: &Did,
+) -> Result<Vec<Identified>, String> {
+    let one = |raw: &RawValue| -> Result<Identified, String> {
+        let event: Event =
+            northstar_protocol::canonical::from_str_strict(raw.get()).map_err(|e| e.to_string())?;
+        if event.space != *space {
+            return Err("an event of another space".into());
+        }
+        event.verify(sequencer).map_err(|e| e.to_string())?;
+        Identified::new(event).map_err(|e| e.to_string())
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || raws.len() < 2 * threads {
+        return raws.iter().map(|raw| one(raw)).collect();
+    }
+    let chunk = raws.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = raws
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|raw| one(raw))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut events = Vec::with_capacity(raws.len());
+        for part in parts {
+            events.extend(
+                part.join()
+                    .map_err(|_| "a verifier thread panicked".to_owned())??,
+            );
+        }
+        Ok(events)
+    })
+}
+
+fn forged(source: &str, reason: impl std::fmt::Display) -> CatchUpError {
+    CatchUpError::Forged {
+        source_node: source.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use northstar_protocol::address::SpaceType;
+    use northstar_protocol::wire::{BeamRef, SpaceGenesis};
+    use northstar_protocol::{ContentId, Keypair};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::hub::Hub;
+    use crate::sequencer::Sequencer;
+
+    /// Events per page in these tests: small, so a short log is many pages.
+    const PAGE: usize = 5;
+
+    /// A space's log as its sequencer signed it.
+    struct Log {
+        owner: Keypair,
+        key: Keypair,
+        space: SpaceId,
+        events: Vec<Event>,
+    }
+
+    impl Log {
+        /// A genesis and `len - 1` beam refs, signed by a fresh sequencer key.
+        fn new(len: u64) -> Self {
+            let owner = Keypair::generate().unwrap();
+            let key = Keypair::generate().unwrap();
+            let space = SpaceId::new(SpaceType::Channel, owner.did(), "pipeline").unwrap();
+            let mut log = Self {
+                owner,
+                key,
+                space,
+                events: Vec::new(),
+            };
+            log.events = log.chain(len, u64::MAX);
+            log
+        }
+
+        fn sequencer(&self) -> &Did {
+            self.key.did()
+        }
+
+        /// The log's events up to `len`, whose beams differ from `fork` on: a sequencer that
+        /// signs it after signing the log has forked.
+        fn chain(&self, len: u64, fork: u64) -> Vec<Event> {
+            let genesis = SpaceGenesis::create(
+                &self.owner,
+                self.space.clone(),
+                "Pipeline",
+                self.key.did().clone(),
+                "127.0.0.1:1",
+                3,
+                1,
+            )
+            .unwrap();
+            let mut events = vec![
+                Event::sequence(
+                    &self.key,
+                    self.space.clone(),
+                    1,
+                    None,
+                    1,
+                    Payload::Create(genesis),
+                )
+                .unwrap(),
+            ];
+            for seq in 2..=len {
+                let prev = events.last().unwrap().id().unwrap();
+                let beam = ContentId::of(
+                    &[seq.to_be_bytes(), u64::from(seq >= fork).to_be_bytes()].concat(),
+                );
+                let beam_ref =
+                    BeamRef::create(&self.owner, self.space.clone(), beam, "127.0.0.1:1", seq)
+                        .unwrap();
+                let event = Event::sequence(
+                    &self.key,
+                    self.space.clone(),
+                    seq,
+                    Some(prev),
+                    seq,
+                    Payload::BeamRef(beam_ref),
+                )
+                .unwrap();
+                events.push(event);
+            }
+            events
+        }
+    }
+
+    /// A source serving a log from memory, `PAGE` events at a time, that records how far ahead
+    /// of the replica's committed head it was asked to read.
+    struct Memory {
+        log: Vec<Box<RawValue>>,
+        space: SpaceId,
+        replica: Store,
+        /// Requests from this `since` on fail, as if the source went away.
+        gone_from: Option<u64>,
+        /// The seqs this source leaves out of its pages.
+        skips: Vec<u64>,
+        /// Serve each page but the genesis's newest first, so it ends elsewhere than its last
+        /// event claims.
+        reversed: bool,
+        /// Pages asked for.
+        requests: AtomicU64,
+        /// The largest `since - committed head` seen.
+        lead: Mutex<u64>,
+    }
+
+    impl Memory {
+        fn new(events: &[Event], space: &SpaceId, replica: &Store) -> Self {
+            Self {
+                log: events
+                    .iter()
+                    .map(|e| serde_json::value::to_raw_value(e).unwrap())
+                    .collect(),
+                space: space.clone(),
+                replica: replica.clone(),
+                gone_from: None,
+                skips: Vec::new(),
+                reversed: false,
+                requests: AtomicU64::new(0),
+                lead: Mutex::new(0),
+            }
+        }
+
+        fn lead(&self) -> u64 {
+            *self.lead.lock().unwrap()
+        }
+    }
+
+    impl PageSource for Memory {
+        fn name(&self) -> &str {
+            "memory"
+        }
+
+        async fn page(
+            &self,
+            space: &SpaceId,
+            since: u64,
+            limit: u32,
+        ) -> Result<EventPage, CatchUpError> {
+            assert_eq!(space, &self.space);
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            // Read after the request, so the head is if anything ahead of the one the
+            // fetcher saw: the lead recorded is never more than the real one.
+            let head = self
+                .replica
+                .space(space.as_str())
+                .await
+                .unwrap()
+                .map_or(0, |row| row.head_seq);
+            {
+                let mut lead = self.lead.lock().unwrap();
+                *lead = (*lead).max(since.saturating_sub(head));
+            }
+            if self.gone_from.is_some_and(|from| since >= from) {
+                return Err(CatchUpError::Unreachable("memory went away".into()));
+            }
+            let mut events: Vec<_> = self
+                .log
+                .iter()
+                .zip(1u64..)
+                .filter(|(_, seq)| *seq > since && !self.skips.contains(seq))
+                .take(PAGE.min(limit as usize))
+                .map(|(raw, _)| raw.clone())
+                .collect();
+            if self.reversed && since > 0 {
+                events.reverse();
+            }
+            Ok(EventPage {
+                events,
+                head_seq: self.log.len() as u64,
+            })
+        }
+    }
+
+    /// A pull of the whole log from `source`; `create` for a replica not held yet.
+    fn pull<'a>(log: &'a Log, source: &'a Memory, create: bool) -> Pull<'a, Memory> {
+        Pull {
+            space: &log.space,
+            source,
+            create: create.then(|| log.sequencer()),
+            until: None,
+        }
+    }
+
+    /// A member node's writer and catch-up over a fresh store, stopped on drop.
+    struct Member {
+        catch_up: CatchUp,
+        store: Store,
+        stop: CancellationToken,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Member {
+        fn drop(&mut self) {
+            self.stop.cancel();
+        }
+    }
+
+    async fn member() -> Member {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("northstar.db")).await.unwrap();
+        let key = Keypair::generate().unwrap();
+        let (writer, handle) =
+            Sequencer::new(store.clone(), key.clone(), Arc::new(Hub::new(16)), None);
+        let stop = CancellationToken::new();
+        tokio::spawn(writer.run(stop.clone()));
+        let links = Arc::new(Links::new(key.clone(), "ws://127.0.0.1:1".into()));
+        Member {
+            catch_up: CatchUp::new(links, store.clone(), handle, key.did().clone()),
+            store,
+            stop,
+            _dir: dir,
+        }
+    }
+
+    /// The replica's log: (seq, id) of every stored event, in order.
+    async fn held(store: &Store, space: &SpaceId) -> Vec<(u64, String)> {
+        let rows = store.events(space.as_str(), 0, u32::MAX).await.unwrap();
+        rows.into_iter().map(|r| (r.seq, r.id)).collect()
+    }
+
+    /// A later pull from an honest source, on the replica as it was left, ends with the
+    /// whole log.
+    async fn resumes_to_the_whole_log(member: &Member, log: &Log) {
+        let honest = Memory::new(&log.events, &log.space, &member.store);
+        let head = member
+            .catch_up
+            .pull(&pull(log, &honest, false))
+            .await
+            .unwrap();
+        assert_eq!(head, log.events.len() as u64);
+        assert_eq!(held(&member.store, &log.space).await, ids(&log.events));
+    }
+
+    fn ids(events: &[Event]) -> Vec<(u64, String)> {
+        events
+            .iter()
+            .map(|e| (e.seq, e.id().unwrap().to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn pulls_a_new_replica_over_many_pages_with_bounded_read_ahead() {
+        let log = Log::new(60);
+        let member = member().await;
+        let source = Memory::new(&log.events, &log.space, &member.store);
+        let head = member
+            .catch_up
+            .pull(&pull(&log, &source, true))
+            .await
+            .unwrap();
+        assert_eq!(head, 60);
+        assert_eq!(held(&member.store, &log.space).await, ids(&log.events));
+        // One page committing and one verified while the next is asked for: never more.
+        let most = (PAGES_IN_FLIGHT as u64 - 1) * PAGE as u64;
+        assert!(source.lead() <= most, "read {} ahead", source.lead());
+        // Each page asked for once: a page asked for ahead of its verified predecessor is
+        // used, not asked for again.
+        assert_eq!(source.requests.load(Ordering::Relaxed), 60 / PAGE as u64);
+    }
+
+    #[tokio::test]
+    async fn a_page_that_ends_elsewhere_than_it_claims_is_asked_for_again_from_its_real_end() {
+        let log = Log::new(60);
+        let member = member().await;
+        let mut source = Memory::new(&log.events, &log.space, &member.store);
+        source.reversed = true;
+        let head = member
+            .catch_up
+            .pull(&pull(&log, &source, true))
+            .await
+            .unwrap();
+        assert_eq!(head, 60);
+        assert_eq!(held(&member.store, &log.space).await, ids(&log.events));
+        // Pages asked for from a claimed end were dropped and asked for again.
+        assert!(source.requests.load(Ordering::Relaxed) > 60 / PAGE as u64);
+        let most = (PAGES_IN_FLIGHT as u64 - 1) * PAGE as u64;
+        assert!(source.lead() <= most, "read {} ahead", source.lead());
+    }
+
+    #[tokio::test]
+    async fn a_forged_event_stops_the_pipeline_after_the_pages_before_it_and_a_later_pull_resumes()
+    {
+        let log = Log::new(60);
+        let member = member().await;
+        let mut forged = log.events.clone();
+        // Any change voids the sequencer's signature.
+        forged[32].timestamp += 1;
+        let source = Memory::new(&forged, &log.space, &member.store);
+        let err = member
+            .catch_up
+            .pull(&pull(&log, &source, true))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CatchUpError::Forged { .. }), "{err}");
+        // Every page before the forged event's page is in; nothing of or after it is.
+        assert_eq!(
+            held(&member.store, &log.space).await,
+            ids(&log.events[..30])
+        );
+
+        resumes_to_the_whole_log(&member, &log).await;
+    }
+
+    #[tokio::test]
+    async fn a_catch_up_cut_off_mid_pipeline_resumes_with_an_identical_log() {
+        let log = Log::new(60);
+        let member = member().await;
+        let mut source = Memory::new(&log.events, &log.space, &member.store);
+        source.gone_from = Some(25);
+        let err = member
+            .catch_up
+            .pull(&pull(&log, &source, true))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CatchUpError::Unreachable(_)), "{err}");
+        assert_eq!(
+            held(&member.store, &log.space).await,
+            ids(&log.events[..25])
+        );
+
+        resumes_to_the_whole_log(&member, &log).await;
+    }
+
+    #[tokio::test]
+    async fn a_source_that_skips_a_seq_leaves_the_replica_at_the_gap() {
+        let log = Log::new(60);
+        let member = member().await;
+        let mut source = Memory::new(&log.events, &log.space, &member.store);
+        source.skips = vec![18];
+        let head = member
+            .catch_up
+            .pull(&pull(&log, &source, true))
+            .await
+            .unwrap();
+        assert_eq!(head, 17);
+        assert_eq!(
+            held(&member.store, &log.space).await,
+            ids(&log.events[..17])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rival_log_that_does_not_link_to_the_held_head_is_refused_and_not_kept() {
+        let log = Log::new(60);
+        let member = member().await;
+        let mut source = Memory::new(&log.events, &log.space, &member.store);
+        source.gone_from = Some(30);
+        member
+            .catch_up
+            .pull(&pull(&log, &source, true))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            held(&member.store, &log.space).await,
+            ids(&log.events[..30])
+        );
+
+        // The same sequencer's key signs a different event 30 and a chain after it: its 31
+        // does not link to the 30 held here.
+        let rival = log.chain(60, 30);
+        assert_eq!(ids(&rival[..29]), ids(&log.events[..29]));
+        assert_ne!(ids(&rival[29..30]), ids(&log.events[29..30]));
+        let source = Memory::new(&rival, &log.space, &member.store);
+        let err = member
+            .catch_up
+            .pull(&pull(&log, &source, false))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CatchUpError::Forged { .. }), "{err}");
+        assert_eq!(
+            held(&member.store, &log.space).await,
+            ids(&log.events[..30])
+        );
+    }
+}
