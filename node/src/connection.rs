@@ -530,7 +530,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
 
     fn on_request(&mut self, request: Request<'_>) {
         let id = request.id.into_owned();
-        let params = request.params.map(|p| p.get().to_owned());
+        // Copied once: the call outlives the message it came in.
+        let params = Params::new(request.params.as_ref().map(|p| p.get())).into_owned();
         match request.method.as_ref() {
             "space.subscribe" => {
                 let max = self.shared.limits.max_subscriptions_per_connection;
@@ -548,7 +549,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 self.start(Box::pin(call));
             }
             "space.unsubscribe" => {
-                let found = match parse_unsubscribe(params.as_deref()) {
+                let found = match parse_unsubscribe(&params) {
                     Ok(sub) => {
                         let before = self.subscriptions.len();
                         self.subscriptions.retain(|s| s.id != sub);
@@ -611,7 +612,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 }
                 Ok(request) => {
                     let id = request.id.into_owned();
-                    let params = request.params.map(|p| p.get().to_owned());
+                    let params = Params::new(request.params.as_ref().map(|p| p.get())).into_owned();
                     match request.method.as_ref() {
                         "space.subscribe" | "space.unsubscribe" => {
                             let error = ErrorObject::owned(
@@ -678,7 +679,7 @@ fn call(
     session: &Arc<Session>,
     name: &str,
     id: Id<'static>,
-    params: Option<String>,
+    params: Params<'static>,
 ) -> Result<Call, MethodResponse> {
     let Some(callback) = shared.methods.method(name) else {
         return Err(MethodResponse::error(id, RpcCode::MethodNotFound));
@@ -691,13 +692,12 @@ fn call(
         MethodCallback::Async(callback) => {
             let callback = callback.clone();
             Ok(Box::pin(async move {
-                let params = Params::new(params.as_deref()).into_owned();
                 let response = callback(id, params, conn, max, extensions).await;
                 Done::Reply(into_text(response))
             }))
         }
         MethodCallback::Sync(callback) => {
-            let response = callback(id, Params::new(params.as_deref()), max, extensions);
+            let response = callback(id, params, max, extensions);
             Ok(Box::pin(std::future::ready(Done::Reply(into_text(
                 response,
             )))))
@@ -714,11 +714,11 @@ async fn subscribe(
     shared: Arc<Shared>,
     session: Arc<Session>,
     id: Id<'static>,
-    params: Option<String>,
+    params: Params<'static>,
     sub: u64,
 ) -> Done {
     let max = shared.max_response();
-    let (space, since) = match parse_subscribe(params.as_deref()) {
+    let (space, since) = match parse_subscribe(&params) {
         Ok(parsed) => parsed,
         Err(e) => {
             return Done::NotOpened(into_text(MethodResponse::error(id, e)));
@@ -743,13 +743,12 @@ async fn subscribe(
 }
 
 /// `space.subscribe`'s parameters: `[space, since]`, or `{"space", "since"}`.
-fn parse_subscribe(params: Option<&str>) -> Result<(SpaceId, u64), ErrorObjectOwned> {
+fn parse_subscribe(params: &Params<'_>) -> Result<(SpaceId, u64), ErrorObjectOwned> {
     #[derive(Deserialize)]
     struct Named {
         space: SpaceId,
         since: u64,
     }
-    let params = Params::new(params);
     if params.is_object() {
         let named: Named = params.parse()?;
         return Ok((named.space, named.since));
@@ -762,13 +761,12 @@ fn parse_subscribe(params: Option<&str>) -> Result<(SpaceId, u64), ErrorObjectOw
 
 /// `space.unsubscribe`'s parameter: the subscription id (the node's ids are integers, so a
 /// string names none of them).
-fn parse_unsubscribe(params: Option<&str>) -> Result<u64, ErrorObjectOwned> {
+fn parse_unsubscribe(params: &Params<'_>) -> Result<u64, ErrorObjectOwned> {
     #[derive(Deserialize)]
     struct Named<'a> {
         #[serde(borrow)]
         subscription: SubscriptionId<'a>,
     }
-    let params = Params::new(params);
     let id = if params.is_object() {
         params.parse::<Named<'_>>()?.subscription
     } else {

@@ -66,7 +66,19 @@ impl Sequencer {
         let mut pending = Pending::default();
         let mut outcome = Replicated::default();
         for event in events {
-            match self.replicate_one(&mut pending, event, create).await? {
+            let step = match self.replicate_one(&mut pending, event, create).await {
+                Ok(step) => step,
+                // The events before this one moved the in-memory state and are queued: keep
+                // them, so what is committed is what the state says; a later pull brings the
+                // rest. (An error before any was queued can be returned as it is.)
+                Err(e) if !pending.ops.is_empty() => {
+                    tracing::error!(error = %e, "replication stopped part-way");
+                    outcome.refused = Some(format!("the node failed part-way: {e}"));
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            match step {
                 Step::Added(head) => {
                     outcome.accepted += 1;
                     outcome.head = head;
@@ -160,8 +172,11 @@ impl Sequencer {
             _ => return Step::Refused(format!("{} is not replicated here", event.space)),
         };
         let changes = [SpaceState::owner_change(&genesis)];
+        let before = pending.ops.len();
         pending.ops.push(Op::CreateSpace(space_row(&genesis)));
         if let Err(e) = push_event(pending, &event, event_id, &changes) {
+            // No space row without its genesis event.
+            pending.ops.truncate(before);
             return Step::Refused(e.to_string());
         }
         self.spaces

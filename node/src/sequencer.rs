@@ -16,7 +16,6 @@ use northstar_protocol::address::{BeamPath, SpaceId};
 use northstar_protocol::api::Ack;
 use northstar_protocol::wire::{Beam, Event, MembershipAction, Payload, SpaceGenesis, Tombstone};
 use northstar_protocol::{ContentId, Did, Keypair, SignatureError};
-use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -818,14 +817,17 @@ pub(crate) fn space_row(genesis: &SpaceGenesis) -> SpaceRow {
     }
 }
 
-/// Queue the rows, the live event, the ack and the forwarding of one event.
+/// Queue the rows, the live event, the ack and the forwarding of one event. It fails only
+/// before it queues anything, so a caller never holds half an event.
 pub(crate) fn push_event(
     pending: &mut Pending,
     event: &Event,
     event_id: ContentId,
     changes: &[MemberChange],
 ) -> Result<(), SequenceError> {
-    let json = serde_json::to_string(event).map_err(StoreError::from_json)?;
+    // Serialised once, straight into the shared form subscribers get (no re-parse).
+    let raw = serde_json::value::to_raw_value(event).map_err(StoreError::from_json)?;
+    let json = raw.get().to_owned();
     let space = event.space.to_string();
     for change in changes {
         pending.ops.push(Op::Member {
@@ -859,7 +861,7 @@ pub(crate) fn push_event(
         id: event_id.to_string(),
         kind: event.payload.kind().to_owned(),
         author: event.author().to_string(),
-        json: json.clone(),
+        json,
     }));
     let removes = match &event.payload {
         Payload::Membership(m)
@@ -872,7 +874,6 @@ pub(crate) fn push_event(
         }
         _ => None,
     };
-    let raw = RawValue::from_string(json).map_err(StoreError::from_json)?;
     pending.events.push((
         space,
         Arc::new(LiveEvent {
