@@ -5,7 +5,7 @@
 //!   node's children in the tree: one task and one bounded queue per peer, batches of at most
 //!   [`PUSH_BATCH`] events. A full queue drops the batch: the peer pulls it later, so a slow
 //!   peer never slows the writer.
-//! - [`catchup`]: pulling what a replica misses, verified, as a pipeline.
+//! - [`CatchUp`] (in `catchup`): pulling what a replica misses, verified, as a pipeline.
 
 mod catchup;
 
