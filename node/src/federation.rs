@@ -173,7 +173,7 @@ impl Links {
                 backoff.failures = backoff.failures.saturating_add(1);
                 backoff.until = Some(Instant::now() + wait);
                 *slot = None;
-                tracing::debug!(peer = %authority, error = %e, ?wait, "link failed");
+                tracing::debug!(peer = %authority, error = %crate::report::Causes(&e), ?wait, "link failed");
                 Err(e)
             }
         }

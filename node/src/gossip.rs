@@ -97,7 +97,7 @@ impl ForwardSender {
     /// Queue a batch; drop it if the forwarder is behind.
     pub fn send(&self, forward: Forward) {
         if let Err(e) = self.0.try_send(forward) {
-            tracing::debug!(error = %e, "forward queue full; peers will pull instead");
+            tracing::debug!(error = %crate::report::Causes(&e), "forward queue full; peers will pull instead");
         }
     }
 }
@@ -156,7 +156,7 @@ fn spawn_peer(
                 }
                 for chunk in events.chunks(PUSH_BATCH) {
                     if let Err(e) = push(&links, &target, chunk.to_vec()).await {
-                        tracing::debug!(error = %e, "push failed; the peer will pull");
+                        tracing::debug!(error = %crate::report::Causes(&e), "push failed; the peer will pull");
                         break;
                     }
                 }

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: the layered configuration (defaults, TOML, `NORTHSTAR_*`, flags).
+//! - [`datadir`]: the data directory, private and held by one node process at a time.
 //! - [`store`]: the SQLite database and its invariants.
 //! - [`space`]: a space's rules as a state machine without I/O.
 //! - [`sequencer`]: the single writer that orders, signs, group-commits and broadcasts events.
@@ -10,6 +11,7 @@
 //! - [`hub`]: live fan-out of committed events to subscribers.
 //! - [`auth`]: connection sessions and the challenge-response handshake.
 //! - [`rpc`]: the JSON-RPC methods and the one mapping from errors to error objects.
+//! - [`report`]: errors in the log with their whole cause chain.
 //! - [`server`]: the listener, connection limits, the WebSocket upgrade and `GET /health`.
 //! - [`connection`]: one WebSocket session: reading, running calls, batched writes.
 //! - [`federation`]: authenticated, pooled links to other nodes.
@@ -21,10 +23,12 @@
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod datadir;
 pub mod federation;
 pub mod gossip;
 pub mod hub;
 pub mod replica;
+pub mod report;
 pub mod rpc;
 pub mod sequencer;
 pub mod server;
@@ -32,7 +36,7 @@ pub mod space;
 pub mod store;
 pub mod tree;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use northstar_protocol::{KeyFileError, Keypair};
@@ -41,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError};
+use crate::datadir::{DataDir, DataDirError};
 use crate::store::{Store, StoreError};
 
 /// The node key's file name in the data directory.
@@ -52,15 +57,9 @@ pub enum NodeError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The data directory could not be created.
-    #[error("cannot create data directory {path}")]
-    DataDir {
-        /// The directory.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The data directory could not be created, or another node holds it.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
     /// The node key could not be read or created.
     #[error(transparent)]
     Key(#[from] KeyFileError),
@@ -97,10 +96,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| "?".into(), |a| a.to_string());
+    // Held until the store is closed, at the end of this function.
+    let data_dir = DataDir::claim(&config.data_dir, &address)?;
     let key = node_key(&config.data_dir)?;
     let store = Store::open(&config.database_path()?).await?;
     let hub = Arc::new(hub::Hub::new(config.limits.subscriber_queue as usize));
@@ -142,9 +142,6 @@ pub async fn run(
         sequenced_here: std::sync::Mutex::default(),
     });
     let module = rpc::methods(api.clone()).map_err(|e| NodeError::Methods(e.to_string()))?;
-    let address = listener
-        .local_addr()
-        .map_or_else(|_| "?".into(), |a| a.to_string());
     tracing::info!(did = %key.did(), listen = %address, public_url = %config.origin(), "node ready");
     let shared = connection::Shared {
         methods: module.into(),
@@ -163,8 +160,9 @@ pub async fn run(
     writer_stop.cancel();
     let writer = writer.await;
     store.close().await;
+    drop(data_dir);
     if let Err(e) = writer {
-        tracing::error!(error = %e, "the writer task failed");
+        tracing::error!(error = %crate::report::Causes(&e), "the writer task failed");
         return Err(NodeError::Writer(e.to_string()));
     }
     tracing::info!("node stopped");

@@ -72,7 +72,7 @@ impl Sequencer {
                 // them, so what is committed is what the state says; a later pull brings the
                 // rest. (An error before any was queued can be returned as it is.)
                 Err(e) if !pending.ops.is_empty() => {
-                    tracing::error!(error = %e, "replication stopped part-way");
+                    tracing::error!(error = %crate::report::Causes(&e), "replication stopped part-way");
                     outcome.refused = Some(format!("the node failed part-way: {e}"));
                     break;
                 }

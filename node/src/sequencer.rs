@@ -332,7 +332,7 @@ impl Sequencer {
                     .collect();
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot read tombstones; the group is refused");
+                tracing::error!(error = %crate::report::Causes(&e), "cannot read tombstones; the group is refused");
                 for request in group {
                     refuse(request, SequenceError::Store(e.clone_for_reply()));
                 }
@@ -425,7 +425,7 @@ impl Sequencer {
         }
         let committed = self.store.commit(&pending.ops).await;
         if let Err(e) = &committed {
-            tracing::error!(error = %e, "commit failed; the group's requests are refused");
+            tracing::error!(error = %crate::report::Causes(e), "commit failed; the group's requests are refused");
             for (space, state) in saved {
                 self.routes.remove(&space);
                 match state {

@@ -272,7 +272,14 @@ fn to_u64(v: i64) -> u64 {
 
 impl Store {
     /// Open (creating if needed) the database at `path` and bring its schema up to date.
+    ///
+    /// The database and its WAL files are readable by their owner only (mode 0600): they hold
+    /// the logs of private spaces.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        make_private(path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source: sqlx::Error::Io(source),
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -611,6 +618,48 @@ impl Store {
                 .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// Create the database file with mode 0600 if it is missing, and narrow the database and its
+/// WAL and shared-memory files to 0600 if an older node made them wider. SQLite gives the WAL
+/// and shared-memory files it creates later the mode of the database file.
+#[cfg(unix)]
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !path.exists() {
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            Ok(_) => {}
+            // Created meanwhile by someone else: narrowed below like any existing file.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let files = ["", "-wal", "-shm"].map(|suffix| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    });
+    for file in files {
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(_path: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Rows per multi-row statement: far below SQLite's limit of 32,766 bound values.

@@ -278,3 +278,50 @@ fn the_cli_joins_and_posts_through_another_node() {
     let beam = one(&run(&a, &alice, &["beam", "get", &beam_uri, "--json"]));
     assert_eq!(beam["body"], "from b");
 }
+
+#[test]
+fn a_second_node_on_the_same_data_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let first = Serve::start(&data);
+    let alice = new_key(dir.path(), "alice");
+
+    let second = northstar()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "the second node started");
+    let err = String::from_utf8(second.stderr).unwrap();
+    assert!(err.contains("in use by another northstar node"), "{err}");
+    let first_port = first.url.rsplit(':').next().unwrap();
+    assert!(
+        err.contains(&format!("pid {}", first.child.id())) && err.contains(first_port),
+        "the message names the first node: {err}"
+    );
+
+    // The first keeps serving, with its database intact.
+    let created = one(&run(
+        &first,
+        &alice,
+        &[
+            "space", "create", "--type", "channel", "--name", "Still", "--id", "still", "--json",
+        ],
+    ));
+    assert_eq!(
+        created["id"].as_str().unwrap().rsplit('/').next(),
+        Some("still")
+    );
+
+    // Data directory 0700, database and WAL 0600: they hold the node key and private logs.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        for file in ["northstar.db", "northstar.db-wal", "node.key.json"] {
+            assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+        }
+    }
+}

@@ -392,7 +392,7 @@ impl CatchUp {
         let replicas = match self.store.replicated_spaces(self.own.as_str()).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot list replicas to sync");
+                tracing::warn!(error = %crate::report::Causes(&e), "cannot list replicas to sync");
                 return;
             }
         };
@@ -412,7 +412,7 @@ impl CatchUp {
                 }
             }
             if let Err(e) = self.run(&space, &sources, None, None).await {
-                tracing::debug!(space = %space, error = %e, "sync incomplete");
+                tracing::debug!(space = %space, error = %crate::report::Causes(&e), "sync incomplete");
             }
         }
     }

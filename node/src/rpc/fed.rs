@@ -88,7 +88,7 @@ impl FedApiServer for Handler {
             let sequencer = Did::parse(&row.sequencer).map_err(ApiError::internal)?;
             for event in &events {
                 if let Err(e) = event.verify(&sequencer) {
-                    tracing::warn!(space = %space, seq = event.seq, from = %from, error = %e, "refused a pushed event that does not verify");
+                    tracing::warn!(space = %space, seq = event.seq, from = %from, error = %crate::report::Causes(&e), "refused a pushed event that does not verify");
                     return Err(ApiError::new(
                         ErrorCode::BadSignature,
                         format!("event {} of {space}: {e}", event.seq),
@@ -128,7 +128,7 @@ impl super::Api {
         let filling = self.filling.clone();
         self.background.spawn(async move {
             if let Err(e) = catch_up.run(&space, &[sequencer], None, None).await {
-                tracing::debug!(space = %space, error = %e, "gap not filled yet; the next sync retries");
+                tracing::debug!(space = %space, error = %crate::report::Causes(&e), "gap not filled yet; the next sync retries");
             }
             filling
                 .lock()

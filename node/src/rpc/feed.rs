@@ -178,7 +178,7 @@ impl Feed {
                 State::Backlog { more }
             }
             Err(e) => {
-                tracing::error!(error = %e, space = %self.space, "subscription failed");
+                tracing::error!(error = %crate::report::Causes(&e), space = %self.space, "subscription failed");
                 State::Ending(format!(
                     "{}: the node failed; resume from the last seq received",
                     ErrorCode::Internal.name()

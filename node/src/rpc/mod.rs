@@ -68,15 +68,8 @@ impl ApiError {
     }
 
     /// An internal fault: the caller gets a generic message, the log gets the whole chain.
-    pub fn internal(error: impl std::error::Error) -> Self {
-        let mut chain = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            chain.push_str(": ");
-            chain.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        tracing::error!(error = %chain, "internal error");
+    pub fn internal(error: impl std::error::Error + 'static) -> Self {
+        tracing::error!(error = %crate::report::Causes(&error), "internal error");
         Self::new(
             ErrorCode::Internal,
             "internal error; the node's log has the details",
@@ -365,7 +358,7 @@ impl Api {
     async fn settle(&self, space: &SpaceId, authority: &str, seq: u64) {
         let sources = [authority.to_owned()];
         if let Err(e) = self.catch_up.run(space, &sources, None, Some(seq)).await {
-            tracing::debug!(space = %space, error = %e, "replica not yet at the acknowledged seq");
+            tracing::debug!(space = %space, error = %crate::report::Causes(&e), "replica not yet at the acknowledged seq");
         }
     }
 }
