@@ -7,6 +7,7 @@
 //! - [`address`]: space ids, `northstar://` URIs and beam paths.
 //! - [`api`]: the JSON-RPC API's result types and error codes.
 //! - [`did`]: `did:key` Ed25519 identities (parse, print, the ways a DID can be wrong).
+//! - [`method`]: the wire names of the JSON-RPC methods.
 //! - [`keys`]: key pairs: generate, from a seed, save to and load from a key file.
 //! - [`canonical`]: the canonical JSON encoding (RFC 8785 restricted to integers) and the strict
 //!   parser that refuses duplicate keys, floats and unsafe integers.
@@ -23,6 +24,7 @@ pub mod canonical;
 pub mod did;
 pub mod id;
 pub mod keys;
+pub mod method;
 #[cfg(any(feature = "server", feature = "client"))]
 pub mod rpc;
 pub mod sign;

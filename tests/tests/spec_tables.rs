@@ -3,39 +3,15 @@
 //! every JSON-RPC method has its own subsection: a client method in §6.3 (`#### 6.3.N`), a
 //! method nodes call on each other (`fed.*`) in §9 (`#### 9.N.M`).
 //!
-//! The method list is written out here because `jsonrpsee` keeps the wire names inside the
-//! generated traits; when a method is added to `protocol/src/rpc.rs`, add it to
-//! [`WIRE_METHODS`] too, and the test then asks for its section in the spec.
+//! The method names are `northstar_protocol::method::ALL`; a test here also checks that the
+//! node serves each of them, so the constants cannot drift from the traits `jsonrpsee` reads.
+
+mod common;
 
 use std::path::PathBuf;
 
 use northstar_protocol::api::ErrorCode;
-
-/// Every method name the node answers, as declared in `protocol/src/rpc.rs`.
-const WIRE_METHODS: [&str; 22] = [
-    "node.info",
-    "auth.challenge",
-    "auth.respond",
-    "space.create",
-    "space.get",
-    "space.list",
-    "space.join",
-    "space.leave",
-    "space.invite",
-    "space.kick",
-    "space.ban",
-    "space.members",
-    "space.post",
-    "space.events",
-    "space.subscribe",
-    "space.unsubscribe",
-    "beam.get",
-    "beam.list",
-    "beam.delete",
-    "fed.prove",
-    "fed.submit",
-    "fed.push",
-];
+use northstar_protocol::method::ALL as WIRE_METHODS;
 
 /// The section that documents a method: §9 (federation) for `fed.*`, §6.3 for the rest.
 fn home_section(method: &str) -> &'static str {
@@ -209,6 +185,24 @@ fn every_error_code_is_in_the_spec_table_and_no_other() {
 #[test]
 fn every_method_has_a_section_in_the_spec() {
     check_method_headings(&spec()).unwrap_or_else(|problems| panic!("spec §6.3:\n{problems}"));
+}
+
+#[tokio::test]
+async fn the_node_serves_every_method_named_in_the_protocol_crate() {
+    let node = common::TestNode::start().await;
+    let mut raw = common::Raw::connect(&node.url).await;
+    for method in WIRE_METHODS {
+        let response = raw.call(method, serde_json::json!([])).await;
+        assert_ne!(
+            response["error"]["code"],
+            serde_json::json!(-32601),
+            "{method}: {response}"
+        );
+    }
+    let response = raw
+        .call("space.no_such_method", serde_json::json!([]))
+        .await;
+    assert_eq!(response["error"]["code"], serde_json::json!(-32601));
 }
 
 #[test]

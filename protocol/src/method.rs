@@ -1,0 +1,79 @@
+//! The wire names of the JSON-RPC methods and notifications (`spec/protocol.md` §6.2).
+//!
+//! The `rpc` traits declare the same names for `jsonrpsee`; these constants are for code that
+//! speaks the wire without a generated client or server (a raw call whose result is checked
+//! strictly, the node's own transport, tests). The node's tests check that each one names a
+//! method the node serves.
+
+/// `node.info`.
+pub const NODE_INFO: &str = "node.info";
+/// `auth.challenge`.
+pub const AUTH_CHALLENGE: &str = "auth.challenge";
+/// `auth.respond`.
+pub const AUTH_RESPOND: &str = "auth.respond";
+/// `space.create`.
+pub const SPACE_CREATE: &str = "space.create";
+/// `space.get`.
+pub const SPACE_GET: &str = "space.get";
+/// `space.list`.
+pub const SPACE_LIST: &str = "space.list";
+/// `space.join`.
+pub const SPACE_JOIN: &str = "space.join";
+/// `space.leave`.
+pub const SPACE_LEAVE: &str = "space.leave";
+/// `space.invite`.
+pub const SPACE_INVITE: &str = "space.invite";
+/// `space.kick`.
+pub const SPACE_KICK: &str = "space.kick";
+/// `space.ban`.
+pub const SPACE_BAN: &str = "space.ban";
+/// `space.members`.
+pub const SPACE_MEMBERS: &str = "space.members";
+/// `space.post`.
+pub const SPACE_POST: &str = "space.post";
+/// `space.events`.
+pub const SPACE_EVENTS: &str = "space.events";
+/// `space.subscribe`.
+pub const SPACE_SUBSCRIBE: &str = "space.subscribe";
+/// `space.unsubscribe`.
+pub const SPACE_UNSUBSCRIBE: &str = "space.unsubscribe";
+/// `space.event`: the notifications of a subscription.
+pub const SPACE_EVENT: &str = "space.event";
+/// `beam.get`.
+pub const BEAM_GET: &str = "beam.get";
+/// `beam.list`.
+pub const BEAM_LIST: &str = "beam.list";
+/// `beam.delete`.
+pub const BEAM_DELETE: &str = "beam.delete";
+/// `fed.prove`.
+pub const FED_PROVE: &str = "fed.prove";
+/// `fed.submit`.
+pub const FED_SUBMIT: &str = "fed.submit";
+/// `fed.push`.
+pub const FED_PUSH: &str = "fed.push";
+
+/// Every method a client or node may call, in the order of the spec's table (§6.2).
+pub const ALL: [&str; 22] = [
+    NODE_INFO,
+    AUTH_CHALLENGE,
+    AUTH_RESPOND,
+    SPACE_CREATE,
+    SPACE_GET,
+    SPACE_LIST,
+    SPACE_JOIN,
+    SPACE_LEAVE,
+    SPACE_INVITE,
+    SPACE_KICK,
+    SPACE_BAN,
+    SPACE_MEMBERS,
+    SPACE_POST,
+    SPACE_EVENTS,
+    SPACE_SUBSCRIBE,
+    SPACE_UNSUBSCRIBE,
+    BEAM_GET,
+    BEAM_LIST,
+    BEAM_DELETE,
+    FED_PROVE,
+    FED_SUBMIT,
+    FED_PUSH,
+];
