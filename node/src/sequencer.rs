@@ -98,6 +98,7 @@ enum Request {
     },
     StoreBeam {
         beam: Box<Beam>,
+        space: SpaceId,
         reply: Reply<()>,
     },
     Replicate {
@@ -166,11 +167,12 @@ impl SequencerHandle {
         .await
     }
 
-    /// Store a verified beam by one of this node's users (before its ref goes to a remote
-    /// sequencer).
-    pub async fn store_beam(&self, beam: Beam) -> Result<(), SequenceError> {
+    /// Store a verified beam by one of this node's users, posted into `space` (before its ref
+    /// goes to that space's remote sequencer).
+    pub async fn store_beam(&self, beam: Beam, space: SpaceId) -> Result<(), SequenceError> {
         self.ask(|reply| Request::StoreBeam {
             beam: Box::new(beam),
+            space,
             reply,
         })
         .await
@@ -234,6 +236,9 @@ struct GroupBeams {
     /// Of the beams the group's refs name, those deleted before the group: read once for the
     /// whole group, since a query per post was what bounded ingest.
     tombstoned: HashSet<ContentId>,
+    /// Of the beams the group's refs name, the author of each one this node stores, caches or
+    /// deleted, or that the group stores: a ref by anyone else to that id is refused.
+    owners: HashMap<ContentId, Did>,
 }
 
 /// Spaces kept in memory at most; past that the cache starts again (states reload from the
@@ -314,25 +319,34 @@ impl Sequencer {
 
     async fn process(&mut self, group: Vec<Request>) {
         self.group = GroupBeams::default();
-        let named: Vec<String> = group
-            .iter()
-            .filter_map(|request| match request {
-                Request::Append { payload, .. } => match payload.as_ref() {
-                    Payload::BeamRef(r) => Some(r.beam.to_string()),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect();
-        match self.store.tombstoned_among(&named).await {
-            Ok(ids) => {
-                self.group.tombstoned = ids
-                    .iter()
-                    .filter_map(|id| ContentId::parse(id).ok())
-                    .collect();
+        let mut named: Vec<String> = Vec::new();
+        for request in &group {
+            if let Request::Append { payload, beam, .. } = request
+                && let Payload::BeamRef(r) = payload.as_ref()
+            {
+                named.push(r.beam.to_string());
+                // A post here carries its beam, checked to be the ref's author's.
+                if beam.is_some() {
+                    self.group.owners.insert(r.beam, r.author.clone());
+                }
+            }
+        }
+        match self.store.known_beams(&named).await {
+            Ok(known) => {
+                for beam in known {
+                    let (Ok(id), Ok(author)) =
+                        (ContentId::parse(&beam.id), Did::parse(&beam.author))
+                    else {
+                        continue;
+                    };
+                    if beam.deleted {
+                        self.group.tombstoned.insert(id);
+                    }
+                    self.group.owners.insert(id, author);
+                }
             }
             Err(e) => {
-                tracing::error!(error = %crate::report::Causes(&e), "cannot read tombstones; the group is refused");
+                tracing::error!(error = %crate::report::Causes(&e), "cannot read the beams the group names; the group is refused");
                 for request in group {
                     refuse(request, SequenceError::Store(e.clone_for_reply()));
                 }
@@ -385,9 +399,13 @@ impl Sequencer {
                         Err(e) => drop(reply.send(Err(e))),
                     }
                 }
-                Request::StoreBeam { beam, reply } => match beam_row(&beam) {
+                Request::StoreBeam { beam, space, reply } => match beam_row(&beam) {
                     Ok(row) => {
                         self.group.stored.insert(row.path.clone());
+                        pending.ops.push(Op::Posted {
+                            path: row.path.clone(),
+                            space: space.to_string(),
+                        });
                         pending.ops.push(Op::PutBeam(row));
                         replies.push(answer_after_commit(reply, ()));
                     }
@@ -559,6 +577,15 @@ impl Sequencer {
             {
                 return Err(SequenceError::BeamNotFound(format!("{} (deleted)", r.beam)));
             }
+            Payload::BeamRef(r) => {
+                if let Some(owner) = self.group.owners.get(&r.beam).filter(|o| **o != r.author) {
+                    return Err(Refusal::ForeignBeam {
+                        beam: r.beam,
+                        owner: owner.clone(),
+                    }
+                    .into());
+                }
+            }
             _ => {}
         }
         let state = self.state(space).await?;
@@ -572,7 +599,12 @@ impl Sequencer {
         let (seq, prev) = (state.head_seq + 1, state.head_id);
         let mut pending = Pending::default();
         if let Some(beam) = beam {
-            pending.ops.push(Op::PutBeam(beam_row(&beam)?));
+            let row = beam_row(&beam)?;
+            pending.ops.push(Op::Posted {
+                path: row.path.clone(),
+                space: space.to_string(),
+            });
+            pending.ops.push(Op::PutBeam(row));
         }
         let event = Event::sequence(
             &self.key,
@@ -620,16 +652,21 @@ impl Sequencer {
         let mut local = Vec::new();
         let mut remote = Vec::new();
         let mut referencing = Vec::new();
+        // Only the author's own refs: anyone else's ref to this id names another path, where
+        // no beam is, and must not be able to hold the deletion up.
         for space in self
             .store
-            .spaces_referencing(&tombstone.beam.to_string())
+            .spaces_referencing(&tombstone.beam.to_string(), tombstone.author.as_str())
             .await?
         {
             referencing.push(SpaceId::parse(&space).map_err(|e| corrupt("beam_refs", e))?);
         }
         // Refs appended earlier in this group are not in the store yet.
-        for (beam, space, _) in &self.group.refs {
-            if *beam == tombstone.beam && !referencing.contains(space) {
+        for (beam, space, author) in &self.group.refs {
+            if *beam == tombstone.beam
+                && *author == tombstone.author
+                && !referencing.contains(space)
+            {
                 referencing.push(space.clone());
             }
         }

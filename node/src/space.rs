@@ -37,6 +37,16 @@ pub enum Refusal {
     /// A genesis can only start a space.
     #[error("a space's genesis can only be its first event")]
     SecondGenesis,
+    /// A ref names a beam id that belongs to another author's beam.
+    #[error(
+        "beam {beam} is {owner}'s: a ref names a beam of its own author (the beam's path is beam/{{authorHash}}/{{beamId}} of the ref's author)"
+    )]
+    ForeignBeam {
+        /// The beam id.
+        beam: ContentId,
+        /// Its author.
+        owner: Did,
+    },
 }
 
 /// A change to one member's state.

@@ -10,13 +10,14 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, Transaction};
 
 /// Connections for concurrent reads (the writer takes one of them per batch).
 const POOL_CONNECTIONS: u32 = 8;
@@ -187,6 +188,17 @@ pub struct BeamRow {
     pub created_at: u64,
 }
 
+/// A beam this node stores, caches or deleted (see [`Store::known_beams`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownBeam {
+    /// Content id text.
+    pub id: String,
+    /// Author DID text.
+    pub author: String,
+    /// Whether it was deleted here (its tombstone is kept).
+    pub deleted: bool,
+}
+
 /// One change inside a [`Store::commit`] batch.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -209,6 +221,14 @@ pub enum Op {
     },
     /// Store a beam's content.
     PutBeam(BeamRow),
+    /// Record that the beam at `path` was posted into `space` through this node, its home
+    /// (idempotent).
+    Posted {
+        /// The beam's path.
+        path: String,
+        /// Space id text.
+        space: String,
+    },
     /// Record that `author` placed `beam` in `space` at `seq` (idempotent).
     BeamRef {
         /// Beam content id text.
@@ -334,6 +354,7 @@ impl Store {
             })
             .collect();
         insert_beams(&mut tx, &beams).await?;
+        insert_posts(&mut tx, ops).await?;
         for op in ops
             .iter()
             .filter(|op| matches!(op, Op::Member { .. } | Op::Fork { .. }))
@@ -430,20 +451,22 @@ impl Store {
             .find(|e| e.seq == seq))
     }
 
-    /// A cached copy of a beam authored elsewhere.
-    pub async fn cached_beam(&self, path: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT json FROM beam_cache WHERE path = ?")
+    /// A cached copy of a beam authored elsewhere (its `created_at` is not kept: 0).
+    pub async fn cached_beam(&self, path: &str) -> Result<Option<BeamRow>, StoreError> {
+        let row = sqlx::query("SELECT path, id, author, json, 0 FROM beam_cache WHERE path = ?")
             .bind(path)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(row.map(|r| beam_row(&r)))
     }
 
-    /// Keep a verified copy of a beam authored elsewhere, if a space stored here refers to it.
+    /// Keep a verified copy of a beam authored elsewhere, if a space stored here carries a ref
+    /// to it by its author.
     pub async fn cache_beam(&self, beam: &BeamRow) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "INSERT INTO beam_cache (path, id, author, json) \
-             SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM beam_refs WHERE beam = ?2) \
+             SELECT ?1, ?2, ?3, ?4 \
+             WHERE EXISTS (SELECT 1 FROM beam_refs WHERE beam = ?2 AND author = ?3) \
              AND NOT EXISTS (SELECT 1 FROM tombstones WHERE beam = ?2) \
              ON CONFLICT (path) DO NOTHING",
         )
@@ -513,18 +536,26 @@ impl Store {
         Ok(row.map(|r| beam_row(&r)))
     }
 
-    /// Which of `beams` (content id texts) were deleted.
-    pub async fn tombstoned_among(&self, beams: &[String]) -> Result<Vec<String>, StoreError> {
+    /// What this node knows of the beams with these ids (content id texts): each one it
+    /// stores, caches or deleted, with its author. A beam id names one author's beam, so this
+    /// tells whose a ref to one of them may be.
+    pub async fn known_beams(&self, beams: &[String]) -> Result<Vec<KnownBeam>, StoreError> {
         let mut found = Vec::new();
         for chunk in beams.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new("SELECT beam FROM tombstones WHERE beam IN (");
-            let mut list = q.separated(", ");
-            for beam in chunk {
-                list.push_bind(beam);
-            }
-            q.push(")");
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT beam, author, 1 FROM tombstones WHERE beam IN (",
+            );
+            in_list(&mut q, chunk);
+            q.push(" UNION ALL SELECT id, author, 0 FROM beams WHERE id IN (");
+            in_list(&mut q, chunk);
+            q.push(" UNION ALL SELECT id, author, 0 FROM beam_cache WHERE id IN (");
+            in_list(&mut q, chunk);
             let rows = q.build().fetch_all(&self.pool).await?;
-            found.extend(rows.iter().map(|r| r.get::<String, _>(0)));
+            found.extend(rows.iter().map(|r| KnownBeam {
+                id: r.get(0),
+                author: r.get(1),
+                deleted: r.get::<i64, _>(2) != 0,
+            }));
         }
         Ok(found)
     }
@@ -538,24 +569,32 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Beams by `author`, newest first, created before `before` (ms), at most `limit`.
-    /// Beams read stop before their JSON passes `max_bytes` (at least one is returned if there
-    /// is one), so a page fits in one message and a large page costs no more than that.
+    /// Beams by `author` that `caller` may read ([`readable`]), newest first, created before
+    /// `before` (ms), at most `limit`. Beams read stop before their JSON passes `max_bytes`
+    /// (at least one is returned if there is one), so a page fits in one message and a large
+    /// page costs no more than that.
     pub async fn beams_by_author(
         &self,
         author: &str,
         before: u64,
         limit: u32,
         max_bytes: usize,
+        caller: Option<&str>,
     ) -> Result<Vec<BeamRow>, StoreError> {
-        let mut rows = sqlx::query(
-            "SELECT path, id, author, json, created_at FROM beams \
-             WHERE author = ? AND created_at < ? ORDER BY created_at DESC, path LIMIT ?",
-        )
-        .bind(author)
-        .bind(to_i64(before))
-        .bind(i64::from(limit))
-        .fetch(&self.pool);
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT b.path, b.id, b.author, b.json, b.created_at FROM beams b \
+                 WHERE b.author = ?1 AND b.created_at < ?2 AND {} \
+                 ORDER BY b.created_at DESC, b.path LIMIT ?3",
+                readable("b.path", "b.id", "b.author", "?4")
+            )
+        });
+        let mut rows = sqlx::query(AssertSqlSafe(SQL.as_str()))
+            .bind(author)
+            .bind(to_i64(before))
+            .bind(i64::from(limit))
+            .bind(caller)
+            .fetch(&self.pool);
         let mut out = Vec::new();
         let mut bytes = 0usize;
         while let Some(r) = rows.try_next().await? {
@@ -567,6 +606,39 @@ impl Store {
             out.push(row);
         }
         Ok(out)
+    }
+
+    /// Whether `caller` (a user or node DID; `None` for an anonymous connection) may read the
+    /// beam at `path` with content id `id` by `author`: the rule of [`readable`].
+    pub async fn beam_readable(
+        &self,
+        path: &str,
+        id: &str,
+        author: &str,
+        caller: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        static SQL: LazyLock<String> =
+            LazyLock::new(|| format!("SELECT {}", readable("?1", "?2", "?3", "?4")));
+        let row = sqlx::query(AssertSqlSafe(SQL.as_str()))
+            .bind(path)
+            .bind(id)
+            .bind(author)
+            .bind(caller)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get::<i64, _>(0) != 0)
+    }
+
+    /// The authors of the refs to beam id `beam` in the spaces stored here, each once: a path
+    /// names its author only by hash, and these are the candidates.
+    pub async fn ref_authors(&self, beam: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT author FROM beam_refs WHERE beam = ? AND author IS NOT NULL",
+        )
+        .bind(beam)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Whether `author` placed `beam` in `space`.
@@ -587,13 +659,22 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Whether a space stored here refers to `beam` as stored at `home`.
-    pub async fn referenced_at(&self, beam: &str, home: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 FROM beam_refs WHERE beam = ? AND home = ? LIMIT 1")
-            .bind(beam)
-            .bind(home)
-            .fetch_optional(&self.pool)
-            .await?;
+    /// Whether a space stored here carries a ref by `author` to `beam` naming `home` as the
+    /// beam's home node.
+    pub async fn referenced_at(
+        &self,
+        beam: &str,
+        author: &str,
+        home: &str,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM beam_refs WHERE beam = ? AND author = ? AND home = ? LIMIT 1",
+        )
+        .bind(beam)
+        .bind(author)
+        .bind(home)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.is_some())
     }
 
@@ -609,15 +690,45 @@ impl Store {
             .collect())
     }
 
-    /// The spaces that reference `beam`, each once.
-    pub async fn spaces_referencing(&self, beam: &str) -> Result<Vec<String>, StoreError> {
-        let rows =
-            sqlx::query("SELECT DISTINCT space FROM beam_refs WHERE beam = ? ORDER BY space")
-                .bind(beam)
-                .fetch_all(&self.pool)
-                .await?;
+    /// The spaces that carry a ref by `author` to `beam`, each once. Refs by anyone else name
+    /// another path (`beam/{authorHash}/{beam}`), where no beam of theirs is, so they do not
+    /// count.
+    pub async fn spaces_referencing(
+        &self,
+        beam: &str,
+        author: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT space FROM beam_refs WHERE beam = ? AND author = ? ORDER BY space",
+        )
+        .bind(beam)
+        .bind(author)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// The read rule for beams (`spec/protocol.md` §6.3.16) as an SQL condition over a beam's
+/// path, id and author and the caller (column names or parameters; a `NULL` caller is an
+/// anonymous connection). A beam's refs are those by its author in the spaces stored here,
+/// and, on its home node, the spaces its author posted it into (`beam_posts`). It is readable
+/// when one of them is a channel or a stream (posting there publishes it), by its author, and
+/// by each `member` of one of its `dm` spaces and each such member's home node. A beam with no
+/// ref at all is its author's alone.
+fn readable(path: &str, id: &str, author: &str, caller: &str) -> String {
+    format!(
+        "({author} = {caller} \
+         OR EXISTS (SELECT 1 FROM beam_posts p WHERE p.path = {path} AND p.space NOT LIKE 'dm/%') \
+         OR EXISTS (SELECT 1 FROM beam_refs r WHERE r.beam = {id} AND r.author = {author} \
+                    AND r.space NOT LIKE 'dm/%') \
+         OR EXISTS (SELECT 1 FROM beam_posts p JOIN members m ON m.space = p.space \
+                    WHERE p.path = {path} AND m.state = 'member' \
+                    AND (m.did = {caller} OR m.home = {caller})) \
+         OR EXISTS (SELECT 1 FROM beam_refs r JOIN members m ON m.space = r.space \
+                    WHERE r.beam = {id} AND r.author = {author} AND m.state = 'member' \
+                    AND (m.did = {caller} OR m.home = {caller})))"
+    )
 }
 
 /// Create the database file with mode 0600 if it is missing, and narrow the database and its
@@ -662,6 +773,15 @@ fn make_private(_path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `(?, ?, …)` for the values, closing the parenthesis the caller opened.
+fn in_list(q: &mut QueryBuilder<Sqlite>, values: &[String]) {
+    let mut list = q.separated(", ");
+    for value in values {
+        list.push_bind(value.clone());
+    }
+    q.push(")");
+}
+
 /// Rows per multi-row statement: far below SQLite's limit of 32,766 bound values.
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -689,6 +809,25 @@ async fn insert_beams(
         }
         q.push(") AS v WHERE NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.beam = v.id) ");
         q.push("ON CONFLICT (path) DO NOTHING");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_posts(tx: &mut Transaction<'_, Sqlite>, ops: &[Op]) -> Result<(), StoreError> {
+    let posts: Vec<(&String, &String)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Posted { path, space } => Some((path, space)),
+            _ => None,
+        })
+        .collect();
+    for chunk in posts.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO beam_posts (path, space) ");
+        q.push_values(chunk, |mut row, (path, space)| {
+            row.push_bind(*path).push_bind(*space);
+        });
+        q.push(" ON CONFLICT DO NOTHING");
         q.build().execute(&mut **tx).await?;
     }
     Ok(())
@@ -844,9 +983,9 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), StoreErr
                 .execute(&mut **tx)
                 .await?;
         }
-        // Written for the whole group at once by `insert_beams`, `insert_refs` and
-        // `insert_events`.
-        Op::PutBeam(_) | Op::BeamRef { .. } | Op::Event(_) => {}
+        // Written for the whole group at once by `insert_beams`, `insert_posts`, `insert_refs`
+        // and `insert_events`.
+        Op::PutBeam(_) | Op::Posted { .. } | Op::BeamRef { .. } | Op::Event(_) => {}
         Op::Uncache { beam, author } => {
             sqlx::query("DELETE FROM beam_cache WHERE id = ? AND author = ?")
                 .bind(beam)

@@ -1,12 +1,22 @@
 //! `beam.*`: beams stored here, fetched from their author's node, and deleted.
+//!
+//! Who may read a beam is decided from the refs this node knows (`spec/protocol.md` §6.3.16):
+//! a beam posted into a channel or a stream is public; one posted only into `dm` spaces is for
+//! its author, the members of those spaces and their home nodes, whether it is stored here, cached
+//! here or fetched through here. The rule itself is one SQL condition in [`crate::store`].
 
 use jsonrpsee::Extensions;
+use jsonrpsee::core::client::ClientT;
 use jsonrpsee::core::{RpcResult, async_trait};
+use jsonrpsee::rpc_params;
 use northstar_protocol::Did;
-use northstar_protocol::address::BeamPath;
+use northstar_protocol::address::{BeamPath, author_hash};
 use northstar_protocol::api::{BeamDeleted, ErrorCode};
-use northstar_protocol::rpc::{BeamApiClient, BeamApiServer};
+use northstar_protocol::canonical::from_str_strict;
+use northstar_protocol::method;
+use northstar_protocol::rpc::BeamApiServer;
 use northstar_protocol::wire::{Beam, Payload, Tombstone};
+use serde_json::value::RawValue;
 
 use super::{
     Api, ApiError, Handler, bad_signature, malformed, not_signer, relayed, session, unreachable,
@@ -16,24 +26,32 @@ use crate::store::BeamRow;
 
 #[async_trait]
 impl BeamApiServer for Handler {
-    async fn get(&self, _ext: &Extensions, path: String, home: Option<String>) -> RpcResult<Beam> {
+    async fn get(&self, ext: &Extensions, path: String, home: Option<String>) -> RpcResult<Beam> {
         let parsed = BeamPath::parse(&path).map_err(|e| malformed("path", e))?;
-        Ok(self.0.beam(parsed, home).await?)
+        let caller = session(ext)?.did().cloned();
+        Ok(self.0.beam(parsed, home, caller.as_ref()).await?)
     }
 
     async fn list(
         &self,
-        _ext: &Extensions,
+        ext: &Extensions,
         author: Did,
         before: u64,
         limit: u32,
     ) -> RpcResult<Vec<Beam>> {
+        let caller = session(ext)?.did();
         let before = if before == 0 { u64::MAX >> 11 } else { before };
         let limit = limit.clamp(1, self.0.config.limits.max_page);
         let rows = self
             .0
             .store
-            .beams_by_author(author.as_str(), before, limit, self.0.page_bytes())
+            .beams_by_author(
+                author.as_str(),
+                before,
+                limit,
+                self.0.page_bytes(),
+                caller.map(Did::as_str),
+            )
             .await
             .map_err(ApiError::from)?;
         let mut beams = Vec::with_capacity(rows.len());
@@ -80,46 +98,108 @@ impl BeamApiServer for Handler {
 }
 
 impl Api {
-    /// A beam: stored here, cached here, or fetched from `home` (its author's node), checked
-    /// against the path, and cached while a space replicated here refers to it.
-    async fn beam(&self, path: BeamPath, home: Option<String>) -> Result<Beam, ApiError> {
+    /// A beam for `caller`: stored here, cached here, or fetched from `home` (its author's
+    /// node) over a link that authenticates as this node, checked against the path, and
+    /// cached while a space held here carries a ref to it by its author.
+    async fn beam(
+        &self,
+        path: BeamPath,
+        home: Option<String>,
+        caller: Option<&Did>,
+    ) -> Result<Beam, ApiError> {
         let text = path.to_string();
         let not_found = || ApiError::new(ErrorCode::BeamNotFound, format!("no beam at {text}"));
-        if let Some(row) = self.store.beam(&text).await? {
+        let held = match self.store.beam(&text).await? {
+            Some(row) => Some(row),
+            None => self.store.cached_beam(&text).await?,
+        };
+        if let Some(row) = held {
+            self.may_read(&text, &row.id, &row.author, caller).await?;
             return serde_json::from_str(&row.json).map_err(ApiError::internal);
-        }
-        if let Some(json) = self.store.cached_beam(&text).await? {
-            return serde_json::from_str(&json).map_err(ApiError::internal);
         }
         let Some(home) = home.filter(|h| *h != self.config.authority()) else {
             return Err(not_found());
         };
-        // Fetch only beams a space held here refers to: this node is not an open relay to
-        // any host a caller names, and it keeps (and purges) what it fetched with those spaces.
+        // Fetch only beams a space held here refers to, by a ref of the path's author: this
+        // node is not an open relay to any host a caller names, and it keeps (and purges)
+        // what it fetched with those spaces.
         let id = path.beam.to_string();
-        if self.store.is_tombstoned(&id).await? || !self.store.referenced_at(&id, &home).await? {
+        if self.store.is_tombstoned(&id).await? {
             return Err(not_found());
         }
-        let link = self.links.get(&home).await.map_err(unreachable)?;
-        let beam = BeamApiClient::get(link.client.as_ref(), text.clone(), None)
-            .await
-            .map_err(|e| relayed(LinkError::from_call(&home, e)))?;
-        let got = beam.path().map_err(|e| malformed("fetched beam", e))?;
-        if got != path || beam.verify().is_err() {
-            tracing::warn!(peer = %home, path = %text, "a node served a beam that does not match its path");
-            return Err(ApiError::new(
-                ErrorCode::BadSignature,
-                format!("{home} served a beam that does not match {text}"),
-            ));
+        let Some(author) = self
+            .store
+            .ref_authors(&id)
+            .await?
+            .into_iter()
+            .find(|a| Did::parse(a).is_ok_and(|did| author_hash(&did) == path.author_hash))
+        else {
+            return Err(not_found());
+        };
+        if !self.store.referenced_at(&id, &author, &home).await? {
+            return Err(not_found());
         }
+        self.may_read(&text, &id, &author, caller).await?;
+        let beam = self.fetch(&home, &path).await?;
         let row = BeamRow {
             path: text,
-            id: path.beam.to_string(),
-            author: beam.author.to_string(),
+            id,
+            author,
             json: serde_json::to_string(&beam).map_err(ApiError::internal)?,
             created_at: beam.created_at,
         };
         self.store.cache_beam(&row).await?;
+        Ok(beam)
+    }
+
+    /// `not_member` unless `caller` may read the beam (§6.3.16).
+    async fn may_read(
+        &self,
+        path: &str,
+        id: &str,
+        author: &str,
+        caller: Option<&Did>,
+    ) -> Result<(), ApiError> {
+        if self
+            .store
+            .beam_readable(path, id, author, caller.map(Did::as_str))
+            .await?
+        {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::NotMember,
+            format!(
+                "{path} is posted only in dm spaces; only their members and their home nodes may read it"
+            ),
+        ))
+    }
+
+    /// `beam.get` on the beam's home node. The answer is read strictly and checked against the
+    /// path here: a peer that sends something else has sent a bad beam (`bad_signature`), which
+    /// says nothing about the link, so the link stays.
+    async fn fetch(&self, home: &str, path: &BeamPath) -> Result<Beam, ApiError> {
+        let text = path.to_string();
+        let link = self.links.get(home).await.map_err(unreachable)?;
+        let raw: Box<RawValue> = link
+            .client
+            .request(method::BEAM_GET, rpc_params![text.clone()])
+            .await
+            .map_err(|e| relayed(LinkError::from_call(home, e)))?;
+        let bad = |why: String| {
+            tracing::warn!(peer = %home, path = %text, reason = %why, "a node served a beam that does not match its path");
+            ApiError::new(
+                ErrorCode::BadSignature,
+                format!("{home} served a beam that does not match {text}: {why}"),
+            )
+        };
+        let beam: Beam = from_str_strict(raw.get()).map_err(|e| bad(e.to_string()))?;
+        let got = beam.path().map_err(|e| bad(e.to_string()))?;
+        if got != *path {
+            return Err(bad("another beam".into()));
+        }
+        beam.verify()
+            .map_err(|_| bad("its signature does not verify".into()))?;
         Ok(beam)
     }
 }

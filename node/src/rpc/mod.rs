@@ -100,7 +100,7 @@ impl From<SequenceError> for ApiError {
                     Refusal::InviteRequired => ErrorCode::InviteRequired,
                     Refusal::Banned(_) => ErrorCode::Banned,
                     Refusal::AlreadyMember(_) => ErrorCode::AlreadyMember,
-                    Refusal::NotHome => ErrorCode::Forbidden,
+                    Refusal::NotHome | Refusal::ForeignBeam { .. } => ErrorCode::Forbidden,
                 };
                 Self::new(code, message)
             }

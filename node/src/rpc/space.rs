@@ -178,7 +178,7 @@ impl SpaceApiServer for Handler {
                     .into());
                 }
                 api.sequencer
-                    .store_beam(beam)
+                    .store_beam(beam, space.clone())
                     .await
                     .map_err(ApiError::from)?;
                 api.write(space, Payload::BeamRef(beam_ref)).await?
