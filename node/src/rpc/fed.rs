@@ -12,8 +12,10 @@ use northstar_protocol::wire::{AuthChallenge, AuthResponse, Event, Payload};
 
 use super::{ApiError, Handler, bad_signature, malformed, session};
 
-/// The most events one `fed.push` may carry.
-const MAX_PUSH: usize = 256;
+/// The most events one `fed.push` may carry: few enough that a push of one more still fits in
+/// a message of the default size, so the count limit is the one a peer meets. (The forwarder
+/// sends at most 32.)
+const MAX_PUSH: usize = 64;
 
 #[async_trait]
 impl FedApiServer for Handler {

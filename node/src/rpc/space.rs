@@ -225,6 +225,30 @@ impl SpaceApiServer for Handler {
 }
 
 impl Api {
+    /// A join of a space this node holds may name the authority of its URI, as a client that
+    /// joins by URI does; it must be the space's (its genesis's), or the client meant a space of
+    /// the same id sequenced somewhere else.
+    async fn check_sequencer_named(
+        &self,
+        space: &SpaceId,
+        sequencer: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let Some(named) = sequencer else {
+            return Ok(());
+        };
+        let row = self.store.space(space.as_str()).await?;
+        match row {
+            Some(row) if row.authority != named => Err(malformed(
+                "sequencer",
+                format!(
+                    "{space} held here is sequenced at {}, not at {named}",
+                    row.authority
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// A join through this node, the joiner's home: here if this node sequences the space,
     /// else through the sequencer named by the space's URI, after which this node holds a
     /// verified replica of the log up to the join.
@@ -260,9 +284,11 @@ impl Api {
         request.verify().map_err(|_| bad_signature("membership"))?;
         let space = request.space.clone();
         let payload = Payload::Membership(request);
-        let Whereabouts::Unknown = self.whereabouts(&space).await? else {
+        if !matches!(self.whereabouts(&space).await?, Whereabouts::Unknown) {
+            self.check_sequencer_named(&space, sequencer.as_deref())
+                .await?;
             return self.write(space, payload).await;
-        };
+        }
         let Some(authority) = sequencer.filter(|a| *a != own_authority) else {
             return Err(ApiError::new(
                 ErrorCode::SpaceNotFound,

@@ -61,8 +61,8 @@ impl AuthChallenge {
         sign::verify(self, &self.node)
     }
 
-    /// Check the shape of the origin (`ws://` or `wss://` and an authority, no path) and the
-    /// nonce (at most [`MAX_NONCE_LEN`] bytes).
+    /// Check the shape of the origin (`ws://` or `wss://` and an authority, no path), the
+    /// nonce (at most [`MAX_NONCE_LEN`] bytes) and that it expires after it was issued.
     pub fn check_rules(&self) -> Result<(), RuleError> {
         let authority = self
             .origin
@@ -70,7 +70,14 @@ impl AuthChallenge {
             .or_else(|| self.origin.strip_prefix("ws://"))
             .ok_or(RuleError::BadOrigin)?;
         check_authority(authority)?;
-        check_len("nonce", &self.nonce, MAX_NONCE_LEN)
+        check_len("nonce", &self.nonce, MAX_NONCE_LEN)?;
+        if self.expires_at <= self.issued_at {
+            return Err(RuleError::BadExpiry {
+                issued_at: self.issued_at,
+                expires_at: self.expires_at,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -119,5 +126,24 @@ impl AuthResponse {
     pub fn verify(&self) -> Result<(), SignatureError> {
         self.challenge.verify()?;
         sign::verify(self, &self.did)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: u64 = 1_767_225_600_000;
+
+    #[test]
+    fn refuses_a_challenge_that_expires_before_it_is_issued() {
+        let node = Keypair::from_seed(&[3; 32]);
+        let fine = AuthChallenge::issue(&node, "ws://node.example", T, T + 1).unwrap();
+        assert_eq!(fine.check_rules(), Ok(()));
+        for expires_at in [T, T - 1, 0] {
+            let bad = AuthChallenge::issue(&node, "ws://node.example", T, expires_at).unwrap();
+            let e = bad.check_rules().unwrap_err();
+            assert_eq!(e.code(), "bad_expiry", "{expires_at}: {e}");
+        }
     }
 }

@@ -78,6 +78,15 @@ pub enum RuleError {
         /// The action.
         action: &'static str,
     },
+    /// A challenge that expires no later than it was issued, so no answer could ever be in
+    /// time.
+    #[error("expires_at {expires_at} is not later than issued_at {issued_at}")]
+    BadExpiry {
+        /// When it was issued.
+        issued_at: u64,
+        /// When it expires.
+        expires_at: u64,
+    },
     /// A membership request whose subject is the actor where it must be someone else.
     #[error("{action} must name another member as subject")]
     SubjectIsActor {
@@ -98,6 +107,7 @@ impl RuleError {
             RuleError::HomeRequired => "home_required",
             RuleError::Fanout(_) => "bad_fanout",
             RuleError::HomeNotAllowed { .. } => "home_not_allowed",
+            RuleError::BadExpiry { .. } => "bad_expiry",
         }
     }
 }
