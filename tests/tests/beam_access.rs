@@ -12,14 +12,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Raw, TIMEOUT, TestNode};
+use common::{Raw, TestNode, until_seq};
 use futures_util::{SinkExt, StreamExt};
 use northstar_node::NODE_KEY_FILE;
 use northstar_protocol::address::{BeamPath, BeamUri, SpaceId, SpaceType};
 use northstar_protocol::api::ErrorCode;
 use northstar_protocol::wire::{AuthChallenge, AuthResponse, Beam, BeamRef};
 use northstar_protocol::{Keypair, Signed, method};
-use northstar_sdk::{Client, EventStream, SdkError};
+use northstar_sdk::{Client, SdkError};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -46,20 +46,6 @@ fn code(e: &SdkError) -> Option<ErrorCode> {
 
 fn app(c: ErrorCode) -> i64 {
     i64::from(c.code())
-}
-
-/// Wait until `stream` has delivered event `seq`.
-async fn until_seq(stream: &mut EventStream, seq: u64) {
-    loop {
-        let event = tokio::time::timeout(TIMEOUT, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("event {seq} did not arrive"))
-            .expect("stream ended")
-            .expect("stream error");
-        if event.seq >= seq {
-            return;
-        }
-    }
 }
 
 #[tokio::test]

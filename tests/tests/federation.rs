@@ -6,14 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Raw, TIMEOUT, TestNode};
-use futures_util::StreamExt;
+use common::{Raw, TestNode, until_seq};
 use northstar_node::NODE_KEY_FILE;
 use northstar_protocol::address::{BeamUri, SpaceId, SpaceType, SpaceUri};
 use northstar_protocol::api::ErrorCode;
 use northstar_protocol::wire::{AuthResponse, Event, Payload, Tombstone};
 use northstar_protocol::{ContentId, Keypair};
-use northstar_sdk::{Client, EventStream};
+use northstar_sdk::Client;
 use serde_json::json;
 
 async fn user(node: &TestNode) -> Client {
@@ -33,23 +32,6 @@ async fn alice_on_a_bob_on_b(unique_id: &str) -> (TestNode, TestNode, Client, Cl
         .space;
     bob.join(&alice.space_uri(&space)).await.unwrap();
     (a, b, alice, bob, space)
-}
-
-/// Wait until `stream` has delivered event `seq`; returns every event it saw on the way.
-async fn until_seq(stream: &mut EventStream, seq: u64) -> Vec<Event> {
-    let mut seen = Vec::new();
-    loop {
-        let event = tokio::time::timeout(TIMEOUT, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("event {seq} did not arrive"))
-            .expect("stream ended")
-            .expect("stream error");
-        let done = event.seq >= seq;
-        seen.push(event);
-        if done {
-            return seen;
-        }
-    }
 }
 
 fn ids(events: &[Event]) -> Vec<(u64, ContentId)> {

@@ -218,3 +218,23 @@ impl Raw {
         )
     }
 }
+
+/// Wait until `stream` has delivered event `seq`; returns every event it saw on the way.
+pub async fn until_seq(
+    stream: &mut northstar_sdk::EventStream,
+    seq: u64,
+) -> Vec<northstar_protocol::wire::Event> {
+    let mut seen = Vec::new();
+    loop {
+        let event = tokio::time::timeout(TIMEOUT, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("event {seq} did not arrive"))
+            .expect("stream ended")
+            .expect("stream error");
+        let done = event.seq >= seq;
+        seen.push(event);
+        if done {
+            return seen;
+        }
+    }
+}
