@@ -629,6 +629,30 @@ impl Store {
         Ok(row.get::<i64, _>(0) != 0)
     }
 
+    /// The `dm` spaces among a beam's refs (as [`readable`] counts them) that another node
+    /// sequences: `(space id, sequencer authority)`.
+    pub async fn replicated_dm_spaces_of_beam(
+        &self,
+        path: &str,
+        id: &str,
+        author: &str,
+        own_did: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.authority FROM spaces s WHERE s.type = 'dm' AND s.sequencer <> ?4 \
+             AND s.id IN (SELECT space FROM beam_posts WHERE path = ?1 \
+                          UNION SELECT space FROM beam_refs WHERE beam = ?2 AND author = ?3) \
+             ORDER BY s.id",
+        )
+        .bind(path)
+        .bind(id)
+        .bind(author)
+        .bind(own_did)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// The authors of the refs to beam id `beam` in the spaces stored here, each once: a path
     /// names its author only by hash, and these are the candidates.
     pub async fn ref_authors(&self, beam: &str) -> Result<Vec<String>, StoreError> {

@@ -364,3 +364,62 @@ async fn a_beam_a_peer_serves_that_does_not_parse_is_a_bad_beam_and_the_link_sta
         "the link that brought the garbled beam was kept for the next fetch"
     );
 }
+
+#[tokio::test]
+async fn a_member_who_just_joined_reads_even_where_the_authors_replica_lags() {
+    // Carol's dm, sequenced by C; Alice (home A) posted in it; Bob (home B) joins while A is
+    // down, so A's replica never hears of his join by push.
+    let (a_dir, c_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let slow_sync = |c: &mut northstar_node::config::Config| c.sync_interval_secs = 3600;
+    let c = TestNode::start_in(c_dir.path().to_path_buf(), |_| {}).await;
+    let a = TestNode::start_in(a_dir.path().to_path_buf(), slow_sync).await;
+    let b = TestNode::start().await;
+    let (c_addr, a_addr) = (c.addr, a.addr);
+    let (_, carol) = user(&c).await;
+    let (alice_key, alice) = user(&a).await;
+    let (bob_key, bob) = user(&b).await;
+    let dm = carol
+        .create_space(SpaceType::Dm, "late", "Late")
+        .await
+        .unwrap()
+        .space;
+    let uri = carol.space_uri(&dm);
+    carol.invite(&dm, alice_key.did()).await.unwrap();
+    carol.invite(&dm, bob_key.did()).await.unwrap();
+    alice.join(&uri).await.unwrap();
+    let beam = BeamUri::parse(&alice.post(&dm, "early", "x").await.unwrap().beam_uri).unwrap();
+    a.stop().await;
+    bob.join(&uri).await.unwrap();
+    // A starts while C is down, so its start-up sync misses the join too; its next sync is an
+    // hour away. C's address answers A's dial and hangs up, so the test knows A has tried.
+    c.stop().await;
+    let stand_in = tokio::net::TcpListener::bind(c_addr).await.unwrap();
+    let a = TestNode::start_in(a_dir.path().to_path_buf(), |cfg| {
+        slow_sync(cfg);
+        cfg.listen = a_addr;
+    })
+    .await;
+    let (dial, _) = tokio::time::timeout(common::TIMEOUT, stand_in.accept())
+        .await
+        .expect("A's start-up sync dials C")
+        .unwrap();
+    drop((dial, stand_in));
+    let _c = TestNode::start_in(c_dir.path().to_path_buf(), |cfg| cfg.listen = c_addr).await;
+
+    // B fetches for Bob as his home node; A, not knowing the join yet, pulls the dm from C
+    // before it refuses. (A's failed sync left C's authority backing off for 100 ms, so the
+    // first attempts may meet that; nothing but such a pull can teach A the join.)
+    let deadline = tokio::time::Instant::now() + common::TIMEOUT;
+    let read = loop {
+        match bob.get_beam(&beam).await {
+            Ok(read) => break read,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                assert_eq!(code(&e), Some(ErrorCode::NotMember), "{e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("Bob never read the beam: {e}"),
+        }
+    };
+    assert_eq!(read.title, "early");
+    drop(a);
+}

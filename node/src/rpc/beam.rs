@@ -10,7 +10,7 @@ use jsonrpsee::core::client::ClientT;
 use jsonrpsee::core::{RpcResult, async_trait};
 use jsonrpsee::rpc_params;
 use northstar_protocol::Did;
-use northstar_protocol::address::{BeamPath, author_hash};
+use northstar_protocol::address::{BeamPath, SpaceId, author_hash};
 use northstar_protocol::api::{BeamDeleted, ErrorCode};
 use northstar_protocol::canonical::from_str_strict;
 use northstar_protocol::method;
@@ -153,6 +153,12 @@ impl Api {
     }
 
     /// `not_member` unless `caller` may read the beam (§6.3.16).
+    ///
+    /// A caller that joined one of the beam's `dm` spaces a moment ago may not be a member yet
+    /// in this node's replica of it (the join is on its way down the tree): before refusing an
+    /// authenticated caller, this node brings those replicas up to their sequencers' heads once
+    /// and asks again. At most one such pull runs per space; a caller that finds one running
+    /// gets the answer of the state as it is.
     async fn may_read(
         &self,
         path: &str,
@@ -160,10 +166,18 @@ impl Api {
         author: &str,
         caller: Option<&Did>,
     ) -> Result<(), ApiError> {
-        if self
-            .store
-            .beam_readable(path, id, author, caller.map(Did::as_str))
-            .await?
+        let readable = || async {
+            self.store
+                .beam_readable(path, id, author, caller.map(Did::as_str))
+                .await
+                .map_err(ApiError::from)
+        };
+        if readable().await? {
+            return Ok(());
+        }
+        if caller.is_some()
+            && self.refresh_dm_replicas(path, id, author).await?
+            && readable().await?
         {
             return Ok(());
         }
@@ -173,6 +187,34 @@ impl Api {
                 "{path} is posted only in dm spaces; only their members and their home nodes may read it"
             ),
         ))
+    }
+
+    /// Pull what the replicated `dm` spaces of a beam's refs lack; whether any pull ran.
+    async fn refresh_dm_replicas(
+        &self,
+        path: &str,
+        id: &str,
+        author: &str,
+    ) -> Result<bool, ApiError> {
+        let spaces = self
+            .store
+            .replicated_dm_spaces_of_beam(path, id, author, self.did.as_str())
+            .await?;
+        let mut pulled = false;
+        for (space, authority) in spaces {
+            let Ok(space) = SpaceId::parse(&space) else {
+                continue;
+            };
+            if !self.start_filling(&space) {
+                continue;
+            }
+            if let Err(e) = self.catch_up.run(&space, &[authority], None, None).await {
+                tracing::debug!(space = %space, error = %crate::report::Causes(&e), "replica not refreshed for a beam read");
+            }
+            self.stop_filling(&space);
+            pulled = true;
+        }
+        Ok(pulled)
     }
 
     /// `beam.get` on the beam's home node. The answer is read strictly and checked against the

@@ -120,11 +120,8 @@ impl super::Api {
     /// Pull what a push skipped over, in the background: the push itself is answered now.
     /// At most one such catch-up runs per space, however many gapped pushes arrive.
     fn fill_gap(&self, space: SpaceId, sequencer: String) {
-        {
-            let mut filling = self.filling.lock().unwrap_or_else(|p| p.into_inner());
-            if !filling.insert(space.clone()) {
-                return;
-            }
+        if !self.start_filling(&space) {
+            return;
         }
         let catch_up = self.catch_up.clone();
         let filling = self.filling.clone();
@@ -137,5 +134,21 @@ impl super::Api {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&space);
         });
+    }
+
+    /// Claim the one pull of `space` allowed at a time; false if one runs already.
+    pub(super) fn start_filling(&self, space: &SpaceId) -> bool {
+        self.filling
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(space.clone())
+    }
+
+    /// End the pull [`Api::start_filling`] claimed.
+    pub(super) fn stop_filling(&self, space: &SpaceId) {
+        self.filling
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(space);
     }
 }

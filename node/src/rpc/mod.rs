@@ -148,7 +148,8 @@ pub struct Api {
     pub catch_up: CatchUp,
     /// Background work a request starts but does not wait for (catch-ups after a gap).
     pub background: TaskTracker,
-    /// Spaces with a gap-filling catch-up under way.
+    /// Spaces with a catch-up under way that a request started (a gap to fill, a replica to
+    /// refresh before a beam read is refused): at most one each.
     pub filling: Arc<std::sync::Mutex<std::collections::HashSet<SpaceId>>>,
     /// Spaces this node is known to sequence, so a post needs no database read to learn it.
     /// A space never changes sequencer, so an entry never goes stale; the set is cleared when
