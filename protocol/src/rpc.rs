@@ -169,14 +169,16 @@ pub trait SpaceEventsApi {
     rpc(client, namespace = "beam", namespace_separator = ".")
 )]
 pub trait BeamApi {
-    /// `beam.get` (public): a beam by its path `beam/{authorHash}/{beamId}`. `home` is the
-    /// authority of the beam's URI; a beam stored elsewhere is fetched from that node,
-    /// verified, and cached while a space this node replicates refers to it.
+    /// `beam.get` (reader: anyone for a beam posted into a channel or stream; its author, the
+    /// members of its dm spaces and their home nodes for one posted only into dm spaces): a
+    /// beam by its path `beam/{authorHash}/{beamId}`. `home` is the authority of the beam's URI;
+    /// a beam stored elsewhere is fetched from that node, verified, and cached while a space
+    /// this node holds carries a ref to it by its author.
     #[method(name = "get", with_extensions)]
     async fn get(&self, path: String, home: Option<String>) -> RpcResult<Beam>;
 
-    /// `beam.list` (public): beams by `author`, newest first, created before `before`
-    /// (ms; 0 for now), at most `limit`.
+    /// `beam.list` (public; lists only the beams the caller may read): beams by `author`,
+    /// newest first, created before `before` (ms; 0 for now), at most `limit`.
     #[method(name = "list", with_extensions)]
     async fn list(&self, author: Did, before: u64, limit: u32) -> RpcResult<Vec<Beam>>;
 

@@ -334,8 +334,10 @@ impl Client {
         call("space.subscribe", call_subscribe).await
     }
 
-    /// `beam.get` (public): a beam stored on this node, checked against the path asked for (its
-    /// author's signature, its content id and its author hash).
+    /// `beam.get` (reader: anyone for a beam posted into a channel or stream; for one posted only
+    /// into dm spaces, its author and their members, else `not_member`): a beam stored, cached or
+    /// fetched by this node, checked against the path asked for (its author's signature, its
+    /// content id and its author hash).
     pub async fn get_beam(&self, beam: &impl AsBeamPath) -> Result<Beam, SdkError> {
         let path = beam.beam_path();
         let home = beam.home_authority().map(str::to_owned);
@@ -348,8 +350,9 @@ impl Client {
         Ok(got)
     }
 
-    /// `beam.list` (public): beams by `author`, newest first, created before `before` (ms; 0 for now),
-    /// at most `limit`, each checked as by [`Client::get_beam`].
+    /// `beam.list` (public; only the beams this client may read): beams by `author`, newest
+    /// first, created before `before` (ms; 0 for now), at most `limit`, each checked as by
+    /// [`Client::get_beam`].
     pub async fn list_beams(
         &self,
         author: &Did,
