@@ -598,13 +598,10 @@ impl Sequencer {
         let changes = state.admit(&payload)?;
         let (seq, prev) = (state.head_seq + 1, state.head_id);
         let mut pending = Pending::default();
+        // A post into a space sequenced here: its ref is in the log in the same transaction,
+        // so no `Op::Posted` is needed to know it (and the hot path writes one row less).
         if let Some(beam) = beam {
-            let row = beam_row(&beam)?;
-            pending.ops.push(Op::Posted {
-                path: row.path.clone(),
-                space: space.to_string(),
-            });
-            pending.ops.push(Op::PutBeam(row));
+            pending.ops.push(Op::PutBeam(beam_row(&beam)?));
         }
         let event = Event::sequence(
             &self.key,

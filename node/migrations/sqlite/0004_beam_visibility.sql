@@ -2,9 +2,11 @@
 -- for the members of those spaces (and their home nodes) only, so reads need to find a beam's
 -- refs by author and the spaces its author posted it into.
 
--- Every space an author posted a beam into through this node, its home node, whether or not
--- the space's sequencer accepted the ref: written with the beam, before the ref reaches a log
--- this node holds (a remote sequencer's push may reach other nodes first).
+-- Every space sequenced elsewhere that an author posted a beam into through this node, its
+-- home node, whether or not the space's sequencer accepted the ref: written with the beam,
+-- before the ref reaches a log this node holds (a remote sequencer's push may reach other nodes
+-- first). A post into a space sequenced here needs no row: its ref enters the log in the same
+-- transaction as the beam.
 CREATE TABLE beam_posts (
     path    TEXT NOT NULL,               -- beam/{authorHash}/{beamId}
     space   TEXT NOT NULL,               -- the space id the ref named
