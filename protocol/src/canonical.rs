@@ -521,11 +521,7 @@ mod tests {
             r#"{"a":1,"a":1.5}"#,
         ];
         for text in texts {
-            assert_eq!(
-                check_strict(text),
-                parse_strict(text).map(drop),
-                "{text}"
-            );
+            assert_eq!(check_strict(text), parse_strict(text).map(drop), "{text}");
         }
     }
 }
