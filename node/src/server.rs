@@ -171,14 +171,16 @@ impl Accept {
                 .with_upgrades()
                 .await;
         };
+        let mut http = std::pin::pin!(http);
         tokio::select! {
-            () = http => {}
+            () = &mut http => {}
             () = tokio::time::sleep_until(deadline) => {
                 tracing::debug!("closed: no WebSocket upgrade by the handshake deadline");
             }
             () = kill.cancelled() => {}
             () = shutdown.cancelled() => {}
         }
+        // The place is free before the peer can see its socket close.
         drop(waiting);
     }
 
