@@ -42,12 +42,16 @@ pub struct Session {
     nonces: Mutex<VecDeque<Issued>>,
 }
 
-/// The connection's own budget, and its refusals in a row.
+/// The connection's own budget, and the refusals that count against it.
 #[derive(Debug)]
 struct Own {
     bucket: Bucket,
-    /// Requests refused in a row; a peer that ignores `rate_limited` is cut off.
+    /// Refusals not yet forgiven: each refusal adds its cost, each whole `1 / rate` seconds
+    /// between two refusals takes one off. A peer that keeps sending without waiting after
+    /// `rate_limited` (a pipelined flood) is cut off once this passes the burst, whether or not
+    /// a request of its slips through meanwhile on a refilled token.
     refused: u32,
+    last_refusal: Instant,
 }
 
 /// Which budget a refused request found empty (`spec/protocol.md` §6.1).
@@ -85,6 +89,7 @@ impl Session {
             own: Mutex::new(Own {
                 bucket: Bucket::full(budgets.rate, budgets.burst, now),
                 refused: 0,
+                last_refusal: now,
             }),
             address,
             identity: OnceLock::new(),
@@ -125,8 +130,8 @@ impl Session {
     }
 
     /// Take `cost` requests from every budget that applies (the connection's, its address's
-    /// and, once authenticated, its DID's), or from none. A refusal that follows `burst`
-    /// refusals in a row kills the connection.
+    /// and, once authenticated, its DID's), or from none. A refusal that brings the
+    /// connection's unforgiven refusals past `burst` kills the connection.
     pub fn take(&self, cost: u32) -> Result<(), Spent> {
         let now = Instant::now();
         let identity = self.identity_lease(now);
@@ -149,11 +154,21 @@ impl Session {
             for bucket in address.iter_mut().chain(identity.iter_mut()) {
                 bucket.spend(cost);
             }
-            own.refused = 0;
             return Ok(());
         };
-        // `cost` came from a u32.
-        own.refused = own.refused.saturating_add(cost as u32);
+        let quiet = now
+            .saturating_duration_since(own.last_refusal)
+            .as_secs_f64();
+        // Whole periods only, so refusals closer together than `1 / rate` never earn any back.
+        let forgiven = (quiet * f64::from(self.budgets.rate))
+            .floor()
+            .min(f64::from(u32::MAX));
+        own.last_refusal = now;
+        // `cost` came from a u32; `forgiven` is a whole number within u32.
+        own.refused = own
+            .refused
+            .saturating_sub(forgiven as u32)
+            .saturating_add(cost as u32);
         if own.refused > self.budgets.burst {
             tracing::debug!(
                 refused = own.refused,

@@ -21,7 +21,7 @@
 //! most `max_frame_bytes` answered with −32007 and of more than [`TOO_BIG_FACTOR`] times that
 //! refused with close status 1009. A connection whose writes make no progress for
 //! [`WRITE_STALL`] is dropped, so is one that has not authenticated by its deadline, and one
-//! whose request is refused for its budget after `request_burst` refusals in a row: reading
+//! whose request is refused for its budget past `request_burst` unforgiven refusals (`auth.rs`): reading
 //! stops at that message, and nothing more of what was read is run or answered.
 
 use std::collections::VecDeque;
@@ -189,7 +189,7 @@ enum Exit {
     Stalled,
     /// Not authenticated by the deadline.
     AuthDeadline,
-    /// Refused for its budget after `request_burst` refusals in a row.
+    /// Refused for its budget past `request_burst` unforgiven refusals.
     Flooding,
 }
 

@@ -200,8 +200,8 @@ pub struct LimitsInfo {
     pub max_subscriptions_per_connection: u32,
     /// Sustained requests per second per connection.
     pub requests_per_second: u32,
-    /// Requests a connection may save up; also the refusals in a row after which the next
-    /// refusal drops the connection.
+    /// Requests a connection may save up; also the refusals, counted as `spec/protocol.md`
+    /// §6.1 says, after which the next refusal drops the connection.
     pub request_burst: u32,
     /// Sustained requests per second shared by the connections of one address; 0: no such
     /// budget.

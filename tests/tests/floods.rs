@@ -239,6 +239,8 @@ async fn a_subscriber_that_does_not_read_is_dropped_after_a_bounded_amount() {
         .ok("space.subscribe", json!([space.as_str(), 1]))
         .await;
     let mut watcher = Raw::connect(&node.url).await;
+    // Authenticated too: the test outlasts the auth deadline.
+    watcher.authenticate(&Keypair::generate().unwrap()).await;
     watcher
         .ok("space.subscribe", json!([space.as_str(), 1]))
         .await;
