@@ -244,12 +244,24 @@ impl ChildProcess {
     }
 }
 
-/// `bench __node --data-dir D`: run a node with [`bench_config`] on a port the OS picks, print
-/// `READY <addr>` once it answers `/health`, and stop when standard input closes.
-pub async fn node_main(data_dir: PathBuf) -> anyhow::Result<()> {
+/// The flag of `__node` for a node with the default limits, as an operator would run it.
+pub const DEFAULT_LIMITS_FLAG: &str = "--default-limits";
+
+/// `bench __node --data-dir D [--default-limits]`: run a node with [`bench_config`] (or the
+/// default configuration) on a port the OS picks, print `READY <addr>` once it answers
+/// `/health`, and stop when standard input closes.
+pub async fn node_main(data_dir: PathBuf, default_limits: bool) -> anyhow::Result<()> {
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
-    let config = bench_config(data_dir, addr);
+    let config = if default_limits {
+        Config {
+            data_dir,
+            listen: addr,
+            ..Config::default()
+        }
+    } else {
+        bench_config(data_dir, addr)
+    };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let stdin_watch = tokio::spawn(async move {
