@@ -1,13 +1,15 @@
 //! Connection sessions and the challenge-response handshake (`spec/protocol.md` §5).
 //!
 //! A [`Session`] is one WebSocket connection: its peer, the DID it proved (once), the nonces
-//! issued on it and its request budget. Nonces live in their session, so a nonce answered on
+//! issued on it and its request budgets ([`Budgets`]: its own, and the ones it shares with the
+//! other connections of its address and of its DID). Nonces live in their session, so a nonce answered on
 //! another connection is unknown there (`nonce_foreign`), one answered twice is
 //! `nonce_reused`, and nothing of a connection's nonces outlives it.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use northstar_protocol::api::ErrorCode;
@@ -15,7 +17,7 @@ use northstar_protocol::wire::{AuthChallenge, AuthResponse};
 use northstar_protocol::{Did, Keypair};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Policy, Registration};
+use crate::config::{Limits, Policy, Registration};
 use crate::rpc::ApiError;
 
 /// The most nonces one connection remembers, answered or not; a new one pushes out the oldest.
@@ -29,31 +31,69 @@ pub struct Session {
     /// The peer's address.
     pub peer: SocketAddr,
     did: OnceLock<Did>,
-    bucket: Mutex<Bucket>,
+    budgets: Arc<Budgets>,
+    own: Mutex<Own>,
+    /// The budget of the peer's address; `None` while that budget is off.
+    address: Option<Lease<IpAddr>>,
+    /// The budget of the DID, taken at the first request after authentication; holds `None`
+    /// while that budget is off.
+    identity: OnceLock<Option<Lease<Did>>>,
     kill: CancellationToken,
     nonces: Mutex<VecDeque<Issued>>,
 }
 
+/// The connection's own budget, and the refusals that count against it.
 #[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-    /// Requests refused in a row; a peer that ignores `rate_limited` is cut off.
+struct Own {
+    bucket: Bucket,
+    /// Refusals not yet forgiven: each refusal adds its cost, each whole `1 / rate` seconds
+    /// between two refusals takes one off. A peer that keeps sending without waiting after
+    /// `rate_limited` (a pipelined flood) is cut off once this passes the burst, whether or not
+    /// a request of its slips through meanwhile on a refilled token.
     refused: u32,
+    last_refusal: Instant,
+}
+
+/// Which budget a refused request found empty (`spec/protocol.md` §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spent {
+    /// The connection's own.
+    Connection,
+    /// The one shared by the connections of its address.
+    Address,
+    /// The one shared by the connections authenticated as its DID.
+    Identity,
+}
+
+impl Spent {
+    /// What the `rate_limited` answer says.
+    pub fn message(self) -> &'static str {
+        match self {
+            Spent::Connection => "too many requests on this connection; slow down",
+            Spent::Address => "too many requests from this address; slow down",
+            Spent::Identity => "too many requests from this DID's connections; slow down",
+        }
+    }
 }
 
 impl Session {
-    /// A new, unauthenticated session; `kill` drops the connection at once.
-    pub fn new(id: u64, peer: SocketAddr, kill: CancellationToken, burst: u32) -> Self {
+    /// A new, unauthenticated session from `peer` that pays its requests from `budgets`;
+    /// `kill` drops the connection at once.
+    pub fn new(id: u64, peer: SocketAddr, kill: CancellationToken, budgets: Arc<Budgets>) -> Self {
+        let now = Instant::now();
+        let address = Shared::lease(&budgets.per_address, address_key(peer.ip()), now);
         Self {
             id,
             peer,
             did: OnceLock::new(),
-            bucket: Mutex::new(Bucket {
-                tokens: f64::from(burst),
-                last: Instant::now(),
+            own: Mutex::new(Own {
+                bucket: Bucket::full(budgets.rate, budgets.burst, now),
                 refused: 0,
+                last_refusal: now,
             }),
+            address,
+            identity: OnceLock::new(),
+            budgets,
             kill,
             nonces: Mutex::new(VecDeque::new()),
         }
@@ -62,6 +102,11 @@ impl Session {
     /// Drop the connection at once, with whatever it had in flight.
     pub fn kill(&self) {
         self.kill.cancel();
+    }
+
+    /// Whether the connection is to be dropped.
+    pub fn killed(&self) -> bool {
+        self.kill.is_cancelled()
     }
 
     /// The token that [`Session::kill`] cancels.
@@ -84,27 +129,216 @@ impl Session {
         })
     }
 
-    /// Take `cost` requests from the budget: `rate` per second, at most `burst` saved up.
-    pub fn take(&self, cost: u32, rate: u32, burst: u32) -> bool {
-        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+    /// Take `cost` requests from every budget that applies (the connection's, its address's
+    /// and, once authenticated, its DID's), or from none. A refusal that brings the
+    /// connection's unforgiven refusals past `burst` kills the connection.
+    pub fn take(&self, cost: u32) -> Result<(), Spent> {
         let now = Instant::now();
-        let earned = now.duration_since(bucket.last).as_secs_f64() * f64::from(rate);
-        bucket.tokens = (bucket.tokens + earned).min(f64::from(burst));
-        bucket.last = now;
-        if bucket.tokens >= f64::from(cost) {
-            bucket.tokens -= f64::from(cost);
-            bucket.refused = 0;
-            true
+        let identity = self.identity_lease(now);
+        // Always locked in this order: own, address, identity.
+        let mut own = lock(&self.own);
+        let mut address = self.address.as_ref().map(|l| lock(&l.bucket));
+        let mut identity = identity.map(|l| lock(&l.bucket));
+        let cost = f64::from(cost);
+        let spent = if !own.bucket.has(cost, now) {
+            Some(Spent::Connection)
+        } else if address.as_mut().is_some_and(|b| !b.has(cost, now)) {
+            Some(Spent::Address)
+        } else if identity.as_mut().is_some_and(|b| !b.has(cost, now)) {
+            Some(Spent::Identity)
         } else {
-            bucket.refused = bucket.refused.saturating_add(cost);
-            if bucket.refused > burst {
-                tracing::debug!(
-                    refused = bucket.refused,
-                    "closing: the peer ignores rate_limited"
-                );
-                self.kill();
+            None
+        };
+        let Some(spent) = spent else {
+            own.bucket.spend(cost);
+            for bucket in address.iter_mut().chain(identity.iter_mut()) {
+                bucket.spend(cost);
             }
-            false
+            return Ok(());
+        };
+        let quiet = now
+            .saturating_duration_since(own.last_refusal)
+            .as_secs_f64();
+        // Whole periods only, so refusals closer together than `1 / rate` never earn any back.
+        let forgiven = (quiet * f64::from(self.budgets.rate))
+            .floor()
+            .min(f64::from(u32::MAX));
+        own.last_refusal = now;
+        // `cost` came from a u32; `forgiven` is a whole number within u32.
+        own.refused = own
+            .refused
+            .saturating_sub(forgiven as u32)
+            .saturating_add(cost as u32);
+        if own.refused > self.budgets.burst {
+            tracing::debug!(
+                refused = own.refused,
+                "dropping: the peer ignores rate_limited"
+            );
+            self.kill();
+        }
+        Err(spent)
+    }
+
+    /// The DID's budget, leased at the first request after authentication.
+    fn identity_lease(&self, now: Instant) -> Option<&Lease<Did>> {
+        let did = self.did()?;
+        self.identity
+            .get_or_init(|| Shared::lease(&self.budgets.per_identity, did.clone(), now))
+            .as_ref()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere cannot leave a bucket in a state worse than a wrong count.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The address a connection counts against, for the connection limits and the address's
+/// budget: IPv4 as it is, IPv6 by its /64, which one host usually holds whole, and an
+/// IPv4-mapped IPv6 address as the IPv4 address it maps.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+    }
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+}
+
+impl Bucket {
+    fn full(rate: u32, burst: u32, now: Instant) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            last: now,
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+        }
+    }
+
+    /// Refill up to `now`; whether `cost` tokens are there.
+    fn has(&mut self, cost: f64, now: Instant) -> bool {
+        let earned = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + earned).min(self.burst);
+        self.last = self.last.max(now);
+        self.tokens >= cost
+    }
+
+    fn spend(&mut self, cost: f64) {
+        self.tokens -= cost;
+    }
+}
+
+/// The request budgets of a listener: each connection's own rate, and the budgets its
+/// connections share by address and by DID.
+#[derive(Debug)]
+pub struct Budgets {
+    rate: u32,
+    /// At least 1.
+    burst: u32,
+    per_address: Arc<Shared<IpAddr>>,
+    per_identity: Arc<Shared<Did>>,
+}
+
+impl Budgets {
+    /// The budgets of `limits`.
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            rate: limits.requests_per_second,
+            burst: limits.request_burst.max(1),
+            per_address: Arc::new(Shared::new(
+                limits.requests_per_second_per_ip,
+                limits.request_burst_per_ip,
+            )),
+            per_identity: Arc::new(Shared::new(
+                limits.requests_per_second_per_did,
+                limits.request_burst_per_did,
+            )),
+        }
+    }
+
+    /// How many addresses and DIDs have a shared budget now: one per address or DID that
+    /// has a connection open.
+    pub fn shared_entries(&self) -> (usize, usize) {
+        (
+            lock(&self.per_address.entries).len(),
+            lock(&self.per_identity.entries).len(),
+        )
+    }
+}
+
+/// Buckets shared by the connections of one key (an address, a DID). An entry lives while a
+/// connection holds a [`Lease`] on it, so there are never more entries than connections.
+#[derive(Debug)]
+struct Shared<K> {
+    /// 0: this budget is off.
+    rate: u32,
+    burst: u32,
+    entries: Mutex<HashMap<K, Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    bucket: Arc<Mutex<Bucket>>,
+    leases: usize,
+}
+
+/// A connection's hold on a shared bucket; the last one dropped removes the entry.
+#[derive(Debug)]
+struct Lease<K: Eq + Hash + Clone> {
+    key: K,
+    bucket: Arc<Mutex<Bucket>>,
+    shared: Arc<Shared<K>>,
+}
+
+impl<K: Eq + Hash + Clone> Shared<K> {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            rate,
+            burst: burst.max(1),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lease(this: &Arc<Self>, key: K, now: Instant) -> Option<Lease<K>> {
+        if this.rate == 0 {
+            return None;
+        }
+        let mut entries = lock(&this.entries);
+        let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
+            bucket: Arc::new(Mutex::new(Bucket::full(this.rate, this.burst, now))),
+            leases: 0,
+        });
+        entry.leases += 1;
+        Some(Lease {
+            key,
+            bucket: entry.bucket.clone(),
+            shared: this.clone(),
+        })
+    }
+}
+
+impl<K: Eq + Hash + Clone> Drop for Lease<K> {
+    fn drop(&mut self) {
+        let mut entries = lock(&self.shared.entries);
+        if let Some(entry) = entries.get_mut(&self.key) {
+            entry.leases = entry.leases.saturating_sub(1);
+            if entry.leases == 0 {
+                entries.remove(&self.key);
+            }
         }
     }
 }
@@ -235,5 +469,103 @@ impl Authenticator {
             ));
         }
         Ok(did.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per_ip: u32, per_did: u32) -> Limits {
+        Limits {
+            requests_per_second: 1,
+            request_burst: 3,
+            requests_per_second_per_ip: per_ip,
+            request_burst_per_ip: per_ip,
+            requests_per_second_per_did: per_did,
+            request_burst_per_did: per_did,
+            ..Limits::default()
+        }
+    }
+
+    fn session(budgets: &Arc<Budgets>, peer: &str) -> Session {
+        Session::new(
+            1,
+            peer.parse().unwrap(),
+            CancellationToken::new(),
+            budgets.clone(),
+        )
+    }
+
+    #[test]
+    fn a_request_needs_every_budget_and_takes_from_none_when_one_is_empty() {
+        let budgets = Arc::new(Budgets::new(&limits(4, 2)));
+        let a = session(&budgets, "10.0.0.1:1");
+        let b = session(&budgets, "10.0.0.1:2");
+        // The address has 4: three from a (its own burst), one from b, then b finds the
+        // address empty while its own budget is full.
+        for _ in 0..3 {
+            a.take(1).unwrap();
+        }
+        assert_eq!(a.take(1), Err(Spent::Connection));
+        b.take(1).unwrap();
+        assert_eq!(b.take(1), Err(Spent::Address));
+        // Another address is not affected.
+        let c = session(&budgets, "10.0.0.2:1");
+        c.take(1).unwrap();
+        // Two connections of one DID share its budget of 2.
+        let did = Keypair::generate().unwrap().did().clone();
+        c.did.set(did.clone()).unwrap();
+        let d = session(&budgets, "10.0.0.3:1");
+        d.did.set(did).unwrap();
+        c.take(1).unwrap();
+        d.take(1).unwrap();
+        assert_eq!(d.take(1), Err(Spent::Identity));
+    }
+
+    #[test]
+    fn shared_budgets_live_only_while_a_connection_holds_them() {
+        let budgets = Arc::new(Budgets::new(&limits(10, 10)));
+        let did = Keypair::generate().unwrap().did().clone();
+        let sessions: Vec<Session> = (0..3)
+            .map(|i| {
+                let s = session(&budgets, &format!("[2001:db8::{i}]:1"));
+                s.did.set(did.clone()).unwrap();
+                s.take(1).unwrap();
+                s
+            })
+            .collect();
+        // One /64, one DID.
+        assert_eq!(budgets.shared_entries(), (1, 1));
+        drop(sessions);
+        assert_eq!(budgets.shared_entries(), (0, 0));
+
+        let off = Arc::new(Budgets::new(&limits(0, 0)));
+        let s = session(&off, "10.0.0.1:1");
+        s.take(1).unwrap();
+        assert_eq!(off.shared_entries(), (0, 0));
+    }
+
+    #[test]
+    fn a_refusal_after_burst_refusals_in_a_row_kills_the_connection() {
+        let budgets = Arc::new(Budgets::new(&limits(0, 0)));
+        let s = session(&budgets, "10.0.0.1:1");
+        for _ in 0..3 {
+            s.take(1).unwrap();
+        }
+        for _ in 0..3 {
+            assert!(s.take(1).is_err());
+            assert!(!s.killed());
+        }
+        assert!(s.take(1).is_err());
+        assert!(s.killed());
+    }
+
+    #[test]
+    fn addresses_count_by_ipv4_and_ipv6_slash_64() {
+        let key = |s: &str| address_key(s.parse().unwrap());
+        assert_eq!(key("::ffff:10.1.2.3"), key("10.1.2.3"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 }

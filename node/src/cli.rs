@@ -180,7 +180,7 @@ async fn node_info(global: &Global, out: &Output) -> anyhow::Result<()> {
              public url: {}\n\
              authority:  {}\n\
              limits:     frame {} bytes, batch {}, {} subscriptions per connection, \
-             {} requests/s, auth within {} s, page {} events",
+             {} requests/s (burst {}), auth within {} s, page {} events",
             info.did,
             info.version,
             info.public_url,
@@ -189,6 +189,7 @@ async fn node_info(global: &Global, out: &Output) -> anyhow::Result<()> {
             limits.max_batch,
             limits.max_subscriptions_per_connection,
             limits.requests_per_second,
+            limits.request_burst,
             limits.auth_timeout_secs,
             limits.max_page,
         )

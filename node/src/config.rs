@@ -101,6 +101,23 @@ pub struct Limits {
     pub requests_per_second: u32,
     /// Requests a connection may send in a burst above the sustained rate.
     pub request_burst: u32,
+    /// Sustained requests per second allowed to all connections of one address together;
+    /// 0 turns this budget off.
+    pub requests_per_second_per_ip: u32,
+    /// Requests the connections of one address may save up together.
+    pub request_burst_per_ip: u32,
+    /// Sustained requests per second allowed to all connections authenticated as one DID
+    /// together; 0 turns this budget off.
+    pub requests_per_second_per_did: u32,
+    /// Requests the connections of one DID may save up together.
+    pub request_burst_per_did: u32,
+    /// TCP connections accepted but not yet upgraded to WebSocket, in all; over it a new TCP
+    /// connection is closed at once.
+    pub max_pending_connections: u32,
+    /// TCP connections not yet upgraded to WebSocket from one address.
+    pub max_pending_connections_per_ip: u32,
+    /// Seconds a TCP connection has to complete the WebSocket upgrade before it is closed.
+    pub handshake_timeout_secs: u32,
     /// Seconds a connection has to authenticate before it is closed.
     pub auth_timeout_secs: u32,
     /// Seconds a challenge stays valid.
@@ -122,6 +139,13 @@ impl Default for Limits {
             max_subscriptions_per_connection: 64,
             requests_per_second: 200,
             request_burst: 400,
+            requests_per_second_per_ip: 1000,
+            request_burst_per_ip: 2000,
+            requests_per_second_per_did: 1000,
+            request_burst_per_did: 2000,
+            max_pending_connections: 1024,
+            max_pending_connections_per_ip: 64,
+            handshake_timeout_secs: 10,
             auth_timeout_secs: 15,
             challenge_ttl_secs: 60,
             subscriber_queue: 1024,
@@ -134,6 +158,11 @@ impl Limits {
     /// How long a connection may stay unauthenticated.
     pub fn auth_timeout(&self) -> Duration {
         Duration::from_secs(u64::from(self.auth_timeout_secs))
+    }
+
+    /// How long a TCP connection may take to become a WebSocket session.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.handshake_timeout_secs))
     }
 }
 
@@ -297,6 +326,12 @@ impl Config {
             ("max_connections_per_ip", l.max_connections_per_ip),
             ("requests_per_second", l.requests_per_second),
             ("auth_timeout_secs", l.auth_timeout_secs),
+            ("max_pending_connections", l.max_pending_connections),
+            (
+                "max_pending_connections_per_ip",
+                l.max_pending_connections_per_ip,
+            ),
+            ("handshake_timeout_secs", l.handshake_timeout_secs),
             ("challenge_ttl_secs", l.challenge_ttl_secs),
             ("subscriber_queue", l.subscriber_queue),
             ("max_page", l.max_page),

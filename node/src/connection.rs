@@ -8,16 +8,21 @@
 //! them, and flushes once. A burst of events thus reaches a subscriber in one write, and a
 //! subscription's next event is taken from the hub only when the socket can take it.
 //!
-//! The methods are `jsonrpsee`'s, called directly with this connection's [`Session`] in the
-//! extensions; only `space.subscribe` and `space.unsubscribe` are served here, by
-//! [`crate::rpc::feed`], so that subscribers share each event's JSON.
+//! What a message is, and which id its answer carries, is decided by [`crate::envelope`]; the
+//! common checks of `spec/protocol.md` §6.3 are made here in their order (size, JSON, request,
+//! budget, method, subscriptions, parameters). The methods are `jsonrpsee`'s, called directly
+//! with this connection's [`Session`] in the extensions; only `space.subscribe` and
+//! `space.unsubscribe` are served here, by [`crate::rpc::feed`], so that subscribers share each
+//! event's JSON.
 //!
 //! Bounds: at most [`MAX_IN_FLIGHT`] calls and answers per connection (reading stops until
 //! they drain), a write buffer of about [`WRITE_BATCH`] bytes (nothing more is taken while the
 //! socket cannot take it), `max_subscriptions_per_connection` subscriptions, messages of at
 //! most `max_frame_bytes` answered with −32007 and of more than [`TOO_BIG_FACTOR`] times that
 //! refused with close status 1009. A connection whose writes make no progress for
-//! [`WRITE_STALL`] is dropped, so is one that has not authenticated by its deadline.
+//! [`WRITE_STALL`] is dropped, so is one that has not authenticated by its deadline, and one
+//! whose request is refused for its budget past `request_burst` unforgiven refusals (`auth.rs`): reading
+//! stops at that message, and nothing more of what was read is run or answered.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -28,22 +33,19 @@ use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
-use jsonrpsee::core::server::{
-    MethodCallback, MethodResponse, Methods, ResponsePayload, prepare_error,
-};
+use jsonrpsee::core::server::{MethodCallback, MethodResponse, Methods, ResponsePayload};
 use jsonrpsee::types::error::{
     BATCHES_NOT_SUPPORTED_CODE, BATCHES_NOT_SUPPORTED_MSG, ErrorCode as RpcCode,
-    reject_too_big_batch_request, reject_too_big_batch_response, reject_too_big_request,
-    reject_too_many_subscriptions,
+    INVALID_PARAMS_CODE, INVALID_PARAMS_MSG, reject_too_big_batch_request,
+    reject_too_big_batch_response, reject_too_big_request, reject_too_many_subscriptions,
 };
-use jsonrpsee::types::{
-    ErrorObject, ErrorObjectOwned, Id, Notification, Params, Request, SubscriptionId,
-};
+use jsonrpsee::types::{ErrorObject, ErrorObjectOwned, Id, Params};
 use jsonrpsee::{ConnectionId, Extensions};
 use northstar_protocol::address::SpaceId;
 use northstar_protocol::api::ErrorCode;
+use northstar_protocol::canonical;
 use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::WebSocketStream;
@@ -52,8 +54,9 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Session;
+use crate::auth::{Session, Spent};
 use crate::config::Limits;
+use crate::envelope::{self, Entry, Refusal};
 use crate::rpc::Api;
 use crate::rpc::feed::{FeedItem, FeedStream};
 use crate::server::Slot;
@@ -79,6 +82,10 @@ pub const WRITE_STALL: Duration = Duration::from_secs(10);
 
 /// The wire name of subscription notifications.
 const NOTIFICATION: &str = "space.event";
+
+/// The two methods served here rather than by `jsonrpsee`.
+const SUBSCRIBE: &str = "space.subscribe";
+const UNSUBSCRIBE: &str = "space.unsubscribe";
 
 /// What every connection of a listener shares.
 #[derive(Debug)]
@@ -182,6 +189,8 @@ enum Exit {
     Stalled,
     /// Not authenticated by the deadline.
     AuthDeadline,
+    /// Refused for its budget past `request_burst` unforgiven refusals.
+    Flooding,
 }
 
 /// A finished call.
@@ -273,6 +282,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             Some(Exit::Gone) => tracing::debug!("connection closed"),
             Some(Exit::Stalled) => tracing::debug!("dropped: the peer stopped reading"),
             Some(Exit::AuthDeadline) => tracing::debug!("dropped: not authenticated in time"),
+            Some(Exit::Flooding) => tracing::debug!("dropped: the peer ignores rate_limited"),
             Some(Exit::TooBig) => {
                 tracing::debug!("closing: a message over the hard size limit");
                 let frame = CloseFrame {
@@ -325,6 +335,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     Poll::Ready(Some(Ok(message))) => {
                         progress = true;
                         self.on_message(message);
+                        // Dropped at this refusal: nothing after it is run or answered.
+                        if self.session.killed() {
+                            return Poll::Ready(Exit::Flooding);
+                        }
                     }
                     Poll::Ready(Some(Err(WsError::Capacity(CapacityError::MessageTooLong {
                         ..
@@ -500,40 +514,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             ));
             return;
         }
-        if text.trim_start().starts_with('[') {
-            self.on_batch(text);
+        if self.shared.limits.max_batch == 0 && text.trim_start().starts_with('[') {
+            let error =
+                ErrorObject::borrowed(BATCHES_NOT_SUPPORTED_CODE, BATCHES_NOT_SUPPORTED_MSG, None);
+            self.reply(MethodResponse::error(Id::Null, error));
             return;
         }
-        match serde_json::from_str::<Request>(text) {
-            Ok(request) => {
-                if self.session.take(1, self.rate(), self.burst()) {
-                    self.on_request(request);
-                } else {
-                    self.reply(MethodResponse::error(request.id, rate_limited()));
+        match envelope::classify(text) {
+            envelope::Message::Single(Entry::Request(request)) => match self.session.take(1) {
+                Ok(()) => self.on_request(request),
+                Err(spent) => {
+                    let id = rpc_id(&request.id);
+                    self.reply(MethodResponse::error(id, rate_limited(spent)));
                 }
+            },
+            envelope::Message::Single(Entry::Notification) => {}
+            envelope::Message::Single(Entry::Refused(refusal)) => {
+                self.replies.push_back(refused(refusal));
             }
-            Err(_) => {
-                if let Some(error) = not_a_request(text) {
-                    self.reply(error);
-                }
-            }
+            envelope::Message::Batch(batch) => self.on_batch(&batch),
         }
     }
 
-    fn rate(&self) -> u32 {
-        self.shared.limits.requests_per_second
-    }
-
-    fn burst(&self) -> u32 {
-        self.shared.limits.request_burst.max(1)
-    }
-
-    fn on_request(&mut self, request: Request<'_>) {
-        let id = request.id.into_owned();
-        // Copied once: the call outlives the message it came in.
-        let params = Params::new(request.params.as_ref().map(|p| p.get())).into_owned();
+    fn on_request(&mut self, request: envelope::Request<'_>) {
+        let id = rpc_id(&request.id);
         match request.method.as_ref() {
-            "space.subscribe" => {
+            SUBSCRIBE => {
                 let max = self.shared.limits.max_subscriptions_per_connection;
                 if self.subscriptions.len() + self.opening >= max as usize {
                     self.reply(MethodResponse::error(
@@ -542,23 +548,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     ));
                     return;
                 }
+                let params = match checked_params(request.params) {
+                    Ok(params) => params,
+                    Err(e) => {
+                        self.reply(MethodResponse::error(id, e));
+                        return;
+                    }
+                };
                 self.opening += 1;
                 let sub = self.next_subscription;
                 self.next_subscription += 1;
                 let call = subscribe(self.shared.clone(), self.session.clone(), id, params, sub);
                 self.start(Box::pin(call));
             }
-            "space.unsubscribe" => {
-                let found = match parse_unsubscribe(&params) {
-                    Ok(sub) => {
-                        let before = self.subscriptions.len();
-                        self.subscriptions.retain(|s| s.id != sub);
-                        self.subscriptions.len() != before
-                    }
-                    Err(e) => {
-                        self.reply(MethodResponse::error(id, e));
+            UNSUBSCRIBE => {
+                let found = match request.params {
+                    envelope::Params::Unstructured => {
+                        self.reply(MethodResponse::error(id, unstructured_params()));
                         return;
                     }
+                    envelope::Params::Absent => false,
+                    envelope::Params::Structured(text) => match subscription_named(text) {
+                        Some(sub) => {
+                            let before = self.subscriptions.len();
+                            self.subscriptions.retain(|s| s.id != sub);
+                            self.subscriptions.len() != before
+                        }
+                        None => false,
+                    },
                 };
                 let max = self.shared.max_response();
                 self.reply(MethodResponse::response(
@@ -567,7 +584,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     max,
                 ));
             }
-            name => match call(&self.shared, &self.session, name, id, params) {
+            name => match call(&self.shared, &self.session, name, id, request.params) {
                 Ok(call) => self.start(call),
                 Err(response) => self.reply(response),
             },
@@ -575,68 +592,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     }
 
     /// A batch: one answer holding every call's answer, in one message.
-    fn on_batch(&mut self, text: &str) {
+    fn on_batch(&mut self, batch: &envelope::Batch<'_>) {
         let max_batch = self.shared.limits.max_batch as usize;
-        if max_batch == 0 {
-            let error =
-                ErrorObject::borrowed(BATCHES_NOT_SUPPORTED_CODE, BATCHES_NOT_SUPPORTED_MSG, None);
-            self.reply(MethodResponse::error(Id::Null, error));
-            return;
-        }
-        let entries = match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(entries) => entries,
-            Err(_) => {
-                self.reply(MethodResponse::error(Id::Null, RpcCode::ParseError));
-                return;
-            }
-        };
-        if entries.is_empty() {
-            self.reply(MethodResponse::error(Id::Null, RpcCode::InvalidRequest));
-            return;
-        }
-        if entries.len() > max_batch {
+        if batch.len() > max_batch {
             self.reply(MethodResponse::error(
                 Id::Null,
                 reject_too_big_batch_request(max_batch),
             ));
             return;
         }
-        let cost = u32::try_from(entries.len()).unwrap_or(u32::MAX);
-        let paid = self.session.take(cost, self.rate(), self.burst());
-        let mut parts: Vec<Call> = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let part: Call = match serde_json::from_str::<Request>(entry.get()) {
-                Ok(request) if !paid => {
-                    let reply = into_text(MethodResponse::error(request.id, rate_limited()));
-                    Box::pin(std::future::ready(Done::Reply(reply)))
-                }
-                Ok(request) => {
-                    let id = request.id.into_owned();
-                    let params = Params::new(request.params.as_ref().map(|p| p.get())).into_owned();
-                    match request.method.as_ref() {
-                        "space.subscribe" | "space.unsubscribe" => {
+        let cost = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        let paid = self.session.take(cost);
+        let mut parts: Vec<Call> = Vec::with_capacity(batch.len());
+        for entry in batch.entries() {
+            let ready = |done| -> Call { Box::pin(std::future::ready(done)) };
+            let part: Call = match entry {
+                Entry::Refused(refusal) => ready(Done::Reply(refused(refusal))),
+                Entry::Notification => ready(Done::Silent),
+                Entry::Request(request) => {
+                    let id = rpc_id(&request.id);
+                    match (&paid, request.method.as_ref()) {
+                        (Err(spent), _) => ready(Done::Reply(into_text(MethodResponse::error(
+                            id,
+                            rate_limited(*spent),
+                        )))),
+                        (Ok(()), SUBSCRIBE | UNSUBSCRIBE) => {
                             let error = ErrorObject::owned(
                                 RpcCode::InvalidRequest.code(),
                                 "space.subscribe and space.unsubscribe cannot be batched",
                                 None::<()>,
                             );
-                            let reply = into_text(MethodResponse::error(id, error));
-                            Box::pin(std::future::ready(Done::Reply(reply)))
+                            ready(Done::Reply(into_text(MethodResponse::error(id, error))))
                         }
-                        name => match call(&self.shared, &self.session, name, id, params) {
-                            Ok(call) => call,
-                            Err(response) => {
-                                Box::pin(std::future::ready(Done::Reply(into_text(response))))
+                        (Ok(()), name) => {
+                            match call(&self.shared, &self.session, name, id, request.params) {
+                                Ok(call) => call,
+                                Err(response) => ready(Done::Reply(into_text(response))),
                             }
-                        },
+                        }
                     }
-                }
-                Err(_) => {
-                    let done = match not_a_request(entry.get()) {
-                        Some(error) => Done::Reply(into_text(error)),
-                        None => Done::Silent,
-                    };
-                    Box::pin(std::future::ready(done))
                 }
             };
             parts.push(part);
@@ -674,15 +668,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
 }
 
 /// A call of one of the `jsonrpsee` methods, with the session in its extensions.
+/// The method must exist (check 5 of §6.3), then its parameters pass [`checked_params`]
+/// (the first part of check 7; the method's decoder makes the rest).
 fn call(
     shared: &Arc<Shared>,
     session: &Arc<Session>,
     name: &str,
     id: Id<'static>,
-    params: Params<'static>,
+    params: envelope::Params<'_>,
 ) -> Result<Call, MethodResponse> {
     let Some(callback) = shared.methods.method(name) else {
         return Err(MethodResponse::error(id, RpcCode::MethodNotFound));
+    };
+    let params = match checked_params(params) {
+        Ok(params) => params,
+        Err(e) => return Err(MethodResponse::error(id, e)),
     };
     let mut extensions = Extensions::new();
     extensions.insert(session.clone());
@@ -759,23 +759,42 @@ fn parse_subscribe(params: &Params<'_>) -> Result<(SpaceId, u64), ErrorObjectOwn
     Ok((space, since))
 }
 
-/// `space.unsubscribe`'s parameter: the subscription id (the node's ids are integers, so a
-/// string names none of them).
-fn parse_unsubscribe(params: &Params<'_>) -> Result<u64, ErrorObjectOwned> {
-    #[derive(Deserialize)]
-    struct Named<'a> {
-        #[serde(borrow)]
-        subscription: SubscriptionId<'a>,
-    }
-    let id = if params.is_object() {
-        params.parse::<Named<'_>>()?.subscription
-    } else {
-        params.sequence().next::<SubscriptionId<'_>>()?
+/// The subscription `space.unsubscribe`'s parameters name, if they name one this node could
+/// have issued: the first element of an array or the member `subscription` of an object, an
+/// integer. Anything else names none, and the call answers `false` rather than failing
+/// (§6.3.15), so these parameters skip the strict check.
+fn subscription_named(params: &str) -> Option<u64> {
+    let params: Value = serde_json::from_str(params).ok()?;
+    let id = match &params {
+        Value::Array(items) => items.first()?,
+        Value::Object(members) => members.get("subscription")?,
+        _ => return None,
     };
-    Ok(match id {
-        SubscriptionId::Num(n) => n,
-        SubscriptionId::Str(_) => 0,
-    })
+    id.as_u64()
+}
+
+/// The parameters as the methods take them, once they are an array or an object (or absent)
+/// and their whole text passes the strict rules of §3.1: no repeated key at any depth, no
+/// fraction or exponent, no integer beyond 2^53-1. Otherwise −32602, whose data starts with
+/// the §3.1 error name.
+fn checked_params(params: envelope::Params<'_>) -> Result<Params<'static>, ErrorObjectOwned> {
+    match params {
+        envelope::Params::Absent => Ok(Params::new(None)),
+        envelope::Params::Unstructured => Err(unstructured_params()),
+        envelope::Params::Structured(text) => match canonical::check_strict(text) {
+            // Copied once: the call outlives the message it came in.
+            Ok(()) => Ok(Params::new(Some(text)).into_owned()),
+            Err(e) => Err(invalid_params(format!("{}: {e}", e.code()))),
+        },
+    }
+}
+
+fn unstructured_params() -> ErrorObjectOwned {
+    invalid_params("params must be an array or an object".into())
+}
+
+fn invalid_params(data: String) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(INVALID_PARAMS_CODE, INVALID_PARAMS_MSG, Some(data))
 }
 
 /// A `space.event` notification for subscription `id`.
@@ -810,25 +829,30 @@ fn notification(id: u64, item: &FeedItem) -> String {
     out
 }
 
-/// What a message that is not a request gets: nothing if it is a notification, else the
-/// JSON-RPC error for what it is (not JSON, or not a request).
-fn not_a_request(text: &str) -> Option<MethodResponse> {
-    if serde_json::from_str::<Notification<'_, Option<&RawValue>>>(text).is_ok() {
-        return None;
+/// The id an answer carries, in `jsonrpsee`'s terms.
+fn rpc_id(id: &envelope::Id<'_>) -> Id<'static> {
+    match id {
+        envelope::Id::Number(n) => Id::Number(*n),
+        envelope::Id::Str(s) => Id::Str(s.clone().into_owned().into()),
     }
-    let (id, code) = prepare_error(text.as_bytes());
-    Some(MethodResponse::error(id, code))
+}
+
+/// The answer to a message the envelope refused.
+fn refused(refusal: Refusal<'_>) -> String {
+    let id = refusal.id.as_ref().map_or(Id::Null, rpc_id);
+    let error = ErrorObject::owned(refusal.fault.code(), refusal.reason, None::<()>);
+    into_text(MethodResponse::error(id, error))
 }
 
 fn into_text(response: MethodResponse) -> String {
     Box::<str>::from(response.into_json()).into_string()
 }
 
-/// The answer to a request over the connection's budget.
-fn rate_limited() -> ErrorObjectOwned {
+/// The answer to a request that found a budget empty; the message says which.
+fn rate_limited(spent: Spent) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(
         ErrorCode::RateLimited.code(),
-        "too many requests on this connection; slow down",
+        spent.message(),
         Some(ErrorCode::RateLimited.name()),
     )
 }

@@ -7,8 +7,14 @@
 //! once).
 //!
 //! Sessions per IP address and in all are counted here; over either limit the upgrade is
-//! answered with HTTP 429. A TCP connection that has not become an authenticated session by
-//! the auth deadline is dropped, whether it upgraded or not.
+//! answered with HTTP 429. TCP connections that have not upgraded yet are counted too, in a
+//! smaller pool: over it a new TCP connection is closed unread, and one that has not upgraded
+//! by the handshake deadline is closed. Until it sends its first byte a connection costs its
+//! task and socket, no HTTP buffers. A TCP connection that has not become an authenticated
+//! session by the auth deadline is dropped, whether it upgraded or not.
+//!
+//! Each accepted socket keeps little unsent data in the kernel ([`NOTSENT_LOWAT`]), so the
+//! writes to a peer that stops reading stall soon and the connection's stall rule applies.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -28,12 +34,22 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::auth::Session;
+use crate::auth::{Budgets, Session, address_key};
 use crate::connection::{Connection, Shared, Watched};
 
 /// How long shutdown waits for connections to finish before killing them. Subscriptions keep
 /// a connection busy for as long as it lives, so this is short.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+
+/// The most bytes the kernel holds unsent for one socket before it stops taking writes
+/// (`TCP_NOTSENT_LOWAT`). Data sent but not yet acknowledged is not counted, so a reader's
+/// throughput is not capped; a peer that stops reading stalls the writes after about this
+/// much plus what its own receive window took.
+pub const NOTSENT_LOWAT: u32 = 16 * 1024;
+
+/// The most bytes hyper buffers for one HTTP request's head (its smallest allowed value is
+/// 8 KiB). A WebSocket upgrade request is a few hundred bytes.
+const HTTP_BUFFER: usize = 16 * 1024;
 
 /// Serve `shared`'s methods on `listener` until `shutdown`, then close every connection.
 pub async fn serve(listener: TcpListener, shared: Shared, shutdown: CancellationToken) {
@@ -41,6 +57,11 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: Cancellation
     let shared = Arc::new(shared);
     let tracker = TaskTracker::new();
     let slots = Slots::new(limits.max_connections, limits.max_connections_per_ip);
+    let pending = Slots::new(
+        limits.max_pending_connections,
+        limits.max_pending_connections_per_ip,
+    );
+    let budgets = Arc::new(Budgets::new(&limits));
     let kill_all = CancellationToken::new();
     let next_id = AtomicU64::new(1);
     loop {
@@ -56,22 +77,29 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: Cancellation
                 }
             },
         };
-        // Small JSON-RPC messages must not wait for Nagle's algorithm (up to 40 ms per write).
-        if let Err(e) = socket.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
+        // Over the pool of connections still to upgrade: closed before anything is read or
+        // allocated for it.
+        let Ok(waiting) = pending.take(peer.ip()) else {
+            tracing::trace!(peer = %peer, "refused: too many connections waiting to upgrade");
+            drop(socket);
+            continue;
+        };
+        tune(&socket);
+        let now = Instant::now();
         let accept = Accept {
             id: next_id.fetch_add(1, Ordering::Relaxed),
             peer,
-            deadline: Instant::now() + limits.auth_timeout(),
+            deadline: now + limits.auth_timeout(),
+            handshake_deadline: now + limits.handshake_timeout(),
             shared: shared.clone(),
             slots: slots.clone(),
+            budgets: budgets.clone(),
             tracker: tracker.clone(),
             kill: kill_all.child_token(),
             shutdown: shutdown.clone(),
         };
         let span = tracing::debug_span!("conn", id = accept.id, peer = %peer);
-        tracker.spawn(accept.serve_http(socket).instrument(span));
+        tracker.spawn(accept.serve_http(socket, waiting).instrument(span));
     }
     tracing::info!("stopped accepting; closing connections");
     tracker.close();
@@ -85,6 +113,23 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: Cancellation
     }
 }
 
+/// Socket options for every accepted connection.
+fn tune(socket: &TcpStream) {
+    // Small JSON-RPC messages must not wait for Nagle's algorithm (up to 40 ms per write).
+    if let Err(e) = socket.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    let sock = socket2::SockRef::from(socket);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let bounded = sock.set_tcp_notsent_lowat(NOTSENT_LOWAT);
+    // Elsewhere the send buffer as a whole is bounded, in-flight data included.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let bounded = sock.set_send_buffer_size(4 * NOTSENT_LOWAT as usize);
+    if let Err(e) = bounded {
+        tracing::debug!(error = %e, "cannot bound the unsent data");
+    }
+}
+
 /// One accepted TCP connection, before and while it upgrades.
 #[derive(Clone)]
 struct Accept {
@@ -92,34 +137,51 @@ struct Accept {
     peer: SocketAddr,
     /// When it must have authenticated.
     deadline: Instant,
+    /// When it must have upgraded to WebSocket.
+    handshake_deadline: Instant,
     shared: Arc<Shared>,
     slots: Slots,
+    budgets: Arc<Budgets>,
     tracker: TaskTracker,
     kill: CancellationToken,
     shutdown: CancellationToken,
 }
 
 impl Accept {
-    /// Serve HTTP until the connection upgrades, closes, or reaches the auth deadline.
-    async fn serve_http(self, socket: TcpStream) {
-        let io = TokioIo::new(Watched::new(socket));
-        let (deadline, kill, shutdown) = (self.deadline, self.kill.clone(), self.shutdown.clone());
-        let service = hyper::service::service_fn(move |req| {
-            let accept = self.clone();
-            async move { Ok::<_, std::convert::Infallible>(accept.respond(req)) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(io, service)
-            .with_upgrades();
-        tokio::select! {
+    /// Serve HTTP until the connection upgrades, closes, or reaches the handshake deadline;
+    /// `waiting` is its place in the pool of connections still to upgrade.
+    async fn serve_http(self, socket: TcpStream, waiting: Slot) {
+        let deadline = self.handshake_deadline.min(self.deadline);
+        let (kill, shutdown) = (self.kill.clone(), self.shutdown.clone());
+        let http = async move {
+            // hyper allocates its read buffer at its first read: a connection that sends
+            // nothing costs no buffer until it does.
+            if socket.readable().await.is_err() {
+                return;
+            }
+            let io = TokioIo::new(Watched::new(socket));
+            let service = hyper::service::service_fn(move |req| {
+                let accept = self.clone();
+                async move { Ok::<_, std::convert::Infallible>(accept.respond(req)) }
+            });
             // The peer going away mid-request is its business, not an error of ours.
-            _ = conn => {}
+            let _ = hyper::server::conn::http1::Builder::new()
+                .max_buf_size(HTTP_BUFFER)
+                .serve_connection(io, service)
+                .with_upgrades()
+                .await;
+        };
+        let mut http = std::pin::pin!(http);
+        tokio::select! {
+            () = &mut http => {}
             () = tokio::time::sleep_until(deadline) => {
-                tracing::debug!("dropped: no WebSocket session by the auth deadline");
+                tracing::debug!("closed: no WebSocket upgrade by the handshake deadline");
             }
             () = kill.cancelled() => {}
             () = shutdown.cancelled() => {}
         }
+        // The place is free before the peer can see its socket close.
+        drop(waiting);
     }
 
     fn respond(&self, mut req: Request<hyper::body::Incoming>) -> Response<String> {
@@ -198,8 +260,12 @@ impl Accept {
             Some(self.shared.websocket_config()),
         )
         .await;
-        let burst = self.shared.limits.request_burst.max(1);
-        let session = Arc::new(Session::new(self.id, self.peer, self.kill.clone(), burst));
+        let session = Arc::new(Session::new(
+            self.id,
+            self.peer,
+            self.kill.clone(),
+            self.budgets.clone(),
+        ));
         let connection = Connection::new(ws, self.shared.clone(), session, self.deadline, slot);
         // A task of its own, so what the upgrade needed is not kept for the session's life.
         self.tracker
@@ -221,7 +287,8 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
     lists(header::CONNECTION, "upgrade") && lists(header::UPGRADE, "websocket")
 }
 
-/// Open WebSocket sessions, per IP address and in all.
+/// Connections counted per address and in all: WebSocket sessions, or TCP connections still
+/// to upgrade.
 #[derive(Debug, Clone)]
 struct Slots {
     max_per_ip: u32,
@@ -230,7 +297,7 @@ struct Slots {
     counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
 }
 
-/// One WebSocket session's place in the counts; dropping it frees the place.
+/// One connection's place in the counts; dropping it frees the place.
 #[derive(Debug)]
 pub struct Slot {
     ip: IpAddr,
@@ -250,7 +317,7 @@ impl Slots {
 
     /// A place for a session from `ip`, or why there is none.
     fn take(&self, ip: IpAddr) -> Result<Slot, &'static str> {
-        let ip = per_ip_key(ip);
+        let ip = address_key(ip);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let count = counts.entry(ip).or_insert(0);
         if *count >= self.max_per_ip {
@@ -267,22 +334,6 @@ impl Slots {
             total: self.total.clone(),
             counts: self.counts.clone(),
         })
-    }
-}
-
-/// The address a connection counts against: IPv4 as it is, IPv6 by its /64, which one host
-/// usually holds whole.
-fn per_ip_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
-            }
-        },
     }
 }
 

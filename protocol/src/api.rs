@@ -200,8 +200,24 @@ pub struct LimitsInfo {
     pub max_subscriptions_per_connection: u32,
     /// Sustained requests per second per connection.
     pub requests_per_second: u32,
+    /// Requests a connection may save up; also the refusals, counted as `spec/protocol.md`
+    /// §6.1 says, after which the next refusal drops the connection.
+    pub request_burst: u32,
+    /// Sustained requests per second shared by the connections of one address; 0: no such
+    /// budget.
+    pub requests_per_second_per_ip: u32,
+    /// Requests the connections of one address may save up together.
+    pub request_burst_per_ip: u32,
+    /// Sustained requests per second shared by the connections of one DID; 0: no such budget.
+    pub requests_per_second_per_did: u32,
+    /// Requests the connections of one DID may save up together.
+    pub request_burst_per_did: u32,
     /// Seconds to authenticate.
     pub auth_timeout_secs: u32,
+    /// Seconds from a challenge's `issued_at` to its `expires_at`.
+    pub challenge_ttl_secs: u32,
+    /// Events a subscriber may fall behind before it is cut off with `slow_subscriber`.
+    pub subscriber_queue: u32,
     /// Most events per `space.events` page.
     pub max_page: u32,
 }

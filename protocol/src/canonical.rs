@@ -9,9 +9,13 @@
 //! [`parse_strict`] is the only way untrusted text becomes a signed object's JSON value: it refuses
 //! duplicate keys (which different parsers resolve differently, so two verifiers could see two
 //! objects), fractional or exponent numbers, and integers outside the safe range.
+//! [`check_strict`] applies the same rules to a text without building anything.
 
+use std::borrow::Cow;
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::Serialize;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -78,17 +82,14 @@ impl CanonicalError {
 
 /// Parse JSON text strictly: duplicate keys, floats and unsafe integers are errors.
 pub fn parse_strict(text: &str) -> Result<Value, CanonicalError> {
-    let fault = Cell::new(None);
-    let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = Strict { fault: &fault }
-        .deserialize(&mut de)
-        .and_then(|value| de.end().map(|()| value));
-    match parsed {
-        Ok(value) => Ok(value),
-        Err(e) => Err(fault.take().unwrap_or(CanonicalError::Syntax {
-            reason: e.to_string(),
-        })),
-    }
+    read_strict::<Value>(text)
+}
+
+/// Check JSON text with the rules of [`parse_strict`] without building a value: one pass that
+/// keeps nothing but the keys of the objects it is inside. For texts that are decoded some
+/// other way afterwards, such as a JSON-RPC request's parameters (`spec/protocol.md` §3.1).
+pub fn check_strict(text: &str) -> Result<(), CanonicalError> {
+    read_strict::<()>(text)
 }
 
 /// Parse JSON text strictly (see [`parse_strict`]) into a typed value.
@@ -219,14 +220,104 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// A seed that builds a `Value` while refusing what canonical JSON cannot carry. The first
-/// fault is kept in `fault`, because serde's error type only carries text.
-#[derive(Clone, Copy)]
-struct Strict<'a> {
-    fault: &'a Cell<Option<CanonicalError>>,
+/// What the strict reader makes of each JSON value it accepts: a [`Value`] for
+/// [`parse_strict`], nothing for [`check_strict`]. The rules live once, in [`Strict`]; an
+/// output only says how to keep (or drop) what passed them.
+trait Output: Sized {
+    /// The members of an object being read: enough to find a repeated key.
+    type Members<'de>: Default;
+    /// The items of an array being read.
+    type Items: Default;
+
+    fn null() -> Self;
+    fn bool(v: bool) -> Self;
+    fn integer(v: serde_json::Number) -> Self;
+    fn string(v: Cow<'_, str>) -> Self;
+    fn push(items: &mut Self::Items, item: Self);
+    fn array(items: Self::Items) -> Self;
+    /// Whether the object being read has this key already.
+    fn has(members: &Self::Members<'_>, key: &str) -> bool;
+    fn insert<'de>(members: &mut Self::Members<'de>, key: Cow<'de, str>, item: Self);
+    fn object(members: Self::Members<'_>) -> Self;
 }
 
-impl Strict<'_> {
+impl Output for Value {
+    type Members<'de> = Map<String, Value>;
+    type Items = Vec<Value>;
+
+    fn null() -> Self {
+        Value::Null
+    }
+    fn bool(v: bool) -> Self {
+        Value::Bool(v)
+    }
+    fn integer(v: serde_json::Number) -> Self {
+        Value::Number(v)
+    }
+    fn string(v: Cow<'_, str>) -> Self {
+        Value::String(v.into_owned())
+    }
+    fn push(items: &mut Vec<Value>, item: Self) {
+        items.push(item);
+    }
+    fn array(items: Vec<Value>) -> Self {
+        Value::Array(items)
+    }
+    fn has(members: &Map<String, Value>, key: &str) -> bool {
+        members.contains_key(key)
+    }
+    fn insert<'de>(members: &mut Map<String, Value>, key: Cow<'de, str>, item: Self) {
+        members.insert(key.into_owned(), item);
+    }
+    fn object(members: Map<String, Value>) -> Self {
+        Value::Object(members)
+    }
+}
+
+/// The check keeps nothing but each open object's keys, borrowed from the text where they
+/// carry no escapes.
+impl Output for () {
+    type Members<'de> = HashSet<Cow<'de, str>>;
+    type Items = ();
+
+    fn null() {}
+    fn bool(_: bool) {}
+    fn integer(_: serde_json::Number) {}
+    fn string(_: Cow<'_, str>) {}
+    fn push((): &mut (), (): ()) {}
+    fn array((): ()) {}
+    fn has(members: &HashSet<Cow<'_, str>>, key: &str) -> bool {
+        members.contains(key)
+    }
+    fn insert<'de>(members: &mut HashSet<Cow<'de, str>>, key: Cow<'de, str>, (): ()) {
+        members.insert(key);
+    }
+    fn object(_: HashSet<Cow<'_, str>>) {}
+}
+
+/// The strict rules of §3.1 as a serde seed, over any [`Output`]. The first fault is kept in
+/// `fault`, because serde's error type only carries text.
+struct Strict<'a, O> {
+    fault: &'a Cell<Option<CanonicalError>>,
+    output: PhantomData<fn() -> O>,
+}
+
+impl<O> Clone for Strict<'_, O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<O> Copy for Strict<'_, O> {}
+
+impl<'a, O> Strict<'a, O> {
+    fn new(fault: &'a Cell<Option<CanonicalError>>) -> Self {
+        Self {
+            fault,
+            output: PhantomData,
+        }
+    }
+
     fn fail<E: de::Error>(self, fault: CanonicalError) -> E {
         let message = fault.to_string();
         self.fault.set(Some(fault));
@@ -234,69 +325,111 @@ impl Strict<'_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Strict<'_> {
-    type Value = Value;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+/// Read all of `text` with the strict rules into `O`.
+fn read_strict<O: Output>(text: &str) -> Result<O, CanonicalError> {
+    let fault = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = Strict::<O>::new(&fault)
+        .deserialize(&mut de)
+        .and_then(|value| de.end().map(|()| value));
+    parsed.map_err(|e| {
+        fault.take().unwrap_or(CanonicalError::Syntax {
+            reason: e.to_string(),
+        })
+    })
+}
+
+impl<'de, O: Output> DeserializeSeed<'de> for Strict<'_, O> {
+    type Value = O;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<O, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Strict<'_> {
-    type Value = Value;
+impl<'de, O: Output> Visitor<'de> for Strict<'_, O> {
+    type Value = O;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+    fn visit_bool<E>(self, v: bool) -> Result<O, E> {
+        Ok(O::bool(v))
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<O, E> {
         if v.unsigned_abs() > MAX_SAFE_INTEGER {
             return Err(self.fail(CanonicalError::UnsafeInteger {
                 number: v.to_string(),
             }));
         }
-        Ok(Value::from(v))
+        Ok(O::integer(v.into()))
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<O, E> {
         if v > MAX_SAFE_INTEGER {
             return Err(self.fail(CanonicalError::UnsafeInteger {
                 number: v.to_string(),
             }));
         }
-        Ok(Value::from(v))
+        Ok(O::integer(v.into()))
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<O, E> {
         Err(self.fail(CanonicalError::Float {
             number: v.to_string(),
         }))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
+    fn visit_str<E>(self, v: &str) -> Result<O, E> {
+        Ok(O::string(Cow::Borrowed(v)))
     }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
+    fn visit_string<E>(self, v: String) -> Result<O, E> {
+        Ok(O::string(Cow::Owned(v)))
     }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_unit<E>(self) -> Result<O, E> {
+        Ok(O::null())
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<O, A::Error> {
+        let mut items = O::Items::default();
         while let Some(item) = seq.next_element_seed(self)? {
-            items.push(item);
+            O::push(&mut items, item);
         }
-        Ok(Value::Array(items))
+        Ok(O::array(items))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut map = Map::new();
-        while let Some(key) = access.next_key::<String>()? {
-            if map.contains_key(&key) {
-                return Err(self.fail(CanonicalError::DuplicateKey { key }));
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<O, A::Error> {
+        let mut members = O::Members::default();
+        while let Some(Key(key)) = access.next_key::<Key<'de>>()? {
+            // Refused as soon as the key is read: the first fault from the text's start.
+            if O::has(&members, &key) {
+                return Err(self.fail(CanonicalError::DuplicateKey {
+                    key: key.into_owned(),
+                }));
             }
             let item = access.next_value_seed(self)?;
-            map.insert(key, item);
+            O::insert(&mut members, key, item);
         }
-        Ok(Value::Object(map))
+        Ok(O::object(members))
+    }
+}
+
+/// An object's key, borrowed from the text unless it had escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
     }
 }
 
@@ -369,6 +502,26 @@ mod tests {
                 matches!(parse_strict(text), Err(CanonicalError::Syntax { .. })),
                 "{text:?}"
             );
+        }
+    }
+
+    #[test]
+    fn check_strict_agrees_with_parse_strict() {
+        let texts = [
+            r#"{"a":{"k":1,"k":2}}"#,
+            r#"{"a":1,"\u0061":2}"#,
+            r#"[{"a":1},{"a":1}]"#,
+            "[1.5]",
+            r#"{"since":9007199254740992}"#,
+            "-9007199254740991",
+            "18446744073709551616",
+            r#"{"a":"\ud800"}"#,
+            "[1,]",
+            r#"{"a":[1,{"b":null}],"c":"x"}"#,
+            r#"{"a":1,"a":1.5}"#,
+        ];
+        for text in texts {
+            assert_eq!(check_strict(text), parse_strict(text).map(drop), "{text}");
         }
     }
 }

@@ -275,3 +275,55 @@ fn the_checks_fail_when_a_row_or_a_heading_goes_missing() {
     let err = check_method_headings(&invented).expect_err("an unknown fed method must fail");
     assert!(err.contains("`fed.pull`"), "{err}");
 }
+
+#[test]
+fn the_node_limits_table_lists_every_limits_key_with_its_default() {
+    let text = spec();
+    let defaults = serde_json::to_value(northstar_node::config::Limits::default()).unwrap();
+    let defaults = defaults.as_object().unwrap();
+    let mut listed = Vec::new();
+    for line in section(&text, "### 7.2 ") {
+        let Some(cells) = cells(line) else { continue };
+        let (Some(key), Some(default)) = (cells.first(), cells.get(1)) else {
+            continue;
+        };
+        let Some(key) = key.strip_prefix('`').and_then(|k| k.strip_suffix('`')) else {
+            continue;
+        };
+        if let Some(value) = defaults.get(key) {
+            assert_eq!(
+                default.to_string(),
+                value.to_string(),
+                "§7.2 default of {key}"
+            );
+            listed.push(key.to_owned());
+        }
+    }
+    let missing: Vec<_> = defaults.keys().filter(|k| !listed.contains(k)).collect();
+    assert!(missing.is_empty(), "§7.2 lacks {missing:?}");
+}
+
+#[test]
+fn the_node_info_example_shows_every_client_limit_with_its_default() {
+    let text = spec();
+    let lines = section(&text, "#### 6.3.2 ");
+    let block = lines.join("\n");
+    let example = block
+        .split("```json")
+        .filter_map(|part| part.split("```").next())
+        .find(|part| part.contains("\"result\""))
+        .expect("§6.3.2 has a result example");
+    let answer: serde_json::Value = serde_json::from_str(example).unwrap();
+    let limits = &answer["result"]["limits"];
+    // Every member LimitsInfo has, and no other.
+    let _: northstar_protocol::api::LimitsInfo =
+        serde_json::from_value(limits.clone()).expect("the example's limits are LimitsInfo");
+    let defaults = serde_json::to_value(northstar_node::config::Limits::default()).unwrap();
+    for (key, value) in limits.as_object().unwrap() {
+        assert_eq!(&defaults[key], value, "§6.3.2 example, {key}");
+        assert!(
+            block.contains(&format!("`{key}`")),
+            "§6.3.2 does not name {key} in its text"
+        );
+    }
+}

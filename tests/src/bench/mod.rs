@@ -13,6 +13,9 @@
 //! - [`memory`]: a node process's RSS, idle and with 10,000 idle authenticated connections.
 //! - [`catchup`]: a member node that was offline for 50,000 events catching up.
 //! - [`auth`]: challenge-response handshakes per second.
+//! - [`abuse`]: floods and slowloris against a node with default limits: refusals before the
+//!   drop, connections held, RSS before, at the peak and after, a legitimate client's latency;
+//!   the cost of the strict params check.
 //! - [`ceiling`]: the bounds: Ed25519 work on all cores, a plain WebSocket round trip.
 //! - [`plain`]: the plain WebSocket server the fan-out and memory bounds are measured on.
 //! - [`load`]: SDK authors posting at a steady rate or with a window in flight.
@@ -21,6 +24,7 @@
 //! - [`machine`]: CPU, memory, file system, fsync, open-files limit.
 //! - [`report`]: rows, statistics, the table and the JSON.
 
+pub mod abuse;
 pub mod auth;
 pub mod catchup;
 pub mod ceiling;
@@ -45,7 +49,7 @@ use serde::Serialize;
 use self::machine::Machine;
 use self::report::{Report, Row, count};
 
-/// The six scenarios of the benchmark.
+/// The scenarios of the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scenario {
@@ -61,17 +65,20 @@ pub enum Scenario {
     Catchup,
     /// Handshakes per second.
     Auth,
+    /// Floods and slowloris against default limits.
+    Abuse,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Ingest,
         Scenario::Fanout,
         Scenario::Federation,
         Scenario::Memory,
         Scenario::Catchup,
         Scenario::Auth,
+        Scenario::Abuse,
     ];
 
     /// Its name, as `--only` takes it.
@@ -83,6 +90,7 @@ impl Scenario {
             Scenario::Memory => "memory",
             Scenario::Catchup => "catchup",
             Scenario::Auth => "auth",
+            Scenario::Abuse => "abuse",
         }
     }
 }
@@ -158,6 +166,14 @@ pub struct Settings {
     pub auth_secs: f64,
     /// Clients handshaking at once.
     pub auth_concurrency: usize,
+    /// Seconds of each phase of the legitimate client's latency in the abuse scenario.
+    pub abuse_phase_secs: f64,
+    /// Connections of one address flooding at once.
+    pub abuse_flood_connections: usize,
+    /// TCP connections that never upgrade.
+    pub abuse_slowloris: usize,
+    /// Iterations of the strict params check's micro-measure.
+    pub abuse_strict_iterations: usize,
 }
 
 impl Settings {
@@ -187,6 +203,10 @@ impl Settings {
             catchup_events: 50_000,
             auth_secs: 3.0,
             auth_concurrency: 32,
+            abuse_phase_secs: 2.0,
+            abuse_flood_connections: 64,
+            abuse_slowloris: 10_000,
+            abuse_strict_iterations: 20_000,
         }
     }
 
@@ -213,6 +233,10 @@ impl Settings {
             catchup_events: 40,
             auth_secs: 0.3,
             auth_concurrency: 4,
+            abuse_phase_secs: 0.2,
+            abuse_flood_connections: 3,
+            abuse_slowloris: 40,
+            abuse_strict_iterations: 100,
             ..Self::full(exe)
         }
     }
@@ -283,6 +307,16 @@ impl Settings {
             Scenario::Auth => format!(
                 "{} SDK clients connecting and authenticating back to back for {} s per run",
                 self.auth_concurrency, self.auth_secs
+            ),
+            Scenario::Abuse => format!(
+                "a node in its own process with default limits; pipelined floods of one \
+                 connection, then {} at once, from 127.0.0.1; {} slowloris connections from \
+                 200 addresses; a legit client on 127.0.0.2 calling every 10 ms for {} s per \
+                 phase; {} iterations of the strict check",
+                self.abuse_flood_connections,
+                count(self.abuse_slowloris),
+                self.abuse_phase_secs,
+                count(self.abuse_strict_iterations)
             ),
         }
     }
@@ -381,6 +415,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
             Scenario::Memory => memory::run(&mut bench).await,
             Scenario::Catchup => catchup::run(&mut bench).await,
             Scenario::Auth => auth::run(&mut bench).await,
+            Scenario::Abuse => abuse::run(&mut bench).await,
         }
         .map_err(|e| e.context(format!("scenario {}", scenario.name())))?;
         bench.progress(

@@ -34,6 +34,10 @@ pub fn bench_config(data_dir: PathBuf, listen: SocketAddr) -> Config {
             max_connections_per_ip: 100_000,
             requests_per_second: 1_000_000,
             request_burst: 1_000_000,
+            requests_per_second_per_ip: 0,
+            requests_per_second_per_did: 0,
+            max_pending_connections: 100_000,
+            max_pending_connections_per_ip: 100_000,
             auth_timeout_secs: 600,
             ..Limits::default()
         },
@@ -48,7 +52,8 @@ pub fn describe_limits() -> String {
     let n = |v: u32| count(v as usize);
     format!(
         "raised: max_connections {} (default {}), max_connections_per_ip {} ({}), \
-         requests_per_second {} ({}), request_burst {} ({}), auth_timeout_secs {} ({}); \
+         requests_per_second {} ({}), request_burst {} ({}), max_pending_connections(_per_ip) \
+         {} ({}, {}), auth_timeout_secs {} ({}); off: the per-address and per-DID budgets; \
          default: subscriber_queue {}, max_page {}, max_frame_bytes {}",
         n(l.max_connections),
         n(d.max_connections),
@@ -58,6 +63,9 @@ pub fn describe_limits() -> String {
         n(d.requests_per_second),
         n(l.request_burst),
         n(d.request_burst),
+        n(l.max_pending_connections),
+        n(d.max_pending_connections),
+        n(d.max_pending_connections_per_ip),
         l.auth_timeout_secs,
         d.auth_timeout_secs,
         n(l.subscriber_queue),
@@ -236,12 +244,24 @@ impl ChildProcess {
     }
 }
 
-/// `bench __node --data-dir D`: run a node with [`bench_config`] on a port the OS picks, print
-/// `READY <addr>` once it answers `/health`, and stop when standard input closes.
-pub async fn node_main(data_dir: PathBuf) -> anyhow::Result<()> {
+/// The flag of `__node` for a node with the default limits, as an operator would run it.
+pub const DEFAULT_LIMITS_FLAG: &str = "--default-limits";
+
+/// `bench __node --data-dir D [--default-limits]`: run a node with [`bench_config`] (or the
+/// default configuration) on a port the OS picks, print `READY <addr>` once it answers
+/// `/health`, and stop when standard input closes.
+pub async fn node_main(data_dir: PathBuf, default_limits: bool) -> anyhow::Result<()> {
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
-    let config = bench_config(data_dir, addr);
+    let config = if default_limits {
+        Config {
+            data_dir,
+            listen: addr,
+            ..Config::default()
+        }
+    } else {
+        bench_config(data_dir, addr)
+    };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let stdin_watch = tokio::spawn(async move {

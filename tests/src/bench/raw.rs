@@ -6,6 +6,7 @@
 //! A [`Reader`] is one subscriber's receiving side, the same for the node and for the plain
 //! broadcast server of the ceiling, so both are read with the same work per message.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -53,6 +54,29 @@ impl RawConn {
         .await
         .context("connect timed out")?
         .with_context(|| format!("connecting to {url}"))?;
+        Ok(Self { ws, next_id: 1 })
+    }
+
+    /// Open a WebSocket to the node at `addr` from the loopback address `source`, so a load
+    /// generator can stand for another client address.
+    pub async fn connect_from(addr: SocketAddr, source: Ipv4Addr) -> anyhow::Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((source, 0)))?;
+        let tcp = tokio::time::timeout(CALL_TIMEOUT, socket.connect(addr))
+            .await
+            .context("connect timed out")??;
+        tcp.set_nodelay(true)?;
+        let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER);
+        let (ws, _) = tokio::time::timeout(
+            CALL_TIMEOUT,
+            tokio_tungstenite::client_async_with_config(
+                format!("ws://{addr}"),
+                MaybeTlsStream::Plain(tcp),
+                Some(config),
+            ),
+        )
+        .await
+        .context("handshake timed out")??;
         Ok(Self { ws, next_id: 1 })
     }
 

@@ -19,6 +19,10 @@ use super::machine::Machine;
 pub enum Unit {
     /// Things per second.
     PerSec,
+    /// A plain count.
+    Count,
+    /// Microseconds.
+    Micros,
     /// Milliseconds.
     Millis,
     /// Seconds.
@@ -33,6 +37,8 @@ impl Unit {
     fn suffix(self) -> &'static str {
         match self {
             Unit::PerSec => "/s",
+            Unit::Count => "",
+            Unit::Micros => " µs",
             Unit::Millis => " ms",
             Unit::Secs => " s",
             Unit::KiB => " KiB",
@@ -43,7 +49,9 @@ impl Unit {
     /// Print `value` in this unit, with a precision that suits its size.
     pub fn format(self, value: f64) -> String {
         let number = match self {
-            Unit::PerSec | Unit::KiB | Unit::MiB if value >= 100.0 => thousands(value),
+            Unit::PerSec | Unit::Count | Unit::KiB | Unit::MiB if value >= 100.0 => {
+                thousands(value)
+            }
             Unit::Millis if value >= 100.0 => thousands(value),
             _ if value >= 10.0 => format!("{value:.1}"),
             _ if value >= 0.1 => format!("{value:.2}"),

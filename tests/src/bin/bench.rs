@@ -18,7 +18,8 @@ struct Args {
     /// A seconds-long run with tiny counts: checks that the benchmark works.
     #[arg(long)]
     smoke: bool,
-    /// Only these scenarios, comma-separated: ingest, fanout, federation, memory, catchup, auth.
+    /// Only these scenarios, comma-separated: ingest, fanout, federation, memory, catchup, auth,
+    /// abuse.
     #[arg(long, value_delimiter = ',')]
     only: Vec<Scenario>,
     /// Runs per figure (each figure is their median).
@@ -54,6 +55,9 @@ struct Args {
     /// Seconds per auth run.
     #[arg(long)]
     auth_secs: Option<f64>,
+    /// TCP connections that never upgrade, for abuse's slowloris phase.
+    #[arg(long)]
+    abuse_slowloris: Option<usize>,
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
@@ -69,6 +73,9 @@ enum Helper {
     Node {
         #[arg(long)]
         data_dir: PathBuf,
+        /// The default limits instead of the benchmark's raised ones.
+        #[arg(long)]
+        default_limits: bool,
     },
     /// Run the plain WebSocket server of the ceilings; prints `READY <addr>`.
     #[command(name = "__plain", hide = true)]
@@ -79,7 +86,10 @@ enum Helper {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.helper {
-        Some(Helper::Node { data_dir }) => return nodes::node_main(data_dir).await,
+        Some(Helper::Node {
+            data_dir,
+            default_limits,
+        }) => return nodes::node_main(data_dir, default_limits).await,
         Some(Helper::Plain) => return plain::main().await,
         None => {}
     }
@@ -115,6 +125,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(n) = args.catchup_events {
         settings.catchup_events = n;
+    }
+    if let Some(n) = args.abuse_slowloris {
+        settings.abuse_slowloris = n;
     }
     if let Some(secs) = args.auth_secs {
         settings.auth_secs = secs;

@@ -136,6 +136,33 @@ impl Raw {
         Self { ws, next_id: 1 }
     }
 
+    /// A connection from another loopback address (`127.0.0.x` are all this machine), so a
+    /// test can act as a second client address.
+    pub async fn connect_from(node: &TestNode, source: std::net::Ipv4Addr) -> Self {
+        let tcp = tcp_from(node, source).await;
+        let (ws, _) = tokio::time::timeout(
+            TIMEOUT,
+            tokio_tungstenite::client_async(node.url.as_str(), MaybeTlsStream::Plain(tcp)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        Self { ws, next_id: 1 }
+    }
+
+    /// The WebSocket, for tests that read and write it from two tasks.
+    pub fn into_inner(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        self.ws
+    }
+
+    /// Send `text` and return the next message, which must be its answer.
+    pub async fn exchange(&mut self, text: &str) -> Value {
+        self.send_text(text.to_owned()).await;
+        self.recv()
+            .await
+            .expect("connection closed before the answer")
+    }
+
     pub async fn send_text(&mut self, text: String) {
         self.ws.send(Message::text(text)).await.unwrap();
     }
@@ -217,6 +244,16 @@ impl Raw {
             ),
         )
     }
+}
+
+/// A TCP connection to `node` from the loopback address `source`.
+pub async fn tcp_from(node: &TestNode, source: std::net::Ipv4Addr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((source, 0))).unwrap();
+    tokio::time::timeout(TIMEOUT, socket.connect(node.addr))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// Wait until `stream` has delivered event `seq`; returns every event it saw on the way.
