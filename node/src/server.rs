@@ -9,8 +9,10 @@
 //! Sessions per IP address and in all are counted here; over either limit the upgrade is
 //! answered with HTTP 429. TCP connections that have not upgraded yet are counted too, in a
 //! smaller pool: over it a new TCP connection is closed unread, and one that has not upgraded
-//! by the handshake deadline is closed. Until it sends its first byte a connection costs its
-//! task and socket, no HTTP buffers. A TCP connection that has not become an authenticated
+//! by the handshake deadline is closed. Until it has sent a whole request head a connection
+//! costs its task, its socket and a buffer the size of what it sent ([`read_head`]); hyper and
+//! its buffers come in only then, so connections that trickle a head (slowloris) cost little,
+//! and the memory they took is small enough to be given back. A TCP connection that has not become an authenticated
 //! session by the auth deadline is dropped, whether it upgraded or not.
 //!
 //! Each accepted socket keeps little unsent data in the kernel ([`NOTSENT_LOWAT`]), so the
@@ -18,13 +20,16 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -50,6 +55,13 @@ pub const NOTSENT_LOWAT: u32 = 16 * 1024;
 /// The most bytes hyper buffers for one HTTP request's head (its smallest allowed value is
 /// 8 KiB). A WebSocket upgrade request is a few hundred bytes.
 const HTTP_BUFFER: usize = 16 * 1024;
+
+/// The most bytes of a request read before hyper takes the connection over, looking for the
+/// end of the head; a head longer than this is left to hyper to refuse.
+const HEAD_LIMIT: usize = 8 * 1024;
+
+/// The first read's buffer while a head is read; it doubles as the head grows.
+const HEAD_FIRST_READ: usize = 512;
 
 /// Serve `shared`'s methods on `listener` until `shutdown`, then close every connection.
 pub async fn serve(listener: TcpListener, shared: Shared, shutdown: CancellationToken) {
@@ -154,22 +166,24 @@ impl Accept {
         let deadline = self.handshake_deadline.min(self.deadline);
         let (kill, shutdown) = (self.kill.clone(), self.shutdown.clone());
         let http = async move {
-            // hyper allocates its read buffer at its first read: a connection that sends
-            // nothing costs no buffer until it does.
-            if socket.readable().await.is_err() {
+            // The head first, in a buffer of its own size: hyper allocates its buffers (and its
+            // connection future, boxed below, its state) only for a connection that sent one.
+            let Ok(Some(head)) = read_head(&socket).await else {
                 return;
-            }
-            let io = TokioIo::new(Watched::new(socket));
+            };
+            let io = TokioIo::new(Prefixed::new(head, Watched::new(socket)));
             let service = hyper::service::service_fn(move |req| {
                 let accept = self.clone();
                 async move { Ok::<_, std::convert::Infallible>(accept.respond(req)) }
             });
             // The peer going away mid-request is its business, not an error of ours.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .max_buf_size(HTTP_BUFFER)
-                .serve_connection(io, service)
-                .with_upgrades()
-                .await;
+            let _ = Box::pin(
+                hyper::server::conn::http1::Builder::new()
+                    .max_buf_size(HTTP_BUFFER)
+                    .serve_connection(io, service)
+                    .with_upgrades(),
+            )
+            .await;
         };
         let mut http = std::pin::pin!(http);
         tokio::select! {
@@ -245,17 +259,19 @@ impl Accept {
 
     async fn serve_websocket(self, upgraded: hyper::upgrade::Upgraded, slot: Slot) {
         // The socket is ours again, with whatever the client sent after its request.
-        let parts = match upgraded.downcast::<TokioIo<Watched<TcpStream>>>() {
+        let parts = match upgraded.downcast::<TokioIo<Prefixed<Watched<TcpStream>>>>() {
             Ok(parts) => parts,
             Err(_) => {
                 tracing::error!("an upgraded connection is not the socket it was accepted as");
                 return;
             }
         };
-        let socket = parts.io.into_inner();
+        let mut read = parts.read_buf.to_vec();
+        let (unread, socket) = parts.io.into_inner().into_parts();
+        read.extend_from_slice(&unread);
         let ws = WebSocketStream::from_partially_read(
             socket,
-            parts.read_buf.to_vec(),
+            read,
             Role::Server,
             Some(self.shared.websocket_config()),
         )
@@ -270,6 +286,103 @@ impl Accept {
         // A task of its own, so what the upgrade needed is not kept for the session's life.
         self.tracker
             .spawn(connection.run(self.shutdown.clone()).in_current_span());
+    }
+}
+
+/// Read from `socket` until the end of an HTTP request head (`\r\n\r\n`) or [`HEAD_LIMIT`]
+/// bytes, into a buffer that grows from [`HEAD_FIRST_READ`] as data comes. `None` if the peer
+/// closed first. Nothing is allocated before the first byte arrives.
+async fn read_head(socket: &TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut head: Vec<u8> = Vec::new();
+    loop {
+        socket.readable().await?;
+        let filled = head.len();
+        let room = if filled == 0 {
+            HEAD_FIRST_READ
+        } else {
+            filled.min(HEAD_LIMIT)
+        };
+        head.resize(filled + room, 0);
+        match socket.try_read(&mut head[filled..]) {
+            Ok(0) => return Ok(None),
+            Ok(n) => {
+                head.truncate(filled + n);
+                // The end may straddle two reads: look from three bytes before the new ones.
+                let from = filled.saturating_sub(3);
+                let ended = head[from..].windows(4).any(|w| w == b"\r\n\r\n");
+                if ended || head.len() >= HEAD_LIMIT {
+                    head.shrink_to_fit();
+                    return Ok(Some(head));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => head.truncate(filled),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A socket whose first bytes were already read: they are read again first.
+#[derive(Debug)]
+struct Prefixed<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Self {
+            prefix,
+            at: 0,
+            inner,
+        }
+    }
+
+    /// What of the prefix has not been read, and the socket.
+    fn into_parts(self) -> (Vec<u8>, S) {
+        let mut prefix = self.prefix;
+        prefix.drain(..self.at);
+        (prefix, self.inner)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.prefix.len() {
+            let take = (this.prefix.len() - this.at).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.at..this.at + take]);
+            this.at += take;
+            if this.at == this.prefix.len() {
+                // Read through: the memory goes now, not with the connection.
+                this.prefix = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

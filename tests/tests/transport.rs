@@ -176,3 +176,63 @@ async fn a_connection_that_stops_reading_is_dropped_once_writes_stall() {
     // The node itself is fine.
     alice.post(&space, "after", "still serving").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_handshake_trickled_in_pieces_with_a_frame_after_its_head_opens_a_session() {
+    use futures_util::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let node = TestNode::start().await;
+    let mut tcp = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        node.addr
+    );
+    // The node reads the head itself before hyper does: every piece must reach hyper, and the
+    // first frame, sent in the same write as the head's end, must reach the session.
+    let call = br#"{"jsonrpc":"2.0","id":7,"method":"node.info"}"#;
+    let mut frame = vec![0x81, 0x80 | u8::try_from(call.len()).unwrap(), 0, 0, 0, 0];
+    frame.extend_from_slice(call);
+    let (first, rest) = head.as_bytes().split_at(head.len() - 3);
+    for piece in first.chunks(7) {
+        tcp.write_all(piece).await.unwrap();
+        tcp.flush().await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let mut last = rest.to_vec();
+    last.extend_from_slice(&frame);
+    tcp.write_all(&last).await.unwrap();
+
+    let mut answer = Vec::new();
+    let end = loop {
+        let mut chunk = [0u8; 512];
+        let n = tokio::time::timeout(common::TIMEOUT, tcp.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&chunk[..n]);
+        if let Some(at) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    assert!(
+        answer.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let mut ws =
+        WebSocketStream::from_partially_read(tcp, answer[end..].to_vec(), Role::Client, None).await;
+    let reply = tokio::time::timeout(common::TIMEOUT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let reply: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert_eq!(reply["id"], 7, "{reply}");
+    assert!(reply["result"]["did"].is_string(), "{reply}");
+}
