@@ -63,12 +63,16 @@ async fn a_pipelined_flood_gets_at_most_request_burst_refusals_then_is_dropped()
         }
     });
     let (mut served, mut limited) = (0, 0);
+    let (mut first_refusal, mut last_refusal) = (None, None);
     let end = loop {
         match tokio::time::timeout(TIMEOUT, stream.next()).await.unwrap() {
             Some(Ok(Message::Text(text))) => {
                 let answer: Value = serde_json::from_str(&text).unwrap();
                 if is_rate_limited(&answer) {
                     limited += 1;
+                    let now = std::time::Instant::now();
+                    first_refusal.get_or_insert(now);
+                    last_refusal = Some(now);
                 } else {
                     assert!(answer["result"].is_object(), "{answer}");
                     served += 1;
@@ -83,9 +87,19 @@ async fn a_pipelined_flood_gets_at_most_request_burst_refusals_then_is_dropped()
     eprintln!("{served} served, {limited} rate_limited of {sent} sent");
     assert!(end.is_none(), "dropped without a close frame, got {end:?}");
     assert!(served >= burst, "the burst is served: {served}");
+    // The spec forgives one refusal for each whole 1/rate seconds between two refusals (a
+    // client that waits is not a flooder). A flood's refusals come within milliseconds, but a
+    // busy machine may stretch them: allow what the time they took forgives, and no more.
+    let rate = f64::from(northstar_node::config::Limits::default().requests_per_second);
+    let spread = match (first_refusal, last_refusal) {
+        (Some(first), Some(last)) => last.duration_since(first).as_secs_f64(),
+        _ => 0.0,
+    };
+    let forgiven = (spread * rate).ceil() as usize;
     assert!(
-        (1..=burst + 1).contains(&limited),
-        "{limited} rate_limited answers for a burst of {burst} ({served} served of {sent})"
+        (1..=burst + 1 + forgiven).contains(&limited),
+        "{limited} rate_limited answers for a burst of {burst}, {forgiven} forgiven over \
+         {spread:.3} s ({served} served of {sent})"
     );
     // The node serves others.
     Raw::connect(&node.url)
