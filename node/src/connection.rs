@@ -344,7 +344,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                         ..
                     })))) => return Poll::Ready(Exit::TooBig),
                     Poll::Ready(Some(Err(e))) => {
-                        tracing::debug!(error = %e, "connection broke");
+                        tracing::debug!(error = %crate::report::Causes(&e), "connection broke");
                         return Poll::Ready(Exit::Gone);
                     }
                     Poll::Ready(None) => return Poll::Ready(Exit::Gone),
@@ -376,7 +376,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     self.stall = None;
                 }
                 Poll::Ready(Err(e)) => {
-                    tracing::debug!(error = %e, "write failed");
+                    tracing::debug!(error = %crate::report::Causes(&e), "write failed");
                     return Poll::Ready(Exit::Gone);
                 }
                 Poll::Pending => {}
@@ -423,7 +423,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             match self.ws.poll_ready_unpin(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => {
-                    tracing::debug!(error = %e, "write failed");
+                    tracing::debug!(error = %crate::report::Causes(&e), "write failed");
                     return Err(Exit::Gone);
                 }
                 Poll::Pending => return Ok(wrote),
@@ -432,7 +432,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 return Ok(wrote);
             };
             if let Err(e) = self.ws.start_send_unpin(Message::text(text)) {
-                tracing::debug!(error = %e, "write failed");
+                tracing::debug!(error = %crate::report::Causes(&e), "write failed");
                 return Err(Exit::Gone);
             }
             self.dirty = true;

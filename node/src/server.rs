@@ -83,7 +83,7 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: Cancellation
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(error = %crate::report::Causes(&e), "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -129,7 +129,7 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: Cancellation
 fn tune(socket: &TcpStream) {
     // Small JSON-RPC messages must not wait for Nagle's algorithm (up to 40 ms per write).
     if let Err(e) = socket.set_nodelay(true) {
-        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        tracing::debug!(error = %crate::report::Causes(&e), "cannot set TCP_NODELAY");
     }
     let sock = socket2::SockRef::from(socket);
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -138,7 +138,7 @@ fn tune(socket: &TcpStream) {
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let bounded = sock.set_send_buffer_size(4 * NOTSENT_LOWAT as usize);
     if let Err(e) = bounded {
-        tracing::debug!(error = %e, "cannot bound the unsent data");
+        tracing::debug!(error = %crate::report::Causes(&e), "cannot bound the unsent data");
     }
 }
 
@@ -238,7 +238,7 @@ impl Accept {
                 let upgraded = match upgrade.await {
                     Ok(upgraded) => upgraded,
                     Err(e) => {
-                        tracing::debug!(error = %e, "upgrade failed");
+                        tracing::debug!(error = %crate::report::Causes(&e), "upgrade failed");
                         return;
                     }
                 };
