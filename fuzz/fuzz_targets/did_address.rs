@@ -115,44 +115,25 @@ fn multibase_base58btc(bytes: &[u8]) -> String {
 }
 
 fn check_addresses(text: &str) {
-    if let Ok(id) = SpaceId::parse(text) {
-        assert_eq!(id.as_str(), text);
-        assert_eq!(id.to_string(), text);
+    if let Some(id) = round_trip(text, SpaceId::parse) {
         assert!(text.len() <= 121, "longer than the longest space id");
         assert!((1..=MAX_UNIQUE_ID_LEN).contains(&id.unique_id().len()));
         let rebuilt = SpaceId::new(id.space_type(), id.owner(), id.unique_id())
             .expect("a parsed space id's parts build it again");
         assert_eq!(rebuilt, id);
         assert_eq!(rebuilt.as_str(), text);
-        assert_eq!(SpaceId::parse(text).expect("parses again"), id);
     }
-    let space_uri = SpaceUri::parse(text);
-    if let Ok(uri) = &space_uri {
-        assert_eq!(uri.to_string(), text);
-        assert_eq!(
-            &SpaceUri::parse(&uri.to_string()).expect("parses again"),
-            uri
-        );
+    let space_uri = round_trip(text, SpaceUri::parse);
+    if let Some(uri) = &space_uri {
         assert!(address::check_authority(&uri.authority).is_ok());
     }
-    if let Ok(path) = BeamPath::parse(text) {
-        assert_eq!(path.to_string(), text);
-        assert_eq!(
-            BeamPath::parse(&path.to_string()).expect("parses again"),
-            path
-        );
-    }
-    let beam_uri = BeamUri::parse(text);
-    if let Ok(uri) = &beam_uri {
-        assert_eq!(uri.to_string(), text);
-        assert_eq!(
-            &BeamUri::parse(&uri.to_string()).expect("parses again"),
-            uri
-        );
+    round_trip(text, BeamPath::parse);
+    let beam_uri = round_trip(text, BeamUri::parse);
+    if let Some(uri) = &beam_uri {
         assert!(address::check_authority(&uri.authority).is_ok());
     }
     assert!(
-        !(space_uri.is_ok() && beam_uri.is_ok()),
+        !(space_uri.is_some() && beam_uri.is_some()),
         "{text:?} is both a space URI and a beam URI"
     );
     if address::check_authority(text).is_ok() {
@@ -163,4 +144,22 @@ fn check_addresses(text: &str) {
             "{text:?}"
         );
     }
+}
+
+/// `text` parsed with `parse`, if it parses: it then prints back to `text` and parses again to
+/// an equal value.
+fn round_trip<T, E>(text: &str, parse: fn(&str) -> Result<T, E>) -> Option<T>
+where
+    T: std::fmt::Display + PartialEq + std::fmt::Debug,
+{
+    let parsed = parse(text).ok()?;
+    let printed = parsed.to_string();
+    assert_eq!(printed, text, "prints as another text");
+    let again = parse(&printed).ok();
+    assert_eq!(
+        again.as_ref(),
+        Some(&parsed),
+        "parses again to another value"
+    );
+    Some(parsed)
 }

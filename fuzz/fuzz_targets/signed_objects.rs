@@ -125,73 +125,45 @@ trait Kind: Signed + DeserializeOwned + PartialEq + Debug {
     fn verify_all(&self) -> Result<(), &'static str>;
 }
 
-impl Kind for AuthChallenge {
-    const RULE_ERRORS: &'static [&'static str] = &["bad_origin", "bad_address", "too_long"];
-    fn rules(&self) -> Result<(), RuleError> {
-        self.check_rules()
-    }
-    fn verify_all(&self) -> Result<(), &'static str> {
-        self.verify().map_err(|e| e.code())
-    }
+/// A kind whose `verify` checks all its signatures, with `check_rules` and its rule names if it
+/// has rule checks.
+macro_rules! kind {
+    ($ty:ty) => {
+        impl Kind for $ty {
+            fn verify_all(&self) -> Result<(), &'static str> {
+                self.verify().map_err(|e| e.code())
+            }
+        }
+    };
+    ($ty:ty, rules: $names:expr) => {
+        impl Kind for $ty {
+            const RULE_ERRORS: &'static [&'static str] = &$names;
+            fn rules(&self) -> Result<(), RuleError> {
+                self.check_rules()
+            }
+            fn verify_all(&self) -> Result<(), &'static str> {
+                self.verify().map_err(|e| e.code())
+            }
+        }
+    };
 }
 
-impl Kind for AuthResponse {
-    fn verify_all(&self) -> Result<(), &'static str> {
-        self.verify().map_err(|e| e.code())
-    }
-}
-
-impl Kind for SpaceGenesis {
-    const RULE_ERRORS: &'static [&'static str] = &["too_long", "bad_fanout", "bad_address"];
-    fn rules(&self) -> Result<(), RuleError> {
-        self.check_rules()
-    }
-    fn verify_all(&self) -> Result<(), &'static str> {
-        self.verify().map_err(|e| e.code())
-    }
-}
-
-impl Kind for Membership {
-    const RULE_ERRORS: &'static [&'static str] = &[
+kind!(AuthChallenge, rules: ["bad_origin", "bad_address", "too_long"]);
+kind!(AuthResponse);
+kind!(SpaceGenesis, rules: ["too_long", "bad_fanout", "bad_address"]);
+kind!(
+    Membership,
+    rules: [
         "subject_not_actor",
         "subject_is_actor",
         "home_required",
         "home_not_allowed",
         "bad_address",
-    ];
-    fn rules(&self) -> Result<(), RuleError> {
-        self.check_rules()
-    }
-    fn verify_all(&self) -> Result<(), &'static str> {
-        self.verify().map_err(|e| e.code())
-    }
-}
-
-impl Kind for Beam {
-    const RULE_ERRORS: &'static [&'static str] = &["too_long"];
-    fn rules(&self) -> Result<(), RuleError> {
-        self.check_rules()
-    }
-    fn verify_all(&self) -> Result<(), &'static str> {
-        self.verify().map_err(|e| e.code())
-    }
-}
-
-impl Kind for BeamRef {
-    const RULE_ERRORS: &'static [&'static str] = &["bad_address"];
-    fn rules(&self) -> Result<(), RuleError> {
-        self.check_rules()
-    }
-    fn verify_all(&self) -> Result<(), &'static str> {
-        self.verify().map_err(|e| e.code())
-    }
-}
-
-impl Kind for Tombstone {
-    fn verify_all(&self) -> Result<(), &'static str> {
-        self.verify().map_err(|e| e.code())
-    }
-}
+    ]
+);
+kind!(Beam, rules: ["too_long"]);
+kind!(BeamRef, rules: ["bad_address"]);
+kind!(Tombstone);
 
 impl Kind for Event {
     const CHECK_ERRORS: &'static [&'static str] = &[
