@@ -121,12 +121,15 @@ def seeds():
         "response": {"jsonrpc": "2.0", "id": 3, "result": True},
         "no-version": {"id": 4, "method": "node.info"},
     }
-    for name, message in messages.items():
-        yield "rpc_envelope", name, utf8(compact(message))
-    batch = [messages["request-node-info"], messages["notification"]]
-    yield "rpc_envelope", "batch", utf8(compact(batch))
-    yield "rpc_envelope", "batch-empty", b"[]"
-    yield "rpc_envelope", "not-json", b'{"jsonrpc":"2.0","id":5,'
+    # The first byte is the target's flags: bit 0 turns batches on.
+    texts = {name: utf8(compact(message)) for name, message in messages.items()}
+    texts["not-json"] = b'{"jsonrpc":"2.0","id":5,'
+    for name, text in texts.items():
+        yield "rpc_envelope", name, b"\x00" + text
+    batch = utf8(compact([messages["request-node-info"], messages["notification"]]))
+    for flags, state in ((b"\x00", "off"), (b"\x01", "on")):
+        yield "rpc_envelope", f"batch-{state}", flags + batch
+        yield "rpc_envelope", f"batch-empty-{state}", flags + b"[]"
 
 
 def main():
