@@ -8,7 +8,7 @@
 //! them, and flushes once. A burst of events thus reaches a subscriber in one write, and a
 //! subscription's next event is taken from the hub only when the socket can take it.
 //!
-//! What a message is, and which id its answer carries, is decided by [`crate::envelope`]; the
+//! What a message is, and which id its answer carries, is decided by [`northstar_protocol::envelope`]; the
 //! common checks of `spec/protocol.md` §6.3 are made here in their order (size, JSON, request,
 //! budget, method, subscriptions, parameters). The methods are `jsonrpsee`'s, called directly
 //! with this connection's [`Session`] in the extensions; only `space.subscribe` and
@@ -56,10 +56,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Session, Spent};
 use crate::config::Limits;
-use crate::envelope::{self, Entry, Refusal};
 use crate::rpc::Api;
 use crate::rpc::feed::{FeedItem, FeedStream};
 use crate::server::Slot;
+use northstar_protocol::envelope::{self, Entry, Refusal};
 
 /// Calls running plus answers waiting to be written, per connection, before reading pauses.
 /// A client that pipelines more simply waits; nothing is refused.

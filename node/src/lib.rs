@@ -24,7 +24,6 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod datadir;
-pub mod envelope;
 pub mod federation;
 pub mod gossip;
 pub mod hub;

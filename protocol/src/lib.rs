@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`address`]: space ids, `northstar://` URIs and beam paths.
 //! - [`api`]: the JSON-RPC API's result types and error codes.
+//! - [`envelope`]: what a JSON-RPC message on the wire is (request, notification or fault)
+//!   and which id its answer carries.
 //! - [`did`]: `did:key` Ed25519 identities (parse, print, the ways a DID can be wrong).
 //! - [`method`]: the wire names of the JSON-RPC methods.
 //! - [`keys`]: key pairs: generate, from a seed, save to and load from a key file.
@@ -22,6 +24,7 @@ pub mod address;
 pub mod api;
 pub mod canonical;
 pub mod did;
+pub mod envelope;
 pub mod id;
 pub mod keys;
 pub mod method;

@@ -23,7 +23,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use northstar_protocol::MAX_SAFE_INTEGER;
+use crate::MAX_SAFE_INTEGER;
 use serde::Deserialize;
 use serde::de::{
     self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
@@ -140,6 +140,10 @@ pub fn classify(text: &str) -> Message<'_> {
         .deserialize(&mut de)
         .and_then(|top| de.end().map(|()| top));
     match top {
+        // JSON by RFC 8259's grammar, but holding a value this reader cannot take where it
+        // must read one (a number beyond the double range, a lone surrogate escape): not a
+        // request, since no part of it can be trusted to be what it seems.
+        Err(_) if is_json(text) => Message::Single(unreadable()),
         Err(_) => Message::Single(refused(Fault::NotJson, None, "the message is not JSON")),
         Ok(Shape::Object(members)) => Message::Single(members.classify()),
         Ok(Shape::Array(items)) if items.is_empty() => {
@@ -156,9 +160,25 @@ fn entry(text: &str) -> Entry<'_> {
     match de.deserialize_any(Top) {
         Ok(Shape::Object(members)) => members.classify(),
         Ok(_) => not_an_object(),
-        // Valid JSON as a whole but not here: a key with a lone surrogate escape, say.
-        Err(_) => refused(Fault::NotJson, None, "the entry is not JSON"),
+        // JSON (the batch as a whole is), but not readable here: a key with a lone surrogate
+        // escape, say. An entry of a JSON batch is never "not JSON".
+        Err(_) => unreadable(),
     }
+}
+
+/// Whether `text` is one JSON value by RFC 8259's grammar, whatever its numbers' magnitudes
+/// and its escapes' surrogates.
+fn is_json(text: &str) -> bool {
+    let mut de = serde_json::Deserializer::from_str(text);
+    IgnoredAny::deserialize(&mut de).is_ok() && de.end().is_ok()
+}
+
+fn unreadable<'a>() -> Entry<'a> {
+    refused(
+        Fault::NotRequest,
+        None,
+        "a number beyond the double range or a lone surrogate escape where a request is read",
+    )
 }
 
 fn refused<'a>(fault: Fault, id: Option<Id<'a>>, reason: &'static str) -> Entry<'a> {
@@ -409,6 +429,26 @@ mod tests {
             Entry::Refused(r) => (r.fault.code(), r.id),
             other => panic!("{text} should be refused: {other:?}"),
         }
+    }
+
+    #[test]
+    fn json_it_cannot_read_is_not_a_request_and_never_not_json() {
+        // Found by the rpc_envelope fuzz target: RFC 8259 allows any number and any \u escape,
+        // so these are JSON, answered -32600, not -32700.
+        for text in ["7e7777777", "-1e400", r#""\udc00""#, r#"{"\udc00":1}"#] {
+            assert_eq!(refusal(text), (-32600, None), "{text}");
+        }
+        let batch = classify(r#"[{"\udc00":1},{"jsonrpc":"2.0","method":"m"}]"#);
+        let Message::Batch(batch) = batch else {
+            panic!("a batch");
+        };
+        let entries: Vec<_> = batch.entries().collect();
+        assert!(
+            matches!(&entries[0], Entry::Refused(r) if r.fault == Fault::NotRequest),
+            "{entries:?}"
+        );
+        assert_eq!(entries[1], Entry::Notification);
+        assert_eq!(refusal("1e400x").0, -32700);
     }
 
     #[test]
