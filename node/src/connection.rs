@@ -43,7 +43,7 @@ use jsonrpsee::types::{ErrorObject, ErrorObjectOwned, Id, Params};
 use jsonrpsee::{ConnectionId, Extensions};
 use northstar_protocol::address::SpaceId;
 use northstar_protocol::api::ErrorCode;
-use northstar_protocol::canonical;
+use northstar_protocol::{canonical, method};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -81,11 +81,11 @@ pub const TOO_BIG_FACTOR: usize = 2;
 pub const WRITE_STALL: Duration = Duration::from_secs(10);
 
 /// The wire name of subscription notifications.
-const NOTIFICATION: &str = "space.event";
+const NOTIFICATION: &str = method::SPACE_EVENT;
 
 /// The two methods served here rather than by `jsonrpsee`.
-const SUBSCRIBE: &str = "space.subscribe";
-const UNSUBSCRIBE: &str = "space.unsubscribe";
+const SUBSCRIBE: &str = method::SPACE_SUBSCRIBE;
+const UNSUBSCRIBE: &str = method::SPACE_UNSUBSCRIBE;
 
 /// What every connection of a listener shares.
 #[derive(Debug)]

@@ -10,7 +10,7 @@
 //! answered with HTTP 429. TCP connections that have not upgraded yet are counted too, in a
 //! smaller pool: over it a new TCP connection is closed unread, and one that has not upgraded
 //! by the handshake deadline is closed. Until it has sent a whole request head a connection
-//! costs its task, its socket and a buffer the size of what it sent ([`read_head`]); hyper and
+//! costs its task, its socket and a buffer the size of what it sent (`read_head`); hyper and
 //! its buffers come in only then, so connections that trickle a head (slowloris) cost little,
 //! and the memory they took is small enough to be given back. A TCP connection that has not become an authenticated
 //! session by the auth deadline is dropped, whether it upgraded or not.

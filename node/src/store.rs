@@ -569,7 +569,7 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Beams by `author` that `caller` may read ([`readable`]), newest first, created before
+    /// Beams by `author` that `caller` may read (spec §6.3.16), newest first, created before
     /// `before` (ms), at most `limit`. Beams read stop before their JSON passes `max_bytes`
     /// (at least one is returned if there is one), so a page fits in one message and a large
     /// page costs no more than that.
@@ -609,7 +609,7 @@ impl Store {
     }
 
     /// Whether `caller` (a user or node DID; `None` for an anonymous connection) may read the
-    /// beam at `path` with content id `id` by `author`: the rule of [`readable`].
+    /// beam at `path` with content id `id` by `author`: the rule of spec §6.3.16, as this module writes it in SQL once.
     pub async fn beam_readable(
         &self,
         path: &str,
@@ -629,7 +629,7 @@ impl Store {
         Ok(row.get::<i64, _>(0) != 0)
     }
 
-    /// The `dm` spaces among a beam's refs (as [`readable`] counts them) that another node
+    /// The `dm` spaces among a beam's refs (as the read rule counts them) that another node
     /// sequences: `(space id, sequencer authority)`.
     pub async fn replicated_dm_spaces_of_beam(
         &self,

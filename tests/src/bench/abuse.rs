@@ -3,16 +3,16 @@
 //! Each run starts a fresh node process (`bench __node --default-limits`), so its limits are an
 //! operator's and its RSS is its own. A legitimate client, from another loopback address
 //! (127.0.0.2) so the flooders' address budget is not its own, calls `node.info` every
-//! [`LEGIT_PACE`] throughout, and its latency is measured in three phases:
+//! `LEGIT_PACE` throughout, and its latency is measured in three phases:
 //!
 //! - *quiet*: nothing else; the floor of the latencies below.
 //! - *floods*: connections from 127.0.0.1 each pipelining ten times `request_burst` requests
-//!   without reading, first one after another, then [`Settings::abuse_flood_connections`] at
+//!   without reading, first one after another, then [`super::Settings::abuse_flood_connections`] at
 //!   once. Figures: the most `rate_limited` answers one flooding connection got before the node
 //!   dropped it (ceiling: `request_burst` + 1, which the spec allows), and the requests the
 //!   node served to the simultaneous flooders together (ceiling: what the address's budget
 //!   allows in that time).
-//! - *slowloris*: [`Settings::abuse_slowloris`] TCP connections from 200 loopback addresses,
+//! - *slowloris*: [`super::Settings::abuse_slowloris`] TCP connections from 200 loopback addresses,
 //!   each sending half an HTTP request and nothing more. Figures: the connections the node
 //!   holds at the peak (its open file descriptors less those before; ceiling:
 //!   `max_pending_connections`), its RSS before, at the peak and a moment after the clients
