@@ -148,7 +148,7 @@ macro_rules! kind {
     };
 }
 
-kind!(AuthChallenge, rules: ["bad_origin", "bad_address", "too_long"]);
+kind!(AuthChallenge, rules: ["bad_origin", "bad_address", "too_long", "bad_expiry"]);
 kind!(AuthResponse);
 kind!(SpaceGenesis, rules: ["too_long", "bad_fanout", "bad_address"]);
 kind!(
