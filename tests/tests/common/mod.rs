@@ -126,20 +126,17 @@ impl Raw {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let tcp = socket.connect(node.addr).await.unwrap();
-        let (ws, _) = tokio::time::timeout(
-            TIMEOUT,
-            tokio_tungstenite::client_async(node.url.as_str(), MaybeTlsStream::Plain(tcp)),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        Self { ws, next_id: 1 }
+        Self::over(node, tcp).await
     }
 
     /// A connection from another loopback address (`127.0.0.x` are all this machine), so a
     /// test can act as a second client address.
     pub async fn connect_from(node: &TestNode, source: std::net::Ipv4Addr) -> Self {
-        let tcp = tcp_from(node, source).await;
+        Self::over(node, tcp_from(node, source).await).await
+    }
+
+    /// The WebSocket handshake with `node` over a TCP connection to it.
+    async fn over(node: &TestNode, tcp: TcpStream) -> Self {
         let (ws, _) = tokio::time::timeout(
             TIMEOUT,
             tokio_tungstenite::client_async(node.url.as_str(), MaybeTlsStream::Plain(tcp)),
