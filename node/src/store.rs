@@ -7,6 +7,8 @@
 //! - [`Store::commit`] returns only after the transaction is durable: an acknowledged write
 //!   survives a crash of the process or the machine.
 //! - Writes come from one task (the sequencer); reads may come from anywhere.
+//! - Refs are matched to beams by author and id, never by id alone; a beam's `beam_posts` rows
+//!   (where it was posted through this node) go with its content when it is deleted.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -221,8 +223,8 @@ pub enum Op {
     },
     /// Store a beam's content.
     PutBeam(BeamRow),
-    /// Record that the beam at `path` was posted into `space` through this node, its home
-    /// (idempotent).
+    /// Record that the beam at `path` was posted through this node, its home, into `space`,
+    /// which another node sequences (idempotent; removed with the beam).
     Posted {
         /// The beam's path.
         path: String,
@@ -1046,6 +1048,12 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), StoreErr
                 .bind(path)
                 .execute(&mut **tx)
                 .await?;
+            // Where it was posted says who may read it; with the content gone, nothing is left
+            // to read.
+            sqlx::query("DELETE FROM beam_posts WHERE path = ?")
+                .bind(path)
+                .execute(&mut **tx)
+                .await?;
             sqlx::query(
                 "INSERT INTO tombstones (beam, author, json) VALUES (?, ?, ?) \
                  ON CONFLICT (beam) DO NOTHING",
@@ -1058,4 +1066,116 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, op: &Op) -> Result<(), StoreErr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beam(path: &str) -> BeamRow {
+        BeamRow {
+            path: path.into(),
+            id: "bid".into(),
+            author: "did:key:author".into(),
+            json: "{}".into(),
+            created_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_beam_posted_into_a_remote_channel_is_public_until_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("n.db")).await.unwrap();
+        let path = "beam/bah/bid";
+        let readable = |caller| store.beam_readable(path, "bid", "did:key:author", caller);
+        store
+            .commit(&[
+                Op::PutBeam(beam(path)),
+                Op::Posted {
+                    path: path.into(),
+                    space: "channel/owner/c".into(),
+                },
+            ])
+            .await
+            .unwrap();
+        assert!(
+            readable(None).await.unwrap(),
+            "posted into a channel: public"
+        );
+        assert!(readable(Some("did:key:author")).await.unwrap());
+        store
+            .commit(&[Op::DeleteBeam {
+                path: path.into(),
+                beam: "bid".into(),
+                author: "did:key:author".into(),
+                tombstone: "{}".into(),
+            }])
+            .await
+            .unwrap();
+        assert!(store.beam(path).await.unwrap().is_none());
+        assert!(
+            !readable(None).await.unwrap(),
+            "its posts went with its content"
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_beam_posted_only_into_a_dm_is_read_by_its_members_and_their_homes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("n.db")).await.unwrap();
+        let path = "beam/bah/bid";
+        let dm = "dm/owner/d";
+        let space = SpaceRow {
+            id: dm.into(),
+            space_type: "dm".into(),
+            owner: "did:key:owner".into(),
+            name: "D".into(),
+            sequencer: "did:key:seq".into(),
+            authority: "seq.example".into(),
+            head_seq: 0,
+            head_id: String::new(),
+            created_at: 1,
+            fanout: 10,
+        };
+        let member = |did: &str, state, home: Option<&str>| Op::Member {
+            space: dm.into(),
+            did: did.into(),
+            state: Some(state),
+            seq: 1,
+            home: home.map(|node| HomeRow {
+                node: node.into(),
+                authority: "home.example".into(),
+            }),
+        };
+        store
+            .commit(&[
+                Op::CreateSpace(space),
+                member("did:key:m", MemberState::Member, Some("did:key:home")),
+                member("did:key:i", MemberState::Invited, None),
+                Op::PutBeam(beam(path)),
+                Op::Posted {
+                    path: path.into(),
+                    space: dm.into(),
+                },
+            ])
+            .await
+            .unwrap();
+        let readable = |caller| store.beam_readable(path, "bid", "did:key:author", caller);
+        for (caller, may) in [
+            (None, false),
+            (Some("did:key:author"), true),
+            (Some("did:key:m"), true),
+            (Some("did:key:home"), true),
+            (Some("did:key:i"), false),
+            (Some("did:key:outsider"), false),
+        ] {
+            assert_eq!(readable(caller).await.unwrap(), may, "{caller:?}");
+        }
+        let listed =
+            |caller| store.beams_by_author("did:key:author", u64::MAX >> 11, 10, 1 << 20, caller);
+        assert_eq!(listed(Some("did:key:m")).await.unwrap().len(), 1);
+        assert!(listed(Some("did:key:outsider")).await.unwrap().is_empty());
+        store.close().await;
+    }
 }
