@@ -13,6 +13,7 @@
 //! - [`federation`]: authenticated, pooled links to other nodes.
 //! - [`gossip`]: pushing events down broadcast trees and pulling what is missing.
 //! - [`auth`]: connection sessions and the challenge-response handshake.
+//! - [`admission`]: how many connections the node holds, per address and in all.
 //! - [`rpc`]: the JSON-RPC methods and the one mapping from errors to error objects.
 //! - [`connection`]: one WebSocket session: reading, running calls, batched writes.
 //! - [`server`]: the listener, connection limits, the WebSocket upgrade and `GET /health`.
@@ -20,6 +21,7 @@
 //! [`run`] wires them together; the `northstar` binary adds arguments, logging and signals.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admission;
 pub mod auth;
 pub mod clock;
 pub mod config;

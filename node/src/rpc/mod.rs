@@ -32,7 +32,7 @@ use northstar_protocol::wire::{
 };
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Authenticator, Session};
+use crate::auth::{AuthError, Authenticator, Session};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::federation::{LinkError, Links};
@@ -81,6 +81,21 @@ impl ApiError {
 impl From<ApiError> for ErrorObjectOwned {
     fn from(e: ApiError) -> Self {
         ErrorObjectOwned::owned(e.code.code(), e.message, Some(e.code.name()))
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Refused { code, message } => ApiError::new(code, message),
+            AuthError::Internal(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<AuthError> for ErrorObjectOwned {
+    fn from(e: AuthError) -> Self {
+        ApiError::from(e).into()
     }
 }
 
