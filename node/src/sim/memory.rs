@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use northstar_protocol::address::SpaceId;
 use northstar_protocol::{ContentId, Did};
 
-use crate::spaces::decide::{Known, Needs, Reads, state_from_rows};
+use crate::spaces::decide::{Known, Needs, Reads};
+use crate::spaces::rows::state_from_rows;
 use crate::store::{EventRow, MemberRow, Op, SpaceRow};
 
 /// One node's committed rows.

@@ -17,17 +17,15 @@ use std::sync::Arc;
 
 use northstar_protocol::address::{BeamPath, SpaceId};
 use northstar_protocol::api::Ack;
-use northstar_protocol::chain::{Chain, ChainError, Place};
-use northstar_protocol::wire::{
-    Beam, Event, Home, MembershipAction, Payload, SpaceGenesis, Tombstone,
-};
+use northstar_protocol::wire::{Beam, Event, MembershipAction, Payload, SpaceGenesis, Tombstone};
 use northstar_protocol::{ContentId, Did, Keypair, SignatureError};
 
 use super::replica::{Identified, Replicated};
 use super::routing::TreeNodes;
-use super::rules::{Member, MemberChange, Refusal, SpaceState};
+use super::rows::{beam_row, push_event, space_row};
+use super::rules::{Refusal, SpaceState};
 use crate::hub::LiveEvent;
-use crate::store::{BeamRow, EventRow, HomeRow, MemberRow, Op, SpaceRow, StoreError};
+use crate::store::{Op, StoreError};
 
 /// Why the writer refused or failed a request.
 #[derive(Debug, thiserror::Error)]
@@ -203,11 +201,11 @@ impl Decided {
 
 /// One request's changes, merged into the group's once the request is decided.
 #[derive(Debug, Default)]
-struct Pending {
-    ops: Vec<Op>,
-    live: Vec<(String, Arc<LiveEvent>)>,
-    acks: Vec<Ack>,
-    forward: Vec<Event>,
+pub(super) struct Pending {
+    pub(super) ops: Vec<Op>,
+    pub(super) live: Vec<(String, Arc<LiveEvent>)>,
+    pub(super) acks: Vec<Ack>,
+    pub(super) forward: Vec<Event>,
 }
 
 impl Pending {
@@ -242,8 +240,8 @@ const MAX_CACHED_SPACES: usize = 4096;
 /// The writer's memory and its decisions.
 #[derive(Debug)]
 pub struct Core {
-    key: Keypair,
-    spaces: HashMap<SpaceId, SpaceState>,
+    pub(super) key: Keypair,
+    pub(super) spaces: HashMap<SpaceId, SpaceState>,
     /// Each space's tree nodes and the `members_version` they were derived at.
     trees: HashMap<SpaceId, (u64, Arc<TreeNodes>)>,
     group: GroupBeams,
@@ -689,183 +687,6 @@ impl Core {
         self.group.deleted.insert(tombstone.beam);
         Ok((pending, remote))
     }
-
-    /// Add verified `events` (in any order) to the replicas they belong to.
-    fn replicate(
-        &mut self,
-        mut events: Vec<Identified>,
-        create: bool,
-        reads: &Reads,
-        now: u64,
-    ) -> (Pending, Replicated) {
-        events.sort_by(|a, b| {
-            let (a, b) = (a.event(), b.event());
-            a.space.cmp(&b.space).then(a.seq.cmp(&b.seq))
-        });
-        let mut pending = Pending::default();
-        let mut outcome = Replicated::default();
-        for item in events {
-            match self.replicate_one(&mut pending, item, create, reads, now) {
-                Ok(Step::Added(head)) => {
-                    outcome.accepted += 1;
-                    outcome.head = head;
-                }
-                Ok(Step::Duplicate(head)) => {
-                    outcome.duplicates += 1;
-                    outcome.head = head;
-                }
-                Ok(Step::Gap(head)) => {
-                    outcome.gap = true;
-                    outcome.head = head;
-                    break;
-                }
-                Ok(Step::Refused(reason)) => {
-                    outcome.refused = Some(reason);
-                    break;
-                }
-                // The events before this one moved the state and are queued: keep them, so
-                // what is committed is what the state says; a later pull brings the rest.
-                Err(e) => {
-                    outcome.refused = Some(format!("the node failed part-way: {e}"));
-                    break;
-                }
-            }
-        }
-        // The gossip layer forwards what was added; acks are for the sequencer's callers only.
-        pending.acks.clear();
-        (pending, outcome)
-    }
-
-    fn replicate_one(
-        &mut self,
-        pending: &mut Pending,
-        item: Identified,
-        create: bool,
-        reads: &Reads,
-        now: u64,
-    ) -> Result<Step, SequenceError> {
-        let (event, event_id) = (item.event(), item.id());
-        let space = event.space.clone();
-        let Some(state) = self.spaces.get(&space) else {
-            return Ok(self.start_replica(pending, event, event_id, create));
-        };
-        if state.sequencer == *self.key.did() {
-            return Ok(Step::Refused(format!("{space} is sequenced here")));
-        }
-        let head = state.head_seq;
-        let chain = Chain::after(
-            space.clone(),
-            state.sequencer.clone(),
-            head,
-            Some(state.head_id),
-        );
-        let place = match chain.link(event, event_id) {
-            Ok(place) => place,
-            Err(ChainError::Fork { held, .. }) => {
-                return Ok(fork(pending, event, held, reads, now));
-            }
-            Err(e) => {
-                tracing::warn!(space = %space, seq = event.seq, error = %e, "refused an event that does not extend the replica");
-                return Ok(Step::Refused(format!(
-                    "event {} of {space}: {e}",
-                    event.seq
-                )));
-            }
-        };
-        match place {
-            Place::Head => Ok(Step::Duplicate(head)),
-            Place::Ahead => Ok(Step::Gap(head)),
-            Place::Behind => {
-                let held = match state.recent_id(event.seq) {
-                    Some(id) => Some(id),
-                    None => reads
-                        .held
-                        .get(&(space.clone(), event.seq))
-                        .and_then(|h| h.as_ref().map(|(id, _)| *id)),
-                };
-                Ok(match held {
-                    Some(id) if id == event_id => Step::Duplicate(head),
-                    Some(id) => fork(pending, event, id, reads, now),
-                    None => Step::Refused(format!("{space} has no event {} here", event.seq)),
-                })
-            }
-            Place::Next => {
-                let changes = SpaceState::effects(&event.payload);
-                push_event(pending, event, event_id, &changes)?;
-                if let Some(state) = self.spaces.get_mut(&space) {
-                    state.apply(event.seq, event_id, &changes);
-                }
-                Ok(Step::Added(event.seq))
-            }
-        }
-    }
-
-    /// The first event of a replica this node asked for: its genesis, checked by the chain.
-    fn start_replica(
-        &mut self,
-        pending: &mut Pending,
-        event: &Event,
-        event_id: ContentId,
-        create: bool,
-    ) -> Step {
-        let genesis = match (&event.payload, create) {
-            (Payload::Create(genesis), true) => genesis,
-            _ => return Step::Refused(format!("{} is not replicated here", event.space)),
-        };
-        let chain = Chain::from_start(event.space.clone(), genesis.sequencer.clone());
-        if let Err(e) = chain.link(event, event_id) {
-            return Step::Refused(e.to_string());
-        }
-        if event.seq != 1 {
-            return Step::Refused(format!("{} is not replicated here", event.space));
-        }
-        let changes = [SpaceState::owner_change(genesis)];
-        let before = pending.ops.len();
-        pending.ops.push(Op::CreateSpace(space_row(genesis)));
-        if let Err(e) = push_event(pending, event, event_id, &changes) {
-            // No space row without its genesis event.
-            pending.ops.truncate(before);
-            return Step::Refused(e.to_string());
-        }
-        self.spaces
-            .insert(event.space.clone(), SpaceState::genesis(genesis, event_id));
-        Step::Added(1)
-    }
-}
-
-enum Step {
-    Added(u64),
-    Duplicate(u64),
-    Gap(u64),
-    Refused(String),
-}
-
-/// Two different events signed for one seq: keep both as proof, refuse the rival.
-fn fork(pending: &mut Pending, rival: &Event, held: ContentId, reads: &Reads, now: u64) -> Step {
-    let space = &rival.space;
-    let kept = match reads.held.get(&(space.clone(), rival.seq)) {
-        Some(Some((_, json))) => json.clone(),
-        // Held in this very group or only remembered by id: the id is the proof's anchor.
-        _ => held.to_string(),
-    };
-    let rival_json = match serde_json::to_string(rival) {
-        Ok(json) => json,
-        Err(e) => return Step::Refused(e.to_string()),
-    };
-    tracing::warn!(
-        space = %space,
-        seq = rival.seq,
-        held = %held,
-        "fork: the sequencer signed two different events for one seq; refused the second, kept both as proof"
-    );
-    pending.ops.push(Op::Fork {
-        space: space.to_string(),
-        seq: rival.seq,
-        kept,
-        rival: rival_json,
-        detected_at: now,
-    });
-    Step::Refused(format!("fork at seq {} of {space}", rival.seq))
 }
 
 fn push_new<T: PartialEq>(list: &mut Vec<T>, item: T) {
@@ -904,144 +725,6 @@ fn check_home(state: &SpaceState, payload: &Payload, via: &Did) -> Result<(), Re
     }
 }
 
-/// A space's state from its stored row and member rows.
-pub fn state_from_rows(
-    space: &SpaceId,
-    row: SpaceRow,
-    members: Vec<MemberRow>,
-) -> Result<SpaceState, StoreError> {
-    let corrupt = |table: &'static str, e: &dyn std::fmt::Display| StoreError::Corrupt {
-        table,
-        reason: e.to_string(),
-    };
-    let head_id = ContentId::parse(&row.head_id).map_err(|e| corrupt("spaces", &e))?;
-    let sequencer = Did::parse(&row.sequencer).map_err(|e| corrupt("spaces", &e))?;
-    let mut restored = Vec::with_capacity(members.len());
-    for m in members {
-        let home = match m.home {
-            Some(h) => Some(Home {
-                node: Did::parse(&h.node).map_err(|e| corrupt("members", &e))?,
-                authority: h.authority,
-            }),
-            None => None,
-        };
-        let did = Did::parse(&m.did).map_err(|e| corrupt("members", &e))?;
-        let member = Member {
-            state: m.state,
-            seq: m.seq,
-            home,
-        };
-        restored.push((did, member));
-    }
-    Ok(SpaceState::restore(
-        space.clone(),
-        sequencer,
-        row.authority,
-        row.fanout,
-        row.head_seq,
-        head_id,
-        restored,
-    ))
-}
-
-/// A space's row as its genesis founds it.
-pub(crate) fn space_row(genesis: &SpaceGenesis) -> SpaceRow {
-    let id = &genesis.space;
-    SpaceRow {
-        id: id.to_string(),
-        space_type: id.space_type().as_str().to_owned(),
-        owner: id.owner().to_string(),
-        name: genesis.name.clone(),
-        sequencer: genesis.sequencer.to_string(),
-        authority: genesis.authority.clone(),
-        head_seq: 0,
-        head_id: String::new(),
-        created_at: genesis.created_at,
-        fanout: genesis.fanout,
-    }
-}
-
-/// Queue the rows, the live event, the ack and the forwarding of one event. It fails only
-/// before it queues anything, so a caller never holds half an event.
-fn push_event(
-    pending: &mut Pending,
-    event: &Event,
-    event_id: ContentId,
-    changes: &[MemberChange],
-) -> Result<(), SequenceError> {
-    // Serialised once, straight into the shared form subscribers get (no re-parse).
-    let raw = serde_json::value::to_raw_value(event).map_err(StoreError::from_json)?;
-    let json = raw.get().to_owned();
-    let space = event.space.to_string();
-    for change in changes {
-        pending.ops.push(Op::Member {
-            space: space.clone(),
-            did: change.did.to_string(),
-            state: change.state,
-            seq: event.seq,
-            home: change.home.as_ref().map(|h| HomeRow {
-                node: h.node.to_string(),
-                authority: h.authority.clone(),
-            }),
-        });
-    }
-    match &event.payload {
-        Payload::BeamRef(r) => pending.ops.push(Op::BeamRef {
-            beam: r.beam.to_string(),
-            space: space.clone(),
-            seq: event.seq,
-            author: r.author.to_string(),
-            home: r.home.clone(),
-        }),
-        Payload::Tombstone(t) => pending.ops.push(Op::Uncache {
-            beam: t.beam.to_string(),
-            author: t.author.to_string(),
-        }),
-        _ => {}
-    }
-    pending.ops.push(Op::Event(EventRow {
-        space: space.clone(),
-        seq: event.seq,
-        id: event_id.to_string(),
-        kind: event.payload.kind().to_owned(),
-        author: event.author().to_string(),
-        json,
-    }));
-    let removes = match &event.payload {
-        Payload::Membership(m)
-            if matches!(
-                m.action,
-                MembershipAction::Leave | MembershipAction::Kick | MembershipAction::Ban
-            ) =>
-        {
-            Some(m.subject.clone())
-        }
-        _ => None,
-    };
-    pending.live.push((
-        space,
-        Arc::new(LiveEvent {
-            seq: event.seq,
-            json: raw,
-            removes,
-        }),
-    ));
-    pending.acks.push(Ack {
-        space: event.space.clone(),
-        event_id,
-        seq: event.seq,
-    });
-    pending.forward.push(event.clone());
-    Ok(())
-}
-
-fn beam_row(beam: &Beam) -> Result<BeamRow, SequenceError> {
-    let path = beam.path()?;
-    Ok(BeamRow {
-        path: path.to_string(),
-        id: path.beam.to_string(),
-        author: beam.author.to_string(),
-        json: serde_json::to_string(beam).map_err(StoreError::from_json)?,
-        created_at: beam.created_at,
-    })
-}
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

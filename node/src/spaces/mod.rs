@@ -5,6 +5,8 @@
 //! - [`rules`]: a space's rules as a state machine: who may do what, what each event changes.
 //! - [`decide`]: the writer's decisions for a group of requests: sequencing, replication,
 //!   deletion; what to read first, what to commit after.
+//! - [`replicate`]: the part of [`decide`] that places verified events in replicas.
+//! - [`rows`]: a space's state from its rows, and the rows each decided event writes.
 //! - [`replica`]: verifying what other nodes send before the writer sees it.
 //! - [`tree`]: the broadcast tree over a space's member nodes.
 //! - [`routing`]: where a committed item goes next, and the outbox it leaves by.
@@ -17,7 +19,9 @@
 
 pub mod decide;
 pub mod replica;
+pub mod replicate;
 pub mod routing;
+pub mod rows;
 pub mod rules;
 pub mod tree;
 pub mod writer;

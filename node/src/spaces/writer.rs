@@ -17,11 +17,10 @@ use northstar_protocol::{ContentId, Did, Keypair};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::decide::{
-    Core, Decided, Deleted, Input, Known, Needs, Outcome, Reads, SequenceError, state_from_rows,
-};
+use super::decide::{Core, Decided, Deleted, Input, Known, Needs, Outcome, Reads, SequenceError};
 use super::replica::{Identified, Replicated};
 use super::routing::{Broadcast, Outbox};
+use super::rows::state_from_rows;
 use super::rules::SpaceState;
 use crate::clock::now_ms;
 use crate::hub::Hub;
