@@ -135,9 +135,21 @@ impl TestDatabase {
         let mut admin = PgConnection::connect(server_url)
             .await
             .map_err(|e| connect_error(redact(server_url), e))?;
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        // A linguistic collation where the server has ICU, as most production servers sort
+        // text by a language's rules rather than by bytes: the tests then show that the
+        // schema's bytewise columns do not depend on it.
+        let icu = format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en'"
+        );
+        if sqlx::raw_sql(AssertSqlSafe(icu))
             .execute(&mut admin)
-            .await?;
+            .await
+            .is_err()
+        {
+            sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&mut admin)
+                .await?;
+        }
         drop(admin.close().await);
         Ok(Self {
             url: with_database(server_url, &name),
