@@ -1069,3 +1069,23 @@ async fn serve_exits_1_when_the_database_server_is_unreachable() {
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+#[tokio::test]
+async fn serve_exits_1_naming_both_nodes_when_the_database_is_another_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shared.db");
+    let url = format!("sqlite://{}", file.display());
+    let storage = Storage::from_url(&url, dir.path()).unwrap();
+    let other = "did:key:z6MkTheNodeThatCameFirst";
+    Store::open(&storage, other).await.unwrap().close().await;
+    let (code, stderr) = tokio::task::spawn_blocking(move || serve_with_storage(&url))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "belongs to node {other}, not to this node did:key:z"
+        )),
+        "{stderr}"
+    );
+}

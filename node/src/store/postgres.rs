@@ -88,7 +88,25 @@ pub(super) async fn open(url: &str) -> Result<Db, StoreError> {
         pool.close().await;
         return Err(StoreError::from_migrate(&target, e));
     }
+    warn_if_not_durable(&pool, &target).await?;
     Ok(Sql { pool })
+}
+
+/// Say so if the server acknowledges commits before they are on disk: the node would then
+/// acknowledge writes a crash of the server can lose. Left to its operator, who may have
+/// reasons (a replica elsewhere), rather than overridden.
+async fn warn_if_not_durable(pool: &sqlx::PgPool, target: &str) -> Result<(), StoreError> {
+    let setting: String = sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+        .fetch_one(pool)
+        .await?;
+    if setting == "off" {
+        tracing::warn!(
+            database = %target,
+            synchronous_commit = %setting,
+            "the database server acknowledges commits before they are durable"
+        );
+    }
+    Ok(())
 }
 
 /// The error for a failed connection to `target`, by what the server or the network said.
