@@ -6,7 +6,7 @@
 //! - [`report`]: errors in the log with their whole cause chain.
 //! - [`clock`]: the wall clock, read by actors only.
 //! - [`datadir`]: the data directory, private and held by one node process at a time.
-//! - [`store`]: the database and its invariants.
+//! - [`store`]: the storage interface over SQLite or PostgreSQL, and its invariants.
 //! - [`hub`]: live fan-out of committed events to subscribers.
 //! - [`spaces`]: the spaces' rules, the writer's decisions without I/O, the single writer
 //!   around them, and the broadcast trees.
@@ -104,7 +104,9 @@ pub async fn run(
     // Held until the store is closed, at the end of this function.
     let data_dir = DataDir::claim(&config.data_dir, &address)?;
     let key = node_key(&config.data_dir)?;
-    let store = Store::open(&config.database_path()?).await?;
+    let storage = config.storage()?;
+    let store = Store::open(&storage, key.did().as_str()).await?;
+    tracing::info!(%storage, "database open");
     let hub = Arc::new(hub::Hub::new(config.limits.subscriber_queue as usize));
     let links = Arc::new(federation::Links::new(key.clone(), config.origin()));
     // Gossip and background work stop before the writer, so nothing waits on a closed writer.
