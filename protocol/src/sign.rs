@@ -253,9 +253,16 @@ pub fn sign<T: Signed>(object: &mut T, key: &Keypair, signer: &Did) -> Result<()
 
 /// Check `object`'s signature under `signer`, strictly.
 pub fn verify<T: Signed>(object: &T, signer: &Did) -> Result<(), SignatureError> {
-    let message = signing_message(T::DOMAIN, &object.canonical_unsigned()?);
+    verify_with_id(object, signer).map(drop)
+}
+
+/// [`verify`], returning the object's content id ([`Signed::content_id`]) from the same
+/// canonical bytes, so a reader that needs both encodes the object once.
+pub fn verify_with_id<T: Signed>(object: &T, signer: &Did) -> Result<ContentId, SignatureError> {
+    let canonical = object.canonical_unsigned()?;
+    let message = signing_message(T::DOMAIN, &canonical);
     if object.signature().verify_raw(signer, &message) {
-        Ok(())
+        Ok(ContentId::of(&canonical))
     } else {
         Err(SignatureError::Invalid {
             domain: T::DOMAIN.tag(),

@@ -182,10 +182,11 @@ impl Memory {
             reads.stored.insert(path, found);
         }
         for (beam, author) in needs.referencing {
+            let (b_text, a_text) = (beam.to_string(), author.to_string());
             let spaces = self
                 .refs
                 .iter()
-                .filter(|(b, _, a)| *b == beam.to_string() && *a == author.to_string())
+                .filter(|(b, _, a)| *b == b_text && *a == a_text)
                 .map(|(_, s, _)| SpaceId::parse(s).expect("a space id the simulator wrote"))
                 .collect();
             reads.referencing.insert((beam, author), spaces);

@@ -37,7 +37,7 @@ use serde_json::value::RawValue;
 use crate::spaces::decide::{Core, Input, Outcome, Reads};
 use crate::spaces::replica::{verify_page_with, verify_pushed_with};
 use crate::spaces::routing::Router;
-use crate::store::EventRow;
+use crate::store::{EventRow, Op};
 use memory::Memory;
 
 /// Seeds `cargo test` runs.
@@ -90,7 +90,7 @@ struct World {
     owner: Keypair,
     authors: Vec<(Keypair, usize)>,
     /// Messages in flight by delivery tick.
-    net: BTreeMap<(u64, u64), (usize, usize, Msg)>,
+    net: BTreeMap<(u64, u64), (usize, usize, Msg, bool)>,
     sent: u64,
     /// Pairs cut until a tick.
     cuts: Vec<(usize, usize, u64)>,
@@ -102,11 +102,11 @@ struct World {
     rivals: BTreeSet<(usize, u64, ContentId)>,
     rivals_decided: BTreeSet<(usize, u64, ContentId)>,
     /// (seq, id) of every event an honest node sent.
-    sent_events: BTreeSet<(u64, ContentId)>,
+    sent_events: BTreeSet<(u64, String)>,
 }
 
 /// A check remembered: (event id, signature, sequencer) and its result.
-type Checked = HashMap<(ContentId, [u8; 64], Did), Result<(), EventError>>;
+type Checked = HashMap<(ContentId, [u8; 64], Did), Result<ContentId, EventError>>;
 
 thread_local! {
     /// What this thread's run checked already: (event id, signature, sequencer) → the result.
@@ -114,18 +114,18 @@ thread_local! {
         std::cell::RefCell::default();
 }
 
-/// [`Event::verify`], remembered: the event's id covers everything but its signature, so the
-/// id, the signature and the sequencer decide the result. Nodes still check every event they
-/// receive; the simulation just does not pay for the same check twice.
-fn remembered(event: &Event, sequencer: &Did) -> Result<(), EventError> {
+/// [`Event::verify_id`], remembered: the event's id covers everything but its signature, so
+/// the id, the signature and the sequencer decide the result. Nodes still check every event
+/// they receive; the simulation just does not pay for the same check twice.
+fn remembered(event: &Event, sequencer: &Did) -> Result<ContentId, EventError> {
     let Ok(id) = event.id() else {
-        return event.verify(sequencer);
+        return event.verify_id(sequencer);
     };
     let key = (id, event.sig.to_bytes(), sequencer.clone());
     if let Some(known) = CHECKED.with(|c| c.borrow().get(&key).cloned()) {
         return known;
     }
-    let result = event.verify(sequencer);
+    let result = event.verify_id(sequencer);
     CHECKED.with(|c| c.borrow_mut().insert(key, result.clone()));
     result
 }
@@ -200,33 +200,32 @@ impl World {
 
     /// Send `msg`; `honest` is false for what the byzantine member sends.
     fn send_as(&mut self, from: usize, to: usize, msg: Msg, honest: bool) {
-        if honest {
-            let events: Vec<(u64, ContentId)> = match &msg {
-                Msg::Push(events) => events
-                    .iter()
-                    .map(|e| (e.seq, e.id().expect("an id")))
-                    .collect(),
-                Msg::Page { events } => events
-                    .iter()
-                    .map(|row| (row.seq, ContentId::parse(&row.id).expect("a stored id")))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            self.sent_events.extend(events);
+        // What honest nodes push is recorded where they decide it (its ids are in the rows).
+        if honest && let Msg::Page { events } = &msg {
+            self.sent_events
+                .extend(events.iter().map(|row| (row.seq, row.id.clone())));
         }
         let copies = if self.faults && self.rng.random_bool(0.05) {
             2
         } else {
             1
         };
-        for _ in 0..copies {
+        let mut msg = Some(msg);
+        for copy in 1..=copies {
             if self.faults && self.rng.random_bool(0.1) {
                 continue;
             }
             let delay = self.rng.random_range(1..=30);
             self.sent += 1;
-            self.net
-                .insert((self.tick + delay, self.sent), (from, to, msg.clone()));
+            let this = if copy == copies {
+                msg.take()
+            } else {
+                msg.clone()
+            };
+            if let Some(this) = this {
+                self.net
+                    .insert((self.tick + delay, self.sent), (from, to, this, honest));
+            }
         }
     }
 
@@ -353,7 +352,7 @@ impl World {
         self.send_as(from, target, Msg::Push(vec![event]), false);
     }
 
-    fn deliver(&mut self, from: usize, to: usize, msg: Msg) {
+    fn deliver(&mut self, from: usize, to: usize, msg: Msg, honest: bool) {
         if !self.nodes[to].up || (self.faults && self.cut(from, to)) {
             return;
         }
@@ -373,7 +372,12 @@ impl World {
                 if !self.nodes[to].mem.spaces.contains_key(space.as_str()) {
                     return;
                 }
-                let rival = events.first().and_then(|e| e.id().ok());
+                // The adversary's pushes are tagged, to tell later whether the target decided.
+                let rival = if honest {
+                    None
+                } else {
+                    events.first().and_then(|e| e.id().ok())
+                };
                 // A push that does not verify is refused whole, as `fed.push` does.
                 if let Ok(events) = verify_pushed_with(events, &sequencer, remembered) {
                     self.nodes[to].inbox.push((
@@ -466,6 +470,13 @@ impl World {
         {
             let own = self.nodes[node].key.did().clone();
             let targets = self.routers[node].targets(&self.space, &Arc::clone(&nodes), &own);
+            if !targets.is_empty() {
+                self.sent_events
+                    .extend(decided.ops.iter().filter_map(|op| match op {
+                        Op::Event(row) => Some((row.seq, row.id.clone())),
+                        _ => None,
+                    }));
+            }
             for target in targets {
                 if let Some(to) = self.index_of(&target.node) {
                     self.send(node, to, Msg::Push(decided.forward.clone()));
@@ -503,8 +514,8 @@ impl World {
             if entry.key().0 > now {
                 break;
             }
-            let (from, to, msg) = entry.remove();
-            self.deliver(from, to, msg);
+            let (from, to, msg, honest) = entry.remove();
+            self.deliver(from, to, msg, honest);
         }
         for node in 0..=self.members {
             if self.nodes[node].up {
@@ -523,7 +534,7 @@ impl World {
         let roll = self.rng.random_range(0..1000);
         let node = self.rng.random_range(0..=self.members);
         match roll {
-            0..40 => {
+            0..35 => {
                 *posts += 1;
                 self.post(*posts);
             }
@@ -574,9 +585,10 @@ impl World {
     fn check(&self) -> Result<(), String> {
         let space = self.space.as_str();
         let log = self.nodes[SEQUENCER].mem.log(space);
+        let in_log: BTreeSet<(u64, String)> = log.iter().cloned().collect();
         let sequencer = self.nodes[SEQUENCER].key.did();
         for &(seq, id) in &self.acked {
-            if !log.contains(&(seq, id.to_string())) {
+            if !in_log.contains(&(seq, id.to_string())) {
                 return Err(format!("acknowledged event {seq} ({id}) is not in the log"));
             }
         }
@@ -584,8 +596,8 @@ impl World {
         let rows = self.nodes[SEQUENCER].mem.page(space, 0, usize::MAX);
         for row in &rows {
             let event: Event = serde_json::from_str(&row.json).map_err(|e| e.to_string())?;
-            remembered(&event, sequencer).map_err(|e| format!("event {}: {e}", event.seq))?;
-            let id = event.id().map_err(|e| e.to_string())?;
+            let id =
+                remembered(&event, sequencer).map_err(|e| format!("event {}: {e}", event.seq))?;
             match chain.link(&event, id) {
                 Ok(Place::Next) => chain.advance(event.seq, id),
                 other => {
@@ -631,7 +643,7 @@ impl World {
             }
         }
         for (seq, id) in &self.sent_events {
-            if !log.contains(&(*seq, id.to_string())) {
+            if !in_log.contains(&(*seq, id.clone())) {
                 return Err(format!(
                     "an honest node sent event {seq} ({id}), not the sequencer's"
                 ));

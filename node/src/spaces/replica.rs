@@ -88,9 +88,10 @@ pub enum IncomingError {
     Chain(#[from] ChainError),
 }
 
-/// How an event is checked by itself under a sequencer: [`Event::verify`], passed in so a
-/// simulation can remember what it checked already (checking is a pure function of the bytes).
-pub type CheckEvent = fn(&Event, &Did) -> Result<(), EventError>;
+/// How an event is checked by itself under a sequencer, giving its id:
+/// [`Event::verify_id`], passed in so a simulation can remember what it checked already
+/// (checking is a pure function of the bytes).
+pub type CheckEvent = fn(&Event, &Did) -> Result<ContentId, EventError>;
 
 /// Verify pushed events of `space` under its `sequencer`, each by itself (a push may skip
 /// events or repeat them: the writer places them).
@@ -98,7 +99,7 @@ pub fn verify_pushed(
     events: Vec<Event>,
     sequencer: &Did,
 ) -> Result<Vec<Identified>, IncomingError> {
-    verify_pushed_with(events, sequencer, Event::verify)
+    verify_pushed_with(events, sequencer, Event::verify_id)
 }
 
 /// [`verify_pushed`] with the single-event check passed in.
@@ -110,12 +111,13 @@ pub fn verify_pushed_with(
     events
         .into_iter()
         .map(|event| {
-            check(&event, sequencer).map_err(|source| IncomingError::Event {
+            let id = check(&event, sequencer).map_err(|source| IncomingError::Event {
                 space: event.space.to_string(),
                 seq: event.seq,
                 source,
             })?;
-            Identified::new(event).map_err(|e| IncomingError::Malformed(e.to_string()))
+            // The id comes from the bytes the signature was checked over.
+            Ok(Identified { event, id })
         })
         .collect()
 }
@@ -129,7 +131,7 @@ pub fn verify_page(
     raws: &[Box<RawValue>],
     threads: usize,
 ) -> Result<Vec<Identified>, IncomingError> {
-    verify_page_with(chain, raws, threads, Event::verify)
+    verify_page_with(chain, raws, threads, Event::verify_id)
 }
 
 /// [`verify_page`] with the single-event check passed in.

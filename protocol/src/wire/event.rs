@@ -179,6 +179,12 @@ impl Event {
     /// space), the sequencer's signature and the author's. Whether `prev` is the id of the
     /// event before is the log's check.
     pub fn verify(&self, sequencer: &Did) -> Result<(), EventError> {
+        self.verify_id(sequencer).map(drop)
+    }
+
+    /// [`Event::verify`], returning the event's id from the bytes the signature was checked
+    /// over: one canonical encoding for both.
+    pub fn verify_id(&self, sequencer: &Did) -> Result<ContentId, EventError> {
         if self.seq == 0 {
             return Err(EventError::ZeroSeq);
         }
@@ -194,9 +200,9 @@ impl Event {
                 payload: space.to_string(),
             });
         }
-        sign::verify(self, sequencer)?;
+        let id = sign::verify_with_id(self, sequencer)?;
         self.payload.verify()?;
-        Ok(())
+        Ok(id)
     }
 
     /// The event's id.
