@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`address`]: space ids, `northstar://` URIs and beam paths.
 //! - [`api`]: the JSON-RPC API's result types and error codes.
+//! - [`chain`]: whether an event is the next entry of a log as a reader holds it: the one
+//!   log-chain check of nodes and clients.
 //! - [`envelope`]: what a JSON-RPC message on the wire is (request, notification or fault)
 //!   and which id its answer carries.
 //! - [`did`]: `did:key` Ed25519 identities (parse, print, the ways a DID can be wrong).
@@ -23,6 +25,7 @@
 pub mod address;
 pub mod api;
 pub mod canonical;
+pub mod chain;
 pub mod did;
 pub mod envelope;
 pub mod id;

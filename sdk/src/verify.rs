@@ -8,7 +8,7 @@
 
 use northstar_protocol::address::{BeamPath, SpaceId, author_hash};
 use northstar_protocol::canonical::{self, CanonicalError};
-use northstar_protocol::id::ContentId;
+use northstar_protocol::chain::{Chain, ChainError, Place};
 use northstar_protocol::sign::SignatureError;
 use northstar_protocol::wire::{Beam, Event, EventError, Payload};
 use northstar_protocol::{Did, Signed};
@@ -161,13 +161,11 @@ pub(crate) enum Accepted {
     Ahead,
 }
 
-/// A position in one space's log: the last seq accepted and, once known, its event's id.
+/// A position in one space's log: the protocol's chain check ([`Chain`]) over the events
+/// accepted so far.
 #[derive(Debug, Clone)]
 pub(crate) struct LogCursor {
-    space: SpaceId,
-    sequencer: Did,
-    last: u64,
-    last_id: Option<ContentId>,
+    chain: Chain,
 }
 
 impl LogCursor {
@@ -175,92 +173,72 @@ impl LogCursor {
     /// `since` is unknown, so the first event's `prev` is taken on trust (its signature is not).
     pub(crate) fn new(space: SpaceId, sequencer: Did, since: u64) -> Self {
         Self {
-            space,
-            sequencer,
-            last: since,
-            last_id: None,
+            chain: Chain::after(space, sequencer, since, None),
         }
     }
 
     /// The space followed.
     pub(crate) fn space(&self) -> &SpaceId {
-        &self.space
+        self.chain.space()
     }
 
     /// The last seq accepted.
     pub(crate) fn last(&self) -> u64 {
-        self.last
+        self.chain.head()
     }
 
     /// Verify `event` and place it: the next one moves the cursor, provided it links to the
     /// event before.
     pub(crate) fn accept(&mut self, event: &Event) -> Result<Accepted, VerifyError> {
-        if event.space != self.space {
-            return Err(VerifyError::WrongSpace {
-                expected: self.space.to_string(),
-                actual: event.space.to_string(),
-                seq: event.seq,
-            });
-        }
-        event
-            .verify(&self.sequencer)
-            .map_err(|source| VerifyError::BadEvent {
-                space: self.space.to_string(),
-                seq: event.seq,
+        let result = self.chain.accept(event);
+        let space = || self.chain.space().to_string();
+        match result {
+            Ok(Place::Next) => Ok(Accepted::Next),
+            Ok(Place::Head | Place::Behind) => Ok(Accepted::Seen),
+            Ok(Place::Ahead) => Ok(Accepted::Ahead),
+            Err(ChainError::WrongSpace {
+                expected,
+                actual,
+                seq,
+            }) => Err(VerifyError::WrongSpace {
+                expected,
+                actual,
+                seq,
+            }),
+            Err(ChainError::Event { seq, source }) => Err(VerifyError::BadEvent {
+                space: space(),
+                seq,
                 source,
-            })?;
-        if let Payload::Create(genesis) = &event.payload
-            && genesis.sequencer != self.sequencer
-        {
-            return Err(VerifyError::WrongSequencer {
-                space: self.space.to_string(),
-                named: genesis.sequencer.to_string(),
-                signer: self.sequencer.to_string(),
-            });
-        }
-        if event.seq == self.last && self.last_id.is_some() {
-            // The same seq again: the same event, or proof of a fork.
-            let id = event.id().map_err(|_| VerifyError::BrokenChain {
-                space: self.space.to_string(),
-                seq: event.seq,
-            })?;
-            if Some(id) != self.last_id {
-                return Err(VerifyError::BrokenChain {
-                    space: self.space.to_string(),
-                    seq: event.seq,
-                });
+            }),
+            Err(ChainError::WrongSequencer { named, signer }) => {
+                Err(VerifyError::WrongSequencer {
+                    space: space(),
+                    named,
+                    signer,
+                })
             }
-            return Ok(Accepted::Seen);
+            // A rival for a seq held, a broken link, or an event without an id: the log was
+            // forked or altered.
+            Err(
+                ChainError::BrokenLink { seq, .. }
+                | ChainError::Fork { seq, .. }
+                | ChainError::NoId { seq, .. },
+            ) => Err(VerifyError::BrokenChain {
+                space: space(),
+                seq,
+            }),
         }
-        if event.seq <= self.last {
-            return Ok(Accepted::Seen);
-        }
-        if event.seq > self.last + 1 {
-            return Ok(Accepted::Ahead);
-        }
-        let broken = || VerifyError::BrokenChain {
-            space: self.space.to_string(),
-            seq: event.seq,
-        };
-        if self.last_id.is_some() && event.prev != self.last_id {
-            return Err(broken());
-        }
-        // `verify` passed, so the event encodes canonically and has an id.
-        let id = event.id().map_err(|_| broken())?;
-        self.last = event.seq;
-        self.last_id = Some(id);
-        Ok(Accepted::Next)
     }
 
     /// Accept a page of `space.events`: every event must be the next one.
     pub(crate) fn accept_page(&mut self, raw: &[Box<RawValue>]) -> Result<Vec<Event>, VerifyError> {
         let mut events = Vec::with_capacity(raw.len());
         for raw in raw {
-            let event = parse_event(raw, &self.space)?;
-            let expected = self.last + 1;
+            let event = parse_event(raw, self.chain.space())?;
+            let expected = self.last() + 1;
             if self.accept(&event)? != Accepted::Next {
                 return Err(VerifyError::OutOfOrder {
-                    space: self.space.to_string(),
+                    space: self.space().to_string(),
                     expected,
                     actual: event.seq,
                 });
@@ -273,8 +251,8 @@ impl LogCursor {
     /// The error for a gap the node could not fill.
     pub(crate) fn gap(&self) -> VerifyError {
         VerifyError::Gap {
-            space: self.space.to_string(),
-            after: self.last,
+            space: self.chain.space().to_string(),
+            after: self.chain.head(),
         }
     }
 }
@@ -461,7 +439,7 @@ mod tests {
             &log.node,
             log.space.clone(),
             4,
-            Some(ContentId::of(b"another event 3")),
+            Some(northstar_protocol::ContentId::of(b"another event 3")),
             T,
             log.events[3].payload.clone(),
         )
