@@ -197,6 +197,14 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Drop the databases made here on this machine whose data directory no longer exists.
+pub async fn sweep_gone(server: &str) -> anyhow::Result<()> {
+    let mut conn = connect(server).await?;
+    sweep(&mut conn).await?;
+    conn.close().await.ok();
+    Ok(())
+}
+
 /// Drop the test databases made on this machine whose data directory no longer exists.
 async fn sweep(conn: &mut PgConnection) -> anyhow::Result<()> {
     let rows = sqlx::query(
