@@ -14,6 +14,8 @@ use std::time::Duration;
 use northstar_protocol::Did;
 use serde::{Deserialize, Serialize};
 
+use crate::store::Storage;
+
 /// The prefix of every environment variable the node reads.
 pub const ENV_PREFIX: &str = "NORTHSTAR_";
 
@@ -28,7 +30,8 @@ pub struct Config {
     /// The origin clients must see in challenges, e.g. `wss://node.example`. Empty: derived
     /// from `listen` as `ws://{listen}`.
     pub public_url: String,
-    /// The database: empty for SQLite at `{data_dir}/northstar.db`, or a `sqlite:` URL.
+    /// The database: empty for SQLite at `{data_dir}/northstar.db`, `sqlite://PATH` for
+    /// another SQLite file, or `postgres://USER:PASSWORD@HOST:PORT/DATABASE` for PostgreSQL.
     pub storage_url: String,
     /// Children per node in the broadcast trees of the spaces this node sequences.
     pub fanout: u32,
@@ -268,27 +271,13 @@ impl Config {
         rest.split('/').next().unwrap_or(rest).to_owned()
     }
 
-    /// The SQLite database file.
-    pub fn database_path(&self) -> Result<PathBuf, ConfigError> {
-        if self.storage_url.is_empty() {
-            return Ok(self.data_dir.join("northstar.db"));
-        }
-        match self.storage_url.split_once(':') {
-            Some(("sqlite", rest)) => Ok(PathBuf::from(rest.trim_start_matches("//"))),
-            Some(("postgres" | "postgresql", _)) => Err(ConfigError::Invalid {
-                origin: String::new(),
-                reason: "storage_url: PostgreSQL is not supported by this version yet; use \
-                         SQLite (leave storage_url empty)"
-                    .into(),
-            }),
-            _ => Err(ConfigError::Invalid {
-                origin: String::new(),
-                reason: format!(
-                    "storage_url {:?}: expected empty or a sqlite: URL",
-                    self.storage_url
-                ),
-            }),
-        }
+    /// The database `storage_url` names: SQLite at `{data_dir}/northstar.db` when it is
+    /// empty, an SQLite file for `sqlite://PATH`, a PostgreSQL database for `postgres://…`.
+    pub fn storage(&self) -> Result<Storage, ConfigError> {
+        Storage::from_url(&self.storage_url, &self.data_dir).map_err(|e| ConfigError::Invalid {
+            origin: String::new(),
+            reason: format!("storage_url: {e}"),
+        })
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -345,7 +334,7 @@ impl Config {
                 "limits.max_frame_bytes must be at least 4096".into(),
             ));
         }
-        self.database_path().map(drop)
+        self.storage().map(drop)
     }
 }
 

@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`config`]: the layered configuration (defaults, TOML, `NORTHSTAR_*`, flags).
 //! - [`datadir`]: the data directory, private and held by one node process at a time.
-//! - [`store`]: the SQLite database and its invariants.
+//! - [`store`]: the storage interface over SQLite or PostgreSQL, and its invariants.
 //! - [`space`]: a space's rules as a state machine without I/O.
 //! - [`sequencer`]: the single writer that orders, signs, group-commits and broadcasts events.
 //! - [`replica`]: how the writer adds verified events of spaces other nodes sequence.
@@ -102,7 +102,9 @@ pub async fn run(
     // Held until the store is closed, at the end of this function.
     let data_dir = DataDir::claim(&config.data_dir, &address)?;
     let key = node_key(&config.data_dir)?;
-    let store = Store::open(&config.database_path()?).await?;
+    let storage = config.storage()?;
+    let store = Store::open(&storage, key.did().as_str()).await?;
+    tracing::info!(%storage, "database open");
     let hub = Arc::new(hub::Hub::new(config.limits.subscriber_queue as usize));
     let links = Arc::new(federation::Links::new(key.clone(), config.origin()));
     // Gossip and background work stop before the writer, so nothing waits on a closed writer.

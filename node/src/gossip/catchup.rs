@@ -682,8 +682,9 @@ mod tests {
 
     async fn member() -> Member {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("northstar.db")).await.unwrap();
         let key = Keypair::generate().unwrap();
+        let at = crate::store::Storage::from_url("", dir.path()).unwrap();
+        let store = Store::open(&at, key.did().as_str()).await.unwrap();
         let (writer, handle) =
             Sequencer::new(store.clone(), key.clone(), Arc::new(Hub::new(16)), None);
         let stop = CancellationToken::new();
