@@ -4,6 +4,7 @@
 //! - [`config`]: the layered configuration (defaults, TOML, `NORTHSTAR_*`, flags).
 //! - [`datadir`]: the data directory, private and held by one node process at a time.
 //! - [`store`]: the storage interface over SQLite or PostgreSQL, and its invariants.
+//! - [`migrate`]: moving a stopped node from SQLite to PostgreSQL (`admin migrate-storage`).
 //! - [`space`]: a space's rules as a state machine without I/O.
 //! - [`sequencer`]: the single writer that orders, signs, group-commits and broadcasts events.
 //! - [`replica`]: how the writer adds verified events of spaces other nodes sequence.
@@ -27,6 +28,7 @@ pub mod datadir;
 pub mod federation;
 pub mod gossip;
 pub mod hub;
+pub mod migrate;
 pub mod replica;
 pub mod report;
 pub mod rpc;

@@ -9,11 +9,11 @@
 //! event whose signatures the caller verified already (on other cores, say), without moving the
 //! chain; [`Chain::advance`] then moves it. Neither reads anything but its arguments.
 
+use crate::Did;
 use crate::address::SpaceId;
 use crate::id::ContentId;
 use crate::sign::SignatureError;
 use crate::wire::{Event, EventError, Payload};
-use crate::Did;
 
 /// Where an event falls relative to a chain's head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -210,13 +210,11 @@ impl LogCursor {
                 seq,
                 source,
             }),
-            Err(ChainError::WrongSequencer { named, signer }) => {
-                Err(VerifyError::WrongSequencer {
-                    space: space(),
-                    named,
-                    signer,
-                })
-            }
+            Err(ChainError::WrongSequencer { named, signer }) => Err(VerifyError::WrongSequencer {
+                space: space(),
+                named,
+                signer,
+            }),
             // A rival for a seq held, a broken link, or an event without an id: the log was
             // forked or altered.
             Err(

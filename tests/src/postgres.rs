@@ -31,7 +31,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The server of `NORTHSTAR_TEST_POSTGRES`, if set and not empty.
 pub fn server_from_env() -> Option<String> {
-    std::env::var(SERVER_ENV).ok().filter(|s| !s.trim().is_empty())
+    std::env::var(SERVER_ENV)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
 }
 
 /// The server the integration tests' nodes must use, or `None` for SQLite. Fails if
@@ -248,7 +250,10 @@ mod tests {
                 "postgres://u:p@h:5/x?sslmode=disable",
                 "postgres://u:p@h:5/db?sslmode=disable",
             ),
-            ("postgres://h?sslmode=disable", "postgres://h/db?sslmode=disable"),
+            (
+                "postgres://h?sslmode=disable",
+                "postgres://h/db?sslmode=disable",
+            ),
         ];
         for (server, want) in cases {
             assert_eq!(with_database(server, "db").unwrap(), want, "{server}");

@@ -93,7 +93,10 @@ async fn run_on(bench: &mut Bench<'_>, backend: Backend) -> anyhow::Result<Vec<R
             samples: time.figure,
             ..Row::new(
                 Scenario::Catchup,
-                bench.label(format!("time to catch up {} events", count(events)), backend),
+                bench.label(
+                    format!("time to catch up {} events", count(events)),
+                    backend,
+                ),
                 Unit::Secs,
             )
         }

@@ -97,7 +97,12 @@ pub struct LocalNode {
 impl LocalNode {
     /// Start a node with a new data directory under `root`; `tune` may change its config.
     pub async fn start(root: &Path, tune: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
-        Self::start_in(new_data_dir(root)?, SocketAddr::from(([127, 0, 0, 1], 0)), tune).await
+        Self::start_in(
+            new_data_dir(root)?,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            tune,
+        )
+        .await
     }
 
     /// Start a node on `data_dir` (a restart, if it holds a node already) at `listen`.

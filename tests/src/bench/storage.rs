@@ -181,7 +181,10 @@ impl PgServer {
         if let Some(dir) = &self.cluster
             && let Err(e) = stop_cluster(dir).await
         {
-            eprintln!("cannot stop the PostgreSQL cluster in {}: {e:#}", dir.display());
+            eprintln!(
+                "cannot stop the PostgreSQL cluster in {}: {e:#}",
+                dir.display()
+            );
         }
     }
 }
@@ -226,6 +229,9 @@ async fn stop_cluster(dir: &Path) -> anyhow::Result<()> {
         .arg(dir)
         .status()
         .await?;
-    anyhow::ensure!(status.success(), "scripts/pg-cluster stop failed ({status})");
+    anyhow::ensure!(
+        status.success(),
+        "scripts/pg-cluster stop failed ({status})"
+    );
     Ok(())
 }

@@ -107,7 +107,10 @@ async fn main() -> anyhow::Result<()> {
     };
     settings.only = args.only;
     settings.data_root = args.data_root;
-    anyhow::ensure!(!args.storage.is_empty(), "--storage needs at least one backend");
+    anyhow::ensure!(
+        !args.storage.is_empty(),
+        "--storage needs at least one backend"
+    );
     settings.storage = args.storage;
     settings.postgres = std::env::var(storage::SERVER_ENV)
         .ok()

@@ -72,6 +72,16 @@ impl TestNode {
     /// A node on an existing data dir (to restart one, or to share a key).
     pub async fn start_in(data_dir: PathBuf, tune: impl FnOnce(&mut Config)) -> Self {
         let storage_url = storage_for(&data_dir).await;
+        Self::start_on(data_dir, storage_url, tune).await
+    }
+
+    /// A node on `data_dir` with the database `storage_url` (empty: SQLite in the dir),
+    /// whatever storage the other tests' nodes use.
+    pub async fn start_on(
+        data_dir: PathBuf,
+        storage_url: String,
+        tune: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config {
             data_dir: data_dir.clone(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
