@@ -61,24 +61,23 @@ where
     ) -> Result<(), StoreError> {
         for chunk in beams.chunks(ROWS_PER_STATEMENT) {
             // A deleted beam never comes back: its tombstone (inserted before, in this
-            // transaction or earlier) keeps the row out. A `UNION ALL` of `SELECT`s rather
-            // than `VALUES`: SQLite cannot name the columns of a `VALUES` list.
+            // transaction or earlier) keeps the row out. Both backends name the columns of a
+            // `VALUES` list `column1`, `column2`, …; a `VALUES` list rather than a `UNION ALL`
+            // of `SELECT`s, which PostgreSQL takes far longer to plan.
             let mut q = QueryBuilder::<DB>::new(
-                "INSERT INTO beams (path, id, author, json, created_at) SELECT v.* FROM (",
+                "INSERT INTO beams (path, id, author, json, created_at) \
+                 SELECT column1, column2, column3, column4, column5 FROM (",
             );
-            for (i, b) in chunk.iter().enumerate() {
-                q.push(if i == 0 {
-                    "SELECT "
-                } else {
-                    " UNION ALL SELECT "
-                });
-                q.push_bind(b.path.as_str()).push(" AS path, ");
-                q.push_bind(b.id.as_str()).push(" AS id, ");
-                q.push_bind(b.author.as_str()).push(" AS author, ");
-                q.push_bind(b.json.as_str()).push(" AS json, ");
-                q.push_bind(to_i64(b.created_at)).push(" AS created_at");
-            }
-            q.push(") AS v WHERE NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.beam = v.id) ");
+            q.push_values(chunk, |mut row, b| {
+                row.push_bind(b.path.as_str())
+                    .push_bind(b.id.as_str())
+                    .push_bind(b.author.as_str())
+                    .push_bind(b.json.as_str())
+                    .push_bind(to_i64(b.created_at));
+            });
+            q.push(
+                ") AS v WHERE NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.beam = v.column2) ",
+            );
             q.push("ON CONFLICT (path) DO NOTHING");
             q.build().execute(&mut **tx).await?;
         }

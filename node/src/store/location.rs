@@ -192,6 +192,11 @@ mod tests {
             Storage::from_url(pg, dir).unwrap(),
             Storage::Postgres { url: pg.into() }
         );
+        let socket = "postgres://northstar@localhost/northstar?host=/run/postgresql";
+        assert!(matches!(
+            Storage::from_url(socket, dir),
+            Ok(Storage::Postgres { .. })
+        ));
         let shown = format!("{:?}", Storage::from_url(pg, dir).unwrap());
         assert!(!shown.contains(":p@"), "{shown}");
     }

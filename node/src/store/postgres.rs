@@ -88,7 +88,25 @@ pub(super) async fn open(url: &str) -> Result<Db, StoreError> {
         pool.close().await;
         return Err(StoreError::from_migrate(&target, e));
     }
+    warn_if_not_durable(&pool, &target).await?;
     Ok(Sql { pool })
+}
+
+/// Say so if the server acknowledges commits before they are on disk: the node would then
+/// acknowledge writes a crash of the server can lose. Left to its operator, who may have
+/// reasons (a replica elsewhere), rather than overridden.
+async fn warn_if_not_durable(pool: &sqlx::PgPool, target: &str) -> Result<(), StoreError> {
+    let setting: String = sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+        .fetch_one(pool)
+        .await?;
+    if setting == "off" {
+        tracing::warn!(
+            database = %target,
+            synchronous_commit = %setting,
+            "the database server acknowledges commits before they are durable"
+        );
+    }
+    Ok(())
 }
 
 /// The error for a failed connection to `target`, by what the server or the network said.
@@ -135,9 +153,21 @@ impl TestDatabase {
         let mut admin = PgConnection::connect(server_url)
             .await
             .map_err(|e| connect_error(redact(server_url), e))?;
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        // A linguistic collation where the server has ICU, as most production servers sort
+        // text by a language's rules rather than by bytes: the tests then show that the
+        // schema's bytewise columns do not depend on it.
+        let icu = format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en'"
+        );
+        if sqlx::raw_sql(AssertSqlSafe(icu))
             .execute(&mut admin)
-            .await?;
+            .await
+            .is_err()
+        {
+            sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&mut admin)
+                .await?;
+        }
         drop(admin.close().await);
         Ok(Self {
             url: with_database(server_url, &name),
