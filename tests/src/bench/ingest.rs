@@ -43,8 +43,14 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
                 .map(|(_, _, r)| *r)
         };
         if let (Some(sqlite), Some(postgres)) = (rate(Backend::Sqlite), rate(Backend::Postgres)) {
+            let who = if count == 1 { "1 author" } else { "authors" };
+            let who = if count == 1 {
+                who.to_owned()
+            } else {
+                format!("{count} {who}")
+            };
             bench.note(format!(
-                "ingest, {count} authors: postgres acked {:.2} × sqlite's rate ({} vs {})",
+                "ingest, {who}: postgres acked {:.2} × sqlite's rate ({} vs {})",
                 postgres / sqlite.max(f64::MIN_POSITIVE),
                 Unit::PerSec.format(postgres),
                 Unit::PerSec.format(sqlite)
