@@ -456,6 +456,35 @@ mod tests {
     }
 
     #[test]
+    fn storage_is_chosen_by_the_url_and_a_bad_one_is_refused_at_load() {
+        let load = |url: &str| {
+            Config::load(
+                None,
+                env(&[("NORTHSTAR_STORAGE_URL", url)]),
+                &Overrides::default(),
+            )
+        };
+        let config = load("postgres://node:pw@db.example:5432/northstar").unwrap();
+        assert!(matches!(
+            config.storage().unwrap(),
+            Storage::Postgres { .. }
+        ));
+        let config = load("").unwrap();
+        assert_eq!(
+            config.storage().unwrap(),
+            Storage::Sqlite {
+                path: config.data_dir.join("northstar.db")
+            }
+        );
+        let err = load("redis://node:pw@db.example/0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage_url"), "{err}");
+        assert!(err.contains("unknown scheme"), "{err}");
+        assert!(!err.contains(":pw@"), "{err}");
+    }
+
+    #[test]
     fn origin_defaults_to_the_listen_address() {
         let config = Config::default();
         assert_eq!(config.origin(), "ws://127.0.0.1:7700");
