@@ -18,7 +18,32 @@ use northstar_protocol::{Did, Keypair};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Limits, Policy, Registration};
-use crate::rpc::ApiError;
+
+/// Why authentication refused a request, with the protocol's error code for it (the RPC layer
+/// turns it into an error object).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A client fault: the code and the message the caller sees.
+    #[error("{message}")]
+    Refused {
+        /// The protocol's code.
+        code: ErrorCode,
+        /// What went wrong.
+        message: String,
+    },
+    /// The node could not sign a challenge.
+    #[error("cannot issue a challenge")]
+    Internal(#[source] northstar_protocol::wire::auth::ChallengeError),
+}
+
+impl AuthError {
+    fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
+        AuthError::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+}
 
 /// The most nonces one connection remembers, answered or not; a new one pushes out the oldest.
 const NONCES_PER_SESSION: usize = 8;
@@ -120,9 +145,9 @@ impl Session {
     }
 
     /// The DID this connection proved, or `auth_required`.
-    pub fn user(&self) -> Result<&Did, ApiError> {
+    pub fn user(&self) -> Result<&Did, AuthError> {
         self.did().ok_or_else(|| {
-            ApiError::new(
+            AuthError::refused(
                 ErrorCode::AuthRequired,
                 "this method needs an authenticated connection: call auth.challenge, then auth.respond",
             )
@@ -370,9 +395,9 @@ impl Authenticator {
     }
 
     /// Issue a challenge bound to `session`.
-    pub fn challenge(&self, session: &Session, now: u64) -> Result<AuthChallenge, ApiError> {
+    pub fn challenge(&self, session: &Session, now: u64) -> Result<AuthChallenge, AuthError> {
         let challenge = AuthChallenge::issue(&self.key, &self.origin, now, now + self.ttl_ms)
-            .map_err(ApiError::internal)?;
+            .map_err(AuthError::Internal)?;
         let mut nonces = session.nonces.lock().unwrap_or_else(|p| p.into_inner());
         if nonces.len() == NONCES_PER_SESSION {
             nonces.pop_front();
@@ -391,10 +416,10 @@ impl Authenticator {
         session: &Session,
         response: &AuthResponse,
         now: u64,
-    ) -> Result<Did, ApiError> {
+    ) -> Result<Did, AuthError> {
         let challenge = &response.challenge;
         if &challenge.node != self.key.did() {
-            return Err(ApiError::new(
+            return Err(AuthError::refused(
                 ErrorCode::WrongNode,
                 format!(
                     "the challenge was issued by {}, not by this node",
@@ -403,13 +428,13 @@ impl Authenticator {
             ));
         }
         challenge.verify().map_err(|_| {
-            ApiError::new(
+            AuthError::refused(
                 ErrorCode::BadSignature,
                 "the challenge's node signature does not verify",
             )
         })?;
         if challenge.origin != self.origin {
-            return Err(ApiError::new(
+            return Err(AuthError::refused(
                 ErrorCode::WrongOrigin,
                 format!(
                     "the challenge names origin {:?}, this node is {:?}",
@@ -418,7 +443,7 @@ impl Authenticator {
             ));
         }
         if challenge.expires_at < now {
-            return Err(ApiError::new(
+            return Err(AuthError::refused(
                 ErrorCode::ChallengeExpired,
                 "the challenge expired; ask for a new one",
             ));
@@ -429,13 +454,13 @@ impl Authenticator {
                 .iter_mut()
                 .find(|i| i.nonce == challenge.nonce)
                 .ok_or_else(|| {
-                    ApiError::new(
+                    AuthError::refused(
                         ErrorCode::NonceForeign,
                         "the challenge was not issued on this connection",
                     )
                 })?;
             if entry.answered {
-                return Err(ApiError::new(
+                return Err(AuthError::refused(
                     ErrorCode::NonceReused,
                     "the challenge was answered already",
                 ));
@@ -443,27 +468,27 @@ impl Authenticator {
             entry.answered = true;
         }
         response.verify().map_err(|_| {
-            ApiError::new(
+            AuthError::refused(
                 ErrorCode::BadSignature,
                 "the response's signature does not verify",
             )
         })?;
         let did = &response.did;
         if self.registration.policy == Policy::AllowList && !self.registration.allow.contains(did) {
-            return Err(ApiError::new(
+            return Err(AuthError::refused(
                 ErrorCode::NotAllowed,
                 format!("{did} is not on this node's allow-list"),
             ));
         }
         if let Some(existing) = session.did().filter(|existing| *existing != did) {
-            return Err(ApiError::new(
+            return Err(AuthError::refused(
                 ErrorCode::Forbidden,
                 format!("this connection is already authenticated as {existing}"),
             ));
         }
         // Two responses racing on one connection: only the first DID sticks.
         if session.did.set(did.clone()).is_err() && session.did() != Some(did) {
-            return Err(ApiError::new(
+            return Err(AuthError::refused(
                 ErrorCode::Forbidden,
                 "this connection is already authenticated as another DID",
             ));

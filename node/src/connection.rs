@@ -54,11 +54,11 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Slot;
 use crate::auth::{Session, Spent};
 use crate::config::Limits;
 use crate::rpc::Api;
 use crate::rpc::feed::{FeedItem, FeedStream};
-use crate::server::Slot;
 use northstar_protocol::envelope::{self, Entry, Refusal};
 
 /// Calls running plus answers waiting to be written, per connection, before reading pauses.

@@ -97,7 +97,7 @@ impl DataDir {
         let line = format!(
             "pid {}, listening on {listen}, started at {} ms since the epoch",
             std::process::id(),
-            crate::sequencer::now_ms()
+            crate::clock::now_ms()
         );
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))

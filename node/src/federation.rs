@@ -18,7 +18,7 @@ use northstar_protocol::Keypair;
 use northstar_protocol::rpc::{AuthApiClient, FedApiClient};
 use northstar_protocol::wire::{AuthChallenge, AuthResponse};
 
-use crate::sequencer::now_ms;
+use crate::clock::now_ms;
 
 /// How long a dial, a handshake step or a call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,23 +1,23 @@
 //! Moving events between nodes: push down each space's broadcast tree, pull what is missing.
 //!
-//! - [`Routing`]: a space's tree ([`crate::tree`]) over its member nodes, with their authorities.
-//! - The forwarder takes committed events from the writer and pushes them (`fed.push`) to this
-//!   node's children in the tree: one task and one bounded queue per peer, batches of at most
-//!   [`PUSH_BATCH`] events. A full queue drops the batch: the peer pulls it later, so a slow
-//!   peer never slows the writer.
+//! - The forwarder takes committed events from the writer's outbox
+//!   ([`crate::spaces::routing`]) and pushes them (`fed.push`) to this node's children in each
+//!   space's tree: one task and one bounded queue per peer, batches of at most [`PUSH_BATCH`]
+//!   events. A full queue drops the batch: the peer pulls it later, so a slow peer never slows
+//!   the writer.
 //! - [`CatchUp`] (in `catchup`): pulling what a replica misses, verified, as a pipeline.
+//!
+//! Uses [`crate::federation`] for links and [`crate::spaces`] for the writer and the trees.
 
 mod catchup;
 
 pub use catchup::{CatchUp, CatchUpError};
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use northstar_protocol::Did;
-use northstar_protocol::address::SpaceId;
 use northstar_protocol::rpc::FedApiClient;
 use northstar_protocol::wire::{Event, Home};
 use tokio::sync::mpsc;
@@ -26,109 +26,42 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::federation::{LinkError, Links};
-use crate::tree::Tree;
+use crate::spaces::routing::{Broadcast, Router};
 
 /// Events per `fed.push`: small enough to stay far below any node's message limit.
 pub const PUSH_BATCH: usize = 32;
 
-/// Committed batches waiting for the forwarder; when full, batches are dropped (and pulled
-/// later by the peers that missed them).
-const FORWARD_QUEUE: usize = 1024;
-
 /// Batches waiting for one peer; when full, the batch is dropped for that peer.
 const PEER_QUEUE: usize = 256;
 
-/// A space's broadcast tree, with the authorities to reach its nodes.
-#[derive(Debug)]
-pub struct Routing {
-    tree: Tree,
-    authorities: HashMap<Did, String>,
-}
-
-impl Routing {
-    /// The tree rooted at the sequencer over the member nodes, in the log's order.
-    pub fn new(sequencer: Did, nodes: Vec<Home>, fanout: usize) -> Self {
-        let fanout = NonZeroUsize::new(fanout).unwrap_or(NonZeroUsize::MIN);
-        let tree = Tree::new(
-            sequencer,
-            nodes.iter().map(|h| h.node.clone()).collect(),
-            fanout,
-        );
-        let authorities = nodes
-            .iter()
-            .map(|h| (h.node.clone(), h.authority.clone()))
-            .collect();
-        Self { tree, authorities }
-    }
-
-    /// The nodes `node` forwards to.
-    pub fn children(&self, node: &Did) -> Vec<Home> {
-        self.homes(self.tree.children(node))
-    }
-
-    fn homes(&self, dids: Vec<&Did>) -> Vec<Home> {
-        dids.into_iter()
-            .filter_map(|did| {
-                self.authorities.get(did).map(|authority| Home {
-                    node: did.clone(),
-                    authority: authority.clone(),
-                })
-            })
-            .collect()
-    }
-}
-
-/// Committed events of one space for this node's children in its tree.
-#[derive(Debug)]
-pub struct Forward {
-    /// The space.
-    pub space: SpaceId,
-    /// Where to push.
-    pub targets: Vec<Home>,
-    /// What to push, in seq order.
-    pub events: Arc<Vec<Event>>,
-}
-
-/// Hands batches to the forwarder without ever waiting.
-#[derive(Debug, Clone)]
-pub struct ForwardSender(mpsc::Sender<Forward>);
-
-impl ForwardSender {
-    /// Queue a batch; drop it if the forwarder is behind.
-    pub fn send(&self, forward: Forward) {
-        if let Err(e) = self.0.try_send(forward) {
-            tracing::debug!(error = %crate::report::Causes(&e), "forward queue full; peers will pull instead");
-        }
-    }
-}
-
-/// Start the forwarder: it runs until `shutdown`.
+/// Start the forwarder for the node `own`: it reads `committed` until `shutdown`.
 pub fn forwarder(
+    mut committed: mpsc::Receiver<Broadcast<Event>>,
     links: Arc<Links>,
+    own: Did,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
-) -> ForwardSender {
-    let (tx, mut rx) = mpsc::channel::<Forward>(FORWARD_QUEUE);
+) {
     let inner = tracker.clone();
     tracker.spawn(async move {
+        let mut router = Router::default();
         // Keyed by the whole home (DID and authority): a node that moved is a new peer.
         let mut peers: HashMap<Home, mpsc::Sender<Arc<Vec<Event>>>> = HashMap::new();
         loop {
-            let forward = tokio::select! {
+            let broadcast = tokio::select! {
                 () = shutdown.cancelled() => break,
-                forward = rx.recv() => match forward { Some(f) => f, None => break },
+                broadcast = committed.recv() => match broadcast { Some(b) => b, None => break },
             };
-            for target in &forward.targets {
+            for target in router.targets(&broadcast.space, &broadcast.nodes, &own) {
                 let queue = peers.entry(target.clone()).or_insert_with(|| {
                     spawn_peer(links.clone(), target.clone(), &inner, shutdown.clone())
                 });
-                if queue.try_send(forward.events.clone()).is_err() {
-                    tracing::debug!(peer = %target.authority, space = %forward.space, "peer queue full; it will pull");
+                if queue.try_send(broadcast.items.clone()).is_err() {
+                    tracing::debug!(peer = %target.authority, space = %broadcast.space, "peer queue full; it will pull");
                 }
             }
         }
     });
-    ForwardSender(tx)
 }
 
 fn spawn_peer(

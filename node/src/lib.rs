@@ -1,27 +1,30 @@
 //! The Northstar node: spaces, beams and sequenced events over JSON-RPC on WebSockets.
 //!
 //! # Layout
+//! Each module uses only modules listed above it.
 //! - [`config`]: the layered configuration (defaults, TOML, `NORTHSTAR_*`, flags).
+//! - [`report`]: errors in the log with their whole cause chain.
+//! - [`clock`]: the wall clock, read by actors only.
 //! - [`datadir`]: the data directory, private and held by one node process at a time.
 //! - [`store`]: the storage interface over SQLite or PostgreSQL, and its invariants.
 //! - [`migrate`]: moving a stopped node from SQLite to PostgreSQL (`admin migrate-storage`).
-//! - [`space`]: a space's rules as a state machine without I/O.
-//! - [`sequencer`]: the single writer that orders, signs, group-commits and broadcasts events.
-//! - [`replica`]: how the writer adds verified events of spaces other nodes sequence.
-//! - [`tree`]: the broadcast tree over a space's member nodes, as pure logic.
 //! - [`hub`]: live fan-out of committed events to subscribers.
-//! - [`auth`]: connection sessions and the challenge-response handshake.
-//! - [`rpc`]: the JSON-RPC methods and the one mapping from errors to error objects.
-//! - [`report`]: errors in the log with their whole cause chain.
-//! - [`server`]: the listener, connection limits, the WebSocket upgrade and `GET /health`.
-//! - [`connection`]: one WebSocket session: reading, running calls, batched writes.
+//! - [`spaces`]: the spaces' rules, the writer's decisions without I/O, the single writer
+//!   around them, and the broadcast trees.
 //! - [`federation`]: authenticated, pooled links to other nodes.
 //! - [`gossip`]: pushing events down broadcast trees and pulling what is missing.
+//! - [`auth`]: connection sessions and the challenge-response handshake.
+//! - [`admission`]: how many connections the node holds, per address and in all.
+//! - [`rpc`]: the JSON-RPC methods and the one mapping from errors to error objects.
+//! - [`connection`]: one WebSocket session: reading, running calls, batched writes.
+//! - [`server`]: the listener, connection limits, the WebSocket upgrade and `GET /health`.
 //!
 //! [`run`] wires them together; the `northstar` binary adds arguments, logging and signals.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admission;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod datadir;
@@ -29,14 +32,13 @@ pub mod federation;
 pub mod gossip;
 pub mod hub;
 pub mod migrate;
-pub mod replica;
 pub mod report;
 pub mod rpc;
-pub mod sequencer;
 pub mod server;
-pub mod space;
+#[cfg(test)]
+mod sim;
+pub mod spaces;
 pub mod store;
-pub mod tree;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -112,11 +114,18 @@ pub async fn run(
     // Gossip and background work stop before the writer, so nothing waits on a closed writer.
     let tasks = TaskTracker::new();
     let gossip_stop = CancellationToken::new();
-    let forward = gossip::forwarder(links.clone(), &tasks, gossip_stop.clone());
-    let (sequencer, handle) =
-        sequencer::Sequencer::new(store.clone(), key.clone(), hub.clone(), Some(forward));
+    let (outbox, committed) = spaces::routing::Outbox::new();
+    gossip::forwarder(
+        committed,
+        links.clone(),
+        key.did().clone(),
+        &tasks,
+        gossip_stop.clone(),
+    );
+    let (writer, handle) =
+        spaces::Writer::new(store.clone(), key.clone(), hub.clone(), Some(outbox));
     let writer_stop = CancellationToken::new();
-    let writer = tokio::spawn(sequencer.run(writer_stop.clone()));
+    let writer = tokio::spawn(writer.run(writer_stop.clone()));
     let catch_up = gossip::CatchUp::new(
         links.clone(),
         store.clone(),

@@ -18,11 +18,10 @@
 //! Each accepted socket keeps little unsent data in the kernel ([`NOTSENT_LOWAT`]), so the
 //! writes to a peer that stops reading stall soon and the connection's stall rule applies.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -39,7 +38,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::auth::{Budgets, Session, address_key};
+use crate::admission::{Slot, Slots};
+use crate::auth::{Budgets, Session};
 use crate::connection::{Connection, Shared, Watched};
 
 /// How long shutdown waits for connections to finish before killing them. Subscriptions keep
@@ -398,69 +398,6 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
         })
     };
     lists(header::CONNECTION, "upgrade") && lists(header::UPGRADE, "websocket")
-}
-
-/// Connections counted per address and in all: WebSocket sessions, or TCP connections still
-/// to upgrade.
-#[derive(Debug, Clone)]
-struct Slots {
-    max_per_ip: u32,
-    max_total: u32,
-    total: Arc<AtomicU32>,
-    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
-}
-
-/// One connection's place in the counts; dropping it frees the place.
-#[derive(Debug)]
-pub struct Slot {
-    ip: IpAddr,
-    total: Arc<AtomicU32>,
-    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
-}
-
-impl Slots {
-    fn new(max_total: u32, max_per_ip: u32) -> Self {
-        Self {
-            max_per_ip,
-            max_total,
-            total: Arc::default(),
-            counts: Arc::default(),
-        }
-    }
-
-    /// A place for a session from `ip`, or why there is none.
-    fn take(&self, ip: IpAddr) -> Result<Slot, &'static str> {
-        let ip = address_key(ip);
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= self.max_per_ip {
-            return Err("too many connections from this address");
-        }
-        // Taken under the lock, so two sessions cannot both take the last place.
-        if self.total.load(Ordering::Relaxed) >= self.max_total {
-            return Err("the node has as many connections as it allows");
-        }
-        self.total.fetch_add(1, Ordering::Relaxed);
-        *count += 1;
-        Ok(Slot {
-            ip,
-            total: self.total.clone(),
-            counts: self.counts.clone(),
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        self.total.fetch_sub(1, Ordering::Relaxed);
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<String> {

@@ -1,5 +1,5 @@
 //! A seeded, deterministic simulation of pushing one event down the broadcast tree
-//! (`northstar_node::tree`) of 1,000 member nodes, for fan-outs 10 and 3.
+//! (`northstar_node::spaces::tree`) of 1,000 member nodes, for fan-outs 10 and 3.
 //!
 //! Run with `cargo test -p northstar-node --test tree_sim -- --nocapture` to see the tables;
 //! the figures are recorded in `spec/tree-simulation.md`. A member that is down neither
@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 
-use northstar_node::tree::Tree;
+use northstar_node::spaces::tree::Tree;
 use northstar_protocol::{Did, Keypair};
 
 /// Member nodes in every simulated tree.

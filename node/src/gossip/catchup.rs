@@ -9,17 +9,18 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use northstar_protocol::Did;
 use northstar_protocol::address::SpaceId;
 use northstar_protocol::api::EventPage;
+use northstar_protocol::chain::Chain;
 use northstar_protocol::rpc::SpaceApiClient;
 use northstar_protocol::wire::{Event, Payload};
+use northstar_protocol::{ContentId, Did};
 use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 
 use crate::federation::{LinkError, Links};
-use crate::replica::Identified;
-use crate::sequencer::{SequenceError, SequencerHandle};
+use crate::spaces::replica::verify_page;
+use crate::spaces::{Identified, SequenceError, SequencerHandle};
 use crate::store::Store;
 
 /// Events per catch-up page (a source also cuts pages by bytes, to fit one message).
@@ -254,9 +255,9 @@ impl CatchUp {
             until,
         } = *pull;
         let mut cursor = committed.load(Ordering::Relaxed);
-        // Read once: a space's sequencer never changes, and a new replica's genesis is not in
+        // Set up once: a space's sequencer never changes, and a new replica's genesis is not in
         // the store until its page commits, while the next pages are already being verified.
-        let mut sequencer: Option<Did> = None;
+        let mut chain: Option<Chain> = None;
         let mut ahead: Option<Ahead<'a>> = None;
         loop {
             // Another pull of the same space may have moved the head past this one.
@@ -278,11 +279,14 @@ impl CatchUp {
             if page.events.is_empty() {
                 return Ok(());
             }
-            let signer = match &sequencer {
-                Some(did) => did.clone(),
-                None => sequencer
-                    .insert(self.sequencer_of(space, &page, create).await?)
-                    .clone(),
+            let mut checker = match chain.take() {
+                // Another pull moved the head: continue from there, its id unknown here (the
+                // writer checks the link to what it holds).
+                Some(c) if c.head() < cursor => {
+                    Chain::after(space.clone(), c.sequencer().clone(), cursor, None)
+                }
+                Some(c) => c,
+                None => self.chain_of(space, &page, create, cursor).await?,
             };
             let source_head = page.head_seq;
             // Only a hint: the page is not verified yet.
@@ -290,11 +294,13 @@ impl CatchUp {
                 .filter(|&end| end > cursor && end < source_head && until.is_none_or(|u| end < u))
                 // With no slot free the writer is the slowest stage: asking early gains nothing.
                 .and_then(|end| slots.try_acquire().ok().map(|slot| (end, slot)));
-            let expected = space.clone();
             // Parsing and strict verification take most of a catch-up: spread them over every
             // core, off the async workers.
-            let verify =
-                tokio::task::spawn_blocking(move || verify_page(page.events, &expected, &signer));
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let verify = tokio::task::spawn_blocking(move || {
+                let verified = verify_page(&mut checker, &page.events, threads);
+                (checker, verified)
+            });
             let verified = match next {
                 Some((since, slot)) => {
                     let (verified, page) =
@@ -304,10 +310,10 @@ impl CatchUp {
                 }
                 None => verify.await,
             };
-            let events = verified
-                .map_err(|e| forged(source.name(), e))?
-                .map_err(|e| forged(source.name(), e))?;
-            let last = events.iter().map(|e| e.event().seq).max().unwrap_or(cursor);
+            let (checker, verified) = verified.map_err(|e| forged(source.name(), e))?;
+            let events = verified.map_err(|e| forged(source.name(), e))?;
+            let last = checker.head();
+            chain = Some(checker);
             let page = VerifiedPage {
                 events,
                 last,
@@ -353,21 +359,27 @@ impl CatchUp {
         Ok(Ended::Done(head))
     }
 
-    /// The sequencer to verify a page against: the stored one, or for a new replica the one its
-    /// genesis names, which must be the node we joined through.
-    async fn sequencer_of(
+    /// The chain a pull's pages must continue: the replica's, from its head, or for a new
+    /// replica the one its genesis starts, which must name the node we joined through.
+    async fn chain_of(
         &self,
         space: &SpaceId,
         page: &EventPage,
         create: Option<&Did>,
-    ) -> Result<Did, CatchUpError> {
+        cursor: u64,
+    ) -> Result<Chain, CatchUpError> {
         if let Some(row) = self
             .store
             .space(space.as_str())
             .await
             .map_err(SequenceError::from)?
         {
-            return Did::parse(&row.sequencer).map_err(|e| forged("the store", e));
+            let sequencer = Did::parse(&row.sequencer).map_err(|e| forged("the store", e))?;
+            let head_id = match row.head_seq == cursor {
+                true => Some(ContentId::parse(&row.head_id).map_err(|e| forged("the store", e))?),
+                false => None,
+            };
+            return Ok(Chain::after(space.clone(), sequencer, cursor, head_id));
         }
         let first = page.events.first().map(|raw| raw.get()).unwrap_or_default();
         let event: Event = northstar_protocol::canonical::from_str_strict(first)
@@ -378,7 +390,7 @@ impl CatchUp {
                 genesis
                     .check_rules()
                     .map_err(|e| forged("the sequencer", e))?;
-                Ok(genesis.sequencer.clone())
+                Ok(Chain::from_start(space.clone(), genesis.sequencer.clone()))
             }
             _ => Err(forged(
                 "the sequencer",
@@ -428,49 +440,6 @@ fn claimed_end(events: &[Box<RawValue>]) -> Option<u64> {
     serde_json::from_str::<Seq>(last.get()).ok().map(|s| s.seq)
 }
 
-/// Parse and strictly verify a page of events of `space` under `sequencer`, on every core, and
-/// compute each event's id there too, so the single writer does not.
-fn verify_page(
-    raws: Vec<Box<RawValue>>,
-    space: &SpaceId,
-    sequencer: &Did,
-) -> Result<Vec<Identified>, String> {
-    let one = |raw: &RawValue| -> Result<Identified, String> {
-        let event: Event =
-            northstar_protocol::canonical::from_str_strict(raw.get()).map_err(|e| e.to_string())?;
-        if event.space != *space {
-            return Err("an event of another space".into());
-        }
-        event.verify(sequencer).map_err(|e| e.to_string())?;
-        Identified::new(event).map_err(|e| e.to_string())
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || raws.len() < 2 * threads {
-        return raws.iter().map(|raw| one(raw)).collect();
-    }
-    let chunk = raws.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = raws
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|raw| one(raw))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-            })
-            .collect();
-        let mut events = Vec::with_capacity(raws.len());
-        for part in parts {
-            events.extend(
-                part.join()
-                    .map_err(|_| "a verifier thread panicked".to_owned())??,
-            );
-        }
-        Ok(events)
-    })
-}
-
 fn forged(source: &str, reason: impl std::fmt::Display) -> CatchUpError {
     CatchUpError::Forged {
         source_node: source.to_owned(),
@@ -489,7 +458,7 @@ mod tests {
 
     use super::*;
     use crate::hub::Hub;
-    use crate::sequencer::Sequencer;
+    use crate::spaces::Writer;
 
     /// Events per page in these tests: small, so a short log is many pages.
     const PAGE: usize = 5;
@@ -686,7 +655,7 @@ mod tests {
         let at = crate::store::Storage::from_url("", dir.path()).unwrap();
         let store = Store::open(&at, key.did().as_str()).await.unwrap();
         let (writer, handle) =
-            Sequencer::new(store.clone(), key.clone(), Arc::new(Hub::new(16)), None);
+            Writer::new(store.clone(), key.clone(), Arc::new(Hub::new(16)), None);
         let stop = CancellationToken::new();
         tokio::spawn(writer.run(stop.clone()));
         let links = Arc::new(Links::new(key.clone(), "ws://127.0.0.1:1".into()));

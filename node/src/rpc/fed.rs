@@ -11,6 +11,7 @@ use northstar_protocol::rpc::FedApiServer;
 use northstar_protocol::wire::{AuthChallenge, AuthResponse, Event, Payload};
 
 use super::{ApiError, Handler, bad_signature, malformed, session};
+use crate::spaces::replica::verify_pushed;
 
 /// The most events one `fed.push` may carry: few enough that a push of one more still fits in
 /// a message of the default size, so the count limit is the one a peer meets. (The forwarder
@@ -88,19 +89,16 @@ impl FedApiServer for Handler {
                 continue;
             }
             let sequencer = Did::parse(&row.sequencer).map_err(ApiError::internal)?;
-            for event in &events {
-                if let Err(e) = event.verify(&sequencer) {
-                    tracing::warn!(space = %space, seq = event.seq, from = %from, error = %crate::report::Causes(&e), "refused a pushed event that does not verify");
-                    return Err(ApiError::new(
-                        ErrorCode::BadSignature,
-                        format!("event {} of {space}: {e}", event.seq),
-                    )
-                    .into());
+            let events = match verify_pushed(events, &sequencer) {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(space = %space, from = %from, error = %crate::report::Causes(&e), "refused a pushed event that does not verify");
+                    return Err(ApiError::new(ErrorCode::BadSignature, e.to_string()).into());
                 }
-            }
+            };
             let outcome = api
                 .sequencer
-                .replicate(events, false)
+                .replicate_identified(events, false)
                 .await
                 .map_err(ApiError::from)?;
             accepted += outcome.accepted;

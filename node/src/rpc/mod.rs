@@ -1,7 +1,7 @@
 //! The JSON-RPC methods (`spec/protocol.md` §6, §9).
 //!
 //! Handlers verify what the caller signed (in parallel, on any worker), check who may do what,
-//! and hand writes to the single writer ([`crate::sequencer`]); a write into a space another
+//! and hand writes to the single writer ([`crate::spaces::writer`]); a write into a space another
 //! node sequences goes to that node over a federation link. [`ApiError`] is the one place where
 //! failures become JSON-RPC error objects.
 //!
@@ -32,13 +32,14 @@ use northstar_protocol::wire::{
 };
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Authenticator, Session};
+use crate::auth::{AuthError, Authenticator, Session};
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::federation::{LinkError, Links};
 use crate::gossip::CatchUp;
 use crate::hub::Hub;
-use crate::sequencer::{SequenceError, SequencerHandle, now_ms};
-use crate::space::Refusal;
+use crate::spaces::rules::Refusal;
+use crate::spaces::{SequenceError, SequencerHandle};
 use crate::store::{SpaceRow, Store, StoreError};
 
 /// A failure as the caller sees it: a stable code and a precise message.
@@ -80,6 +81,21 @@ impl ApiError {
 impl From<ApiError> for ErrorObjectOwned {
     fn from(e: ApiError) -> Self {
         ErrorObjectOwned::owned(e.code.code(), e.message, Some(e.code.name()))
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Refused { code, message } => ApiError::new(code, message),
+            AuthError::Internal(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<AuthError> for ErrorObjectOwned {
+    fn from(e: AuthError) -> Self {
+        ApiError::from(e).into()
     }
 }
 

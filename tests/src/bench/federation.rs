@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures_util::StreamExt;
-use northstar_node::tree::Tree;
+use northstar_node::spaces::tree::Tree;
 use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_sdk::{Client, EventStream};
 

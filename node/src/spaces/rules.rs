@@ -79,6 +79,8 @@ pub struct SpaceState {
     pub id: SpaceId,
     /// The node that sequences it.
     pub sequencer: Did,
+    /// Where that node is reached (`host[:port]`).
+    pub authority: String,
     /// Children per node in its broadcast tree.
     pub fanout: u32,
     /// Seq of the last event.
@@ -102,6 +104,7 @@ impl SpaceState {
         let mut state = Self {
             id: genesis.space.clone(),
             sequencer: genesis.sequencer.clone(),
+            authority: genesis.authority.clone(),
             fanout: genesis.fanout,
             head_seq: 0,
             head_id: genesis_id,
@@ -129,6 +132,7 @@ impl SpaceState {
     pub fn restore(
         id: SpaceId,
         sequencer: Did,
+        authority: String,
         fanout: u32,
         head_seq: u64,
         head_id: ContentId,
@@ -137,6 +141,7 @@ impl SpaceState {
         Self {
             id,
             sequencer,
+            authority,
             fanout,
             head_seq,
             head_id,

@@ -1,0 +1,217 @@
+//! What a replica takes in: events of spaces another node sequences, verified before the writer
+//! sees them, and what a batch of them did. Pure.
+//!
+//! Pushed events ([`verify_pushed`]) are checked one by one against the space's sequencer; a
+//! catch-up page ([`verify_page`]) must moreover continue the replica's chain event after event,
+//! from its head (or from the genesis for a new replica). Signatures are checked on every core
+//! for a large page; the chain, which is cheap, in order after.
+
+use northstar_protocol::address::SpaceId;
+use northstar_protocol::chain::{Chain, ChainError, Place};
+use northstar_protocol::wire::{Event, EventError};
+use northstar_protocol::{ContentId, Did, SignatureError};
+use serde_json::value::RawValue;
+
+/// An event with its id, computed where it was verified (on any core) so the single writer
+/// does not encode it canonically once more.
+#[derive(Debug, Clone)]
+pub struct Identified {
+    event: Event,
+    id: ContentId,
+}
+
+impl Identified {
+    /// The event with its id. The only way to build one, so the id is always the event's.
+    pub fn new(event: Event) -> Result<Self, SignatureError> {
+        let id = event.id()?;
+        Ok(Self { event, id })
+    }
+
+    /// The event.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// Its id.
+    pub fn id(&self) -> ContentId {
+        self.id
+    }
+
+    /// The event, given back.
+    pub fn into_event(self) -> Event {
+        self.event
+    }
+}
+
+/// What a batch of events did to the replicas.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replicated {
+    /// Events added.
+    pub accepted: u32,
+    /// Events already held, identical.
+    pub duplicates: u32,
+    /// The head of the last space the batch touched, after the batch.
+    pub head: u64,
+    /// An event came after a gap: the sender (or the sequencer) should be asked for the rest.
+    pub gap: bool,
+    /// Why the batch stopped early, if it did (a fork, a broken chain, an unknown space).
+    pub refused: Option<String>,
+}
+
+/// Why pushed events or a page were refused before the writer saw them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IncomingError {
+    /// An event does not verify by itself.
+    #[error("event {seq} of {space}: {source}")]
+    Event {
+        /// The space.
+        space: String,
+        /// The event's seq.
+        seq: u64,
+        /// Why.
+        #[source]
+        source: EventError,
+    },
+    /// An event of another space than the one asked about.
+    #[error("an event of {actual}, not of {expected}")]
+    WrongSpace {
+        /// The space asked about.
+        expected: String,
+        /// The event's space.
+        actual: String,
+    },
+    /// Something that does not parse as an event.
+    #[error("a malformed event: {0}")]
+    Malformed(String),
+    /// The page does not continue the replica's log.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// A page's events are not consecutive from the replica's head.
+    #[error("event {actual} where event {expected} was due")]
+    OutOfOrder {
+        /// The seq due.
+        expected: u64,
+        /// The seq that came.
+        actual: u64,
+    },
+}
+
+/// How an event is checked by itself under a sequencer: [`Event::verify`], passed in so a
+/// simulation can remember what it checked already (checking is a pure function of the bytes).
+pub type CheckEvent = fn(&Event, &Did) -> Result<(), EventError>;
+
+/// Verify pushed events of `space` under its `sequencer`, each by itself (a push may skip
+/// events or repeat them: the writer places them).
+pub fn verify_pushed(
+    events: Vec<Event>,
+    sequencer: &Did,
+) -> Result<Vec<Identified>, IncomingError> {
+    verify_pushed_with(events, sequencer, Event::verify)
+}
+
+/// [`verify_pushed`] with the single-event check passed in.
+pub fn verify_pushed_with(
+    events: Vec<Event>,
+    sequencer: &Did,
+    check: CheckEvent,
+) -> Result<Vec<Identified>, IncomingError> {
+    events
+        .into_iter()
+        .map(|event| {
+            check(&event, sequencer).map_err(|source| IncomingError::Event {
+                space: event.space.to_string(),
+                seq: event.seq,
+                source,
+            })?;
+            Identified::new(event).map_err(|e| IncomingError::Malformed(e.to_string()))
+        })
+        .collect()
+}
+
+/// Verify a page of `space.events` that must continue `chain`: every event parses strictly,
+/// is of the chain's space, verifies under its sequencer, and is the next one. At a hole (an
+/// event missing) the page is cut there. The chain moves to the last event kept. `threads` splits the signature checks (1 for none).
+pub fn verify_page(
+    chain: &mut Chain,
+    raws: &[Box<RawValue>],
+    threads: usize,
+) -> Result<Vec<Identified>, IncomingError> {
+    verify_page_with(chain, raws, threads, Event::verify)
+}
+
+/// [`verify_page`] with the single-event check passed in.
+pub fn verify_page_with(
+    chain: &mut Chain,
+    raws: &[Box<RawValue>],
+    threads: usize,
+    check: CheckEvent,
+) -> Result<Vec<Identified>, IncomingError> {
+    let space = chain.space().clone();
+    let sequencer = chain.sequencer().clone();
+    let one = |raw: &RawValue| -> Result<Identified, IncomingError> {
+        let event: Event = northstar_protocol::canonical::from_str_strict(raw.get())
+            .map_err(|e| IncomingError::Malformed(e.to_string()))?;
+        check_space(&event, &space)?;
+        verify_pushed_with(vec![event], &sequencer, check)?
+            .pop()
+            .ok_or_else(|| IncomingError::Malformed("no event".into()))
+    };
+    let events = if threads < 2 || raws.len() < 2 * threads {
+        raws.iter()
+            .map(|raw| one(raw))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        let chunk = raws.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = raws
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|raw| one(raw))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            let mut events = Vec::with_capacity(raws.len());
+            for part in parts {
+                events.extend(part.join().map_err(|_| {
+                    IncomingError::Malformed("a verifier thread panicked".into())
+                })??);
+            }
+            Ok::<_, IncomingError>(events)
+        })?
+    };
+    // Pages come oldest first; one that does not is put in order rather than refused, since
+    // the chain, not the order on the wire, is what makes a log.
+    let mut events = events;
+    events.sort_by_key(|item| item.event().seq);
+    let mut taken = 0;
+    for item in &events {
+        let expected = chain.head() + 1;
+        match chain.link(item.event(), item.id())? {
+            Place::Next => chain.advance(item.event().seq, item.id()),
+            // A source that skipped an event: what came before the hole is still good.
+            Place::Ahead => break,
+            Place::Head | Place::Behind => {
+                return Err(IncomingError::OutOfOrder {
+                    expected,
+                    actual: item.event().seq,
+                });
+            }
+        }
+        taken += 1;
+    }
+    events.truncate(taken);
+    Ok(events)
+}
+
+fn check_space(event: &Event, space: &SpaceId) -> Result<(), IncomingError> {
+    if event.space != *space {
+        return Err(IncomingError::WrongSpace {
+            expected: space.to_string(),
+            actual: event.space.to_string(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,393 @@
+//! The single writer: every change to the database goes through this one task.
+//!
+//! Requests arrive with signatures checked (by the RPC handlers, in parallel, on any core). The
+//! writer takes whatever is queued, up to [`MAX_GROUP`], reads what the decisions need from the
+//! store, lets [`Core`] decide them all without I/O, commits the result in one transaction, and
+//! only then answers each caller, publishes to local subscribers and hands the events to the
+//! outbox for the spaces' broadcast trees. So concurrent posts share one fsync, and an
+//! acknowledged event is always durable. It uses the store, the hub and the pure parts of
+//! [`crate::spaces`]; nothing it uses knows about it.
+
+use std::sync::Arc;
+
+use northstar_protocol::address::{BeamPath, SpaceId};
+use northstar_protocol::api::Ack;
+use northstar_protocol::wire::{Beam, Event, Payload, SpaceGenesis, Tombstone};
+use northstar_protocol::{ContentId, Did, Keypair};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::decide::{Core, Decided, Deleted, Input, Known, Needs, Outcome, Reads, SequenceError};
+use super::replica::{Identified, Replicated};
+use super::routing::{Broadcast, Outbox};
+use super::rows::state_from_rows;
+use super::rules::SpaceState;
+use crate::clock::now_ms;
+use crate::hub::Hub;
+use crate::store::{Store, StoreError};
+
+/// Requests waiting for the writer. When full, callers wait: that is the write path's
+/// backpressure.
+const QUEUE: usize = 4096;
+
+/// The most requests committed in one transaction.
+const MAX_GROUP: usize = 256;
+
+/// Rounds of reads before a group is decided: a deletion needs the spaces that refer to its
+/// beam before it can ask for their states, and a replica its state before its held events.
+const READ_ROUNDS: usize = 3;
+
+type Reply<T> = oneshot::Sender<Result<T, SequenceError>>;
+
+enum Answer {
+    Ack(Reply<Ack>),
+    Deleted(Reply<Deleted>),
+    Stored(Reply<()>),
+    Replicated(Reply<Replicated>),
+}
+
+struct Request {
+    input: Input,
+    answer: Answer,
+}
+
+/// A cloneable handle to the writer.
+#[derive(Debug, Clone)]
+pub struct SequencerHandle {
+    tx: mpsc::Sender<Request>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.input.fmt(f)
+    }
+}
+
+impl SequencerHandle {
+    async fn ask<T>(
+        &self,
+        input: Input,
+        answer: impl FnOnce(Reply<T>) -> Answer,
+    ) -> Result<T, SequenceError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request {
+                input,
+                answer: answer(reply),
+            })
+            .await
+            .map_err(|_| SequenceError::ShuttingDown)?;
+        rx.await.map_err(|_| SequenceError::ShuttingDown)?
+    }
+
+    /// Found a space from its verified genesis.
+    pub async fn create(&self, genesis: SpaceGenesis) -> Result<Ack, SequenceError> {
+        self.ask(Input::Create(Box::new(genesis)), Answer::Ack)
+            .await
+    }
+
+    /// Append a verified payload (with the beam it refers to, stored in the same transaction).
+    /// `via` is the node that submitted it for one of its users, if it came over federation.
+    pub async fn append(
+        &self,
+        space: SpaceId,
+        payload: Payload,
+        beam: Option<Beam>,
+        via: Option<Did>,
+    ) -> Result<Ack, SequenceError> {
+        let input = Input::Append {
+            space,
+            payload: Box::new(payload),
+            beam: beam.map(Box::new),
+            via,
+        };
+        self.ask(input, Answer::Ack).await
+    }
+
+    /// Delete a stored beam and append its verified tombstone to every space this node
+    /// sequences that referred to it; the spaces sequenced elsewhere are returned.
+    pub async fn delete(
+        &self,
+        tombstone: Tombstone,
+        path: BeamPath,
+    ) -> Result<Deleted, SequenceError> {
+        let input = Input::Delete {
+            tombstone: Box::new(tombstone),
+            path,
+        };
+        self.ask(input, Answer::Deleted).await
+    }
+
+    /// Store a verified beam by one of this node's users, posted into `space` (before its ref
+    /// goes to that space's remote sequencer).
+    pub async fn store_beam(&self, beam: Beam, space: SpaceId) -> Result<(), SequenceError> {
+        let input = Input::StoreBeam {
+            beam: Box::new(beam),
+            space,
+        };
+        self.ask(input, Answer::Stored).await
+    }
+
+    /// Add verified events to replicas. `create` allows a space this node does not hold yet to
+    /// start from its genesis (only for a join this node asked for).
+    pub async fn replicate(
+        &self,
+        events: Vec<Event>,
+        create: bool,
+    ) -> Result<Replicated, SequenceError> {
+        // The ids are computed here, in the caller's task, rather than by the single writer.
+        let events = events
+            .into_iter()
+            .map(Identified::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.replicate_identified(events, create).await
+    }
+
+    /// Like [`SequencerHandle::replicate`], for events whose ids the caller computed already
+    /// (catch-up does, on the cores that verified them).
+    pub async fn replicate_identified(
+        &self,
+        events: Vec<Identified>,
+        create: bool,
+    ) -> Result<Replicated, SequenceError> {
+        self.ask(Input::Replicate { events, create }, Answer::Replicated)
+            .await
+    }
+}
+
+/// The writer task: the core's decisions around the store.
+pub struct Writer {
+    rx: mpsc::Receiver<Request>,
+    store: Store,
+    core: Core,
+    hub: Arc<Hub>,
+    outbox: Option<Outbox<Event>>,
+}
+
+impl Writer {
+    /// A writer over `store`, signing with the node's `key`, publishing to `hub`, and handing
+    /// committed events to `outbox` for the spaces' broadcast trees.
+    pub fn new(
+        store: Store,
+        key: Keypair,
+        hub: Arc<Hub>,
+        outbox: Option<Outbox<Event>>,
+    ) -> (Self, SequencerHandle) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let writer = Self {
+            rx,
+            store,
+            core: Core::new(key),
+            hub,
+            outbox,
+        };
+        (writer, SequencerHandle { tx })
+    }
+
+    /// Serve requests until `shutdown`; then finish what is queued and stop.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                request = self.rx.recv() => request,
+                () = shutdown.cancelled() => {
+                    self.rx.close();
+                    self.rx.recv().await
+                }
+            };
+            let Some(first) = first else { break };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match self.rx.try_recv() {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.process(group).await;
+        }
+        tracing::debug!("writer stopped");
+    }
+
+    async fn process(&mut self, group: Vec<Request>) {
+        let (inputs, answers): (Vec<Input>, Vec<Answer>) =
+            group.into_iter().map(|r| (r.input, r.answer)).unzip();
+        let mut reads = Reads::default();
+        for _ in 0..READ_ROUNDS {
+            let needs = self.core.needs(&inputs, &reads);
+            if needs.is_empty() {
+                break;
+            }
+            if let Err(e) = read(&self.store, needs, &mut reads).await {
+                tracing::error!(error = %crate::report::Causes(&e), "cannot read what the group needs; the group is refused");
+                for answer in answers {
+                    reply(
+                        answer,
+                        Outcome::Refused(SequenceError::Store(e.clone_for_reply())),
+                    );
+                }
+                return;
+            }
+        }
+        let mut decided = self.core.decide(inputs, &reads, now_ms());
+        let committed = if decided.ops.is_empty() {
+            Ok(())
+        } else {
+            self.store.commit(&decided.ops).await
+        };
+        if let Err(e) = &committed {
+            tracing::error!(error = %crate::report::Causes(e), "commit failed; the group's requests are refused");
+            self.core.rollback(decided.take_saved());
+        }
+        let Decided {
+            live,
+            forward,
+            outcomes,
+            ..
+        } = decided;
+        for (answer, outcome) in answers.into_iter().zip(outcomes) {
+            let outcome = match (&committed, outcome) {
+                (Err(e), outcome) if !matches!(outcome, Outcome::Refused(_)) => {
+                    Outcome::Refused(SequenceError::Store(StoreError::Corrupt {
+                        table: "commit",
+                        reason: e.to_string(),
+                    }))
+                }
+                (_, outcome) => outcome,
+            };
+            reply(answer, outcome);
+        }
+        if committed.is_ok() {
+            for (space, event) in live {
+                self.hub.publish(&space, event);
+            }
+            self.broadcast(forward);
+        }
+    }
+
+    /// Give committed events to the outbox, one broadcast per space, in commit order.
+    fn broadcast(&mut self, events: Vec<Event>) {
+        let Some(outbox) = self.outbox.clone() else {
+            return;
+        };
+        let mut by_space: Vec<(SpaceId, Vec<Event>)> = Vec::new();
+        for event in events {
+            match by_space.iter_mut().find(|(space, _)| *space == event.space) {
+                Some((_, list)) => list.push(event),
+                None => by_space.push((event.space.clone(), vec![event])),
+            }
+        }
+        for (space, items) in by_space {
+            let Some(nodes) = self.core.tree_nodes(&space) else {
+                continue;
+            };
+            outbox.send(Broadcast {
+                space,
+                nodes,
+                items: Arc::new(items),
+            });
+        }
+    }
+}
+
+/// Answer one request; the caller may have gone away, and what was committed stays committed.
+fn reply(answer: Answer, outcome: Outcome) {
+    let mismatch = || SequenceError::ShuttingDown;
+    match answer {
+        Answer::Ack(tx) => {
+            let _ = tx.send(match outcome {
+                Outcome::Ack(ack) => Ok(ack),
+                Outcome::Refused(e) => Err(e),
+                _ => Err(mismatch()),
+            });
+        }
+        Answer::Deleted(tx) => {
+            let _ = tx.send(match outcome {
+                Outcome::Deleted(d) => Ok(d),
+                Outcome::Refused(e) => Err(e),
+                _ => Err(mismatch()),
+            });
+        }
+        Answer::Stored(tx) => {
+            let _ = tx.send(match outcome {
+                Outcome::Stored => Ok(()),
+                Outcome::Refused(e) => Err(e),
+                _ => Err(mismatch()),
+            });
+        }
+        Answer::Replicated(tx) => {
+            let _ = tx.send(match outcome {
+                Outcome::Replicated(r) => Ok(r),
+                Outcome::Refused(e) => Err(e),
+                _ => Err(mismatch()),
+            });
+        }
+    }
+}
+
+/// Answer `needs` from the store into `reads`.
+async fn read(store: &Store, needs: Needs, reads: &mut Reads) -> Result<(), StoreError> {
+    for space in needs.spaces {
+        let state = load(store, &space).await?;
+        reads.spaces.insert(space, state);
+    }
+    if !needs.beams.is_empty() {
+        let ids: Vec<String> = needs.beams.iter().map(ToString::to_string).collect();
+        for id in &needs.beams {
+            reads.beams.entry(*id).or_default();
+        }
+        for beam in store.known_beams(&ids).await? {
+            let id = ContentId::parse(&beam.id).map_err(|e| corrupt("beams", e))?;
+            let author = Did::parse(&beam.author).map_err(|e| corrupt("beams", e))?;
+            reads.beams.entry(id).or_default().push(Known {
+                author,
+                deleted: beam.deleted,
+            });
+        }
+    }
+    for (beam, space, author) in needs.refs {
+        let found = store
+            .references(&beam.to_string(), space.as_str(), author.as_str())
+            .await?;
+        reads.refs.insert((beam, space, author), found);
+    }
+    for path in needs.stored {
+        let found = store.beam(&path).await?.is_some();
+        reads.stored.insert(path, found);
+    }
+    for (beam, author) in needs.referencing {
+        let mut spaces = Vec::new();
+        for space in store
+            .spaces_referencing(&beam.to_string(), author.as_str())
+            .await?
+        {
+            spaces.push(SpaceId::parse(&space).map_err(|e| corrupt("beam_refs", e))?);
+        }
+        reads.referencing.insert((beam, author), spaces);
+    }
+    for (space, seq) in needs.held {
+        let held = match store.event(space.as_str(), seq).await? {
+            Some(row) => Some((
+                ContentId::parse(&row.id).map_err(|e| corrupt("events", e))?,
+                row.json,
+            )),
+            None => None,
+        };
+        reads.held.insert((space, seq), held);
+    }
+    Ok(())
+}
+
+/// A space's state as stored, if it is stored.
+async fn load(store: &Store, space: &SpaceId) -> Result<Option<SpaceState>, StoreError> {
+    let Some(row) = store.space(space.as_str()).await? else {
+        return Ok(None);
+    };
+    let members = store.members(space.as_str()).await?;
+    state_from_rows(space, row, members).map(Some)
+}
+
+fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        reason: e.to_string(),
+    }
+}
