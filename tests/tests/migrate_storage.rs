@@ -369,3 +369,38 @@ async fn a_tampered_log_stops_the_copy_at_its_space_and_seq() {
         copy::check_target(target.url()).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_table_the_copy_does_not_know_stops_it_before_anything_is_copied() {
+    let Some(server) = server("a_table_the_copy_does_not_know_stops_it_before_anything_is_copied")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = sqlite_node(dir.path()).await;
+    let (_, alice) = user(&node).await;
+    alice
+        .create_space(SpaceType::Channel, "c", "C")
+        .await
+        .unwrap();
+    drop(alice);
+    node.stop().await;
+    // As if a later schema added a table this copy has not learnt: its rows would be lost.
+    let db = dir.path().join("northstar.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE TABLE streams (id TEXT); INSERT INTO streams VALUES ('s')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let target = TestDatabase::create(&server).await.unwrap();
+    let err = migrate(dir.path(), target.url()).await.unwrap_err();
+    assert!(
+        matches!(&err, MigrateError::Copy(CopyError::UnknownTable { side: "source", table }) if table == "streams"),
+        "{err}"
+    );
+    copy::check_target(target.url()).await.unwrap();
+}

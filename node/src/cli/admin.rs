@@ -62,7 +62,8 @@ async fn migrate(args: MigrateStorageArgs, out: &Output) -> anyhow::Result<()> {
                 "migrating node {node}\n  from {source}\n  to   PostgreSQL {target} (empty)"
             ),
             Step::Copy(Progress::Table { table, rows }) => {
-                writeln!(stderr, "{table}: {rows} rows copied")
+                let noun = if rows == 1 { "row" } else { "rows" };
+                writeln!(stderr, "{table}: {rows} {noun} copied")
             }
             Step::Copy(Progress::Space {
                 space,

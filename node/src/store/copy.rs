@@ -110,6 +110,18 @@ pub enum CopyError {
         /// What is there: tables and their rows.
         found: String,
     },
+    /// A table of the node's schema that the copy does not know: copying without it would
+    /// lose its rows.
+    #[error(
+        "the {side} database has table {table}, which migrate-storage does not know how to copy: \
+         this binary's copy is behind its schema (a bug); nothing was copied"
+    )]
+    UnknownTable {
+        /// `source` or `target`.
+        side: &'static str,
+        /// The table.
+        table: String,
+    },
     /// The copy runs from an SQLite store into a PostgreSQL store only.
     #[error("the copy goes from an SQLite database to a PostgreSQL one")]
     WrongBackends,
@@ -319,6 +331,11 @@ fn data_tables() -> impl Iterator<Item = &'static Table> {
     [&SPACES, &EVENTS].into_iter().chain(TABLES.iter())
 }
 
+/// Whether `table` is one of the node's tables, copied or bookkeeping.
+fn known(table: &str) -> bool {
+    BOOKKEEPING.contains(&table) || data_tables().any(|t| t.name == table)
+}
+
 /// One value of a row on its way from the source to the target.
 #[derive(Debug, Clone)]
 enum Value {
@@ -384,8 +401,7 @@ async fn target_contents(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::E
     let mut found = Vec::new();
     for row in tables {
         let (schema, name): (String, String) = (row.get(0), row.get(1));
-        let ours = schema == "public"
-            && (BOOKKEEPING.contains(&name.as_str()) || data_tables().any(|t| t.name == name));
+        let ours = schema == "public" && known(&name);
         if ours && BOOKKEEPING.contains(&name.as_str()) {
             continue;
         }
@@ -441,6 +457,22 @@ pub async fn copy(
             target: "the target".into(),
             found: found.join(", "),
         });
+    }
+    // Both schemas hold only tables the copy knows, so nothing is left behind.
+    let source_tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+    )
+    .fetch_all(from)
+    .await?;
+    let target_tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::TEXT FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for (side, tables) in [("source", source_tables), ("target", target_tables)] {
+        if let Some(table) = tables.into_iter().find(|t| !known(t)) {
+            return Err(CopyError::UnknownTable { side, table });
+        }
     }
     let mut copied = Copied::default();
     let mut spaces = Vec::new();

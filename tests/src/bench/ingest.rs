@@ -119,9 +119,10 @@ async fn run_on(
             bench.progress(
                 Scenario::Ingest,
                 format!(
-                    "{}, {count} authors, run {}/{}: {per_sec:.0} acks/s (ceiling {ceiling:.0}), \
-                     p50 {l50:.2} ms, p99 {l99:.2} ms",
+                    "{}, {count} author{}, run {}/{}: {per_sec:.0} acks/s (ceiling \
+                     {ceiling:.0}), p50 {l50:.2} ms, p99 {l99:.2} ms",
                     backend.name(),
+                    if count == 1 { "" } else { "s" },
                     run + 1,
                     settings.runs
                 ),
