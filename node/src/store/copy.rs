@@ -135,17 +135,20 @@ pub enum CopyError {
         /// Why.
         reason: String,
     },
-    /// The target's rows do not add up to the source's after the copy (a bug).
+    /// The rows copied do not add up (a bug, or rows the copy cannot place); nothing was kept.
     #[error(
-        "after the copy, {table} holds {target} rows in the target but {source_rows} in the source"
+        "{copied} rows of {table} were copied, but the source holds {source_rows} and the target \
+         {target}; nothing was kept"
     )]
     Count {
         /// The table.
         table: &'static str,
-        /// Rows in the target.
-        target: u64,
+        /// Rows copied.
+        copied: u64,
         /// Rows in the source.
         source_rows: u64,
+        /// Rows in the target.
+        target: u64,
     },
     /// A read or write failed.
     #[error(transparent)]
@@ -458,22 +461,7 @@ pub async fn copy(
             found: found.join(", "),
         });
     }
-    // Both schemas hold only tables the copy knows, so nothing is left behind.
-    let source_tables: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
-    )
-    .fetch_all(from)
-    .await?;
-    let target_tables: Vec<String> = sqlx::query_scalar(
-        "SELECT table_name::TEXT FROM information_schema.tables WHERE table_schema = 'public'",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    for (side, tables) in [("source", source_tables), ("target", target_tables)] {
-        if let Some(table) = tables.into_iter().find(|t| !known(t)) {
-            return Err(CopyError::UnknownTable { side, table });
-        }
-    }
+    check_schemas(from, &mut tx).await?;
     let mut copied = Copied::default();
     let mut spaces = Vec::new();
     let rows = copy_rows(from, &mut tx, &SPACES, |row| spaces.push(space_head(row))).await?;
@@ -502,21 +490,64 @@ pub async fn copy(
         });
         copied.tables.push((table.name, rows));
     }
+    check_counts(from, &mut tx, &copied).await?;
+    tx.commit().await?;
+    Ok(copied)
+}
+
+/// Check that both databases hold only tables the copy knows, so nothing is left behind.
+async fn check_schemas(
+    from: &sqlx::SqlitePool,
+    tx: &mut Transaction<'_, Postgres>,
+) -> Result<(), CopyError> {
+    let source_tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' \
+         AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+    )
+    .fetch_all(from)
+    .await?;
+    let target_tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::TEXT FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    for (side, tables) in [("source", source_tables), ("target", target_tables)] {
+        if let Some(table) = tables.into_iter().find(|t| !known(t)) {
+            return Err(CopyError::UnknownTable { side, table });
+        }
+    }
+    Ok(())
+}
+
+/// Check that every table holds as many rows in the target as in the source, and as were
+/// copied: no row was skipped on the way (an event of no space, say).
+async fn check_counts(
+    from: &sqlx::SqlitePool,
+    tx: &mut Transaction<'_, Postgres>,
+    copied: &Copied,
+) -> Result<(), CopyError> {
     for &(table, rows) in &copied.tables {
-        let target_rows: i64 = sqlx::query(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-        if u64::try_from(target_rows).ok() != Some(rows) {
+        let count = format!("SELECT count(*) FROM {table}");
+        let source: i64 = sqlx::query_scalar(AssertSqlSafe(count.clone()))
+            .fetch_one(from)
+            .await?;
+        let target: i64 = sqlx::query_scalar(AssertSqlSafe(count))
+            .fetch_one(&mut **tx)
+            .await?;
+        let (source, target) = (
+            u64::try_from(source).unwrap_or(0),
+            u64::try_from(target).unwrap_or(0),
+        );
+        if source != rows || target != rows {
             return Err(CopyError::Count {
                 table,
-                target: u64::try_from(target_rows).unwrap_or(0),
-                source_rows: rows,
+                copied: rows,
+                source_rows: source,
+                target,
             });
         }
     }
-    tx.commit().await?;
-    Ok(copied)
+    Ok(())
 }
 
 /// A space row, as far as checking its log needs.
