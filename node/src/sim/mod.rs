@@ -5,8 +5,8 @@
 //! The links lose, delay (so reorder) and duplicate messages, and partitions cut pairs of nodes
 //! for a while; any node crashes (losing what it had received but not committed) and restarts.
 //! Authors on every node post concurrently, through their home node. An adversary that holds
-//! the sequencer's key pushes forks (a second signed event for a seq a member holds), and pushes
-//! forged events (altered, or signed by another key). Members push what they add down the
+//! the sequencer's key pushes, as one of the members, forks (a second signed event for a seq a
+//! member holds) and forged events (altered, or signed by another key). Members push what they add down the
 //! space's tree, pull on a gap and every few ticks, and verify everything they receive with the
 //! node's own checks ([`crate::spaces::replica`]).
 //!
@@ -195,7 +195,12 @@ impl World {
     }
 
     fn send(&mut self, from: usize, to: usize, msg: Msg) {
-        if from != self.adversary {
+        self.send_as(from, to, msg, true);
+    }
+
+    /// Send `msg`; `honest` is false for what the byzantine member sends.
+    fn send_as(&mut self, from: usize, to: usize, msg: Msg, honest: bool) {
+        if honest {
             let events: Vec<(u64, ContentId)> = match &msg {
                 Msg::Push(events) => events
                     .iter()
@@ -285,6 +290,16 @@ impl World {
         }
     }
 
+    /// The member the adversary pushes as: another member than `target`.
+    fn byzantine(&mut self, target: usize) -> usize {
+        let other = self.rng.random_range(1..=self.members);
+        if other == target {
+            self.adversary
+        } else {
+            other
+        }
+    }
+
     /// The adversary pushes a rival for a seq `target` holds, signed with the sequencer's key.
     fn fork(&mut self, target: usize) {
         let head = self.nodes[target].mem.log(self.space.as_str()).len() as u64;
@@ -307,7 +322,8 @@ impl World {
         .expect("a rival");
         self.rivals
             .insert((target, seq, rival.id().expect("an id")));
-        self.send(self.adversary, target, Msg::Push(vec![rival]));
+        let from = self.byzantine(target);
+        self.send_as(from, target, Msg::Push(vec![rival]), false);
     }
 
     /// The adversary pushes an altered event, or one it signed itself.
@@ -333,7 +349,8 @@ impl World {
             )
             .expect("a forgery");
         }
-        self.send(self.adversary, target, Msg::Push(vec![event]));
+        let from = self.byzantine(target);
+        self.send_as(from, target, Msg::Push(vec![event]), false);
     }
 
     fn deliver(&mut self, from: usize, to: usize, msg: Msg) {
@@ -591,10 +608,20 @@ impl World {
             }
         }
         for &(target, seq, rival) in &self.rivals_decided {
+            // The proof is both events: the one held (its JSON, or its id when it was added in
+            // the same group as the rival) and the rival.
+            let held = log
+                .iter()
+                .find(|(s, _)| *s == seq)
+                .map(|(_, id)| id.clone());
             let kept = self.nodes[target].mem.forks.iter().any(|(s, q, kept, r)| {
+                let kept_id = serde_json::from_str::<Event>(kept)
+                    .ok()
+                    .and_then(|e| e.id().ok())
+                    .map_or_else(|| kept.clone(), |id| id.to_string());
                 s == space
                     && *q == seq
-                    && !kept.is_empty()
+                    && Some(kept_id) == held
                     && serde_json::from_str::<Event>(r).is_ok_and(|e| e.id().ok() == Some(rival))
             });
             if !kept {

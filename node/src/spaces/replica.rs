@@ -86,14 +86,6 @@ pub enum IncomingError {
     /// The page does not continue the replica's log.
     #[error(transparent)]
     Chain(#[from] ChainError),
-    /// A page's events are not consecutive from the replica's head.
-    #[error("event {actual} where event {expected} was due")]
-    OutOfOrder {
-        /// The seq due.
-        expected: u64,
-        /// The seq that came.
-        actual: u64,
-    },
 }
 
 /// How an event is checked by itself under a sequencer: [`Event::verify`], passed in so a
@@ -129,8 +121,9 @@ pub fn verify_pushed_with(
 }
 
 /// Verify a page of `space.events` that must continue `chain`: every event parses strictly,
-/// is of the chain's space, verifies under its sequencer, and is the next one. At a hole (an
-/// event missing) the page is cut there. The chain moves to the last event kept. `threads` splits the signature checks (1 for none).
+/// is of the chain's space, verifies under its sequencer, and is the next one or one held
+/// already (the writer tells a duplicate from a fork). At a hole (an event missing) the page is
+/// cut there. The chain moves to the last event kept. `threads` splits the signature checks (1 for none).
 pub fn verify_page(
     chain: &mut Chain,
     raws: &[Box<RawValue>],
@@ -188,17 +181,13 @@ pub fn verify_page_with(
     events.sort_by_key(|item| item.event().seq);
     let mut taken = 0;
     for item in &events {
-        let expected = chain.head() + 1;
         match chain.link(item.event(), item.id())? {
             Place::Next => chain.advance(item.event().seq, item.id()),
             // A source that skipped an event: what came before the hole is still good.
             Place::Ahead => break,
-            Place::Head | Place::Behind => {
-                return Err(IncomingError::OutOfOrder {
-                    expected,
-                    actual: item.event().seq,
-                });
-            }
+            // Held already (the head moved since the page was asked for): the writer tells a
+            // duplicate from a fork against what it holds.
+            Place::Head | Place::Behind => {}
         }
         taken += 1;
     }
