@@ -1,12 +1,16 @@
-//! The client-side commands of `northstar`: keys, DIDs, and talking to a node about spaces and
-//! beams. They use the SDK, never the node's internals, so what they do is what any app can do.
+//! The commands of `northstar` besides `serve`: keys, DIDs, and talking to a node about spaces
+//! and beams. Those use the SDK, never the node's internals, so what they do is what any app can
+//! do. The `admin` commands are the exception: they work on a stopped node's data directory
+//! with the node library, as `serve` does.
 //!
 //! - [`space`]: `northstar space …`: create, join, leave, invite, list, members, events, tail.
 //! - [`beam`]: `northstar beam …`: post, get, delete.
+//! - [`admin`]: `northstar admin …`: migrate-storage.
 //!
 //! Output is text for people, or with `--json` one JSON object per line; the keys of the JSON
 //! objects are a contract for scripts. Errors are one line on stderr and a non-zero exit.
 
+mod admin;
 mod beam;
 mod space;
 
@@ -74,6 +78,9 @@ enum Command {
     /// Post, read and delete beams.
     #[command(subcommand)]
     Beam(beam::BeamCommand),
+    /// Work on a stopped node's data: move it to PostgreSQL.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(NodeCommand::Info) => node_info(&cli.global, &out).await,
         Command::Space(command) => space::run(command, &cli.global, &out).await,
         Command::Beam(command) => beam::run(command, &cli.global, &out).await,
+        Command::Admin(command) => admin::run(command, &out).await,
     }
 }
 
@@ -328,6 +336,16 @@ mod tests {
             ],
             &["beam", "get", "northstar://h/beam/a/b"],
             &["beam", "delete", "northstar://h/beam/a/b"],
+            &[
+                "admin",
+                "migrate-storage",
+                "--to",
+                "postgres://u:p@h:5432/db",
+                "--data-dir",
+                "/var/lib/northstar",
+                "--config",
+                "/etc/northstar.toml",
+            ],
         ] {
             parse(args);
         }

@@ -7,6 +7,7 @@
 //! - [`clock`]: the wall clock, read by actors only.
 //! - [`datadir`]: the data directory, private and held by one node process at a time.
 //! - [`store`]: the storage interface over SQLite or PostgreSQL, and its invariants.
+//! - [`migrate`]: moving a stopped node from SQLite to PostgreSQL (`admin migrate-storage`).
 //! - [`hub`]: live fan-out of committed events to subscribers.
 //! - [`spaces`]: the spaces' rules, the writer's decisions without I/O, the single writer
 //!   around them, and the broadcast trees.
@@ -30,6 +31,7 @@ pub mod datadir;
 pub mod federation;
 pub mod gossip;
 pub mod hub;
+pub mod migrate;
 pub mod report;
 pub mod rpc;
 pub mod server;

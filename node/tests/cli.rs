@@ -121,3 +121,93 @@ fn key_show_on_a_missing_file_says_which_file() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("/nonexistent/dir/key.json"), "{err}");
 }
+
+/// `admin migrate-storage` with the environment's storage settings out of the way.
+fn migrate_storage(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_northstar"))
+        .args(["admin", "migrate-storage"])
+        .args(args)
+        .env_remove("NORTHSTAR_STORAGE_URL")
+        .env_remove("NORTHSTAR_DATA_DIR")
+        .output()
+        .unwrap()
+}
+
+fn one_error_line(out: &Output) -> String {
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr.clone()).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
+#[test]
+fn admin_migrate_storage_refuses_what_it_cannot_copy_in_one_line_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let missing = dir.path().join("missing");
+    let target = "postgres://northstar:s3cret@127.0.0.1:1/northstar";
+    for (args, says) in [
+        (
+            vec!["--data-dir", data, "--to", "sqlite:///elsewhere.db"],
+            "--to must name a PostgreSQL database",
+        ),
+        (
+            vec!["--data-dir", missing.to_str().unwrap(), "--to", target],
+            "no data directory at",
+        ),
+        (vec!["--data-dir", data, "--to", target], "no node key at"),
+    ] {
+        let err = one_error_line(&migrate_storage(&args));
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
+
+/// With a PostgreSQL server (`NORTHSTAR_TEST_POSTGRES`): a node's data copied by the binary,
+/// progress on stderr, and the setting to make on stdout with its password hidden.
+#[tokio::test]
+async fn admin_migrate_storage_prints_the_storage_url_to_set() {
+    use northstar_node::store::testing::{POSTGRES_ENV, TestDatabase};
+    use northstar_node::store::{Storage, Store};
+    let Some(server) = std::env::var(POSTGRES_ENV).ok().filter(|s| !s.is_empty()) else {
+        eprintln!("skipped: set {POSTGRES_ENV} to run migrate-storage against PostgreSQL");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = northstar_node::node_key(dir.path()).unwrap();
+    let storage = Storage::from_url("", dir.path()).unwrap();
+    Store::open(&storage, key.did().as_str())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let target = TestDatabase::create(&server).await.unwrap();
+    let out = migrate_storage(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--to",
+        target.url(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("migrating node {}", key.did())),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("storage_url = \"postgres://"))
+        .unwrap_or_else(|| panic!("no storage_url line: {stdout}"));
+    assert!(line.contains(target.name()), "{line}");
+    if let Some(password) = target
+        .url()
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(user, _)| user.split_once(':'))
+        .map(|(_, password)| password)
+    {
+        assert!(!stdout.contains(password) && !stderr.contains(password));
+        assert!(line.contains(":***@"), "{line}");
+    }
+}

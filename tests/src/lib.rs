@@ -1,4 +1,5 @@
-//! Northstar's integration and conformance tests (in `tests/`) and the benchmark ([`mod@bench`],
-//! run by the `bench` binary).
+//! Northstar's integration and conformance tests (in `tests/`), the benchmark ([`mod@bench`],
+//! run by the `bench` binary), and the PostgreSQL databases both use ([`postgres`]).
 
 pub mod bench;
+pub mod postgres;

@@ -4,6 +4,8 @@
 //! node_process`, which runs a real node on the data dir named by `NORTHSTAR_TEST_DATA_DIR` and
 //! prints its address. The parent posts, waits for each ack, kills the child with SIGKILL,
 //! starts a new node on the same files and checks that every acknowledged beam is there.
+//!
+//! On PostgreSQL (see `common`), both node processes use the data dir's own database.
 
 mod common;
 
@@ -25,8 +27,10 @@ async fn node_process() {
     let dir = std::env::var(DATA_DIR_ENV).expect("run only by acknowledged_beams_survive_kill_9");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let data_dir = std::path::PathBuf::from(dir);
     let config = northstar_node::config::Config {
-        data_dir: dir.into(),
+        storage_url: common::storage_for(&data_dir).await,
+        data_dir,
         listen: addr,
         ..Default::default()
     };
@@ -145,5 +149,12 @@ async fn acknowledged_beams_survive_kill_9() {
             .1;
         let beam: Beam = serde_json::from_value(raw.ok("beam.get", json!([path])).await).unwrap();
         assert_eq!(beam.content_id().unwrap(), *id);
+    }
+    drop(node);
+    if let Some(server) = northstar_tests::postgres::test_storage_server().unwrap() {
+        let name = northstar_tests::postgres::database_name(dir.path());
+        northstar_tests::postgres::drop_database(&server, &name)
+            .await
+            .unwrap();
     }
 }

@@ -234,7 +234,7 @@ async fn forged_and_forked_events_are_refused_at_the_first_hop() {
     // None of them reached B's log, and the fork's proof is kept.
     assert_eq!(log(&bob, &space).await, ids(&held));
     let b_key = northstar_node::node_key(&b.data_dir).unwrap();
-    let at = northstar_node::store::Storage::from_url("", &b.data_dir).unwrap();
+    let at = northstar_node::store::Storage::from_url(&b.storage_url, &b.data_dir).unwrap();
     let store = northstar_node::store::Store::open(&at, b_key.did().as_str())
         .await
         .unwrap();

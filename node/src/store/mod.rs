@@ -43,6 +43,7 @@
 //!   database and a schema from a newer binary each get an error of their own.
 
 mod commit;
+pub mod copy;
 mod location;
 mod postgres;
 mod queries;

@@ -9,6 +9,9 @@
 //! Ceiling: Ed25519 batch verification (`ed25519_dalek::verify_batch`) of the same signatures,
 //! two per event (the author's on the beam ref and the sequencer's on the event), fetched from
 //! the sequencer, on all cores.
+//!
+//! With `--storage sqlite,postgres` the whole scenario runs once per backend, every node of it
+//! (sequencer and members) on that backend.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,9 +29,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::ceiling::{SignedMessage, batch_verify_rate};
 use super::load::post_window;
-use super::nodes::LocalNode;
+use super::nodes::{LocalNode, new_data_dir};
 use super::raw::RawConn;
 use super::report::{Bound, Row, Series, Unit, count};
+use super::storage::Backend;
 use super::{Bench, Scenario, keypair};
 
 /// Posts in flight while the missed events are made.
@@ -43,16 +47,24 @@ const PAGE: u32 = 500;
 /// How long one catch-up may take.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(900);
 
-/// Run the scenario.
+/// Run the scenario on each backend in turn.
 pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for &backend in &bench.settings.storage {
+        rows.extend(run_on(bench, backend).await?);
+    }
+    Ok(rows)
+}
+
+async fn run_on(bench: &mut Bench<'_>, backend: Backend) -> anyhow::Result<Vec<Row>> {
     let settings = bench.settings;
     let events = settings.catchup_events;
-    let prepared = prepare(bench, events).await?;
+    let prepared = prepare(bench, events, backend).await?;
     let signatures = Arc::new(prepared.signatures);
     let (mut time, mut rate) = (Series::default(), Series::default());
-    for (run, (dir, addr)) in prepared.offline.into_iter().enumerate() {
+    for (run, (dir, addr, storage_url)) in prepared.offline.into_iter().enumerate() {
         let start = Instant::now();
-        let member = LocalNode::start_in(dir, addr, |_| {}).await?;
+        let member = LocalNode::start_in(dir, addr, |c| c.storage_url = storage_url).await?;
         wait_for(&member.url, &prepared.space, prepared.target).await?;
         let took = start.elapsed().as_secs_f64();
         member.stop().await?;
@@ -65,8 +77,9 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
         bench.progress(
             Scenario::Catchup,
             format!(
-                "run {}/{}: {events} events in {took:.2} s, {per_sec:.0} events/s (batch \
+                "{}, run {}/{}: {events} events in {took:.2} s, {per_sec:.0} events/s (batch \
                  verification {ceiling:.0} events/s)",
+                backend.name(),
                 run + 1,
                 settings.runs
             ),
@@ -80,7 +93,10 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
             samples: time.figure,
             ..Row::new(
                 Scenario::Catchup,
-                format!("time to catch up {} events", count(events)),
+                bench.label(
+                    format!("time to catch up {} events", count(events)),
+                    backend,
+                ),
                 Unit::Secs,
             )
         }
@@ -90,7 +106,11 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
         )),
         Row {
             samples: rate.figure,
-            ..Row::new(Scenario::Catchup, "events caught up", Unit::PerSec)
+            ..Row::new(
+                Scenario::Catchup,
+                bench.label("events caught up".to_owned(), backend),
+                Unit::PerSec,
+            )
         }
         .with_bound(Bound::ceiling(
             format!("verify_batch, 2 sigs/event, {cores} cores"),
@@ -106,15 +126,28 @@ struct Prepared {
     space: SpaceId,
     /// The seq of the last event.
     target: u64,
-    /// Each offline member node's data directory and address: one per run.
-    offline: Vec<(PathBuf, SocketAddr)>,
+    /// Each offline member node's data directory, address and `storage_url`: one per run.
+    offline: Vec<(PathBuf, SocketAddr, String)>,
     /// Two per missed event: the author's and the sequencer's.
     signatures: Vec<SignedMessage>,
 }
 
-/// Start a sequencer, have one member node per run join and stop, then post `events` beams.
-async fn prepare(bench: &Bench<'_>, events: usize) -> anyhow::Result<Prepared> {
-    let sequencer = LocalNode::start(bench.root(), |_| {}).await?;
+/// A node on `backend` with a new data directory.
+async fn start(bench: &Bench<'_>, backend: Backend) -> anyhow::Result<(LocalNode, String)> {
+    let dir = new_data_dir(bench.root())?;
+    let storage_url = bench.storage_url(backend, &dir).await?;
+    let url = storage_url.clone();
+    let node = LocalNode::start_in(dir, SocketAddr::from(([127, 0, 0, 1], 0)), |c| {
+        c.storage_url = url
+    })
+    .await?;
+    Ok((node, storage_url))
+}
+
+/// Start a sequencer, have one member node per run join and stop, then post `events` beams;
+/// every node on `backend`.
+async fn prepare(bench: &Bench<'_>, events: usize, backend: Backend) -> anyhow::Result<Prepared> {
+    let (sequencer, _) = start(bench, backend).await?;
     let owner = Client::connect(&sequencer.url, keypair()?).await?;
     let space = owner
         .create_space(SpaceType::Channel, "catchup", "Catch-up")
@@ -123,11 +156,11 @@ async fn prepare(bench: &Bench<'_>, events: usize) -> anyhow::Result<Prepared> {
     let uri = owner.space_uri(&space);
     let mut offline = Vec::with_capacity(bench.settings.runs);
     for _ in 0..bench.settings.runs {
-        let member = LocalNode::start(bench.root(), |_| {}).await?;
+        let (member, storage_url) = start(bench, backend).await?;
         let user = Client::connect(&member.url, keypair()?).await?;
         user.join(&uri).await?;
         drop(user);
-        offline.push((member.data_dir.clone(), member.addr));
+        offline.push((member.data_dir.clone(), member.addr, storage_url));
         member.stop().await?;
     }
     let before = owner.get_space(&space).await?.head_seq;
@@ -140,7 +173,8 @@ async fn prepare(bench: &Bench<'_>, events: usize) -> anyhow::Result<Prepared> {
         bench.progress(
             Scenario::Catchup,
             format!(
-                "{posted}/{events} events sequenced while {} member nodes are offline ({:.0} s)",
+                "{}: {posted}/{events} events sequenced while {} member nodes are offline ({:.0} s)",
+                backend.name(),
                 offline.len(),
                 made.elapsed().as_secs_f64()
             ),

@@ -5,8 +5,13 @@
 //! Ceiling: per event, strict verification of the author's signature on a beam ref plus the
 //! sequencer's signature on the event, as many as were acknowledged, on all cores. Floor of the
 //! ack latency: a plain WebSocket round trip, the same signature work on one core, and one
-//! fsync of the data directory's file system (an acknowledged beam is on disk).
+//! durable write: an fsync of the data directory's file system on SQLite, one commit of a
+//! one-row insert on PostgreSQL (an acknowledged beam is on disk).
+//!
+//! With `--storage sqlite,postgres` the whole scenario runs once per backend, a node of its own
+//! each, and a note compares their rates.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,14 +21,57 @@ use tokio::task::JoinSet;
 
 use super::ceiling::{self, IngestWork};
 use super::load::BODY;
-use super::nodes::LocalNode;
+use super::nodes::{LocalNode, new_data_dir};
 use super::report::{Bound, Row, Series, Unit, p50_p99};
+use super::storage::Backend;
 use super::{Bench, Scenario, keypair};
 
-/// Run the scenario.
+/// Run the scenario on each backend in turn.
 pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut rates: Vec<(Backend, usize, f64)> = Vec::new();
+    for &backend in &bench.settings.storage {
+        let (new, backend_rates) = run_on(bench, backend).await?;
+        rows.extend(new);
+        rates.extend(backend_rates.into_iter().map(|(n, r)| (backend, n, r)));
+    }
+    for &count in &bench.settings.ingest_authors {
+        let rate = |backend| {
+            rates
+                .iter()
+                .find(|(b, n, _)| *b == backend && *n == count)
+                .map(|(_, _, r)| *r)
+        };
+        if let (Some(sqlite), Some(postgres)) = (rate(Backend::Sqlite), rate(Backend::Postgres)) {
+            let who = if count == 1 { "1 author" } else { "authors" };
+            let who = if count == 1 {
+                who.to_owned()
+            } else {
+                format!("{count} {who}")
+            };
+            bench.note(format!(
+                "ingest, {who}: postgres acked {:.2} × sqlite's rate ({} vs {})",
+                postgres / sqlite.max(f64::MIN_POSITIVE),
+                Unit::PerSec.format(postgres),
+                Unit::PerSec.format(sqlite)
+            ));
+        }
+    }
+    Ok(rows)
+}
+
+/// The rows of one backend, and its median rate per author count.
+async fn run_on(
+    bench: &mut Bench<'_>,
+    backend: Backend,
+) -> anyhow::Result<(Vec<Row>, Vec<(usize, f64)>)> {
     let settings = bench.settings;
-    let node = LocalNode::start(bench.root(), |_| {}).await?;
+    let dir = new_data_dir(bench.root())?;
+    let storage_url = bench.storage_url(backend, &dir).await?;
+    let node = LocalNode::start_in(dir, SocketAddr::from(([127, 0, 0, 1], 0)), |c| {
+        c.storage_url = storage_url
+    })
+    .await?;
     let owner = Client::connect(&node.url, keypair()?).await?;
     let space = owner
         .create_space(SpaceType::Channel, "ingest", "Ingest")
@@ -37,8 +85,18 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
         authors.push(author);
     }
     let work = Arc::new(tokio::task::spawn_blocking(IngestWork::new).await??);
-    let fsync = Duration::from_secs_f64(bench.machine.fsync_p50_ms.max(0.0) / 1e3);
+    let (durable, durable_what) = match (backend, &bench.postgres) {
+        (Backend::Postgres, Some(server)) => (
+            server.commit_floor(&new_data_dir(bench.root())?).await?,
+            "PG commit",
+        ),
+        _ => (
+            Duration::from_secs_f64(bench.machine.fsync_p50_ms.max(0.0) / 1e3),
+            "fsync",
+        ),
+    };
     let mut rows = Vec::new();
+    let mut rates = Vec::new();
     for &count in &settings.ingest_authors {
         let (mut rate, mut p50, mut p99) =
             (Series::default(), Series::default(), Series::default());
@@ -52,7 +110,7 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
             let ceiling = tokio::task::spawn_blocking(move || w.rate(acked)).await??;
             let w = work.clone();
             let (verify, sign) = tokio::task::spawn_blocking(move || w.single_core_costs()).await?;
-            let floor = ceiling::websocket_round_trip().await? + 2 * verify + sign + fsync;
+            let floor = ceiling::websocket_round_trip().await? + 2 * verify + sign + durable;
             let floor_ms = floor.as_secs_f64() * 1e3;
             let (l50, l99) = p50_p99(&mut latencies);
             rate.push(per_sec, ceiling);
@@ -61,36 +119,50 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
             bench.progress(
                 Scenario::Ingest,
                 format!(
-                    "{count} authors, run {}/{}: {per_sec:.0} acks/s (ceiling {ceiling:.0}), \
-                     p50 {l50:.2} ms, p99 {l99:.2} ms",
+                    "{}, {count} author{}, run {}/{}: {per_sec:.0} acks/s (ceiling \
+                     {ceiling:.0}), p50 {l50:.2} ms, p99 {l99:.2} ms",
+                    backend.name(),
+                    if count == 1 { "" } else { "s" },
                     run + 1,
                     settings.runs
                 ),
             );
         }
-        rows.extend(rows_for(count, bench.machine.cores, rate, p50, p99));
+        rates.push((count, super::report::median(&rate.figure)));
+        let new = rows_for(count, bench.machine.cores, durable_what, rate, p50, p99);
+        rows.extend(new.map(|row| Row {
+            figure: bench.label(row.figure.clone(), backend),
+            ..row
+        }));
     }
     drop(authors);
     drop(owner);
     node.stop().await?;
-    Ok(rows)
+    Ok((rows, rates))
 }
 
 /// The rows of one author count: the rate against its ceiling, the latencies against their
 /// floor.
-fn rows_for(count: usize, cores: usize, rate: Series, p50: Series, p99: Series) -> [Row; 3] {
+fn rows_for(
+    count: usize,
+    cores: usize,
+    durable: &str,
+    rate: Series,
+    p50: Series,
+    p99: Series,
+) -> [Row; 3] {
     let who = if count == 1 {
         "1 author".to_owned()
     } else {
         format!("{count} authors")
     };
-    let floor = "WS round trip + 2 verify + 1 sign + fsync";
+    let floor = format!("WS round trip + 2 verify + 1 sign + {durable}");
     let latency = |name: &str, series: Series| {
         Row {
             samples: series.figure,
             ..Row::new(Scenario::Ingest, format!("{name}, {who}"), Unit::Millis)
         }
-        .with_bound(Bound::floor(floor, series.bound))
+        .with_bound(Bound::floor(floor.clone(), series.bound))
     };
     [
         Row {

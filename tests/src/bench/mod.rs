@@ -22,6 +22,8 @@
 //! - [`nodes`]: nodes in this process or in their own, with the benchmark's limits.
 //! - [`raw`]: raw JSON-RPC clients for the loads an SDK client per connection cannot carry.
 //! - [`machine`]: CPU, memory, file system, fsync, open-files limit.
+//! - [`storage`]: the backends ingest and catch-up run on (`--storage sqlite,postgres`), and the
+//!   PostgreSQL server.
 //! - [`report`]: rows, statistics, the table and the JSON.
 
 pub mod abuse;
@@ -38,6 +40,7 @@ pub mod nodes;
 pub mod plain;
 pub mod raw;
 pub mod report;
+pub mod storage;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -48,6 +51,7 @@ use serde::Serialize;
 
 use self::machine::Machine;
 use self::report::{Report, Row, count};
+use self::storage::{Backend, PgServer};
 
 /// The scenarios of the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -129,6 +133,11 @@ pub struct Settings {
     pub data_root: Option<PathBuf>,
     /// Print progress to stderr.
     pub progress: bool,
+    /// The backends ingest and catch-up run on, each in turn; the other scenarios use SQLite.
+    pub storage: Vec<Backend>,
+    /// The PostgreSQL server (a URL on which databases may be created); `None` starts a
+    /// throw-away cluster with `scripts/pg-cluster` when a scenario needs one.
+    pub postgres: Option<String>,
     /// Concurrent authors, one connection each.
     pub ingest_authors: Vec<usize>,
     /// Seconds each ingest run posts for.
@@ -186,6 +195,8 @@ impl Settings {
             exe,
             data_root: None,
             progress: true,
+            storage: vec![Backend::Sqlite],
+            postgres: None,
             ingest_authors: vec![1, 16, 64],
             ingest_secs: 3.0,
             fanout_subscribers: vec![100, 1_000, 10_000],
@@ -245,12 +256,33 @@ impl Settings {
         self.only.is_empty() || self.only.contains(&scenario)
     }
 
+    /// Whether a scenario this run makes uses PostgreSQL.
+    fn needs_postgres(&self) -> bool {
+        self.storage.contains(&Backend::Postgres)
+            && (self.runs(Scenario::Ingest) || self.runs(Scenario::Catchup))
+    }
+
+    /// Whether figures name their backend: when any is not the default alone.
+    pub fn names_backends(&self) -> bool {
+        self.storage != [Backend::Sqlite]
+    }
+
     /// The settings that shape the figures, as `(name, value)` lines for the report.
     fn describe(&self) -> Vec<(String, String)> {
         let mut out = vec![(
             "node limits (all nodes)".to_owned(),
             nodes::describe_limits(),
         )];
+        if self.names_backends() {
+            let names: Vec<&str> = self.storage.iter().map(|b| b.name()).collect();
+            out.push((
+                "storage".to_owned(),
+                format!(
+                    "ingest and catch-up on {}, each in turn; the other scenarios on sqlite",
+                    names.join(", ")
+                ),
+            ));
+        }
         for scenario in Scenario::ALL {
             if self.runs(scenario) {
                 let label = match scenario {
@@ -335,6 +367,8 @@ pub struct Bench<'a> {
     pub nofile: u64,
     /// Notes printed under the table.
     pub notes: Vec<String>,
+    /// The PostgreSQL server, when a scenario needs one.
+    pub postgres: Option<PgServer>,
 }
 
 impl Bench<'_> {
@@ -371,6 +405,29 @@ impl Bench<'_> {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// The `storage_url` of a node on `data_dir` stored in `backend`.
+    pub async fn storage_url(&self, backend: Backend, data_dir: &Path) -> anyhow::Result<String> {
+        match backend {
+            Backend::Sqlite => Ok(String::new()),
+            Backend::Postgres => {
+                let server = self
+                    .postgres
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("no PostgreSQL server was started"))?;
+                server.storage_url(data_dir).await
+            }
+        }
+    }
+
+    /// `figure` with the backend's name, when the run names backends.
+    pub fn label(&self, figure: String, backend: Backend) -> String {
+        if self.settings.names_backends() {
+            format!("{figure}, {}", backend.name())
+        } else {
+            figure
+        }
+    }
 }
 
 /// A new key pair.
@@ -394,13 +451,52 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
             .tempdir()?,
     };
     let machine = Machine::probe(root.path());
+    let postgres = if settings.needs_postgres() {
+        if settings.progress {
+            eprintln!("[storage] starting or connecting to PostgreSQL");
+        }
+        Some(PgServer::start_or_use(settings.postgres.clone()).await?)
+    } else {
+        None
+    };
+    let mut described = settings.describe();
+    if let Some(server) = &postgres {
+        described.push(("postgres".to_owned(), server.description.clone()));
+    }
     let mut bench = Bench {
         settings,
         root: root.path().to_owned(),
         machine: machine.clone(),
         nofile,
         notes: Vec::new(),
+        postgres,
     };
+    let measured = scenarios(&mut bench).await;
+    let notes = std::mem::take(&mut bench.notes);
+    let postgres = bench.postgres.take();
+    drop(bench);
+    // The data directories go with `root`; nodes were stopped by their scenarios. Then the
+    // databases of those directories go, and a cluster this run started.
+    let closed = root.close();
+    if let Some(server) = postgres {
+        server.stop().await;
+    }
+    let rows = measured?;
+    closed?;
+    Ok(Report {
+        machine,
+        runs: settings.runs,
+        smoke: settings.smoke,
+        settings: described,
+        rows,
+        notes,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Every scenario the settings ask for, in order.
+async fn scenarios(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
+    let settings = bench.settings;
     let mut rows: Vec<Row> = Vec::new();
     for scenario in Scenario::ALL {
         if !settings.runs(scenario) {
@@ -409,13 +505,13 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
         let began = Instant::now();
         bench.progress(scenario, "starting");
         let new = match scenario {
-            Scenario::Ingest => ingest::run(&mut bench).await,
-            Scenario::Fanout => fanout::run(&mut bench).await,
-            Scenario::Federation => federation::run(&mut bench).await,
-            Scenario::Memory => memory::run(&mut bench).await,
-            Scenario::Catchup => catchup::run(&mut bench).await,
-            Scenario::Auth => auth::run(&mut bench).await,
-            Scenario::Abuse => abuse::run(&mut bench).await,
+            Scenario::Ingest => ingest::run(bench).await,
+            Scenario::Fanout => fanout::run(bench).await,
+            Scenario::Federation => federation::run(bench).await,
+            Scenario::Memory => memory::run(bench).await,
+            Scenario::Catchup => catchup::run(bench).await,
+            Scenario::Auth => auth::run(bench).await,
+            Scenario::Abuse => abuse::run(bench).await,
         }
         .map_err(|e| e.context(format!("scenario {}", scenario.name())))?;
         bench.progress(
@@ -424,17 +520,5 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
         );
         rows.extend(new);
     }
-    let notes = std::mem::take(&mut bench.notes);
-    drop(bench);
-    // The data directories go with `root`; nodes were stopped by their scenarios.
-    root.close()?;
-    Ok(Report {
-        machine,
-        runs: settings.runs,
-        smoke: settings.smoke,
-        settings: settings.describe(),
-        rows,
-        notes,
-        elapsed_secs: started.elapsed().as_secs_f64(),
-    })
+    Ok(rows)
 }

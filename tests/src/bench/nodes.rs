@@ -74,6 +74,14 @@ pub fn describe_limits() -> String {
     )
 }
 
+/// A new data directory under `root`, kept until `root` goes.
+pub fn new_data_dir(root: &Path) -> anyhow::Result<PathBuf> {
+    Ok(tempfile::Builder::new()
+        .prefix("node-")
+        .tempdir_in(root)?
+        .keep())
+}
+
 /// A node running in this process, stopped when dropped.
 pub struct LocalNode {
     /// Where it listens.
@@ -89,11 +97,12 @@ pub struct LocalNode {
 impl LocalNode {
     /// Start a node with a new data directory under `root`; `tune` may change its config.
     pub async fn start(root: &Path, tune: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("node-")
-            .tempdir_in(root)?
-            .keep();
-        Self::start_in(dir, SocketAddr::from(([127, 0, 0, 1], 0)), tune).await
+        Self::start_in(
+            new_data_dir(root)?,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            tune,
+        )
+        .await
     }
 
     /// Start a node on `data_dir` (a restart, if it holds a node already) at `listen`.

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use northstar_tests::bench::storage::{self, Backend};
 use northstar_tests::bench::{self, Scenario, Settings, nodes, plain};
 
 /// Benchmark Northstar nodes on this machine.
@@ -25,6 +26,11 @@ struct Args {
     /// Runs per figure (each figure is their median).
     #[arg(long)]
     runs: Option<usize>,
+    /// The backends ingest and catch-up run on, comma-separated, each in turn: sqlite,
+    /// postgres. PostgreSQL is the server $NORTHSTAR_BENCH_POSTGRES names, else a throw-away
+    /// cluster started with scripts/pg-cluster.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite")]
+    storage: Vec<Backend>,
     /// Also print the results as one JSON object.
     #[arg(long)]
     json: bool,
@@ -101,6 +107,14 @@ async fn main() -> anyhow::Result<()> {
     };
     settings.only = args.only;
     settings.data_root = args.data_root;
+    anyhow::ensure!(
+        !args.storage.is_empty(),
+        "--storage needs at least one backend"
+    );
+    settings.storage = args.storage;
+    settings.postgres = std::env::var(storage::SERVER_ENV)
+        .ok()
+        .filter(|url| !url.trim().is_empty());
     settings.progress = !args.quiet;
     if let Some(runs) = args.runs {
         anyhow::ensure!(runs > 0, "--runs must be at least 1");

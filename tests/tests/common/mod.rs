@@ -1,10 +1,14 @@
 //! Real nodes on 127.0.0.1 for integration tests: each in its own temp dir, on a port the OS
 //! picked, stopped when dropped.
+//!
+//! A node stores its data in SQLite in its data dir, or, with `NORTHSTAR_TEST_STORAGE=postgres`
+//! and `NORTHSTAR_TEST_POSTGRES` set, in a PostgreSQL database of its own named after its data
+//! dir (so a node restarted on the same dir finds its data again); see `northstar_tests::postgres`.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -23,9 +27,24 @@ pub struct TestNode {
     pub addr: SocketAddr,
     pub url: String,
     pub data_dir: PathBuf,
+    /// The node's `storage_url`: empty for SQLite in the data dir.
+    pub storage_url: String,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The PostgreSQL server and database to drop with the node, when it owns its data dir.
+    database: Option<(String, String)>,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// The `storage_url` for a node on `data_dir`: empty (SQLite in the dir) unless the tests run
+/// on PostgreSQL, then the dir's own database.
+pub async fn storage_for(data_dir: &Path) -> String {
+    match northstar_tests::postgres::test_storage_server().unwrap() {
+        None => String::new(),
+        Some(server) => northstar_tests::postgres::database_for(&server, data_dir)
+            .await
+            .unwrap(),
+    }
 }
 
 impl TestNode {
@@ -39,17 +58,38 @@ impl TestNode {
         let dir = tempfile::tempdir().unwrap();
         let mut node = Self::start_in(dir.path().to_path_buf(), tune).await;
         node._dir = Some(dir);
+        // The dir goes with the node, and so does its database. (A dir the test owns keeps its
+        // database for a restart; it is swept once the dir is gone.)
+        if let Some(server) = northstar_tests::postgres::test_storage_server().unwrap() {
+            node.database = Some((
+                server,
+                northstar_tests::postgres::database_name(&node.data_dir),
+            ));
+        }
         node
     }
 
     /// A node on an existing data dir (to restart one, or to share a key).
     pub async fn start_in(data_dir: PathBuf, tune: impl FnOnce(&mut Config)) -> Self {
+        let storage_url = storage_for(&data_dir).await;
+        Self::start_on(data_dir, storage_url, tune).await
+    }
+
+    /// A node on `data_dir` with the database `storage_url` (empty: SQLite in the dir),
+    /// whatever storage the other tests' nodes use.
+    pub async fn start_on(
+        data_dir: PathBuf,
+        storage_url: String,
+        tune: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config {
             data_dir: data_dir.clone(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            storage_url,
             ..Config::default()
         };
         tune(&mut config);
+        let storage_url = config.storage_url.clone();
         // Port 0 (the default here) lets the OS pick; a test restarting a node passes the old
         // address to get the same URL back.
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
@@ -68,8 +108,10 @@ impl TestNode {
             addr,
             url,
             data_dir,
+            storage_url,
             shutdown,
             task: Some(task),
+            database: None,
             _dir: None,
         }
     }
@@ -86,6 +128,10 @@ impl TestNode {
 impl Drop for TestNode {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if let Some((server, name)) = self.database.take() {
+            // Ends the node's sessions if it is still stopping.
+            northstar_tests::postgres::drop_database_blocking(&server, &name);
+        }
     }
 }
 

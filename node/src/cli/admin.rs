@@ -1,0 +1,115 @@
+//! `northstar admin …`: work on a stopped node's data directory, with the node library itself
+//! rather than through a running node.
+//!
+//! - `admin migrate-storage --to postgres://…`: copy the node's SQLite data into an empty
+//!   PostgreSQL database, checking every log (`northstar_node::migrate`). Progress goes to
+//!   stderr; what to set afterwards to stdout.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use northstar_node::config::{Config, Overrides};
+use northstar_node::migrate::{Step, migrate_storage};
+use northstar_node::store::copy::Progress;
+use serde_json::json;
+
+use super::Output;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum AdminCommand {
+    /// Copy a stopped node's SQLite data into an empty PostgreSQL database, checking every
+    /// log's signatures and chain; then print the storage_url to set.
+    MigrateStorage(MigrateStorageArgs),
+}
+
+/// Flags of `northstar admin migrate-storage`.
+#[derive(Debug, Args)]
+pub(super) struct MigrateStorageArgs {
+    /// The empty PostgreSQL database to copy into, postgres://USER:PASSWORD@HOST:PORT/DATABASE.
+    #[arg(long, value_name = "URL")]
+    pub(super) to: String,
+    /// The node's TOML config file, as given to `serve`.
+    #[arg(long, value_name = "FILE")]
+    pub(super) config: Option<PathBuf>,
+    /// The node's data directory, as given to `serve`.
+    #[arg(long, value_name = "DIR")]
+    pub(super) data_dir: Option<PathBuf>,
+}
+
+pub(super) async fn run(command: AdminCommand, out: &Output) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::MigrateStorage(args) => migrate(args, out).await,
+    }
+}
+
+async fn migrate(args: MigrateStorageArgs, out: &Output) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        data_dir: args.data_dir,
+        ..Overrides::default()
+    };
+    let config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
+    let mut stderr = std::io::stderr().lock();
+    let mut step = |step: Step<'_>| {
+        // Progress is a courtesy: a closed stderr must not stop the copy.
+        let _ = match step {
+            Step::Start {
+                node,
+                source,
+                target,
+            } => writeln!(
+                stderr,
+                "migrating node {node}\n  from {source}\n  to   PostgreSQL {target} (empty)"
+            ),
+            Step::Copy(Progress::Table { table, rows }) => {
+                let noun = if rows == 1 { "row" } else { "rows" };
+                writeln!(stderr, "{table}: {rows} {noun} copied")
+            }
+            Step::Copy(Progress::Space {
+                space,
+                events,
+                done,
+                of,
+            }) => writeln!(
+                stderr,
+                "  [{done}/{of}] {space}: {events} events, signatures and chain checked, copied"
+            ),
+            Step::Copy(Progress::Events { space, events }) => {
+                writeln!(stderr, "        {space}: {events} events so far")
+            }
+        };
+    };
+    let migrated = migrate_storage(&config, &args.to, &mut step).await?;
+    let tables: serde_json::Map<String, serde_json::Value> = migrated
+        .copied
+        .tables
+        .iter()
+        .map(|(table, rows)| ((*table).to_owned(), json!(rows)))
+        .collect();
+    out.print(
+        json!({
+            "node": migrated.node.as_str(),
+            "storage_url": migrated.target,
+            "tables": tables,
+        }),
+        || {
+            let hidden = if migrated.target.contains("***") {
+                " (its password hidden: put it back in place of ***)"
+            } else {
+                ""
+            };
+            let spaces = migrated.copied.rows("spaces");
+            let events = migrated.copied.rows("events");
+            format!(
+                "done: {spaces} {} and {events} {} copied, every log checked.\n\
+                 To run the node on PostgreSQL, set in its config file{hidden}\n\n    \
+                 storage_url = \"{}\"\n\n\
+                 or the same URL in NORTHSTAR_STORAGE_URL. The SQLite database is left as it \
+                 was.",
+                if spaces == 1 { "space" } else { "spaces" },
+                if events == 1 { "event" } else { "events" },
+                migrated.target
+            )
+        },
+    )
+}
