@@ -1,7 +1,7 @@
 //! The single writer: every change to the database goes through this one task.
 //!
 //! Requests arrive with signatures checked (by the RPC handlers, in parallel, on any core). The
-//! writer takes whatever is queued, up to [`MAX_GROUP`], reads what the decisions need from the
+//! writer takes whatever is queued, up to `MAX_GROUP`, reads what the decisions need from the
 //! store, lets [`Core`] decide them all without I/O, commits the result in one transaction, and
 //! only then answers each caller, publishes to local subscribers and hands the events to the
 //! outbox for the spaces' broadcast trees. So concurrent posts share one fsync, and an

@@ -73,6 +73,12 @@ impl Storage {
                 }
                 Ok(Storage::Sqlite { path: path.into() })
             }
+            Some(("postgres" | "postgresql", rest)) if !rest.starts_with("//") => {
+                Err(StorageUrlError::Postgres {
+                    url: redact(url),
+                    reason: "no // after the scheme".into(),
+                })
+            }
             Some(("postgres" | "postgresql", _)) => {
                 super::postgres::check_url(url).map_err(|reason| StorageUrlError::Postgres {
                     url: redact(url),
@@ -117,7 +123,12 @@ pub fn redact(url: &str) -> String {
             },
             None => head.to_owned(),
         },
-        None => head.to_owned(),
+        // Not a URL with an authority: whatever stands between the scheme and the last `@`
+        // may be a password.
+        None => match (head.split_once(':'), head.rsplit_once('@')) {
+            (Some((scheme, _)), Some((_, host))) => format!("{scheme}:***@{host}"),
+            _ => head.to_owned(),
+        },
     };
     if let Some(query) = query {
         out.push('?');
@@ -151,6 +162,17 @@ pub(super) fn with_database(url: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_postgres_url_without_an_authority_is_refused_and_never_shows_its_password() {
+        let url = "postgres:x//user:s3cr3t@host/db";
+        assert!(!redact(url).contains("s3cr3t"), "{}", redact(url));
+        let err = Storage::from_url(url, Path::new("/d"))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cr3t"), "{err}");
+        assert!(err.contains("postgres://"), "{err}");
+    }
 
     #[test]
     fn redacts_passwords_in_user_information_and_query() {
