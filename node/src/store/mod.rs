@@ -45,6 +45,7 @@
 mod commit;
 pub mod copy;
 mod location;
+mod log_check;
 mod postgres;
 mod queries;
 mod rows;
