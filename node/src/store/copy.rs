@@ -5,7 +5,7 @@
 //! - [`check_target`] looks at the target before anything is written to it: it must hold no
 //!   table but this schema's, and those empty.
 //! - [`copy`] copies every table in **one** transaction of the target. Each space's log is read
-//!   in order and goes through the protocol's chain check ([`Chain`]): seq 1 is the genesis,
+//!   in order and goes through the protocol's chain check ([`Chain`](northstar_protocol::chain::Chain)): seq 1 is the genesis,
 //!   which names the sequencer every event must verify under; each event has the next seq,
 //!   links to the one before (`prev`) and carries valid signatures; the stored id is the
 //!   event's; the space's head is its last event. A log that fails stops the copy with the
