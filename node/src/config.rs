@@ -470,11 +470,10 @@ mod tests {
             Storage::Postgres { .. }
         ));
         let config = load("").unwrap();
+        // Empty is the embedded database in the data directory.
         assert_eq!(
-            config.storage().unwrap(),
-            Storage::Sqlite {
-                path: config.data_dir.join("northstar.db")
-            }
+            config.storage().unwrap().to_string(),
+            format!("SQLite {}", config.data_dir.join("northstar.db").display())
         );
         let err = load("redis://node:pw@db.example/0")
             .unwrap_err()
