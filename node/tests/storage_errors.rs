@@ -171,3 +171,24 @@ async fn serve_exits_1_naming_both_nodes_when_the_database_is_another_nodes() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_second_process_on_a_database_in_use_is_refused_until_the_first_closes() {
+    let Ok(server) = std::env::var(POSTGRES_ENV) else {
+        eprintln!("{POSTGRES_ENV} is not set: skipped");
+        return;
+    };
+    let db = TestDatabase::create(&server).await.unwrap();
+    let first = Store::open(&db.storage(), NODE).await.unwrap();
+    // The same node's key, as a second process with another data directory would have it.
+    let err = Store::open(&db.storage(), NODE).await.unwrap_err();
+    assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("in use by another northstar process"),
+        "{text}"
+    );
+    first.close().await;
+    let second = Store::open(&db.storage(), NODE).await.unwrap();
+    second.close().await;
+}

@@ -186,7 +186,7 @@ async fn a_member_node_stopped_while_events_flow_catches_up_after_restart() {
 
 #[tokio::test]
 async fn forged_and_forked_events_are_refused_at_the_first_hop() {
-    let (a, b, alice, bob, space) = alice_on_a_bob_on_b("guarded").await;
+    let (a, mut b, alice, bob, space) = alice_on_a_bob_on_b("guarded").await;
     alice.post(&space, "real", "x").await.unwrap();
     let mut feed = bob.subscribe(&space, 0).await.unwrap();
     let held = until_seq(&mut feed, 3).await;
@@ -233,6 +233,8 @@ async fn forged_and_forked_events_are_refused_at_the_first_hop() {
 
     // None of them reached B's log, and the fork's proof is kept.
     assert_eq!(log(&bob, &space).await, ids(&held));
+    // B's store, opened once B has let go of it.
+    b.halt().await;
     let b_key = northstar_node::node_key(&b.data_dir).unwrap();
     let at = northstar_node::store::Storage::from_url(&b.storage_url, &b.data_dir).unwrap();
     let store = northstar_node::store::Store::open(&at, b_key.did().as_str())

@@ -246,19 +246,24 @@ async fn a_node_moved_to_postgres_keeps_everything_and_goes_on() {
         "A's replica holds the whole log"
     );
 
-    // The database is this node's: another node's key is refused.
+    // While A runs, no other process may open its database; once A has stopped, the database
+    // is still A's: another node's key is refused.
     let other = Keypair::generate().unwrap();
     let storage = Storage::Postgres {
         url: target.url().to_owned(),
     };
+    match Store::open(&storage, other.did().as_str()).await {
+        Err(StoreError::InUse { .. }) => {}
+        other => panic!("a database in use was opened: {other:?}"),
+    }
+    drop((alice, bob, carol));
+    a.stop().await;
     match Store::open(&storage, other.did().as_str()).await {
         Err(StoreError::OtherNode { owner, .. }) => assert_eq!(owner, a_did.as_str()),
         other => panic!("another node's key was not refused: {other:?}"),
     }
 
     // Once it holds data, it is no target any more.
-    drop((alice, bob, carol));
-    a.stop().await;
     let err = migrate(a_dir.path(), target.url()).await.unwrap_err();
     let message = format!("{:#}", anyhow::Error::from(err));
     assert!(

@@ -114,6 +114,15 @@ pub enum StoreError {
         /// This node's DID.
         node: String,
     },
+    /// Another node process holds the database (PostgreSQL's advisory lock of northstar).
+    #[error(
+        "the database {target} is in use by another northstar process: one node runs on a \
+         database at a time; stop the other one first"
+    )]
+    InUse {
+        /// The URL with its password hidden.
+        target: String,
+    },
     /// The database has a migration this binary does not know.
     #[error(
         "the database {target} has schema migration {version}, which this binary does not know: \
@@ -176,6 +185,8 @@ impl StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// On PostgreSQL, the node's hold on its database, let go by [`Store::close`].
+    claim: Option<std::sync::Arc<postgres::Claim>>,
 }
 
 /// The backends, each a pool of its own driver running the shared SQL. An enum rather than a
@@ -206,11 +217,19 @@ impl Store {
     /// An SQLite database and its WAL files are readable by their owner only (mode 0600):
     /// they hold the logs of private spaces.
     pub async fn open(storage: &Storage, node: &str) -> Result<Self, StoreError> {
-        let backend = match storage {
-            Storage::Sqlite { path } => Backend::Sqlite(sqlite::open(path).await?),
-            Storage::Postgres { url } => Backend::Postgres(postgres::open(url).await?),
+        let store = match storage {
+            Storage::Sqlite { path } => Self {
+                backend: Backend::Sqlite(sqlite::open(path).await?),
+                claim: None,
+            },
+            Storage::Postgres { url } => {
+                let (db, claim) = postgres::open(url).await?;
+                Self {
+                    backend: Backend::Postgres(db),
+                    claim: Some(std::sync::Arc::new(claim)),
+                }
+            }
         };
-        let store = Self { backend };
         let owner = on_backend!(store, db => db.owner(node).await)?;
         if owner != node {
             store.close().await;
@@ -223,9 +242,13 @@ impl Store {
         Ok(store)
     }
 
-    /// Close every connection (on SQLite, checkpointing the WAL).
+    /// Close every connection (on SQLite, checkpointing the WAL; on PostgreSQL, letting go of
+    /// the node's lock on the database).
     pub async fn close(&self) {
         on_backend!(self, db => db.pool.close().await);
+        if let Some(claim) = &self.claim {
+            claim.release().await;
+        }
     }
 
     /// Apply `ops` in one transaction; returns once it is durable. If any change fails (an

@@ -54,8 +54,53 @@ pub(super) fn check_url(url: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Connect to the database at `url` and bring its schema up to date.
-pub(super) async fn open(url: &str) -> Result<Db, StoreError> {
+/// The advisory lock a node holds on its database while it runs: one node process per
+/// database, as the data directory's lock gives one per SQLite file. The number is fixed so
+/// every northstar process asks for the same lock.
+const NODE_LOCK: i64 = 0x6e6f_7274_6873_7461; // "northsta"
+
+/// A node's hold on its database: a connection of its own that holds [`NODE_LOCK`]. The server
+/// releases the lock when the connection ends, so a node that crashed holds nothing.
+pub(super) struct Claim(tokio::sync::Mutex<Option<PgConnection>>);
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Claim")
+    }
+}
+
+impl Claim {
+    /// Take the lock over a new connection, or say that another process holds it.
+    async fn take(options: &PgConnectOptions, target: &str) -> Result<Self, StoreError> {
+        let mut conn = PgConnection::connect_with(options)
+            .await
+            .map_err(|e| connect_error(target.to_owned(), e))?;
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(NODE_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        if !taken {
+            // Goodbye to a server that refused us; its answer changes nothing.
+            drop(conn.close().await);
+            return Err(StoreError::InUse {
+                target: target.to_owned(),
+            });
+        }
+        Ok(Self(tokio::sync::Mutex::new(Some(conn))))
+    }
+
+    /// Let the lock go (closing its connection); another node may then open the database.
+    pub(super) async fn release(&self) {
+        if let Some(conn) = self.0.lock().await.take() {
+            // Closing releases the lock; if the goodbye fails, the server ends the session.
+            drop(conn.close().await);
+        }
+    }
+}
+
+/// Connect to the database at `url`, take the node's lock on it and bring its schema up to
+/// date.
+pub(super) async fn open(url: &str) -> Result<(Db, Claim), StoreError> {
     let target = redact(url);
     let options = PgConnectOptions::from_str(url).map_err(|source| StoreError::Open {
         path: target.clone(),
@@ -78,18 +123,30 @@ pub(super) async fn open(url: &str) -> Result<Db, StoreError> {
         // The probe has done its job; a failure to say goodbye changes nothing.
         Ok(Ok(probe)) => drop(probe.close().await),
     }
-    let pool = PgPoolOptions::new()
+    let claim = Claim::take(&options, &target).await?;
+    let pool = match PgPoolOptions::new()
         .max_connections(POOL_CONNECTIONS)
         .acquire_timeout(CONNECT_TIMEOUT)
         .connect_with(options)
         .await
-        .map_err(|e| connect_error(target.clone(), e))?;
+    {
+        Ok(pool) => pool,
+        Err(e) => {
+            claim.release().await;
+            return Err(connect_error(target.clone(), e));
+        }
+    };
     if let Err(e) = sqlx::migrate!("./migrations/postgres").run(&pool).await {
         pool.close().await;
+        claim.release().await;
         return Err(StoreError::from_migrate(&target, e));
     }
-    warn_if_not_durable(&pool, &target).await?;
-    Ok(Sql { pool })
+    if let Err(e) = warn_if_not_durable(&pool, &target).await {
+        pool.close().await;
+        claim.release().await;
+        return Err(e);
+    }
+    Ok((Sql { pool }, claim))
 }
 
 /// Say so if the server acknowledges commits before they are on disk: the node would then

@@ -140,6 +140,9 @@ pub(super) async fn every_rival_of_a_fork_is_kept(f: &Fixture) {
 // ---- opening ---------------------------------------------------------------------------
 
 pub(super) async fn the_database_belongs_to_the_first_node_that_opens_it(f: &Fixture) {
+    // Closed first: while a node has a PostgreSQL database open, no other process may open it
+    // at all (`a_second_process_on_a_database_in_use_is_refused_until_the_first_closes`).
+    f.store.close().await;
     let other = "did:key:z6MkAnotherNode";
     let err = Store::open(&f.storage, other).await.unwrap_err();
     match &err {

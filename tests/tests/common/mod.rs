@@ -118,6 +118,12 @@ impl TestNode {
 
     /// Stop the node and wait until it has closed its store.
     pub async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    /// Stop the node but keep its data directory and database, for a test to open its store
+    /// (a running node holds its PostgreSQL database against any other process).
+    pub async fn halt(&mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             tokio::time::timeout(TIMEOUT, task).await.unwrap().unwrap();
