@@ -19,8 +19,9 @@ use crate::store::Storage;
 /// The prefix of every environment variable the node reads.
 pub const ENV_PREFIX: &str = "NORTHSTAR_";
 
-/// The node's configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The node's configuration. Its `Debug` form hides the password in `storage_url`, so a
+/// configuration in a log or a panic message never shows it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where the node keeps its key and (by default) its database.
@@ -41,6 +42,21 @@ pub struct Config {
     pub registration: Registration,
     /// Limits on what clients and peers may ask.
     pub limits: Limits,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("storage_url", &crate::store::redact(&self.storage_url))
+            .field("fanout", &self.fanout)
+            .field("sync_interval_secs", &self.sync_interval_secs)
+            .field("registration", &self.registration)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -380,6 +396,20 @@ fn parse_env_value(value: &str) -> toml::Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_output_hides_the_database_password() {
+        let config = Config {
+            storage_url: "postgres://node:s3cr3t@db.example/northstar".into(),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            shown.contains("postgres://node:***@db.example/northstar"),
+            "{shown}"
+        );
+    }
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

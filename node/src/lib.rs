@@ -2,11 +2,11 @@
 //!
 //! # Layout
 //! Each module uses only modules listed above it.
-//! - [`config`]: the layered configuration (defaults, TOML, `NORTHSTAR_*`, flags).
 //! - [`report`]: errors in the log with their whole cause chain.
 //! - [`clock`]: the wall clock, read by actors only.
-//! - [`datadir`]: the data directory, private and held by one node process at a time.
 //! - [`store`]: the storage interface over SQLite or PostgreSQL, and its invariants.
+//! - [`config`]: the layered configuration (defaults, TOML, `NORTHSTAR_*`, flags).
+//! - [`datadir`]: the data directory, private and held by one node process at a time.
 //! - [`migrate`]: moving a stopped node from SQLite to PostgreSQL (`admin migrate-storage`).
 //! - [`hub`]: live fan-out of committed events to subscribers.
 //! - [`spaces`]: the spaces' rules, the writer's decisions without I/O, the single writer
