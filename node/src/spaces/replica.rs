@@ -206,3 +206,115 @@ fn check_space(event: &Event, space: &SpaceId) -> Result<(), IncomingError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use northstar_protocol::Keypair;
+    use northstar_protocol::address::SpaceType;
+    use northstar_protocol::wire::{BeamRef, Payload, SpaceGenesis};
+
+    use super::*;
+
+    /// A log of a genesis and `len - 1` refs, signed by `node`.
+    fn log(node: &Keypair, len: u64) -> (SpaceId, Vec<Event>) {
+        let owner = Keypair::from_seed(&[1; 32]);
+        let space = SpaceId::new(SpaceType::Channel, owner.did(), "replica").unwrap();
+        let mut events: Vec<Event> = Vec::new();
+        for seq in 1..=len {
+            let payload = if seq == 1 {
+                let genesis =
+                    SpaceGenesis::create(&owner, space.clone(), "R", node.did().clone(), "n", 3, 1)
+                        .unwrap();
+                Payload::Create(genesis)
+            } else {
+                let beam = ContentId::of(&seq.to_be_bytes());
+                Payload::BeamRef(BeamRef::create(&owner, space.clone(), beam, "n", seq).unwrap())
+            };
+            let prev = events.last().map(|e| e.id().unwrap());
+            events.push(Event::sequence(node, space.clone(), seq, prev, seq, payload).unwrap());
+        }
+        (space, events)
+    }
+
+    fn raws(events: &[Event]) -> Vec<Box<RawValue>> {
+        events
+            .iter()
+            .map(|e| serde_json::value::to_raw_value(e).unwrap())
+            .collect()
+    }
+
+    fn seqs(items: &[Identified]) -> Vec<u64> {
+        items.iter().map(|i| i.event().seq).collect()
+    }
+
+    #[test]
+    fn a_page_continues_the_chain_and_is_cut_at_a_hole() {
+        let node = Keypair::from_seed(&[2; 32]);
+        let (space, events) = log(&node, 8);
+        let mut chain = Chain::from_start(space, node.did().clone());
+        let page = verify_page(&mut chain, &raws(&events[..4]), 2).unwrap();
+        assert_eq!(seqs(&page), [1, 2, 3, 4]);
+        assert_eq!(chain.head(), 4);
+        // 6 is missing: 7 and 8 wait for it.
+        let mut holed = events[4..].to_vec();
+        holed.remove(1);
+        let page = verify_page(&mut chain, &raws(&holed), 1).unwrap();
+        assert_eq!(seqs(&page), [5]);
+        assert_eq!(chain.head(), 5);
+        // Served newest first, it is put in order.
+        let mut reversed = events[5..].to_vec();
+        reversed.reverse();
+        let page = verify_page(&mut chain, &raws(&reversed), 1).unwrap();
+        assert_eq!(seqs(&page), [6, 7, 8]);
+    }
+
+    #[test]
+    fn events_held_already_pass_to_the_writer_without_moving_the_chain() {
+        let node = Keypair::from_seed(&[2; 32]);
+        let (space, events) = log(&node, 4);
+        let id = events[2].id().unwrap();
+        let mut chain = Chain::after(space, node.did().clone(), 3, Some(id));
+        let page = verify_page(&mut chain, &raws(&events[1..]), 1).unwrap();
+        assert_eq!(seqs(&page), [2, 3, 4]);
+        assert_eq!(chain.head(), 4);
+    }
+
+    #[test]
+    fn a_new_replica_must_start_at_its_genesis() {
+        let node = Keypair::from_seed(&[2; 32]);
+        let (space, events) = log(&node, 4);
+        let mut chain = Chain::from_start(space, node.did().clone());
+        // Without event 1 nothing is next: the page is empty and the chain does not move.
+        let page = verify_page(&mut chain, &raws(&events[1..]), 1).unwrap();
+        assert!(page.is_empty());
+        assert_eq!(chain.head(), 0);
+    }
+
+    #[test]
+    fn a_forged_or_foreign_event_fails_the_whole_page_and_push() {
+        let node = Keypair::from_seed(&[2; 32]);
+        let (space, events) = log(&node, 3);
+        let mut forged = events.clone();
+        forged[1].timestamp += 1;
+        let mut chain = Chain::from_start(space.clone(), node.did().clone());
+        let err = verify_page(&mut chain, &raws(&forged), 1).unwrap_err();
+        assert!(matches!(err, IncomingError::Event { seq: 2, .. }), "{err}");
+        assert_eq!(chain.head(), 0);
+        let err = verify_pushed(forged, node.did()).unwrap_err();
+        assert!(matches!(err, IncomingError::Event { seq: 2, .. }), "{err}");
+        // Signed by another node than the space's sequencer.
+        let stranger = Keypair::from_seed(&[3; 32]);
+        assert!(verify_pushed(events.clone(), stranger.did()).is_err());
+        // A page of another space.
+        let (_, other) = log(&node, 1);
+        let elsewhere = SpaceId::new(SpaceType::Channel, node.did(), "elsewhere").unwrap();
+        let mut chain = Chain::from_start(elsewhere, node.did().clone());
+        let err = verify_page(&mut chain, &raws(&other), 1).unwrap_err();
+        assert!(matches!(err, IncomingError::WrongSpace { .. }), "{err}");
+        // What a push gives back carries the ids of the events, as `Identified::new` computes.
+        let pushed = verify_pushed(events.clone(), node.did()).unwrap();
+        for (item, event) in pushed.iter().zip(&events) {
+            assert_eq!(item.id(), event.id().unwrap());
+        }
+    }
+}
