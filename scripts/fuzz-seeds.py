@@ -27,6 +27,7 @@ KINDS = [
     "beam_ref",
     "tombstone",
     "event",
+    "stream_frame",
 ]
 KIND_OF_TAG = {
     "northstar/v0/auth-challenge": "auth_challenge",
@@ -37,6 +38,7 @@ KIND_OF_TAG = {
     "northstar/v0/beam-ref": "beam_ref",
     "northstar/v0/tombstone": "tombstone",
     "northstar/v0/event": "event",
+    "northstar/v0/stream-frame": "stream_frame",
 }
 
 
@@ -93,6 +95,14 @@ def seeds():
     for i, case in enumerate(ns["signed_invalid"]):
         kind = KINDS.index(case["kind"])
         yield "signed_objects", f"signed-invalid-{i}", bytes([kind]) + utf8(case["object_text"])
+
+    # stream_frame (fuzz_targets/stream_frame.rs): every frame of the vectors, valid or not, and
+    # one seed per valid frame for the mode that changes its bytes (0xff, pick, position, xor).
+    for i, case in enumerate(ns["frames"]["valid"]):
+        yield "stream_frame", f"frame-{i}", bytes.fromhex(case["hex"])
+        yield "stream_frame", f"changed-frame-{i}", bytes([0xFF, i, 30, 1])
+    for i, case in enumerate(ns["frames"]["invalid"]):
+        yield "stream_frame", f"frame-invalid-{i}", bytes.fromhex(case["hex"])
 
     # rpc_envelope (fuzz_targets/rpc_envelope.rs): JSON-RPC messages of each shape of spec §6.1,
     # carrying the vectors' objects, and the odd ids and params the node must still answer.

@@ -109,6 +109,8 @@ fn check(domain: Domain, text: &str) -> Option<ContentId> {
         Domain::BeamRef => check_kind::<BeamRef>(text),
         Domain::Tombstone => check_kind::<Tombstone>(text),
         Domain::Event => check_kind::<Event>(text),
+        // Frames are binary, not JSON text: the stream_frame target reads them.
+        Domain::StreamFrame => None,
     }
 }
 

@@ -10,6 +10,7 @@
 //!   log-chain check of nodes and clients.
 //! - [`envelope`]: what a JSON-RPC message on the wire is (request, notification or fault)
 //!   and which id its answer carries.
+//! - [`frame`]: stream frames: the binary, owner-signed live payloads of a `stream` space.
 //! - [`did`]: `did:key` Ed25519 identities (parse, print, the ways a DID can be wrong).
 //! - [`method`]: the wire names of the JSON-RPC methods.
 //! - [`keys`]: key pairs: generate, from a seed, save to and load from a key file.
@@ -28,6 +29,7 @@ pub mod canonical;
 pub mod chain;
 pub mod did;
 pub mod envelope;
+pub mod frame;
 pub mod id;
 pub mod keys;
 pub mod method;

@@ -45,11 +45,13 @@ pub enum Domain {
     Tombstone,
     /// A sequenced event, signed by the space's sequencer node.
     Event,
+    /// A live frame of a stream, signed by the stream's owner (binary, not JSON: §4.9).
+    StreamFrame,
 }
 
 impl Domain {
     /// Every domain, in the order of the spec's table.
-    pub const ALL: [Domain; 8] = [
+    pub const ALL: [Domain; 9] = [
         Domain::AuthChallenge,
         Domain::AuthResponse,
         Domain::SpaceGenesis,
@@ -58,6 +60,7 @@ impl Domain {
         Domain::BeamRef,
         Domain::Tombstone,
         Domain::Event,
+        Domain::StreamFrame,
     ];
 
     /// The domain tag, ASCII.
@@ -71,6 +74,7 @@ impl Domain {
             Domain::BeamRef => "northstar/v0/beam-ref",
             Domain::Tombstone => "northstar/v0/tombstone",
             Domain::Event => "northstar/v0/event",
+            Domain::StreamFrame => "northstar/v0/stream-frame",
         }
     }
 

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use northstar_protocol::address::{BeamPath, BeamUri, SpaceId, SpaceType, SpaceUri};
 use northstar_protocol::canonical::{self, CanonicalError};
+use northstar_protocol::frame::{self, Frame};
 use northstar_protocol::sign::{self, Domain, Signature, Signed};
 use northstar_protocol::wire::{
     AuthChallenge, AuthResponse, Beam, BeamRef, Event, Home, Membership, Payload, SpaceGenesis,
@@ -239,7 +240,97 @@ fn build_northstar_vectors() -> Value {
         "addresses": address_vectors(&alice, &bob, &beam),
         "signed": signed,
         "signed_invalid": signed_invalid_vectors(&beam, &e2, &e3, &node),
+        "frames": frame_vectors(&alice, &bob),
     })
+}
+
+/// Stream frames (§4.9): two valid ones with every field spelled out, and bytes that must be
+/// refused with their error.
+fn frame_vectors(alice: &Keypair, bob: &Keypair) -> Value {
+    let stream = SpaceId::new(SpaceType::Stream, alice.did(), "radio").unwrap();
+    let key = Frame::sign(alice, stream.clone(), 1, T0 + 100, true, b"hello".to_vec()).unwrap();
+    let plain = Frame::sign(alice, stream.clone(), 2, T0 + 140, false, Vec::new()).unwrap();
+    let valid = |name: &str, frame: &Frame| {
+        let bytes = frame.encode().unwrap();
+        let signed = &bytes[..bytes.len() - frame::SIGNATURE_LEN];
+        json!({
+            "name": name,
+            "hex": hex::encode(&bytes),
+            "space": frame.space.as_str(),
+            "number": frame.number,
+            "timestamp": frame.timestamp,
+            "key": frame.key,
+            "payload_hex": hex::encode(&frame.payload),
+            "signer": alice.did().as_str(),
+            "signing_message_hex": hex::encode(sign::signing_message(Domain::StreamFrame, signed)),
+        })
+    };
+    let bytes = key.encode().unwrap();
+    let invalid = |name: &str, bytes: Vec<u8>, error: &str| json!({"name": name, "hex": hex::encode(bytes), "error": error});
+    let mut flipped = bytes.clone();
+    let payload_at = frame::HEADER_LEN + stream.as_str().len();
+    flipped[payload_at] ^= 1;
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    let mut version = bytes.clone();
+    version[0] = 2;
+    let mut flags = bytes.clone();
+    flags[1] = 0x81;
+    // Bob's signature over Alice's stream's frame: only the owner signs.
+    let mut by_bob = key.clone();
+    let signed = &bytes[..bytes.len() - frame::SIGNATURE_LEN];
+    by_bob.sig = bob.sign_raw(&sign::signing_message(Domain::StreamFrame, signed));
+    // A frame naming a channel, laid out and signed like any other.
+    let channel = SpaceId::new(SpaceType::Channel, alice.did(), "radio").unwrap();
+    let mut on_channel = signed.to_vec();
+    on_channel[18..20].copy_from_slice(&(channel.as_str().len() as u16).to_be_bytes());
+    on_channel.splice(
+        frame::HEADER_LEN..frame::HEADER_LEN + stream.as_str().len(),
+        channel.as_str().bytes(),
+    );
+    let sig = alice.sign_raw(&sign::signing_message(Domain::StreamFrame, &on_channel));
+    on_channel.extend_from_slice(&sig.to_bytes());
+    json!({
+        "valid": [valid("key frame", &key), valid("frame with an empty payload", &plain)],
+        "invalid": [
+            invalid("cut short by one byte", bytes[..bytes.len() - 1].to_vec(), "truncated"),
+            invalid("a byte after the signature", trailing, "trailing_bytes"),
+            invalid("version 2", version, "frame_version"),
+            invalid("an undefined flags bit", flags, "frame_flags"),
+            invalid("payload changed after signing", flipped, "invalid_signature"),
+            invalid("signed by someone other than the owner", by_bob.encode().unwrap(), "invalid_signature"),
+            invalid("a channel's frame", on_channel, "not_a_stream"),
+        ],
+    })
+}
+
+#[test]
+fn frame_vectors_check_out() {
+    let v = load("northstar.json");
+    let frames = &v["frames"];
+    for c in frames["valid"].as_array().unwrap() {
+        let bytes = hex::decode(s(&c["hex"])).unwrap();
+        let frame = Frame::decode(&bytes).unwrap();
+        frame.verify().unwrap();
+        assert_eq!(frame.space.as_str(), s(&c["space"]));
+        assert_eq!(frame.number, c["number"].as_u64().unwrap());
+        assert_eq!(frame.timestamp, c["timestamp"].as_u64().unwrap());
+        assert_eq!(frame.key, c["key"].as_bool().unwrap());
+        assert_eq!(hex::encode(&frame.payload), s(&c["payload_hex"]));
+        // The raw steps: the signature covers the tag, a zero byte and the bytes before it.
+        let signed = &bytes[..bytes.len() - frame::SIGNATURE_LEN];
+        let message = hex::decode(s(&c["signing_message_hex"])).unwrap();
+        assert_eq!(message, sign::signing_message(Domain::StreamFrame, signed));
+        let signer = Did::parse(s(&c["signer"])).unwrap();
+        assert!(frame.sig.verify_raw(&signer, &message), "{}", c["name"]);
+    }
+    let invalid = frames["invalid"].as_array().unwrap();
+    assert!(invalid.len() >= 7);
+    for c in invalid {
+        let bytes = hex::decode(s(&c["hex"])).unwrap();
+        let err = Frame::decode(&bytes).and_then(|f| f.verify()).unwrap_err();
+        assert_eq!(err.code(), s(&c["error"]), "{}", c["name"]);
+    }
 }
 
 fn signed_vector<T: Signed>(name: &str, object: &T, signer: &Did) -> Value {
@@ -479,6 +570,7 @@ fn kind_of_tag(tag: &str) -> &'static str {
         Domain::BeamRef => "beam_ref",
         Domain::Tombstone => "tombstone",
         Domain::Event => "event",
+        Domain::StreamFrame => "stream_frame",
     }
 }
 
