@@ -11,6 +11,7 @@
 //! - [`hub`]: live fan-out of committed events to subscribers.
 //! - [`spaces`]: the spaces' rules, the writer's decisions without I/O, the single writer
 //!   around them, and the broadcast trees.
+//! - [`streams`]: live stream frames: the recent window each node keeps.
 //! - [`federation`]: authenticated, pooled links to other nodes.
 //! - [`gossip`]: pushing events down broadcast trees and pulling what is missing.
 //! - [`auth`]: connection sessions and the challenge-response handshake.
@@ -39,6 +40,7 @@ pub mod server;
 mod sim;
 pub mod spaces;
 pub mod store;
+pub mod streams;
 
 use std::path::Path;
 use std::sync::Arc;
