@@ -258,11 +258,6 @@ impl Core {
         }
     }
 
-    /// The node's DID.
-    pub fn did(&self) -> &Did {
-        self.key.did()
-    }
-
     /// Forget every state (a restart): the store holds what was committed.
     pub fn forget(&mut self) {
         self.spaces.clear();

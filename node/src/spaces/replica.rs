@@ -36,11 +36,6 @@ impl Identified {
     pub fn id(&self) -> ContentId {
         self.id
     }
-
-    /// The event, given back.
-    pub fn into_event(self) -> Event {
-        self.event
-    }
 }
 
 /// What a batch of events did to the replicas.
@@ -110,22 +105,30 @@ pub fn verify_pushed_with(
 ) -> Result<Vec<Identified>, IncomingError> {
     events
         .into_iter()
-        .map(|event| {
-            let id = check(&event, sequencer).map_err(|source| IncomingError::Event {
-                space: event.space.to_string(),
-                seq: event.seq,
-                source,
-            })?;
-            // The id comes from the bytes the signature was checked over.
-            Ok(Identified { event, id })
-        })
+        .map(|event| check_one(event, sequencer, check))
         .collect()
+}
+
+/// One event checked by itself under `sequencer`, with the id from the bytes its signature
+/// was checked over.
+fn check_one(
+    event: Event,
+    sequencer: &Did,
+    check: CheckEvent,
+) -> Result<Identified, IncomingError> {
+    let id = check(&event, sequencer).map_err(|source| IncomingError::Event {
+        space: event.space.to_string(),
+        seq: event.seq,
+        source,
+    })?;
+    Ok(Identified { event, id })
 }
 
 /// Verify a page of `space.events` that must continue `chain`: every event parses strictly,
 /// is of the chain's space, verifies under its sequencer, and is the next one or one held
 /// already (the writer tells a duplicate from a fork). At a hole (an event missing) the page is
-/// cut there. The chain moves to the last event kept. `threads` splits the signature checks (1 for none).
+/// cut there. The chain moves to the last event kept. `threads` splits the signature checks (1
+/// for none).
 pub fn verify_page(
     chain: &mut Chain,
     raws: &[Box<RawValue>],
@@ -147,9 +150,7 @@ pub fn verify_page_with(
         let event: Event = northstar_protocol::canonical::from_str_strict(raw.get())
             .map_err(|e| IncomingError::Malformed(e.to_string()))?;
         check_space(&event, &space)?;
-        verify_pushed_with(vec![event], &sequencer, check)?
-            .pop()
-            .ok_or_else(|| IncomingError::Malformed("no event".into()))
+        check_one(event, &sequencer, check)
     };
     let events = if threads < 2 || raws.len() < 2 * threads {
         raws.iter()
