@@ -42,6 +42,8 @@ pub struct Config {
     pub registration: Registration,
     /// Limits on what clients and peers may ask.
     pub limits: Limits,
+    /// Live streams: this node's uplink, the per-stream limits, windows and queues.
+    pub streams: Streams,
 }
 
 impl std::fmt::Debug for Config {
@@ -55,6 +57,7 @@ impl std::fmt::Debug for Config {
             .field("sync_interval_secs", &self.sync_interval_secs)
             .field("registration", &self.registration)
             .field("limits", &self.limits)
+            .field("streams", &self.streams)
             .finish()
     }
 }
@@ -70,6 +73,7 @@ impl Default for Config {
             sync_interval_secs: 2,
             registration: Registration::default(),
             limits: Limits::default(),
+            streams: Streams::default(),
         }
     }
 }
@@ -182,6 +186,61 @@ impl Limits {
     /// How long a TCP connection may take to become a WebSocket session.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(u64::from(self.handshake_timeout_secs))
+    }
+}
+
+/// Live streams (`spec/protocol.md` §10.7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Streams {
+    /// This node's uplink for streams, kbit/s, declared in its users' joins so that stream
+    /// trees put slow nodes at the leaves.
+    pub capacity_kbps: u32,
+    /// The largest payload of a frame published here, bytes.
+    pub max_frame_bytes: u32,
+    /// A stream's sustained frames per second, and its burst.
+    pub max_frames_per_second: u32,
+    /// A stream's sustained payload bytes per second, and its burst.
+    pub max_bytes_per_second: u32,
+    /// The most frames kept per stream for late joiners and resuming watchers.
+    pub window_frames: u32,
+    /// The oldest frame kept, seconds.
+    pub window_secs: u32,
+    /// Frames waiting for one watch; a frame that finds it full is dropped for that watch.
+    pub watcher_queue: u32,
+    /// Seconds a watch may drop every frame before it is ended with `slow_watcher`.
+    pub watcher_cutoff_secs: u32,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Self {
+            capacity_kbps: northstar_protocol::wire::DEFAULT_CAPACITY,
+            max_frame_bytes: 64 * 1024,
+            max_frames_per_second: 240,
+            max_bytes_per_second: 8 * 1024 * 1024,
+            window_frames: 512,
+            window_secs: 10,
+            watcher_queue: 256,
+            watcher_cutoff_secs: 5,
+        }
+    }
+}
+
+impl Streams {
+    /// The limits `stream.publish` and `stream.info` report.
+    pub fn limits(&self) -> northstar_protocol::api::StreamLimits {
+        northstar_protocol::api::StreamLimits {
+            max_frame_bytes: self.max_frame_bytes,
+            max_frames_per_second: self.max_frames_per_second,
+            max_bytes_per_second: self.max_bytes_per_second,
+        }
+    }
+
+    /// The longest binary message a connection reads: a frame with the largest payload, its
+    /// header, space id and signature (§10.7).
+    pub fn max_message(&self) -> usize {
+        (self.max_frame_bytes as usize).saturating_add(2048)
     }
 }
 
@@ -344,6 +403,26 @@ impl Config {
             if value == 0 {
                 return Err(invalid(format!("limits.{name} must be at least 1")));
             }
+        }
+        let s = &self.streams;
+        for (name, value) in [
+            ("max_frame_bytes", s.max_frame_bytes),
+            ("max_frames_per_second", s.max_frames_per_second),
+            ("max_bytes_per_second", s.max_bytes_per_second),
+            ("window_frames", s.window_frames),
+            ("window_secs", s.window_secs),
+            ("watcher_queue", s.watcher_queue),
+            ("watcher_cutoff_secs", s.watcher_cutoff_secs),
+        ] {
+            if value == 0 {
+                return Err(invalid(format!("streams.{name} must be at least 1")));
+            }
+        }
+        if s.max_frame_bytes as usize > northstar_protocol::frame::MAX_PAYLOAD {
+            return Err(invalid(format!(
+                "streams.max_frame_bytes must be at most {}",
+                northstar_protocol::frame::MAX_PAYLOAD
+            )));
         }
         if l.max_frame_bytes < 4096 {
             return Err(invalid(

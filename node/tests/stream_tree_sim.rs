@@ -10,7 +10,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use northstar_node::spaces::tree::Tree;
-use northstar_node::streams::tree::capacity_order;
+use northstar_node::spaces::tree::capacity_order;
 use northstar_node::streams::window::{Held, Taken, Window};
 use northstar_protocol::{Did, Keypair};
 
@@ -124,12 +124,14 @@ fn capacity_aware_trees_deliver_more_frames_when_some_nodes_are_slow() {
         })
         .collect();
     let plain = delivered(&dids, &dids, &slow);
-    let capacities = dids
+    let mut capacities: Vec<(Did, u32)> = dids
         .iter()
         .zip(&slow)
         .map(|(d, s)| (d.clone(), if *s { 1 } else { 100 }))
         .collect();
-    let aware = delivered(&capacity_order(capacities), &dids, &slow);
+    capacity_order(&mut capacities, |(_, c)| *c);
+    let ordered: Vec<Did> = capacities.into_iter().map(|(d, _)| d).collect();
+    let aware = delivered(&ordered, &dids, &slow);
     println!("delivered: plain tree {plain:.3}, capacity-aware tree {aware:.3}");
     assert!(
         aware > plain,

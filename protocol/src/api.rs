@@ -66,11 +66,27 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Another node this request needs (a space's sequencer, a beam's home) cannot be reached.
     PeerUnreachable,
+    /// A stream method named a space that is not a `stream`.
+    NotAStream,
+    /// Frames are published at the stream's sequencer node, and this node is not it.
+    NotSequencer,
+    /// A frame arrived on a connection that has not opened publishing for its stream.
+    NotPublishing,
+    /// A frame's payload is larger than the node's per-stream limit.
+    FrameTooLarge,
+    /// The stream's frames per second are over the node's limit.
+    FrameRate,
+    /// The stream's payload bytes per second are over the node's limit.
+    ByteRate,
+    /// A frame's number is not the next one of its stream.
+    FrameOrder,
+    /// The watcher fell behind for too long and was cut off.
+    SlowWatcher,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 34] = [
         ErrorCode::AuthRequired,
         ErrorCode::WrongNode,
         ErrorCode::WrongOrigin,
@@ -97,6 +113,14 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::ShuttingDown,
         ErrorCode::PeerUnreachable,
+        ErrorCode::NotAStream,
+        ErrorCode::NotSequencer,
+        ErrorCode::NotPublishing,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::FrameRate,
+        ErrorCode::ByteRate,
+        ErrorCode::FrameOrder,
+        ErrorCode::SlowWatcher,
     ];
 
     /// The numeric code on the wire.
@@ -128,6 +152,14 @@ impl ErrorCode {
             ErrorCode::Internal => 1500,
             ErrorCode::ShuttingDown => 1501,
             ErrorCode::PeerUnreachable => 1601,
+            ErrorCode::NotAStream => 1701,
+            ErrorCode::NotSequencer => 1702,
+            ErrorCode::NotPublishing => 1703,
+            ErrorCode::FrameTooLarge => 1704,
+            ErrorCode::FrameRate => 1705,
+            ErrorCode::ByteRate => 1706,
+            ErrorCode::FrameOrder => 1707,
+            ErrorCode::SlowWatcher => 1708,
         }
     }
 
@@ -160,6 +192,14 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::PeerUnreachable => "peer_unreachable",
+            ErrorCode::NotAStream => "not_a_stream",
+            ErrorCode::NotSequencer => "not_sequencer",
+            ErrorCode::NotPublishing => "not_publishing",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::FrameRate => "frame_rate",
+            ErrorCode::ByteRate => "byte_rate",
+            ErrorCode::FrameOrder => "frame_order",
+            ErrorCode::SlowWatcher => "slow_watcher",
         }
     }
 
@@ -184,6 +224,9 @@ pub struct NodeInfo {
     /// The fan-out this node gives the broadcast trees of spaces created on it; a genesis sent
     /// to `space.create` must carry it.
     pub fanout: u32,
+    /// This node's uplink for live streams, kbit/s: a joining client puts it in its join's
+    /// `home` (`spec/protocol.md` §10.5), so stream trees put slow nodes at the leaves.
+    pub stream_capacity: u32,
     /// The limits clients must respect.
     pub limits: LimitsInfo,
 }
@@ -304,4 +347,93 @@ pub struct EventPage {
     pub events: Vec<Box<RawValue>>,
     /// The seq of the space's last event when the page was read.
     pub head_seq: u64,
+}
+
+/// The node's limits on each stream's frames (`spec/protocol.md` §10.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamLimits {
+    /// Largest payload of one frame, bytes.
+    pub max_frame_bytes: u32,
+    /// Most frames per second a stream may publish, sustained.
+    pub max_frames_per_second: u32,
+    /// Most payload bytes per second a stream may publish, sustained.
+    pub max_bytes_per_second: u32,
+}
+
+/// The answer to `stream.publish`: the connection may now send the stream's frames.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamPublishing {
+    /// The stream.
+    pub space: SpaceId,
+    /// The number the next frame must carry: one more than the last this node took, or 1
+    /// when it knows none (then any number is taken).
+    pub next: u64,
+    /// The limits the frames must keep.
+    pub limits: StreamLimits,
+}
+
+/// The answer to `stream.watch`: the stream's frames follow as binary messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamWatching {
+    /// The stream.
+    pub space: SpaceId,
+    /// The number of the first frame sent from the node's recent window, if it sends any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<u64>,
+    /// The newest frame number the node holds, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<u64>,
+}
+
+/// What `stream.info` tells about a stream on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamInfo {
+    /// The stream.
+    pub space: SpaceId,
+    /// Its owner, the only publisher.
+    pub owner: Did,
+    /// Its sequencer, where frames are published.
+    pub sequencer: Did,
+    /// Whether this node took a frame within its window's age.
+    pub live: bool,
+    /// The newest frame number taken here, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<u64>,
+    /// The newest key frame number in the window, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_key: Option<u64>,
+    /// Frames in the recent window.
+    pub window: u32,
+    /// Connections watching the stream here (watching clients and child nodes).
+    pub watchers: u32,
+    /// Frames this node dropped for watchers whose queues were full.
+    pub dropped: u64,
+    /// This node's parents in the stream's tree (empty on the sequencer).
+    pub parents: Vec<Did>,
+    /// This node's children in the stream's tree.
+    pub children: Vec<Did>,
+    /// The publishing limits.
+    pub limits: StreamLimits,
+}
+
+/// The parameters of the notifications `stream.refused` (a frame the node did not take) and
+/// `stream.closed` (a watch the node ended).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamNotice {
+    /// The stream.
+    pub space: SpaceId,
+    /// The refused frame's number, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
+    /// The error code (§6.4).
+    pub code: i32,
+    /// The code's name.
+    pub name: String,
+    /// What was wrong.
+    pub message: String,
 }

@@ -174,48 +174,16 @@ impl Frame {
     /// over, undefined flags are refused. The signature is not checked here: see
     /// [`Frame::verify`].
     pub fn decode(bytes: &[u8]) -> Result<Self, FrameError> {
-        let truncated = || FrameError::Truncated { len: bytes.len() };
-        let header = bytes.get(..HEADER_LEN).ok_or_else(truncated)?;
-        if header[0] != FRAME_VERSION {
-            return Err(FrameError::Version(header[0]));
-        }
-        let flags = header[1];
-        if flags & !FLAG_KEY != 0 {
-            return Err(FrameError::Flags(flags));
-        }
-        let number = u64::from_be_bytes(fixed(&header[2..10]));
-        let timestamp = u64::from_be_bytes(fixed(&header[10..18]));
-        let space_len = usize::from(u16::from_be_bytes(fixed(&header[18..20])));
-        let payload_len = u32::from_be_bytes(fixed(&header[20..24]));
-        let payload_len =
-            usize::try_from(payload_len).map_err(|_| FrameError::TooLarge { len: usize::MAX })?;
-        if payload_len > MAX_PAYLOAD {
-            return Err(FrameError::TooLarge { len: payload_len });
-        }
-        let space_end = HEADER_LEN + space_len;
-        let payload_end = space_end + payload_len;
-        let end = payload_end + SIGNATURE_LEN;
-        if bytes.len() < end {
-            return Err(truncated());
-        }
-        if bytes.len() > end {
-            return Err(FrameError::Trailing {
-                extra: bytes.len() - end,
-            });
-        }
-        let space = std::str::from_utf8(&bytes[HEADER_LEN..space_end])
-            .map_err(|e| FrameError::Space(e.to_string()))?;
-        let space = SpaceId::parse(space).map_err(|e| FrameError::Space(e.to_string()))?;
-        let frame = Self {
-            space,
-            number,
-            timestamp,
-            key: flags & FLAG_KEY != 0,
-            payload: bytes[space_end..payload_end].to_vec(),
-            sig: Signature::from_bytes(fixed(&bytes[payload_end..end])),
-        };
-        frame.check()?;
-        Ok(frame)
+        let header = Header::read(bytes)?;
+        let payload_end = header.payload.end;
+        Ok(Self {
+            payload: bytes[header.payload.clone()].to_vec(),
+            sig: Signature::from_bytes(fixed(&bytes[payload_end..])),
+            space: header.space,
+            number: header.number,
+            timestamp: header.timestamp,
+            key: header.key,
+        })
     }
 
     /// Check the owner's signature (strict RFC 8032) under the stream's owner, whom the space
@@ -261,6 +229,92 @@ impl Frame {
             });
         }
         Ok(())
+    }
+}
+
+/// A frame's fields, read from its bytes without copying the payload: what a relay needs to
+/// place and check a frame it forwards as it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The stream.
+    pub space: SpaceId,
+    /// The frame number.
+    pub number: u64,
+    /// The owner's clock, ms.
+    pub timestamp: u64,
+    /// Whether a watcher can start here.
+    pub key: bool,
+    /// Where the payload lies in the bytes; the signature follows it.
+    pub payload: std::ops::Range<usize>,
+}
+
+impl Header {
+    /// Read and check everything but the signature, as strictly as [`Frame::decode`].
+    pub fn read(bytes: &[u8]) -> Result<Self, FrameError> {
+        let truncated = || FrameError::Truncated { len: bytes.len() };
+        let header = bytes.get(..HEADER_LEN).ok_or_else(truncated)?;
+        if header[0] != FRAME_VERSION {
+            return Err(FrameError::Version(header[0]));
+        }
+        let flags = header[1];
+        if flags & !FLAG_KEY != 0 {
+            return Err(FrameError::Flags(flags));
+        }
+        let number = u64::from_be_bytes(fixed(&header[2..10]));
+        let timestamp = u64::from_be_bytes(fixed(&header[10..18]));
+        let space_len = usize::from(u16::from_be_bytes(fixed(&header[18..20])));
+        let payload_len = u32::from_be_bytes(fixed(&header[20..24]));
+        let payload_len =
+            usize::try_from(payload_len).map_err(|_| FrameError::TooLarge { len: usize::MAX })?;
+        if payload_len > MAX_PAYLOAD {
+            return Err(FrameError::TooLarge { len: payload_len });
+        }
+        let space_end = HEADER_LEN + space_len;
+        let payload_end = space_end + payload_len;
+        let end = payload_end + SIGNATURE_LEN;
+        if bytes.len() < end {
+            return Err(truncated());
+        }
+        if bytes.len() > end {
+            return Err(FrameError::Trailing {
+                extra: bytes.len() - end,
+            });
+        }
+        let space = std::str::from_utf8(&bytes[HEADER_LEN..space_end])
+            .map_err(|e| FrameError::Space(e.to_string()))?;
+        let space = SpaceId::parse(space).map_err(|e| FrameError::Space(e.to_string()))?;
+        check_space(&space)?;
+        for (field, value) in [("number", number), ("timestamp", timestamp)] {
+            if value > MAX_SAFE_INTEGER {
+                return Err(FrameError::UnsafeInteger { field, value });
+            }
+        }
+        Ok(Self {
+            space,
+            number,
+            timestamp,
+            key: flags & FLAG_KEY != 0,
+            payload: space_end..payload_end,
+        })
+    }
+
+    /// Check the owner's signature over `bytes`, the frame this header was read from, without
+    /// decoding it again.
+    pub fn verify(&self, bytes: &[u8]) -> Result<(), FrameError> {
+        let end = self.payload.end;
+        let (signed, sig) = match (bytes.get(..end), bytes.get(end..)) {
+            (Some(signed), Some(sig)) if sig.len() == SIGNATURE_LEN => (signed, sig),
+            _ => return Err(FrameError::Truncated { len: bytes.len() }),
+        };
+        let sig = Signature::from_bytes(fixed(sig));
+        if sig.verify_raw(
+            self.space.owner(),
+            &signing_message(Domain::StreamFrame, signed),
+        ) {
+            Ok(())
+        } else {
+            Err(FrameError::BadSignature)
+        }
     }
 }
 
@@ -319,6 +373,10 @@ mod tests {
         let back = Frame::decode(&bytes).unwrap();
         assert_eq!(back, frame);
         back.verify().unwrap();
+        let header = Header::read(&bytes).unwrap();
+        assert_eq!((header.number, header.key), (7, true));
+        assert_eq!(&bytes[header.payload.clone()], b"abc");
+        header.verify(&bytes).unwrap();
     }
 
     #[test]
@@ -330,6 +388,11 @@ mod tests {
                 bad[i] ^= 1 << bit;
                 let verdict = Frame::decode(&bad).and_then(|f| f.verify());
                 assert!(verdict.is_err(), "byte {i} bit {bit} went unnoticed");
+                let relayed = Header::read(&bad).and_then(|h| h.verify(&bad));
+                assert!(
+                    relayed.is_err(),
+                    "byte {i} bit {bit} passed the relay's check"
+                );
             }
         }
     }

@@ -51,9 +51,21 @@ pub const FED_PROVE: &str = "fed.prove";
 pub const FED_SUBMIT: &str = "fed.submit";
 /// `fed.push`.
 pub const FED_PUSH: &str = "fed.push";
+/// `stream.publish`.
+pub const STREAM_PUBLISH: &str = "stream.publish";
+/// `stream.watch`.
+pub const STREAM_WATCH: &str = "stream.watch";
+/// `stream.unwatch`.
+pub const STREAM_UNWATCH: &str = "stream.unwatch";
+/// `stream.info`.
+pub const STREAM_INFO: &str = "stream.info";
+/// `stream.refused`: the notification for a frame the node did not take.
+pub const STREAM_REFUSED: &str = "stream.refused";
+/// `stream.closed`: the notification for a watch the node ended.
+pub const STREAM_CLOSED: &str = "stream.closed";
 
 /// Every method a client or node may call, in the order of the spec's table (§6.2).
-pub const ALL: [&str; 22] = [
+pub const ALL: [&str; 26] = [
     NODE_INFO,
     AUTH_CHALLENGE,
     AUTH_RESPOND,
@@ -76,4 +88,8 @@ pub const ALL: [&str; 22] = [
     FED_PROVE,
     FED_SUBMIT,
     FED_PUSH,
+    STREAM_PUBLISH,
+    STREAM_WATCH,
+    STREAM_UNWATCH,
+    STREAM_INFO,
 ];

@@ -16,6 +16,7 @@ use jsonrpsee::proc_macros::rpc;
 use crate::address::SpaceId;
 use crate::api::{
     Ack, Authenticated, BeamDeleted, BeamPosted, EventPage, MemberInfo, NodeInfo, SpaceInfo,
+    StreamInfo,
 };
 use crate::did::Did;
 use crate::wire::{
@@ -218,4 +219,28 @@ pub trait FedApi {
     /// broadcast tree. Returns how many were new.
     #[method(name = "push", with_extensions)]
     async fn push(&self, events: Vec<Event>) -> RpcResult<u32>;
+}
+
+/// `stream.*` served by `jsonrpsee`: facts about a live stream (`spec/protocol.md` §10).
+///
+/// `stream.publish`, `stream.watch` and `stream.unwatch` change what the connection itself
+/// carries (binary frames in either direction), so the node's WebSocket transport serves them
+/// and they are named only in [`crate::method`].
+#[cfg_attr(
+    all(feature = "server", feature = "client"),
+    rpc(server, client, namespace = "stream", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "server", not(feature = "client")),
+    rpc(server, namespace = "stream", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "client", not(feature = "server")),
+    rpc(client, namespace = "stream", namespace_separator = ".")
+)]
+pub trait StreamApi {
+    /// `stream.info` (public): the stream as this node sees it: its newest frames, watchers,
+    /// tree neighbours and limits.
+    #[method(name = "info")]
+    async fn info(&self, space: SpaceId) -> RpcResult<StreamInfo>;
 }

@@ -193,10 +193,11 @@ impl Client {
         const METHOD: &str = "space.join";
         let key = self.key(METHOD)?;
         let info = &self.inner.info;
-        let home = Home {
-            node: info.did.clone(),
-            authority: info.authority.clone(),
-        };
+        let mut home = Home::new(info.did.clone(), info.authority.clone());
+        // A stream's tree orders its member nodes by the uplink their joins declare (§10.5).
+        if space.space_id().space_type() == SpaceType::Stream {
+            home.capacity = Some(info.stream_capacity);
+        }
         let request = Membership::join(key, space.space_id().clone(), home, now_ms()?)?;
         request.check_rules()?;
         let sequencer = space.sequencer_authority().map(str::to_owned);

@@ -71,6 +71,7 @@ impl NodeApiServer for Handler {
             public_url: fake.origin.clone(),
             authority: fake.origin.trim_start_matches("ws://").into(),
             fanout: 10,
+            stream_capacity: 10_000,
             limits: LimitsInfo {
                 max_frame_bytes: 1 << 20,
                 max_batch: 0,

@@ -53,10 +53,10 @@ async fn a_join_naming_another_sequencer_for_a_space_held_here_is_refused() {
     let bob = Keypair::generate().unwrap();
     let mut raw = authenticated(&node, &bob).await;
     let info = raw.ok(method::NODE_INFO, json!([])).await;
-    let home = Home {
-        node: serde_json::from_value(info["did"].clone()).unwrap(),
-        authority: info["authority"].as_str().unwrap().to_owned(),
-    };
+    let home = Home::new(
+        serde_json::from_value(info["did"].clone()).unwrap(),
+        info["authority"].as_str().unwrap().to_owned(),
+    );
     let join = Membership::join(&bob, space.clone(), home.clone(), T).unwrap();
     let (got, message) = raw
         .err(method::SPACE_JOIN, json!([join, "elsewhere.example:7700"]))

@@ -154,10 +154,7 @@ fn build_northstar_vectors() -> Value {
     let join = Membership::join(
         &bob,
         channel.clone(),
-        Home {
-            node: node.did().clone(),
-            authority: "node.example:7700".into(),
-        },
+        Home::new(node.did().clone(), "node.example:7700"),
         T0 + 1_000,
     )
     .unwrap();

@@ -414,6 +414,7 @@ impl NodeApiServer for Handler {
             public_url: c.origin(),
             authority: c.authority(),
             fanout: c.fanout,
+            stream_capacity: c.streams.capacity_kbps,
             limits: LimitsInfo {
                 max_frame_bytes: l.max_frame_bytes,
                 max_batch: l.max_batch,

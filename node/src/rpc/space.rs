@@ -4,7 +4,7 @@ use jsonrpsee::Extensions;
 use jsonrpsee::core::{RpcResult, async_trait};
 use northstar_protocol::Did;
 use northstar_protocol::Signed;
-use northstar_protocol::address::SpaceId;
+use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_protocol::api::{Ack, BeamPosted, ErrorCode, EventPage, MemberInfo, SpaceInfo};
 use northstar_protocol::rpc::SpaceApiServer;
 use northstar_protocol::wire::{
@@ -280,6 +280,16 @@ impl Api {
                     ),
                 ));
             }
+        }
+        let capacity = self.config.streams.capacity_kbps;
+        if request.space.space_type() == SpaceType::Stream
+            && let Some(declared) = request.home.as_ref().and_then(|h| h.capacity)
+            && declared != capacity
+        {
+            return Err(malformed(
+                "membership",
+                format!("home.capacity is {declared}; this node declares {capacity} kbit/s"),
+            ));
         }
         request.verify().map_err(|_| bad_signature("membership"))?;
         let space = request.space.clone();

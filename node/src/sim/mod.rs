@@ -188,10 +188,10 @@ impl World {
     }
 
     fn home(&self, node: usize) -> Home {
-        Home {
-            node: self.nodes[node].key.did().clone(),
-            authority: self.nodes[node].authority.clone(),
-        }
+        Home::new(
+            self.nodes[node].key.did().clone(),
+            self.nodes[node].authority.clone(),
+        )
     }
 
     fn send(&mut self, from: usize, to: usize, msg: Msg) {

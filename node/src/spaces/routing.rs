@@ -61,10 +61,9 @@ impl Routing {
             .children(node)
             .into_iter()
             .filter_map(|did| {
-                self.authorities.get(did).map(|authority| Home {
-                    node: did.clone(),
-                    authority: authority.clone(),
-                })
+                self.authorities
+                    .get(did)
+                    .map(|authority| Home::new(did.clone(), authority.clone()))
             })
             .collect()
     }
@@ -139,10 +138,10 @@ mod tests {
     use super::*;
 
     fn home(byte: u8) -> Home {
-        Home {
-            node: Keypair::from_seed(&[byte; 32]).did().clone(),
-            authority: format!("node{byte}.example"),
-        }
+        Home::new(
+            Keypair::from_seed(&[byte; 32]).did().clone(),
+            format!("node{byte}.example"),
+        )
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub fn state_from_rows(
             Some(h) => Some(Home {
                 node: Did::parse(&h.node).map_err(|e| corrupt("members", &e))?,
                 authority: h.authority,
+                capacity: h.capacity,
             }),
             None => None,
         };
@@ -91,6 +92,7 @@ pub(super) fn push_event(
             home: change.home.as_ref().map(|h| HomeRow {
                 node: h.node.to_string(),
                 authority: h.authority.clone(),
+                capacity: h.capacity,
             }),
         });
     }

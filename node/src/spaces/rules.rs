@@ -121,10 +121,10 @@ impl SpaceState {
         MemberChange {
             did: genesis.space.owner().clone(),
             state: Some(MemberState::Member),
-            home: Some(Home {
-                node: genesis.sequencer.clone(),
-                authority: genesis.authority.clone(),
-            }),
+            home: Some(Home::new(
+                genesis.sequencer.clone(),
+                genesis.authority.clone(),
+            )),
         }
     }
 
@@ -168,8 +168,39 @@ impl SpaceState {
     }
 
     /// The member nodes other than the sequencer, in the order the broadcast tree uses: by the
-    /// earliest seq at which one of its current members joined, then by DID.
+    /// earliest seq at which one of its current members joined, then by DID; for a stream,
+    /// then stably by capacity, highest first (`spec/protocol.md` §10.5). Each home carries
+    /// the capacity of the latest join of a current member at home there.
     pub fn member_nodes(&self) -> Vec<Home> {
+        let mut nodes = self.nodes_by_first_join();
+        if self.id.space_type() == SpaceType::Stream {
+            let mut latest: HashMap<&Did, (u64, Option<u32>)> = HashMap::new();
+            for member in self.members.values() {
+                let Some(home) = member
+                    .home
+                    .as_ref()
+                    .filter(|_| member.state == MemberState::Member)
+                else {
+                    continue;
+                };
+                let entry = latest.entry(&home.node).or_insert((0, None));
+                if member.seq >= entry.0 {
+                    *entry = (member.seq, home.capacity);
+                }
+            }
+            for node in &mut nodes {
+                node.capacity = latest.get(&node.node).and_then(|(_, c)| *c);
+            }
+            super::tree::capacity_order(&mut nodes, Home::capacity);
+        } else {
+            for node in &mut nodes {
+                node.capacity = None;
+            }
+        }
+        nodes
+    }
+
+    fn nodes_by_first_join(&self) -> Vec<Home> {
         let mut first: HashMap<&Did, (u64, &Home)> = HashMap::new();
         for member in self.members.values() {
             let Some(home) = member
@@ -361,10 +392,7 @@ mod tests {
     }
 
     fn home(byte: u8) -> Home {
-        Home {
-            node: pair(byte).did().clone(),
-            authority: format!("node{byte}.example"),
-        }
+        Home::new(pair(byte).did().clone(), format!("node{byte}.example"))
     }
 
     fn act(

@@ -94,6 +94,14 @@ use std::ops::Range;
 
 use northstar_protocol::Did;
 
+/// A stream's member nodes in the order its tree takes them (`spec/protocol.md` §10.5): highest
+/// uplink capacity first, the log's order kept among equals (a stable sort), so the nodes that
+/// can feed children fill the first tiers and the ones that cannot end up in the last tier,
+/// which feeds no one. Every node that knows the same capacities gets the same order.
+pub fn capacity_order<T>(nodes: &mut [T], capacity: impl Fn(&T) -> u32) {
+    nodes.sort_by_key(|node| std::cmp::Reverse(capacity(node)));
+}
+
 /// The fan-out a space uses unless it says otherwise (DESIGN §4).
 pub const DEFAULT_FANOUT: NonZeroUsize = match NonZeroUsize::new(10) {
     Some(k) => k,

@@ -18,6 +18,7 @@ where
     DB::Arguments: sqlx::IntoArguments<DB>,
     for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     for<'a> Option<&'a str>: sqlx::Encode<'a, DB>,
+    for<'a> Option<i64>: sqlx::Encode<'a, DB>,
     for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     /// Apply `ops` in one transaction; returns once it is durable. If any statement fails
@@ -204,10 +205,11 @@ where
                 home,
             } => {
                 sqlx::query(
-                    "INSERT INTO members (space, did, state, seq, home, authority) \
-                     VALUES ($1, $2, $3, $4, $5, $6) \
+                    "INSERT INTO members (space, did, state, seq, home, authority, capacity) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      ON CONFLICT (space, did) DO UPDATE SET state = excluded.state, \
-                     seq = excluded.seq, home = excluded.home, authority = excluded.authority",
+                     seq = excluded.seq, home = excluded.home, authority = excluded.authority, \
+                     capacity = excluded.capacity",
                 )
                 .bind(space.as_str())
                 .bind(did.as_str())
@@ -215,6 +217,7 @@ where
                 .bind(to_i64(*seq))
                 .bind(home.as_ref().map(|h| h.node.as_str()))
                 .bind(home.as_ref().map(|h| h.authority.as_str()))
+                .bind(home.as_ref().and_then(|h| h.capacity).map(i64::from))
                 .execute(&mut **tx)
                 .await?;
             }

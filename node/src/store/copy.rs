@@ -211,6 +211,7 @@ enum Kind {
     Text,
     NullableText,
     Int,
+    NullableInt,
 }
 
 /// A table copied row for row.
@@ -221,7 +222,7 @@ struct Table {
     order: &'static str,
 }
 
-use Kind::{Int, NullableText, Text};
+use Kind::{Int, NullableInt, NullableText, Text};
 
 const SPACES: Table = Table {
     name: "spaces",
@@ -265,6 +266,7 @@ const TABLES: [Table; 7] = [
             ("seq", Int),
             ("home", NullableText),
             ("authority", NullableText),
+            ("capacity", NullableInt),
         ],
         order: "space, did",
     },
@@ -598,6 +600,9 @@ fn read_row(row: &sqlx::sqlite::SqliteRow, table: &Table) -> Result<Vec<Value>, 
                     .try_get::<Option<String>, _>(i)
                     .map(|v| v.map_or(Value::Null, Value::Text)),
                 Int => row.try_get::<i64, _>(i).map(Value::Int),
+                NullableInt => row
+                    .try_get::<Option<i64>, _>(i)
+                    .map(|v| v.map_or(Value::Null, Value::Int)),
             };
             value.map_err(|e| {
                 CopyError::Store(StoreError::Corrupt {

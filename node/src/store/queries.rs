@@ -112,7 +112,8 @@ where
 
     pub(super) async fn members(&self, space: &str) -> Result<Vec<MemberRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT did, state, seq, home, authority FROM members WHERE space = $1 ORDER BY did",
+            "SELECT did, state, seq, home, authority, capacity FROM members WHERE space = $1 \
+             ORDER BY did",
         )
         .bind(space)
         .fetch_all(&self.pool)
@@ -120,7 +121,13 @@ where
         rows.iter()
             .map(|r| {
                 let home = match (r.get::<Option<String>, _>(3), r.get::<Option<String>, _>(4)) {
-                    (Some(node), Some(authority)) => Some(HomeRow { node, authority }),
+                    (Some(node), Some(authority)) => Some(HomeRow {
+                        node,
+                        authority,
+                        capacity: r
+                            .get::<Option<i64>, _>(5)
+                            .and_then(|c| u32::try_from(c).ok()),
+                    }),
                     _ => None,
                 };
                 Ok(MemberRow {

@@ -103,6 +103,8 @@ pub struct HomeRow {
     pub node: String,
     /// The node's authority.
     pub authority: String,
+    /// The stream uplink its join declared, kbit/s.
+    pub capacity: Option<u32>,
 }
 
 /// A beam as stored.

@@ -4,8 +4,4 @@
 //! # Layout
 //! - [`window`]: a stream's recent frames, as pure logic: taking each frame once from two
 //!   parents, gaps, and where a late joiner starts.
-//! - [`tree`]: the member nodes' order in a stream's tree by uplink capacity, so the nodes that
-//!   cannot feed children are leaves.
-
-pub mod tree;
 pub mod window;

@@ -167,6 +167,7 @@ fn member(space: &str, did: &str, state: Option<MemberState>, home: Option<&str>
         home: home.map(|node| HomeRow {
             node: node.into(),
             authority: "home.example".into(),
+            capacity: Some(2500),
         }),
     }
 }

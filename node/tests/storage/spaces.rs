@@ -32,6 +32,15 @@ pub(super) async fn membership_states_and_homes_are_kept_per_space(f: &Fixture) 
         .await
         .unwrap();
     let members = store.members(DM).await.unwrap();
+    let capacities: Vec<Option<u32>> = members
+        .iter()
+        .filter_map(|m| m.home.as_ref().map(|h| h.capacity))
+        .collect();
+    assert_eq!(
+        capacities,
+        [Some(2500)],
+        "a home's declared capacity is kept"
+    );
     let states: Vec<(&str, MemberState, Option<&str>)> = members
         .iter()
         .map(|m| {

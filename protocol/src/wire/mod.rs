@@ -17,7 +17,7 @@ pub mod space;
 pub use auth::{AuthChallenge, AuthResponse};
 pub use beam::{Beam, BeamRef, Tombstone};
 pub use event::{Event, EventError, Payload};
-pub use space::{Home, Membership, MembershipAction, SpaceGenesis};
+pub use space::{DEFAULT_CAPACITY, Home, Membership, MembershipAction, SpaceGenesis};
 
 /// Implements [`crate::Signed`] for a struct whose signature lives in a `sig` field.
 macro_rules! signed_object {

@@ -137,6 +137,34 @@ pub struct Home {
     pub node: Did,
     /// The node's authority.
     pub authority: String,
+    /// The node's uplink for live streams, kbit/s, as the node declares it (`node.info`'s
+    /// `stream_capacity`); absent means [`DEFAULT_CAPACITY`]. Stream trees order member
+    /// nodes by it (`spec/protocol.md` §10.5).
+    #[serde(
+        default,
+        deserialize_with = "crate::canonical::present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub capacity: Option<u32>,
+}
+
+/// The stream uplink assumed for a home that declares none, kbit/s.
+pub const DEFAULT_CAPACITY: u32 = 10_000;
+
+impl Home {
+    /// A home without a declared capacity.
+    pub fn new(node: Did, authority: impl Into<String>) -> Self {
+        Self {
+            node,
+            authority: authority.into(),
+            capacity: None,
+        }
+    }
+
+    /// The declared capacity, or [`DEFAULT_CAPACITY`].
+    pub fn capacity(&self) -> u32 {
+        self.capacity.unwrap_or(DEFAULT_CAPACITY)
+    }
 }
 signed_object!(Membership, Domain::Membership);
 
