@@ -519,3 +519,160 @@ impl Drop for WatchFeed {
         self.stream.unwatch(self.id, crate::clock::now_ms());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll, Waker};
+
+    use northstar_protocol::Keypair;
+    use northstar_protocol::address::SpaceType;
+    use northstar_protocol::frame::Frame;
+
+    use super::*;
+
+    fn owner() -> Keypair {
+        Keypair::from_seed(&[3; 32])
+    }
+
+    fn space() -> SpaceId {
+        SpaceId::new(SpaceType::Stream, owner().did(), "test").unwrap()
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            watcher_queue: 4,
+            watcher_cutoff_secs: 2,
+            max_frames_per_second: 1000,
+            ..Limits::default()
+        }
+    }
+
+    fn stream() -> Arc<Stream> {
+        let sequencer = Keypair::from_seed(&[4; 32]).did().clone();
+        let tree = Arc::new(TreeNodes {
+            sequencer: sequencer.clone(),
+            fanout: 3,
+            nodes: Vec::new(),
+        });
+        Arc::new(Stream::new(
+            space(),
+            true,
+            Home::new(sequencer, "seq.example"),
+            tree,
+            &limits(),
+            0,
+        ))
+    }
+
+    fn frame(number: u64, key: bool) -> (Header, Bytes) {
+        let bytes = Frame::sign(&owner(), space(), number, 1, key, vec![number as u8; 10])
+            .unwrap()
+            .encode()
+            .unwrap();
+        (Header::read(&bytes).unwrap(), Bytes::from(bytes))
+    }
+
+    /// Everything the feed holds now.
+    fn drain(feed: &mut WatchFeed) -> (Vec<u64>, Option<String>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut numbers = Vec::new();
+        loop {
+            match feed.poll_next(&mut cx) {
+                Poll::Ready(Some(WatchItem::Frame(bytes))) => {
+                    numbers.push(Header::read(&bytes).unwrap().number);
+                }
+                Poll::Ready(Some(WatchItem::Ended(notice))) => {
+                    return (numbers, Some(notice.name));
+                }
+                Poll::Ready(None) | Poll::Pending => return (numbers, None),
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_watch_loses_frames_alone_and_is_cut_off_after_the_cutoff() {
+        let stream = stream();
+        let limits = limits();
+        let (_, mut slow) = stream.watch(None, &limits, 0);
+        let (_, mut quick) = stream.watch(None, &limits, 0);
+        for number in 1..=10 {
+            let (header, bytes) = frame(number, false);
+            stream.publish(&header, bytes, &limits, 10 * number).unwrap();
+            if number % 2 == 0 {
+                assert_eq!(drain(&mut quick).1, None);
+            }
+        }
+        // The slow watch holds its first four; the rest were dropped for it alone.
+        assert_eq!(stream.facts(&limits, 100).dropped, 6);
+        // Still full past the cut-off: told and ended, its queued frames not sent.
+        for number in 11..=14 {
+            let (header, bytes) = frame(number, false);
+            stream.publish(&header, bytes, &limits, 200).unwrap();
+        }
+        assert_eq!(drain(&mut quick).0, (11..=14).collect::<Vec<_>>());
+        let (header, bytes) = frame(15, false);
+        stream.publish(&header, bytes, &limits, 2_300).unwrap();
+        assert_eq!(drain(&mut slow), (vec![], Some("slow_watcher".into())));
+        assert_eq!(drain(&mut quick).0, [15]);
+        assert_eq!(stream.facts(&limits, 2_300).watchers, 1);
+    }
+
+    #[test]
+    fn a_relay_takes_each_frame_once_and_refuses_what_does_not_verify() {
+        let stream = stream();
+        let limits = limits();
+        let (_, mut feed) = stream.watch(None, &limits, 0);
+        for number in [1, 2, 1, 3, 2] {
+            let (header, bytes) = frame(number, false);
+            stream.relay(&header, bytes, &limits, 1).unwrap();
+        }
+        assert_eq!(drain(&mut feed).0, [1, 2, 3]);
+        let (header, bytes) = frame(4, false);
+        let mut bad = bytes.to_vec();
+        let at = header.payload.start;
+        bad[at] ^= 1;
+        assert!(matches!(
+            stream.relay(&header, Bytes::from(bad), &limits, 1),
+            Err(StreamError::BadSignature)
+        ));
+        // A duplicate is dropped before its signature is even looked at.
+        let (header, bytes) = frame(3, false);
+        let mut forged = bytes.to_vec();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(
+            stream.relay(&header, Bytes::from(forged), &limits, 1).unwrap(),
+            Placed::Old
+        );
+        assert_eq!(drain(&mut feed).0, Vec::<u64>::new());
+    }
+
+    #[test]
+    fn budgets_refill_with_time() {
+        let stream = stream();
+        let limits = Limits {
+            max_frames_per_second: 2,
+            ..limits()
+        };
+        let (h1, b1) = frame(1, true);
+        let (h2, b2) = frame(2, false);
+        let (h3, b3) = frame(3, false);
+        let stream = Arc::new(Stream::new(
+            space(),
+            true,
+            stream.sequencer.clone(),
+            stream.tree(),
+            &limits,
+            0,
+        ));
+        stream.publish(&h1, b1, &limits, 0).unwrap();
+        stream.publish(&h2, b2, &limits, 0).unwrap();
+        assert!(matches!(
+            stream.publish(&h3, b3.clone(), &limits, 0),
+            Err(StreamError::FrameRate { limit: 2 })
+        ));
+        // Half a second later one frame's worth is back.
+        stream.publish(&h3, b3, &limits, 500).unwrap();
+        assert_eq!(stream.next(), 4);
+    }
+}
