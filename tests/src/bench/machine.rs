@@ -115,6 +115,28 @@ pub fn rss_kib(pid: u32) -> std::io::Result<u64> {
         .ok_or_else(|| std::io::Error::other("no VmRSS line"))
 }
 
+/// A process's CPU time so far, user and system, all its threads, seconds (`utime` and
+/// `stime` in `/proc/<pid>/stat`).
+pub fn cpu_secs(pid: u32) -> std::io::Result<f64> {
+    // USER_HZ, the unit of those fields: 100 on every architecture Linux runs this on.
+    const TICKS_PER_SEC: f64 = 100.0;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces and parentheses: the fields start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    // After the name: state is field 3, utime 14 and stime 15 (one-based, name at 2).
+    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok());
+    match (ticks(14), ticks(15)) {
+        (Some(user), Some(system)) => Ok((user + system) as f64 / TICKS_PER_SEC),
+        _ => Err(std::io::Error::other(
+            "no utime and stime in /proc/<pid>/stat",
+        )),
+    }
+}
+
 /// The type of the file system holding `path`: the longest mount point that contains it.
 fn file_system(path: &Path) -> String {
     let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());

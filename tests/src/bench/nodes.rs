@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use northstar_node::config::{Config, Limits};
+use northstar_node::config::{Config, Limits, Streams};
 
 use super::report::count;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -24,7 +24,9 @@ pub const NODE_SUBCOMMAND: &str = "__node";
 
 /// A node's configuration for the benchmark: the defaults, with the per-connection and
 /// per-address limits raised so that the load generator (many connections from 127.0.0.1, each
-/// sending as fast as it is answered) measures the node and not its abuse limits.
+/// sending as fast as it is answered) measures the node and not its abuse limits, and a
+/// stream's frame and byte budgets raised so that the streams scenario measures delivery and
+/// not a publisher's budget. Frame size, windows and watch queues keep their defaults.
 pub fn bench_config(data_dir: PathBuf, listen: SocketAddr) -> Config {
     Config {
         data_dir,
@@ -41,20 +43,29 @@ pub fn bench_config(data_dir: PathBuf, listen: SocketAddr) -> Config {
             auth_timeout_secs: 600,
             ..Limits::default()
         },
+        streams: Streams {
+            max_frames_per_second: 1_000_000,
+            // The most the key holds: about 4 GB of payload per second.
+            max_bytes_per_second: u32::MAX,
+            ..Streams::default()
+        },
         ..Config::default()
     }
 }
 
 /// The limits of [`bench_config`] as one line, for the report.
 pub fn describe_limits() -> String {
-    let l = bench_config(PathBuf::new(), SocketAddr::from(([127, 0, 0, 1], 0))).limits;
-    let d = Limits::default();
+    let config = bench_config(PathBuf::new(), SocketAddr::from(([127, 0, 0, 1], 0)));
+    let (l, s) = (config.limits, config.streams);
+    let (d, ds) = (Limits::default(), Streams::default());
     let n = |v: u32| count(v as usize);
     format!(
         "raised: max_connections {} (default {}), max_connections_per_ip {} ({}), \
          requests_per_second {} ({}), request_burst {} ({}), max_pending_connections(_per_ip) \
          {} ({}, {}), auth_timeout_secs {} ({}); off: the per-address and per-DID budgets; \
-         default: subscriber_queue {}, max_page {}, max_frame_bytes {}",
+         default: subscriber_queue {}, max_page {}, max_frame_bytes {}; streams raised: \
+         max_frames_per_second {} ({}), max_bytes_per_second {} ({}); streams default: \
+         max_frame_bytes {}, watcher_queue {}, window_frames {}",
         n(l.max_connections),
         n(d.max_connections),
         n(l.max_connections_per_ip),
@@ -70,7 +81,14 @@ pub fn describe_limits() -> String {
         d.auth_timeout_secs,
         n(l.subscriber_queue),
         l.max_page,
-        n(l.max_frame_bytes)
+        n(l.max_frame_bytes),
+        n(s.max_frames_per_second),
+        n(ds.max_frames_per_second),
+        n(s.max_bytes_per_second),
+        n(ds.max_bytes_per_second),
+        n(s.max_frame_bytes),
+        n(s.watcher_queue),
+        n(s.window_frames)
     )
 }
 
@@ -233,6 +251,14 @@ impl ChildProcess {
         Ok(super::machine::rss_kib(self.pid)?)
     }
 
+    /// Kill it at once (SIGKILL, by its handle), as a crash or a pulled plug would: no goodbye
+    /// to its peers, no shutdown.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        drop(self.stdin.take());
+        self.child.kill().await?;
+        Ok(())
+    }
+
     /// Close its standard input, which stops it, and wait for it to exit.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         drop(self.stdin.take());
@@ -256,13 +282,20 @@ impl ChildProcess {
 /// The flag of `__node` for a node with the default limits, as an operator would run it.
 pub const DEFAULT_LIMITS_FLAG: &str = "--default-limits";
 
-/// `bench __node --data-dir D [--default-limits]`: run a node with [`bench_config`] (or the
-/// default configuration) on a port the OS picks, print `READY <addr>` once it answers
-/// `/health`, and stop when standard input closes.
-pub async fn node_main(data_dir: PathBuf, default_limits: bool) -> anyhow::Result<()> {
+/// The flag of `__node` for the broadcast tree's fan-out of the spaces the node sequences.
+pub const FANOUT_FLAG: &str = "--fanout";
+
+/// `bench __node --data-dir D [--default-limits] [--fanout K]`: run a node with
+/// [`bench_config`] (or the default configuration) on a port the OS picks, print `READY
+/// <addr>` once it answers `/health`, and stop when standard input closes.
+pub async fn node_main(
+    data_dir: PathBuf,
+    default_limits: bool,
+    fanout: Option<u32>,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
-    let config = if default_limits {
+    let mut config = if default_limits {
         Config {
             data_dir,
             listen: addr,
@@ -271,6 +304,9 @@ pub async fn node_main(data_dir: PathBuf, default_limits: bool) -> anyhow::Resul
     } else {
         bench_config(data_dir, addr)
     };
+    if let Some(fanout) = fanout {
+        config.fanout = fanout;
+    }
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let stdin_watch = tokio::spawn(async move {

@@ -82,6 +82,9 @@ enum Helper {
         /// The default limits instead of the benchmark's raised ones.
         #[arg(long)]
         default_limits: bool,
+        /// The broadcast tree's fan-out for the spaces it sequences.
+        #[arg(long)]
+        fanout: Option<u32>,
     },
     /// Run the plain WebSocket server of the ceilings; prints `READY <addr>`.
     #[command(name = "__plain", hide = true)]
@@ -95,7 +98,8 @@ async fn main() -> anyhow::Result<()> {
         Some(Helper::Node {
             data_dir,
             default_limits,
-        }) => return nodes::node_main(data_dir, default_limits).await,
+            fanout,
+        }) => return nodes::node_main(data_dir, default_limits, fanout).await,
         Some(Helper::Plain) => return plain::main().await,
         None => {}
     }
