@@ -1,10 +1,12 @@
 //! The ceilings and floors the figures are compared with, measured on this machine in the same
 //! run: Ed25519 work on all cores (with `ed25519-dalek` directly, over real protocol objects
-//! built with `northstar-protocol`), and the latency of a plain WebSocket round trip.
+//! built with `northstar-protocol`), and the latency of a plain WebSocket round trip and of a
+//! plain relay hop.
 //!
 //! The crypto ceilings spread their work over `available_parallelism` threads; they are what
 //! the node could reach if signatures were all it did.
 
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -15,9 +17,12 @@ use northstar_protocol::sign::signing_message;
 use northstar_protocol::wire::{AuthChallenge, AuthResponse, BeamRef, Event, Payload};
 use northstar_protocol::{ContentId, Did, Domain, Keypair, Signed};
 use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use super::machine::cores;
+use super::nodes::ChildProcess;
+use super::plain::PLAIN_SUBCOMMAND;
 use super::report::percentile;
 
 /// Distinct signed objects the crypto ceilings cycle through.
@@ -51,7 +56,8 @@ impl SignedMessage {
     }
 }
 
-fn now_ms() -> u64 {
+/// The wall clock, ms since the Unix epoch, as objects carry it.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -260,4 +266,50 @@ pub async fn websocket_round_trip() -> anyhow::Result<Duration> {
     drop(server);
     samples.sort_by(f64::total_cmp);
     Ok(Duration::from_secs_f64(percentile(&samples, 50.0)))
+}
+
+/// The median time for a binary message of `len` bytes to go from a plain tokio-tungstenite
+/// client, through the plain server in its own process ([`super::plain`], `exe __plain`), which
+/// reads it on one WebSocket and writes it on another, to a second client, all on 127.0.0.1
+/// (Nagle off everywhere), after a warm-up: one hop of a relay tree that forwards bytes and
+/// checks nothing.
+pub async fn websocket_relay_hop(exe: &Path, len: usize) -> anyhow::Result<Duration> {
+    const WARM_UP: usize = 50;
+    const TRIPS: usize = 500;
+    let relay = ChildProcess::spawn(exe, &[PLAIN_SUBCOMMAND]).await?;
+    let url = relay.url();
+    let (mut source, _) = tokio_tungstenite::connect_async_with_config(&url, None, true).await?;
+    let (mut sink, _) = tokio_tungstenite::connect_async_with_config(&url, None, true).await?;
+    // The relay serves a connection once it is upgraded: a round trip on each makes sure.
+    for ws in [&mut source, &mut sink] {
+        ws.send(Message::text("ready?")).await?;
+        ws.next().await.context("the relay closed")??;
+    }
+    let payload = Bytes::from(vec![0x5a; len]);
+    let mut samples = Vec::with_capacity(TRIPS);
+    for i in 0..WARM_UP + TRIPS {
+        let start = Instant::now();
+        source.send(Message::Binary(payload.clone())).await?;
+        next_binary(&mut sink).await?;
+        if i >= WARM_UP {
+            samples.push(start.elapsed().as_secs_f64());
+        }
+        // The relay sends the source its own message too, untimed.
+        next_binary(&mut source).await?;
+    }
+    drop((source, sink));
+    relay.stop().await?;
+    samples.sort_by(f64::total_cmp);
+    Ok(Duration::from_secs_f64(percentile(&samples, 50.0)))
+}
+
+async fn next_binary<S>(ws: &mut WebSocketStream<S>) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        if ws.next().await.context("the relay closed")??.is_binary() {
+            return Ok(());
+        }
+    }
 }

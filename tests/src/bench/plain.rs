@@ -2,10 +2,14 @@
 //! same connections, without JSON-RPC, signatures or storage.
 //!
 //! It runs in its own process (`bench __plain`), like the node it is compared with. Each
-//! connection echoes what it receives and writes what is broadcast, batched: every message
-//! queued for it is fed to the socket, then one flush. The command `SEND <first_seq> <count>
+//! connection echoes the text it receives, broadcasts the binary messages it receives (a relay,
+//! for the streams floor), and writes what is broadcast, batched: every message queued for it
+//! is fed to the socket, then one flush. The command `SEND <first_seq> <count>
 //! <file>` on standard input broadcasts `count` copies of the message in `file` with their
 //! `"seq":` rewritten to `first_seq`, `first_seq + 1`, … so clients read them like events.
+//! `FRAMES <file>` loads the binary messages [`write_binary`] put in `file` (stream frames, for
+//! the streams ceiling); `BROADCAST <from> <to>` then broadcasts those numbered `from..to`, in
+//! order, so a client can send them a window at a time.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -38,16 +42,17 @@ pub async fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     println!("READY {}", listener.local_addr()?);
     let (tx, _) = broadcast::channel::<Message>(BROADCAST_CAPACITY);
+    let mut loaded = Vec::new();
     let tracker = TaskTracker::new();
     let mut commands = BufReader::new(tokio::io::stdin()).lines();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (socket, _) = accepted?;
-                tracker.spawn(serve(socket, tx.subscribe()));
+                tracker.spawn(serve(socket, tx.clone(), tx.subscribe()));
             }
             line = commands.next_line() => match line? {
-                Some(line) => broadcast_command(&line, &tx)?,
+                Some(line) => broadcast_command(&line, &tx, &mut loaded)?,
                 None => break,
             },
         }
@@ -55,7 +60,11 @@ pub async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(socket: TcpStream, mut rx: broadcast::Receiver<Message>) {
+async fn serve(
+    socket: TcpStream,
+    tx: broadcast::Sender<Message>,
+    mut rx: broadcast::Receiver<Message>,
+) {
     if socket.set_nodelay(true).is_err() {
         return;
     }
@@ -70,6 +79,10 @@ async fn serve(socket: TcpStream, mut rx: broadcast::Receiver<Message>) {
                     if ws.send(Message::Text(text)).await.is_err() {
                         return;
                     }
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    // Every connection has a receiver, this one included.
+                    let _ = tx.send(Message::Binary(bytes));
                 }
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 Some(Ok(_)) => {}
@@ -92,7 +105,32 @@ async fn serve(socket: TcpStream, mut rx: broadcast::Receiver<Message>) {
     }
 }
 
-fn broadcast_command(line: &str, tx: &broadcast::Sender<Message>) -> anyhow::Result<()> {
+fn broadcast_command(
+    line: &str,
+    tx: &broadcast::Sender<Message>,
+    loaded: &mut Vec<Message>,
+) -> anyhow::Result<()> {
+    if let Some(file) = line.strip_prefix("FRAMES ") {
+        *loaded = read_binary(Path::new(file))?
+            .into_iter()
+            .map(|m| Message::Binary(m.into()))
+            .collect();
+        return Ok(());
+    }
+    if let Some(range) = line.strip_prefix("BROADCAST ") {
+        let (from, to) = range.split_once(' ').context("BROADCAST <from> <to>")?;
+        let (from, to): (usize, usize) = (from.parse()?, to.parse()?);
+        let messages = loaded.get(from..to).context("messages never loaded")?;
+        anyhow::ensure!(
+            messages.len() <= MAX_SEND,
+            "at most {MAX_SEND} messages per BROADCAST"
+        );
+        for message in messages {
+            // No receiver means no client: nothing to deliver. A clone shares the bytes.
+            let _ = tx.send(message.clone());
+        }
+        return Ok(());
+    }
     let mut words = line.splitn(4, ' ');
     let (Some("SEND"), Some(first), Some(count), Some(file)) =
         (words.next(), words.next(), words.next(), words.next())
@@ -111,6 +149,35 @@ fn broadcast_command(line: &str, tx: &broadcast::Sender<Message>) -> anyhow::Res
     Ok(())
 }
 
+/// Write `messages` to `file` for `FRAMES`: each as its length (4 bytes, big-endian), then its
+/// bytes.
+pub fn write_binary(file: &Path, messages: &[impl AsRef<[u8]>]) -> anyhow::Result<()> {
+    let mut out = Vec::with_capacity(messages.iter().map(|m| m.as_ref().len() + 4).sum());
+    for message in messages {
+        let message = message.as_ref();
+        out.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
+        out.extend_from_slice(message);
+    }
+    std::fs::write(file, out)?;
+    Ok(())
+}
+
+/// The messages [`write_binary`] wrote to `file`.
+fn read_binary(file: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let bytes = std::fs::read(file)?;
+    let mut rest = bytes.as_slice();
+    let mut messages = Vec::new();
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<4>().context("a cut length")?;
+        let len = u32::from_be_bytes(*len) as usize;
+        anyhow::ensure!(tail.len() >= len, "a cut message");
+        let (message, tail) = tail.split_at(len);
+        messages.push(message.to_vec());
+        rest = tail;
+    }
+    Ok(messages)
+}
+
 /// `count` copies of `template` whose first `"seq":N` reads `first`, `first + 1`, …
 pub fn with_seqs(template: &str, first: u64, count: usize) -> anyhow::Result<Vec<String>> {
     let key = "\"seq\":";
@@ -127,6 +194,15 @@ pub fn with_seqs(template: &str, first: u64, count: usize) -> anyhow::Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_messages_come_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("frames");
+        let messages = vec![vec![1, 2, 3], Vec::new(), vec![9; 70_000]];
+        write_binary(&file, &messages).unwrap();
+        assert_eq!(read_binary(&file).unwrap(), messages);
+    }
 
     #[test]
     fn rewrites_only_the_first_seq() {
