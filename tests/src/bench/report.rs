@@ -31,6 +31,10 @@ pub enum Unit {
     KiB,
     /// Mebibytes.
     MiB,
+    /// Mebibytes per second.
+    MiBPerSec,
+    /// A share of a whole, 0 to 1.
+    Fraction,
 }
 
 impl Unit {
@@ -43,13 +47,19 @@ impl Unit {
             Unit::Secs => " s",
             Unit::KiB => " KiB",
             Unit::MiB => " MiB",
+            Unit::MiBPerSec => " MiB/s",
+            Unit::Fraction => "",
         }
     }
 
     /// Print `value` in this unit, with a precision that suits its size.
     pub fn format(self, value: f64) -> String {
         let number = match self {
-            Unit::PerSec | Unit::Count | Unit::KiB | Unit::MiB if value >= 100.0 => {
+            // Four places: a fraction that misses 1 frame in 1,000 must not print as 1.00.
+            Unit::Fraction => format!("{value:.4}"),
+            Unit::PerSec | Unit::Count | Unit::KiB | Unit::MiB | Unit::MiBPerSec
+                if value >= 100.0 =>
+            {
                 thousands(value)
             }
             Unit::Millis if value >= 100.0 => thousands(value),
@@ -398,6 +408,8 @@ mod tests {
         assert_eq!(Unit::PerSec.format(1_234_567.4), "1,234,567/s");
         assert_eq!(Unit::Millis.format(1.234), "1.23 ms");
         assert_eq!(Unit::KiB.format(12.34), "12.3 KiB");
+        assert_eq!(Unit::MiBPerSec.format(1234.5), "1,235 MiB/s");
+        assert_eq!(Unit::Fraction.format(0.99876), "0.9988");
         assert_eq!(spread(&[1.0, 2.0], Unit::Millis), "1.00–2.00 ms");
     }
 }
