@@ -13,6 +13,8 @@
 //! - [`memory`]: a node process's RSS, idle and with 10,000 idle authenticated connections.
 //! - [`catchup`]: a member node that was offline for 50,000 events catching up.
 //! - [`auth`]: challenge-response handshakes per second.
+//! - [`streams`]: live streams: frames fanned out to 1,000 watchers on one node, latency down
+//!   a tree of 3 tiers, and the frames that still arrive when interior nodes are killed.
 //! - [`abuse`]: floods and slowloris against a node with default limits: refusals before the
 //!   drop, connections held, RSS before, at the peak and after, a legitimate client's latency;
 //!   the cost of the strict params check.
@@ -41,6 +43,7 @@ pub mod plain;
 pub mod raw;
 pub mod report;
 pub mod storage;
+pub mod streams;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -71,11 +74,13 @@ pub enum Scenario {
     Auth,
     /// Floods and slowloris against default limits.
     Abuse,
+    /// Live stream frames: fan-out, latency down a tree, interior nodes killed.
+    Streams,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Ingest,
         Scenario::Fanout,
         Scenario::Federation,
@@ -83,6 +88,7 @@ impl Scenario {
         Scenario::Catchup,
         Scenario::Auth,
         Scenario::Abuse,
+        Scenario::Streams,
     ];
 
     /// Its name, as `--only` takes it.
@@ -95,6 +101,7 @@ impl Scenario {
             Scenario::Catchup => "catchup",
             Scenario::Auth => "auth",
             Scenario::Abuse => "abuse",
+            Scenario::Streams => "streams",
         }
     }
 }
@@ -183,6 +190,24 @@ pub struct Settings {
     pub abuse_slowloris: usize,
     /// Iterations of the strict params check's micro-measure.
     pub abuse_strict_iterations: usize,
+    /// Watchers of one stream on one node, for the fan-out part.
+    pub stream_watchers: usize,
+    /// Payload bytes of each fan-out frame.
+    pub stream_frame_bytes: usize,
+    /// Frames published per fan-out run, as fast as the slowest watcher takes them.
+    pub stream_frames: usize,
+    /// Payload bytes of each frame sent down the trees.
+    pub stream_tree_frame_bytes: usize,
+    /// Frames per second published down the trees.
+    pub stream_tree_rate: f64,
+    /// Seconds each latency run publishes for (tree of 3 tiers).
+    pub stream_latency_secs: f64,
+    /// Member nodes of the tree whose interior nodes are killed.
+    pub stream_kill_members: usize,
+    /// That tree's fan-out.
+    pub stream_kill_fanout: u32,
+    /// Seconds each kill run publishes for; the kill comes halfway.
+    pub stream_kill_secs: f64,
 }
 
 impl Settings {
@@ -218,6 +243,15 @@ impl Settings {
             abuse_flood_connections: 64,
             abuse_slowloris: 10_000,
             abuse_strict_iterations: 20_000,
+            stream_watchers: 1_000,
+            stream_frame_bytes: 16 * 1024,
+            stream_frames: 512,
+            stream_tree_frame_bytes: 1024,
+            stream_tree_rate: 100.0,
+            stream_latency_secs: 2.0,
+            stream_kill_members: 13,
+            stream_kill_fanout: 3,
+            stream_kill_secs: 4.0,
         }
     }
 
@@ -248,6 +282,15 @@ impl Settings {
             abuse_flood_connections: 3,
             abuse_slowloris: 40,
             abuse_strict_iterations: 100,
+            stream_watchers: 5,
+            stream_frame_bytes: 1024,
+            stream_frames: 20,
+            stream_tree_frame_bytes: 256,
+            stream_tree_rate: 50.0,
+            stream_latency_secs: 0.3,
+            stream_kill_members: 4,
+            stream_kill_fanout: 2,
+            stream_kill_secs: 1.0,
             ..Self::full(exe)
         }
     }
@@ -349,6 +392,24 @@ impl Settings {
                 count(self.abuse_slowloris),
                 self.abuse_phase_secs,
                 count(self.abuse_strict_iterations)
+            ),
+            Scenario::Streams => format!(
+                "fan-out: {} watchers (raw WebSocket clients) of one stream on a node in its own \
+                 process, {} frames of {} payload bytes per run, as fast as the slowest watcher \
+                 takes them; \
+                 latency: {} frames/s of {} bytes for {} s down a sequencer of fan-out 1 and 3 \
+                 member nodes; kills: {} member nodes × fan-out {}, {} frames/s for {} s, 1 then \
+                 2 interior nodes killed halfway; every node its own process",
+                count(self.stream_watchers),
+                self.stream_frames,
+                count(self.stream_frame_bytes),
+                self.stream_tree_rate,
+                count(self.stream_tree_frame_bytes),
+                self.stream_latency_secs,
+                self.stream_kill_members,
+                self.stream_kill_fanout,
+                self.stream_tree_rate,
+                self.stream_kill_secs
             ),
         }
     }
@@ -512,6 +573,7 @@ async fn scenarios(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
             Scenario::Catchup => catchup::run(bench).await,
             Scenario::Auth => auth::run(bench).await,
             Scenario::Abuse => abuse::run(bench).await,
+            Scenario::Streams => streams::run(bench).await,
         }
         .map_err(|e| e.context(format!("scenario {}", scenario.name())))?;
         bench.progress(

@@ -20,7 +20,7 @@ struct Args {
     #[arg(long)]
     smoke: bool,
     /// Only these scenarios, comma-separated: ingest, fanout, federation, memory, catchup, auth,
-    /// abuse.
+    /// abuse, streams.
     #[arg(long, value_delimiter = ',')]
     only: Vec<Scenario>,
     /// Runs per figure (each figure is their median).
@@ -64,6 +64,15 @@ struct Args {
     /// TCP connections that never upgrade, for abuse's slowloris phase.
     #[arg(long)]
     abuse_slowloris: Option<usize>,
+    /// Watchers of one stream for the streams scenario's fan-out.
+    #[arg(long)]
+    stream_watchers: Option<usize>,
+    /// Payload bytes of each frame of the streams scenario's fan-out.
+    #[arg(long)]
+    stream_frame_bytes: Option<usize>,
+    /// Member nodes of the streams scenario's tree whose interior nodes are killed.
+    #[arg(long)]
+    stream_members: Option<usize>,
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
@@ -149,6 +158,16 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(secs) = args.auth_secs {
         settings.auth_secs = secs;
+    }
+    if let Some(n) = args.stream_watchers {
+        settings.stream_watchers = n;
+    }
+    if let Some(bytes) = args.stream_frame_bytes {
+        settings.stream_frame_bytes = bytes;
+    }
+    if let Some(n) = args.stream_members {
+        anyhow::ensure!(n >= 2, "--stream-members must be at least 2");
+        settings.stream_kill_members = n;
     }
     let report = bench::run(&settings).await?;
     println!("{}", report.table());
