@@ -362,6 +362,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 match self.ws.poll_next_unpin(cx) {
                     Poll::Ready(Some(Ok(message))) => {
                         progress = true;
+                        if self.over_hard_limit(&message) {
+                            return Poll::Ready(Exit::TooBig);
+                        }
                         self.on_message(message);
                         // Dropped at this refusal: nothing after it is run or answered.
                         if self.session.killed() {
@@ -573,6 +576,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
 
     fn reply(&mut self, response: MethodResponse) {
         self.replies.push_back(into_text(response));
+    }
+
+    /// Whether a JSON-RPC message is past [`TOO_BIG_FACTOR`] times `max_frame_bytes`. The
+    /// WebSocket layer reads messages up to the larger of that and the longest stream frame
+    /// (§10.7), so a long text is caught here.
+    fn over_hard_limit(&self, message: &Message) -> bool {
+        let len = match message {
+            Message::Binary(bytes) if bytes.first() == Some(&FRAME_VERSION) => return false,
+            Message::Text(text) => text.len(),
+            Message::Binary(bytes) => bytes.len(),
+            _ => return false,
+        };
+        len > (self.shared.limits.max_frame_bytes as usize).saturating_mul(TOO_BIG_FACTOR)
     }
 
     fn on_message(&mut self, message: Message) {

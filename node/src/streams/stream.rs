@@ -597,7 +597,9 @@ mod tests {
         let (_, mut quick) = stream.watch(None, &limits, 0);
         for number in 1..=10 {
             let (header, bytes) = frame(number, false);
-            stream.publish(&header, bytes, &limits, 10 * number).unwrap();
+            stream
+                .publish(&header, bytes, &limits, 10 * number)
+                .unwrap();
             if number % 2 == 0 {
                 assert_eq!(drain(&mut quick).1, None);
             }
@@ -641,7 +643,9 @@ mod tests {
         let last = forged.len() - 1;
         forged[last] ^= 1;
         assert_eq!(
-            stream.relay(&header, Bytes::from(forged), &limits, 1).unwrap(),
+            stream
+                .relay(&header, Bytes::from(forged), &limits, 1)
+                .unwrap(),
             Placed::Old
         );
         assert_eq!(drain(&mut feed).0, Vec::<u64>::new());
