@@ -506,7 +506,7 @@ mod tests {
             (33, with(44, Some(10_000))),
             (34, with(45, Some(2_000))),
         ];
-        let mut join = |stream: &mut SpaceState, user: u8, home: Home| {
+        let join = |stream: &mut SpaceState, user: u8, home: Home| {
             let request = Membership::join(&pair(user), stream.id.clone(), home, 1).unwrap();
             let changes = stream.admit(&Payload::Membership(request)).unwrap();
             let seq = stream.head_seq + 1;
