@@ -11,13 +11,18 @@
 //! What a message is, and which id its answer carries, is decided by [`northstar_protocol::envelope`]; the
 //! common checks of `spec/protocol.md` §6.3 are made here in their order (size, JSON, request,
 //! budget, method, subscriptions, parameters). The methods are `jsonrpsee`'s, called directly
-//! with this connection's [`Session`] in the extensions; only `space.subscribe` and
+//! with this connection's [`Session`] in the extensions (in `calls`); `space.subscribe` and
 //! `space.unsubscribe` are served here, by [`crate::rpc::feed`], so that subscribers share each
-//! event's JSON.
+//! event's JSON; and so are `stream.publish`, `stream.watch` and `stream.unwatch` (in
+//! `streams`, over [`crate::streams`]), because they make the connection carry binary frames
+//! (§10.1): a binary message starting with the frame version is a publisher's frame, and the
+//! frames of the streams watched are written as binary messages, taking turns with the
+//! subscriptions' notifications.
 //!
 //! Bounds: at most [`MAX_IN_FLIGHT`] calls and answers per connection (reading stops until
 //! they drain), a write buffer of about [`WRITE_BATCH`] bytes (nothing more is taken while the
-//! socket cannot take it), `max_subscriptions_per_connection` subscriptions, messages of at
+//! socket cannot take it), `max_subscriptions_per_connection` subscriptions and watches
+//! together, a watch's queue of `watcher_queue` frames, messages of at
 //! most `max_frame_bytes` answered with −32007 and of more than [`TOO_BIG_FACTOR`] times that
 //! refused with close status 1009. A connection whose writes make no progress for
 //! [`WRITE_STALL`] is dropped, so is one that has not authenticated by its deadline, and one
