@@ -11,7 +11,8 @@
 //! - [`hub`]: live fan-out of committed events to subscribers.
 //! - [`spaces`]: the spaces' rules, the writer's decisions without I/O, the single writer
 //!   around them, and the broadcast trees.
-//! - [`streams`]: live stream frames: the recent window each node keeps.
+//! - [`streams`]: live stream frames: each stream's window, watches and budgets, and the links
+//!   a member node keeps to its parents in the stream's tree.
 //! - [`federation`]: authenticated, pooled links to other nodes.
 //! - [`gossip`]: pushing events down broadcast trees and pulling what is missing.
 //! - [`auth`]: connection sessions and the challenge-response handshake.
@@ -136,6 +137,15 @@ pub async fn run(
     );
     let sync_every = std::time::Duration::from_secs(u64::from(config.sync_interval_secs));
     gossip::spawn_sync(catch_up.clone(), sync_every, &tasks, gossip_stop.clone());
+    let streams = streams::Streams::new(
+        key.did().clone(),
+        &config.origin(),
+        config.streams.clone(),
+        sync_every,
+        store.clone(),
+        tasks.clone(),
+        gossip_stop.clone(),
+    );
     let auth = auth::Authenticator::new(
         key.clone(),
         config.origin(),
@@ -151,6 +161,7 @@ pub async fn run(
         sequencer: handle,
         hub,
         links,
+        streams,
         catch_up,
         background: tasks.clone(),
         filling: Arc::default(),

@@ -7,7 +7,6 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 
 use northstar_node::spaces::tree::Tree;
 use northstar_node::spaces::tree::capacity_order;
@@ -74,7 +73,7 @@ fn delivered(order: &[Did], dids: &[Did], slow: &[bool]) -> f64 {
             let held = Held {
                 number: frame,
                 key: true,
-                bytes: Arc::from(frame.to_be_bytes().as_slice()),
+                bytes: tokio_tungstenite::tungstenite::Bytes::copy_from_slice(&frame.to_be_bytes()),
                 at: tick,
             };
             let node = &mut nodes[to];

@@ -78,7 +78,7 @@ pub enum ErrorCode {
     FrameRate,
     /// The stream's payload bytes per second are over the node's limit.
     ByteRate,
-    /// A frame's number is not the next one of its stream.
+    /// A frame's number is not above the newest of its stream.
     FrameOrder,
     /// The watcher fell behind for too long and was cut off.
     SlowWatcher,
@@ -425,8 +425,9 @@ pub struct StreamInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamNotice {
-    /// The stream.
-    pub space: SpaceId,
+    /// The stream; absent when a refused frame could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space: Option<SpaceId>,
     /// The refused frame's number, when it could be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<u64>,

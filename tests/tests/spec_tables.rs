@@ -17,6 +17,8 @@ use northstar_protocol::method::ALL as WIRE_METHODS;
 fn home_section(method: &str) -> &'static str {
     if method.starts_with("fed.") {
         "9."
+    } else if method.starts_with("stream.") {
+        "10."
     } else {
         "6.3."
     }
@@ -86,7 +88,7 @@ fn method_headings(text: &str) -> Vec<(String, String)> {
                 .map(str::parse)
                 .collect::<Result<_, _>>()
                 .ok()?;
-            let method_section = matches!(parts.as_slice(), [6, 3, _] | [9, _, _]);
+            let method_section = matches!(parts.as_slice(), [6, 3, _] | [9, _, _] | [10, _, _]);
             if !method_section {
                 return None;
             }

@@ -9,12 +9,14 @@
 //! - `space`: `space.*` but subscriptions;
 //! - `feed`: what a `space.subscribe` delivers (the transport, [`crate::connection`], serves it);
 //! - `beam`: `beam.*`;
-//! - `fed`: `fed.*`, what nodes ask each other.
+//! - `fed`: `fed.*`, what nodes ask each other;
+//! - `stream`: `stream.info` (the transport serves the other `stream.*` methods).
 
 mod beam;
 mod fed;
 pub mod feed;
 mod space;
+mod stream;
 
 use std::sync::Arc;
 
@@ -26,6 +28,7 @@ use northstar_protocol::address::{SpaceId, SpaceType, SpaceUri};
 use northstar_protocol::api::{Ack, Authenticated, ErrorCode, LimitsInfo, NodeInfo, SpaceInfo};
 use northstar_protocol::rpc::{
     AuthApiServer, BeamApiServer, FedApiClient, FedApiServer, NodeApiServer, SpaceApiServer,
+    StreamApiServer,
 };
 use northstar_protocol::wire::{
     AuthChallenge, AuthResponse, Membership, MembershipAction, Payload,
@@ -41,6 +44,7 @@ use crate::hub::Hub;
 use crate::spaces::rules::Refusal;
 use crate::spaces::{SequenceError, SequencerHandle};
 use crate::store::{SpaceRow, Store, StoreError};
+use crate::streams::{StreamError, Streams};
 
 /// A failure as the caller sees it: a stable code and a precise message.
 #[derive(Debug)]
@@ -130,6 +134,27 @@ impl From<SequenceError> for ApiError {
     }
 }
 
+impl From<StreamError> for ApiError {
+    fn from(e: StreamError) -> Self {
+        let message = e.to_string();
+        let code = match e {
+            StreamError::SpaceNotFound(_) => ErrorCode::SpaceNotFound,
+            StreamError::NotAStream(_) => ErrorCode::NotAStream,
+            StreamError::NotOwner { .. } => ErrorCode::Forbidden,
+            StreamError::NotSequencer { .. } => ErrorCode::NotSequencer,
+            StreamError::Malformed(_) | StreamError::Foreign(_) => ErrorCode::MalformedObject,
+            StreamError::NotPublishing(_) => ErrorCode::NotPublishing,
+            StreamError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
+            StreamError::BadSignature => ErrorCode::BadSignature,
+            StreamError::FrameOrder { .. } => ErrorCode::FrameOrder,
+            StreamError::FrameRate { .. } => ErrorCode::FrameRate,
+            StreamError::ByteRate { .. } => ErrorCode::ByteRate,
+            StreamError::Store(e) => return Self::internal(e),
+        };
+        Self::new(code, message)
+    }
+}
+
 fn malformed(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::MalformedObject, format!("{what}: {e}"))
 }
@@ -160,6 +185,8 @@ pub struct Api {
     pub hub: Arc<Hub>,
     /// Links to other nodes.
     pub links: Arc<Links>,
+    /// Live streams.
+    pub streams: Arc<Streams>,
     /// Pulls missing events of replicas.
     pub catch_up: CatchUp,
     /// Background work a request starts but does not wait for (catch-ups after a gap).
@@ -195,7 +222,8 @@ pub fn methods(
     module.merge(AuthApiServer::into_rpc(Handler(api.clone())))?;
     module.merge(SpaceApiServer::into_rpc(Handler(api.clone())))?;
     module.merge(BeamApiServer::into_rpc(Handler(api.clone())))?;
-    module.merge(FedApiServer::into_rpc(Handler(api)))?;
+    module.merge(FedApiServer::into_rpc(Handler(api.clone())))?;
+    module.merge(StreamApiServer::into_rpc(Handler(api)))?;
     Ok(module)
 }
 

@@ -28,4 +28,4 @@ pub mod writer;
 
 pub use decide::{Deleted, SequenceError};
 pub use replica::{Identified, Replicated};
-pub use writer::{SequencerHandle, Writer};
+pub use writer::{SequencerHandle, Writer, load_state};

@@ -326,7 +326,7 @@ fn reply(answer: Answer, outcome: Outcome) {
 /// Answer `needs` from the store into `reads`.
 async fn read(store: &Store, needs: Needs, reads: &mut Reads) -> Result<(), StoreError> {
     for space in needs.spaces {
-        let state = load(store, &space).await?;
+        let state = load_state(store, &space).await?;
         reads.spaces.insert(space, state);
     }
     if !needs.beams.is_empty() {
@@ -377,7 +377,7 @@ async fn read(store: &Store, needs: Needs, reads: &mut Reads) -> Result<(), Stor
 }
 
 /// A space's state as stored, if it is stored.
-async fn load(store: &Store, space: &SpaceId) -> Result<Option<SpaceState>, StoreError> {
+pub async fn load_state(store: &Store, space: &SpaceId) -> Result<Option<SpaceState>, StoreError> {
     let Some(row) = store.space(space.as_str()).await? else {
         return Ok(None);
     };

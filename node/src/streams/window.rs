@@ -8,7 +8,8 @@
 //! holds none. The clock is passed in.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+
+use tokio_tungstenite::tungstenite::Bytes;
 
 /// One frame as the window keeps it: its number, key flag and bytes on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +19,7 @@ pub struct Held {
     /// Whether a watcher may start here.
     pub key: bool,
     /// The frame's bytes, shared with every link that sends them.
-    pub bytes: Arc<[u8]>,
+    pub bytes: Bytes,
     /// When this node took it, ms.
     pub at: u64,
 }
@@ -87,6 +88,41 @@ impl Window {
         taken
     }
 
+    /// Whether [`Window::take`] would take a frame numbered `number` as new: what a relay asks
+    /// before it checks the frame's signature, so that the copy from its second parent costs
+    /// nothing.
+    pub fn is_new(&self, number: u64) -> bool {
+        match self.newest {
+            None => true,
+            Some(newest) if number > newest => true,
+            Some(_) => {
+                self.position(number).is_err()
+                    && self.frames.front().is_some_and(|f| number > f.number)
+            }
+        }
+    }
+
+    /// What a watcher resuming after frame `since` gets first: every frame held numbered above
+    /// it.
+    pub fn after(&mut self, since: u64, now: u64) -> Vec<Held> {
+        self.expire(now);
+        self.frames
+            .iter()
+            .filter(|f| f.number > since)
+            .cloned()
+            .collect()
+    }
+
+    /// The newest key frame's number, if the window holds one.
+    pub fn newest_key(&self) -> Option<u64> {
+        self.frames.iter().rev().find(|f| f.key).map(|f| f.number)
+    }
+
+    /// When the newest frame held was taken, ms.
+    pub fn newest_at(&self) -> Option<u64> {
+        self.frames.back().map(|f| f.at)
+    }
+
     /// Drop the frames older than the window's age at time `now`.
     pub fn expire(&mut self, now: u64) {
         while self
@@ -139,7 +175,7 @@ mod tests {
         Held {
             number,
             key,
-            bytes: Arc::from(number.to_be_bytes().as_slice()),
+            bytes: Bytes::copy_from_slice(&number.to_be_bytes()),
             at,
         }
     }
@@ -202,5 +238,35 @@ mod tests {
             no_keys.take(frame(n, false, n), n);
         }
         assert_eq!(numbers(&no_keys.late_join(4)), [3]);
+    }
+
+    #[test]
+    fn is_new_says_what_take_will_do_without_taking() {
+        let mut w = Window::new(4, 10_000);
+        let mut rng = 7u64;
+        for step in 0..400u64 {
+            rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let number = 1 + (rng >> 33) % 40 + step / 10;
+            let predicted = w.is_new(number);
+            let taken = w.take(frame(number, false, step), step);
+            assert_eq!(
+                predicted,
+                matches!(taken, Taken::New { .. }),
+                "frame {number} at step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_resuming_watcher_gets_what_follows_its_last_frame() {
+        let mut w = Window::new(16, 10_000);
+        for n in 1..=6 {
+            w.take(frame(n, n % 3 == 1, n), n);
+        }
+        assert_eq!(numbers(&w.after(4, 6)), [5, 6]);
+        assert_eq!(numbers(&w.after(0, 6)), [1, 2, 3, 4, 5, 6]);
+        assert!(w.after(6, 6).is_empty());
+        assert_eq!(w.newest_key(), Some(4));
+        assert_eq!(w.newest_at(), Some(6));
     }
 }

@@ -11,20 +11,28 @@
 //! What a message is, and which id its answer carries, is decided by [`northstar_protocol::envelope`]; the
 //! common checks of `spec/protocol.md` §6.3 are made here in their order (size, JSON, request,
 //! budget, method, subscriptions, parameters). The methods are `jsonrpsee`'s, called directly
-//! with this connection's [`Session`] in the extensions; only `space.subscribe` and
+//! with this connection's [`Session`] in the extensions (in `calls`); `space.subscribe` and
 //! `space.unsubscribe` are served here, by [`crate::rpc::feed`], so that subscribers share each
-//! event's JSON.
+//! event's JSON; and so are `stream.publish`, `stream.watch` and `stream.unwatch` (in
+//! `streams`, over [`crate::streams`]), because they make the connection carry binary frames
+//! (§10.1): a binary message starting with the frame version is a publisher's frame, and the
+//! frames of the streams watched are written as binary messages, taking turns with the
+//! subscriptions' notifications.
 //!
 //! Bounds: at most [`MAX_IN_FLIGHT`] calls and answers per connection (reading stops until
 //! they drain), a write buffer of about [`WRITE_BATCH`] bytes (nothing more is taken while the
-//! socket cannot take it), `max_subscriptions_per_connection` subscriptions, messages of at
+//! socket cannot take it), `max_subscriptions_per_connection` subscriptions and watches
+//! together, a watch's queue of `watcher_queue` frames, messages of at
 //! most `max_frame_bytes` answered with −32007 and of more than [`TOO_BIG_FACTOR`] times that
 //! refused with close status 1009. A connection whose writes make no progress for
 //! [`WRITE_STALL`] is dropped, so is one that has not authenticated by its deadline, and one
 //! whose request is refused for its budget past `request_burst` unforgiven refusals (`auth.rs`): reading
 //! stops at that message, and nothing more of what was read is run or answered.
 
-use std::collections::VecDeque;
+mod calls;
+mod streams;
+
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,33 +41,35 @@ use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
-use jsonrpsee::core::server::{MethodCallback, MethodResponse, Methods, ResponsePayload};
+use jsonrpsee::core::server::{MethodResponse, Methods, ResponsePayload};
 use jsonrpsee::types::error::{
     BATCHES_NOT_SUPPORTED_CODE, BATCHES_NOT_SUPPORTED_MSG, ErrorCode as RpcCode,
-    INVALID_PARAMS_CODE, INVALID_PARAMS_MSG, reject_too_big_batch_request,
-    reject_too_big_batch_response, reject_too_big_request, reject_too_many_subscriptions,
+    reject_too_big_batch_request, reject_too_big_batch_response, reject_too_big_request,
+    reject_too_many_subscriptions,
 };
-use jsonrpsee::types::{ErrorObject, ErrorObjectOwned, Id, Params};
-use jsonrpsee::{ConnectionId, Extensions};
+use jsonrpsee::types::{ErrorObject, Id};
 use northstar_protocol::address::SpaceId;
-use northstar_protocol::api::ErrorCode;
-use northstar_protocol::{canonical, method};
-use serde::Deserialize;
-use serde_json::Value;
+use northstar_protocol::frame::FRAME_VERSION;
+use northstar_protocol::method;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, error::CapacityError};
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::Slot;
-use crate::auth::{Session, Spent};
+use crate::auth::Session;
 use crate::config::Limits;
 use crate::rpc::Api;
-use crate::rpc::feed::{FeedItem, FeedStream};
-use northstar_protocol::envelope::{self, Entry, Refusal};
+use crate::rpc::feed::FeedStream;
+use crate::streams::{Stream, WatchFeed, WatchItem};
+use calls::{
+    call, checked_params, into_text, notification, rate_limited, refused, rpc_id, subscribe,
+    subscription_named, unstructured_params,
+};
+use northstar_protocol::envelope::{self, Entry};
 
 /// Calls running plus answers waiting to be written, per connection, before reading pauses.
 /// A client that pipelines more simply waits; nothing is refused.
@@ -83,9 +93,12 @@ pub const WRITE_STALL: Duration = Duration::from_secs(10);
 /// The wire name of subscription notifications.
 const NOTIFICATION: &str = method::SPACE_EVENT;
 
-/// The two methods served here rather than by `jsonrpsee`.
+/// The methods served here rather than by `jsonrpsee`.
 const SUBSCRIBE: &str = method::SPACE_SUBSCRIBE;
 const UNSUBSCRIBE: &str = method::SPACE_UNSUBSCRIBE;
+const PUBLISH: &str = method::STREAM_PUBLISH;
+const WATCH: &str = method::STREAM_WATCH;
+const UNWATCH: &str = method::STREAM_UNWATCH;
 
 /// What every connection of a listener shares.
 #[derive(Debug)]
@@ -101,7 +114,9 @@ pub struct Shared {
 impl Shared {
     /// The WebSocket settings for this node's limits.
     pub fn websocket_config(&self) -> WebSocketConfig {
-        let cap = (self.limits.max_frame_bytes as usize).saturating_mul(TOO_BIG_FACTOR);
+        let cap = (self.limits.max_frame_bytes as usize)
+            .saturating_mul(TOO_BIG_FACTOR)
+            .max(self.api.streams.limits().max_message());
         WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(WRITE_BATCH)
@@ -203,8 +218,12 @@ enum Done {
         id: u64,
         feed: FeedStream,
     },
-    /// A subscription refused: send the answer.
+    /// A subscription or a watch refused: send the answer.
     NotOpened(String),
+    /// Publishing opened: send the answer, then take the stream's frames.
+    Publishing { reply: String, stream: Arc<Stream> },
+    /// A watch opened: send the answer, then its frames.
+    Watching { reply: String, feed: WatchFeed },
     /// A notification: nothing to send.
     Silent,
 }
@@ -225,11 +244,20 @@ pub struct Connection<S> {
     calls: Option<FuturesUnordered<Call>>,
     replies: VecDeque<String>,
     subscriptions: Vec<Subscription>,
-    /// `space.subscribe` calls running, counted against the limit with the open ones.
+    /// `space.subscribe` and `stream.watch` calls running, counted against the limit with the
+    /// open subscriptions and watches.
     opening: usize,
+    /// The streams this connection publishes.
+    publishing: HashMap<SpaceId, Arc<Stream>>,
+    /// The streams it watches.
+    watches: Vec<WatchFeed>,
     next_subscription: u64,
     /// Where the next look for a subscription's notification starts, so none starves.
     turn: usize,
+    /// The same for watches' frames.
+    watch_turn: usize,
+    /// Whether watches are looked at before subscriptions next time.
+    watch_first: bool,
     /// Written to the buffer but not yet flushed.
     dirty: bool,
     stall: Option<Pin<Box<Sleep>>>,
@@ -255,8 +283,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             replies: VecDeque::new(),
             subscriptions: Vec::new(),
             opening: 0,
+            publishing: HashMap::new(),
+            watches: Vec::new(),
             next_subscription: 1,
             turn: 0,
+            watch_turn: 0,
+            watch_first: false,
             dirty: false,
             stall: None,
             auth_deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
@@ -298,6 +330,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     /// frame. The listener drops connections that take too long.
     async fn drain(&mut self, kill: &CancellationToken) {
         self.subscriptions.clear();
+        self.watches.clear();
         let drained = std::future::poll_fn(|cx| match self.poll_serve(cx, false) {
             Poll::Ready(_) => Poll::Ready(()),
             Poll::Pending if self.calls.is_none() && self.replies.is_empty() && !self.dirty => {
@@ -334,6 +367,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 match self.ws.poll_next_unpin(cx) {
                     Poll::Ready(Some(Ok(message))) => {
                         progress = true;
+                        if self.over_hard_limit(&message) {
+                            return Poll::Ready(Exit::TooBig);
+                        }
                         self.on_message(message);
                         // Dropped at this refusal: nothing after it is run or answered.
                         if self.session.killed() {
@@ -428,10 +464,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 }
                 Poll::Pending => return Ok(wrote),
             }
-            let Some(text) = self.next_outgoing(cx) else {
+            let Some(message) = self.next_outgoing(cx) else {
                 return Ok(wrote);
             };
-            if let Err(e) = self.ws.start_send_unpin(Message::text(text)) {
+            if let Err(e) = self.ws.start_send_unpin(message) {
                 tracing::debug!(error = %crate::report::Causes(&e), "write failed");
                 return Err(Exit::Gone);
             }
@@ -440,11 +476,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         }
     }
 
-    /// The next answer, or else the next notification of a subscription that has one.
-    fn next_outgoing(&mut self, cx: &mut Context<'_>) -> Option<String> {
+    /// The next answer, or else the next notification of a subscription or frame of a watch
+    /// that has one; subscriptions and watches take turns.
+    fn next_outgoing(&mut self, cx: &mut Context<'_>) -> Option<Message> {
         if let Some(reply) = self.replies.pop_front() {
-            return Some(reply);
+            return Some(Message::text(reply));
         }
+        self.watch_first = !self.watch_first;
+        if self.watch_first {
+            self.next_frame(cx)
+                .or_else(|| self.next_notification(cx).map(Message::text))
+        } else {
+            self.next_notification(cx)
+                .map(Message::text)
+                .or_else(|| self.next_frame(cx))
+        }
+    }
+
+    fn next_notification(&mut self, cx: &mut Context<'_>) -> Option<String> {
         let mut looked = 0;
         while looked < self.subscriptions.len() {
             let i = (self.turn + looked) % self.subscriptions.len();
@@ -456,6 +505,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 }
                 Poll::Ready(None) => {
                     self.subscriptions.swap_remove(i);
+                }
+                Poll::Pending => looked += 1,
+            }
+        }
+        None
+    }
+
+    fn next_frame(&mut self, cx: &mut Context<'_>) -> Option<Message> {
+        let mut looked = 0;
+        while looked < self.watches.len() {
+            let i = (self.watch_turn + looked) % self.watches.len();
+            match self.watches[i].poll_next(cx) {
+                Poll::Ready(Some(WatchItem::Frame(bytes))) => {
+                    self.watch_turn = i + 1;
+                    return Some(Message::Binary(bytes));
+                }
+                Poll::Ready(Some(WatchItem::Ended(notice))) => {
+                    self.watches.swap_remove(i);
+                    return Some(Message::text(streams::notice(
+                        method::STREAM_CLOSED,
+                        &notice,
+                    )));
+                }
+                Poll::Ready(None) => {
+                    self.watches.swap_remove(i);
                 }
                 Poll::Pending => looked += 1,
             }
@@ -485,6 +559,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 self.opening -= 1;
                 self.replies.push_back(reply);
             }
+            Done::Publishing { reply, stream } => {
+                self.replies.push_back(reply);
+                match self.publishing.entry(stream.space.clone()) {
+                    std::collections::hash_map::Entry::Occupied(_) => stream.unpublish(),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(stream);
+                    }
+                }
+            }
+            Done::Watching { reply, feed } => {
+                self.opening -= 1;
+                self.replies.push_back(reply);
+                // A second watch of a stream replaces the first (§10.3).
+                self.watches.retain(|w| w.space() != feed.space());
+                self.watches.push(feed);
+            }
             Done::Silent => {}
         }
     }
@@ -493,9 +583,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         self.replies.push_back(into_text(response));
     }
 
+    /// Whether a JSON-RPC message is past [`TOO_BIG_FACTOR`] times `max_frame_bytes`. The
+    /// WebSocket layer reads messages up to the larger of that and the longest stream frame
+    /// (§10.7), so a long text is caught here.
+    fn over_hard_limit(&self, message: &Message) -> bool {
+        let len = match message {
+            Message::Binary(bytes) if bytes.first() == Some(&FRAME_VERSION) => return false,
+            Message::Text(text) => text.len(),
+            Message::Binary(bytes) => bytes.len(),
+            _ => return false,
+        };
+        len > (self.shared.limits.max_frame_bytes as usize).saturating_mul(TOO_BIG_FACTOR)
+    }
+
     fn on_message(&mut self, message: Message) {
         let text = match &message {
             Message::Text(text) => text.as_str(),
+            Message::Binary(bytes) if bytes.first() == Some(&FRAME_VERSION) => {
+                self.on_frame(bytes.clone());
+                return;
+            }
             Message::Binary(bytes) => match std::str::from_utf8(bytes) {
                 Ok(text) => text,
                 Err(_) => {
@@ -536,12 +643,77 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         }
     }
 
+    /// A binary message that starts as a frame does: a publisher's frame (§10.2). A refused
+    /// frame is told with `stream.refused` and spends one request of the connection's budget,
+    /// so a flood of bad frames meets the same limits as a flood of bad requests.
+    fn on_frame(&mut self, bytes: Bytes) {
+        let Err(refused) = self.shared.api.streams.publish(bytes, &self.publishing) else {
+            return;
+        };
+        tracing::debug!(error = %refused.error, "frame refused");
+        if self.session.take(1).is_ok() {
+            self.replies.push_back(streams::refused(*refused));
+        }
+    }
+
+    fn watching(&self) -> usize {
+        self.subscriptions.len() + self.watches.len() + self.opening
+    }
+
     fn on_request(&mut self, request: envelope::Request<'_>) {
         let id = rpc_id(&request.id);
         match request.method.as_ref() {
+            PUBLISH | WATCH => {
+                let watch = request.method.as_ref() == WATCH;
+                let max = self.shared.limits.max_subscriptions_per_connection;
+                if watch && self.watching() >= max as usize {
+                    self.reply(MethodResponse::error(
+                        id,
+                        reject_too_many_subscriptions(max),
+                    ));
+                    return;
+                }
+                let params = match checked_params(request.params) {
+                    Ok(params) => params,
+                    Err(e) => {
+                        self.reply(MethodResponse::error(id, e));
+                        return;
+                    }
+                };
+                let (shared, session) = (self.shared.clone(), self.session.clone());
+                if watch {
+                    self.opening += 1;
+                    self.start(Box::pin(streams::watch(shared, id, params)));
+                } else {
+                    self.start(Box::pin(streams::publish(shared, session, id, params)));
+                }
+            }
+            UNWATCH => {
+                let params = match checked_params(request.params) {
+                    Ok(params) => params,
+                    Err(e) => {
+                        self.reply(MethodResponse::error(id, e));
+                        return;
+                    }
+                };
+                let response = match streams::unwatch_params(&params) {
+                    Ok(space) => {
+                        let before = self.watches.len();
+                        self.watches.retain(|w| *w.space() != space);
+                        let found = self.watches.len() != before;
+                        MethodResponse::response(
+                            id,
+                            ResponsePayload::success(found),
+                            self.shared.max_response(),
+                        )
+                    }
+                    Err(e) => MethodResponse::error(id, e),
+                };
+                self.reply(response);
+            }
             SUBSCRIBE => {
                 let max = self.shared.limits.max_subscriptions_per_connection;
-                if self.subscriptions.len() + self.opening >= max as usize {
+                if self.watching() >= max as usize {
                     self.reply(MethodResponse::error(
                         id,
                         reject_too_many_subscriptions(max),
@@ -616,10 +788,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                             id,
                             rate_limited(*spent),
                         )))),
-                        (Ok(()), SUBSCRIBE | UNSUBSCRIBE) => {
+                        (Ok(()), SUBSCRIBE | UNSUBSCRIBE | PUBLISH | WATCH | UNWATCH) => {
                             let error = ErrorObject::owned(
                                 RpcCode::InvalidRequest.code(),
-                                "space.subscribe and space.unsubscribe cannot be batched",
+                                "space.subscribe, space.unsubscribe, stream.publish, \
+                                 stream.watch and stream.unwatch cannot be batched",
                                 None::<()>,
                             );
                             ready(Done::Reply(into_text(MethodResponse::error(id, error))))
@@ -667,192 +840,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     }
 }
 
-/// A call of one of the `jsonrpsee` methods, with the session in its extensions.
-/// The method must exist (check 5 of §6.3), then its parameters pass [`checked_params`]
-/// (the first part of check 7; the method's decoder makes the rest).
-fn call(
-    shared: &Arc<Shared>,
-    session: &Arc<Session>,
-    name: &str,
-    id: Id<'static>,
-    params: envelope::Params<'_>,
-) -> Result<Call, MethodResponse> {
-    let Some(callback) = shared.methods.method(name) else {
-        return Err(MethodResponse::error(id, RpcCode::MethodNotFound));
-    };
-    let params = match checked_params(params) {
-        Ok(params) => params,
-        Err(e) => return Err(MethodResponse::error(id, e)),
-    };
-    let mut extensions = Extensions::new();
-    extensions.insert(session.clone());
-    let conn = ConnectionId(usize::try_from(session.id).unwrap_or(usize::MAX));
-    let max = shared.max_response();
-    match callback {
-        MethodCallback::Async(callback) => {
-            let callback = callback.clone();
-            Ok(Box::pin(async move {
-                let response = callback(id, params, conn, max, extensions).await;
-                Done::Reply(into_text(response))
-            }))
-        }
-        MethodCallback::Sync(callback) => {
-            let response = callback(id, params, max, extensions);
-            Ok(Box::pin(std::future::ready(Done::Reply(into_text(
-                response,
-            )))))
-        }
-        // The node registers no jsonrpsee subscriptions: they are served here.
-        MethodCallback::Subscription(_) | MethodCallback::Unsubscription(_) => {
-            Err(MethodResponse::error(id, RpcCode::MethodNotFound))
+impl<S> Drop for Connection<S> {
+    fn drop(&mut self) {
+        for stream in self.publishing.values() {
+            stream.unpublish();
         }
     }
-}
-
-/// `space.subscribe`: check, open the feed, answer with the subscription's id.
-async fn subscribe(
-    shared: Arc<Shared>,
-    session: Arc<Session>,
-    id: Id<'static>,
-    params: Params<'static>,
-    sub: u64,
-) -> Done {
-    let max = shared.max_response();
-    let (space, since) = match parse_subscribe(&params) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            return Done::NotOpened(into_text(MethodResponse::error(id, e)));
-        }
-    };
-    let reader = session.did().cloned();
-    match shared.api.subscribe(space, since, reader).await {
-        Ok(feed) => Done::Subscribed {
-            reply: into_text(MethodResponse::response(
-                id,
-                ResponsePayload::success(sub),
-                max,
-            )),
-            id: sub,
-            feed,
-        },
-        Err(e) => Done::NotOpened(into_text(MethodResponse::error(
-            id,
-            ErrorObjectOwned::from(e),
-        ))),
-    }
-}
-
-/// `space.subscribe`'s parameters: `[space, since]`, or `{"space", "since"}`.
-fn parse_subscribe(params: &Params<'_>) -> Result<(SpaceId, u64), ErrorObjectOwned> {
-    #[derive(Deserialize)]
-    struct Named {
-        space: SpaceId,
-        since: u64,
-    }
-    if params.is_object() {
-        let named: Named = params.parse()?;
-        return Ok((named.space, named.since));
-    }
-    let mut sequence = params.sequence();
-    let space = sequence.next()?;
-    let since = sequence.next()?;
-    Ok((space, since))
-}
-
-/// The subscription `space.unsubscribe`'s parameters name, if they name one this node could
-/// have issued: the first element of an array or the member `subscription` of an object, an
-/// integer. Anything else names none, and the call answers `false` rather than failing
-/// (§6.3.15), so these parameters skip the strict check.
-fn subscription_named(params: &str) -> Option<u64> {
-    let params: Value = serde_json::from_str(params).ok()?;
-    let id = match &params {
-        Value::Array(items) => items.first()?,
-        Value::Object(members) => members.get("subscription")?,
-        _ => return None,
-    };
-    id.as_u64()
-}
-
-/// The parameters as the methods take them, once they are an array or an object (or absent)
-/// and their whole text passes the strict rules of §3.1: no repeated key at any depth, no
-/// fraction or exponent, no integer beyond 2^53-1. Otherwise −32602, whose data starts with
-/// the §3.1 error name.
-fn checked_params(params: envelope::Params<'_>) -> Result<Params<'static>, ErrorObjectOwned> {
-    match params {
-        envelope::Params::Absent => Ok(Params::new(None)),
-        envelope::Params::Unstructured => Err(unstructured_params()),
-        envelope::Params::Structured(text) => match canonical::check_strict(text) {
-            // Copied once: the call outlives the message it came in.
-            Ok(()) => Ok(Params::new(Some(text)).into_owned()),
-            Err(e) => Err(invalid_params(format!("{}: {e}", e.code()))),
-        },
-    }
-}
-
-fn unstructured_params() -> ErrorObjectOwned {
-    invalid_params("params must be an array or an object".into())
-}
-
-fn invalid_params(data: String) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(INVALID_PARAMS_CODE, INVALID_PARAMS_MSG, Some(data))
-}
-
-/// A `space.event` notification for subscription `id`.
-///
-/// Built to its exact length: the WebSocket layer then takes the text's buffer as it is,
-/// without allocating a header for a partly used one.
-fn notification(id: u64, item: &FeedItem) -> String {
-    let (field, value) = match item {
-        FeedItem::Event(json) => ("result", std::borrow::Cow::Borrowed(json.as_str())),
-        FeedItem::End(text) => (
-            "error",
-            // A string always serialises.
-            std::borrow::Cow::Owned(serde_json::to_string(text).unwrap_or_default()),
-        ),
-    };
-    let id = id.to_string();
-    let parts = [
-        r#"{"jsonrpc":"2.0","method":""#,
-        NOTIFICATION,
-        r#"","params":{"subscription":"#,
-        &id,
-        r#",""#,
-        field,
-        r#"":"#,
-        &value,
-        "}}",
-    ];
-    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for part in parts {
-        out.push_str(part);
-    }
-    out
-}
-
-/// The id an answer carries, in `jsonrpsee`'s terms.
-fn rpc_id(id: &envelope::Id<'_>) -> Id<'static> {
-    match id {
-        envelope::Id::Number(n) => Id::Number(*n),
-        envelope::Id::Str(s) => Id::Str(s.clone().into_owned().into()),
-    }
-}
-
-/// The answer to a message the envelope refused.
-fn refused(refusal: Refusal<'_>) -> String {
-    let id = refusal.id.as_ref().map_or(Id::Null, rpc_id);
-    let error = ErrorObject::owned(refusal.fault.code(), refusal.reason, None::<()>);
-    into_text(MethodResponse::error(id, error))
-}
-
-fn into_text(response: MethodResponse) -> String {
-    Box::<str>::from(response.into_json()).into_string()
-}
-
-/// The answer to a request that found a budget empty; the message says which.
-fn rate_limited(spent: Spent) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(
-        ErrorCode::RateLimited.code(),
-        spent.message(),
-        Some(ErrorCode::RateLimited.name()),
-    )
 }
