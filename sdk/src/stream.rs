@@ -86,8 +86,8 @@ pub enum StreamError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The node refused a frame (`stream.refused`). The frames sent after it were refused as
-    /// well, as out of order, unless the publisher caught up first.
+    /// The node refused a frame (`stream.refused`): it is not delivered, and watchers see a
+    /// gap where it was.
     #[error("the node refused frame {} of {space} with {code}: {message}", number_text(*.number))]
     Refused {
         /// The stream.

@@ -248,10 +248,11 @@ async fn a_publisher_sends_signed_numbered_frames_from_the_nodes_next() {
 }
 
 #[tokio::test]
-async fn a_refusal_comes_back_from_the_next_publish_which_then_catches_up() {
+async fn a_refusal_comes_back_from_the_next_publish_which_then_goes_on_above_the_nodes_newest() {
     let (url, accept) = scripted().await;
     let origin = url.clone();
     let (refused_tx, refused_rx) = oneshot::channel();
+    let (refused_tx2, refused_rx2) = oneshot::channel();
     let node = tokio::spawn(async move {
         let mut ws = accept.await.unwrap();
         handshake(&mut ws, &origin, &origin).await;
@@ -269,11 +270,22 @@ async fn a_refusal_comes_back_from_the_next_publish_which_then_catches_up() {
         )
         .await;
         refused_tx.send(()).unwrap();
-        // The call after the refusal asks where to go on: at 2, the frame refused.
-        publishing(&mut ws, 2).await;
-        let again = decoded(&frame_from(&mut ws).await);
-        publishing(&mut ws, 3).await;
-        again
+        // The call after the refusal asks where to go on: the node took frames up to 9 (from
+        // another publisher of the stream, say), so the next is 10.
+        publishing(&mut ws, 10).await;
+        let after = decoded(&frame_from(&mut ws).await);
+        notify(
+            &mut ws,
+            STREAM_REFUSED,
+            notice(Some(after.number), ErrorCode::ByteRate, "over budget"),
+        )
+        .await;
+        refused_tx2.send(()).unwrap();
+        // This time the node answers a number below the publisher's: it never goes back.
+        publishing(&mut ws, 10).await;
+        let last = decoded(&frame_from(&mut ws).await);
+        publishing(&mut ws, 12).await;
+        (after, last)
     });
     let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
     publisher.publish("a", true).await.unwrap();
@@ -293,11 +305,15 @@ async fn a_refusal_comes_back_from_the_next_publish_which_then_catches_up() {
     assert_eq!(publisher.refused(), 1);
 
     // Called again, the publisher asks the node and sends the payload under the number it names.
-    assert_eq!(publisher.publish("c", true).await.unwrap(), 2);
+    assert_eq!(publisher.publish("c", true).await.unwrap(), 10);
+    refused_rx2.await.unwrap();
+    assert!(publisher.publish("d", true).await.is_err());
+    assert_eq!(publisher.publish("d", true).await.unwrap(), 11);
     let finished = publisher.finish().await.unwrap();
-    assert_eq!((finished.next, finished.sent, finished.refused), (3, 3, 1));
-    let again = node.await.unwrap();
-    assert_eq!((again.number, again.payload.as_slice()), (2, &b"c"[..]));
+    assert_eq!((finished.next, finished.sent, finished.refused), (12, 4, 2));
+    let (after, last) = node.await.unwrap();
+    assert_eq!((after.number, after.payload.as_slice()), (10, &b"c"[..]));
+    assert_eq!((last.number, last.payload.as_slice()), (11, &b"d"[..]));
 }
 
 #[tokio::test]

@@ -3,11 +3,12 @@
 //!
 //! After `stream.publish` the connection carries frames one way; the node answers only the
 //! frames it refuses, with `stream.refused` notifications. A publisher reads them whenever it
-//! publishes and returns the first one as the error of that call, without sending its payload.
-//! The node refuses every later frame too until one carries the number it expects, so the next
-//! call first asks the node again (`stream.publish` is harmless to repeat) and goes on from the
-//! number it answers. Frames are paced by a [`Pacer`] so that the node's rate limits are never
-//! what refuses them.
+//! publishes and returns the first one as the error of that call, without sending its payload;
+//! the refused frame is a gap for watchers. The next call first asks the node again
+//! (`stream.publish` is harmless to repeat) and goes on above the newest number the node took,
+//! in case another publisher of the same stream moved it on (the node takes only numbers above
+//! its newest, `frame_order`). Frames are paced by a [`Pacer`] so that the node's rate limits
+//! are never what refuses them.
 
 use northstar_protocol::Keypair;
 use northstar_protocol::address::SpaceId;
@@ -194,8 +195,8 @@ impl Publisher {
         })
     }
 
-    /// Ask the node again which number it expects, and take the refusals that came before its
-    /// answer as part of the one already returned.
+    /// Ask the node again which number it expects next, and take the refusals that came before
+    /// its answer as part of the one already returned.
     async fn catch_up(&mut self) -> Result<(), SdkError> {
         let publishing: StreamPublishing = self
             .socket
@@ -208,7 +209,8 @@ impl Publisher {
             also_refused = more.is_some(),
             "caught up after a refusal"
         );
-        self.next = publishing.next;
+        // Never back: frames sent before the call may be taken after the node answered.
+        self.next = self.next.max(publishing.next);
         if publishing.limits != self.limits {
             self.limits = publishing.limits;
             self.pacer = Pacer::new(&self.limits, self.rate, Instant::now());
@@ -228,13 +230,18 @@ impl Publisher {
                             method: STREAM_REFUSED,
                             reason: e.to_string(),
                         })?;
-                    if notice.space != self.space {
+                    // Without a space the node could not read the frame; it came from here.
+                    if notice
+                        .space
+                        .as_ref()
+                        .is_some_and(|space| *space != self.space)
+                    {
                         continue;
                     }
                     self.refused += 1;
                     debug!(number = ?notice.number, code = notice.code, "frame refused");
                     first.get_or_insert(StreamError::Refused {
-                        space: notice.space,
+                        space: self.space.clone(),
                         number: notice.number,
                         code: NodeCode::from_code(notice.code),
                         message: notice.message,

@@ -129,11 +129,19 @@ impl Watch {
             return None;
         }
         match serde_json::from_value::<StreamNotice>(params) {
-            Ok(notice) if notice.space == self.tracker.space => Some(StreamError::Ended {
-                space: notice.space,
-                code: NodeCode::from_code(notice.code),
-                message: notice.message,
-            }),
+            // A connection watches one stream; a notice naming no space is about it.
+            Ok(notice)
+                if notice
+                    .space
+                    .as_ref()
+                    .is_none_or(|s| *s == self.tracker.space) =>
+            {
+                Some(StreamError::Ended {
+                    space: self.tracker.space.clone(),
+                    code: NodeCode::from_code(notice.code),
+                    message: notice.message,
+                })
+            }
             Ok(_) => None,
             Err(e) => Some(StreamError::BadAnswer {
                 method: STREAM_CLOSED,
