@@ -30,10 +30,15 @@ struct Serve {
 
 impl Serve {
     fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = northstar()
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stderr(Stdio::piped())
@@ -134,7 +139,15 @@ struct Running {
 }
 
 impl Running {
-    fn spawn(mut cmd: Command) -> Self {
+    fn spawn(cmd: Command) -> Self {
+        let (go, start) = mpsc::channel();
+        go.send(()).unwrap();
+        Self::spawn_reading_when(cmd, start)
+    }
+
+    /// As [`Running::spawn`], but stdout is not read until `start` says so: the child blocks
+    /// on its writes meanwhile, like a watcher piped into a stalled player.
+    fn spawn_reading_when(mut cmd: Command, start: mpsc::Receiver<()>) -> Self {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -143,6 +156,7 @@ impl Running {
         let (out_tx, stdout) = mpsc::channel();
         let mut out = child.stdout.take().unwrap();
         std::thread::spawn(move || {
+            let _ = start.recv();
             let mut all = Vec::new();
             let _ = out.read_to_end(&mut all);
             let _ = out_tx.send(all);
@@ -483,4 +497,82 @@ fn the_cli_explains_what_it_cannot_do_and_watches_a_given_number_of_frames() {
     let text = run(&sequencer, &owner, &["stream", "info", &space]);
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("newest:    4 (newest key frame 3)"), "{text}");
+}
+
+#[test]
+fn a_watcher_cut_off_as_slow_watches_again_reports_the_gap_and_still_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small queues and a short cut-off, so a watcher whose reader stalls is cut off quickly,
+    // and a small window, so what it missed is gone when it watches again.
+    let node = Serve::start_with_env(
+        &dir.path().join("seq"),
+        &[],
+        &[
+            ("NORTHSTAR_STREAMS_WATCHER_QUEUE", "4"),
+            ("NORTHSTAR_STREAMS_WATCHER_CUTOFF_SECS", "1"),
+            ("NORTHSTAR_STREAMS_WINDOW_FRAMES", "16"),
+        ],
+    );
+    let (owner, viewer) = (new_key(dir.path(), "owner"), new_key(dir.path(), "viewer"));
+    let (space, _) = create_stream(&node, &owner, "flood");
+
+    // A viewer who is not a member watches; its stdout is not read for now.
+    let (read_now, start_reading) = mpsc::channel();
+    let mut watch_cmd = northstar();
+    watch_cmd
+        .args(["--node", &node.url, "--key"])
+        .arg(&viewer)
+        .args(["stream", "watch", &space]);
+    let watcher = Running::spawn_reading_when(watch_cmd, start_reading);
+    wait_until("the watch opens", || {
+        stream_info(&node, &owner, &space)["watchers"].as_u64() == Some(1)
+    });
+
+    const BLOCK: usize = 64 * 1024;
+    let mut input = vec![0u8; 480 * BLOCK];
+    rand_chacha::ChaCha8Rng::seed_from_u64(12).fill_bytes(&mut input);
+    let mut publish_cmd = northstar();
+    publish_cmd
+        .args(["--node", &node.url, "--key"])
+        .arg(&owner)
+        .args(["stream", "publish", &space, "--frame-bytes", "65536"])
+        .stdin(Stdio::piped());
+    let mut publisher = Running::spawn(publish_cmd);
+    let mut stdin = publisher.child.stdin.take().unwrap();
+    let feeding = input.clone();
+    let feeder = std::thread::spawn(move || stdin.write_all(&feeding).unwrap());
+
+    // The stalled watch is cut off while the broadcast goes on.
+    wait_until("the node cuts the stalled watcher off", || {
+        let info = stream_info(&node, &owner, &space);
+        info["watchers"].as_u64() == Some(0) && info["dropped"].as_u64() > Some(0)
+    });
+    read_now.send(()).unwrap();
+
+    let (status, _, stderr) = publisher.finish(BROADCAST, "stream publish");
+    feeder.join().unwrap();
+    assert!(status.success(), "{stderr}");
+    let (status, watched, log) = watcher.finish(WAIT, "stream watch");
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("slow_watcher (1708)") && log.contains("watching again after frame"),
+        "{log}"
+    );
+    assert!(log.contains("gap: "), "{log}");
+    eprintln!("the cut-off watcher said:\n{log}");
+
+    // What came out is the input with whole frames missing, in order, through the last one.
+    assert_eq!(watched.len() % BLOCK, 0);
+    assert!(watched.len() < input.len());
+    let mut blocks = input.chunks(BLOCK);
+    for (i, got) in watched.chunks(BLOCK).enumerate() {
+        assert!(
+            blocks.any(|block| block == got),
+            "output frame {i} is not the input's next frames"
+        );
+    }
+    assert_eq!(
+        watched[watched.len() - BLOCK..],
+        input[input.len() - BLOCK..]
+    );
 }

@@ -37,7 +37,8 @@ const STARTED_AT: &str = "started at frame ";
 /// The body of the end mark, before the last frame's number.
 const ENDED_AFTER: &str = "ended after frame ";
 
-/// How long `watch` waits, after seeing the end mark, for the last frame it names.
+/// How long `watch` waits for the last frame the end mark names, after the mark or after the
+/// last frame that came since.
 const END_GRACE: Duration = Duration::from_secs(3);
 
 /// Chunks read ahead from stdin. When they are all waiting, the reading thread blocks, and so
@@ -85,8 +86,10 @@ pub(super) enum StreamCommand {
     },
     /// Write a stream's frames to stdout, in order, until its owner's end mark (or --frames).
     ///
-    /// Gaps are reported on stderr. An interrupted watch (the node cut a slow watcher off, or
-    /// the connection dropped) resumes from the last frame written.
+    /// Stops once the owner's `ended after frame M` mark, posted after the watch began, has
+    /// been seen and frame M (or a later one) written, or when 3 s pass after the mark
+    /// without a frame. Gaps are reported on stderr. An interrupted watch (the node cut a slow
+    /// watcher off, or the connection dropped) resumes after the last frame written.
     Watch {
         /// The stream's id or URI.
         space: String,
@@ -400,6 +403,11 @@ async fn watch(
                     }
                     written += 1;
                     last_written = Some(frame.number);
+                    // While frames still come after the end mark, the grace period runs from
+                    // the last one: a reader slower than the stream is not cut short.
+                    if let Some((_, at)) = &mut end {
+                        *at = Instant::now() + END_GRACE;
+                    }
                 }
                 Some(Err(err)) if err.is_transient() => {
                     eprintln!("watch interrupted: {err}; {}", resume_text(watch.last()));
@@ -432,7 +440,10 @@ async fn watch(
             },
             () = sleep_until(deadline), if deadline.is_some() => {
                 if let Some((last, _)) = end {
-                    eprintln!("frame {last} did not come within {} s of the end mark", END_GRACE.as_secs());
+                    eprintln!(
+                        "frame {last} did not come: nothing came for {} s after the end mark",
+                        END_GRACE.as_secs()
+                    );
                 }
                 return Ok(());
             }
