@@ -656,8 +656,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         }
     }
 
-    fn watching(&self) -> usize {
-        self.subscriptions.len() + self.watches.len() + self.opening
+    /// Checks 6 and 7 of §6.3 for a method served here: room for one more subscription or
+    /// watch if it opens one, then the parameters. On failure the answer is queued and `None`
+    /// returned.
+    fn admit(
+        &mut self,
+        id: &Id<'static>,
+        params: envelope::Params<'_>,
+        opens: bool,
+    ) -> Option<jsonrpsee::types::Params<'static>> {
+        let max = self.shared.limits.max_subscriptions_per_connection;
+        let open = self.subscriptions.len() + self.watches.len() + self.opening;
+        if opens && open >= max as usize {
+            let error = reject_too_many_subscriptions(max);
+            self.reply(MethodResponse::error(id.clone(), error));
+            return None;
+        }
+        match checked_params(params) {
+            Ok(params) => Some(params),
+            Err(e) => {
+                self.reply(MethodResponse::error(id.clone(), e));
+                None
+            }
+        }
     }
 
     fn on_request(&mut self, request: envelope::Request<'_>) {
@@ -665,20 +686,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         match request.method.as_ref() {
             PUBLISH | WATCH => {
                 let watch = request.method.as_ref() == WATCH;
-                let max = self.shared.limits.max_subscriptions_per_connection;
-                if watch && self.watching() >= max as usize {
-                    self.reply(MethodResponse::error(
-                        id,
-                        reject_too_many_subscriptions(max),
-                    ));
+                let Some(params) = self.admit(&id, request.params, watch) else {
                     return;
-                }
-                let params = match checked_params(request.params) {
-                    Ok(params) => params,
-                    Err(e) => {
-                        self.reply(MethodResponse::error(id, e));
-                        return;
-                    }
                 };
                 let (shared, session) = (self.shared.clone(), self.session.clone());
                 if watch {
@@ -689,12 +698,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 }
             }
             UNWATCH => {
-                let params = match checked_params(request.params) {
-                    Ok(params) => params,
-                    Err(e) => {
-                        self.reply(MethodResponse::error(id, e));
-                        return;
-                    }
+                let Some(params) = self.admit(&id, request.params, false) else {
+                    return;
                 };
                 let response = match streams::unwatch_params(&params) {
                     Ok(space) => {
@@ -712,20 +717,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 self.reply(response);
             }
             SUBSCRIBE => {
-                let max = self.shared.limits.max_subscriptions_per_connection;
-                if self.watching() >= max as usize {
-                    self.reply(MethodResponse::error(
-                        id,
-                        reject_too_many_subscriptions(max),
-                    ));
+                let Some(params) = self.admit(&id, request.params, true) else {
                     return;
-                }
-                let params = match checked_params(request.params) {
-                    Ok(params) => params,
-                    Err(e) => {
-                        self.reply(MethodResponse::error(id, e));
-                        return;
-                    }
                 };
                 self.opening += 1;
                 let sub = self.next_subscription;

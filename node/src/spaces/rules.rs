@@ -175,14 +175,7 @@ impl SpaceState {
         let mut nodes = self.nodes_by_first_join();
         if self.id.space_type() == SpaceType::Stream {
             let mut latest: HashMap<&Did, (u64, Option<u32>)> = HashMap::new();
-            for member in self.members.values() {
-                let Some(home) = member
-                    .home
-                    .as_ref()
-                    .filter(|_| member.state == MemberState::Member)
-                else {
-                    continue;
-                };
+            for (member, home) in self.homes() {
                 let entry = latest.entry(&home.node).or_insert((0, None));
                 if member.seq >= entry.0 {
                     *entry = (member.seq, home.capacity);
@@ -200,16 +193,20 @@ impl SpaceState {
         nodes
     }
 
-    fn nodes_by_first_join(&self) -> Vec<Home> {
-        let mut first: HashMap<&Did, (u64, &Home)> = HashMap::new();
-        for member in self.members.values() {
-            let Some(home) = member
+    /// The current members with their homes.
+    fn homes(&self) -> impl Iterator<Item = (&Member, &Home)> {
+        self.members.values().filter_map(|member| {
+            let home = member
                 .home
                 .as_ref()
-                .filter(|_| member.state == MemberState::Member)
-            else {
-                continue;
-            };
+                .filter(|_| member.state == MemberState::Member)?;
+            Some((member, home))
+        })
+    }
+
+    fn nodes_by_first_join(&self) -> Vec<Home> {
+        let mut first: HashMap<&Did, (u64, &Home)> = HashMap::new();
+        for (member, home) in self.homes() {
             if home.node == self.sequencer {
                 continue;
             }
