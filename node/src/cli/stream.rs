@@ -188,8 +188,7 @@ async fn publish(
     let sent = send_stdin(&client, &mut publisher, &options, &mut summary).await;
     let finished = publisher.finish().await;
     if let Some(last) = summary.last {
-        client
-            .post(&space, MARK_TITLE, &format!("{ENDED_AFTER}{last}"))
+        post_mark(&client, &space, &format!("{ENDED_AFTER}{last}"))
             .await
             .context("cannot post the end mark")?;
     }
@@ -228,12 +227,8 @@ async fn send_stdin(
             return Ok(());
         };
         if summary.first.is_none() {
-            client
-                .post(
-                    publisher.space(),
-                    MARK_TITLE,
-                    &format!("{STARTED_AT}{}", publisher.next()),
-                )
+            let body = format!("{STARTED_AT}{}", publisher.next());
+            post_mark(client, publisher.space(), &body)
                 .await
                 .context("cannot post the start mark")?;
         }
@@ -252,6 +247,24 @@ async fn send_stdin(
         summary.first.get_or_insert(number);
         summary.last = Some(number);
     }
+}
+
+/// Post a `live` mark; once more on a new connection if the client's has failed (a broadcast
+/// can outlast it).
+async fn post_mark(client: &Client, space: &SpaceId, body: &str) -> Result<(), SdkError> {
+    match client.post(space, MARK_TITLE, body).await {
+        Err(err) if err.is_transient() => {
+            client
+                .reconnect()
+                .await?
+                .post(space, MARK_TITLE, body)
+                .await?;
+        }
+        other => {
+            other?;
+        }
+    }
+    Ok(())
 }
 
 fn print_summary(out: &Output, space: &SpaceId, summary: &Summary) -> anyhow::Result<()> {
