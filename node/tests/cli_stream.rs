@@ -576,3 +576,64 @@ fn a_watcher_cut_off_as_slow_watches_again_reports_the_gap_and_still_ends() {
         input[input.len() - BLOCK..]
     );
 }
+
+#[test]
+fn an_anonymous_watcher_outlives_the_auth_deadline_and_still_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    // A node drops a connection that has not authenticated within auth_timeout_secs, watches
+    // and subscriptions of anonymous readers included: make that one second.
+    let node = Serve::start_with_env(
+        &dir.path().join("seq"),
+        &[],
+        &[("NORTHSTAR_LIMITS_AUTH_TIMEOUT_SECS", "1")],
+    );
+    let owner = new_key(dir.path(), "owner");
+    let (space, _) = create_stream(&node, &owner, "long");
+
+    // No key anywhere: the watcher reads anonymously.
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let mut watch_cmd = northstar();
+    watch_cmd
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", &home)
+        .args(["--node", &node.url, "stream", "watch", &space]);
+    let watcher = Running::spawn(watch_cmd);
+    wait_until("the watch opens", || {
+        stream_info(&node, &owner, &space)["watchers"].as_u64() == Some(1)
+    });
+
+    // About four seconds of frames: the watcher's connections are dropped several times.
+    let mut input = vec![0u8; 4000];
+    rand_chacha::ChaCha8Rng::seed_from_u64(13).fill_bytes(&mut input);
+    let mut publish_cmd = northstar();
+    publish_cmd
+        .args(["--node", &node.url, "--key"])
+        .arg(&owner)
+        .args([
+            "stream",
+            "publish",
+            &space,
+            "--frame-bytes",
+            "100",
+            "--rate",
+            "1k",
+        ])
+        .stdin(Stdio::piped());
+    let mut publisher = Running::spawn(publish_cmd);
+    publisher
+        .child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&input)
+        .unwrap();
+    let (status, _, stderr) = publisher.finish(WAIT, "slow publish");
+    assert!(status.success(), "{stderr}");
+
+    let (status, watched, log) = watcher.finish(WAIT, "anonymous watch");
+    assert!(status.success(), "{log}");
+    assert!(log.contains("watching again after frame"), "{log}");
+    // What the dropped watches missed came from the node's recent window.
+    assert!(watched == input, "{log}");
+}

@@ -378,7 +378,7 @@ async fn watch(
     limit: Option<u64>,
 ) -> anyhow::Result<()> {
     let space = parse_space(space_text)?;
-    let client = global.connect_as_reader().await?;
+    let mut client = global.connect_as_reader().await?;
     // Only an end mark posted from now on ends this watch.
     let head = client.get_space(&space).await?.head_seq;
     let mut events = client.subscribe(&space, head).await?;
@@ -437,7 +437,7 @@ async fn watch(
             },
             event = events.next(), if events_open => match event {
                 Some(Ok(event)) => {
-                    if let Some(last) = end_mark(&client, &space, &event).await {
+                    if let Some(last) = end_mark(&mut client, &space, &event).await {
                         eprintln!("the owner ended the broadcast after frame {last}");
                         end = Some((last, Instant::now() + END_GRACE));
                     }
@@ -501,21 +501,31 @@ async fn rewatch(client: &Client, space: &SpaceId, since: Option<u64>) -> anyhow
     }
 }
 
-/// The frame an event's end mark names, if the event is the stream owner's end mark.
-async fn end_mark(client: &Client, space: &SpaceId, event: &Event) -> Option<u64> {
+/// The frame an event's end mark names, if the event is the stream owner's end mark. The
+/// client's connection is replaced if it has failed (a node drops an anonymous reader's after
+/// its `auth_timeout_secs`, and a watch can last longer).
+async fn end_mark(client: &mut Client, space: &SpaceId, event: &Event) -> Option<u64> {
     let Payload::BeamRef(beam_ref) = &event.payload else {
         return None;
     };
     if event.author() != space.owner() {
         return None;
     }
-    match client.get_beam(&beam_ref.beam_uri()).await {
+    let uri = beam_ref.beam_uri();
+    let mut got = client.get_beam(&uri).await;
+    if matches!(&got, Err(err) if err.is_transient()) {
+        match client.reconnect().await {
+            Ok(fresh) => {
+                *client = fresh;
+                got = client.get_beam(&uri).await;
+            }
+            Err(err) => got = Err(err),
+        }
+    }
+    match got {
         Ok(beam) => parse_end_mark(&beam.title, &beam.body),
         Err(err) => {
-            eprintln!(
-                "warning: cannot read the owner's post {}: {err}",
-                beam_ref.beam_uri()
-            );
+            eprintln!("warning: cannot read the owner's post {uri}: {err}");
             None
         }
     }
