@@ -327,3 +327,61 @@ async fn a_home_node_refuses_a_join_that_misstates_its_capacity() {
     let (carol, _) = user(&node).await;
     carol.join(&alice.space_uri(&space)).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_anonymous_watcher_and_a_relay_outlive_the_auth_deadline() {
+    let (sequencer, key, space, members) = stream_with_members(3, 1, |_, c| {
+        c.limits.auth_timeout_secs = 1;
+    })
+    .await;
+    let (mut watcher, _) = Watcher::open(&members[0], &space, None).await;
+    let mut publisher = Publisher::open(&sequencer, &key, &space).await;
+    // Past the member's deadline: its watcher never authenticates, and neither do relays'
+    // upstream links, which are watching connections of the same kind.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for _ in 0..5 {
+        publisher.send(b"still here", true).await;
+    }
+    let seen = watcher.read_until(5, TIMEOUT).await;
+    assert_eq!(seen.numbers, [1, 2, 3, 4, 5]);
+    // A connection that watches nothing is still dropped.
+    let mut idle = Raw::connect(&members[0].url).await;
+    assert_eq!(idle.close_status().await, None);
+}
+
+#[tokio::test]
+async fn after_the_sequencer_restarts_a_new_run_of_numbers_reaches_member_nodes() {
+    let (mut sequencer, key, space, members) = stream_with_members(3, 1, |_, _| {}).await;
+    let (mut watcher, _) = Watcher::open(&members[0], &space, None).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut publisher = Publisher::open(&sequencer, &key, &space).await;
+    for _ in 0..20 {
+        publisher.send(b"first run", true).await;
+    }
+    assert_eq!(watcher.read_until(20, TIMEOUT).await.numbers.len(), 20);
+    let (dir, addr) = (sequencer.data_dir.clone(), sequencer.addr);
+    let storage = sequencer.storage_url.clone();
+    sequencer.halt().await;
+    let sequencer = TestNode::start_on(dir, storage, |c| c.listen = addr).await;
+    let mut publisher = Publisher::open(&sequencer, &key, &space).await;
+    assert_eq!(publisher.next, 1, "a restarted node knows no frame");
+    // The member's link comes back within its backoff; frames flow until the watcher has
+    // seen the new run's frame 10 or later.
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        publisher.send(b"second run", true).await;
+        seen.extend(
+            watcher
+                .read_until(u64::MAX, Duration::from_millis(50))
+                .await
+                .numbers,
+        );
+        if seen.iter().any(|n| (10..20).contains(n)) {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|n| (10..20).contains(n)),
+        "the member dropped the new run as old frames: {seen:?}"
+    );
+}

@@ -425,7 +425,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             if self.session.did().is_some() {
                 // Authenticated: no deadline, and no timer held for the rest of the session.
                 self.auth_deadline = None;
-            } else if deadline.as_mut().poll(cx).is_ready() {
+            } else if deadline.as_mut().poll(cx).is_ready()
+                && self.watches.is_empty()
+                && self.opening == 0
+            {
+                // A watcher needs no identity (§10.3): only a connection that watches nothing
+                // is dropped for not authenticating, at its deadline or as soon as its last
+                // watch ends after it.
                 return Poll::Ready(Exit::AuthDeadline);
             }
         }

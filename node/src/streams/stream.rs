@@ -168,12 +168,13 @@ impl Stream {
         let mut inner = self.lock();
         // Above the newest, not necessarily next: a frame refused for a budget leaves a gap
         // the publisher cannot take back, and must not make every later frame refused too.
-        if let Some(newest) = inner.window.newest()
-            && header.number <= newest
+        if let Some((newest, at)) = inner.window.newest_frame()
+            && (header.number <= newest || header.timestamp < at)
         {
             return Err(StreamError::FrameOrder {
                 expected: newest + 1,
                 got: header.number,
+                since: at,
             });
         }
         inner.frames.refill(now);
@@ -206,7 +207,7 @@ impl Stream {
         if header.space != self.space {
             return Err(StreamError::Foreign(header.space.clone()));
         }
-        if !self.lock().window.is_new(header.number) {
+        if !self.lock().window.is_new(header.number, header.timestamp) {
             return Ok(Placed::Old);
         }
         header
@@ -408,6 +409,7 @@ impl Inner {
         let held = Held {
             number: header.number,
             key: header.key,
+            timestamp: header.timestamp,
             bytes: bytes.clone(),
             at: now,
         };

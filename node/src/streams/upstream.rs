@@ -177,7 +177,7 @@ async fn follow_loop(
 enum LinkError {
     #[error("cannot reach {0}: {1}")]
     Dial(String, String),
-    #[error("the link broke: {0}")]
+    #[error("the link broke")]
     Broken(#[from] tokio_tungstenite::tungstenite::Error),
     #[error("the parent refused stream.watch: {0}")]
     Refused(String),

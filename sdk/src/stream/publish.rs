@@ -44,6 +44,8 @@ pub struct Publisher {
     stale: bool,
     sent: u64,
     refused: u64,
+    /// The last timestamp put on a frame.
+    stamped: u64,
 }
 
 /// What [`Publisher::finish`] learnt.
@@ -87,6 +89,7 @@ impl Publisher {
             stale: false,
             sent: 0,
             refused: 0,
+            stamped: 0,
         })
     }
 
@@ -154,11 +157,13 @@ impl Publisher {
         }
         self.pacer.wait(len).await;
         let number = self.next;
+        // Timestamps never go back within a run (§10.4), whatever the clock does.
+        self.stamped = self.stamped.max(now_ms()?);
         let frame = Frame::sign(
             &self.key,
             self.space.clone(),
             number,
-            now_ms()?,
+            self.stamped,
             key,
             payload,
         )

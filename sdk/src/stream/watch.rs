@@ -194,11 +194,17 @@ impl Stream for Watch {
 pub(crate) struct Tracker {
     space: SpaceId,
     last: Option<u64>,
+    /// The last delivered frame's timestamp (unknown after a `since`).
+    last_at: Option<u64>,
 }
 
 impl Tracker {
     pub(crate) fn new(space: SpaceId, since: Option<u64>) -> Self {
-        Self { space, last: since }
+        Self {
+            space,
+            last: since,
+            last_at: None,
+        }
     }
 
     /// A frame's bytes: the frame to deliver, `None` to drop it silently (not above the last
@@ -216,12 +222,25 @@ impl Tracker {
                 got: header.space,
             });
         }
-        if self.last.is_some_and(|last| header.number <= last) {
+        // Within a run numbers go up and timestamps never down; a new run (the owner's node
+        // restarted) is stamped later than anything before it (`spec/protocol.md` §10.4).
+        let fresh = match (self.last, self.last_at) {
+            (None, _) => true,
+            (Some(last), None) => header.number > last,
+            (Some(last), Some(at)) => {
+                header.timestamp > at || (header.number > last && header.timestamp == at)
+            }
+        };
+        if !fresh {
             return Ok(None);
         }
         header.verify(bytes).map_err(bad)?;
-        let gap = self.last.map_or(0, |last| header.number - last - 1);
+        let gap = match self.last {
+            Some(last) if header.number > last => header.number - last - 1,
+            _ => 0,
+        };
         self.last = Some(header.number);
+        self.last_at = Some(header.timestamp);
         Ok(Some(WatchedFrame {
             number: header.number,
             timestamp: header.timestamp,
@@ -305,6 +324,32 @@ mod tests {
     }
 
     #[test]
+    fn a_new_run_stamped_later_is_taken_and_an_earlier_runs_frames_are_not() {
+        let mut tracker = Tracker::new(stream(&owner(), "radio"), None);
+        assert_eq!(numbers(&mut tracker, &[7, 8, 9]), [(7, 0), (8, 0), (9, 0)]);
+        // The owner's node restarted: frame 1 again, stamped a minute later.
+        let restarted = |number: u64| {
+            Frame::sign(
+                &owner(),
+                stream(&owner(), "radio"),
+                number,
+                1_767_225_660_000 + number,
+                true,
+                b"again".to_vec(),
+            )
+            .unwrap()
+            .encode()
+            .unwrap()
+        };
+        let first = tracker.accept(&restarted(1)).unwrap().unwrap();
+        assert_eq!((first.number, first.gap), (1, 0));
+        assert_eq!(tracker.accept(&restarted(3)).unwrap().unwrap().gap, 1);
+        // Frame 10 of the earlier run, late: numbered higher, stamped earlier.
+        assert!(tracker.accept(&frame(10, b"old")).unwrap().is_none());
+        assert_eq!(tracker.last, Some(3));
+    }
+
+    #[test]
     fn a_forged_frame_is_an_error_and_moves_nothing() {
         let mut tracker = Tracker::new(stream(&owner(), "radio"), None);
         numbers(&mut tracker, &[1]);
@@ -332,7 +377,7 @@ mod tests {
             &mallory,
             stream(&mallory, "radio"),
             3,
-            1,
+            1_767_225_600_003,
             true,
             b"x".to_vec(),
         )
