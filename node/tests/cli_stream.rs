@@ -580,8 +580,9 @@ fn a_watcher_cut_off_as_slow_watches_again_reports_the_gap_and_still_ends() {
 #[test]
 fn an_anonymous_watcher_outlives_the_auth_deadline_and_still_ends() {
     let dir = tempfile::tempdir().unwrap();
-    // A node drops a connection that has not authenticated within auth_timeout_secs, watches
-    // and subscriptions of anonymous readers included: make that one second.
+    // A node drops a connection that has not authenticated within auth_timeout_secs, unless it
+    // holds a watch: make that one second. The watcher's subscription to the log (for the end
+    // mark) is dropped; its watch is not.
     let node = Serve::start_with_env(
         &dir.path().join("seq"),
         &[],
@@ -603,7 +604,7 @@ fn an_anonymous_watcher_outlives_the_auth_deadline_and_still_ends() {
         stream_info(&node, &owner, &space)["watchers"].as_u64() == Some(1)
     });
 
-    // About four seconds of frames: the watcher's connections are dropped several times.
+    // About four seconds of frames, well past the deadline.
     let mut input = vec![0u8; 4000];
     rand_chacha::ChaCha8Rng::seed_from_u64(13).fill_bytes(&mut input);
     let mut publish_cmd = northstar();
@@ -633,7 +634,6 @@ fn an_anonymous_watcher_outlives_the_auth_deadline_and_still_ends() {
 
     let (status, watched, log) = watcher.finish(WAIT, "anonymous watch");
     assert!(status.success(), "{log}");
-    assert!(log.contains("watching again after frame"), "{log}");
-    // What the dropped watches missed came from the node's recent window.
+    assert!(!log.contains("watching again after frame"), "{log}");
     assert!(watched == input, "{log}");
 }
