@@ -6,6 +6,8 @@
 //! - a frame that reads encodes back to exactly the bytes it was read from (one encoding per
 //!   frame), and its fields obey §4.9 (a stream, integers within 2^53 − 1);
 //! - a frame that also verifies is one of the vectors' frames: nobody but the owner can make one;
+//! - the relay's reading (`Header::read` and `Header::verify`, without copying the payload)
+//!   agrees with `Frame::decode` and `Frame::verify` on every input, refusals included;
 //! - changing any byte of a valid frame makes it fail to read or to verify.
 #![no_main]
 
@@ -15,7 +17,7 @@ use libfuzzer_sys::fuzz_target;
 use northstar_fuzz::vectors;
 use northstar_protocol::MAX_SAFE_INTEGER;
 use northstar_protocol::address::SpaceType;
-use northstar_protocol::frame::{Frame, FrameError};
+use northstar_protocol::frame::{Frame, FrameError, Header};
 
 /// Every name §4.9 gives a refusal.
 const FRAME_ERRORS: &[&str] = &[
@@ -47,6 +49,20 @@ fuzz_target!(|data: &[u8]| {
 
 /// Read and verify `bytes`; the bytes again if they are a verified frame.
 fn check(bytes: &[u8]) -> Option<Vec<u8>> {
+    let verdict = check_decoded(bytes);
+    let relayed = Header::read(bytes).and_then(|h| {
+        assert_eq!(h.payload.end + 64, bytes.len());
+        h.verify(bytes)
+    });
+    assert_eq!(
+        verdict.is_some(),
+        relayed.is_ok(),
+        "the relay's reading disagrees: {relayed:?}"
+    );
+    verdict
+}
+
+fn check_decoded(bytes: &[u8]) -> Option<Vec<u8>> {
     let frame = match Frame::decode(bytes) {
         Ok(frame) => frame,
         Err(e) => {

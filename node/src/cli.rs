@@ -5,6 +5,7 @@
 //!
 //! - [`space`]: `northstar space …`: create, join, leave, invite, list, members, events, tail.
 //! - [`beam`]: `northstar beam …`: post, get, delete.
+//! - [`stream`]: `northstar stream …`: publish stdin as a live stream, watch one to stdout, info.
 //! - [`admin`]: `northstar admin …`: migrate-storage.
 //!
 //! Output is text for people, or with `--json` one JSON object per line; the keys of the JSON
@@ -13,6 +14,7 @@
 mod admin;
 mod beam;
 mod space;
+mod stream;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -78,6 +80,9 @@ enum Command {
     /// Post, read and delete beams.
     #[command(subcommand)]
     Beam(beam::BeamCommand),
+    /// Publish and watch live streams.
+    #[command(subcommand)]
+    Stream(stream::StreamCommand),
     /// Work on a stopped node's data: move it to PostgreSQL.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -143,6 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(NodeCommand::Info) => node_info(&cli.global, &out).await,
         Command::Space(command) => space::run(command, &cli.global, &out).await,
         Command::Beam(command) => beam::run(command, &cli.global, &out).await,
+        Command::Stream(command) => stream::run(command, &cli.global, &out).await,
         Command::Admin(command) => admin::run(command, &out).await,
     }
 }
@@ -336,6 +342,29 @@ mod tests {
             ],
             &["beam", "get", "northstar://h/beam/a/b"],
             &["beam", "delete", "northstar://h/beam/a/b"],
+            &["stream", "publish", "stream/z6Mk/x"],
+            &[
+                "stream",
+                "publish",
+                "northstar://h/stream/z6Mk/x",
+                "--frame-bytes",
+                "1000",
+                "--key-every",
+                "25",
+                "--rate",
+                "500k",
+                "--json",
+            ],
+            &[
+                "stream",
+                "watch",
+                "stream/z6Mk/x",
+                "--since",
+                "9",
+                "--frames",
+                "3",
+            ],
+            &["stream", "info", "stream/z6Mk/x", "--json"],
             &[
                 "admin",
                 "migrate-storage",
@@ -348,6 +377,15 @@ mod tests {
             ],
         ] {
             parse(args);
+        }
+        for bad in [
+            &["stream", "publish", "s", "--key-every", "0"][..],
+            &["stream", "publish", "s", "--frame-bytes", "0"],
+            &["stream", "publish", "s", "--frame-bytes", "16777217"],
+            &["stream", "publish", "s", "--rate", "fast"],
+        ] {
+            let args = std::iter::once("northstar").chain(bad.iter().copied());
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
         }
         assert!(
             Cli::try_parse_from([

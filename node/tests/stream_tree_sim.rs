@@ -73,6 +73,7 @@ fn delivered(order: &[Did], dids: &[Did], slow: &[bool]) -> f64 {
             let held = Held {
                 number: frame,
                 key: true,
+                timestamp: frame,
                 bytes: tokio_tungstenite::tungstenite::Bytes::copy_from_slice(&frame.to_be_bytes()),
                 at: tick,
             };

@@ -15,10 +15,12 @@ use jsonrpsee::core::client::Subscription;
 use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
 use northstar_protocol::address::{SpaceId, SpaceType, SpaceUri, author_hash};
 use northstar_protocol::api::{
-    Ack, BeamDeleted, BeamPosted, EventPage, MemberInfo, NodeInfo, SpaceInfo,
+    Ack, BeamDeleted, BeamPosted, EventPage, MemberInfo, NodeInfo, SpaceInfo, StreamInfo,
 };
+use northstar_protocol::method::{STREAM_INFO, STREAM_PUBLISH};
 use northstar_protocol::rpc::{
     AuthApiClient, BeamApiClient, NodeApiClient, SpaceApiClient, SpaceEventsApiClient,
+    StreamApiClient,
 };
 use northstar_protocol::wire::{
     AuthResponse, Beam, BeamRef, Event, Home, Membership, MembershipAction, SpaceGenesis, Tombstone,
@@ -29,6 +31,7 @@ use tracing::{debug, instrument};
 use crate::address::{AsBeamPath, AsSpaceId};
 use crate::auth::{AuthError, check_challenge, origin_of};
 use crate::error::SdkError;
+use crate::stream::{Publisher, Watch};
 use crate::subscription::EventStream;
 use crate::verify::{LogCursor, check_beam, check_listed_beam};
 
@@ -383,6 +386,31 @@ impl Client {
         call(METHOD, BeamApiClient::delete(self.rpc(), tombstone)).await
     }
 
+    /// `stream.publish` (key, the stream's owner, at its sequencer): a [`Publisher`] of the
+    /// stream's frames, on a connection of its own to this client's node, as this client's key.
+    pub async fn publisher(&self, space: &impl AsSpaceId) -> Result<Publisher, SdkError> {
+        let key = self.key(STREAM_PUBLISH)?;
+        Publisher::open(&self.inner.url, key.clone(), space).await
+    }
+
+    /// `stream.watch` (public): a [`Watch`] of the stream's frames after `since` (else from the
+    /// node's latest key frame), on a connection of its own to this client's node,
+    /// authenticated as this client's key if it has one.
+    pub async fn watch(
+        &self,
+        space: &impl AsSpaceId,
+        since: Option<u64>,
+    ) -> Result<Watch, SdkError> {
+        Watch::open(&self.inner.url, self.inner.key.as_ref(), space, since).await
+    }
+
+    /// `stream.info` (public): the stream as this node sees it: whether it is live, its newest
+    /// frames, its watchers, its neighbours in the stream's tree and its limits.
+    pub async fn stream_info(&self, space: &impl AsSpaceId) -> Result<StreamInfo, SdkError> {
+        let space = space.space_id().clone();
+        call(STREAM_INFO, StreamApiClient::info(self.rpc(), space)).await
+    }
+
     fn rpc(&self) -> &WsClient {
         &self.inner.rpc
     }
@@ -461,7 +489,7 @@ async fn authenticate(
 }
 
 /// Now, in ms since the Unix epoch: the time every signed request carries.
-fn now_ms() -> Result<u64, SdkError> {
+pub(crate) fn now_ms() -> Result<u64, SdkError> {
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|_| SdkError::Clock)?;

@@ -16,6 +16,7 @@ use northstar_protocol::wire::RuleError;
 
 use crate::auth::{AuthError, BadUrl};
 use crate::keystore::KeystoreError;
+use crate::stream::StreamError;
 use crate::verify::VerifyError;
 
 /// The code of a JSON-RPC error object a node sent.
@@ -138,6 +139,10 @@ pub enum SdkError {
     /// The system clock reads before 1970, so nothing can be timestamped.
     #[error("the system clock is set before 1970")]
     Clock,
+    /// A stream connection failed, the node refused a frame or ended a watch, or a frame
+    /// received is not valid.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
 }
 
 /// The code the reference node sends when a connection holds as many subscriptions as it may
@@ -145,10 +150,12 @@ pub enum SdkError {
 const TOO_MANY_SUBSCRIPTIONS_JSONRPSEE: i32 = -32006;
 
 impl SdkError {
-    /// The node's application code, if the node refused with one.
+    /// The node's application code, if the node refused with one (a call, a frame, or a
+    /// watch it ended).
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             SdkError::Node { code, .. } => code.app(),
+            SdkError::Stream(err) => err.node_code().and_then(NodeCode::app),
             _ => None,
         }
     }
@@ -194,6 +201,7 @@ impl SdkError {
                     )
                 ) || code.number() == TOO_MANY_SUBSCRIPTIONS_JSONRPSEE
             }
+            SdkError::Stream(err) => err.is_transient(),
             _ => false,
         }
     }

@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`client`]: [`Client`]: connect and authenticate, then one typed method per JSON-RPC method.
 //! - [`subscription`]: [`EventStream`], a space's live events that resume across disconnects.
+//! - [`stream`]: live streams: a [`Publisher`] of a stream's frames, a [`Watch`] of them, each
+//!   on a WebSocket of its own since frames are binary messages.
 //! - [`auth`]: the client's side of the handshake: the origin of a URL, the challenge checks.
 //! - [`verify`]: checking events against their log and beams against their path.
 //! - [`address`]: what methods accept as a space or a beam, and reading either from text.
@@ -52,6 +54,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod keystore;
+pub mod stream;
 pub mod subscription;
 pub mod verify;
 
@@ -60,4 +63,5 @@ pub use client::Client;
 pub use error::{NodeCode, SdkError};
 pub use northstar_protocol as protocol;
 pub use northstar_protocol::{Did, Keypair};
+pub use stream::{Publisher, StreamError, Watch, WatchedFrame};
 pub use subscription::EventStream;

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::streams::{Publisher, Watcher, stream_on, user};
+use common::streams::{Publisher, Watcher, now_ms, stream_on, user};
 use common::{Raw, TIMEOUT, TestNode};
 use northstar_protocol::Keypair;
 use northstar_protocol::address::SpaceId;
@@ -277,4 +277,111 @@ async fn losing_an_interior_node_costs_the_other_watchers_under_a_second_of_fram
             i + 1
         );
     }
+}
+
+#[tokio::test]
+async fn a_refused_frame_is_never_forwarded_to_member_nodes() {
+    let (sequencer, key, space, members) = stream_with_members(3, 1, |_, _| {}).await;
+    let (mut watcher, _) = Watcher::open(&members[0], &space, None).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut publisher = Publisher::open(&sequencer, &key, &space).await;
+    publisher.send(b"first", true).await;
+    let mut forged = publisher.frame(b"forged", false);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    publisher.raw.send_binary(forged).await;
+    assert_eq!(
+        publisher.refusal(TIMEOUT).await.unwrap()["name"],
+        "bad_signature"
+    );
+    publisher.next = 2;
+    publisher.send(b"second", false).await;
+    let seen = watcher.read_until(2, TIMEOUT).await;
+    assert_eq!(seen.numbers, [1, 2]);
+    assert_eq!(seen.payloads, [b"first".to_vec(), b"second".to_vec()]);
+}
+
+#[tokio::test]
+async fn a_home_node_refuses_a_join_that_misstates_its_capacity() {
+    use northstar_protocol::wire::{Home, Membership};
+    let node = TestNode::start_with(|c| c.streams.capacity_kbps = 4_000).await;
+    let (alice, _, space) = stream_on(&node, "cap").await;
+    let bob = Keypair::generate().unwrap();
+    let mut raw = Raw::connect(&node.url).await;
+    raw.authenticate(&bob).await;
+    let node_info = raw.ok(method::NODE_INFO, json!([])).await;
+    assert_eq!(node_info["stream_capacity"], 4_000);
+    let mut home = Home::new(
+        serde_json::from_value(node_info["did"].clone()).unwrap(),
+        node_info["authority"].as_str().unwrap(),
+    );
+    home.capacity = Some(100_000);
+    let join = Membership::join(&bob, space.clone(), home.clone(), now_ms()).unwrap();
+    let (code, message) = raw.err(method::SPACE_JOIN, json!([join])).await;
+    assert_eq!(code, i64::from(ErrorCode::MalformedObject.code()));
+    assert!(message.contains("4000"), "{message}");
+    // Its own figure is taken, and the SDK puts it there by itself.
+    home.capacity = Some(4_000);
+    let join = Membership::join(&bob, space.clone(), home, now_ms()).unwrap();
+    raw.ok(method::SPACE_JOIN, json!([join])).await;
+    let (carol, _) = user(&node).await;
+    carol.join(&alice.space_uri(&space)).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_anonymous_watcher_and_a_relay_outlive_the_auth_deadline() {
+    let (sequencer, key, space, members) = stream_with_members(3, 1, |_, c| {
+        c.limits.auth_timeout_secs = 1;
+    })
+    .await;
+    let (mut watcher, _) = Watcher::open(&members[0], &space, None).await;
+    let mut publisher = Publisher::open(&sequencer, &key, &space).await;
+    // Past the member's deadline: its watcher never authenticates, and neither do relays'
+    // upstream links, which are watching connections of the same kind.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for _ in 0..5 {
+        publisher.send(b"still here", true).await;
+    }
+    let seen = watcher.read_until(5, TIMEOUT).await;
+    assert_eq!(seen.numbers, [1, 2, 3, 4, 5]);
+    // A connection that watches nothing is still dropped.
+    let mut idle = Raw::connect(&members[0].url).await;
+    assert_eq!(idle.close_status().await, None);
+}
+
+#[tokio::test]
+async fn after_the_sequencer_restarts_a_new_run_of_numbers_reaches_member_nodes() {
+    let (mut sequencer, key, space, members) = stream_with_members(3, 1, |_, _| {}).await;
+    let (mut watcher, _) = Watcher::open(&members[0], &space, None).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut publisher = Publisher::open(&sequencer, &key, &space).await;
+    for _ in 0..20 {
+        publisher.send(b"first run", true).await;
+    }
+    assert_eq!(watcher.read_until(20, TIMEOUT).await.numbers.len(), 20);
+    let (dir, addr) = (sequencer.data_dir.clone(), sequencer.addr);
+    let storage = sequencer.storage_url.clone();
+    sequencer.halt().await;
+    let sequencer = TestNode::start_on(dir, storage, |c| c.listen = addr).await;
+    let mut publisher = Publisher::open(&sequencer, &key, &space).await;
+    assert_eq!(publisher.next, 1, "a restarted node knows no frame");
+    // The member's link comes back within its backoff; frames flow until the watcher has
+    // seen the new run's frame 10 or later.
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        publisher.send(b"second run", true).await;
+        seen.extend(
+            watcher
+                .read_until(u64::MAX, Duration::from_millis(50))
+                .await
+                .numbers,
+        );
+        if seen.iter().any(|n| (10..20).contains(n)) {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|n| (10..20).contains(n)),
+        "the member dropped the new run as old frames: {seen:?}"
+    );
 }

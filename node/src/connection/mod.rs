@@ -11,13 +11,18 @@
 //! What a message is, and which id its answer carries, is decided by [`northstar_protocol::envelope`]; the
 //! common checks of `spec/protocol.md` §6.3 are made here in their order (size, JSON, request,
 //! budget, method, subscriptions, parameters). The methods are `jsonrpsee`'s, called directly
-//! with this connection's [`Session`] in the extensions; only `space.subscribe` and
+//! with this connection's [`Session`] in the extensions (in `calls`); `space.subscribe` and
 //! `space.unsubscribe` are served here, by [`crate::rpc::feed`], so that subscribers share each
-//! event's JSON.
+//! event's JSON; and so are `stream.publish`, `stream.watch` and `stream.unwatch` (in
+//! `streams`, over [`crate::streams`]), because they make the connection carry binary frames
+//! (§10.1): a binary message starting with the frame version is a publisher's frame, and the
+//! frames of the streams watched are written as binary messages, taking turns with the
+//! subscriptions' notifications.
 //!
 //! Bounds: at most [`MAX_IN_FLIGHT`] calls and answers per connection (reading stops until
 //! they drain), a write buffer of about [`WRITE_BATCH`] bytes (nothing more is taken while the
-//! socket cannot take it), `max_subscriptions_per_connection` subscriptions, messages of at
+//! socket cannot take it), `max_subscriptions_per_connection` subscriptions and watches
+//! together, a watch's queue of `watcher_queue` frames, messages of at
 //! most `max_frame_bytes` answered with −32007 and of more than [`TOO_BIG_FACTOR`] times that
 //! refused with close status 1009. A connection whose writes make no progress for
 //! [`WRITE_STALL`] is dropped, so is one that has not authenticated by its deadline, and one
@@ -362,6 +367,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 match self.ws.poll_next_unpin(cx) {
                     Poll::Ready(Some(Ok(message))) => {
                         progress = true;
+                        if self.over_hard_limit(&message) {
+                            return Poll::Ready(Exit::TooBig);
+                        }
                         self.on_message(message);
                         // Dropped at this refusal: nothing after it is run or answered.
                         if self.session.killed() {
@@ -417,7 +425,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             if self.session.did().is_some() {
                 // Authenticated: no deadline, and no timer held for the rest of the session.
                 self.auth_deadline = None;
-            } else if deadline.as_mut().poll(cx).is_ready() {
+            } else if deadline.as_mut().poll(cx).is_ready()
+                && self.watches.is_empty()
+                && self.opening == 0
+            {
+                // A watcher needs no identity (§10.3): only a connection that watches nothing
+                // is dropped for not authenticating, at its deadline or as soon as its last
+                // watch ends after it.
                 return Poll::Ready(Exit::AuthDeadline);
             }
         }
@@ -575,6 +589,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         self.replies.push_back(into_text(response));
     }
 
+    /// Whether a JSON-RPC message is past [`TOO_BIG_FACTOR`] times `max_frame_bytes`. The
+    /// WebSocket layer reads messages up to the larger of that and the longest stream frame
+    /// (§10.7), so a long text is caught here.
+    fn over_hard_limit(&self, message: &Message) -> bool {
+        let len = match message {
+            Message::Binary(bytes) if bytes.first() == Some(&FRAME_VERSION) => return false,
+            Message::Text(text) => text.len(),
+            Message::Binary(bytes) => bytes.len(),
+            _ => return false,
+        };
+        len > (self.shared.limits.max_frame_bytes as usize).saturating_mul(TOO_BIG_FACTOR)
+    }
+
     fn on_message(&mut self, message: Message) {
         let text = match &message {
             Message::Text(text) => text.as_str(),
@@ -635,8 +662,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         }
     }
 
-    fn watching(&self) -> usize {
-        self.subscriptions.len() + self.watches.len() + self.opening
+    /// Checks 6 and 7 of §6.3 for a method served here: room for one more subscription or
+    /// watch if it opens one, then the parameters. On failure the answer is queued and `None`
+    /// returned.
+    fn admit(
+        &mut self,
+        id: &Id<'static>,
+        params: envelope::Params<'_>,
+        opens: bool,
+    ) -> Option<jsonrpsee::types::Params<'static>> {
+        let max = self.shared.limits.max_subscriptions_per_connection;
+        let open = self.subscriptions.len() + self.watches.len() + self.opening;
+        if opens && open >= max as usize {
+            let error = reject_too_many_subscriptions(max);
+            self.reply(MethodResponse::error(id.clone(), error));
+            return None;
+        }
+        match checked_params(params) {
+            Ok(params) => Some(params),
+            Err(e) => {
+                self.reply(MethodResponse::error(id.clone(), e));
+                None
+            }
+        }
     }
 
     fn on_request(&mut self, request: envelope::Request<'_>) {
@@ -644,20 +692,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         match request.method.as_ref() {
             PUBLISH | WATCH => {
                 let watch = request.method.as_ref() == WATCH;
-                let max = self.shared.limits.max_subscriptions_per_connection;
-                if watch && self.watching() >= max as usize {
-                    self.reply(MethodResponse::error(
-                        id,
-                        reject_too_many_subscriptions(max),
-                    ));
+                let Some(params) = self.admit(&id, request.params, watch) else {
                     return;
-                }
-                let params = match checked_params(request.params) {
-                    Ok(params) => params,
-                    Err(e) => {
-                        self.reply(MethodResponse::error(id, e));
-                        return;
-                    }
                 };
                 let (shared, session) = (self.shared.clone(), self.session.clone());
                 if watch {
@@ -668,12 +704,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 }
             }
             UNWATCH => {
-                let params = match checked_params(request.params) {
-                    Ok(params) => params,
-                    Err(e) => {
-                        self.reply(MethodResponse::error(id, e));
-                        return;
-                    }
+                let Some(params) = self.admit(&id, request.params, false) else {
+                    return;
                 };
                 let response = match streams::unwatch_params(&params) {
                     Ok(space) => {
@@ -691,20 +723,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 self.reply(response);
             }
             SUBSCRIBE => {
-                let max = self.shared.limits.max_subscriptions_per_connection;
-                if self.watching() >= max as usize {
-                    self.reply(MethodResponse::error(
-                        id,
-                        reject_too_many_subscriptions(max),
-                    ));
+                let Some(params) = self.admit(&id, request.params, true) else {
                     return;
-                }
-                let params = match checked_params(request.params) {
-                    Ok(params) => params,
-                    Err(e) => {
-                        self.reply(MethodResponse::error(id, e));
-                        return;
-                    }
                 };
                 self.opening += 1;
                 let sub = self.next_subscription;

@@ -175,14 +175,7 @@ impl SpaceState {
         let mut nodes = self.nodes_by_first_join();
         if self.id.space_type() == SpaceType::Stream {
             let mut latest: HashMap<&Did, (u64, Option<u32>)> = HashMap::new();
-            for member in self.members.values() {
-                let Some(home) = member
-                    .home
-                    .as_ref()
-                    .filter(|_| member.state == MemberState::Member)
-                else {
-                    continue;
-                };
+            for (member, home) in self.homes() {
                 let entry = latest.entry(&home.node).or_insert((0, None));
                 if member.seq >= entry.0 {
                     *entry = (member.seq, home.capacity);
@@ -200,16 +193,20 @@ impl SpaceState {
         nodes
     }
 
-    fn nodes_by_first_join(&self) -> Vec<Home> {
-        let mut first: HashMap<&Did, (u64, &Home)> = HashMap::new();
-        for member in self.members.values() {
-            let Some(home) = member
+    /// The current members with their homes.
+    fn homes(&self) -> impl Iterator<Item = (&Member, &Home)> {
+        self.members.values().filter_map(|member| {
+            let home = member
                 .home
                 .as_ref()
-                .filter(|_| member.state == MemberState::Member)
-            else {
-                continue;
-            };
+                .filter(|_| member.state == MemberState::Member)?;
+            Some((member, home))
+        })
+    }
+
+    fn nodes_by_first_join(&self) -> Vec<Home> {
+        let mut first: HashMap<&Did, (u64, &Home)> = HashMap::new();
+        for (member, home) in self.homes() {
             if home.node == self.sequencer {
                 continue;
             }
@@ -486,6 +483,79 @@ mod tests {
         ));
         run(&mut stream, |s| post(s, &owner)).unwrap();
         assert_eq!(stream.head_seq, 3);
+    }
+
+    /// The worked example of `spec/protocol.md` §10.5.
+    #[test]
+    fn a_streams_member_nodes_are_ordered_by_capacity_then_by_first_join() {
+        let owner = pair(1);
+        let mut stream = space(SpaceType::Stream, &owner);
+        let with = |byte: u8, capacity: Option<u32>| Home {
+            capacity,
+            ..home(byte)
+        };
+        // Joins, in seq order: N1 declares nothing (10000), N2 2000, N3 50000, N4 10000,
+        // N5 2000.
+        let joins = [
+            (30, with(41, None)),
+            (31, with(42, Some(2_000))),
+            (32, with(43, Some(50_000))),
+            (33, with(44, Some(10_000))),
+            (34, with(45, Some(2_000))),
+        ];
+        let join = |stream: &mut SpaceState, user: u8, home: Home| {
+            let request = Membership::join(&pair(user), stream.id.clone(), home, 1).unwrap();
+            let changes = stream.admit(&Payload::Membership(request)).unwrap();
+            let seq = stream.head_seq + 1;
+            stream.apply(seq, ContentId::of(&seq.to_be_bytes()), &changes);
+        };
+        for (user, home) in joins {
+            join(&mut stream, user, home);
+        }
+        let order = |state: &SpaceState| -> Vec<(String, u32)> {
+            state
+                .member_nodes()
+                .into_iter()
+                .map(|h| (h.authority.clone(), h.capacity()))
+                .collect()
+        };
+        let named = |list: &[(u8, u32)]| -> Vec<(String, u32)> {
+            list.iter()
+                .map(|(b, c)| (format!("node{b}.example"), *c))
+                .collect()
+        };
+        assert_eq!(
+            order(&stream),
+            named(&[
+                (43, 50_000),
+                (41, 10_000),
+                (44, 10_000),
+                (42, 2_000),
+                (45, 2_000)
+            ])
+        );
+        // A later join through N2 declaring 60000 is N2's capacity now: it goes first.
+        join(&mut stream, 35, with(42, Some(60_000)));
+        assert_eq!(
+            order(&stream),
+            named(&[
+                (42, 60_000),
+                (43, 50_000),
+                (41, 10_000),
+                (44, 10_000),
+                (45, 2_000)
+            ])
+        );
+        // A channel's tree ignores capacities: the order of first joins.
+        let mut channel = space(SpaceType::Channel, &owner);
+        join(&mut channel, 30, with(41, Some(1)));
+        join(&mut channel, 31, with(42, Some(99_999)));
+        let plain: Vec<_> = channel
+            .member_nodes()
+            .into_iter()
+            .map(|h| h.authority)
+            .collect();
+        assert_eq!(plain, ["node41.example", "node42.example"]);
     }
 
     #[test]

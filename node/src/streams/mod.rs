@@ -87,13 +87,18 @@ pub enum StreamError {
     /// The owner's signature does not verify.
     #[error("the frame's signature does not verify under the stream's owner")]
     BadSignature,
-    /// Not above the newest number.
-    #[error("frame {got} is not above the stream's newest; the next is {expected}")]
+    /// Not above the newest number, or stamped before the newest frame.
+    #[error(
+        "frame {got} is not above the stream's newest, or is stamped before {since} ms; the \
+         next is {expected}, stamped no earlier"
+    )]
     FrameOrder {
         /// The next number.
         expected: u64,
         /// The frame's.
         got: u64,
+        /// The newest frame's timestamp.
+        since: u64,
     },
     /// Over the frame budget.
     #[error("the stream is over its limit of {limit} frames per second")]

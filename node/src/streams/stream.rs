@@ -168,12 +168,13 @@ impl Stream {
         let mut inner = self.lock();
         // Above the newest, not necessarily next: a frame refused for a budget leaves a gap
         // the publisher cannot take back, and must not make every later frame refused too.
-        if let Some(newest) = inner.window.newest()
-            && header.number <= newest
+        if let Some((newest, at)) = inner.window.newest_frame()
+            && (header.number <= newest || header.timestamp < at)
         {
             return Err(StreamError::FrameOrder {
                 expected: newest + 1,
                 got: header.number,
+                since: at,
             });
         }
         inner.frames.refill(now);
@@ -206,7 +207,7 @@ impl Stream {
         if header.space != self.space {
             return Err(StreamError::Foreign(header.space.clone()));
         }
-        if !self.lock().window.is_new(header.number) {
+        if !self.lock().window.is_new(header.number, header.timestamp) {
             return Ok(Placed::Old);
         }
         header
@@ -408,6 +409,7 @@ impl Inner {
         let held = Held {
             number: header.number,
             key: header.key,
+            timestamp: header.timestamp,
             bytes: bytes.clone(),
             at: now,
         };
@@ -597,7 +599,9 @@ mod tests {
         let (_, mut quick) = stream.watch(None, &limits, 0);
         for number in 1..=10 {
             let (header, bytes) = frame(number, false);
-            stream.publish(&header, bytes, &limits, 10 * number).unwrap();
+            stream
+                .publish(&header, bytes, &limits, 10 * number)
+                .unwrap();
             if number % 2 == 0 {
                 assert_eq!(drain(&mut quick).1, None);
             }
@@ -641,7 +645,9 @@ mod tests {
         let last = forged.len() - 1;
         forged[last] ^= 1;
         assert_eq!(
-            stream.relay(&header, Bytes::from(forged), &limits, 1).unwrap(),
+            stream
+                .relay(&header, Bytes::from(forged), &limits, 1)
+                .unwrap(),
             Placed::Old
         );
         assert_eq!(drain(&mut feed).0, Vec::<u64>::new());

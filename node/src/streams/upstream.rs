@@ -4,7 +4,7 @@
 //! `stream.watch` as any client would, with `since` set to the newest frame it took, and takes
 //! the frames that come: placed by header, checked once, handed to its own watches.
 //!
-//! One task per stream decides which links should run (every [`TICK`]); one task per link dials,
+//! One task per stream decides which links should run (every 200 ms); one task per link dials,
 //! watches and reads, and after a failure dials again after a backoff. A link that delivers a
 //! frame that fails its checks is closed: the parent misbehaves, and the other parent (or the
 //! sequencer) goes on.
@@ -177,7 +177,7 @@ async fn follow_loop(
 enum LinkError {
     #[error("cannot reach {0}: {1}")]
     Dial(String, String),
-    #[error("the link broke: {0}")]
+    #[error("the link broke")]
     Broken(#[from] tokio_tungstenite::tungstenite::Error),
     #[error("the parent refused stream.watch: {0}")]
     Refused(String),

@@ -18,6 +18,8 @@ pub struct Held {
     pub number: u64,
     /// Whether a watcher may start here.
     pub key: bool,
+    /// The owner's timestamp, ms.
+    pub timestamp: u64,
     /// The frame's bytes, shared with every link that sends them.
     pub bytes: Bytes,
     /// When this node took it, ms.
@@ -44,8 +46,8 @@ pub struct Window {
     frames: VecDeque<Held>,
     max_frames: usize,
     max_age_ms: u64,
-    /// The newest number taken, if any.
-    newest: Option<u64>,
+    /// The newest number taken, if any, and its frame's timestamp.
+    newest: Option<(u64, u64)>,
 }
 
 impl Window {
@@ -63,43 +65,74 @@ impl Window {
     /// Take a verified frame at time `now` (ms).
     pub fn take(&mut self, held: Held, now: u64) -> Taken {
         self.expire(now);
-        let number = held.number;
-        let taken = match self.newest {
-            None => Taken::New { gap: 0 },
-            Some(newest) if number > newest => Taken::New {
-                gap: number - newest - 1,
-            },
-            Some(_) if self.position(number).is_ok() => Taken::Duplicate,
-            Some(_) if self.frames.front().is_none_or(|f| number < f.number) => Taken::TooOld,
-            // Within the window's span but missed before (it came late from the slower
-            // parent): taken, in its place, with no gap of its own to report.
-            Some(_) => Taken::New { gap: 0 },
+        let taken = self.classify(held.number, held.timestamp);
+        let Taken::New { .. } = taken else {
+            return taken;
         };
-        if let Taken::New { .. } = taken {
-            match self.position(number) {
-                Ok(_) => {}
-                Err(at) => self.frames.insert(at, held),
-            }
-            self.newest = Some(self.newest.map_or(number, |n| n.max(number)));
-            while self.frames.len() > self.max_frames {
-                self.frames.pop_front();
-            }
+        if self
+            .newest
+            .is_some_and(|(newest, at)| held.number <= newest && held.timestamp > at)
+        {
+            // A new run of numbers: the owner started again (see `classify`).
+            self.frames.clear();
+            self.newest = None;
+        }
+        let (number, timestamp) = (held.number, held.timestamp);
+        if let Err(at) = self.position(number) {
+            self.frames.insert(at, held);
+        }
+        if self.newest.is_none_or(|(newest, _)| number > newest) {
+            self.newest = Some((number, timestamp));
+        }
+        while self.frames.len() > self.max_frames {
+            self.frames.pop_front();
         }
         taken
     }
 
-    /// Whether [`Window::take`] would take a frame numbered `number` as new: what a relay asks
-    /// before it checks the frame's signature, so that the copy from its second parent costs
-    /// nothing.
-    pub fn is_new(&self, number: u64) -> bool {
-        match self.newest {
-            None => true,
-            Some(newest) if number > newest => true,
-            Some(_) => {
-                self.position(number).is_err()
-                    && self.frames.front().is_some_and(|f| number > f.number)
+    /// What [`Window::take`] makes of a frame numbered `number` with the owner's `timestamp`
+    /// (`spec/protocol.md` §10.4). Within a run the owner's numbers go up by one and its
+    /// timestamps never go down; a new run (the owner's node restarted) is stamped later than
+    /// anything before it, whatever its numbers. So, against the newest frame taken:
+    /// - stamped later: new; if it is not numbered above the newest, a new run, and the window
+    ///   starts again;
+    /// - numbered above it: new if stamped the same, else (stamped earlier) a frame of an
+    ///   earlier run: too old;
+    /// - held: a duplicate;
+    /// - within the span held but missing: new (it came late from the slower parent);
+    /// - otherwise too old.
+    fn classify(&self, number: u64, timestamp: u64) -> Taken {
+        let Some((newest, newest_at)) = self.newest else {
+            return Taken::New { gap: 0 };
+        };
+        let gap = number.saturating_sub(newest).saturating_sub(1);
+        if timestamp > newest_at {
+            Taken::New { gap }
+        } else if number > newest {
+            if timestamp == newest_at {
+                Taken::New { gap }
+            } else {
+                Taken::TooOld
             }
+        } else if self.position(number).is_ok() {
+            Taken::Duplicate
+        } else if self.holds_span(number) {
+            Taken::New { gap: 0 }
+        } else {
+            Taken::TooOld
         }
+    }
+
+    /// Whether `number` lies within the span of the frames held (above the oldest).
+    fn holds_span(&self, number: u64) -> bool {
+        self.frames.front().is_some_and(|f| number > f.number)
+    }
+
+    /// Whether [`Window::take`] would take a frame numbered `number` with `timestamp` as new:
+    /// what a relay asks before it checks the frame's signature, so that the copy from its
+    /// second parent costs nothing.
+    pub fn is_new(&self, number: u64, timestamp: u64) -> bool {
+        matches!(self.classify(number, timestamp), Taken::New { .. })
     }
 
     /// What a watcher resuming after frame `since` gets first: every frame held numbered above
@@ -146,9 +179,14 @@ impl Window {
         self.frames.iter().skip(start).cloned().collect()
     }
 
+    /// The newest frame taken: its number and the owner's timestamp on it.
+    pub fn newest_frame(&self) -> Option<(u64, u64)> {
+        self.newest
+    }
+
     /// The newest frame number taken, if any.
     pub fn newest(&self) -> Option<u64> {
-        self.newest
+        self.newest.map(|(number, _)| number)
     }
 
     /// How many frames the window holds.
@@ -171,10 +209,12 @@ impl Window {
 mod tests {
     use super::*;
 
+    /// Frame `number`, which its owner stamped `number` ms, taken at `at`.
     fn frame(number: u64, key: bool, at: u64) -> Held {
         Held {
             number,
             key,
+            timestamp: number,
             bytes: Bytes::copy_from_slice(&number.to_be_bytes()),
             at,
         }
@@ -247,7 +287,7 @@ mod tests {
         for step in 0..400u64 {
             rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             let number = 1 + (rng >> 33) % 40 + step / 10;
-            let predicted = w.is_new(number);
+            let predicted = w.is_new(number, number);
             let taken = w.take(frame(number, false, step), step);
             assert_eq!(
                 predicted,
@@ -268,5 +308,36 @@ mod tests {
         assert!(w.after(6, 6).is_empty());
         assert_eq!(w.newest_key(), Some(4));
         assert_eq!(w.newest_at(), Some(6));
+    }
+
+    #[test]
+    fn an_owner_that_numbers_again_from_1_starts_a_new_run_and_old_frames_stay_out() {
+        let mut w = Window::new(16, 10_000);
+        for n in 1..=5 {
+            w.take(frame(n, true, n), n);
+        }
+        // The sequencer restarted: frame 1 again, but stamped later than frame 5.
+        let restarted = |number: u64| Held {
+            timestamp: 1_000 + number,
+            ..frame(number, number == 1, 1_000)
+        };
+        assert!(w.is_new(1, 1_001));
+        assert_eq!(w.take(restarted(1), 1_000), Taken::New { gap: 0 });
+        assert_eq!(w.newest(), Some(1));
+        assert_eq!(numbers(&w.late_join(1_000)), [1]);
+        assert_eq!(w.take(restarted(2), 1_001), Taken::New { gap: 0 });
+        assert_eq!(w.take(restarted(1), 1_001), Taken::Duplicate);
+        // The earlier run's frames, replayed or late, are refused: stamped earlier, whatever
+        // their numbers.
+        for old in 1..=5 {
+            assert!(!w.is_new(old, old));
+            assert_ne!(
+                w.take(frame(old, true, 1_002), 1_002),
+                Taken::New { gap: 0 }
+            );
+        }
+        assert_eq!(numbers(&w.late_join(1_002)), [1, 2]);
+        assert_eq!(w.take(restarted(3), 1_003), Taken::New { gap: 0 });
+        assert_eq!(w.take(restarted(5), 1_003), Taken::New { gap: 1 });
     }
 }

@@ -1,0 +1,399 @@
+//! The WebSocket a publisher or a watcher opens for itself: JSON-RPC calls as text messages
+//! (`spec/protocol.md` §6.1), frames as binary ones (§10.1).
+//!
+//! A call sends one request and reads until the response with its id arrives. Whatever comes
+//! in meanwhile (frames of a watch, `stream.refused` or `stream.closed` notifications) is kept,
+//! in order, in a bounded backlog that the owner drains afterwards.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{SinkExt, Stream};
+use northstar_protocol::Keypair;
+use northstar_protocol::api::{Authenticated, NodeInfo};
+use northstar_protocol::frame::MAX_PAYLOAD;
+use northstar_protocol::method::{AUTH_CHALLENGE, AUTH_RESPOND, NODE_INFO};
+use northstar_protocol::wire::{AuthChallenge, AuthResponse};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::debug;
+
+use super::StreamError;
+use crate::auth::{AuthError, check_challenge, origin_of};
+use crate::client::now_ms;
+use crate::error::{NodeCode, SdkError};
+
+/// How long opening the WebSocket may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one call may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Messages kept while a call waits for its response. A node sends at most its recent window
+/// of frames (512 by default) before or around a `stream.watch` answer; past this bound a
+/// frame is dropped, which its watcher sees as a gap, and a notification is dropped too.
+const BACKLOG: usize = 1024;
+
+/// The largest message read: a frame of the largest payload the encoding allows, with room
+/// for its header, space id and signature.
+const MAX_MESSAGE: usize = MAX_PAYLOAD + 4096;
+
+/// How long a graceful close waits for the node's answer.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// What arrives besides responses.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A binary message: a frame, unchecked.
+    Frame(Bytes),
+    /// A JSON-RPC notification.
+    Notice {
+        /// Its method.
+        method: String,
+        /// Its params (`null` when absent).
+        params: Value,
+    },
+    /// The connection ended.
+    Closed(StreamError),
+}
+
+/// One stream connection.
+pub(crate) struct Socket {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    url: String,
+    next_id: u64,
+    backlog: VecDeque<Incoming>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("url", &self.url)
+            .field("backlog", &self.backlog.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A text message read as JSON-RPC.
+#[derive(Debug, PartialEq)]
+enum Parsed {
+    /// A response to the request with this id: its result, or its error's code and message.
+    Response {
+        id: Option<u64>,
+        outcome: Result<Value, (i32, String)>,
+    },
+    /// A notification.
+    Notice { method: String, params: Value },
+    /// Not JSON-RPC, or nothing this client reads.
+    Other,
+}
+
+impl Socket {
+    /// Open a WebSocket to `url` (`ws://` only).
+    pub(crate) async fn open(url: &str) -> Result<Self, SdkError> {
+        origin_of(url)?;
+        if url.starts_with("wss://") {
+            return Err(StreamError::NoTls {
+                url: url.to_owned(),
+            }
+            .into());
+        }
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| StreamError::Connect {
+                url: url.to_owned(),
+                source: tokio_tungstenite::tungstenite::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no WebSocket within 10 s",
+                )),
+            })?
+            .map_err(|source| StreamError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            ws,
+            url: url.to_owned(),
+            next_id: 1,
+            backlog: VecDeque::new(),
+        })
+    }
+
+    /// The handshake of `spec/` §5, as [`crate::Client`] runs it: `node.info` names the node
+    /// the challenge must come from, and the challenge must name the origin dialled.
+    pub(crate) async fn authenticate(&mut self, key: &Keypair) -> Result<(), SdkError> {
+        let origin = origin_of(&self.url)?.to_owned();
+        let info: NodeInfo = self.call(NODE_INFO, json!([])).await?;
+        let challenge: AuthChallenge = self.call(AUTH_CHALLENGE, json!([])).await?;
+        check_challenge(&challenge, &origin, &info.did, now_ms()?)?;
+        let response = AuthResponse::answer(key, challenge)?;
+        let authenticated: Authenticated = self.call(AUTH_RESPOND, json!([response])).await?;
+        if authenticated.did != *key.did() {
+            return Err(AuthError::WrongDid {
+                expected: key.did().to_string(),
+                actual: authenticated.did.to_string(),
+            }
+            .into());
+        }
+        debug!(node = %info.did, "stream connection authenticated");
+        Ok(())
+    }
+
+    /// Call `method` with positional `params` and read its result as `T`.
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &mut self,
+        method: &'static str,
+        params: Value,
+    ) -> Result<T, SdkError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(id, request.to_string()))
+            .await
+            .map_err(|_| StreamError::Timeout {
+                method,
+                secs: REQUEST_TIMEOUT.as_secs(),
+            })??;
+        match outcome {
+            Ok(result) => serde_json::from_value(result).map_err(|e| {
+                StreamError::BadAnswer {
+                    method,
+                    reason: e.to_string(),
+                }
+                .into()
+            }),
+            Err((code, message)) => Err(SdkError::Node {
+                method,
+                code: NodeCode::from_code(code),
+                message,
+            }),
+        }
+    }
+
+    /// Send a request and read until its response, keeping what else arrives.
+    async fn exchange(
+        &mut self,
+        id: u64,
+        request: String,
+    ) -> Result<Result<Value, (i32, String)>, StreamError> {
+        self.ws
+            .send(Message::text(request))
+            .await
+            .map_err(|source| self.transport(source))?;
+        loop {
+            let message = std::future::poll_fn(|cx| Pin::new(&mut self.ws).poll_next(cx)).await;
+            match self.classify(message) {
+                Read::Response(got, outcome) if got == Some(id) => return Ok(outcome),
+                // A response to a call that timed out earlier.
+                Read::Response(..) | Read::Nothing => {}
+                Read::Keep(Incoming::Closed(err)) => return Err(err),
+                Read::Keep(incoming) => self.keep(incoming),
+            }
+        }
+    }
+
+    /// The next message that is not a response: from the backlog first.
+    pub(crate) fn poll_incoming(&mut self, cx: &mut Context<'_>) -> Poll<Incoming> {
+        if let Some(incoming) = self.backlog.pop_front() {
+            return Poll::Ready(incoming);
+        }
+        loop {
+            let message = match Pin::new(&mut self.ws).poll_next(cx) {
+                Poll::Ready(message) => message,
+                Poll::Pending => return Poll::Pending,
+            };
+            match self.classify(message) {
+                Read::Keep(incoming) => return Poll::Ready(incoming),
+                Read::Response(..) | Read::Nothing => {}
+            }
+        }
+    }
+
+    /// What has arrived already, without waiting: `None` when nothing has.
+    pub(crate) fn try_incoming(&mut self) -> Option<Incoming> {
+        let waker = futures_util::task::noop_waker();
+        match self.poll_incoming(&mut Context::from_waker(&waker)) {
+            Poll::Ready(incoming) => Some(incoming),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Send one frame, as one binary message.
+    pub(crate) async fn send_frame(&mut self, bytes: Vec<u8>) -> Result<(), StreamError> {
+        self.ws
+            .send(Message::binary(bytes))
+            .await
+            .map_err(|source| self.transport(source))
+    }
+
+    /// Close the connection gracefully: send a close frame and wait a moment for the node's.
+    pub(crate) async fn close(&mut self) {
+        if self.ws.close(None).await.is_err() {
+            return;
+        }
+        let drain = async {
+            loop {
+                let message = std::future::poll_fn(|cx| Pin::new(&mut self.ws).poll_next(cx)).await;
+                if matches!(message, None | Some(Err(_))) {
+                    return;
+                }
+            }
+        };
+        // A node that does not answer the close in time is left to time out on its own.
+        let _ = tokio::time::timeout(CLOSE_WAIT, drain).await;
+    }
+
+    /// The URL dialled.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn keep(&mut self, incoming: Incoming) {
+        if self.backlog.len() < BACKLOG {
+            self.backlog.push_back(incoming);
+        } else {
+            debug!("stream backlog full: dropping a message");
+        }
+    }
+
+    fn transport(&self, source: tokio_tungstenite::tungstenite::Error) -> StreamError {
+        use tokio_tungstenite::tungstenite::Error;
+        match source {
+            Error::ConnectionClosed | Error::AlreadyClosed => StreamError::Closed {
+                url: self.url.clone(),
+            },
+            source => StreamError::Transport {
+                url: self.url.clone(),
+                source,
+            },
+        }
+    }
+
+    fn classify(
+        &self,
+        message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> Read {
+        let closed = || {
+            Read::Keep(Incoming::Closed(StreamError::Closed {
+                url: self.url.clone(),
+            }))
+        };
+        match message {
+            None | Some(Ok(Message::Close(_))) => closed(),
+            Some(Err(source)) => Read::Keep(Incoming::Closed(self.transport(source))),
+            Some(Ok(Message::Binary(bytes))) => Read::Keep(Incoming::Frame(bytes)),
+            Some(Ok(Message::Text(text))) => match parse(&text) {
+                Parsed::Response { id, outcome } => Read::Response(id, outcome),
+                Parsed::Notice { method, params } => {
+                    Read::Keep(Incoming::Notice { method, params })
+                }
+                Parsed::Other => {
+                    debug!("ignoring a text message that is not JSON-RPC");
+                    Read::Nothing
+                }
+            },
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Read::Nothing,
+        }
+    }
+}
+
+/// One message, sorted.
+enum Read {
+    Response(Option<u64>, Result<Value, (i32, String)>),
+    Keep(Incoming),
+    Nothing,
+}
+
+/// Read a text message as a response or a notification.
+fn parse(text: &str) -> Parsed {
+    let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(text) else {
+        return Parsed::Other;
+    };
+    if let Some(id) = object.get("id") {
+        let id = id.as_u64();
+        let outcome = if let Some(error) = object.remove("error") {
+            let code = error
+                .get("code")
+                .and_then(Value::as_i64)
+                .and_then(|c| i32::try_from(c).ok());
+            let message = error.get("message").and_then(Value::as_str);
+            match (code, message) {
+                (Some(code), Some(message)) => Err((code, message.to_owned())),
+                _ => Err((-32603, format!("malformed error object: {error}"))),
+            }
+        } else if let Some(result) = object.remove("result") {
+            Ok(result)
+        } else {
+            return Parsed::Other;
+        };
+        return Parsed::Response { id, outcome };
+    }
+    match object.remove("method") {
+        Some(Value::String(method)) => Parsed::Notice {
+            method,
+            params: object.remove("params").unwrap_or(Value::Null),
+        },
+        _ => Parsed::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_results_errors_and_notifications() {
+        assert_eq!(
+            parse(r#"{"jsonrpc":"2.0","id":7,"result":{"next":1}}"#),
+            Parsed::Response {
+                id: Some(7),
+                outcome: Ok(json!({"next": 1}))
+            }
+        );
+        assert_eq!(
+            parse(r#"{"jsonrpc":"2.0","id":8,"error":{"code":1702,"message":"not here"}}"#),
+            Parsed::Response {
+                id: Some(8),
+                outcome: Err((1702, "not here".into()))
+            }
+        );
+        assert_eq!(
+            parse(r#"{"jsonrpc":"2.0","method":"stream.closed","params":{"code":1708}}"#),
+            Parsed::Notice {
+                method: "stream.closed".into(),
+                params: json!({"code": 1708})
+            }
+        );
+    }
+
+    #[test]
+    fn a_null_id_or_a_broken_error_is_still_a_response() {
+        let Parsed::Response { id, outcome } =
+            parse(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#)
+        else {
+            panic!("not a response");
+        };
+        assert_eq!((id, outcome), (None, Err((-32700, "x".into()))));
+        let Parsed::Response { outcome, .. } = parse(r#"{"id":3,"error":"boom"}"#) else {
+            panic!("not a response");
+        };
+        assert_eq!(outcome.unwrap_err().0, -32603);
+    }
+
+    #[test]
+    fn ignores_what_is_not_json_rpc() {
+        for text in ["", "[]", "42", "{", r#"{"id":1}"#, r#"{"method":3}"#] {
+            assert_eq!(parse(text), Parsed::Other, "{text}");
+        }
+    }
+}

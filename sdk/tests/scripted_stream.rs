@@ -1,0 +1,550 @@
+//! The SDK's publisher and watch against a scripted node on 127.0.0.1: a bare WebSocket server
+//! that answers the handshake and `stream.*` calls as a test plans, and sends what a real node
+//! cannot easily be made to send (refusals on cue, forged frames, repeats, another stream's
+//! frame, a `slow_watcher` cut-off).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use northstar_protocol::Keypair;
+use northstar_protocol::address::{SpaceId, SpaceType};
+use northstar_protocol::api::{
+    ErrorCode, LimitsInfo, NodeInfo, StreamLimits, StreamPublishing, StreamWatching,
+};
+use northstar_protocol::frame::{Frame, FrameError};
+use northstar_protocol::method::{
+    AUTH_CHALLENGE, AUTH_RESPOND, NODE_INFO, STREAM_CLOSED, STREAM_PUBLISH, STREAM_REFUSED,
+    STREAM_WATCH,
+};
+use northstar_protocol::wire::{AuthChallenge, AuthResponse};
+use northstar_sdk::auth::AuthError;
+use northstar_sdk::stream::{Publisher, Watch, WatchedFrame, watch};
+use northstar_sdk::{NodeCode, SdkError, StreamError};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Every wait in these tests ends within this.
+const TIMEOUT: Duration = Duration::from_secs(10);
+const T: u64 = 1_767_225_600_000;
+
+type Ws = WebSocketStream<TcpStream>;
+
+fn node() -> Keypair {
+    Keypair::from_seed(&[9; 32])
+}
+
+fn owner() -> Keypair {
+    Keypair::from_seed(&[1; 32])
+}
+
+fn radio() -> SpaceId {
+    SpaceId::new(SpaceType::Stream, owner().did(), "radio").unwrap()
+}
+
+fn limits() -> StreamLimits {
+    StreamLimits {
+        max_frame_bytes: 1024,
+        max_frames_per_second: 1000,
+        max_bytes_per_second: 1 << 20,
+    }
+}
+
+/// A scripted node: the URL to dial, and the server side of the one connection it accepts.
+async fn scripted() -> (String, tokio::task::JoinHandle<Ws>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let accept = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        tokio_tungstenite::accept_async(tcp).await.unwrap()
+    });
+    (url, accept)
+}
+
+/// The next request: its id, method and params. Binary messages before it are returned too.
+async fn request(ws: &mut Ws) -> (u64, String, Value, Vec<Vec<u8>>) {
+    let mut frames = Vec::new();
+    loop {
+        let message = tokio::time::timeout(TIMEOUT, ws.next())
+            .await
+            .expect("the client sent nothing")
+            .expect("the client hung up")
+            .unwrap();
+        match message {
+            Message::Text(text) => {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(value["jsonrpc"], "2.0");
+                return (
+                    value["id"].as_u64().unwrap(),
+                    value["method"].as_str().unwrap().to_owned(),
+                    value["params"].clone(),
+                    frames,
+                );
+            }
+            Message::Binary(bytes) => frames.push(bytes.to_vec()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+async fn frame_from(ws: &mut Ws) -> Vec<u8> {
+    let message = tokio::time::timeout(TIMEOUT, ws.next())
+        .await
+        .expect("no frame came")
+        .unwrap()
+        .unwrap();
+    match message {
+        Message::Binary(bytes) => bytes.to_vec(),
+        other => panic!("expected a frame, got {other:?}"),
+    }
+}
+
+async fn send(ws: &mut Ws, value: Value) {
+    ws.send(Message::text(value.to_string())).await.unwrap();
+}
+
+async fn answer(ws: &mut Ws, id: u64, result: impl serde::Serialize) {
+    send(ws, json!({"jsonrpc": "2.0", "id": id, "result": result})).await;
+}
+
+async fn refuse(ws: &mut Ws, id: u64, code: ErrorCode, message: &str) {
+    let error = json!({"code": code.code(), "message": message});
+    send(ws, json!({"jsonrpc": "2.0", "id": id, "error": error})).await;
+}
+
+async fn notify(ws: &mut Ws, method: &str, params: Value) {
+    send(
+        ws,
+        json!({"jsonrpc": "2.0", "method": method, "params": params}),
+    )
+    .await;
+}
+
+fn notice(number: Option<u64>, code: ErrorCode, message: &str) -> Value {
+    let mut params = json!({
+        "space": radio().as_str(),
+        "code": code.code(),
+        "name": code.name(),
+        "message": message,
+    });
+    if let Some(number) = number {
+        params["number"] = json!(number);
+    }
+    params
+}
+
+fn node_info(origin: &str) -> NodeInfo {
+    NodeInfo {
+        did: node().did().clone(),
+        version: "scripted/0".into(),
+        public_url: origin.into(),
+        authority: origin.trim_start_matches("ws://").into(),
+        fanout: 10,
+        stream_capacity: 10_000,
+        limits: LimitsInfo {
+            max_frame_bytes: 1 << 20,
+            max_batch: 0,
+            max_subscriptions_per_connection: 8,
+            requests_per_second: 1000,
+            request_burst: 2000,
+            requests_per_second_per_ip: 0,
+            request_burst_per_ip: 0,
+            requests_per_second_per_did: 0,
+            request_burst_per_did: 0,
+            auth_timeout_secs: 15,
+            challenge_ttl_secs: 60,
+            subscriber_queue: 1024,
+            max_page: 100,
+        },
+    }
+}
+
+/// Answer `node.info`, `auth.challenge` (naming `challenge_origin`) and `auth.respond`.
+async fn handshake(ws: &mut Ws, origin: &str, challenge_origin: &str) {
+    let (id, method, _, _) = request(ws).await;
+    assert_eq!(method, NODE_INFO);
+    answer(ws, id, node_info(origin)).await;
+    let (id, method, _, _) = request(ws).await;
+    assert_eq!(method, AUTH_CHALLENGE);
+    let challenge = AuthChallenge::issue(&node(), challenge_origin, T, u64::MAX >> 11).unwrap();
+    answer(ws, id, challenge).await;
+    if challenge_origin != origin {
+        return;
+    }
+    let (id, method, params, _) = request(ws).await;
+    assert_eq!(method, AUTH_RESPOND);
+    let response: AuthResponse = serde_json::from_value(params[0].clone()).unwrap();
+    response.verify().unwrap();
+    answer(ws, id, json!({"did": response.did})).await;
+}
+
+/// Answer `stream.publish` with `next`.
+async fn publishing(ws: &mut Ws, next: u64) -> Vec<Vec<u8>> {
+    let (id, method, params, frames) = request(ws).await;
+    assert_eq!(method, STREAM_PUBLISH);
+    assert_eq!(params, json!([radio().as_str()]));
+    let answer_value = StreamPublishing {
+        space: radio(),
+        next,
+        limits: limits(),
+    };
+    answer(ws, id, answer_value).await;
+    frames
+}
+
+fn decoded(bytes: &[u8]) -> Frame {
+    let frame = Frame::decode(bytes).unwrap();
+    frame.verify().unwrap();
+    assert_eq!(frame.space, radio());
+    frame
+}
+
+fn signed(by: &Keypair, space: SpaceId, number: u64, payload: &[u8]) -> Vec<u8> {
+    Frame::sign(by, space, number, T + number, true, payload.to_vec())
+        .unwrap()
+        .encode()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_publisher_sends_signed_numbered_frames_from_the_nodes_next() {
+    let (url, accept) = scripted().await;
+    let origin = url.clone();
+    let node = tokio::spawn(async move {
+        let mut ws = accept.await.unwrap();
+        handshake(&mut ws, &origin, &origin).await;
+        publishing(&mut ws, 5).await;
+        let mut frames = Vec::new();
+        for _ in 0..3 {
+            frames.push(decoded(&frame_from(&mut ws).await));
+        }
+        publishing(&mut ws, 8).await;
+        frames
+    });
+    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    assert_eq!((publisher.next(), publisher.limits()), (5, &limits()));
+    assert_eq!(publisher.publish(&b"one"[..], true).await.unwrap(), 5);
+    assert_eq!(publisher.publish(b"two".to_vec(), false).await.unwrap(), 6);
+    assert_eq!(publisher.publish("three", false).await.unwrap(), 7);
+    let finished = publisher.finish().await.unwrap();
+    assert_eq!((finished.next, finished.sent, finished.refused), (8, 3, 0));
+
+    let frames = node.await.unwrap();
+    let seen: Vec<_> = frames
+        .iter()
+        .map(|f| (f.number, f.key, f.payload.as_slice()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (5, true, &b"one"[..]),
+            (6, false, &b"two"[..]),
+            (7, false, &b"three"[..])
+        ]
+    );
+    assert!(frames[0].timestamp > T, "frames carry the owner's clock");
+}
+
+#[tokio::test]
+async fn a_refusal_comes_back_from_the_next_publish_which_then_goes_on_above_the_nodes_newest() {
+    let (url, accept) = scripted().await;
+    let origin = url.clone();
+    let (refused_tx, refused_rx) = oneshot::channel();
+    let (refused_tx2, refused_rx2) = oneshot::channel();
+    let node = tokio::spawn(async move {
+        let mut ws = accept.await.unwrap();
+        handshake(&mut ws, &origin, &origin).await;
+        publishing(&mut ws, 1).await;
+        decoded(&frame_from(&mut ws).await);
+        let second = decoded(&frame_from(&mut ws).await);
+        notify(
+            &mut ws,
+            STREAM_REFUSED,
+            notice(
+                Some(second.number),
+                ErrorCode::FrameRate,
+                "over 1000 frames/s",
+            ),
+        )
+        .await;
+        refused_tx.send(()).unwrap();
+        // The call after the refusal asks where to go on: the node took frames up to 9 (from
+        // another publisher of the stream, say), so the next is 10.
+        publishing(&mut ws, 10).await;
+        let after = decoded(&frame_from(&mut ws).await);
+        notify(
+            &mut ws,
+            STREAM_REFUSED,
+            notice(Some(after.number), ErrorCode::ByteRate, "over budget"),
+        )
+        .await;
+        refused_tx2.send(()).unwrap();
+        // This time the node answers a number below the publisher's: it never goes back.
+        publishing(&mut ws, 10).await;
+        let last = decoded(&frame_from(&mut ws).await);
+        publishing(&mut ws, 12).await;
+        (after, last)
+    });
+    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    publisher.publish("a", true).await.unwrap();
+    publisher.publish("b", true).await.unwrap();
+    refused_rx.await.unwrap();
+
+    let err = publisher.publish("c", true).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::FrameRate));
+    let SdkError::Stream(StreamError::Refused {
+        number, message, ..
+    }) = &err
+    else {
+        panic!("not a refusal: {err:?}");
+    };
+    assert_eq!((*number, message.as_str()), (Some(2), "over 1000 frames/s"));
+    assert!(err.to_string().contains("frame 2"), "{err}");
+    assert_eq!(publisher.refused(), 1);
+
+    // Called again, the publisher asks the node and sends the payload under the number it names.
+    assert_eq!(publisher.publish("c", true).await.unwrap(), 10);
+    refused_rx2.await.unwrap();
+    assert!(publisher.publish("d", true).await.is_err());
+    assert_eq!(publisher.publish("d", true).await.unwrap(), 11);
+    let finished = publisher.finish().await.unwrap();
+    assert_eq!((finished.next, finished.sent, finished.refused), (12, 4, 2));
+    let (after, last) = node.await.unwrap();
+    assert_eq!((after.number, after.payload.as_slice()), (10, &b"c"[..]));
+    assert_eq!((last.number, last.payload.as_slice()), (11, &b"d"[..]));
+}
+
+#[tokio::test]
+async fn finish_reports_a_refusal_the_publisher_had_not_read() {
+    let (url, accept) = scripted().await;
+    let origin = url.clone();
+    let node = tokio::spawn(async move {
+        let mut ws = accept.await.unwrap();
+        handshake(&mut ws, &origin, &origin).await;
+        publishing(&mut ws, 1).await;
+        decoded(&frame_from(&mut ws).await);
+        let (id, method, _, _) = request(&mut ws).await;
+        assert_eq!(method, STREAM_PUBLISH);
+        // The refusal comes before the answer, as it would from a node reading in order.
+        notify(
+            &mut ws,
+            STREAM_REFUSED,
+            notice(Some(1), ErrorCode::ByteRate, "over budget"),
+        )
+        .await;
+        answer(
+            &mut ws,
+            id,
+            StreamPublishing {
+                space: radio(),
+                next: 1,
+                limits: limits(),
+            },
+        )
+        .await;
+    });
+    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    publisher.publish("x", true).await.unwrap();
+    let err = publisher.finish().await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ByteRate));
+    node.await.unwrap();
+}
+
+#[tokio::test]
+async fn payloads_over_the_nodes_limit_are_refused_before_sending() {
+    let (url, accept) = scripted().await;
+    let origin = url.clone();
+    let node = tokio::spawn(async move {
+        let mut ws = accept.await.unwrap();
+        handshake(&mut ws, &origin, &origin).await;
+        publishing(&mut ws, 1).await;
+        // Nothing but the closing call arrives: the oversized payload never left.
+        publishing(&mut ws, 1).await
+    });
+    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    let err = publisher.publish(vec![0; 1025], true).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SdkError::Stream(StreamError::FrameTooLarge {
+                len: 1025,
+                max: 1024
+            })
+        ),
+        "{err}"
+    );
+    assert_eq!(publisher.next(), 1);
+    publisher.finish().await.unwrap();
+    assert!(node.await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn not_sequencer_is_the_nodes_refusal_with_its_code() {
+    let (url, accept) = scripted().await;
+    let origin = url.clone();
+    tokio::spawn(async move {
+        let mut ws = accept.await.unwrap();
+        handshake(&mut ws, &origin, &origin).await;
+        let (id, _, _, _) = request(&mut ws).await;
+        refuse(
+            &mut ws,
+            id,
+            ErrorCode::NotSequencer,
+            "publish at 127.0.0.1:1",
+        )
+        .await;
+        // Keep the connection until the client has read the answer.
+        let _ = ws.next().await;
+    });
+    let err = Publisher::open(&url, owner(), &radio()).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotSequencer));
+    assert_eq!(
+        err.to_string(),
+        "stream.publish: the node refused with not_sequencer (1702): publish at 127.0.0.1:1"
+    );
+}
+
+#[tokio::test]
+async fn a_publisher_refuses_a_challenge_for_another_origin_and_a_key_not_the_owners() {
+    let (url, accept) = scripted().await;
+    let origin = url.clone();
+    tokio::spawn(async move {
+        let mut ws = accept.await.unwrap();
+        handshake(&mut ws, &origin, "ws://elsewhere.example").await;
+        let _ = ws.next().await;
+    });
+    let err = Publisher::open(&url, owner(), &radio()).await.unwrap_err();
+    assert!(
+        matches!(err, SdkError::Auth(AuthError::WrongOrigin { .. })),
+        "{err}"
+    );
+
+    let mallory = Keypair::from_seed(&[6; 32]);
+    let err = Publisher::open(&url, mallory, &radio()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SdkError::Stream(StreamError::Frame(FrameError::NotOwner { .. }))
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_watch_delivers_checked_frames_in_order_and_ends_on_slow_watcher() {
+    let (url, accept) = scripted().await;
+    let node = tokio::spawn(async move {
+        let mut ws = accept.await.unwrap();
+        let (id, method, params, _) = request(&mut ws).await;
+        assert_eq!(method, STREAM_WATCH);
+        assert_eq!(params, json!([radio().as_str()]));
+        // A frame of the window may come before the answer.
+        ws.send(Message::binary(signed(&owner(), radio(), 1, b"one")))
+            .await
+            .unwrap();
+        let watching = StreamWatching {
+            space: radio(),
+            start: Some(1),
+            newest: Some(1),
+        };
+        answer(&mut ws, id, watching).await;
+        let mut forged = signed(&owner(), radio(), 2, b"two");
+        let last = forged.len() - 1;
+        forged[last] ^= 0x40;
+        let tv = SpaceId::new(SpaceType::Stream, owner().did(), "tv").unwrap();
+        for bytes in [
+            signed(&owner(), radio(), 1, b"one again"),
+            forged,
+            signed(&owner(), radio(), 4, b"four"),
+            signed(&owner(), radio(), 3, b"three, late"),
+            signed(&owner(), tv, 5, b"elsewhere"),
+            signed(&owner(), radio(), 5, b"five"),
+        ] {
+            ws.send(Message::binary(bytes)).await.unwrap();
+        }
+        notify(
+            &mut ws,
+            STREAM_CLOSED,
+            notice(None, ErrorCode::SlowWatcher, "dropped every frame for 5 s"),
+        )
+        .await;
+        ws
+    });
+    let mut watch = watch(&url, &radio(), None).await.unwrap();
+    assert_eq!(watch.watching().start, Some(1));
+
+    let mut items = Vec::new();
+    while let Some(item) = tokio::time::timeout(TIMEOUT, watch.next()).await.unwrap() {
+        items.push(item);
+    }
+    let frame = |number, payload: &[u8], gap| WatchedFrame {
+        number,
+        timestamp: T + number,
+        key: true,
+        payload: payload.to_vec(),
+        gap,
+    };
+    assert_eq!(items.len(), 6, "{items:?}");
+    assert_eq!(items[0].as_ref().unwrap(), &frame(1, b"one", 0));
+    assert!(matches!(
+        items[1],
+        Err(SdkError::Stream(StreamError::BadFrame {
+            source: FrameError::BadSignature,
+            ..
+        }))
+    ));
+    assert_eq!(items[2].as_ref().unwrap(), &frame(4, b"four", 2));
+    assert!(matches!(
+        items[3],
+        Err(SdkError::Stream(StreamError::WrongSpace { .. }))
+    ));
+    assert_eq!(items[4].as_ref().unwrap(), &frame(5, b"five", 0));
+    let ended = items[5].as_ref().unwrap_err();
+    assert_eq!(ended.code(), Some(ErrorCode::SlowWatcher));
+    assert!(ended.is_transient());
+    assert!(
+        matches!(ended, SdkError::Stream(StreamError::Ended { code: NodeCode::App(ErrorCode::SlowWatcher), message, .. }) if message == "dropped every frame for 5 s")
+    );
+    assert_eq!(watch.last(), Some(5));
+    node.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_resumed_watch_sends_since_authenticates_and_reports_a_dropped_connection() {
+    let (url, accept) = scripted().await;
+    let origin = url.clone();
+    tokio::spawn(async move {
+        let mut ws = accept.await.unwrap();
+        handshake(&mut ws, &origin, &origin).await;
+        let (id, method, params, _) = request(&mut ws).await;
+        assert_eq!(method, STREAM_WATCH);
+        assert_eq!(params, json!([radio().as_str(), 7]));
+        let watching = StreamWatching {
+            space: radio(),
+            start: Some(9),
+            newest: Some(9),
+        };
+        answer(&mut ws, id, watching).await;
+        ws.send(Message::binary(signed(&owner(), radio(), 9, b"nine")))
+            .await
+            .unwrap();
+        // Then the connection drops.
+    });
+    let key = owner();
+    let mut watch = Watch::open(&url, Some(&key), &radio(), Some(7))
+        .await
+        .unwrap();
+    assert_eq!(watch.last(), Some(7));
+    let first = watch.next().await.unwrap().unwrap();
+    assert_eq!((first.number, first.gap), (9, 1));
+    let err = tokio::time::timeout(TIMEOUT, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(watch.next().await.is_none());
+    assert_eq!(watch.last(), Some(9));
+}
