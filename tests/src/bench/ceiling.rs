@@ -271,11 +271,18 @@ pub async fn websocket_round_trip() -> anyhow::Result<Duration> {
 /// The median time for a binary message of `len` bytes to go from a plain tokio-tungstenite
 /// client, through the plain server in its own process ([`super::plain`], `exe __plain`), which
 /// reads it on one WebSocket and writes it on another, to a second client, all on 127.0.0.1
-/// (Nagle off everywhere), after a warm-up: one hop of a relay tree that forwards bytes and
-/// checks nothing.
-pub async fn websocket_relay_hop(exe: &Path, len: usize) -> anyhow::Result<Duration> {
-    const WARM_UP: usize = 50;
-    const TRIPS: usize = 500;
+/// (Nagle off everywhere): one hop of a relay tree that forwards bytes and checks nothing.
+/// `trips` messages after a short warm-up, one every `gap` (back to back if zero): the pace
+/// matters, since a process that waits between messages parks its threads, and waking one
+/// costs more than the forwarding.
+pub async fn websocket_relay_hop(
+    exe: &Path,
+    len: usize,
+    gap: Duration,
+    trips: usize,
+) -> anyhow::Result<Duration> {
+    const WARM_UP: usize = 10;
+    let mut tick = (!gap.is_zero()).then(|| tokio::time::interval(gap));
     let relay = ChildProcess::spawn(exe, &[PLAIN_SUBCOMMAND]).await?;
     let url = relay.url();
     let (mut source, _) = tokio_tungstenite::connect_async_with_config(&url, None, true).await?;
@@ -286,8 +293,11 @@ pub async fn websocket_relay_hop(exe: &Path, len: usize) -> anyhow::Result<Durat
         ws.next().await.context("the relay closed")??;
     }
     let payload = Bytes::from(vec![0x5a; len]);
-    let mut samples = Vec::with_capacity(TRIPS);
-    for i in 0..WARM_UP + TRIPS {
+    let mut samples = Vec::with_capacity(trips);
+    for i in 0..WARM_UP + trips {
+        if let Some(tick) = &mut tick {
+            tick.tick().await;
+        }
         let start = Instant::now();
         source.send(Message::Binary(payload.clone())).await?;
         next_binary(&mut sink).await?;
