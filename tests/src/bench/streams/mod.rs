@@ -5,7 +5,7 @@
 //!
 //! - *Fan-out*: one publisher and 1,000 watchers of one stream on one node. Each run publishes
 //!   `stream_frames` frames as fast as the slowest watcher takes them (a bounded window ahead of
-//!   it, see [`fanout`]) and waits until every watcher has the last; deliveries per second =
+//!   it, see `fanout`) and waits until every watcher has the last; deliveries per second =
 //!   frames received by all watchers ÷ (last arrival − first send), and the same in MiB/s of
 //!   whole frames. Ceiling: the plain WebSocket server ([`super::plain`]) broadcasting the same
 //!   frames to as many connections, batched, with the same window, read by the same code.
@@ -21,15 +21,15 @@
 //!
 //! Watchers are raw WebSocket clients that read each frame's header strictly (§4.9) and check
 //! that it names the stream. They verify the owner's signature of every frame down the trees,
-//! but only of one frame in [`fanout::VERIFY_EVERY`] in the fan-out, a different one per
+//! but only of one frame in `fanout::VERIFY_EVERY` (64) in the fan-out, a different one per
 //! watcher (each frame is still checked by many): 1,000 verifying clients would measure the
 //! load generator's cores rather than the node.
 //!
 //! # Layout
 //! - this file: the scenario's order, and the nodes it starts.
-//! - [`fanout`]: frames fanned out to many watchers on one node, and the plain broadcast.
-//! - [`tree`]: a stream over a sequencer and member nodes: latency to tier 3, interior kills.
-//! - [`wire`]: the owner's publishing connection and the watchers, spoken raw on the wire.
+//! - `fanout`: frames fanned out to many watchers on one node, and the plain broadcast.
+//! - `tree`: a stream over a sequencer and member nodes: latency to tier 3, interior kills.
+//! - `wire`: the owner's publishing connection and the watchers, spoken raw on the wire.
 
 mod fanout;
 mod tree;
