@@ -143,7 +143,15 @@ async fn a_node_moved_to_postgres_keeps_everything_and_goes_on() {
     // Read through A: A fetches Dave's beam from B and keeps a copy.
     assert_eq!(alice.get_beam(&daves).await.unwrap().title, "from b");
 
-    let spaces = [&general, &dm, &remote];
+    // A stream Dave joins through B: A's member row holds B's declared capacity.
+    let radio = alice
+        .create_space(SpaceType::Stream, "radio", "Radio")
+        .await
+        .unwrap()
+        .space;
+    dave.join(&alice.space_uri(&radio)).await.unwrap();
+
+    let spaces = [&general, &dm, &remote, &radio];
     let mut before = Vec::new();
     for space in spaces {
         before.push((log(&alice, space).await, members(&alice, space).await));
@@ -173,7 +181,7 @@ async fn a_node_moved_to_postgres_keeps_everything_and_goes_on() {
     assert_eq!(migrated.node, a_did);
     let copied = &migrated.copied;
     let events: u64 = before.iter().map(|(log, _)| log.len() as u64).sum();
-    assert_eq!(copied.rows("spaces"), 3);
+    assert_eq!(copied.rows("spaces"), 4);
     assert_eq!(copied.rows("events"), events);
     assert_eq!(copied.rows("tombstones"), 1);
     assert_eq!(copied.rows("beam_cache"), 1, "Dave's beam, read through A");
@@ -185,7 +193,7 @@ async fn a_node_moved_to_postgres_keeps_everything_and_goes_on() {
         copied.rows("beams") >= 4 && copied.rows("beam_refs") >= 4,
         "{copied:?}"
     );
-    assert_eq!(spaces_reported.len(), 3);
+    assert_eq!(spaces_reported.len(), 4);
     for (space, (log, _)) in spaces.iter().zip(&before) {
         assert!(
             spaces_reported.contains(&(space.to_string(), log.len() as u64)),
@@ -220,6 +228,9 @@ async fn a_node_moved_to_postgres_keeps_everything_and_goes_on() {
         assert_eq!(&log(&alice, space).await, log_before, "{space}");
         assert_eq!(&members(&alice, space).await, members_before, "{space}");
     }
+    // The stream's tree still has B, ordered by the capacity B's join declared.
+    let tree = alice.stream_info(&radio).await.unwrap();
+    assert_eq!(tree.children, [dave.node_info().did.clone()]);
     let kept = BeamUri::parse(&kept.beam_uri).unwrap();
     assert_eq!(carol.get_beam(&kept).await.unwrap().body, "first");
     let err = alice.get_beam(&gone).await.unwrap_err();

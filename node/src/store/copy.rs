@@ -342,8 +342,11 @@ fn known(table: &str) -> bool {
 #[derive(Debug, Clone)]
 pub(super) enum Value {
     Text(String),
+    /// A NULL of a text column.
     Null,
     Int(i64),
+    /// A NULL of an integer column: PostgreSQL takes a NULL only of the column's type.
+    NullInt,
 }
 
 /// Check that the PostgreSQL database at `url` is empty: no table but this schema's (and
@@ -602,7 +605,7 @@ fn read_row(row: &sqlx::sqlite::SqliteRow, table: &Table) -> Result<Vec<Value>, 
                 Int => row.try_get::<i64, _>(i).map(Value::Int),
                 NullableInt => row
                     .try_get::<Option<i64>, _>(i)
-                    .map(|v| v.map_or(Value::Null, Value::Int)),
+                    .map(|v| v.map_or(Value::NullInt, Value::Int)),
             };
             value.map_err(|e| {
                 CopyError::Store(StoreError::Corrupt {
@@ -651,6 +654,7 @@ async fn insert(
             match value {
                 Value::Text(s) => b.push_bind(storable(s)),
                 Value::Null => b.push_bind(None::<String>),
+                Value::NullInt => b.push_bind(None::<i64>),
                 Value::Int(n) => b.push_bind(*n),
             };
         }
