@@ -1,129 +1,21 @@
 //! The README's walk-through, run as a newcomer runs it: `northstar serve` in one process, and
 //! the CLI in others: two keys, a channel, a join, a post, the log, a tail, a beam, a clean stop.
 
+mod serve;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
 
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-fn northstar() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_northstar"));
-    cmd.env_remove("NORTHSTAR_KEY").env_remove("NORTHSTAR_NODE");
-    cmd
-}
-
-/// A `northstar serve` child on 127.0.0.1 with a port the OS picked; killed when dropped.
-struct Serve {
-    child: Child,
-    url: String,
-    log: mpsc::Receiver<String>,
-}
-
-impl Serve {
-    fn start(data_dir: &Path) -> Self {
-        let mut child = northstar()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (tx, log) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let url = loop {
-            let line = log
-                .recv_timeout(WAIT)
-                .expect("the node did not report ready");
-            if line.contains("node ready") {
-                let url = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("public_url="))
-                    .expect("the ready line names the public URL");
-                break url.to_owned();
-            }
-        };
-        Self { child, url, log }
-    }
-
-    fn wait_for_log(&self, needle: &str) {
-        loop {
-            let line = self.log.recv_timeout(WAIT).expect("log line did not come");
-            if line.contains(needle) {
-                return;
-            }
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(node: &Serve, key: &Path, args: &[&str]) -> Output {
-    northstar()
-        .args(["--node", &node.url, "--key"])
-        .arg(key)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn json_lines(out: &Output) -> Vec<Value> {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn one(out: &Output) -> Value {
-    let mut lines = json_lines(out);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    lines.remove(0)
-}
-
-/// A new key file `{name}.json` in `dir`, made with `northstar key generate`.
-fn new_key(dir: &Path, name: &str) -> std::path::PathBuf {
-    let path = dir.join(format!("{name}.json"));
-    let out = northstar()
-        .args(["key", "generate", "--out"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
+use serve::{Serve, WAIT, json_lines, new_key, northstar, one, run};
 
 #[test]
 fn newcomer_walk_through() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Serve::start(&dir.path().join("node"));
+    let node = Serve::start(&dir.path().join("node"), &[]);
     let (alice, bob) = (new_key(dir.path(), "alice"), new_key(dir.path(), "bob"));
 
     let info = one(&run(&node, &alice, &["node", "info", "--json"]));
@@ -245,8 +137,8 @@ fn newcomer_walk_through() {
 #[test]
 fn the_cli_joins_and_posts_through_another_node() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Serve::start(&dir.path().join("a"));
-    let b = Serve::start(&dir.path().join("b"));
+    let a = Serve::start(&dir.path().join("a"), &[]);
+    let b = Serve::start(&dir.path().join("b"), &[]);
     let (alice, bob) = (new_key(dir.path(), "alice"), new_key(dir.path(), "bob"));
     let created = one(&run(
         &a,
@@ -283,7 +175,7 @@ fn the_cli_joins_and_posts_through_another_node() {
 fn a_second_node_on_the_same_data_directory_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("node");
-    let first = Serve::start(&data);
+    let first = Serve::start(&data, &[]);
     let alice = new_key(dir.path(), "alice");
 
     let second = northstar()

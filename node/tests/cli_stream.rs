@@ -2,115 +2,20 @@
 //! for a sequencer and member nodes, `northstar stream publish` fed by a pipe on the sequencer,
 //! `northstar stream watch` on member nodes, and what either says when it cannot go on.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rand::{RngCore, SeedableRng};
 use serde_json::Value;
+use serve::{Serve, WAIT, new_key, northstar, one, run};
 
-const WAIT: Duration = Duration::from_secs(20);
+mod serve;
 
 /// How long the 20 MB broadcast may take end to end: it is paced to about 6 s.
 const BROADCAST: Duration = Duration::from_secs(90);
-
-fn northstar() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_northstar"));
-    cmd.env_remove("NORTHSTAR_KEY").env_remove("NORTHSTAR_NODE");
-    cmd
-}
-
-/// A `northstar serve` child on 127.0.0.1 with a port the OS picked; killed when dropped.
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Serve {
-    fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        Self::start_with_env(data_dir, extra, &[])
-    }
-
-    fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = northstar()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (tx, log) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // Once the URL is known nobody listens; keep draining so the node never blocks.
-                let _ = tx.send(line);
-            }
-        });
-        let url = loop {
-            let line = log
-                .recv_timeout(WAIT)
-                .expect("the node did not report ready");
-            if line.contains("node ready") {
-                let url = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("public_url="))
-                    .expect("the ready line names the public URL");
-                break url.to_owned();
-            }
-        };
-        Self { child, url }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(node: &Serve, key: &Path, args: &[&str]) -> Output {
-    northstar()
-        .args(["--node", &node.url, "--key"])
-        .arg(key)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn one(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout.clone()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    serde_json::from_str(lines[0]).unwrap()
-}
-
-fn new_key(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.json"));
-    let out = northstar()
-        .args(["key", "generate", "--out"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
 
 /// A stream owned by `owner` on `sequencer`: its id and URI.
 fn create_stream(sequencer: &Serve, owner: &Path, id: &str) -> (String, String) {
