@@ -17,6 +17,33 @@ mod serve;
 /// How long the 20 MB broadcast may take end to end: it is paced to about 6 s.
 const BROADCAST: Duration = Duration::from_secs(90);
 
+/// `stream publish` of `input` with `flags`, to its end: its status and stderr.
+fn publish(
+    node: &Serve,
+    owner: &Path,
+    space: &str,
+    flags: &[&str],
+    input: &[u8],
+    what: &str,
+) -> (std::process::ExitStatus, String) {
+    let mut cmd = northstar();
+    cmd.args(["--node", &node.url, "--key"])
+        .arg(owner)
+        .args(["stream", "publish", space])
+        .args(flags)
+        .stdin(Stdio::piped());
+    let mut publisher = Running::spawn(cmd);
+    publisher
+        .child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input)
+        .unwrap();
+    let (status, _, stderr) = publisher.finish(WAIT, what);
+    (status, stderr)
+}
+
 /// A stream owned by `owner` on `sequencer`: its id and URI.
 fn create_stream(sequencer: &Serve, owner: &Path, id: &str) -> (String, String) {
     let created = one(&run(
@@ -359,31 +386,14 @@ fn the_cli_explains_what_it_cannot_do_and_watches_a_given_number_of_frames() {
         stream_info(&sequencer, &owner, &space)["watchers"].as_u64() >= Some(1)
             && stream_info(&member, &viewer, &space)["watchers"].as_u64() >= Some(1)
     });
-    let mut publish_cmd = northstar();
-    publish_cmd
-        .args(["--node", &sequencer.url, "--key"])
-        .arg(&owner)
-        .args([
-            "stream",
-            "publish",
-            &space,
-            "--frame-bytes",
-            "4",
-            "--key-every",
-            "2",
-            "--rate",
-            "1k",
-        ])
-        .stdin(Stdio::piped());
-    let mut publisher = Running::spawn(publish_cmd);
-    publisher
-        .child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"aaaabbbbccccdddd")
-        .unwrap();
-    let (status, _, stderr) = publisher.finish(WAIT, "small publish");
+    let (status, stderr) = publish(
+        &sequencer,
+        &owner,
+        &space,
+        &["--frame-bytes", "4", "--key-every", "2", "--rate", "1k"],
+        b"aaaabbbbccccdddd",
+        "small publish",
+    );
     assert!(status.success(), "{stderr}");
     assert!(
         stderr.contains("published 4 frames, 16 bytes, frames 1 to 4"),
@@ -512,29 +522,14 @@ fn an_anonymous_watcher_outlives_the_auth_deadline_and_still_ends() {
     // About four seconds of frames, well past the deadline.
     let mut input = vec![0u8; 4000];
     rand_chacha::ChaCha8Rng::seed_from_u64(13).fill_bytes(&mut input);
-    let mut publish_cmd = northstar();
-    publish_cmd
-        .args(["--node", &node.url, "--key"])
-        .arg(&owner)
-        .args([
-            "stream",
-            "publish",
-            &space,
-            "--frame-bytes",
-            "100",
-            "--rate",
-            "1k",
-        ])
-        .stdin(Stdio::piped());
-    let mut publisher = Running::spawn(publish_cmd);
-    publisher
-        .child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&input)
-        .unwrap();
-    let (status, _, stderr) = publisher.finish(WAIT, "slow publish");
+    let (status, stderr) = publish(
+        &node,
+        &owner,
+        &space,
+        &["--frame-bytes", "100", "--rate", "1k"],
+        &input,
+        "slow publish",
+    );
     assert!(status.success(), "{stderr}");
 
     let (status, watched, log) = watcher.finish(WAIT, "anonymous watch");
