@@ -5,6 +5,8 @@
 //! This checks what a real node cannot easily be made to do: the handshake refusing a challenge
 //! for another origin, and the event stream resuming, de-duplicating and filling gaps.
 
+mod scripted;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,9 +18,7 @@ use jsonrpsee::server::{Server, ServerHandle};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::{Extensions, PendingSubscriptionSink, RpcModule, SubscriptionMessage};
 use northstar_protocol::address::{SpaceId, SpaceType};
-use northstar_protocol::api::{
-    Ack, Authenticated, EventPage, LimitsInfo, MemberInfo, NodeInfo, SpaceInfo,
-};
+use northstar_protocol::api::{Ack, Authenticated, EventPage, MemberInfo, NodeInfo, SpaceInfo};
 use northstar_protocol::rpc::{AuthApiServer, NodeApiServer, SpaceApiServer, SpaceEventsApiServer};
 use northstar_protocol::wire::{
     AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, Payload, SpaceGenesis,
@@ -65,30 +65,8 @@ fn raw(event: &Event) -> Box<RawValue> {
 impl NodeApiServer for Handler {
     async fn info(&self) -> RpcResult<NodeInfo> {
         let fake = &self.0;
-        Ok(NodeInfo {
-            did: fake.node.did().clone(),
-            version: "scripted/0".into(),
-            public_url: fake.origin.clone(),
-            authority: fake.origin.trim_start_matches("ws://").into(),
-            fanout: 10,
-            stream_capacity: 10_000,
-            limits: LimitsInfo {
-                max_frame_bytes: 1 << 20,
-                max_batch: 0,
-                max_subscriptions_per_connection: 8,
-                requests_per_second: 1000,
-                request_burst: 2000,
-                requests_per_second_per_ip: 0,
-                request_burst_per_ip: 0,
-                requests_per_second_per_did: 0,
-                request_burst_per_did: 0,
-                auth_timeout_secs: 15,
-                challenge_ttl_secs: 60,
-                subscriber_queue: 1024,
-                // Small pages, so filling a gap takes more than one.
-                max_page: 2,
-            },
-        })
+        // Small pages, so filling a gap takes more than one.
+        Ok(scripted::node_info(fake.node.did(), &fake.origin, 2))
     }
 }
 

@@ -3,13 +3,15 @@
 //! cannot easily be made to send (refusals on cue, forged frames, repeats, another stream's
 //! frame, a `slow_watcher` cut-off).
 
+mod scripted;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use northstar_protocol::Keypair;
 use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_protocol::api::{
-    ErrorCode, LimitsInfo, NodeInfo, StreamLimits, StreamPublishing, StreamWatching,
+    ErrorCode, NodeInfo, StreamLimits, StreamPublishing, StreamWatching,
 };
 use northstar_protocol::frame::{Frame, FrameError};
 use northstar_protocol::method::{
@@ -136,29 +138,7 @@ fn notice(number: Option<u64>, code: ErrorCode, message: &str) -> Value {
 }
 
 fn node_info(origin: &str) -> NodeInfo {
-    NodeInfo {
-        did: node().did().clone(),
-        version: "scripted/0".into(),
-        public_url: origin.into(),
-        authority: origin.trim_start_matches("ws://").into(),
-        fanout: 10,
-        stream_capacity: 10_000,
-        limits: LimitsInfo {
-            max_frame_bytes: 1 << 20,
-            max_batch: 0,
-            max_subscriptions_per_connection: 8,
-            requests_per_second: 1000,
-            request_burst: 2000,
-            requests_per_second_per_ip: 0,
-            request_burst_per_ip: 0,
-            requests_per_second_per_did: 0,
-            request_burst_per_did: 0,
-            auth_timeout_secs: 15,
-            challenge_ttl_secs: 60,
-            subscriber_queue: 1024,
-            max_page: 100,
-        },
-    }
+    scripted::node_info(node().did(), origin, 100)
 }
 
 /// Answer `node.info`, `auth.challenge` (naming `challenge_origin`) and `auth.respond`.
