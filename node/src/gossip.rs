@@ -1,7 +1,7 @@
 //! Moving events between nodes: push down each space's broadcast tree, pull what is missing.
 //!
-//! - The forwarder takes committed events from the writer's outbox
-//!   ([`crate::spaces::routing`]) and pushes them (`fed.push`) to this node's children in each
+//! - The forwarder takes events from the writer's outbox ([`crate::spaces::routing`]): those
+//!   of spaces this node sequences once committed, a replica's once decided. It pushes them (`fed.push`) to this node's children in each
 //!   space's tree: one task and one bounded queue per peer, batches of at most [`PUSH_BATCH`]
 //!   events. A full queue drops the batch: the peer pulls it later, so a slow peer never slows
 //!   the writer.

@@ -5,7 +5,8 @@
 //! store, lets [`Core`] decide them all without I/O, commits the result in one transaction, and
 //! only then answers each caller, publishes to local subscribers and hands the events to the
 //! outbox for the spaces' broadcast trees. So concurrent posts share one fsync, and an
-//! acknowledged event is always durable. It uses the store, the hub and the pure parts of
+//! acknowledged event is always durable. A replica's new events are the exception: they go to
+//! the outbox as soon as they are decided, before the commit (`spec/protocol.md` §9.4). It uses the store, the hub and the pure parts of
 //! [`crate::spaces`]; nothing it uses knows about it.
 
 use std::sync::Arc;
@@ -228,6 +229,12 @@ impl Writer {
             }
         }
         let mut decided = self.core.decide(inputs, &reads, now_ms());
+        // A replica's new events go down the tree before they are durable here: the sequencer
+        // holds them durably, and a child that misses them because this commit fails catches
+        // up. So a hop costs a verification and a socket write, not this node's fsync. Events
+        // this node sequences wait for the commit: their ack promises durability.
+        let (ours, theirs) = self.split_forward(std::mem::take(&mut decided.forward));
+        self.broadcast(theirs);
         let committed = if decided.ops.is_empty() {
             Ok(())
         } else {
@@ -237,12 +244,7 @@ impl Writer {
             tracing::error!(error = %crate::report::Causes(e), "commit failed; the group's requests are refused");
             self.core.rollback(decided.take_saved());
         }
-        let Decided {
-            live,
-            forward,
-            outcomes,
-            ..
-        } = decided;
+        let Decided { live, outcomes, .. } = decided;
         for (answer, outcome) in answers.into_iter().zip(outcomes) {
             let outcome = match (&committed, outcome) {
                 (Err(e), outcome) if !matches!(outcome, Outcome::Refused(_)) => {
@@ -259,11 +261,21 @@ impl Writer {
             for (space, event) in live {
                 self.hub.publish(&space, event);
             }
-            self.broadcast(forward);
+            self.broadcast(ours);
         }
     }
 
-    /// Give committed events to the outbox, one broadcast per space, in commit order.
+    /// The events to forward: those of the spaces this node sequences, then the others.
+    fn split_forward(&mut self, events: Vec<Event>) -> (Vec<Event>, Vec<Event>) {
+        let own = self.core.key.did().clone();
+        events.into_iter().partition(|event| {
+            self.core
+                .state(&event.space)
+                .is_none_or(|state| state.sequencer == own)
+        })
+    }
+
+    /// Give events to the outbox, one broadcast per space, in their order.
     fn broadcast(&mut self, events: Vec<Event>) {
         let Some(outbox) = self.outbox.clone() else {
             return;
