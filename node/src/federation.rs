@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use jsonrpsee::core::ClientError;
 use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
 use northstar_protocol::Did;
-use northstar_protocol::Keypair;
-use northstar_protocol::rpc::{AuthApiClient, FedApiClient};
+use northstar_protocol::rpc::{AuthApiClient, FedApiClient, NodeApiClient};
 use northstar_protocol::wire::{AuthChallenge, AuthResponse};
+use northstar_protocol::{Keypair, PROTOCOL_VERSION};
 
 use crate::clock::now_ms;
 
@@ -208,6 +208,15 @@ impl Links {
             .build(&url)
             .await
             .map_err(|e| transport(e.to_string()))?;
+        let info = NodeApiClient::info(&client)
+            .await
+            .map_err(|e| LinkError::from_call(authority, e))?;
+        if info.protocol != PROTOCOL_VERSION {
+            return Err(handshake(format!(
+                "it speaks Northstar protocol version {}, this node speaks version {PROTOCOL_VERSION}",
+                info.protocol
+            )));
+        }
         let theirs = AuthApiClient::challenge(&client)
             .await
             .map_err(|e| LinkError::from_call(authority, e))?;

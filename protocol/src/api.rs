@@ -217,6 +217,10 @@ pub struct NodeInfo {
     pub did: Did,
     /// The software's name and version, e.g. `northstar/0.1.0`.
     pub version: String,
+    /// The protocol version the node speaks ([`crate::PROTOCOL_VERSION`]); a node that does not
+    /// say speaks version 0, whose signatures no longer verify.
+    #[serde(default)]
+    pub protocol: u32,
     /// The origin challenges carry, e.g. `wss://node.example`.
     pub public_url: String,
     /// The `host[:port]` of this node's URIs.

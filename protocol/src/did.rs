@@ -89,6 +89,8 @@ pub struct Did(Arc<Inner>);
 struct Inner {
     text: Box<str>,
     key: VerifyingKey,
+    /// The same key, decoded once for verification under the rules of `spec/` §3.4.
+    checker: ed25519_zebra::VerificationKey,
 }
 
 impl Did {
@@ -103,10 +105,13 @@ impl Did {
         if key.is_weak() {
             return Err(DidError::WeakKey);
         }
-        Ok(Self::from_verifying_key(key))
+        let checker =
+            ed25519_zebra::VerificationKey::try_from(*bytes).map_err(|_| DidError::InvalidPoint)?;
+        Ok(Self::from_keys(key, checker))
     }
 
-    pub(crate) fn from_verifying_key(key: VerifyingKey) -> Self {
+    /// The DID of a key, given decoded twice: for display and equality, and for checks.
+    pub(crate) fn from_keys(key: VerifyingKey, checker: ed25519_zebra::VerificationKey) -> Self {
         let mut raw = Vec::with_capacity(34);
         raw.extend_from_slice(&ED25519_MULTICODEC);
         raw.extend_from_slice(key.as_bytes());
@@ -117,6 +122,7 @@ impl Did {
         Self(Arc::new(Inner {
             text: text.into_boxed_str(),
             key,
+            checker,
         }))
     }
 
@@ -183,8 +189,9 @@ impl Did {
         self.0.key.as_bytes()
     }
 
-    pub(crate) fn verifying_key(&self) -> &VerifyingKey {
-        &self.0.key
+    /// The key as the signature checks of `spec/` §3.4 use it.
+    pub(crate) fn checker(&self) -> &ed25519_zebra::VerificationKey {
+        &self.0.checker
     }
 }
 

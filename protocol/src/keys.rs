@@ -85,7 +85,10 @@ impl Keypair {
     /// The key pair of a 32-byte seed (the RFC 8032 "secret key").
     pub fn from_seed(seed: &[u8; 32]) -> Self {
         let signing = SigningKey::from_bytes(seed);
-        let did = Did::from_verifying_key(signing.verifying_key());
+        // The same seed gives the same public key under RFC 8032 in both libraries; the second
+        // one is decoded for the signature checks of spec/ §3.4.
+        let checker = ed25519_zebra::VerificationKey::from(&ed25519_zebra::SigningKey::from(*seed));
+        let did = Did::from_keys(signing.verifying_key(), checker);
         Self { signing, did }
     }
 

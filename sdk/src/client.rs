@@ -25,7 +25,7 @@ use northstar_protocol::rpc::{
 use northstar_protocol::wire::{
     AuthResponse, Beam, BeamRef, Event, Home, Membership, MembershipAction, SpaceGenesis, Tombstone,
 };
-use northstar_protocol::{Did, Keypair, Signed};
+use northstar_protocol::{Did, Keypair, PROTOCOL_VERSION, Signed};
 use tracing::{debug, instrument};
 
 use crate::address::{AsBeamPath, AsSpaceId};
@@ -108,6 +108,13 @@ impl Client {
                 source,
             })?;
         let info = call("node.info", NodeApiClient::info(&rpc)).await?;
+        if info.protocol != PROTOCOL_VERSION {
+            return Err(SdkError::Protocol {
+                url: url.to_owned(),
+                node: info.protocol,
+                ours: PROTOCOL_VERSION,
+            });
+        }
         if let Some(key) = &key {
             authenticate(&rpc, origin, &info.did, key).await?;
         }

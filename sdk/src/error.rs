@@ -87,6 +87,20 @@ pub enum SdkError {
         #[source]
         source: ClientError,
     },
+    /// The node speaks another version of the protocol, whose signatures this SDK cannot check
+    /// (nor the node this SDK's).
+    #[error(
+        "{url} speaks Northstar protocol version {node}, this SDK speaks version {ours}: \
+         upgrade whichever is older"
+    )]
+    Protocol {
+        /// The URL dialled.
+        url: String,
+        /// The node's version (0 if its `node.info` does not say).
+        node: u32,
+        /// This SDK's version.
+        ours: u32,
+    },
     /// The node refused a call with a JSON-RPC error.
     #[error("{method}: the node refused with {code}: {message}")]
     Node {

@@ -8,7 +8,7 @@
 mod scripted;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use northstar_protocol::rpc::{AuthApiServer, NodeApiServer, SpaceApiServer, Spac
 use northstar_protocol::wire::{
     AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, Payload, SpaceGenesis,
 };
-use northstar_protocol::{Keypair, Signed};
+use northstar_protocol::{Keypair, PROTOCOL_VERSION, Signed};
 use northstar_sdk::auth::AuthError;
 use northstar_sdk::verify::VerifyError;
 use northstar_sdk::{Client, SdkError};
@@ -48,6 +48,8 @@ struct Fake {
     subscribed_since: Mutex<Vec<u64>>,
     events_since: Mutex<Vec<u64>>,
     responses: AtomicUsize,
+    /// The protocol version its `node.info` states.
+    protocol: AtomicU32,
 }
 
 #[derive(Clone)]
@@ -66,7 +68,9 @@ impl NodeApiServer for Handler {
     async fn info(&self) -> RpcResult<NodeInfo> {
         let fake = &self.0;
         // Small pages, so filling a gap takes more than one.
-        Ok(scripted::node_info(fake.node.did(), &fake.origin, 2))
+        let mut info = scripted::node_info(fake.node.did(), &fake.origin, 2);
+        info.protocol = fake.protocol.load(Ordering::SeqCst);
+        Ok(info)
     }
 }
 
@@ -269,6 +273,7 @@ async fn scripted_at(
         subscribed_since: Mutex::default(),
         events_since: Mutex::default(),
         responses: AtomicUsize::new(0),
+        protocol: AtomicU32::new(PROTOCOL_VERSION),
     });
     let mut module = RpcModule::new(());
     module
@@ -336,6 +341,27 @@ async fn refuses_to_answer_a_challenge_for_another_origin() {
         node.fake.responses.load(Ordering::SeqCst),
         0,
         "it signed anyway"
+    );
+}
+
+#[tokio::test]
+async fn refuses_a_node_of_another_protocol_version_by_name() {
+    let node = scripted(None, |_, _| Vec::new()).await;
+    node.fake.protocol.store(0, Ordering::SeqCst);
+    let key = Keypair::from_seed(&[3; 32]);
+    let err = tokio::time::timeout(TIMEOUT, Client::connect(&node.url, key))
+        .await
+        .unwrap()
+        .unwrap_err();
+    match &err {
+        SdkError::Protocol { node: 0, ours, .. } => assert_eq!(*ours, PROTOCOL_VERSION),
+        other => panic!("expected Protocol, got {other:?}"),
+    }
+    assert!(err.to_string().contains("protocol version 0"), "{err}");
+    assert_eq!(
+        node.fake.responses.load(Ordering::SeqCst),
+        0,
+        "it answered the challenge anyway"
     );
 }
 

@@ -264,6 +264,7 @@ async fn a_foreign_ref_is_refused_and_cannot_hold_the_authors_delete_up() {
 async fn fake_home(
     addr: SocketAddr,
     key: Keypair,
+    info: Value,
     beams: Vec<(String, String)>,
 ) -> Arc<AtomicUsize> {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
@@ -276,7 +277,8 @@ async fn fake_home(
                 return;
             };
             count.fetch_add(1, Ordering::SeqCst);
-            let (key, origin, beams) = (key.clone(), origin.clone(), beams.clone());
+            let (key, origin, info, beams) =
+                (key.clone(), origin.clone(), info.clone(), beams.clone());
             tokio::spawn(async move {
                 let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
                     return;
@@ -285,6 +287,7 @@ async fn fake_home(
                     let request: Value = serde_json::from_str(&text).unwrap();
                     let params = &request["params"];
                     let result = match request["method"].as_str().unwrap() {
+                        m if m == method::NODE_INFO => info.to_string(),
                         m if m == method::AUTH_CHALLENGE => {
                             let now = 1_767_225_600_000_u64;
                             let c =
@@ -352,8 +355,9 @@ async fn a_beam_a_peer_serves_that_does_not_parse_is_a_bad_beam_and_the_link_sta
     }
     // Node B is replaced by one that proves B's DID and serves a garbled beam.
     let (b_addr, b_key) = (b.addr, node_key(&b));
+    let info = on_b.ok(method::NODE_INFO, json!([])).await;
     b.stop().await;
-    let accepted = fake_home(b_addr, b_key, served).await;
+    let accepted = fake_home(b_addr, b_key, info, served).await;
 
     let err = alice.get_beam(&uris[0]).await.unwrap_err();
     assert_eq!(code(&err), Some(ErrorCode::BadSignature), "{err}");

@@ -439,6 +439,7 @@ impl NodeApiServer for Handler {
         Ok(NodeInfo {
             did: self.0.did.clone(),
             version: format!("northstar/{}", env!("CARGO_PKG_VERSION")),
+            protocol: northstar_protocol::PROTOCOL_VERSION,
             public_url: c.origin(),
             authority: c.authority(),
             fanout: c.fanout,

@@ -1,14 +1,15 @@
 //! What the scripted nodes of the SDK's tests share.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use northstar_protocol::Did;
 use northstar_protocol::api::{LimitsInfo, NodeInfo};
+use northstar_protocol::{Did, PROTOCOL_VERSION};
 
 /// `node.info` of a scripted node `did` at `origin` (`ws://…`), with pages of `max_page`.
 pub fn node_info(did: &Did, origin: &str, max_page: u32) -> NodeInfo {
     NodeInfo {
         did: did.clone(),
         version: "scripted/0".into(),
+        protocol: PROTOCOL_VERSION,
         public_url: origin.into(),
         authority: origin.trim_start_matches("ws://").into(),
         fanout: 10,
