@@ -35,7 +35,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::value::RawValue;
 
 use crate::spaces::decide::{Core, Input, Outcome, Reads};
-use crate::spaces::replica::{verify_page_with, verify_pushed_with};
+use crate::spaces::replica::{PageCheck, verify_page_with, verify_pushed_with};
 use crate::spaces::routing::Router;
 use crate::store::{EventRow, Op};
 use memory::Memory;
@@ -410,7 +410,8 @@ impl World {
                     }
                     None => (Chain::from_start(space, sequencer), true),
                 };
-                if let Ok(events) = verify_page_with(&mut chain, &raws, 1, remembered)
+                if let Ok(events) =
+                    verify_page_with(&mut chain, &raws, 1, PageCheck::Each(remembered))
                     && !events.is_empty()
                 {
                     self.nodes[to]
