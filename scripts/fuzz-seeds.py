@@ -29,17 +29,9 @@ KINDS = [
     "event",
     "stream_frame",
 ]
-KIND_OF_TAG = {
-    "northstar/v0/auth-challenge": "auth_challenge",
-    "northstar/v0/auth-response": "auth_response",
-    "northstar/v0/space-genesis": "space_genesis",
-    "northstar/v0/membership": "membership",
-    "northstar/v0/beam": "beam",
-    "northstar/v0/beam-ref": "beam_ref",
-    "northstar/v0/tombstone": "tombstone",
-    "northstar/v0/event": "event",
-    "northstar/v0/stream-frame": "stream_frame",
-}
+def kind_of_tag(tag):
+    """The kind of a domain tag (spec §3.3): its last part, whatever the protocol version."""
+    return tag.rsplit("/", 1)[1].replace("-", "_")
 
 
 def compact(value):
@@ -88,7 +80,7 @@ def seeds():
     # signed_objects: a kind byte and the text, for every positive and negative vector; and one
     # seed per vector for the mode that changes bytes of it (selector, position 0, xor 0x01).
     for index, case in enumerate(ns["signed"]):
-        kind = KINDS.index(KIND_OF_TAG[case["domain_tag"]])
+        kind = KINDS.index(kind_of_tag(case["domain_tag"]))
         text = utf8(compact(case["object"]))
         yield "signed_objects", f"signed-{case['name']}", bytes([kind]) + text
         yield "signed_objects", f"changed-{case['name']}", bytes([0x80 | index, 0, 0, 1])

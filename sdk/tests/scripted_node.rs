@@ -292,12 +292,21 @@ async fn scripted_at(
     Scripted { fake, url, handle }
 }
 
-async fn connect(node: &Scripted) -> Client {
+/// A connection to `node` as the test's client key, within [`TIMEOUT`].
+async fn try_connect(node: &Scripted) -> Result<Client, SdkError> {
     let key = Keypair::from_seed(&[3; 32]);
     tokio::time::timeout(TIMEOUT, Client::connect(&node.url, key))
         .await
         .expect("connect timed out")
-        .unwrap()
+}
+
+async fn connect(node: &Scripted) -> Client {
+    try_connect(node).await.unwrap()
+}
+
+/// The error of a connection to `node` that must fail.
+async fn connect_refused(node: &Scripted) -> SdkError {
+    try_connect(node).await.unwrap_err()
 }
 
 /// The seqs of the first `n` items of the stream, which must all be events.
@@ -325,11 +334,7 @@ async fn authenticates_against_a_node_whose_challenge_names_the_dialled_origin()
 #[tokio::test]
 async fn refuses_to_answer_a_challenge_for_another_origin() {
     let node = scripted(Some("wss://elsewhere.example"), |_, _| Vec::new()).await;
-    let key = Keypair::from_seed(&[3; 32]);
-    let err = tokio::time::timeout(TIMEOUT, Client::connect(&node.url, key))
-        .await
-        .unwrap()
-        .unwrap_err();
+    let err = connect_refused(&node).await;
     match &err {
         SdkError::Auth(AuthError::WrongOrigin { dialled, challenge }) => {
             assert_eq!(dialled, &node.url);
@@ -348,11 +353,7 @@ async fn refuses_to_answer_a_challenge_for_another_origin() {
 async fn refuses_a_node_of_another_protocol_version_by_name() {
     let node = scripted(None, |_, _| Vec::new()).await;
     node.fake.protocol.store(0, Ordering::SeqCst);
-    let key = Keypair::from_seed(&[3; 32]);
-    let err = tokio::time::timeout(TIMEOUT, Client::connect(&node.url, key))
-        .await
-        .unwrap()
-        .unwrap_err();
+    let err = connect_refused(&node).await;
     match &err {
         SdkError::Protocol { node: 0, ours, .. } => assert_eq!(*ours, PROTOCOL_VERSION),
         other => panic!("expected Protocol, got {other:?}"),
