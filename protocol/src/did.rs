@@ -81,15 +81,16 @@ impl DidError {
 
 /// An Ed25519 `did:key` identity.
 ///
-/// Holds both the text form and the decoded key, so printing and verifying are both free, and
-/// shares them, so cloning is cheap and a `Did` is one pointer wide.
+/// Holds the text form, the key's bytes and the key decoded for checking signatures, so
+/// printing and verifying are both free, and shares them, so cloning is cheap and a `Did` is one
+/// pointer wide.
 #[derive(Clone)]
 pub struct Did(Arc<Inner>);
 
 struct Inner {
     text: Box<str>,
-    key: VerifyingKey,
-    /// The same key, decoded once for verification under the rules of `spec/` §3.4.
+    public: [u8; 32],
+    /// The key decoded once, for the signature checks of `spec/` §3.4.
     checker: ed25519_zebra::VerificationKey,
 }
 
@@ -107,21 +108,21 @@ impl Did {
         }
         let checker =
             ed25519_zebra::VerificationKey::try_from(*bytes).map_err(|_| DidError::InvalidPoint)?;
-        Ok(Self::from_keys(key, checker))
+        Ok(Self::from_checked(*bytes, checker))
     }
 
-    /// The DID of a key, given decoded twice: for display and equality, and for checks.
-    pub(crate) fn from_keys(key: VerifyingKey, checker: ed25519_zebra::VerificationKey) -> Self {
+    /// The DID of a key whose bytes were checked, with the key decoded for signature checks.
+    pub(crate) fn from_checked(public: [u8; 32], checker: ed25519_zebra::VerificationKey) -> Self {
         let mut raw = Vec::with_capacity(34);
         raw.extend_from_slice(&ED25519_MULTICODEC);
-        raw.extend_from_slice(key.as_bytes());
+        raw.extend_from_slice(&public);
         let text = format!(
             "{DID_KEY_PREFIX}{}",
             multibase::encode(multibase::Base::Base58Btc, raw)
         );
         Self(Arc::new(Inner {
             text: text.into_boxed_str(),
-            key,
+            public,
             checker,
         }))
     }
@@ -186,7 +187,7 @@ impl Did {
 
     /// The 32-byte Ed25519 public key.
     pub fn public_key(&self) -> &[u8; 32] {
-        self.0.key.as_bytes()
+        &self.0.public
     }
 
     /// The key as the signature checks of `spec/` §3.4 use it.
@@ -197,14 +198,14 @@ impl Did {
 
 impl PartialEq for Did {
     fn eq(&self, other: &Self) -> bool {
-        self.0.key.as_bytes() == other.0.key.as_bytes()
+        self.0.public == other.0.public
     }
 }
 impl Eq for Did {}
 
 impl std::hash::Hash for Did {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.key.as_bytes().hash(state);
+        self.0.public.hash(state);
     }
 }
 

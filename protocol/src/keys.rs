@@ -88,7 +88,7 @@ impl Keypair {
         // The same seed gives the same public key under RFC 8032 in both libraries; the second
         // one is decoded for the signature checks of spec/ §3.4.
         let checker = ed25519_zebra::VerificationKey::from(&ed25519_zebra::SigningKey::from(*seed));
-        let did = Did::from_keys(signing.verifying_key(), checker);
+        let did = Did::from_checked(signing.verifying_key().to_bytes(), checker);
         Self { signing, did }
     }
 

@@ -185,26 +185,30 @@ impl Signature {
     }
 
     /// The encoding checks of `spec/` §3.4 that come before the equation: `R` is the canonical
-    /// encoding of a point that is not of small order. (`S < ℓ` is checked with the equation.)
+    /// encoding of a point that is not of small order. (`S < ℓ` is checked with the equation,
+    /// and whether `R` decodes at all with it.)
+    ///
+    /// The only encodings with `y < p` that are not canonical put the sign bit on `x = 0`,
+    /// that is on `y = 1` or `y = p − 1`: points of small order. So refusing `y ≥ p` and every
+    /// `y` of a small-order point, whatever the sign bit, refuses exactly the encodings §3.4
+    /// refuses.
     fn well_formed(&self) -> bool {
-        let mut r = [0u8; 32];
-        r.copy_from_slice(&self.0[..32]);
-        canonical_y(&r) && !SMALL_ORDER.contains(&r)
+        let mut y = [0u8; 32];
+        y.copy_from_slice(&self.0[..32]);
+        y[31] &= 0x7f;
+        below_p(&y) && !SMALL_ORDER_Y.contains(&y)
     }
 }
 
-/// The canonical encodings of the eight points of small order (the torsion subgroup): identity,
-/// the point of order 2, two of order 4 and four of order 8. Checked against the curve in the
-/// tests below.
-const SMALL_ORDER: [[u8; 32]; 8] = [
+/// The `y` coordinates of the eight points of small order (the torsion subgroup), little-endian:
+/// 1 (the identity), p − 1 (order 2), 0 (the two points of order 4) and the two `y` of the four
+/// points of order 8. Checked against the curve in the tests below.
+const SMALL_ORDER_Y: [[u8; 32]; 5] = [
     hex32("0100000000000000000000000000000000000000000000000000000000000000"),
     hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
     hex32("0000000000000000000000000000000000000000000000000000000000000000"),
-    hex32("0000000000000000000000000000000000000000000000000000000000000080"),
     hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
-    hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"),
     hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
-    hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"),
 ];
 
 /// 32 bytes from 64 hex digits, at compile time.
@@ -227,16 +231,11 @@ const fn hex32(text: &str) -> [u8; 32] {
     out
 }
 
-/// Whether `point` is the one canonical encoding of its point, if it is one: `y` (the low 255
-/// bits, little-endian) below p = 2^255 − 19, and the sign bit clear when `x` is 0 (`y` = ±1,
-/// where `−0 = 0` would give a second encoding).
-fn canonical_y(point: &[u8; 32]) -> bool {
-    let top = point[31] & 0x7f;
-    let y_at_least_p = top == 0x7f && point[1..31].iter().all(|&b| b == 0xff) && point[0] >= 0xed;
-    let negative_zero_x = point[31] & 0x80 != 0
-        && ((point[0] == 1 && point[1..31].iter().all(|&b| b == 0) && top == 0)
-            || (point[0] == 0xec && point[1..31].iter().all(|&b| b == 0xff) && top == 0x7f));
-    !y_at_least_p && !negative_zero_x
+/// Whether a field element's 32 bytes (little-endian, top bit clear) are below p = 2^255 − 19:
+/// only the 19 values from p to 2^255 − 1 are not, and they all end in `0x7f` after 30 bytes
+/// of `0xff`.
+fn below_p(y: &[u8; 32]) -> bool {
+    !(y[31] == 0x7f && y[1..31].iter().all(|&b| b == 0xff) && y[0] >= 0xed)
 }
 
 impl fmt::Display for Signature {
@@ -355,16 +354,6 @@ impl Batch {
         Self::default()
     }
 
-    /// How many signatures are queued.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty() && !self.refused
-    }
-
     /// Queue `object`'s signature under `signer`, returning the object's content id from the
     /// same canonical bytes.
     pub fn queue<T: Signed>(
@@ -480,48 +469,66 @@ mod tests {
     use curve25519_dalek::edwards::CompressedEdwardsY;
 
     #[test]
-    fn the_small_order_table_is_the_torsion_subgroup() {
-        let mut seen = std::collections::HashSet::new();
-        for bytes in SMALL_ORDER {
-            let point = CompressedEdwardsY(bytes).decompress().expect("a point");
-            assert!(point.is_small_order(), "{}", hex::encode(bytes));
-            assert_eq!(point.compress().to_bytes(), bytes, "canonical");
-            assert!(canonical_y(&bytes));
-            seen.insert(bytes);
+    fn the_small_order_table_holds_the_torsion_subgroup() {
+        // The eight points: each y of the table with both signs, where the sign names a point
+        // (x = 0 for y = ±1 has one point only).
+        let mut points = std::collections::HashSet::new();
+        for y in SMALL_ORDER_Y {
+            for sign in [0x00, 0x80] {
+                let mut bytes = y;
+                bytes[31] |= sign;
+                let point = CompressedEdwardsY(bytes).decompress().expect("a point");
+                assert!(point.is_small_order(), "{}", hex::encode(bytes));
+                points.insert(point.compress().to_bytes());
+            }
         }
-        // The torsion subgroup has exactly eight points.
-        assert_eq!(seen.len(), 8);
+        assert_eq!(points.len(), 8, "the torsion subgroup has eight points");
     }
 
-    /// `canonical_y` agrees with decoding and encoding again, on every encoding near the edges
-    /// (y close to 0, 1, p − 1 and p, both signs) and on a spread of others.
+    /// `well_formed` refuses exactly the encodings that are not canonical or name a point of
+    /// small order, by the curve library: on every encoding near the edges (y close to 0, 1,
+    /// p − 1 and p, both signs), on the small-order points, and on a spread of others.
     #[test]
-    fn canonical_y_agrees_with_the_curve_library() {
-        let mut cases = Vec::new();
+    fn well_formed_agrees_with_the_curve_library() {
+        let mut rs = Vec::new();
         for low in 0u8..=40 {
             for (fill, top) in [(0x00, 0x00), (0xff, 0x7f)] {
                 let mut y = [fill; 32];
                 y[31] = top;
                 y[0] = if fill == 0 { low } else { 0xff - low };
-                cases.push(y);
+                rs.push(y);
                 y[31] |= 0x80;
-                cases.push(y);
+                rs.push(y);
             }
+        }
+        for y in SMALL_ORDER_Y {
+            rs.push(y);
+            let mut negative = y;
+            negative[31] |= 0x80;
+            rs.push(negative);
         }
         for i in 0u32..2000 {
-            let bytes = *blake3::hash(&i.to_le_bytes()).as_bytes();
-            cases.push(bytes);
+            rs.push(*blake3::hash(&i.to_le_bytes()).as_bytes());
         }
-        for bytes in cases {
-            if let Some(point) = CompressedEdwardsY(bytes).decompress() {
-                assert_eq!(
-                    canonical_y(&bytes),
-                    point.compress().to_bytes() == bytes,
-                    "{}",
-                    hex::encode(bytes)
-                );
-            }
+        let mut decoded = 0;
+        for r in rs {
+            let mut sig = [0u8; 64];
+            sig[..32].copy_from_slice(&r);
+            let ours = Signature::from_bytes(sig).well_formed();
+            // What does not decode is left to the equation, which refuses it.
+            let Some(point) = CompressedEdwardsY(r).decompress() else {
+                continue;
+            };
+            decoded += 1;
+            let canonical = point.compress().to_bytes() == r;
+            assert_eq!(
+                ours,
+                canonical && !point.is_small_order(),
+                "{}",
+                hex::encode(r)
+            );
         }
+        assert!(decoded > 1000, "the cases reach the curve: {decoded}");
     }
 
     #[test]
