@@ -4,7 +4,8 @@
 //! them by path, by listing, anonymously, or through another node; members and their home
 //! nodes can. A ref names its own author's beam (§6.3.1): a foreign ref is refused by the
 //! sequencer, and one that got into a log anyway cannot hold the author's deletion up. A beam
-//! a peer serves that does not even parse is a bad beam, not an unreachable peer.
+//! a peer serves that does not even parse is a bad beam, not an unreachable peer; a peer of
+//! another protocol version is not dialled past its `node.info` (§9.1).
 
 mod common;
 
@@ -259,26 +260,44 @@ async fn a_foreign_ref_is_refused_and_cannot_hold_the_authors_delete_up() {
     assert_eq!(code(&err), Some(ErrorCode::BeamNotFound), "{err}");
 }
 
-/// A node at `addr` that proves `key`'s node DID and answers `beam.get` from `beams` (path →
-/// the JSON text of its result); counts the connections it accepts.
+/// What a fake home node saw: the connections it accepted and the methods it was called with.
+#[derive(Default)]
+struct Seen {
+    accepted: AtomicUsize,
+    methods: std::sync::Mutex<Vec<String>>,
+}
+
+impl Seen {
+    fn methods(&self) -> Vec<String> {
+        self.methods.lock().unwrap().clone()
+    }
+}
+
+/// A node at `addr` that answers `node.info` with `info`, proves `key`'s node DID and answers
+/// `beam.get` from `beams` (path → the JSON text of its result).
 async fn fake_home(
     addr: SocketAddr,
     key: Keypair,
     info: Value,
     beams: Vec<(String, String)>,
-) -> Arc<AtomicUsize> {
+) -> Arc<Seen> {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
+    let seen = Arc::new(Seen::default());
+    let log = seen.clone();
     let origin = format!("ws://{addr}");
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
-            count.fetch_add(1, Ordering::SeqCst);
-            let (key, origin, info, beams) =
-                (key.clone(), origin.clone(), info.clone(), beams.clone());
+            log.accepted.fetch_add(1, Ordering::SeqCst);
+            let (key, origin, info, beams, log) = (
+                key.clone(),
+                origin.clone(),
+                info.clone(),
+                beams.clone(),
+                log.clone(),
+            );
             tokio::spawn(async move {
                 let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
                     return;
@@ -286,7 +305,9 @@ async fn fake_home(
                 while let Some(Ok(Message::Text(text))) = ws.next().await {
                     let request: Value = serde_json::from_str(&text).unwrap();
                     let params = &request["params"];
-                    let result = match request["method"].as_str().unwrap() {
+                    let called = request["method"].as_str().unwrap();
+                    log.methods.lock().unwrap().push(called.to_owned());
+                    let result = match called {
                         m if m == method::NODE_INFO => info.to_string(),
                         m if m == method::AUTH_CHALLENGE => {
                             let now = 1_767_225_600_000_u64;
@@ -319,11 +340,18 @@ async fn fake_home(
             });
         }
     });
-    accepted
+    seen
 }
 
-#[tokio::test]
-async fn a_beam_a_peer_serves_that_does_not_parse_is_a_bad_beam_and_the_link_stays() {
+/// Bob, at home on node B, posts a beam titled each of `titles` into Alice's channel on node A;
+/// then B is replaced by a fake that proves B's DID, answers `node.info` as B did but through
+/// `info`, and serves each beam's JSON as `serve` rewrites it. Alice, the caller's client on A,
+/// and the beams' URIs come back with what the fake saw.
+async fn bobs_beams_behind_a_fake(
+    titles: &[&str],
+    info: impl FnOnce(&mut Value),
+    serve: impl Fn(&str, &mut Value),
+) -> (TestNode, Client, Vec<BeamUri>, Arc<Seen>) {
     let (a, b) = (TestNode::start().await, TestNode::start().await);
     let (_, alice) = user(&a).await;
     let (bob_key, bob) = user(&b).await;
@@ -336,36 +364,62 @@ async fn a_beam_a_peer_serves_that_does_not_parse_is_a_bad_beam_and_the_link_sta
     let mut on_b = raw_as(&b, &bob_key).await;
     let mut uris = Vec::new();
     let mut served = Vec::new();
-    for (i, title) in ["garbled", "fine"].into_iter().enumerate() {
+    for (i, title) in titles.iter().enumerate() {
         let beam = Beam::create(&bob_key, title, "body", 10 + i as u64).unwrap();
         let id = beam.content_id().unwrap();
         let beam_ref = BeamRef::create(&bob_key, space.clone(), id, &authority(&b), 20).unwrap();
         on_b.ok(method::SPACE_POST, json!([beam, beam_ref])).await;
         let path: BeamPath = beam.path().unwrap();
         let mut json = serde_json::to_value(&beam).unwrap();
-        if title == "garbled" {
-            // Valid JSON, not a beam: a title must be a string.
-            json["title"] = json!(5);
-        }
+        serve(title, &mut json);
         served.push((path.to_string(), json.to_string()));
         uris.push(BeamUri {
             authority: authority(&b),
             path,
         });
     }
-    // Node B is replaced by one that proves B's DID and serves a garbled beam.
     let (b_addr, b_key) = (b.addr, node_key(&b));
-    let info = on_b.ok(method::NODE_INFO, json!([])).await;
+    let mut b_info = on_b.ok(method::NODE_INFO, json!([])).await;
+    info(&mut b_info);
     b.stop().await;
-    let accepted = fake_home(b_addr, b_key, info, served).await;
+    let seen = fake_home(b_addr, b_key, b_info, served).await;
+    (a, alice, uris, seen)
+}
 
+#[tokio::test]
+async fn a_beam_a_peer_serves_that_does_not_parse_is_a_bad_beam_and_the_link_stays() {
+    let (_a, alice, uris, seen) = bobs_beams_behind_a_fake(
+        &["garbled", "fine"],
+        |_| {},
+        |title, json| {
+            if title == "garbled" {
+                // Valid JSON, not a beam: a title must be a string.
+                json["title"] = json!(5);
+            }
+        },
+    )
+    .await;
     let err = alice.get_beam(&uris[0]).await.unwrap_err();
     assert_eq!(code(&err), Some(ErrorCode::BadSignature), "{err}");
     assert_eq!(alice.get_beam(&uris[1]).await.unwrap().title, "fine");
     assert_eq!(
-        accepted.load(Ordering::SeqCst),
+        seen.accepted.load(Ordering::SeqCst),
         1,
         "the link that brought the garbled beam was kept for the next fetch"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_of_another_protocol_version_is_refused_before_the_handshake() {
+    let (_a, alice, uris, seen) =
+        bobs_beams_behind_a_fake(&["old"], |info| info["protocol"] = json!(0), |_, _| {}).await;
+    let err = alice.get_beam(&uris[0]).await.unwrap_err();
+    assert_eq!(code(&err), Some(ErrorCode::PeerUnreachable), "{err}");
+    let methods = seen.methods();
+    assert!(!methods.is_empty(), "node A never dialled");
+    assert!(
+        methods.iter().all(|m| m == method::NODE_INFO),
+        "A went on past node.info with a version-0 peer: {methods:?}"
     );
 }
 
