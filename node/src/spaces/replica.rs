@@ -114,18 +114,13 @@ pub fn verify_pushed_with(
 /// one by one, so the error names the first event at fault.
 fn check_batched(events: Vec<Event>, sequencer: &Did) -> Result<Vec<Identified>, IncomingError> {
     let mut batch = Batch::new();
-    let mut ids = Vec::with_capacity(events.len());
-    let mut shaped = true;
-    for event in &events {
-        match event.queue_checks(sequencer, &mut batch) {
-            Ok(id) => ids.push(id),
-            Err(_) => {
-                shaped = false;
-                break;
-            }
-        }
-    }
-    if shaped && batch.verify() {
+    let ids: Result<Vec<_>, _> = events
+        .iter()
+        .map(|event| event.queue_checks(sequencer, &mut batch))
+        .collect();
+    if let Ok(ids) = ids
+        && batch.verify()
+    {
         return Ok(events
             .into_iter()
             .zip(ids)
