@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Raw, TestNode, until_seq};
 use futures_util::{SinkExt, StreamExt};
-use northstar_node::NODE_KEY_FILE;
 use northstar_protocol::address::{BeamPath, BeamUri, SpaceId, SpaceType};
 use northstar_protocol::api::ErrorCode;
 use northstar_protocol::wire::{AuthChallenge, AuthResponse, Beam, BeamRef};
@@ -28,10 +27,6 @@ async fn user(node: &TestNode) -> (Keypair, Client) {
     let key = Keypair::generate().unwrap();
     let client = Client::connect(&node.url, key.clone()).await.unwrap();
     (key, client)
-}
-
-fn node_key(node: &TestNode) -> Keypair {
-    Keypair::load(&node.data_dir.join(NODE_KEY_FILE)).expect("a test may read its node's key")
 }
 
 /// A raw connection to `node` authenticated as `key` (a user's, or another node's).
@@ -132,13 +127,13 @@ async fn dm_beams_are_read_only_by_members_and_their_home_nodes() {
     let err = carol.get_beam(&private).await.unwrap_err();
     assert_eq!(code(&err), Some(ErrorCode::BeamNotFound), "{err}");
     // A node that is no member's home is refused by the author's node, as any outsider.
-    let mut as_c = raw_as(&a, &node_key(&c)).await;
+    let mut as_c = raw_as(&a, &c.key()).await;
     let (got, message) = as_c
         .err(method::BEAM_GET, json!([private.path.to_string()]))
         .await;
     assert_eq!(got, app(ErrorCode::NotMember), "{message}");
     // Bob's home node is, and reads it for him.
-    let mut as_b = raw_as(&a, &node_key(&b)).await;
+    let mut as_b = raw_as(&a, &b.key()).await;
     as_b.ok(method::BEAM_GET, json!([private.path.to_string()]))
         .await;
 
@@ -213,7 +208,7 @@ async fn a_foreign_ref_is_refused_and_cannot_hold_the_authors_delete_up() {
     bob.join(&alice.space_uri(&main)).await.unwrap();
     bob.join(&alice.space_uri(&side)).await.unwrap();
     // Bob's home node submits refs signed by Bob, as a member node does.
-    let mut as_b = raw_as(&a, &node_key(&b)).await;
+    let mut as_b = raw_as(&a, &b.key()).await;
     let foreign_ref = |space: &SpaceId, beam| {
         let r = BeamRef::create(&bob_key, space.clone(), beam, &authority(&b), 1).unwrap();
         json!([space.as_str(), {"kind": "beam_ref", "body": r}])
@@ -378,7 +373,7 @@ async fn bobs_beams_behind_a_fake(
             path,
         });
     }
-    let (b_addr, b_key) = (b.addr, node_key(&b));
+    let (b_addr, b_key) = (b.addr, b.key());
     let mut b_info = on_b.ok(method::NODE_INFO, json!([])).await;
     info(&mut b_info);
     b.stop().await;

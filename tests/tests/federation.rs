@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::{Raw, TestNode, until_seq};
-use northstar_node::NODE_KEY_FILE;
 use northstar_protocol::address::{BeamUri, SpaceId, SpaceType, SpaceUri};
 use northstar_protocol::api::ErrorCode;
 use northstar_protocol::wire::{AuthResponse, Event, Payload, Tombstone};
@@ -201,8 +200,7 @@ async fn forged_and_forked_events_are_refused_at_the_first_hop() {
     )
     .await;
 
-    let sequencer_key =
-        Keypair::load(&a.data_dir.join(NODE_KEY_FILE)).expect("the test may read A's key");
+    let sequencer_key = a.key();
     let last = held.last().unwrap().clone();
     let tombstone = Tombstone::create(&rogue, ContentId::of(b"x"), 1).unwrap();
     let next = |key: &Keypair, seq: u64, prev: Option<ContentId>| {

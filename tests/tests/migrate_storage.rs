@@ -79,6 +79,19 @@ async fn members(client: &Client, space: &SpaceId) -> Vec<(String, String, Optio
         .collect()
 }
 
+/// The stream capacity the member row of `did` in `space` holds, in the database at `url`.
+async fn capacity_in(url: &str, space: &SpaceId, did: &str) -> Option<i64> {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let capacity = sqlx::query_scalar("SELECT capacity FROM members WHERE space = $1 AND did = $2")
+        .bind(space.as_str())
+        .bind(did)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    capacity
+}
+
 /// The number of tables in the database at `url`.
 async fn tables_in(url: &str) -> i64 {
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
@@ -228,9 +241,15 @@ async fn a_node_moved_to_postgres_keeps_everything_and_goes_on() {
         assert_eq!(&log(&alice, space).await, log_before, "{space}");
         assert_eq!(&members(&alice, space).await, members_before, "{space}");
     }
-    // The stream's tree still has B, ordered by the capacity B's join declared.
+    // The stream's tree still has B, and B's member row the capacity Dave's join declared
+    // (the SDK copies B's own figure into the join).
     let tree = alice.stream_info(&radio).await.unwrap();
     assert_eq!(tree.children, [dave.node_info().did.clone()]);
+    let dave_did = dave.did().unwrap().to_string();
+    assert_eq!(
+        capacity_in(target.url(), &radio, &dave_did).await,
+        Some(i64::from(dave.node_info().stream_capacity))
+    );
     let kept = BeamUri::parse(&kept.beam_uri).unwrap();
     assert_eq!(carol.get_beam(&kept).await.unwrap().body, "first");
     let err = alice.get_beam(&gone).await.unwrap_err();

@@ -7,12 +7,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::streams::{Publisher, Watcher, now_ms, stream_on, user};
+use common::streams::{Publisher, Watcher, now_ms, stream_on, user, warm_up};
 use common::{Raw, TIMEOUT, TestNode};
 use northstar_protocol::Keypair;
 use northstar_protocol::address::SpaceId;
 use northstar_protocol::api::ErrorCode;
 use northstar_protocol::method;
+use northstar_protocol::sign::{self, Domain};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -95,12 +96,7 @@ async fn refused_frames_are_told_to_the_publisher_and_reach_no_watcher() {
     // A frame signed by Bob in Alice's name, and a frame altered after signing.
     let mut forged = publisher.frame(b"two", false);
     let signed_len = forged.len() - 64;
-    let message = [
-        b"northstar/v0/stream-frame".as_slice(),
-        &[0],
-        &forged[..signed_len],
-    ]
-    .concat();
+    let message = sign::signing_message(Domain::StreamFrame, &forged[..signed_len]);
     let bobs = bob.sign_raw(&message).to_bytes();
     forged[signed_len..].copy_from_slice(&bobs);
     publisher.raw.send_binary(forged).await;
@@ -182,10 +178,7 @@ async fn info(node: &TestNode, space: &SpaceId) -> Value {
 }
 
 fn did_of(node: &TestNode) -> String {
-    Keypair::load(&node.data_dir.join(northstar_node::NODE_KEY_FILE))
-        .unwrap()
-        .did()
-        .to_string()
+    node.key().did().to_string()
 }
 
 #[tokio::test]
@@ -197,9 +190,9 @@ async fn frames_flow_down_three_tiers_byte_for_byte() {
     assert_eq!(parents, json!([did_of(&members[1]), did_of(&members[0])]));
     let (mut deep, _) = Watcher::open(tier3, &space, None).await;
     let (mut shallow, _) = Watcher::open(&members[0], &space, None).await;
-    // The watch opens the links up the tree; give them a moment before frames flow.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The watches open the links up the tree; frames are counted once they carry some.
     let mut publisher = Publisher::open(&sequencer, &key, &space).await;
+    let warm = warm_up(&mut publisher, &mut [&mut deep, &mut shallow]).await;
     let mut sent = Vec::new();
     for i in 0..200u32 {
         let payload: Vec<u8> = (0..1024u32).map(|b| (b * 7 + i) as u8).collect();
@@ -208,13 +201,13 @@ async fn frames_flow_down_three_tiers_byte_for_byte() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for watcher in [&mut deep, &mut shallow] {
-        let seen = watcher.read_until(200, TIMEOUT).await;
-        assert_eq!(seen.numbers, (1..=200).collect::<Vec<_>>());
+        let seen = watcher.read_until(warm + 200, TIMEOUT).await;
+        assert_eq!(seen.numbers, (warm + 1..=warm + 200).collect::<Vec<_>>());
         assert!(seen.payloads == sent, "payloads changed on the way");
     }
     // Each node took each frame once though it heard most of them twice.
     let middle = info(&members[1], &space).await;
-    assert_eq!(middle["newest"], 200);
+    assert_eq!(middle["newest"], warm + 200);
     assert_eq!(middle["children"], json!([did_of(tier3)]));
 }
 
@@ -248,8 +241,8 @@ async fn losing_an_interior_node_costs_the_other_watchers_under_a_second_of_fram
     for node in &members {
         watchers.push(Watcher::open(node, &space, None).await.0);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut publisher = Publisher::open(&sequencer, &key, &space).await;
+    warm_up(&mut publisher, &mut watchers.iter_mut().collect::<Vec<_>>()).await;
     const RATE: u64 = 100;
     let publish = async {
         let started = Instant::now();
@@ -283,8 +276,8 @@ async fn losing_an_interior_node_costs_the_other_watchers_under_a_second_of_fram
 async fn a_refused_frame_is_never_forwarded_to_member_nodes() {
     let (sequencer, key, space, members) = stream_with_members(3, 1, |_, _| {}).await;
     let (mut watcher, _) = Watcher::open(&members[0], &space, None).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut publisher = Publisher::open(&sequencer, &key, &space).await;
+    let warm = warm_up(&mut publisher, &mut [&mut watcher]).await;
     publisher.send(b"first", true).await;
     let mut forged = publisher.frame(b"forged", false);
     let last = forged.len() - 1;
@@ -294,10 +287,10 @@ async fn a_refused_frame_is_never_forwarded_to_member_nodes() {
         publisher.refusal(TIMEOUT).await.unwrap()["name"],
         "bad_signature"
     );
-    publisher.next = 2;
+    publisher.next = warm + 2;
     publisher.send(b"second", false).await;
-    let seen = watcher.read_until(2, TIMEOUT).await;
-    assert_eq!(seen.numbers, [1, 2]);
+    let seen = watcher.read_until(warm + 2, TIMEOUT).await;
+    assert_eq!(seen.numbers, [warm + 1, warm + 2]);
     assert_eq!(seen.payloads, [b"first".to_vec(), b"second".to_vec()]);
 }
 
@@ -324,8 +317,14 @@ async fn a_home_node_refuses_a_join_that_misstates_its_capacity() {
     home.capacity = Some(4_000);
     let join = Membership::join(&bob, space.clone(), home, now_ms()).unwrap();
     raw.ok(method::SPACE_JOIN, json!([join])).await;
-    let (carol, _) = user(&node).await;
-    carol.join(&alice.space_uri(&space)).await.unwrap();
+    let (carol, carol_key) = user(&node).await;
+    let ack = carol.join(&alice.space_uri(&space)).await.unwrap();
+    let events = alice.events(&space, ack.seq - 1, 1).await.unwrap();
+    let northstar_protocol::wire::Payload::Membership(join) = &events[0].payload else {
+        panic!("event {} is not carol's join", ack.seq);
+    };
+    assert_eq!(&join.actor, carol_key.did());
+    assert_eq!(join.home.as_ref().and_then(|h| h.capacity), Some(4_000));
 }
 
 #[tokio::test]
@@ -354,22 +353,26 @@ async fn an_anonymous_watcher_outlives_the_auth_deadline() {
 async fn after_the_sequencer_restarts_a_new_run_of_numbers_reaches_member_nodes() {
     let (mut sequencer, key, space, members) = stream_with_members(3, 1, |_, _| {}).await;
     let (mut watcher, _) = Watcher::open(&members[0], &space, None).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut publisher = Publisher::open(&sequencer, &key, &space).await;
+    let warm = warm_up(&mut publisher, &mut [&mut watcher]).await;
     for _ in 0..20 {
         publisher.send(b"first run", true).await;
     }
-    assert_eq!(watcher.read_until(20, TIMEOUT).await.numbers.len(), 20);
+    assert_eq!(
+        watcher.read_until(warm + 20, TIMEOUT).await.numbers.len(),
+        20
+    );
     let (dir, addr) = (sequencer.data_dir.clone(), sequencer.addr);
     let storage = sequencer.storage_url.clone();
     sequencer.halt().await;
     let sequencer = TestNode::start_on(dir, storage, |c| c.listen = addr).await;
     let mut publisher = Publisher::open(&sequencer, &key, &space).await;
     assert_eq!(publisher.next, 1, "a restarted node knows no frame");
-    // The member's link comes back within its backoff; frames flow until the watcher has
-    // seen the new run's frame 10 or later.
+    // The member's link comes back within its backoff (at most 5 s between dials); frames flow
+    // until the watcher has seen the new run's frame 10 or later, below the old run's numbers.
     let mut seen = Vec::new();
-    for _ in 0..100 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
         publisher.send(b"second run", true).await;
         seen.extend(
             watcher
@@ -377,12 +380,12 @@ async fn after_the_sequencer_restarts_a_new_run_of_numbers_reaches_member_nodes(
                 .await
                 .numbers,
         );
-        if seen.iter().any(|n| (10..20).contains(n)) {
+        if seen.iter().any(|n| (10..warm + 20).contains(n)) {
             break;
         }
     }
     assert!(
-        seen.iter().any(|n| (10..20).contains(n)),
+        seen.iter().any(|n| (10..warm + 20).contains(n)),
         "the member dropped the new run as old frames: {seen:?}"
     );
 }

@@ -119,6 +119,12 @@ impl TestNode {
     }
 
     /// Stop the node and wait until it has closed its store.
+    /// The node's own key pair, read from its data directory.
+    pub fn key(&self) -> northstar_protocol::Keypair {
+        northstar_protocol::Keypair::load(&self.data_dir.join(northstar_node::NODE_KEY_FILE))
+            .expect("a test may read its node's key")
+    }
+
     pub async fn stop(mut self) {
         self.halt().await;
     }

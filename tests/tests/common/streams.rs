@@ -11,14 +11,9 @@ use northstar_sdk::Client;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Raw, TestNode};
+use super::{Raw, TIMEOUT, TestNode};
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+pub use northstar_node::clock::now_ms;
 
 /// A publishing connection of the stream's owner.
 pub struct Publisher {
@@ -146,6 +141,31 @@ impl Watcher {
         }
         seen
     }
+}
+
+/// Key frames until every watcher has read one, so that the links of the tree above each
+/// watcher carry frames before a test counts them; each watcher has then read up to the last
+/// warm-up frame, whose number comes back. Fails the test if that takes more than 20 s.
+pub async fn warm_up(publisher: &mut Publisher, watchers: &mut [&mut Watcher]) -> u64 {
+    let mut read = vec![0u64; watchers.len()];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let sent = publisher.send(b"warm-up", true).await;
+        for (watcher, last) in watchers.iter_mut().zip(&mut read) {
+            let seen = watcher.numbers_until(sent, Duration::from_millis(25)).await;
+            *last = seen.numbers.last().copied().unwrap_or(*last);
+        }
+        if read.iter().all(|&n| n > 0) {
+            for (watcher, last) in watchers.iter_mut().zip(&read) {
+                if *last < sent {
+                    let seen = watcher.numbers_until(sent, TIMEOUT).await;
+                    assert_eq!(seen.numbers.last(), Some(&sent), "a warm-up frame was lost");
+                }
+            }
+            return sent;
+        }
+    }
+    panic!("a watcher got no frame within 20 s: {read:?}");
 }
 
 pub async fn user(node: &TestNode) -> (Client, Keypair) {
