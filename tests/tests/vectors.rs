@@ -409,8 +409,10 @@ fn did_invalid_vectors(alice: &Keypair) -> Vec<Value> {
     let mut non_canonical = vec![0xed, 0x01, 0xed + 3];
     non_canonical.extend_from_slice(&[0xff; 30]);
     non_canonical.push(0x7f);
-    let mut weak = vec![0xed, 0x01, 1];
-    weak.extend_from_slice(&[0; 31]);
+    // Every encoding of a small-order point, canonical or not, is refused as a key.
+    let small_order = signature_rules::small_order_encodings()
+        .into_iter()
+        .map(|bytes| with_raw(&[[0xed, 0x01].as_slice(), &bytes].concat()));
     [
         format!("did:web:{key}"),
         format!("DID:KEY:{key}"),
@@ -421,9 +423,11 @@ fn did_invalid_vectors(alice: &Keypair) -> Vec<Value> {
         with_raw(&long),
         with_raw(&not_point),
         with_raw(&non_canonical),
-        with_raw(&weak),
         format!("did:key:{}", "z".repeat(200)),
     ]
+    .into_iter()
+    .chain(small_order)
+    .collect::<Vec<_>>()
     .iter()
     .map(|did| json!({"did": did, "error": Did::parse(did).unwrap_err().code()}))
     .collect()

@@ -116,12 +116,6 @@ pub fn vectors() -> Value {
         .map(|n| dave.sign(&[n], identity, MESSAGE))
         .find(|sig| !strict(&dave.public, MESSAGE, sig))
         .unwrap();
-    let mut y_is_p_plus_1 = [0xff; 32];
-    y_is_p_plus_1[0] = 0xee;
-    y_is_p_plus_1[31] = 0x7f;
-    let mut negative_zero = [0u8; 32];
-    negative_zero[0] = 1;
-    negative_zero[31] = 0x80;
     let case = |name: &str, signer: &Signer, message: &[u8], sig: [u8; 64], valid: bool| {
         json!({
             "name": name,
@@ -134,58 +128,93 @@ pub fn vectors() -> Value {
             "valid_under_zip215": zip215(&signer.public, message, &sig),
         })
     };
-    json!([
+    let mut cases = vec![
         case("an honest signature", &carol, MESSAGE, honest, true),
         case(
             "the same signature over another message",
             &carol,
             b"another message",
             honest,
-            false
+            false,
         ),
         case(
             "R with a small-order component",
             &carol,
             MESSAGE,
             carol.sign(b"torsion", order_8(), MESSAGE),
-            true
+            true,
         ),
         case(
             "an honest signature by a key with a small-order component",
             &dave,
             MESSAGE,
             mixed,
-            true
+            true,
         ),
         case(
             "S not below the group order (S + l)",
             &carol,
             MESSAGE,
             s_plus_l,
-            false
+            false,
         ),
-        case(
-            "R of small order, satisfying the cofactored equation",
+    ];
+    // Every encoding of a point of small order as R, with S = h·a: each satisfies the
+    // cofactored equation, and each is refused by the checks on R's bytes.
+    for r in small_order_encodings() {
+        let canonical = CompressedEdwardsY(r)
+            .decompress()
+            .unwrap()
+            .compress()
+            .to_bytes()
+            == r;
+        let name = format!(
+            "R = {} ({}small order), satisfying the cofactored equation",
+            hex::encode(r),
+            if canonical { "" } else { "not canonical, " }
+        );
+        cases.push(case(
+            &name,
             &carol,
             MESSAGE,
-            carol.with_small_order_r(ORDER_8),
-            false
-        ),
-        case(
-            "R a non-canonical encoding (y = p + 1) of the identity, satisfying the cofactored equation",
-            &carol,
-            MESSAGE,
-            carol.with_small_order_r(y_is_p_plus_1),
-            false
-        ),
-        case(
-            "R the identity with the sign bit set, satisfying the cofactored equation",
-            &carol,
-            MESSAGE,
-            carol.with_small_order_r(negative_zero),
-            false
-        ),
-    ])
+            carol.with_small_order_r(r),
+            false,
+        ));
+    }
+    Value::Array(cases)
+}
+
+/// Every 32-byte string that decodes to a point of small order: the eight canonical encodings,
+/// the identity and the point of order 2 with the sign bit set (x = 0 has no sign), and y = p
+/// and y = p + 1 (0 and 1 again) with either sign: fourteen in all.
+pub fn small_order_encodings() -> Vec<[u8; 32]> {
+    let mut found = Vec::new();
+    for k in 0u8..8 {
+        let point = Scalar::from(k) * order_8();
+        let canonical = point.compress().to_bytes();
+        for sign in [0x00, 0x80] {
+            let mut y = canonical;
+            y[31] = (y[31] & 0x7f) | sign;
+            let mut plus_p = None;
+            if y[1..31].iter().all(|&b| b == 0) && y[31] & 0x7f == 0 && y[0] < 19 {
+                // y + p, below 2^255 for these small y.
+                let mut bytes = [0xff; 32];
+                bytes[0] = 0xed + y[0];
+                bytes[31] = 0x7f | sign;
+                plus_p = Some(bytes);
+            }
+            for bytes in std::iter::once(y).chain(plus_p) {
+                let small = CompressedEdwardsY(bytes)
+                    .decompress()
+                    .is_some_and(|p| p.is_small_order());
+                if small && !found.contains(&bytes) {
+                    found.push(bytes);
+                }
+            }
+        }
+    }
+    assert_eq!(found.len(), 14, "the small-order encodings");
+    found
 }
 
 /// Add the group order ℓ to a 32-byte little-endian integer that stays below 2^256.
