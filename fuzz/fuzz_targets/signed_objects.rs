@@ -2,7 +2,8 @@
 //! signatures and content ids.
 //!
 //! The first input byte chooses what the rest is:
-//! - below 0x80: a text, decoded as the kind `byte % 8` (in the order of §3.3's table);
+//! - below 0x80: a text, decoded as the kind `byte % 9` (in the order of §3.3's table; the
+//!   ninth, the stream frame, is binary and has a target of its own, so it decodes nothing here);
 //! - 0x80 and above: the `byte & 0x7f`-th signed vector of `spec/vectors/northstar.json` (modulo
 //!   their number), with a byte of its text changed by each following 3-byte group (a 16-bit
 //!   little-endian position, then a value to xor into that byte), at most four changes.

@@ -106,7 +106,7 @@ pub enum SignatureError {
         /// The DID of the key offered.
         actual: String,
     },
-    /// The signature does not verify under the signer's key (strict RFC 8032).
+    /// The signature does not verify under the signer's key (`spec/` §3.4).
     #[error("bad {domain} signature by {signer}")]
     Invalid {
         /// The domain tag of the object.

@@ -254,8 +254,9 @@ impl ChildProcess {
     /// Kill it at once (SIGKILL, by its handle), as a crash or a pulled plug would: no goodbye
     /// to its peers, no shutdown.
     pub async fn kill(mut self) -> anyhow::Result<()> {
-        drop(self.stdin.take());
+        // SIGKILL first: closing its standard input is how a node is told to shut down cleanly.
         self.child.kill().await?;
+        drop(self.stdin.take());
         Ok(())
     }
 
