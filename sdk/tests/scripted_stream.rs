@@ -333,6 +333,57 @@ async fn finish_reports_a_refusal_the_publisher_had_not_read() {
 }
 
 #[tokio::test]
+async fn settle_counts_every_refusal_that_came_before_the_nodes_answer() {
+    let (url, accept) = scripted().await;
+    let origin = url.clone();
+    let node = tokio::spawn(async move {
+        let mut ws = accept.await.unwrap();
+        handshake(&mut ws, &origin, &origin).await;
+        publishing(&mut ws, 1).await;
+        let (id, method, _, frames) = request(&mut ws).await;
+        assert_eq!((method.as_str(), frames.len()), (STREAM_PUBLISH, 2));
+        for number in [1, 2] {
+            notify(
+                &mut ws,
+                STREAM_REFUSED,
+                notice(Some(number), ErrorCode::ByteRate, "over budget"),
+            )
+            .await;
+        }
+        answer(
+            &mut ws,
+            id,
+            StreamPublishing {
+                space: radio(),
+                next: 1,
+                limits: limits(),
+            },
+        )
+        .await;
+        // The close the publisher sends at the end.
+        let _ = tokio::time::timeout(TIMEOUT, ws.next()).await;
+    });
+    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    publisher.publish("x", true).await.unwrap();
+    publisher.publish("y", true).await.unwrap();
+    let err = publisher.settle().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SdkError::Stream(StreamError::Refused {
+                number: Some(1),
+                ..
+            })
+        ),
+        "{err}"
+    );
+    // The first refusal is the error; both are counted.
+    assert_eq!(publisher.refused(), 2);
+    publisher.close().await;
+    tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn payloads_over_the_nodes_limit_are_refused_before_sending() {
     let (url, accept) = scripted().await;
     let origin = url.clone();

@@ -186,18 +186,19 @@ async fn publish(
 
     let mut summary = Summary::default();
     let sent = send_stdin(&client, &mut publisher, &options, &mut summary).await;
-    let finished = publisher.finish().await;
+    let settled = publisher.settle().await;
+    // Every refusal the node sent before its last answer, whether or not `settle` failed on
+    // one of them.
+    summary.refused = publisher.refused();
+    publisher.close().await;
     if let Some(last) = summary.last {
         post_mark(&client, &space, &format!("{ENDED_AFTER}{last}"))
             .await
             .context("cannot post the end mark")?;
     }
-    match finished {
-        Ok(finished) => summary.refused = finished.refused,
-        Err(err @ SdkError::Stream(StreamError::Refused { .. })) => {
-            eprintln!("warning: {err}");
-            summary.refused += 1;
-        }
+    match settled {
+        Ok(_) => {}
+        Err(err @ SdkError::Stream(StreamError::Refused { .. })) => eprintln!("warning: {err}"),
         // The frames are out; only the node's final word is missing.
         Err(err) => eprintln!("warning: cannot confirm the last frames: {err}"),
     }

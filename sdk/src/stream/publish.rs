@@ -178,8 +178,21 @@ impl Publisher {
     /// Ask the node which number it expects, after it sent everything it had to say about the
     /// frames before, and close the connection.
     ///
-    /// Fails with the first refusal not yet returned by [`Publisher::publish`], if any.
+    /// Fails with the first refusal not yet returned by [`Publisher::publish`], if any; to
+    /// learn how many frames were refused in all even then, call [`Publisher::settle`], read
+    /// [`Publisher::refused`] and [`Publisher::close`] instead.
     pub async fn finish(mut self) -> Result<Finished, SdkError> {
+        let settled = self.settle().await;
+        self.close().await;
+        settled
+    }
+
+    /// Ask the node which number it expects, after it sent everything it had to say about the
+    /// frames before, and count every refusal that came before its answer in
+    /// [`Publisher::refused`]. The connection stays open.
+    ///
+    /// Fails with the first refusal not yet returned by [`Publisher::publish`], if any.
+    pub async fn settle(&mut self) -> Result<Finished, SdkError> {
         let publishing: StreamPublishing = self
             .socket
             .call(STREAM_PUBLISH, json!([self.space.as_str()]))
@@ -189,7 +202,9 @@ impl Publisher {
             SdkError::Stream(refusal @ StreamError::Refused { .. }) => Some(refusal),
             _ => None,
         });
-        self.socket.close().await;
+        // The node has said where to go on, as a catch-up would learn.
+        self.next = self.next.max(publishing.next);
+        self.stale = false;
         if let Some(refusal) = unreported {
             return Err(refusal.into());
         }
@@ -198,6 +213,11 @@ impl Publisher {
             sent: self.sent,
             refused: self.refused,
         })
+    }
+
+    /// Close the connection gracefully, without asking the node anything.
+    pub async fn close(mut self) {
+        self.socket.close().await;
     }
 
     /// Ask the node again which number it expects next, and take the refusals that came before
