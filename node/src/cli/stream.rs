@@ -234,14 +234,17 @@ async fn send_stdin(
                 .context("cannot post the start mark")?;
         }
         let key = summary.frames.is_multiple_of(options.key_every);
-        let number = match publisher.publish(&payload[..], key).await {
-            Ok(number) => number,
-            Err(err @ SdkError::Stream(StreamError::Refused { .. })) => {
-                // The refused frame is lost; this payload was not sent, and goes now.
-                eprintln!("warning: {err}");
-                publisher.publish(&payload[..], key).await?
+        // A refusal is of a frame sent before: that frame is lost, this payload was not sent
+        // and goes on the next try. Each try reports only refusals newer than the last, and
+        // none come for frames not sent, so this ends.
+        let number = loop {
+            match publisher.publish(&payload[..], key).await {
+                Ok(number) => break number,
+                Err(err @ SdkError::Stream(StreamError::Refused { .. })) => {
+                    eprintln!("warning: {err}");
+                }
+                Err(err) => return Err(err.into()),
             }
-            Err(err) => return Err(err.into()),
         };
         summary.frames += 1;
         summary.bytes += payload.len() as u64;
