@@ -409,6 +409,26 @@ fn the_cli_explains_what_it_cannot_do_and_watches_a_given_number_of_frames() {
         (Some(4), Some(3))
     );
     assert_eq!(info["limits"]["max_frame_bytes"], 65_536);
+    // The keys the README promises for `stream info --json`.
+    let mut keys: Vec<&str> = info.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "children",
+            "dropped",
+            "limits",
+            "live",
+            "newest",
+            "newest_key",
+            "owner",
+            "parents",
+            "sequencer",
+            "space",
+            "watchers",
+            "window"
+        ]
+    );
     let text = run(&sequencer, &owner, &["stream", "info", &space]);
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("newest:    4 (newest key frame 3)"), "{text}");

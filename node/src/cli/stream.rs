@@ -7,8 +7,10 @@
 //!
 //! JSON keys (a contract): `publish --json` prints one object, `space`, `frames`, `bytes`,
 //! `first`, `last` (`null` when nothing was published) and `refused`; `info --json` prints
-//! `stream.info`'s result as the node sent it. `watch` writes payloads to stdout, so it prints
-//! no JSON.
+//! `stream.info`'s result as the SDK reads it ([`StreamInfo`]): `space`, `owner`, `sequencer`,
+//! `live`, `newest` and `newest_key` (absent when there is none), `window`, `watchers`,
+//! `dropped`, `parents`, `children` and `limits` (`max_frame_bytes`, `max_frames_per_second`,
+//! `max_bytes_per_second`). `watch` writes payloads to stdout, so it prints no JSON.
 
 use std::io::{Read, Write};
 use std::time::Duration;
