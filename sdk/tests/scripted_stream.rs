@@ -384,6 +384,61 @@ async fn settle_counts_every_refusal_that_came_before_the_nodes_answer() {
 }
 
 #[tokio::test]
+async fn finish_reports_a_refusal_it_cannot_read() {
+    let (url, accept) = scripted().await;
+    let origin = url.clone();
+    let node = tokio::spawn(async move {
+        let mut ws = accept.await.unwrap();
+        handshake(&mut ws, &origin, &origin).await;
+        publishing(&mut ws, 1).await;
+        let (id, method, _, _) = request(&mut ws).await;
+        assert_eq!(method, STREAM_PUBLISH);
+        notify(&mut ws, STREAM_REFUSED, json!({"number": "one"})).await;
+        answer(
+            &mut ws,
+            id,
+            StreamPublishing {
+                space: radio(),
+                next: 2,
+                limits: limits(),
+            },
+        )
+        .await;
+        let _ = tokio::time::timeout(TIMEOUT, ws.next()).await;
+    });
+    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    publisher.publish("x", true).await.unwrap();
+    let err = publisher.finish().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SdkError::Stream(StreamError::BadAnswer {
+                method: STREAM_REFUSED,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_publisher_of_a_space_that_is_not_a_stream_dials_nothing() {
+    let chat = SpaceId::new(SpaceType::Channel, owner().did(), "chat").unwrap();
+    // Nothing listens there: only a check made before dialling can give this error.
+    let err = Publisher::open("ws://127.0.0.1:9", owner(), &chat)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SdkError::Stream(StreamError::Frame(FrameError::NotAStream(_)))
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn payloads_over_the_nodes_limit_are_refused_before_sending() {
     let (url, accept) = scripted().await;
     let origin = url.clone();

@@ -64,15 +64,9 @@ impl Publisher {
     /// `stream.publish` (user, owner; at the sequencer, else `not_sequencer`).
     pub async fn open(url: &str, owner: Keypair, space: &impl AsSpaceId) -> Result<Self, SdkError> {
         let space = space.space_id().clone();
-        if owner.did() != space.owner() {
-            return Err(
-                StreamError::Frame(northstar_protocol::frame::FrameError::NotOwner {
-                    owner: space.owner().to_string(),
-                    signer: owner.did().to_string(),
-                })
-                .into(),
-            );
-        }
+        // The protocol's own checks of who may sign which space's frames (a stream, owned by
+        // this key), before anything is dialled: signing an empty frame runs them all.
+        Frame::sign(&owner, space.clone(), 0, 0, false, Vec::new()).map_err(StreamError::Frame)?;
         let mut socket = Socket::open(url).await?;
         socket.authenticate(&owner).await?;
         let publishing: StreamPublishing =
@@ -197,11 +191,16 @@ impl Publisher {
             .socket
             .call(STREAM_PUBLISH, json!([self.space.as_str()]))
             .await?;
-        // The node has answered: a connection that ends now lost nothing.
-        let unreported = self.read_refusals().unwrap_or_else(|err| match err {
-            SdkError::Stream(refusal @ StreamError::Refused { .. }) => Some(refusal),
-            _ => None,
-        });
+        let unreported = match self.read_refusals() {
+            Ok(first) => first,
+            Err(SdkError::Stream(refusal @ StreamError::Refused { .. })) => Some(refusal),
+            // The node has answered: a connection that ends now lost nothing.
+            Err(SdkError::Stream(StreamError::Closed { .. } | StreamError::Transport { .. })) => {
+                None
+            }
+            // A `stream.refused` this SDK cannot read: a frame was lost, and the caller must hear.
+            Err(err) => return Err(err),
+        };
         // The node has said where to go on, as a catch-up would learn.
         self.next = self.next.max(publishing.next);
         self.stale = false;
@@ -250,11 +249,18 @@ impl Publisher {
         while let Some(incoming) = self.socket.try_incoming() {
             match incoming {
                 Incoming::Notice { method, params } if method == STREAM_REFUSED => {
-                    let notice: StreamNotice =
-                        serde_json::from_value(params).map_err(|e| StreamError::BadAnswer {
-                            method: STREAM_REFUSED,
-                            reason: e.to_string(),
-                        })?;
+                    let notice: StreamNotice = match serde_json::from_value(params) {
+                        Ok(notice) => notice,
+                        // Unreadable, but a refusal all the same: some frame was lost.
+                        Err(e) => {
+                            self.refused += 1;
+                            first.get_or_insert(StreamError::BadAnswer {
+                                method: STREAM_REFUSED,
+                                reason: e.to_string(),
+                            });
+                            continue;
+                        }
+                    };
                     // Without a space the node could not read the frame; it came from here.
                     if notice
                         .space
@@ -273,7 +279,8 @@ impl Publisher {
                     });
                 }
                 Incoming::Closed(err) => return Err(first.unwrap_or(err).into()),
-                // A publisher watches nothing; other notifications are not for it.
+                // A publisher watches nothing, so `stream.closed` (which ends a watch, and only
+                // a watch: `spec/` §10.3.1) and frames are not for it.
                 Incoming::Notice { .. } | Incoming::Frame(_) => {}
             }
         }
