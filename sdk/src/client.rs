@@ -411,6 +411,13 @@ impl Client {
         Watch::open(&self.inner.url, self.inner.key.as_ref(), space, since).await
     }
 
+    /// `stream.watch` (public) again, after `watch` (of this node, or another) ended: a
+    /// [`Watch`] on a new connection to this client's node that goes on where `watch` stopped
+    /// (see [`Watch::resume`]), authenticated as this client's key if it has one.
+    pub async fn resume_watch(&self, watch: &Watch) -> Result<Watch, SdkError> {
+        watch.resume(&self.inner.url, self.inner.key.as_ref()).await
+    }
+
     /// `stream.info` (public): the stream as this node sees it: whether it is live, its newest
     /// frames, its watchers, its neighbours in the stream's tree and its limits.
     pub async fn stream_info(&self, space: &impl AsSpaceId) -> Result<StreamInfo, SdkError> {

@@ -634,3 +634,74 @@ async fn a_resumed_watch_sends_since_authenticates_and_reports_a_dropped_connect
     assert!(watch.next().await.is_none());
     assert_eq!(watch.last(), Some(9));
 }
+
+#[tokio::test]
+async fn a_resumed_watch_takes_the_new_run_of_a_restarted_owner() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let node = tokio::spawn(async move {
+        // First connection: frames 7 to 9, then the connection drops.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let (id, method, _, _) = request(&mut ws).await;
+        assert_eq!(method, STREAM_WATCH);
+        let watching = StreamWatching {
+            space: radio(),
+            start: Some(7),
+            newest: Some(9),
+        };
+        answer(&mut ws, id, watching).await;
+        for number in 7..=9 {
+            ws.send(Message::binary(signed(&owner(), radio(), number, b"old")))
+                .await
+                .unwrap();
+        }
+        drop(ws);
+        // Second connection: the owner's node restarted, so frame 1 again, stamped later.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let (id, method, params, _) = request(&mut ws).await;
+        assert_eq!(method, STREAM_WATCH);
+        assert_eq!(params, json!([radio().as_str(), 9]));
+        let watching = StreamWatching {
+            space: radio(),
+            start: Some(1),
+            newest: Some(1),
+        };
+        answer(&mut ws, id, watching).await;
+        let restarted = Frame::sign(&owner(), radio(), 1, T + 60_000, true, b"new".to_vec())
+            .unwrap()
+            .encode()
+            .unwrap();
+        ws.send(Message::binary(restarted)).await.unwrap();
+        // Then this connection drops too: a watch that dropped frame 1 sees only that.
+    });
+    let mut first = watch(&url, &radio(), None).await.unwrap();
+    for number in 7..=9 {
+        let frame = tokio::time::timeout(TIMEOUT, first.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.number, number);
+    }
+    let err = tokio::time::timeout(TIMEOUT, first.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+
+    let mut again = first.resume(&url, None).await.unwrap();
+    let frame = tokio::time::timeout(TIMEOUT, again.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (frame.number, frame.gap, frame.payload.as_slice()),
+        (1, 0, &b"new"[..])
+    );
+    assert_eq!(again.last(), Some(1));
+    tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
+}

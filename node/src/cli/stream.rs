@@ -430,7 +430,7 @@ async fn watch(
                 }
                 Some(Err(err)) if err.is_transient() => {
                     eprintln!("watch interrupted: {err}; {}", resume_text(watch.last()));
-                    watch = rewatch(&client, &space, watch.last()).await?;
+                    watch = rewatch(&client, &watch).await?;
                 }
                 Some(Err(err @ SdkError::Stream(
                     StreamError::BadFrame { .. } | StreamError::WrongSpace { .. },
@@ -438,7 +438,7 @@ async fn watch(
                 Some(Err(err)) => return Err(err.into()),
                 None => {
                     eprintln!("watch ended; {}", resume_text(watch.last()));
-                    watch = rewatch(&client, &space, watch.last()).await?;
+                    watch = rewatch(&client, &watch).await?;
                 }
             },
             event = events.next(), if events_open => match event {
@@ -488,12 +488,13 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Watch again after `since`, retrying what may pass with a growing delay.
-async fn rewatch(client: &Client, space: &SpaceId, since: Option<u64>) -> anyhow::Result<Watch> {
+/// Watch again where `watch` stopped (a new run of the stream included), retrying what may
+/// pass with a growing delay.
+async fn rewatch(client: &Client, watch: &Watch) -> anyhow::Result<Watch> {
     let mut delay = REWATCH_FIRST;
     loop {
         tokio::time::sleep(delay).await;
-        match client.watch(space, since).await {
+        match client.resume_watch(watch).await {
             Ok(watch) => return Ok(watch),
             Err(err) if err.is_transient() => {
                 eprintln!(
