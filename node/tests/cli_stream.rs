@@ -410,7 +410,12 @@ fn the_cli_explains_what_it_cannot_do_and_watches_a_given_number_of_frames() {
     );
     assert_eq!(info["limits"]["max_frame_bytes"], 65_536);
     // The keys the README promises for `stream info --json`.
-    let mut keys: Vec<&str> = info.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = info
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
     assert_eq!(
         keys,

@@ -3,8 +3,9 @@
 //!
 //! Frames travel as binary WebSocket messages, which the [`Client`](crate::Client)'s jsonrpsee
 //! connection can neither send nor receive, so a [`Publisher`] and a [`Watch`] each open a
-//! WebSocket of their own to the node and speak JSON-RPC on it as text. They authenticate as
-//! the `Client` does (the same challenge checks, `spec/` §5.2). These connections dial `ws://`
+//! WebSocket of their own to the node and speak JSON-RPC on it as text. They open with the
+//! `Client`'s own handshake: `node.info` must name this SDK's protocol version, and a key
+//! authenticates under the same challenge checks (`spec/` §5.2). These connections dial `ws://`
 //! only: the SDK carries no TLS stack for them.
 //!
 //! # Layout

@@ -141,11 +141,16 @@ fn node_info(origin: &str) -> NodeInfo {
     scripted::node_info(node().did(), origin, 100)
 }
 
-/// Answer `node.info`, `auth.challenge` (naming `challenge_origin`) and `auth.respond`.
-async fn handshake(ws: &mut Ws, origin: &str, challenge_origin: &str) {
+/// Answer `node.info`, as all a watcher without a key asks before `stream.watch`.
+async fn info_only(ws: &mut Ws, origin: &str) {
     let (id, method, _, _) = request(ws).await;
     assert_eq!(method, NODE_INFO);
     answer(ws, id, node_info(origin)).await;
+}
+
+/// Answer `node.info`, `auth.challenge` (naming `challenge_origin`) and `auth.respond`.
+async fn handshake(ws: &mut Ws, origin: &str, challenge_origin: &str) {
+    info_only(ws, origin).await;
     let (id, method, _, _) = request(ws).await;
     assert_eq!(method, AUTH_CHALLENGE);
     let challenge = AuthChallenge::issue(&node(), challenge_origin, T, u64::MAX >> 11).unwrap();
@@ -521,8 +526,10 @@ async fn a_publisher_refuses_a_challenge_for_another_origin_and_a_key_not_the_ow
 #[tokio::test]
 async fn a_watch_delivers_checked_frames_in_order_and_ends_on_slow_watcher() {
     let (url, accept) = scripted().await;
+    let origin = url.clone();
     let node = tokio::spawn(async move {
         let mut ws = accept.await.unwrap();
+        info_only(&mut ws, &origin).await;
         let (id, method, params, _) = request(&mut ws).await;
         assert_eq!(method, STREAM_WATCH);
         assert_eq!(params, json!([radio().as_str()]));
@@ -639,10 +646,12 @@ async fn a_resumed_watch_sends_since_authenticates_and_reports_a_dropped_connect
 async fn a_resumed_watch_takes_the_new_run_of_a_restarted_owner() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
+    let origin = url.clone();
     let node = tokio::spawn(async move {
         // First connection: frames 7 to 9, then the connection drops.
         let (tcp, _) = listener.accept().await.unwrap();
         let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        info_only(&mut ws, &origin).await;
         let (id, method, _, _) = request(&mut ws).await;
         assert_eq!(method, STREAM_WATCH);
         let watching = StreamWatching {
@@ -660,6 +669,7 @@ async fn a_resumed_watch_takes_the_new_run_of_a_restarted_owner() {
         // Second connection: the owner's node restarted, so frame 1 again, stamped later.
         let (tcp, _) = listener.accept().await.unwrap();
         let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        info_only(&mut ws, &origin).await;
         let (id, method, params, _) = request(&mut ws).await;
         assert_eq!(method, STREAM_WATCH);
         assert_eq!(params, json!([radio().as_str(), 9]));
@@ -704,4 +714,35 @@ async fn a_resumed_watch_takes_the_new_run_of_a_restarted_owner() {
     );
     assert_eq!(again.last(), Some(1));
     tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn stream_connections_refuse_a_node_of_another_protocol_version() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let origin = url.clone();
+    tokio::spawn(async move {
+        // One connection for the publisher, one for the watcher: each asks node.info first.
+        for _ in 0..2 {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let (id, method, _, _) = request(&mut ws).await;
+            assert_eq!(method, NODE_INFO);
+            let mut info = node_info(&origin);
+            info.protocol += 1;
+            answer(&mut ws, id, info).await;
+            let _ = tokio::time::timeout(TIMEOUT, ws.next()).await;
+        }
+    });
+    let ours = northstar_protocol::PROTOCOL_VERSION;
+    let err = Publisher::open(&url, owner(), &radio()).await.unwrap_err();
+    assert!(
+        matches!(err, SdkError::Protocol { node, .. } if node == ours + 1),
+        "{err}"
+    );
+    let err = watch(&url, &radio(), None).await.unwrap_err();
+    assert!(
+        matches!(err, SdkError::Protocol { node, .. } if node == ours + 1),
+        "{err}"
+    );
 }

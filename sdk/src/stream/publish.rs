@@ -68,7 +68,7 @@ impl Publisher {
         // this key), before anything is dialled: signing an empty frame runs them all.
         Frame::sign(&owner, space.clone(), 0, 0, false, Vec::new()).map_err(StreamError::Frame)?;
         let mut socket = Socket::open(url).await?;
-        socket.authenticate(&owner).await?;
+        socket.handshake(Some(&owner)).await?;
         let publishing: StreamPublishing =
             socket.call(STREAM_PUBLISH, json!([space.as_str()])).await?;
         debug!(space = %space, next = publishing.next, "publishing");

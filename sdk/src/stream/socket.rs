@@ -6,11 +6,12 @@
 //! in order, in a bounded backlog that the owner drains afterwards.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{SinkExt, Stream};
+use futures_util::{SinkExt, StreamExt};
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::types::error::INTERNAL_ERROR_CODE;
 use northstar_protocol::Keypair;
 use northstar_protocol::api::{Authenticated, NodeInfo};
 use northstar_protocol::frame::MAX_PAYLOAD;
@@ -25,9 +26,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::debug;
 
 use super::StreamError;
-use crate::auth::{AuthError, check_challenge, origin_of};
-use crate::client::now_ms;
-use crate::error::{NodeCode, SdkError};
+use crate::auth::origin_of;
+use crate::client::{Handshake, handshake};
+use crate::error::SdkError;
 
 /// How long opening the WebSocket may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,7 +87,7 @@ enum Parsed {
     /// A response to the request with this id: its result, or its error's code and message.
     Response {
         id: Option<u64>,
-        outcome: Result<Value, (i32, String)>,
+        outcome: Result<Value, ErrorObjectOwned>,
     },
     /// A notification.
     Notice { method: String, params: Value },
@@ -129,24 +130,13 @@ impl Socket {
         })
     }
 
-    /// The handshake of `spec/` §5, as [`crate::Client`] runs it: `node.info` names the node
-    /// the challenge must come from, and the challenge must name the origin dialled.
-    pub(crate) async fn authenticate(&mut self, key: &Keypair) -> Result<(), SdkError> {
-        let origin = origin_of(&self.url)?.to_owned();
-        let info: NodeInfo = self.call(NODE_INFO, json!([])).await?;
-        let challenge: AuthChallenge = self.call(AUTH_CHALLENGE, json!([])).await?;
-        check_challenge(&challenge, &origin, &info.did, now_ms()?)?;
-        let response = AuthResponse::answer(key, challenge)?;
-        let authenticated: Authenticated = self.call(AUTH_RESPOND, json!([response])).await?;
-        if authenticated.did != *key.did() {
-            return Err(AuthError::WrongDid {
-                expected: key.did().to_string(),
-                actual: authenticated.did.to_string(),
-            }
-            .into());
-        }
-        debug!(node = %info.did, "stream connection authenticated");
-        Ok(())
+    /// The handshake of `spec/` §5, as [`crate::Client`] runs it: `node.info` must name this
+    /// SDK's protocol version, and, given a key, names the node the challenge must come from.
+    pub(crate) async fn handshake(&mut self, key: Option<&Keypair>) -> Result<NodeInfo, SdkError> {
+        let url = self.url.clone();
+        let info = handshake(self, &url, key).await?;
+        debug!(node = %info.did, authenticated = key.is_some(), "stream connection open");
+        Ok(info)
     }
 
     /// Call `method` with positional `params` and read its result as `T`.
@@ -172,11 +162,7 @@ impl Socket {
                 }
                 .into()
             }),
-            Err((code, message)) => Err(SdkError::Node {
-                method,
-                code: NodeCode::from_code(code),
-                message,
-            }),
+            Err(object) => Err(SdkError::from_object(method, &object)),
         }
     }
 
@@ -185,13 +171,13 @@ impl Socket {
         &mut self,
         id: u64,
         request: String,
-    ) -> Result<Result<Value, (i32, String)>, StreamError> {
+    ) -> Result<Result<Value, ErrorObjectOwned>, StreamError> {
         self.ws
             .send(Message::text(request))
             .await
             .map_err(|source| self.transport(source))?;
         loop {
-            let message = std::future::poll_fn(|cx| Pin::new(&mut self.ws).poll_next(cx)).await;
+            let message = self.ws.next().await;
             match self.classify(message) {
                 Read::Response(got, outcome) if got == Some(id) => return Ok(outcome),
                 // A response to a call that timed out earlier.
@@ -208,9 +194,8 @@ impl Socket {
             return Poll::Ready(incoming);
         }
         loop {
-            let message = match Pin::new(&mut self.ws).poll_next(cx) {
-                Poll::Ready(message) => message,
-                Poll::Pending => return Poll::Pending,
+            let Poll::Ready(message) = self.ws.poll_next_unpin(cx) else {
+                return Poll::Pending;
             };
             match self.classify(message) {
                 Read::Keep(incoming) => return Poll::Ready(incoming),
@@ -243,7 +228,7 @@ impl Socket {
         }
         let drain = async {
             loop {
-                let message = std::future::poll_fn(|cx| Pin::new(&mut self.ws).poll_next(cx)).await;
+                let message = self.ws.next().await;
                 if matches!(message, None | Some(Err(_))) {
                     return;
                 }
@@ -307,9 +292,23 @@ impl Socket {
     }
 }
 
+impl Handshake for Socket {
+    async fn node_info(&mut self) -> Result<NodeInfo, SdkError> {
+        self.call(NODE_INFO, json!([])).await
+    }
+
+    async fn challenge(&mut self) -> Result<AuthChallenge, SdkError> {
+        self.call(AUTH_CHALLENGE, json!([])).await
+    }
+
+    async fn respond(&mut self, response: AuthResponse) -> Result<Authenticated, SdkError> {
+        self.call(AUTH_RESPOND, json!([response])).await
+    }
+}
+
 /// One message, sorted.
 enum Read {
-    Response(Option<u64>, Result<Value, (i32, String)>),
+    Response(Option<u64>, Result<Value, ErrorObjectOwned>),
     Keep(Incoming),
     Nothing,
 }
@@ -322,15 +321,15 @@ fn parse(text: &str) -> Parsed {
     if let Some(id) = object.get("id") {
         let id = id.as_u64();
         let outcome = if let Some(error) = object.remove("error") {
-            let code = error
-                .get("code")
-                .and_then(Value::as_i64)
-                .and_then(|c| i32::try_from(c).ok());
-            let message = error.get("message").and_then(Value::as_str);
-            match (code, message) {
-                (Some(code), Some(message)) => Err((code, message.to_owned())),
-                _ => Err((-32603, format!("malformed error object: {error}"))),
-            }
+            Err(
+                serde_json::from_value::<ErrorObjectOwned>(error.clone()).unwrap_or_else(|_| {
+                    ErrorObjectOwned::owned(
+                        INTERNAL_ERROR_CODE,
+                        format!("malformed error object: {error}"),
+                        None::<()>,
+                    )
+                }),
+            )
         } else if let Some(result) = object.remove("result") {
             Ok(result)
         } else {
@@ -364,7 +363,7 @@ mod tests {
             parse(r#"{"jsonrpc":"2.0","id":8,"error":{"code":1702,"message":"not here"}}"#),
             Parsed::Response {
                 id: Some(8),
-                outcome: Err((1702, "not here".into()))
+                outcome: Err(ErrorObjectOwned::owned(1702, "not here", None::<()>))
             }
         );
         assert_eq!(
@@ -383,11 +382,14 @@ mod tests {
         else {
             panic!("not a response");
         };
-        assert_eq!((id, outcome), (None, Err((-32700, "x".into()))));
+        assert_eq!(
+            (id, outcome),
+            (None, Err(ErrorObjectOwned::owned(-32700, "x", None::<()>)))
+        );
         let Parsed::Response { outcome, .. } = parse(r#"{"id":3,"error":"boom"}"#) else {
             panic!("not a response");
         };
-        assert_eq!(outcome.unwrap_err().0, -32603);
+        assert_eq!(outcome.unwrap_err().code(), INTERNAL_ERROR_CODE);
     }
 
     #[test]

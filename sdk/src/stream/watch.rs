@@ -99,9 +99,7 @@ impl Watch {
         tracker: Tracker,
     ) -> Result<Self, SdkError> {
         let mut socket = Socket::open(url).await?;
-        if let Some(key) = key {
-            socket.authenticate(key).await?;
-        }
+        socket.handshake(key).await?;
         let (space, since) = (&tracker.space, tracker.last);
         let params = match since {
             Some(since) => json!([space.as_str(), since]),
