@@ -71,6 +71,15 @@ pub enum StreamError {
         /// The URL dialled.
         url: String,
     },
+    /// Notifications the node sent while a call waited for its answer found no room and are
+    /// lost: a watch ends with this (watch again), a publisher counts them as refusals.
+    #[error("{notices} notification(s) from {url} were lost: too much came while a call waited")]
+    Lost {
+        /// The URL dialled.
+        url: String,
+        /// How many.
+        notices: u64,
+    },
     /// A call got no answer in time.
     #[error("{method}: no answer from the node within {secs} s")]
     Timeout {
@@ -166,6 +175,7 @@ impl StreamError {
             StreamError::Connect { .. }
             | StreamError::Transport { .. }
             | StreamError::Closed { .. }
+            | StreamError::Lost { .. }
             | StreamError::Timeout { .. } => true,
             StreamError::Ended { code, .. } => matches!(
                 code.app(),

@@ -68,6 +68,7 @@ impl Publisher {
         // this key), before anything is dialled: signing an empty frame runs them all.
         Frame::sign(&owner, space.clone(), 0, 0, false, Vec::new()).map_err(StreamError::Frame)?;
         let mut socket = Socket::open(url).await?;
+        socket.drop_frames();
         socket.handshake(Some(&owner)).await?;
         let publishing: StreamPublishing =
             socket.call(STREAM_PUBLISH, json!([space.as_str()])).await?;
@@ -279,6 +280,14 @@ impl Publisher {
                     });
                 }
                 Incoming::Closed(err) => return Err(first.unwrap_or(err).into()),
+                // A publisher's connection gets no notification but `stream.refused`.
+                Incoming::Lost(notices) => {
+                    self.refused += notices;
+                    first.get_or_insert(StreamError::Lost {
+                        url: self.socket.url().to_owned(),
+                        notices,
+                    });
+                }
                 // A publisher watches nothing, so `stream.closed` (which ends a watch, and only
                 // a watch: `spec/` §10.3.1) and frames are not for it.
                 Incoming::Notice { .. } | Incoming::Frame(_) => {}

@@ -3,7 +3,9 @@
 //!
 //! A call sends one request and reads until the response with its id arrives. Whatever comes
 //! in meanwhile (frames of a watch, `stream.refused` or `stream.closed` notifications) is kept,
-//! in order, in a bounded backlog that the owner drains afterwards.
+//! in order, in a [`Backlog`] bounded in messages and in bytes, that the owner drains
+//! afterwards. A publisher's connection keeps no frames (it watches nothing); a notification
+//! the backlog has no room for is not dropped silently: the owner reads [`Incoming::Lost`].
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
@@ -23,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::StreamError;
 use crate::auth::origin_of;
@@ -38,8 +40,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Messages kept while a call waits for its response. A node sends at most its recent window
 /// of frames (512 by default) before or around a `stream.watch` answer; past this bound a
-/// frame is dropped, which its watcher sees as a gap, and a notification is dropped too.
+/// frame is dropped, which its watcher sees as a gap, and a notification is dropped and
+/// reported as [`Incoming::Lost`].
 const BACKLOG: usize = 1024;
+
+/// Bytes kept while a call waits for its response, under the same rules as [`BACKLOG`]: a
+/// frame may be 16 MiB, so a count alone would let 1024 of them hold 16 GiB. The default
+/// window (512 frames of the default 16 KiB) is 8 MiB, well within.
+const BACKLOG_BYTES: usize = 32 << 20;
 
 /// The largest message read: a frame of the largest payload the encoding allows, with room
 /// for its header, space id and signature.
@@ -62,6 +70,77 @@ pub(crate) enum Incoming {
     },
     /// The connection ended.
     Closed(StreamError),
+    /// This many notifications came while a call waited and found the backlog full: they are
+    /// lost.
+    Lost(u64),
+}
+
+impl Incoming {
+    /// The bytes it holds, as the backlog counts them.
+    fn size(&self) -> usize {
+        match self {
+            Incoming::Frame(bytes) => bytes.len(),
+            Incoming::Notice { method, params } => method.len() + params.to_string().len(),
+            Incoming::Closed(_) | Incoming::Lost(_) => 0,
+        }
+    }
+}
+
+/// What a connection read while a call waited, bounded by [`BACKLOG`] messages and
+/// [`BACKLOG_BYTES`] bytes.
+#[derive(Debug)]
+struct Backlog {
+    items: VecDeque<Incoming>,
+    bytes: usize,
+    max_items: usize,
+    max_bytes: usize,
+    /// Whether frames are kept: not on a publisher's connection, which watches nothing.
+    keep_frames: bool,
+    /// Notifications dropped since the owner last heard of it.
+    lost: u64,
+}
+
+impl Backlog {
+    fn new(max_items: usize, max_bytes: usize) -> Self {
+        Self {
+            items: VecDeque::new(),
+            bytes: 0,
+            max_items,
+            max_bytes,
+            keep_frames: true,
+            lost: 0,
+        }
+    }
+
+    fn push(&mut self, incoming: Incoming) {
+        let size = incoming.size();
+        let is_frame = matches!(incoming, Incoming::Frame(_));
+        if is_frame && !self.keep_frames {
+            return;
+        }
+        if self.items.len() < self.max_items && self.bytes + size <= self.max_bytes {
+            self.bytes += size;
+            self.items.push_back(incoming);
+        } else if is_frame {
+            // A watcher sees it as a gap.
+            debug!(bytes = size, "stream backlog full: dropping a frame");
+        } else {
+            warn!("stream backlog full: dropping a notification");
+            self.lost += 1;
+        }
+    }
+
+    /// The oldest message kept; once all are read, the notifications lost, if any were.
+    fn pop(&mut self) -> Option<Incoming> {
+        match self.items.pop_front() {
+            Some(incoming) => {
+                self.bytes -= incoming.size();
+                Some(incoming)
+            }
+            None if self.lost > 0 => Some(Incoming::Lost(std::mem::take(&mut self.lost))),
+            None => None,
+        }
+    }
 }
 
 /// One stream connection.
@@ -69,14 +148,14 @@ pub(crate) struct Socket {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     url: String,
     next_id: u64,
-    backlog: VecDeque<Incoming>,
+    backlog: Backlog,
 }
 
 impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Socket")
             .field("url", &self.url)
-            .field("backlog", &self.backlog.len())
+            .field("backlog", &self.backlog.items.len())
             .finish_non_exhaustive()
     }
 }
@@ -126,7 +205,7 @@ impl Socket {
             ws,
             url: url.to_owned(),
             next_id: 1,
-            backlog: VecDeque::new(),
+            backlog: Backlog::new(BACKLOG, BACKLOG_BYTES),
         })
     }
 
@@ -190,7 +269,7 @@ impl Socket {
 
     /// The next message that is not a response: from the backlog first.
     pub(crate) fn poll_incoming(&mut self, cx: &mut Context<'_>) -> Poll<Incoming> {
-        if let Some(incoming) = self.backlog.pop_front() {
+        if let Some(incoming) = self.backlog.pop() {
             return Poll::Ready(incoming);
         }
         loop {
@@ -244,11 +323,16 @@ impl Socket {
     }
 
     fn keep(&mut self, incoming: Incoming) {
-        if self.backlog.len() < BACKLOG {
-            self.backlog.push_back(incoming);
-        } else {
-            debug!("stream backlog full: dropping a message");
-        }
+        self.backlog.push(incoming);
+    }
+
+    /// Keep no frames from now on: the connection publishes, and frames are not for it.
+    pub(crate) fn drop_frames(&mut self) {
+        self.backlog.keep_frames = false;
+        self.backlog
+            .items
+            .retain(|i| !matches!(i, Incoming::Frame(_)));
+        self.backlog.bytes = self.backlog.items.iter().map(Incoming::size).sum();
     }
 
     fn transport(&self, source: tokio_tungstenite::tungstenite::Error) -> StreamError {
@@ -390,6 +474,58 @@ mod tests {
             panic!("not a response");
         };
         assert_eq!(outcome.unwrap_err().code(), INTERNAL_ERROR_CODE);
+    }
+
+    fn notice(n: u64) -> Incoming {
+        Incoming::Notice {
+            method: "stream.closed".into(),
+            params: json!({"n": n}),
+        }
+    }
+
+    fn frame(len: usize) -> Incoming {
+        Incoming::Frame(Bytes::from(vec![0; len]))
+    }
+
+    #[test]
+    fn the_backlog_is_bounded_in_bytes_and_reports_lost_notifications() {
+        let mut backlog = Backlog::new(100, 1000);
+        backlog.push(frame(600));
+        // Over the byte bound: dropped, a gap for the watcher.
+        backlog.push(frame(600));
+        backlog.push(frame(395));
+        // No room for a notification either: it is lost, and said to be.
+        backlog.push(notice(1));
+        backlog.push(notice(2));
+        assert!(matches!(backlog.pop(), Some(Incoming::Frame(b)) if b.len() == 600));
+        assert!(matches!(backlog.pop(), Some(Incoming::Frame(b)) if b.len() == 395));
+        assert!(matches!(backlog.pop(), Some(Incoming::Lost(2))));
+        assert!(backlog.pop().is_none());
+        assert_eq!(backlog.bytes, 0);
+        // Room again once read.
+        backlog.push(frame(1000));
+        assert!(matches!(backlog.pop(), Some(Incoming::Frame(b)) if b.len() == 1000));
+    }
+
+    #[test]
+    fn the_backlog_is_bounded_in_messages_too() {
+        let mut backlog = Backlog::new(2, usize::MAX);
+        for n in 0..3 {
+            backlog.push(notice(n));
+        }
+        assert!(matches!(backlog.pop(), Some(Incoming::Notice { .. })));
+        assert!(matches!(backlog.pop(), Some(Incoming::Notice { .. })));
+        assert!(matches!(backlog.pop(), Some(Incoming::Lost(1))));
+    }
+
+    #[test]
+    fn a_publishers_backlog_keeps_notifications_but_no_frames() {
+        let mut backlog = Backlog::new(100, 1000);
+        backlog.keep_frames = false;
+        backlog.push(frame(10));
+        backlog.push(notice(1));
+        assert!(matches!(backlog.pop(), Some(Incoming::Notice { .. })));
+        assert!(backlog.pop().is_none());
     }
 
     #[test]

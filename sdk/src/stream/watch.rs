@@ -199,6 +199,14 @@ impl Stream for Watch {
                     this.ended = true;
                     Err(err)
                 }
+                // One may have been the `stream.closed` that ended the watch: end it here.
+                Incoming::Lost(notices) => {
+                    this.ended = true;
+                    Err(StreamError::Lost {
+                        url: this.socket.url().to_owned(),
+                        notices,
+                    })
+                }
             };
             return Poll::Ready(Some(item.map_err(SdkError::from)));
         }
