@@ -562,3 +562,65 @@ fn an_anonymous_watcher_outlives_the_auth_deadline_and_still_ends() {
     assert!(!log.contains("watching again after frame"), "{log}");
     assert!(watched == input, "{log}");
 }
+
+#[test]
+fn ctrl_c_ends_a_watch_that_waits_for_its_node_to_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Serve::start(&dir.path().join("seq"), &[]);
+    let owner = new_key(dir.path(), "owner");
+    let (space, _) = create_stream(&node, &owner, "gone");
+
+    let mut watcher = northstar()
+        .args(["--node", &node.url, "--key"])
+        .arg(&owner)
+        .args(["stream", "watch", &space])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (line_tx, lines) = mpsc::channel();
+    let stderr = watcher.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = line_tx.send(line);
+        }
+    });
+    wait_until("the watch opens", || {
+        stream_info(&node, &owner, &space)["watchers"].as_u64() == Some(1)
+    });
+
+    // The node goes away: the watcher retries, with no end in sight.
+    drop(node);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the watcher did not start watching again");
+        if line.contains("cannot watch yet") {
+            break;
+        }
+    }
+
+    let kill = Command::new("kill")
+        .args(["-INT", &watcher.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = watcher.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = watcher.kill();
+            let _ = watcher.wait();
+            panic!("the watcher did not end on Ctrl-C within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}

@@ -25,7 +25,7 @@ use northstar_sdk::protocol::wire::{Event, Payload};
 use northstar_sdk::stream::{Publisher, Watch};
 use northstar_sdk::{Client, SdkError, StreamError, parse_space};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{Global, Output};
@@ -46,6 +46,10 @@ const END_GRACE: Duration = Duration::from_secs(3);
 /// Chunks read ahead from stdin. When they are all waiting, the reading thread blocks, and so
 /// does whatever writes into the pipe: the publisher's pace reaches the source.
 const INPUT_CHUNKS: usize = 4;
+
+/// Payloads handed to the stdout writer ahead of it. When they are all waiting, the watch
+/// waits too, and the node sees a slow watcher.
+const OUTPUT_FRAMES: usize = 4;
 
 /// The first wait before watching again after an interruption; it doubles up to
 /// [`REWATCH_MAX`].
@@ -383,6 +387,56 @@ async fn watch(
     since: Option<u64>,
     limit: Option<u64>,
 ) -> anyhow::Result<()> {
+    // One listener for the whole watch, so Ctrl-C ends it whatever it waits for: a frame, a
+    // node that is down, or a reader that stopped reading.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut out = Sink::spawn()?;
+    let followed = follow(global, space_text, since, limit, &mut out, &mut ctrl_c).await?;
+    if followed == Followed::Interrupted {
+        return Ok(());
+    }
+    // Every frame taken is written before the watch ends.
+    match or_ctrl_c(&mut ctrl_c, out.finish()).await? {
+        None | Some(Ok(())) => Ok(()),
+        // The reader went away (a player closed): nothing left to do.
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Some(Err(e)) => Err(e).context("cannot write to stdout"),
+    }
+}
+
+/// How [`follow`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Followed {
+    /// The stream ended, or the frames asked for came, or stdout stopped taking them.
+    Done,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+/// `fut`, unless Ctrl-C comes first: then `None`.
+async fn or_ctrl_c<T>(
+    ctrl_c: &mut (impl Future<Output = std::io::Result<()>> + Unpin),
+    fut: impl Future<Output = T>,
+) -> anyhow::Result<Option<T>> {
+    tokio::select! {
+        done = fut => Ok(Some(done)),
+        signal = ctrl_c => {
+            signal.context("cannot listen for Ctrl-C")?;
+            Ok(None)
+        }
+    }
+}
+
+/// Watch the stream and hand its payloads to `out` until it ends, as `watch` documents.
+async fn follow(
+    global: &Global,
+    space_text: &str,
+    since: Option<u64>,
+    limit: Option<u64>,
+    out: &mut Sink,
+    ctrl_c: &mut (impl Future<Output = std::io::Result<()>> + Unpin),
+) -> anyhow::Result<Followed> {
     let space = parse_space(space_text)?;
     let mut client = global.connect_as_reader().await?;
     // Only an end mark posted from now on ends this watch.
@@ -390,18 +444,17 @@ async fn watch(
     let mut events = client.subscribe(&space, head).await?;
     let mut events_open = true;
     let mut watch = client.watch(&space, since).await?;
-    let mut stdout = std::io::stdout();
     let mut written: u64 = 0;
     let mut last_written: Option<u64> = None;
     let mut end: Option<(u64, Instant)> = None;
     loop {
         if limit.is_some_and(|limit| written >= limit) {
-            return Ok(());
+            return Ok(Followed::Done);
         }
         if let Some((last, _)) = end
             && last_written.is_some_and(|written| written >= last)
         {
-            return Ok(());
+            return Ok(Followed::Done);
         }
         let deadline = end.map(|(_, at)| at);
         tokio::select! {
@@ -410,15 +463,11 @@ async fn watch(
                     if frame.gap > 0 {
                         eprintln!("gap: {} frames missing before frame {}", frame.gap, frame.number);
                     }
-                    let wrote = tokio::task::block_in_place(|| {
-                        stdout.write_all(&frame.payload)?;
-                        stdout.flush()
-                    });
-                    match wrote {
-                        Ok(()) => {}
-                        // The reader went away (a player closed): nothing left to do.
-                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-                        Err(e) => return Err(e).context("cannot write to stdout"),
+                    match or_ctrl_c(ctrl_c, out.write(frame.payload)).await? {
+                        None => return Ok(Followed::Interrupted),
+                        // The writer stopped; `Sink::finish` says why.
+                        Some(false) => return Ok(Followed::Done),
+                        Some(true) => {}
                     }
                     written += 1;
                     last_written = Some(frame.number);
@@ -430,7 +479,10 @@ async fn watch(
                 }
                 Some(Err(err)) if err.is_transient() => {
                     eprintln!("watch interrupted: {err}; {}", resume_text(watch.last()));
-                    watch = rewatch(&client, &watch).await?;
+                    match or_ctrl_c(ctrl_c, rewatch(&client, &watch)).await? {
+                        Some(again) => watch = again?,
+                        None => return Ok(Followed::Interrupted),
+                    }
                 }
                 Some(Err(err @ SdkError::Stream(
                     StreamError::BadFrame { .. } | StreamError::WrongSpace { .. },
@@ -438,7 +490,10 @@ async fn watch(
                 Some(Err(err)) => return Err(err.into()),
                 None => {
                     eprintln!("watch ended; {}", resume_text(watch.last()));
-                    watch = rewatch(&client, &watch).await?;
+                    match or_ctrl_c(ctrl_c, rewatch(&client, &watch)).await? {
+                        Some(again) => watch = again?,
+                        None => return Ok(Followed::Interrupted),
+                    }
                 }
             },
             event = events.next(), if events_open => match event {
@@ -464,13 +519,60 @@ async fn watch(
                         END_GRACE.as_secs()
                     );
                 }
-                return Ok(());
+                return Ok(Followed::Done);
             }
-            signal = tokio::signal::ctrl_c() => {
+            signal = &mut *ctrl_c => {
                 signal.context("cannot listen for Ctrl-C")?;
-                return Ok(());
+                return Ok(Followed::Interrupted);
             }
         }
+    }
+}
+
+/// Stdout, written on a thread of its own: a write blocked on a reader that stopped reading
+/// cannot be cancelled, so it must hold neither the task that listens for Ctrl-C nor the
+/// runtime's blocking pool, whose shutdown would wait for it. The process does not wait for
+/// the thread.
+struct Sink {
+    payloads: mpsc::Sender<Vec<u8>>,
+    done: oneshot::Receiver<std::io::Result<()>>,
+}
+
+impl Sink {
+    fn spawn() -> anyhow::Result<Self> {
+        let (payloads, mut rx) = mpsc::channel::<Vec<u8>>(OUTPUT_FRAMES);
+        let (done_tx, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("stdout".into())
+            .spawn(move || {
+                let mut stdout = std::io::stdout().lock();
+                let mut written = || -> std::io::Result<()> {
+                    while let Some(payload) = rx.blocking_recv() {
+                        stdout.write_all(&payload)?;
+                        stdout.flush()?;
+                    }
+                    Ok(())
+                };
+                // Nobody listens once the watch has ended without waiting for the writes.
+                let _ = done_tx.send(written());
+            })
+            .context("cannot start writing stdout")?;
+        Ok(Self { payloads, done })
+    }
+
+    /// Hand a payload to the writer, waiting while it is [`OUTPUT_FRAMES`] behind: `false`
+    /// when the writer has stopped, on an error [`Sink::finish`] returns.
+    async fn write(&mut self, payload: Vec<u8>) -> bool {
+        self.payloads.send(payload).await.is_ok()
+    }
+
+    /// Wait until everything handed over is written, or the writer's error.
+    async fn finish(self) -> std::io::Result<()> {
+        drop(self.payloads);
+        // The thread sends before it ends, so a closed channel means it panicked.
+        self.done
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("the stdout writer failed")))
     }
 }
 
