@@ -165,6 +165,37 @@ async fn handshake(ws: &mut Ws, origin: &str, challenge_origin: &str) {
     answer(ws, id, json!({"did": response.did})).await;
 }
 
+/// A scripted node that answers the handshake, then `stream.publish` with `next` if given,
+/// then plays `script` on the connection: the URL to dial, and the script's outcome.
+async fn node_after_handshake<T, F>(
+    next: Option<u64>,
+    script: impl FnOnce(Ws) -> F + Send + 'static,
+) -> (String, tokio::task::JoinHandle<T>)
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let (url, accept) = scripted().await;
+    let origin = url.clone();
+    let node = tokio::spawn(async move {
+        let mut ws = accept.await.unwrap();
+        handshake(&mut ws, &origin, &origin).await;
+        if let Some(next) = next {
+            publishing(&mut ws, next).await;
+        }
+        script(ws).await
+    });
+    (url, node)
+}
+
+/// A publisher of `radio` as its owner, opened at `url`.
+async fn open_publisher(url: &str) -> Publisher {
+    tokio::time::timeout(TIMEOUT, Publisher::open(url, owner(), &radio()))
+        .await
+        .expect("the publisher did not open")
+        .unwrap()
+}
+
 /// Answer `stream.publish` with `next`.
 async fn publishing(ws: &mut Ws, next: u64) -> Vec<Vec<u8>> {
     let (id, method, params, frames) = request(ws).await;
@@ -195,20 +226,16 @@ fn signed(by: &Keypair, space: SpaceId, number: u64, payload: &[u8]) -> Vec<u8> 
 
 #[tokio::test]
 async fn a_publisher_sends_signed_numbered_frames_from_the_nodes_next() {
-    let (url, accept) = scripted().await;
-    let origin = url.clone();
-    let node = tokio::spawn(async move {
-        let mut ws = accept.await.unwrap();
-        handshake(&mut ws, &origin, &origin).await;
-        publishing(&mut ws, 5).await;
+    let (url, node) = node_after_handshake(Some(5), |mut ws| async move {
         let mut frames = Vec::new();
         for _ in 0..3 {
             frames.push(decoded(&frame_from(&mut ws).await));
         }
         publishing(&mut ws, 8).await;
         frames
-    });
-    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    })
+    .await;
+    let mut publisher = open_publisher(&url).await;
     assert_eq!((publisher.next(), publisher.limits()), (5, &limits()));
     assert_eq!(publisher.publish(&b"one"[..], true).await.unwrap(), 5);
     assert_eq!(publisher.publish(b"two".to_vec(), false).await.unwrap(), 6);
@@ -216,7 +243,7 @@ async fn a_publisher_sends_signed_numbered_frames_from_the_nodes_next() {
     let finished = publisher.finish().await.unwrap();
     assert_eq!((finished.next, finished.sent, finished.refused), (8, 3, 0));
 
-    let frames = node.await.unwrap();
+    let frames = tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
     let seen: Vec<_> = frames
         .iter()
         .map(|f| (f.number, f.key, f.payload.as_slice()))
@@ -234,14 +261,9 @@ async fn a_publisher_sends_signed_numbered_frames_from_the_nodes_next() {
 
 #[tokio::test]
 async fn a_refusal_comes_back_from_the_next_publish_which_then_goes_on_above_the_nodes_newest() {
-    let (url, accept) = scripted().await;
-    let origin = url.clone();
     let (refused_tx, refused_rx) = oneshot::channel();
     let (refused_tx2, refused_rx2) = oneshot::channel();
-    let node = tokio::spawn(async move {
-        let mut ws = accept.await.unwrap();
-        handshake(&mut ws, &origin, &origin).await;
-        publishing(&mut ws, 1).await;
+    let (url, node) = node_after_handshake(Some(1), |mut ws| async move {
         decoded(&frame_from(&mut ws).await);
         let second = decoded(&frame_from(&mut ws).await);
         notify(
@@ -271,11 +293,15 @@ async fn a_refusal_comes_back_from_the_next_publish_which_then_goes_on_above_the
         let last = decoded(&frame_from(&mut ws).await);
         publishing(&mut ws, 12).await;
         (after, last)
-    });
-    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    })
+    .await;
+    let mut publisher = open_publisher(&url).await;
     publisher.publish("a", true).await.unwrap();
     publisher.publish("b", true).await.unwrap();
-    refused_rx.await.unwrap();
+    tokio::time::timeout(TIMEOUT, refused_rx)
+        .await
+        .unwrap()
+        .unwrap();
 
     let err = publisher.publish("c", true).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::FrameRate));
@@ -291,24 +317,35 @@ async fn a_refusal_comes_back_from_the_next_publish_which_then_goes_on_above_the
 
     // Called again, the publisher asks the node and sends the payload under the number it names.
     assert_eq!(publisher.publish("c", true).await.unwrap(), 10);
-    refused_rx2.await.unwrap();
-    assert!(publisher.publish("d", true).await.is_err());
+    tokio::time::timeout(TIMEOUT, refused_rx2)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = publisher.publish("d", true).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            SdkError::Stream(StreamError::Refused {
+                number: Some(10),
+                code: NodeCode::App(ErrorCode::ByteRate),
+                message,
+                ..
+            }) if message == "over budget"
+        ),
+        "{err}"
+    );
+    assert_eq!(publisher.refused(), 2);
     assert_eq!(publisher.publish("d", true).await.unwrap(), 11);
     let finished = publisher.finish().await.unwrap();
     assert_eq!((finished.next, finished.sent, finished.refused), (12, 4, 2));
-    let (after, last) = node.await.unwrap();
+    let (after, last) = tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
     assert_eq!((after.number, after.payload.as_slice()), (10, &b"c"[..]));
     assert_eq!((last.number, last.payload.as_slice()), (11, &b"d"[..]));
 }
 
 #[tokio::test]
 async fn finish_reports_a_refusal_the_publisher_had_not_read() {
-    let (url, accept) = scripted().await;
-    let origin = url.clone();
-    let node = tokio::spawn(async move {
-        let mut ws = accept.await.unwrap();
-        handshake(&mut ws, &origin, &origin).await;
-        publishing(&mut ws, 1).await;
+    let (url, node) = node_after_handshake(Some(1), |mut ws| async move {
         decoded(&frame_from(&mut ws).await);
         let (id, method, _, _) = request(&mut ws).await;
         assert_eq!(method, STREAM_PUBLISH);
@@ -329,22 +366,18 @@ async fn finish_reports_a_refusal_the_publisher_had_not_read() {
             },
         )
         .await;
-    });
-    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    })
+    .await;
+    let mut publisher = open_publisher(&url).await;
     publisher.publish("x", true).await.unwrap();
     let err = publisher.finish().await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::ByteRate));
-    node.await.unwrap();
+    tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
 }
 
 #[tokio::test]
 async fn settle_counts_every_refusal_that_came_before_the_nodes_answer() {
-    let (url, accept) = scripted().await;
-    let origin = url.clone();
-    let node = tokio::spawn(async move {
-        let mut ws = accept.await.unwrap();
-        handshake(&mut ws, &origin, &origin).await;
-        publishing(&mut ws, 1).await;
+    let (url, node) = node_after_handshake(Some(1), |mut ws| async move {
         let (id, method, _, frames) = request(&mut ws).await;
         assert_eq!((method.as_str(), frames.len()), (STREAM_PUBLISH, 2));
         for number in [1, 2] {
@@ -367,8 +400,9 @@ async fn settle_counts_every_refusal_that_came_before_the_nodes_answer() {
         .await;
         // The close the publisher sends at the end.
         let _ = tokio::time::timeout(TIMEOUT, ws.next()).await;
-    });
-    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    })
+    .await;
+    let mut publisher = open_publisher(&url).await;
     publisher.publish("x", true).await.unwrap();
     publisher.publish("y", true).await.unwrap();
     let err = publisher.settle().await.unwrap_err();
@@ -390,12 +424,7 @@ async fn settle_counts_every_refusal_that_came_before_the_nodes_answer() {
 
 #[tokio::test]
 async fn finish_reports_a_refusal_it_cannot_read() {
-    let (url, accept) = scripted().await;
-    let origin = url.clone();
-    let node = tokio::spawn(async move {
-        let mut ws = accept.await.unwrap();
-        handshake(&mut ws, &origin, &origin).await;
-        publishing(&mut ws, 1).await;
+    let (url, node) = node_after_handshake(Some(1), |mut ws| async move {
         let (id, method, _, _) = request(&mut ws).await;
         assert_eq!(method, STREAM_PUBLISH);
         notify(&mut ws, STREAM_REFUSED, json!({"number": "one"})).await;
@@ -410,8 +439,9 @@ async fn finish_reports_a_refusal_it_cannot_read() {
         )
         .await;
         let _ = tokio::time::timeout(TIMEOUT, ws.next()).await;
-    });
-    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    })
+    .await;
+    let mut publisher = open_publisher(&url).await;
     publisher.publish("x", true).await.unwrap();
     let err = publisher.finish().await.unwrap_err();
     assert!(
@@ -445,16 +475,12 @@ async fn a_publisher_of_a_space_that_is_not_a_stream_dials_nothing() {
 
 #[tokio::test]
 async fn payloads_over_the_nodes_limit_are_refused_before_sending() {
-    let (url, accept) = scripted().await;
-    let origin = url.clone();
-    let node = tokio::spawn(async move {
-        let mut ws = accept.await.unwrap();
-        handshake(&mut ws, &origin, &origin).await;
-        publishing(&mut ws, 1).await;
+    let (url, node) = node_after_handshake(Some(1), |mut ws| async move {
         // Nothing but the closing call arrives: the oversized payload never left.
         publishing(&mut ws, 1).await
-    });
-    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    })
+    .await;
+    let mut publisher = open_publisher(&url).await;
     let err = publisher.publish(vec![0; 1025], true).await.unwrap_err();
     assert!(
         matches!(
@@ -468,16 +494,18 @@ async fn payloads_over_the_nodes_limit_are_refused_before_sending() {
     );
     assert_eq!(publisher.next(), 1);
     publisher.finish().await.unwrap();
-    assert!(node.await.unwrap().is_empty());
+    assert!(
+        tokio::time::timeout(TIMEOUT, node)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn not_sequencer_is_the_nodes_refusal_with_its_code() {
-    let (url, accept) = scripted().await;
-    let origin = url.clone();
-    tokio::spawn(async move {
-        let mut ws = accept.await.unwrap();
-        handshake(&mut ws, &origin, &origin).await;
+    let (url, _node) = node_after_handshake(None, |mut ws| async move {
         let (id, _, _, _) = request(&mut ws).await;
         refuse(
             &mut ws,
@@ -487,8 +515,9 @@ async fn not_sequencer_is_the_nodes_refusal_with_its_code() {
         )
         .await;
         // Keep the connection until the client has read the answer.
-        let _ = ws.next().await;
-    });
+        let _ = tokio::time::timeout(TIMEOUT, ws.next()).await;
+    })
+    .await;
     let err = Publisher::open(&url, owner(), &radio()).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NotSequencer));
     assert_eq!(
@@ -504,7 +533,7 @@ async fn a_publisher_refuses_a_challenge_for_another_origin_and_a_key_not_the_ow
     tokio::spawn(async move {
         let mut ws = accept.await.unwrap();
         handshake(&mut ws, &origin, "ws://elsewhere.example").await;
-        let _ = ws.next().await;
+        let _ = tokio::time::timeout(TIMEOUT, ws.next()).await;
     });
     let err = Publisher::open(&url, owner(), &radio()).await.unwrap_err();
     assert!(
@@ -601,16 +630,12 @@ async fn a_watch_delivers_checked_frames_in_order_and_ends_on_slow_watcher() {
         matches!(ended, SdkError::Stream(StreamError::Ended { code: NodeCode::App(ErrorCode::SlowWatcher), message, .. }) if message == "dropped every frame for 5 s")
     );
     assert_eq!(watch.last(), Some(5));
-    node.await.unwrap();
+    tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
 }
 
 #[tokio::test]
 async fn a_resumed_watch_sends_since_authenticates_and_reports_a_dropped_connection() {
-    let (url, accept) = scripted().await;
-    let origin = url.clone();
-    tokio::spawn(async move {
-        let mut ws = accept.await.unwrap();
-        handshake(&mut ws, &origin, &origin).await;
+    let (url, _node) = node_after_handshake(None, |mut ws| async move {
         let (id, method, params, _) = request(&mut ws).await;
         assert_eq!(method, STREAM_WATCH);
         assert_eq!(params, json!([radio().as_str(), 7]));
@@ -624,13 +649,18 @@ async fn a_resumed_watch_sends_since_authenticates_and_reports_a_dropped_connect
             .await
             .unwrap();
         // Then the connection drops.
-    });
+    })
+    .await;
     let key = owner();
     let mut watch = Watch::open(&url, Some(&key), &radio(), Some(7))
         .await
         .unwrap();
     assert_eq!(watch.last(), Some(7));
-    let first = watch.next().await.unwrap().unwrap();
+    let first = tokio::time::timeout(TIMEOUT, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!((first.number, first.gap), (9, 1));
     let err = tokio::time::timeout(TIMEOUT, watch.next())
         .await
@@ -638,7 +668,12 @@ async fn a_resumed_watch_sends_since_authenticates_and_reports_a_dropped_connect
         .unwrap()
         .unwrap_err();
     assert!(err.is_transient(), "{err}");
-    assert!(watch.next().await.is_none());
+    assert!(
+        tokio::time::timeout(TIMEOUT, watch.next())
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(watch.last(), Some(9));
 }
 
