@@ -15,15 +15,19 @@ use jsonrpsee::core::client::Subscription;
 use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
 use northstar_protocol::address::{SpaceId, SpaceType, SpaceUri, author_hash};
 use northstar_protocol::api::{
-    Ack, BeamDeleted, BeamPosted, EventPage, MemberInfo, NodeInfo, SpaceInfo, StreamInfo,
+    Ack, Authenticated, BeamDeleted, BeamPosted, EventPage, MemberInfo, NodeInfo, SpaceInfo,
+    StreamInfo,
 };
-use northstar_protocol::method::{STREAM_INFO, STREAM_PUBLISH};
+use northstar_protocol::method::{
+    AUTH_CHALLENGE, AUTH_RESPOND, NODE_INFO, STREAM_INFO, STREAM_PUBLISH,
+};
 use northstar_protocol::rpc::{
     AuthApiClient, BeamApiClient, NodeApiClient, SpaceApiClient, SpaceEventsApiClient,
     StreamApiClient,
 };
 use northstar_protocol::wire::{
-    AuthResponse, Beam, BeamRef, Event, Home, Membership, MembershipAction, SpaceGenesis, Tombstone,
+    AuthChallenge, AuthResponse, Beam, BeamRef, Event, Home, Membership, MembershipAction,
+    SpaceGenesis, Tombstone,
 };
 use northstar_protocol::{Did, Keypair, PROTOCOL_VERSION, Signed};
 use tracing::{debug, instrument};
@@ -94,7 +98,7 @@ impl Client {
 
     #[instrument(skip_all, fields(url))]
     async fn dial(url: &str, key: Option<Keypair>) -> Result<Client, SdkError> {
-        let origin = origin_of(url)?;
+        origin_of(url)?;
         // The origin a challenge must name is the one of the URL dialled, so redirects are not
         // followed: jsonrpsee counts the first attempt as one "redirection", so 1 means none.
         let rpc = WsClientBuilder::default()
@@ -107,17 +111,7 @@ impl Client {
                 url: url.to_owned(),
                 source,
             })?;
-        let info = call("node.info", NodeApiClient::info(&rpc)).await?;
-        if info.protocol != PROTOCOL_VERSION {
-            return Err(SdkError::Protocol {
-                url: url.to_owned(),
-                node: info.protocol,
-                ours: PROTOCOL_VERSION,
-            });
-        }
-        if let Some(key) = &key {
-            authenticate(&rpc, origin, &info.did, key).await?;
-        }
+        let info = handshake(&mut &rpc, url, key.as_ref()).await?;
         debug!(node = %info.did, authenticated = key.is_some(), "connected");
         Ok(Client {
             inner: Arc::new(Inner {
@@ -411,6 +405,13 @@ impl Client {
         Watch::open(&self.inner.url, self.inner.key.as_ref(), space, since).await
     }
 
+    /// `stream.watch` (public) again, after `watch` (of this node, or another) ended: a
+    /// [`Watch`] on a new connection to this client's node that goes on where `watch` stopped
+    /// (see [`Watch::resume`]), authenticated as this client's key if it has one.
+    pub async fn resume_watch(&self, watch: &Watch) -> Result<Watch, SdkError> {
+        watch.resume(&self.inner.url, self.inner.key.as_ref()).await
+    }
+
     /// `stream.info` (public): the stream as this node sees it: whether it is live, its newest
     /// frames, its watchers, its neighbours in the stream's tree and its limits.
     pub async fn stream_info(&self, space: &impl AsSpaceId) -> Result<StreamInfo, SdkError> {
@@ -474,17 +475,56 @@ async fn call<T>(
     fut.await.map_err(|e| SdkError::from_call(method, e))
 }
 
-/// The handshake of `spec/` §5 from the client's side.
-async fn authenticate(
-    rpc: &WsClient,
-    origin: &str,
-    node: &Did,
-    key: &Keypair,
-) -> Result<(), SdkError> {
-    let challenge = call("auth.challenge", AuthApiClient::challenge(rpc)).await?;
-    check_challenge(&challenge, origin, node, now_ms()?)?;
+/// The calls of the handshake, on a connection of either kind: the client's jsonrpsee one, or
+/// a stream's own socket.
+pub(crate) trait Handshake {
+    /// `node.info`.
+    async fn node_info(&mut self) -> Result<NodeInfo, SdkError>;
+    /// `auth.challenge`.
+    async fn challenge(&mut self) -> Result<AuthChallenge, SdkError>;
+    /// `auth.respond`.
+    async fn respond(&mut self, response: AuthResponse) -> Result<Authenticated, SdkError>;
+}
+
+impl Handshake for &WsClient {
+    async fn node_info(&mut self) -> Result<NodeInfo, SdkError> {
+        call(NODE_INFO, NodeApiClient::info(*self)).await
+    }
+
+    async fn challenge(&mut self) -> Result<AuthChallenge, SdkError> {
+        call(AUTH_CHALLENGE, AuthApiClient::challenge(*self)).await
+    }
+
+    async fn respond(&mut self, response: AuthResponse) -> Result<Authenticated, SdkError> {
+        call(AUTH_RESPOND, AuthApiClient::respond(*self, response)).await
+    }
+}
+
+/// The handshake of `spec/` §5 from the client's side, on a connection to `url`: `node.info`
+/// (whose protocol version must be this SDK's, [`SdkError::Protocol`]), then, given a key, a
+/// challenge that must be signed by the node `node.info` named, name the origin of `url` and
+/// not have expired, answered as `key`. Returns the node's `node.info`.
+pub(crate) async fn handshake(
+    rpc: &mut impl Handshake,
+    url: &str,
+    key: Option<&Keypair>,
+) -> Result<NodeInfo, SdkError> {
+    let origin = origin_of(url)?;
+    let info = rpc.node_info().await?;
+    if info.protocol != PROTOCOL_VERSION {
+        return Err(SdkError::Protocol {
+            url: url.to_owned(),
+            node: info.protocol,
+            ours: PROTOCOL_VERSION,
+        });
+    }
+    let Some(key) = key else {
+        return Ok(info);
+    };
+    let challenge = rpc.challenge().await?;
+    check_challenge(&challenge, origin, &info.did, now_ms()?)?;
     let response = AuthResponse::answer(key, challenge)?;
-    let authenticated = call("auth.respond", AuthApiClient::respond(rpc, response)).await?;
+    let authenticated = rpc.respond(response).await?;
     if authenticated.did != *key.did() {
         return Err(AuthError::WrongDid {
             expected: key.did().to_string(),
@@ -492,7 +532,7 @@ async fn authenticate(
         }
         .into());
     }
-    Ok(())
+    Ok(info)
 }
 
 /// Now, in ms since the Unix epoch: the time every signed request carries.

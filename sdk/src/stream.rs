@@ -3,8 +3,9 @@
 //!
 //! Frames travel as binary WebSocket messages, which the [`Client`](crate::Client)'s jsonrpsee
 //! connection can neither send nor receive, so a [`Publisher`] and a [`Watch`] each open a
-//! WebSocket of their own to the node and speak JSON-RPC on it as text. They authenticate as
-//! the `Client` does (the same challenge checks, `spec/` §5.2). These connections dial `ws://`
+//! WebSocket of their own to the node and speak JSON-RPC on it as text. They open with the
+//! `Client`'s own handshake: `node.info` must name this SDK's protocol version, and a key
+//! authenticates under the same challenge checks (`spec/` §5.2). These connections dial `ws://`
 //! only: the SDK carries no TLS stack for them.
 //!
 //! # Layout
@@ -69,6 +70,15 @@ pub enum StreamError {
     Closed {
         /// The URL dialled.
         url: String,
+    },
+    /// Notifications the node sent while a call waited for its answer found no room and are
+    /// lost: a watch ends with this (watch again), a publisher counts them as refusals.
+    #[error("{notices} notification(s) from {url} were lost: too much came while a call waited")]
+    Lost {
+        /// The URL dialled.
+        url: String,
+        /// How many.
+        notices: u64,
     },
     /// A call got no answer in time.
     #[error("{method}: no answer from the node within {secs} s")]
@@ -165,6 +175,7 @@ impl StreamError {
             StreamError::Connect { .. }
             | StreamError::Transport { .. }
             | StreamError::Closed { .. }
+            | StreamError::Lost { .. }
             | StreamError::Timeout { .. } => true,
             StreamError::Ended { code, .. } => matches!(
                 code.app(),

@@ -141,11 +141,16 @@ fn node_info(origin: &str) -> NodeInfo {
     scripted::node_info(node().did(), origin, 100)
 }
 
-/// Answer `node.info`, `auth.challenge` (naming `challenge_origin`) and `auth.respond`.
-async fn handshake(ws: &mut Ws, origin: &str, challenge_origin: &str) {
+/// Answer `node.info`, as all a watcher without a key asks before `stream.watch`.
+async fn info_only(ws: &mut Ws, origin: &str) {
     let (id, method, _, _) = request(ws).await;
     assert_eq!(method, NODE_INFO);
     answer(ws, id, node_info(origin)).await;
+}
+
+/// Answer `node.info`, `auth.challenge` (naming `challenge_origin`) and `auth.respond`.
+async fn handshake(ws: &mut Ws, origin: &str, challenge_origin: &str) {
+    info_only(ws, origin).await;
     let (id, method, _, _) = request(ws).await;
     assert_eq!(method, AUTH_CHALLENGE);
     let challenge = AuthChallenge::issue(&node(), challenge_origin, T, u64::MAX >> 11).unwrap();
@@ -158,6 +163,37 @@ async fn handshake(ws: &mut Ws, origin: &str, challenge_origin: &str) {
     let response: AuthResponse = serde_json::from_value(params[0].clone()).unwrap();
     response.verify().unwrap();
     answer(ws, id, json!({"did": response.did})).await;
+}
+
+/// A scripted node that answers the handshake, then `stream.publish` with `next` if given,
+/// then plays `script` on the connection: the URL to dial, and the script's outcome.
+async fn node_after_handshake<T, F>(
+    next: Option<u64>,
+    script: impl FnOnce(Ws) -> F + Send + 'static,
+) -> (String, tokio::task::JoinHandle<T>)
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let (url, accept) = scripted().await;
+    let origin = url.clone();
+    let node = tokio::spawn(async move {
+        let mut ws = accept.await.unwrap();
+        handshake(&mut ws, &origin, &origin).await;
+        if let Some(next) = next {
+            publishing(&mut ws, next).await;
+        }
+        script(ws).await
+    });
+    (url, node)
+}
+
+/// A publisher of `radio` as its owner, opened at `url`.
+async fn open_publisher(url: &str) -> Publisher {
+    tokio::time::timeout(TIMEOUT, Publisher::open(url, owner(), &radio()))
+        .await
+        .expect("the publisher did not open")
+        .unwrap()
 }
 
 /// Answer `stream.publish` with `next`.
@@ -190,20 +226,16 @@ fn signed(by: &Keypair, space: SpaceId, number: u64, payload: &[u8]) -> Vec<u8> 
 
 #[tokio::test]
 async fn a_publisher_sends_signed_numbered_frames_from_the_nodes_next() {
-    let (url, accept) = scripted().await;
-    let origin = url.clone();
-    let node = tokio::spawn(async move {
-        let mut ws = accept.await.unwrap();
-        handshake(&mut ws, &origin, &origin).await;
-        publishing(&mut ws, 5).await;
+    let (url, node) = node_after_handshake(Some(5), |mut ws| async move {
         let mut frames = Vec::new();
         for _ in 0..3 {
             frames.push(decoded(&frame_from(&mut ws).await));
         }
         publishing(&mut ws, 8).await;
         frames
-    });
-    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    })
+    .await;
+    let mut publisher = open_publisher(&url).await;
     assert_eq!((publisher.next(), publisher.limits()), (5, &limits()));
     assert_eq!(publisher.publish(&b"one"[..], true).await.unwrap(), 5);
     assert_eq!(publisher.publish(b"two".to_vec(), false).await.unwrap(), 6);
@@ -211,7 +243,7 @@ async fn a_publisher_sends_signed_numbered_frames_from_the_nodes_next() {
     let finished = publisher.finish().await.unwrap();
     assert_eq!((finished.next, finished.sent, finished.refused), (8, 3, 0));
 
-    let frames = node.await.unwrap();
+    let frames = tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
     let seen: Vec<_> = frames
         .iter()
         .map(|f| (f.number, f.key, f.payload.as_slice()))
@@ -229,14 +261,9 @@ async fn a_publisher_sends_signed_numbered_frames_from_the_nodes_next() {
 
 #[tokio::test]
 async fn a_refusal_comes_back_from_the_next_publish_which_then_goes_on_above_the_nodes_newest() {
-    let (url, accept) = scripted().await;
-    let origin = url.clone();
     let (refused_tx, refused_rx) = oneshot::channel();
     let (refused_tx2, refused_rx2) = oneshot::channel();
-    let node = tokio::spawn(async move {
-        let mut ws = accept.await.unwrap();
-        handshake(&mut ws, &origin, &origin).await;
-        publishing(&mut ws, 1).await;
+    let (url, node) = node_after_handshake(Some(1), |mut ws| async move {
         decoded(&frame_from(&mut ws).await);
         let second = decoded(&frame_from(&mut ws).await);
         notify(
@@ -266,11 +293,15 @@ async fn a_refusal_comes_back_from_the_next_publish_which_then_goes_on_above_the
         let last = decoded(&frame_from(&mut ws).await);
         publishing(&mut ws, 12).await;
         (after, last)
-    });
-    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    })
+    .await;
+    let mut publisher = open_publisher(&url).await;
     publisher.publish("a", true).await.unwrap();
     publisher.publish("b", true).await.unwrap();
-    refused_rx.await.unwrap();
+    tokio::time::timeout(TIMEOUT, refused_rx)
+        .await
+        .unwrap()
+        .unwrap();
 
     let err = publisher.publish("c", true).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::FrameRate));
@@ -286,24 +317,35 @@ async fn a_refusal_comes_back_from_the_next_publish_which_then_goes_on_above_the
 
     // Called again, the publisher asks the node and sends the payload under the number it names.
     assert_eq!(publisher.publish("c", true).await.unwrap(), 10);
-    refused_rx2.await.unwrap();
-    assert!(publisher.publish("d", true).await.is_err());
+    tokio::time::timeout(TIMEOUT, refused_rx2)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = publisher.publish("d", true).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            SdkError::Stream(StreamError::Refused {
+                number: Some(10),
+                code: NodeCode::App(ErrorCode::ByteRate),
+                message,
+                ..
+            }) if message == "over budget"
+        ),
+        "{err}"
+    );
+    assert_eq!(publisher.refused(), 2);
     assert_eq!(publisher.publish("d", true).await.unwrap(), 11);
     let finished = publisher.finish().await.unwrap();
     assert_eq!((finished.next, finished.sent, finished.refused), (12, 4, 2));
-    let (after, last) = node.await.unwrap();
+    let (after, last) = tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
     assert_eq!((after.number, after.payload.as_slice()), (10, &b"c"[..]));
     assert_eq!((last.number, last.payload.as_slice()), (11, &b"d"[..]));
 }
 
 #[tokio::test]
 async fn finish_reports_a_refusal_the_publisher_had_not_read() {
-    let (url, accept) = scripted().await;
-    let origin = url.clone();
-    let node = tokio::spawn(async move {
-        let mut ws = accept.await.unwrap();
-        handshake(&mut ws, &origin, &origin).await;
-        publishing(&mut ws, 1).await;
+    let (url, node) = node_after_handshake(Some(1), |mut ws| async move {
         decoded(&frame_from(&mut ws).await);
         let (id, method, _, _) = request(&mut ws).await;
         assert_eq!(method, STREAM_PUBLISH);
@@ -324,26 +366,121 @@ async fn finish_reports_a_refusal_the_publisher_had_not_read() {
             },
         )
         .await;
-    });
-    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    })
+    .await;
+    let mut publisher = open_publisher(&url).await;
     publisher.publish("x", true).await.unwrap();
     let err = publisher.finish().await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::ByteRate));
-    node.await.unwrap();
+    tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn settle_counts_every_refusal_that_came_before_the_nodes_answer() {
+    let (url, node) = node_after_handshake(Some(1), |mut ws| async move {
+        let (id, method, _, frames) = request(&mut ws).await;
+        assert_eq!((method.as_str(), frames.len()), (STREAM_PUBLISH, 2));
+        for number in [1, 2] {
+            notify(
+                &mut ws,
+                STREAM_REFUSED,
+                notice(Some(number), ErrorCode::ByteRate, "over budget"),
+            )
+            .await;
+        }
+        answer(
+            &mut ws,
+            id,
+            StreamPublishing {
+                space: radio(),
+                next: 1,
+                limits: limits(),
+            },
+        )
+        .await;
+        // The close the publisher sends at the end.
+        let _ = tokio::time::timeout(TIMEOUT, ws.next()).await;
+    })
+    .await;
+    let mut publisher = open_publisher(&url).await;
+    publisher.publish("x", true).await.unwrap();
+    publisher.publish("y", true).await.unwrap();
+    let err = publisher.settle().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SdkError::Stream(StreamError::Refused {
+                number: Some(1),
+                ..
+            })
+        ),
+        "{err}"
+    );
+    // The first refusal is the error; both are counted.
+    assert_eq!(publisher.refused(), 2);
+    publisher.close().await;
+    tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn finish_reports_a_refusal_it_cannot_read() {
+    let (url, node) = node_after_handshake(Some(1), |mut ws| async move {
+        let (id, method, _, _) = request(&mut ws).await;
+        assert_eq!(method, STREAM_PUBLISH);
+        notify(&mut ws, STREAM_REFUSED, json!({"number": "one"})).await;
+        answer(
+            &mut ws,
+            id,
+            StreamPublishing {
+                space: radio(),
+                next: 2,
+                limits: limits(),
+            },
+        )
+        .await;
+        let _ = tokio::time::timeout(TIMEOUT, ws.next()).await;
+    })
+    .await;
+    let mut publisher = open_publisher(&url).await;
+    publisher.publish("x", true).await.unwrap();
+    let err = publisher.finish().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SdkError::Stream(StreamError::BadAnswer {
+                method: STREAM_REFUSED,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_publisher_of_a_space_that_is_not_a_stream_dials_nothing() {
+    let chat = SpaceId::new(SpaceType::Channel, owner().did(), "chat").unwrap();
+    // Nothing listens there: only a check made before dialling can give this error.
+    let err = Publisher::open("ws://127.0.0.1:9", owner(), &chat)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SdkError::Stream(StreamError::Frame(FrameError::NotAStream(_)))
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn payloads_over_the_nodes_limit_are_refused_before_sending() {
-    let (url, accept) = scripted().await;
-    let origin = url.clone();
-    let node = tokio::spawn(async move {
-        let mut ws = accept.await.unwrap();
-        handshake(&mut ws, &origin, &origin).await;
-        publishing(&mut ws, 1).await;
+    let (url, node) = node_after_handshake(Some(1), |mut ws| async move {
         // Nothing but the closing call arrives: the oversized payload never left.
         publishing(&mut ws, 1).await
-    });
-    let mut publisher = Publisher::open(&url, owner(), &radio()).await.unwrap();
+    })
+    .await;
+    let mut publisher = open_publisher(&url).await;
     let err = publisher.publish(vec![0; 1025], true).await.unwrap_err();
     assert!(
         matches!(
@@ -357,16 +494,18 @@ async fn payloads_over_the_nodes_limit_are_refused_before_sending() {
     );
     assert_eq!(publisher.next(), 1);
     publisher.finish().await.unwrap();
-    assert!(node.await.unwrap().is_empty());
+    assert!(
+        tokio::time::timeout(TIMEOUT, node)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn not_sequencer_is_the_nodes_refusal_with_its_code() {
-    let (url, accept) = scripted().await;
-    let origin = url.clone();
-    tokio::spawn(async move {
-        let mut ws = accept.await.unwrap();
-        handshake(&mut ws, &origin, &origin).await;
+    let (url, _node) = node_after_handshake(None, |mut ws| async move {
         let (id, _, _, _) = request(&mut ws).await;
         refuse(
             &mut ws,
@@ -376,8 +515,9 @@ async fn not_sequencer_is_the_nodes_refusal_with_its_code() {
         )
         .await;
         // Keep the connection until the client has read the answer.
-        let _ = ws.next().await;
-    });
+        let _ = tokio::time::timeout(TIMEOUT, ws.next()).await;
+    })
+    .await;
     let err = Publisher::open(&url, owner(), &radio()).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NotSequencer));
     assert_eq!(
@@ -393,7 +533,7 @@ async fn a_publisher_refuses_a_challenge_for_another_origin_and_a_key_not_the_ow
     tokio::spawn(async move {
         let mut ws = accept.await.unwrap();
         handshake(&mut ws, &origin, "ws://elsewhere.example").await;
-        let _ = ws.next().await;
+        let _ = tokio::time::timeout(TIMEOUT, ws.next()).await;
     });
     let err = Publisher::open(&url, owner(), &radio()).await.unwrap_err();
     assert!(
@@ -415,8 +555,10 @@ async fn a_publisher_refuses_a_challenge_for_another_origin_and_a_key_not_the_ow
 #[tokio::test]
 async fn a_watch_delivers_checked_frames_in_order_and_ends_on_slow_watcher() {
     let (url, accept) = scripted().await;
+    let origin = url.clone();
     let node = tokio::spawn(async move {
         let mut ws = accept.await.unwrap();
+        info_only(&mut ws, &origin).await;
         let (id, method, params, _) = request(&mut ws).await;
         assert_eq!(method, STREAM_WATCH);
         assert_eq!(params, json!([radio().as_str()]));
@@ -488,16 +630,12 @@ async fn a_watch_delivers_checked_frames_in_order_and_ends_on_slow_watcher() {
         matches!(ended, SdkError::Stream(StreamError::Ended { code: NodeCode::App(ErrorCode::SlowWatcher), message, .. }) if message == "dropped every frame for 5 s")
     );
     assert_eq!(watch.last(), Some(5));
-    node.await.unwrap();
+    tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
 }
 
 #[tokio::test]
 async fn a_resumed_watch_sends_since_authenticates_and_reports_a_dropped_connection() {
-    let (url, accept) = scripted().await;
-    let origin = url.clone();
-    tokio::spawn(async move {
-        let mut ws = accept.await.unwrap();
-        handshake(&mut ws, &origin, &origin).await;
+    let (url, _node) = node_after_handshake(None, |mut ws| async move {
         let (id, method, params, _) = request(&mut ws).await;
         assert_eq!(method, STREAM_WATCH);
         assert_eq!(params, json!([radio().as_str(), 7]));
@@ -511,13 +649,18 @@ async fn a_resumed_watch_sends_since_authenticates_and_reports_a_dropped_connect
             .await
             .unwrap();
         // Then the connection drops.
-    });
+    })
+    .await;
     let key = owner();
     let mut watch = Watch::open(&url, Some(&key), &radio(), Some(7))
         .await
         .unwrap();
     assert_eq!(watch.last(), Some(7));
-    let first = watch.next().await.unwrap().unwrap();
+    let first = tokio::time::timeout(TIMEOUT, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!((first.number, first.gap), (9, 1));
     let err = tokio::time::timeout(TIMEOUT, watch.next())
         .await
@@ -525,6 +668,116 @@ async fn a_resumed_watch_sends_since_authenticates_and_reports_a_dropped_connect
         .unwrap()
         .unwrap_err();
     assert!(err.is_transient(), "{err}");
-    assert!(watch.next().await.is_none());
+    assert!(
+        tokio::time::timeout(TIMEOUT, watch.next())
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(watch.last(), Some(9));
+}
+
+#[tokio::test]
+async fn a_resumed_watch_takes_the_new_run_of_a_restarted_owner() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let origin = url.clone();
+    let node = tokio::spawn(async move {
+        // First connection: frames 7 to 9, then the connection drops.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        info_only(&mut ws, &origin).await;
+        let (id, method, _, _) = request(&mut ws).await;
+        assert_eq!(method, STREAM_WATCH);
+        let watching = StreamWatching {
+            space: radio(),
+            start: Some(7),
+            newest: Some(9),
+        };
+        answer(&mut ws, id, watching).await;
+        for number in 7..=9 {
+            ws.send(Message::binary(signed(&owner(), radio(), number, b"old")))
+                .await
+                .unwrap();
+        }
+        drop(ws);
+        // Second connection: the owner's node restarted, so frame 1 again, stamped later.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        info_only(&mut ws, &origin).await;
+        let (id, method, params, _) = request(&mut ws).await;
+        assert_eq!(method, STREAM_WATCH);
+        assert_eq!(params, json!([radio().as_str(), 9]));
+        let watching = StreamWatching {
+            space: radio(),
+            start: Some(1),
+            newest: Some(1),
+        };
+        answer(&mut ws, id, watching).await;
+        let restarted = Frame::sign(&owner(), radio(), 1, T + 60_000, true, b"new".to_vec())
+            .unwrap()
+            .encode()
+            .unwrap();
+        ws.send(Message::binary(restarted)).await.unwrap();
+        // Then this connection drops too: a watch that dropped frame 1 sees only that.
+    });
+    let mut first = watch(&url, &radio(), None).await.unwrap();
+    for number in 7..=9 {
+        let frame = tokio::time::timeout(TIMEOUT, first.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.number, number);
+    }
+    let err = tokio::time::timeout(TIMEOUT, first.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+
+    let mut again = first.resume(&url, None).await.unwrap();
+    let frame = tokio::time::timeout(TIMEOUT, again.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (frame.number, frame.gap, frame.payload.as_slice()),
+        (1, 0, &b"new"[..])
+    );
+    assert_eq!(again.last(), Some(1));
+    tokio::time::timeout(TIMEOUT, node).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn stream_connections_refuse_a_node_of_another_protocol_version() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let origin = url.clone();
+    tokio::spawn(async move {
+        // One connection for the publisher, one for the watcher: each asks node.info first.
+        for _ in 0..2 {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let (id, method, _, _) = request(&mut ws).await;
+            assert_eq!(method, NODE_INFO);
+            let mut info = node_info(&origin);
+            info.protocol += 1;
+            answer(&mut ws, id, info).await;
+            let _ = tokio::time::timeout(TIMEOUT, ws.next()).await;
+        }
+    });
+    let ours = northstar_protocol::PROTOCOL_VERSION;
+    let err = Publisher::open(&url, owner(), &radio()).await.unwrap_err();
+    assert!(
+        matches!(err, SdkError::Protocol { node, .. } if node == ours + 1),
+        "{err}"
+    );
+    let err = watch(&url, &radio(), None).await.unwrap_err();
+    assert!(
+        matches!(err, SdkError::Protocol { node, .. } if node == ours + 1),
+        "{err}"
+    );
 }

@@ -7,8 +7,10 @@
 //!
 //! JSON keys (a contract): `publish --json` prints one object, `space`, `frames`, `bytes`,
 //! `first`, `last` (`null` when nothing was published) and `refused`; `info --json` prints
-//! `stream.info`'s result as the node sent it. `watch` writes payloads to stdout, so it prints
-//! no JSON.
+//! `stream.info`'s result as the SDK reads it ([`StreamInfo`]): `space`, `owner`, `sequencer`,
+//! `live`, `newest` and `newest_key` (absent when there is none), `window`, `watchers`,
+//! `dropped`, `parents`, `children` and `limits` (`max_frame_bytes`, `max_frames_per_second`,
+//! `max_bytes_per_second`). `watch` writes payloads to stdout, so it prints no JSON.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -23,7 +25,7 @@ use northstar_sdk::protocol::wire::{Event, Payload};
 use northstar_sdk::stream::{Publisher, Watch};
 use northstar_sdk::{Client, SdkError, StreamError, parse_space};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{Global, Output};
@@ -44,6 +46,10 @@ const END_GRACE: Duration = Duration::from_secs(3);
 /// Chunks read ahead from stdin. When they are all waiting, the reading thread blocks, and so
 /// does whatever writes into the pipe: the publisher's pace reaches the source.
 const INPUT_CHUNKS: usize = 4;
+
+/// Payloads handed to the stdout writer ahead of it. When they are all waiting, the watch
+/// waits too, and the node sees a slow watcher.
+const OUTPUT_FRAMES: usize = 4;
 
 /// The first wait before watching again after an interruption; it doubles up to
 /// [`REWATCH_MAX`].
@@ -186,18 +192,19 @@ async fn publish(
 
     let mut summary = Summary::default();
     let sent = send_stdin(&client, &mut publisher, &options, &mut summary).await;
-    let finished = publisher.finish().await;
+    let settled = publisher.settle().await;
+    // Every refusal the node sent before its last answer, whether or not `settle` failed on
+    // one of them.
+    summary.refused = publisher.refused();
+    publisher.close().await;
     if let Some(last) = summary.last {
         post_mark(&client, &space, &format!("{ENDED_AFTER}{last}"))
             .await
             .context("cannot post the end mark")?;
     }
-    match finished {
-        Ok(finished) => summary.refused = finished.refused,
-        Err(err @ SdkError::Stream(StreamError::Refused { .. })) => {
-            eprintln!("warning: {err}");
-            summary.refused += 1;
-        }
+    match settled {
+        Ok(_) => {}
+        Err(err @ SdkError::Stream(StreamError::Refused { .. })) => eprintln!("warning: {err}"),
         // The frames are out; only the node's final word is missing.
         Err(err) => eprintln!("warning: cannot confirm the last frames: {err}"),
     }
@@ -233,14 +240,17 @@ async fn send_stdin(
                 .context("cannot post the start mark")?;
         }
         let key = summary.frames.is_multiple_of(options.key_every);
-        let number = match publisher.publish(&payload[..], key).await {
-            Ok(number) => number,
-            Err(err @ SdkError::Stream(StreamError::Refused { .. })) => {
-                // The refused frame is lost; this payload was not sent, and goes now.
-                eprintln!("warning: {err}");
-                publisher.publish(&payload[..], key).await?
+        // A refusal is of a frame sent before: that frame is lost, this payload was not sent
+        // and goes on the next try. Each try reports only refusals newer than the last, and
+        // none come for frames not sent, so this ends.
+        let number = loop {
+            match publisher.publish(&payload[..], key).await {
+                Ok(number) => break number,
+                Err(err @ SdkError::Stream(StreamError::Refused { .. })) => {
+                    eprintln!("warning: {err}");
+                }
+                Err(err) => return Err(err.into()),
             }
-            Err(err) => return Err(err.into()),
         };
         summary.frames += 1;
         summary.bytes += payload.len() as u64;
@@ -377,6 +387,56 @@ async fn watch(
     since: Option<u64>,
     limit: Option<u64>,
 ) -> anyhow::Result<()> {
+    // One listener for the whole watch, so Ctrl-C ends it whatever it waits for: a frame, a
+    // node that is down, or a reader that stopped reading.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut out = Sink::spawn()?;
+    let followed = follow(global, space_text, since, limit, &mut out, &mut ctrl_c).await?;
+    if followed == Followed::Interrupted {
+        return Ok(());
+    }
+    // Every frame taken is written before the watch ends.
+    match or_ctrl_c(&mut ctrl_c, out.finish()).await? {
+        None | Some(Ok(())) => Ok(()),
+        // The reader went away (a player closed): nothing left to do.
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Some(Err(e)) => Err(e).context("cannot write to stdout"),
+    }
+}
+
+/// How [`follow`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Followed {
+    /// The stream ended, or the frames asked for came, or stdout stopped taking them.
+    Done,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+/// `fut`, unless Ctrl-C comes first: then `None`.
+async fn or_ctrl_c<T>(
+    ctrl_c: &mut (impl Future<Output = std::io::Result<()>> + Unpin),
+    fut: impl Future<Output = T>,
+) -> anyhow::Result<Option<T>> {
+    tokio::select! {
+        done = fut => Ok(Some(done)),
+        signal = ctrl_c => {
+            signal.context("cannot listen for Ctrl-C")?;
+            Ok(None)
+        }
+    }
+}
+
+/// Watch the stream and hand its payloads to `out` until it ends, as `watch` documents.
+async fn follow(
+    global: &Global,
+    space_text: &str,
+    since: Option<u64>,
+    limit: Option<u64>,
+    out: &mut Sink,
+    ctrl_c: &mut (impl Future<Output = std::io::Result<()>> + Unpin),
+) -> anyhow::Result<Followed> {
     let space = parse_space(space_text)?;
     let mut client = global.connect_as_reader().await?;
     // Only an end mark posted from now on ends this watch.
@@ -384,18 +444,17 @@ async fn watch(
     let mut events = client.subscribe(&space, head).await?;
     let mut events_open = true;
     let mut watch = client.watch(&space, since).await?;
-    let mut stdout = std::io::stdout();
     let mut written: u64 = 0;
     let mut last_written: Option<u64> = None;
     let mut end: Option<(u64, Instant)> = None;
     loop {
         if limit.is_some_and(|limit| written >= limit) {
-            return Ok(());
+            return Ok(Followed::Done);
         }
         if let Some((last, _)) = end
             && last_written.is_some_and(|written| written >= last)
         {
-            return Ok(());
+            return Ok(Followed::Done);
         }
         let deadline = end.map(|(_, at)| at);
         tokio::select! {
@@ -404,15 +463,11 @@ async fn watch(
                     if frame.gap > 0 {
                         eprintln!("gap: {} frames missing before frame {}", frame.gap, frame.number);
                     }
-                    let wrote = tokio::task::block_in_place(|| {
-                        stdout.write_all(&frame.payload)?;
-                        stdout.flush()
-                    });
-                    match wrote {
-                        Ok(()) => {}
-                        // The reader went away (a player closed): nothing left to do.
-                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-                        Err(e) => return Err(e).context("cannot write to stdout"),
+                    match or_ctrl_c(ctrl_c, out.write(frame.payload)).await? {
+                        None => return Ok(Followed::Interrupted),
+                        // The writer stopped; `Sink::finish` says why.
+                        Some(false) => return Ok(Followed::Done),
+                        Some(true) => {}
                     }
                     written += 1;
                     last_written = Some(frame.number);
@@ -424,7 +479,10 @@ async fn watch(
                 }
                 Some(Err(err)) if err.is_transient() => {
                     eprintln!("watch interrupted: {err}; {}", resume_text(watch.last()));
-                    watch = rewatch(&client, &space, watch.last()).await?;
+                    match or_ctrl_c(ctrl_c, rewatch(&client, &watch)).await? {
+                        Some(again) => watch = again?,
+                        None => return Ok(Followed::Interrupted),
+                    }
                 }
                 Some(Err(err @ SdkError::Stream(
                     StreamError::BadFrame { .. } | StreamError::WrongSpace { .. },
@@ -432,7 +490,10 @@ async fn watch(
                 Some(Err(err)) => return Err(err.into()),
                 None => {
                     eprintln!("watch ended; {}", resume_text(watch.last()));
-                    watch = rewatch(&client, &space, watch.last()).await?;
+                    match or_ctrl_c(ctrl_c, rewatch(&client, &watch)).await? {
+                        Some(again) => watch = again?,
+                        None => return Ok(Followed::Interrupted),
+                    }
                 }
             },
             event = events.next(), if events_open => match event {
@@ -458,13 +519,60 @@ async fn watch(
                         END_GRACE.as_secs()
                     );
                 }
-                return Ok(());
+                return Ok(Followed::Done);
             }
-            signal = tokio::signal::ctrl_c() => {
+            signal = &mut *ctrl_c => {
                 signal.context("cannot listen for Ctrl-C")?;
-                return Ok(());
+                return Ok(Followed::Interrupted);
             }
         }
+    }
+}
+
+/// Stdout, written on a thread of its own: a write blocked on a reader that stopped reading
+/// cannot be cancelled, so it must hold neither the task that listens for Ctrl-C nor the
+/// runtime's blocking pool, whose shutdown would wait for it. The process does not wait for
+/// the thread.
+struct Sink {
+    payloads: mpsc::Sender<Vec<u8>>,
+    done: oneshot::Receiver<std::io::Result<()>>,
+}
+
+impl Sink {
+    fn spawn() -> anyhow::Result<Self> {
+        let (payloads, mut rx) = mpsc::channel::<Vec<u8>>(OUTPUT_FRAMES);
+        let (done_tx, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("stdout".into())
+            .spawn(move || {
+                let mut stdout = std::io::stdout().lock();
+                let mut written = || -> std::io::Result<()> {
+                    while let Some(payload) = rx.blocking_recv() {
+                        stdout.write_all(&payload)?;
+                        stdout.flush()?;
+                    }
+                    Ok(())
+                };
+                // Nobody listens once the watch has ended without waiting for the writes.
+                let _ = done_tx.send(written());
+            })
+            .context("cannot start writing stdout")?;
+        Ok(Self { payloads, done })
+    }
+
+    /// Hand a payload to the writer, waiting while it is [`OUTPUT_FRAMES`] behind: `false`
+    /// when the writer has stopped, on an error [`Sink::finish`] returns.
+    async fn write(&mut self, payload: Vec<u8>) -> bool {
+        self.payloads.send(payload).await.is_ok()
+    }
+
+    /// Wait until everything handed over is written, or the writer's error.
+    async fn finish(self) -> std::io::Result<()> {
+        drop(self.payloads);
+        // The thread sends before it ends, so a closed channel means it panicked.
+        self.done
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("the stdout writer failed")))
     }
 }
 
@@ -482,12 +590,13 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Watch again after `since`, retrying what may pass with a growing delay.
-async fn rewatch(client: &Client, space: &SpaceId, since: Option<u64>) -> anyhow::Result<Watch> {
+/// Watch again where `watch` stopped (a new run of the stream included), retrying what may
+/// pass with a growing delay.
+async fn rewatch(client: &Client, watch: &Watch) -> anyhow::Result<Watch> {
     let mut delay = REWATCH_FIRST;
     loop {
         tokio::time::sleep(delay).await;
-        match client.watch(space, since).await {
+        match client.resume_watch(watch).await {
             Ok(watch) => return Ok(watch),
             Err(err) if err.is_transient() => {
                 eprintln!(

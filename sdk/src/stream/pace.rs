@@ -281,7 +281,9 @@ mod tests {
     #[test]
     fn an_own_rate_above_the_limits_changes_nothing() {
         let limits = limits(240, 1 << 20, 64 << 10);
-        run(limits, Some(u64::MAX / 2), 10.0, || 64 << 10, || 0.0);
+        let own = run(limits, Some(u64::MAX / 2), 10.0, || 64 << 10, || 0.0);
+        let unlimited = run(limits, None, 10.0, || 64 << 10, || 0.0);
+        assert_eq!(own, unlimited);
     }
 
     #[test]

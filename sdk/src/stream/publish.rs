@@ -64,17 +64,12 @@ impl Publisher {
     /// `stream.publish` (user, owner; at the sequencer, else `not_sequencer`).
     pub async fn open(url: &str, owner: Keypair, space: &impl AsSpaceId) -> Result<Self, SdkError> {
         let space = space.space_id().clone();
-        if owner.did() != space.owner() {
-            return Err(
-                StreamError::Frame(northstar_protocol::frame::FrameError::NotOwner {
-                    owner: space.owner().to_string(),
-                    signer: owner.did().to_string(),
-                })
-                .into(),
-            );
-        }
+        // The protocol's own checks of who may sign which space's frames (a stream, owned by
+        // this key), before anything is dialled: signing an empty frame runs them all.
+        Frame::sign(&owner, space.clone(), 0, 0, false, Vec::new()).map_err(StreamError::Frame)?;
         let mut socket = Socket::open(url).await?;
-        socket.authenticate(&owner).await?;
+        socket.drop_frames();
+        socket.handshake(Some(&owner)).await?;
         let publishing: StreamPublishing =
             socket.call(STREAM_PUBLISH, json!([space.as_str()])).await?;
         debug!(space = %space, next = publishing.next, "publishing");
@@ -178,18 +173,38 @@ impl Publisher {
     /// Ask the node which number it expects, after it sent everything it had to say about the
     /// frames before, and close the connection.
     ///
-    /// Fails with the first refusal not yet returned by [`Publisher::publish`], if any.
+    /// Fails with the first refusal not yet returned by [`Publisher::publish`], if any; to
+    /// learn how many frames were refused in all even then, call [`Publisher::settle`], read
+    /// [`Publisher::refused`] and [`Publisher::close`] instead.
     pub async fn finish(mut self) -> Result<Finished, SdkError> {
+        let settled = self.settle().await;
+        self.close().await;
+        settled
+    }
+
+    /// Ask the node which number it expects, after it sent everything it had to say about the
+    /// frames before, and count every refusal that came before its answer in
+    /// [`Publisher::refused`]. The connection stays open.
+    ///
+    /// Fails with the first refusal not yet returned by [`Publisher::publish`], if any.
+    pub async fn settle(&mut self) -> Result<Finished, SdkError> {
         let publishing: StreamPublishing = self
             .socket
             .call(STREAM_PUBLISH, json!([self.space.as_str()]))
             .await?;
-        // The node has answered: a connection that ends now lost nothing.
-        let unreported = self.read_refusals().unwrap_or_else(|err| match err {
-            SdkError::Stream(refusal @ StreamError::Refused { .. }) => Some(refusal),
-            _ => None,
-        });
-        self.socket.close().await;
+        let unreported = match self.read_refusals() {
+            Ok(first) => first,
+            Err(SdkError::Stream(refusal @ StreamError::Refused { .. })) => Some(refusal),
+            // The node has answered: a connection that ends now lost nothing.
+            Err(SdkError::Stream(StreamError::Closed { .. } | StreamError::Transport { .. })) => {
+                None
+            }
+            // A `stream.refused` this SDK cannot read: a frame was lost, and the caller must hear.
+            Err(err) => return Err(err),
+        };
+        // The node has said where to go on, as a catch-up would learn.
+        self.next = self.next.max(publishing.next);
+        self.stale = false;
         if let Some(refusal) = unreported {
             return Err(refusal.into());
         }
@@ -198,6 +213,11 @@ impl Publisher {
             sent: self.sent,
             refused: self.refused,
         })
+    }
+
+    /// Close the connection gracefully, without asking the node anything.
+    pub async fn close(mut self) {
+        self.socket.close().await;
     }
 
     /// Ask the node again which number it expects next, and take the refusals that came before
@@ -230,11 +250,18 @@ impl Publisher {
         while let Some(incoming) = self.socket.try_incoming() {
             match incoming {
                 Incoming::Notice { method, params } if method == STREAM_REFUSED => {
-                    let notice: StreamNotice =
-                        serde_json::from_value(params).map_err(|e| StreamError::BadAnswer {
-                            method: STREAM_REFUSED,
-                            reason: e.to_string(),
-                        })?;
+                    let notice: StreamNotice = match serde_json::from_value(params) {
+                        Ok(notice) => notice,
+                        // Unreadable, but a refusal all the same: some frame was lost.
+                        Err(e) => {
+                            self.refused += 1;
+                            first.get_or_insert(StreamError::BadAnswer {
+                                method: STREAM_REFUSED,
+                                reason: e.to_string(),
+                            });
+                            continue;
+                        }
+                    };
                     // Without a space the node could not read the frame; it came from here.
                     if notice
                         .space
@@ -253,7 +280,16 @@ impl Publisher {
                     });
                 }
                 Incoming::Closed(err) => return Err(first.unwrap_or(err).into()),
-                // A publisher watches nothing; other notifications are not for it.
+                // A publisher's connection gets no notification but `stream.refused`.
+                Incoming::Lost(notices) => {
+                    self.refused += notices;
+                    first.get_or_insert(StreamError::Lost {
+                        url: self.socket.url().to_owned(),
+                        notices,
+                    });
+                }
+                // A publisher watches nothing, so `stream.closed` (which ends a watch, and only
+                // a watch: `spec/` §10.3.1) and frames are not for it.
                 Incoming::Notice { .. } | Incoming::Frame(_) => {}
             }
         }

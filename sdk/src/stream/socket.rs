@@ -3,14 +3,17 @@
 //!
 //! A call sends one request and reads until the response with its id arrives. Whatever comes
 //! in meanwhile (frames of a watch, `stream.refused` or `stream.closed` notifications) is kept,
-//! in order, in a bounded backlog that the owner drains afterwards.
+//! in order, in a [`Backlog`] bounded in messages and in bytes, that the owner drains
+//! afterwards. A publisher's connection keeps no frames (it watches nothing); a notification
+//! the backlog has no room for is not dropped silently: the owner reads [`Incoming::Lost`].
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{SinkExt, Stream};
+use futures_util::{SinkExt, StreamExt};
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::types::error::INTERNAL_ERROR_CODE;
 use northstar_protocol::Keypair;
 use northstar_protocol::api::{Authenticated, NodeInfo};
 use northstar_protocol::frame::MAX_PAYLOAD;
@@ -22,12 +25,12 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::StreamError;
-use crate::auth::{AuthError, check_challenge, origin_of};
-use crate::client::now_ms;
-use crate::error::{NodeCode, SdkError};
+use crate::auth::origin_of;
+use crate::client::{Handshake, handshake};
+use crate::error::SdkError;
 
 /// How long opening the WebSocket may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,8 +40,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Messages kept while a call waits for its response. A node sends at most its recent window
 /// of frames (512 by default) before or around a `stream.watch` answer; past this bound a
-/// frame is dropped, which its watcher sees as a gap, and a notification is dropped too.
+/// frame is dropped, which its watcher sees as a gap, and a notification is dropped and
+/// reported as [`Incoming::Lost`].
 const BACKLOG: usize = 1024;
+
+/// Bytes kept while a call waits for its response, under the same rules as [`BACKLOG`]: a
+/// frame may be 16 MiB, so a count alone would let 1024 of them hold 16 GiB. The default
+/// window (512 frames of the default 16 KiB) is 8 MiB, well within.
+const BACKLOG_BYTES: usize = 32 << 20;
 
 /// The largest message read: a frame of the largest payload the encoding allows, with room
 /// for its header, space id and signature.
@@ -61,6 +70,77 @@ pub(crate) enum Incoming {
     },
     /// The connection ended.
     Closed(StreamError),
+    /// This many notifications came while a call waited and found the backlog full: they are
+    /// lost.
+    Lost(u64),
+}
+
+impl Incoming {
+    /// The bytes it holds, as the backlog counts them.
+    fn size(&self) -> usize {
+        match self {
+            Incoming::Frame(bytes) => bytes.len(),
+            Incoming::Notice { method, params } => method.len() + params.to_string().len(),
+            Incoming::Closed(_) | Incoming::Lost(_) => 0,
+        }
+    }
+}
+
+/// What a connection read while a call waited, bounded by [`BACKLOG`] messages and
+/// [`BACKLOG_BYTES`] bytes.
+#[derive(Debug)]
+struct Backlog {
+    items: VecDeque<Incoming>,
+    bytes: usize,
+    max_items: usize,
+    max_bytes: usize,
+    /// Whether frames are kept: not on a publisher's connection, which watches nothing.
+    keep_frames: bool,
+    /// Notifications dropped since the owner last heard of it.
+    lost: u64,
+}
+
+impl Backlog {
+    fn new(max_items: usize, max_bytes: usize) -> Self {
+        Self {
+            items: VecDeque::new(),
+            bytes: 0,
+            max_items,
+            max_bytes,
+            keep_frames: true,
+            lost: 0,
+        }
+    }
+
+    fn push(&mut self, incoming: Incoming) {
+        let size = incoming.size();
+        let is_frame = matches!(incoming, Incoming::Frame(_));
+        if is_frame && !self.keep_frames {
+            return;
+        }
+        if self.items.len() < self.max_items && self.bytes + size <= self.max_bytes {
+            self.bytes += size;
+            self.items.push_back(incoming);
+        } else if is_frame {
+            // A watcher sees it as a gap.
+            debug!(bytes = size, "stream backlog full: dropping a frame");
+        } else {
+            warn!("stream backlog full: dropping a notification");
+            self.lost += 1;
+        }
+    }
+
+    /// The oldest message kept; once all are read, the notifications lost, if any were.
+    fn pop(&mut self) -> Option<Incoming> {
+        match self.items.pop_front() {
+            Some(incoming) => {
+                self.bytes -= incoming.size();
+                Some(incoming)
+            }
+            None if self.lost > 0 => Some(Incoming::Lost(std::mem::take(&mut self.lost))),
+            None => None,
+        }
+    }
 }
 
 /// One stream connection.
@@ -68,14 +148,14 @@ pub(crate) struct Socket {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     url: String,
     next_id: u64,
-    backlog: VecDeque<Incoming>,
+    backlog: Backlog,
 }
 
 impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Socket")
             .field("url", &self.url)
-            .field("backlog", &self.backlog.len())
+            .field("backlog", &self.backlog.items.len())
             .finish_non_exhaustive()
     }
 }
@@ -86,7 +166,7 @@ enum Parsed {
     /// A response to the request with this id: its result, or its error's code and message.
     Response {
         id: Option<u64>,
-        outcome: Result<Value, (i32, String)>,
+        outcome: Result<Value, ErrorObjectOwned>,
     },
     /// A notification.
     Notice { method: String, params: Value },
@@ -125,28 +205,17 @@ impl Socket {
             ws,
             url: url.to_owned(),
             next_id: 1,
-            backlog: VecDeque::new(),
+            backlog: Backlog::new(BACKLOG, BACKLOG_BYTES),
         })
     }
 
-    /// The handshake of `spec/` §5, as [`crate::Client`] runs it: `node.info` names the node
-    /// the challenge must come from, and the challenge must name the origin dialled.
-    pub(crate) async fn authenticate(&mut self, key: &Keypair) -> Result<(), SdkError> {
-        let origin = origin_of(&self.url)?.to_owned();
-        let info: NodeInfo = self.call(NODE_INFO, json!([])).await?;
-        let challenge: AuthChallenge = self.call(AUTH_CHALLENGE, json!([])).await?;
-        check_challenge(&challenge, &origin, &info.did, now_ms()?)?;
-        let response = AuthResponse::answer(key, challenge)?;
-        let authenticated: Authenticated = self.call(AUTH_RESPOND, json!([response])).await?;
-        if authenticated.did != *key.did() {
-            return Err(AuthError::WrongDid {
-                expected: key.did().to_string(),
-                actual: authenticated.did.to_string(),
-            }
-            .into());
-        }
-        debug!(node = %info.did, "stream connection authenticated");
-        Ok(())
+    /// The handshake of `spec/` §5, as [`crate::Client`] runs it: `node.info` must name this
+    /// SDK's protocol version, and, given a key, names the node the challenge must come from.
+    pub(crate) async fn handshake(&mut self, key: Option<&Keypair>) -> Result<NodeInfo, SdkError> {
+        let url = self.url.clone();
+        let info = handshake(self, &url, key).await?;
+        debug!(node = %info.did, authenticated = key.is_some(), "stream connection open");
+        Ok(info)
     }
 
     /// Call `method` with positional `params` and read its result as `T`.
@@ -172,11 +241,7 @@ impl Socket {
                 }
                 .into()
             }),
-            Err((code, message)) => Err(SdkError::Node {
-                method,
-                code: NodeCode::from_code(code),
-                message,
-            }),
+            Err(object) => Err(SdkError::from_object(method, &object)),
         }
     }
 
@@ -185,13 +250,13 @@ impl Socket {
         &mut self,
         id: u64,
         request: String,
-    ) -> Result<Result<Value, (i32, String)>, StreamError> {
+    ) -> Result<Result<Value, ErrorObjectOwned>, StreamError> {
         self.ws
             .send(Message::text(request))
             .await
             .map_err(|source| self.transport(source))?;
         loop {
-            let message = std::future::poll_fn(|cx| Pin::new(&mut self.ws).poll_next(cx)).await;
+            let message = self.ws.next().await;
             match self.classify(message) {
                 Read::Response(got, outcome) if got == Some(id) => return Ok(outcome),
                 // A response to a call that timed out earlier.
@@ -204,13 +269,12 @@ impl Socket {
 
     /// The next message that is not a response: from the backlog first.
     pub(crate) fn poll_incoming(&mut self, cx: &mut Context<'_>) -> Poll<Incoming> {
-        if let Some(incoming) = self.backlog.pop_front() {
+        if let Some(incoming) = self.backlog.pop() {
             return Poll::Ready(incoming);
         }
         loop {
-            let message = match Pin::new(&mut self.ws).poll_next(cx) {
-                Poll::Ready(message) => message,
-                Poll::Pending => return Poll::Pending,
+            let Poll::Ready(message) = self.ws.poll_next_unpin(cx) else {
+                return Poll::Pending;
             };
             match self.classify(message) {
                 Read::Keep(incoming) => return Poll::Ready(incoming),
@@ -243,7 +307,7 @@ impl Socket {
         }
         let drain = async {
             loop {
-                let message = std::future::poll_fn(|cx| Pin::new(&mut self.ws).poll_next(cx)).await;
+                let message = self.ws.next().await;
                 if matches!(message, None | Some(Err(_))) {
                     return;
                 }
@@ -259,11 +323,16 @@ impl Socket {
     }
 
     fn keep(&mut self, incoming: Incoming) {
-        if self.backlog.len() < BACKLOG {
-            self.backlog.push_back(incoming);
-        } else {
-            debug!("stream backlog full: dropping a message");
-        }
+        self.backlog.push(incoming);
+    }
+
+    /// Keep no frames from now on: the connection publishes, and frames are not for it.
+    pub(crate) fn drop_frames(&mut self) {
+        self.backlog.keep_frames = false;
+        self.backlog
+            .items
+            .retain(|i| !matches!(i, Incoming::Frame(_)));
+        self.backlog.bytes = self.backlog.items.iter().map(Incoming::size).sum();
     }
 
     fn transport(&self, source: tokio_tungstenite::tungstenite::Error) -> StreamError {
@@ -307,9 +376,23 @@ impl Socket {
     }
 }
 
+impl Handshake for Socket {
+    async fn node_info(&mut self) -> Result<NodeInfo, SdkError> {
+        self.call(NODE_INFO, json!([])).await
+    }
+
+    async fn challenge(&mut self) -> Result<AuthChallenge, SdkError> {
+        self.call(AUTH_CHALLENGE, json!([])).await
+    }
+
+    async fn respond(&mut self, response: AuthResponse) -> Result<Authenticated, SdkError> {
+        self.call(AUTH_RESPOND, json!([response])).await
+    }
+}
+
 /// One message, sorted.
 enum Read {
-    Response(Option<u64>, Result<Value, (i32, String)>),
+    Response(Option<u64>, Result<Value, ErrorObjectOwned>),
     Keep(Incoming),
     Nothing,
 }
@@ -322,15 +405,15 @@ fn parse(text: &str) -> Parsed {
     if let Some(id) = object.get("id") {
         let id = id.as_u64();
         let outcome = if let Some(error) = object.remove("error") {
-            let code = error
-                .get("code")
-                .and_then(Value::as_i64)
-                .and_then(|c| i32::try_from(c).ok());
-            let message = error.get("message").and_then(Value::as_str);
-            match (code, message) {
-                (Some(code), Some(message)) => Err((code, message.to_owned())),
-                _ => Err((-32603, format!("malformed error object: {error}"))),
-            }
+            Err(
+                serde_json::from_value::<ErrorObjectOwned>(error.clone()).unwrap_or_else(|_| {
+                    ErrorObjectOwned::owned(
+                        INTERNAL_ERROR_CODE,
+                        format!("malformed error object: {error}"),
+                        None::<()>,
+                    )
+                }),
+            )
         } else if let Some(result) = object.remove("result") {
             Ok(result)
         } else {
@@ -364,7 +447,7 @@ mod tests {
             parse(r#"{"jsonrpc":"2.0","id":8,"error":{"code":1702,"message":"not here"}}"#),
             Parsed::Response {
                 id: Some(8),
-                outcome: Err((1702, "not here".into()))
+                outcome: Err(ErrorObjectOwned::owned(1702, "not here", None::<()>))
             }
         );
         assert_eq!(
@@ -383,11 +466,66 @@ mod tests {
         else {
             panic!("not a response");
         };
-        assert_eq!((id, outcome), (None, Err((-32700, "x".into()))));
+        assert_eq!(
+            (id, outcome),
+            (None, Err(ErrorObjectOwned::owned(-32700, "x", None::<()>)))
+        );
         let Parsed::Response { outcome, .. } = parse(r#"{"id":3,"error":"boom"}"#) else {
             panic!("not a response");
         };
-        assert_eq!(outcome.unwrap_err().0, -32603);
+        assert_eq!(outcome.unwrap_err().code(), INTERNAL_ERROR_CODE);
+    }
+
+    fn notice(n: u64) -> Incoming {
+        Incoming::Notice {
+            method: "stream.closed".into(),
+            params: json!({"n": n}),
+        }
+    }
+
+    fn frame(len: usize) -> Incoming {
+        Incoming::Frame(Bytes::from(vec![0; len]))
+    }
+
+    #[test]
+    fn the_backlog_is_bounded_in_bytes_and_reports_lost_notifications() {
+        let mut backlog = Backlog::new(100, 1000);
+        backlog.push(frame(600));
+        // Over the byte bound: dropped, a gap for the watcher.
+        backlog.push(frame(600));
+        backlog.push(frame(395));
+        // No room for a notification either: it is lost, and said to be.
+        backlog.push(notice(1));
+        backlog.push(notice(2));
+        assert!(matches!(backlog.pop(), Some(Incoming::Frame(b)) if b.len() == 600));
+        assert!(matches!(backlog.pop(), Some(Incoming::Frame(b)) if b.len() == 395));
+        assert!(matches!(backlog.pop(), Some(Incoming::Lost(2))));
+        assert!(backlog.pop().is_none());
+        assert_eq!(backlog.bytes, 0);
+        // Room again once read.
+        backlog.push(frame(1000));
+        assert!(matches!(backlog.pop(), Some(Incoming::Frame(b)) if b.len() == 1000));
+    }
+
+    #[test]
+    fn the_backlog_is_bounded_in_messages_too() {
+        let mut backlog = Backlog::new(2, usize::MAX);
+        for n in 0..3 {
+            backlog.push(notice(n));
+        }
+        assert!(matches!(backlog.pop(), Some(Incoming::Notice { .. })));
+        assert!(matches!(backlog.pop(), Some(Incoming::Notice { .. })));
+        assert!(matches!(backlog.pop(), Some(Incoming::Lost(1))));
+    }
+
+    #[test]
+    fn a_publishers_backlog_keeps_notifications_but_no_frames() {
+        let mut backlog = Backlog::new(100, 1000);
+        backlog.keep_frames = false;
+        backlog.push(frame(10));
+        backlog.push(notice(1));
+        assert!(matches!(backlog.pop(), Some(Incoming::Notice { .. })));
+        assert!(backlog.pop().is_none());
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! slower parent, or again); a new one must verify under the stream's owner, whose key the
 //! stream's id carries, before its payload is delivered. A frame that fails a check is an
 //! `Err` item and never data; the watch goes on. `stream.closed` (e.g. `slow_watcher`) and the
-//! end of the connection are a last `Err` item, then the stream ends: watch again with
-//! `since` set to [`Watch::last`] to resume.
+//! end of the connection are a last `Err` item, then the stream ends: [`Watch::resume`] watches
+//! again from there.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -79,10 +79,28 @@ impl Watch {
         since: Option<u64>,
     ) -> Result<Self, SdkError> {
         let space = space.space_id().clone();
+        Self::open_with(url, key, Tracker::new(space, since)).await
+    }
+
+    /// Watch the same stream again after this watch ended, on a new connection to `url`
+    /// (authenticated as `key` if given), from the frames after [`Watch::last`].
+    ///
+    /// Unlike [`Watch::open`] with `since`, the new watch keeps this one's order: it also
+    /// knows the last frame's timestamp, so when the owner's node restarted meanwhile, its new
+    /// run (numbered from 1 again, stamped later: `spec/protocol.md` §10.4) is delivered, not
+    /// dropped as old.
+    pub async fn resume(&self, url: &str, key: Option<&Keypair>) -> Result<Self, SdkError> {
+        Self::open_with(url, key, self.tracker.clone()).await
+    }
+
+    async fn open_with(
+        url: &str,
+        key: Option<&Keypair>,
+        tracker: Tracker,
+    ) -> Result<Self, SdkError> {
         let mut socket = Socket::open(url).await?;
-        if let Some(key) = key {
-            socket.authenticate(key).await?;
-        }
+        socket.handshake(key).await?;
+        let (space, since) = (&tracker.space, tracker.last);
         let params = match since {
             Some(since) => json!([space.as_str(), since]),
             None => json!([space.as_str()]),
@@ -91,7 +109,7 @@ impl Watch {
         debug!(space = %space, ?since, start = ?watching.start, newest = ?watching.newest, "watching");
         Ok(Self {
             socket,
-            tracker: Tracker::new(space, since),
+            tracker,
             watching,
             ended: false,
         })
@@ -180,6 +198,14 @@ impl Stream for Watch {
                 Incoming::Closed(err) => {
                     this.ended = true;
                     Err(err)
+                }
+                // One may have been the `stream.closed` that ended the watch: end it here.
+                Incoming::Lost(notices) => {
+                    this.ended = true;
+                    Err(StreamError::Lost {
+                        url: this.socket.url().to_owned(),
+                        notices,
+                    })
                 }
             };
             return Poll::Ready(Some(item.map_err(SdkError::from)));
