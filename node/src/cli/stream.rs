@@ -549,8 +549,12 @@ impl Sink {
                 let mut written = || -> std::io::Result<()> {
                     while let Some(payload) = rx.blocking_recv() {
                         stdout.write_all(&payload)?;
-                        stdout.flush()?;
+                        // One flush for whatever arrived together, not one per frame.
+                        if rx.is_empty() {
+                            stdout.flush()?;
+                        }
                     }
+                    stdout.flush()?;
                     Ok(())
                 };
                 // Nobody listens once the watch has ended without waiting for the writes.
