@@ -53,8 +53,11 @@ struct Inner {
     tree: Arc<TreeNodes>,
     /// Since when the stream has had no watch, ms.
     idle_since: Option<u64>,
-    /// Ends the upstream links, while they run.
-    upstream: Option<CancellationToken>,
+    /// Ends the upstream links while they run, with the number of the task that runs them:
+    /// a task that ends clears only its own (a later one may have started meanwhile).
+    upstream: Option<(u64, CancellationToken)>,
+    /// The number of the next upstream task.
+    next_upstream: u64,
 }
 
 #[derive(Debug)]
@@ -136,6 +139,7 @@ impl Stream {
                 tree,
                 idle_since: Some(now),
                 upstream: None,
+                next_upstream: 1,
             }),
         }
     }
@@ -311,21 +315,23 @@ impl Stream {
         self.lock().tree = tree;
     }
 
-    /// Mark the upstream links as running, with the token that ends them; `false` if they
-    /// run already.
-    pub fn start_upstream(&self, stop: &CancellationToken) -> bool {
+    /// Mark the upstream links as running, with the token that ends them: the number that
+    /// names this run of them, or `None` if they run already.
+    pub fn start_upstream(&self, stop: &CancellationToken) -> Option<u64> {
         let mut inner = self.lock();
         if inner.upstream.is_some() {
-            return false;
+            return None;
         }
-        inner.upstream = Some(stop.clone());
-        true
+        let run = inner.next_upstream;
+        inner.next_upstream += 1;
+        inner.upstream = Some((run, stop.clone()));
+        Some(run)
     }
 
-    /// Whether the upstream links should end for want of watches: none for `idle` at `now`.
-    /// If so they are marked as ended at once, under the same lock a new watch takes, so a
-    /// watch that comes later starts them again.
-    pub fn retire_upstream(&self, now: u64, idle: std::time::Duration) -> bool {
+    /// Whether the upstream links of `run` should end for want of watches: none for `idle` at
+    /// `now`. If so they are marked as ended at once, under the same lock a new watch takes, so
+    /// a watch that comes later starts them again.
+    pub fn retire_upstream(&self, run: u64, now: u64, idle: std::time::Duration) -> bool {
         let mut inner = self.lock();
         let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         let retire = inner.watches.is_empty()
@@ -333,16 +339,15 @@ impl Stream {
                 .idle_since
                 .is_some_and(|since| now.saturating_sub(since) >= idle_ms);
         if retire {
-            inner.upstream = None;
+            inner.stop_upstream(run);
         }
         retire
     }
 
-    /// The upstream links ended (or are told to end now).
-    pub fn stop_upstream(&self) {
-        if let Some(stop) = self.lock().upstream.take() {
-            stop.cancel();
-        }
+    /// The upstream links of `run` ended (or are told to end now). Links a later run started
+    /// are left alone.
+    pub fn stop_upstream(&self, run: u64) {
+        self.lock().stop_upstream(run);
     }
 
     /// What `stream.info` shows, but for the limits: (live, newest, newest key, window,
@@ -404,6 +409,14 @@ pub fn tree_of(nodes: &TreeNodes) -> Tree {
 }
 
 impl Inner {
+    fn stop_upstream(&mut self, run: u64) {
+        if self.upstream.as_ref().is_some_and(|(own, _)| *own == run)
+            && let Some((_, stop)) = self.upstream.take()
+        {
+            stop.cancel();
+        }
+    }
+
     /// Place a checked frame; if it is new, hand it to every watch.
     fn place(&mut self, header: &Header, bytes: Bytes, limits: &Limits, now: u64) -> Placed {
         let held = Held {
@@ -651,6 +664,27 @@ mod tests {
             Placed::Old
         );
         assert_eq!(drain(&mut feed).0, Vec::<u64>::new());
+    }
+
+    #[test]
+    fn ending_upstream_links_leaves_a_later_run_of_them_alone() {
+        let stream = stream();
+        let limits = limits();
+        let first = CancellationToken::new();
+        let run = stream.start_upstream(&first).unwrap();
+        assert_eq!(stream.start_upstream(&CancellationToken::new()), None);
+        assert!(stream.retire_upstream(run, 10_000, std::time::Duration::from_secs(10)));
+        // A watch comes before the retired task has finished: a second run starts...
+        let (_, _feed) = stream.watch(None, &limits, 10_001);
+        let second = CancellationToken::new();
+        let later = stream.start_upstream(&second).unwrap();
+        // ...and the first task's end does not touch it.
+        stream.stop_upstream(run);
+        assert!(!second.is_cancelled());
+        assert_eq!(stream.start_upstream(&CancellationToken::new()), None);
+        assert!(!stream.unused(10_002));
+        stream.stop_upstream(later);
+        assert!(second.is_cancelled());
     }
 
     #[test]

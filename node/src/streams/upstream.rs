@@ -52,12 +52,12 @@ const MAX_MESSAGE: usize = northstar_protocol::frame::MAX_PAYLOAD + 2048;
 /// Start the upstream links of `stream`, unless they run already.
 pub fn ensure(streams: Arc<Streams>, stream: Arc<Stream>) {
     let stop = streams.stop.child_token();
-    if !stream.start_upstream(&stop) {
+    let Some(run) = stream.start_upstream(&stop) else {
         return;
-    }
-    let span = tracing::debug_span!("upstream", space = %stream.space);
+    };
+    let span = tracing::debug_span!("upstream", space = %stream.space, run);
     let tasks = streams.tasks.clone();
-    tasks.spawn(manage(streams, stream, stop).instrument(span));
+    tasks.spawn(manage(streams, stream, run, stop).instrument(span));
 }
 
 /// One running link.
@@ -72,12 +72,13 @@ impl Drop for Link {
     }
 }
 
-async fn manage(streams: Arc<Streams>, stream: Arc<Stream>, stop: CancellationToken) {
+/// Run the links of `stream` for the run `run` of them, until `stop` or no watch is left.
+async fn manage(streams: Arc<Streams>, stream: Arc<Stream>, run: u64, stop: CancellationToken) {
     let mut links: HashMap<Home, Link> = HashMap::new();
     let mut tree_read = Instant::now();
     let mut parentless_since = Instant::now();
     loop {
-        if stop.is_cancelled() || stream.retire_upstream(now_ms(), IDLE) {
+        if stop.is_cancelled() || stream.retire_upstream(run, now_ms(), IDLE) {
             break;
         }
         if tree_read.elapsed() >= streams.sync_every {
@@ -136,7 +137,9 @@ async fn manage(streams: Arc<Streams>, stream: Arc<Stream>, stop: CancellationTo
         }
     }
     drop(links);
-    stream.stop_upstream();
+    // Only this run's mark: a watch may have started the next run since this one retired.
+    stream.stop_upstream(run);
+    stop.cancel();
     tracing::debug!("upstream links closed");
 }
 
