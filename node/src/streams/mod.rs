@@ -195,15 +195,30 @@ impl Streams {
 
     /// The stream `space`, made from its log if the node holds it and it is not in memory.
     pub async fn open(&self, space: &SpaceId) -> Result<Arc<Stream>, StreamError> {
+        Ok(self.open_with(space, |_| ()).await?.0)
+    }
+
+    /// [`Streams::open`], then `hold` called on the stream while the map's lock is held, so
+    /// that what `hold` registers (a watch, a publisher) is on the stream the map keeps: the
+    /// sweep, which takes the same lock, cannot forget the stream in between.
+    async fn open_with<T>(
+        &self,
+        space: &SpaceId,
+        hold: impl FnOnce(&Arc<Stream>) -> T,
+    ) -> Result<(Arc<Stream>, T), StreamError> {
         if space.space_type() != SpaceType::Stream {
             return Err(StreamError::NotAStream(space.clone()));
         }
-        if let Some(stream) = self.map().get(space) {
-            return Ok(stream.clone());
+        {
+            let map = self.map();
+            if let Some(stream) = map.get(space) {
+                let held = hold(stream);
+                return Ok((stream.clone(), held));
+            }
         }
         let state = self.state(space).await?;
         let here = state.sequencer == self.own;
-        let stream = Arc::new(Stream::new(
+        let made = Arc::new(Stream::new(
             space.clone(),
             here,
             Home::new(state.sequencer.clone(), state.authority.clone()),
@@ -211,7 +226,10 @@ impl Streams {
             &self.limits,
             now_ms(),
         ));
-        Ok(self.map().entry(space.clone()).or_insert(stream).clone())
+        let mut map = self.map();
+        let stream = map.entry(space.clone()).or_insert(made);
+        let held = hold(stream);
+        Ok((stream.clone(), held))
     }
 
     async fn state(&self, space: &SpaceId) -> Result<SpaceState, StreamError> {
@@ -226,19 +244,24 @@ impl Streams {
         space: &SpaceId,
         caller: &Did,
     ) -> Result<Arc<Stream>, StreamError> {
-        let stream = self.open(space).await?;
-        if caller != space.owner() {
-            return Err(StreamError::NotOwner {
-                owner: space.owner().clone(),
-            });
-        }
-        if !stream.here {
-            return Err(StreamError::NotSequencer {
-                space: space.clone(),
-                authority: stream.sequencer.authority.clone(),
-            });
-        }
-        stream.publishing();
+        let (stream, allowed) = self
+            .open_with(space, |stream| {
+                if caller != space.owner() {
+                    return Err(StreamError::NotOwner {
+                        owner: space.owner().clone(),
+                    });
+                }
+                if !stream.here {
+                    return Err(StreamError::NotSequencer {
+                        space: space.clone(),
+                        authority: stream.sequencer.authority.clone(),
+                    });
+                }
+                stream.publishing();
+                Ok(())
+            })
+            .await?;
+        allowed?;
         Ok(stream)
     }
 
@@ -276,8 +299,9 @@ impl Streams {
         space: &SpaceId,
         since: Option<u64>,
     ) -> Result<(northstar_protocol::api::StreamWatching, WatchFeed), StreamError> {
-        let stream = self.open(space).await?;
-        let opened = stream.watch(since, &self.limits, now_ms());
+        let (stream, opened) = self
+            .open_with(space, |stream| stream.watch(since, &self.limits, now_ms()))
+            .await?;
         if !stream.here {
             upstream::ensure(self.clone(), stream);
         }
