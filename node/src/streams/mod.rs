@@ -206,9 +206,7 @@ impl Streams {
         space: &SpaceId,
         hold: impl FnOnce(&Arc<Stream>) -> T,
     ) -> Result<(Arc<Stream>, T), StreamError> {
-        if space.space_type() != SpaceType::Stream {
-            return Err(StreamError::NotAStream(space.clone()));
-        }
+        // Only streams are in the map.
         {
             let map = self.map();
             if let Some(stream) = map.get(space) {
@@ -216,7 +214,11 @@ impl Streams {
                 return Ok((stream.clone(), held));
             }
         }
+        // space_not_found before not_a_stream (§10.2, §10.3, §10.9).
         let state = self.state(space).await?;
+        if space.space_type() != SpaceType::Stream {
+            return Err(StreamError::NotAStream(space.clone()));
+        }
         let here = state.sequencer == self.own;
         let made = Arc::new(Stream::new(
             space.clone(),

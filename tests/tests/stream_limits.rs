@@ -1,0 +1,30 @@
+//! The limits and the order of checks of live streams (`spec/protocol.md` §10.2, §10.3,
+//! §10.7, §10.9), on real nodes on 127.0.0.1.
+
+mod common;
+
+use common::{Raw, TestNode};
+use northstar_protocol::Keypair;
+use northstar_protocol::address::{SpaceId, SpaceType};
+use northstar_protocol::api::ErrorCode;
+use northstar_protocol::method;
+use serde_json::json;
+
+fn code(error: ErrorCode) -> i64 {
+    i64::from(error.code())
+}
+
+#[tokio::test]
+async fn a_space_the_node_does_not_hold_is_space_not_found_before_not_a_stream() {
+    let node = TestNode::start().await;
+    let owner = Keypair::generate().unwrap();
+    let channel = SpaceId::new(SpaceType::Channel, owner.did(), "nowhere").unwrap();
+    let mut raw = Raw::connect(&node.url).await;
+    for name in [method::STREAM_WATCH, method::STREAM_INFO] {
+        let (got, message) = raw.err(name, json!([channel])).await;
+        assert_eq!(got, code(ErrorCode::SpaceNotFound), "{name}: {message}");
+    }
+    raw.authenticate(&owner).await;
+    let (got, message) = raw.err(method::STREAM_PUBLISH, json!([channel])).await;
+    assert_eq!(got, code(ErrorCode::SpaceNotFound), "{message}");
+}
