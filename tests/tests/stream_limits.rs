@@ -28,3 +28,17 @@ async fn a_space_the_node_does_not_hold_is_space_not_found_before_not_a_stream()
     let (got, message) = raw.err(method::STREAM_PUBLISH, json!([channel])).await;
     assert_eq!(got, code(ErrorCode::SpaceNotFound), "{message}");
 }
+
+#[tokio::test]
+async fn a_frame_past_max_frame_bytes_plus_2048_closes_the_connection_with_1009() {
+    let node = TestNode::start_with(|c| c.streams.max_frame_bytes = 1000).await;
+    let mut raw = Raw::connect(&node.url).await;
+    // Within the hard limit: read, refused as a frame, and the connection stays.
+    raw.send_binary(vec![0x01; 1000 + 2048]).await;
+    let refused = raw.recv().await.expect("a stream.refused notice");
+    assert_eq!(refused["method"], method::STREAM_REFUSED, "{refused}");
+    // One byte more: the connection is closed, though the connection's own limit (twice
+    // [limits] max_frame_bytes) is far above it.
+    raw.send_binary(vec![0x01; 1000 + 2048 + 1]).await;
+    assert_eq!(raw.close_status().await, Some(1009));
+}

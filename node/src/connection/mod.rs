@@ -24,7 +24,8 @@
 //! socket cannot take it), `max_subscriptions_per_connection` subscriptions and watches
 //! together, a watch's queue of `watcher_queue` frames, messages of at
 //! most `max_frame_bytes` answered with −32007 and of more than [`TOO_BIG_FACTOR`] times that
-//! refused with close status 1009. A connection whose writes make no progress for
+//! refused with close status 1009, as is a stream frame longer than the streams'
+//! `max_frame_bytes` plus 2048 (§10.7). A connection whose writes make no progress for
 //! [`WRITE_STALL`] is dropped, so is one that has not authenticated by its deadline, and one
 //! whose request is refused for its budget past `request_burst` unforgiven refusals (`auth.rs`): reading
 //! stops at that message, and nothing more of what was read is run or answered.
@@ -114,8 +115,8 @@ pub struct Shared {
 impl Shared {
     /// The WebSocket settings for this node's limits.
     pub fn websocket_config(&self) -> WebSocketConfig {
-        let cap = (self.limits.max_frame_bytes as usize)
-            .saturating_mul(TOO_BIG_FACTOR)
+        let cap = self
+            .hard_limit()
             .max(self.api.streams.limits().max_message());
         WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
@@ -126,6 +127,11 @@ impl Shared {
 
     fn max_response(&self) -> usize {
         self.limits.max_frame_bytes as usize
+    }
+
+    /// The longest JSON-RPC message read (§6.1): longer ones close the connection.
+    fn hard_limit(&self) -> usize {
+        (self.limits.max_frame_bytes as usize).saturating_mul(TOO_BIG_FACTOR)
     }
 }
 
@@ -589,17 +595,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         self.replies.push_back(into_text(response));
     }
 
-    /// Whether a JSON-RPC message is past [`TOO_BIG_FACTOR`] times `max_frame_bytes`. The
-    /// WebSocket layer reads messages up to the larger of that and the longest stream frame
-    /// (§10.7), so a long text is caught here.
+    /// Whether a message is past its hard limit, to be refused with close status 1009: a
+    /// stream frame past the streams' `max_frame_bytes` plus 2048 (§10.7), any other message
+    /// past [`TOO_BIG_FACTOR`] times the connection's `max_frame_bytes` (§6.1). The WebSocket
+    /// layer reads messages up to the larger of the two, so the smaller is caught here.
     fn over_hard_limit(&self, message: &Message) -> bool {
-        let len = match message {
-            Message::Binary(bytes) if bytes.first() == Some(&FRAME_VERSION) => return false,
-            Message::Text(text) => text.len(),
-            Message::Binary(bytes) => bytes.len(),
+        let (len, max) = match message {
+            Message::Binary(bytes) if bytes.first() == Some(&FRAME_VERSION) => {
+                (bytes.len(), self.shared.api.streams.limits().max_message())
+            }
+            Message::Text(text) => (text.len(), self.shared.hard_limit()),
+            Message::Binary(bytes) => (bytes.len(), self.shared.hard_limit()),
             _ => return false,
         };
-        len > (self.shared.limits.max_frame_bytes as usize).saturating_mul(TOO_BIG_FACTOR)
+        len > max
     }
 
     fn on_message(&mut self, message: Message) {
