@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{Raw, TestNode};
+use common::streams::{Publisher, stream_on};
+use common::{Raw, TIMEOUT, TestNode};
 use northstar_protocol::Keypair;
 use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_protocol::api::ErrorCode;
@@ -41,4 +42,47 @@ async fn a_frame_past_max_frame_bytes_plus_2048_closes_the_connection_with_1009(
     // [limits] max_frame_bytes) is far above it.
     raw.send_binary(vec![0x01; 1000 + 2048 + 1]).await;
     assert_eq!(raw.close_status().await, Some(1009));
+}
+
+#[tokio::test]
+async fn an_anonymous_watcher_cut_off_past_the_auth_deadline_is_told_before_it_is_dropped() {
+    let node = TestNode::start_with(|c| {
+        c.limits.auth_timeout_secs = 1;
+        c.streams.max_frames_per_second = 100_000;
+        c.streams.max_bytes_per_second = u32::MAX;
+        c.streams.watcher_queue = 8;
+        c.streams.watcher_cutoff_secs = 1;
+    })
+    .await;
+    let (_alice, key, space) = stream_on(&node, "flood").await;
+    // Anonymous, past its auth deadline by the time it is cut off, and not reading.
+    let mut stalled = Raw::connect_small(&node).await;
+    stalled.ok(method::STREAM_WATCH, json!([space])).await;
+    let mut publisher = Publisher::open(&node, &key, &space).await;
+    let mut info = Raw::connect(&node.url).await;
+    info.authenticate(&key).await;
+    let payload = vec![7u8; 32 * 1024];
+    let cut_off = async {
+        loop {
+            for _ in 0..20 {
+                publisher.send(&payload, false).await;
+            }
+            let facts = info.ok(method::STREAM_INFO, json!([space])).await;
+            if facts["watchers"] == 0 {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(TIMEOUT, cut_off)
+        .await
+        .expect("the stalled watch was never cut off");
+    // It reads again: the frames it was sent, then the notice, then the end.
+    let mut told = None;
+    while let Some(message) = stalled.recv().await {
+        if message["method"] == method::STREAM_CLOSED {
+            told = Some(message["params"]["name"].clone());
+            break;
+        }
+    }
+    assert_eq!(told, Some(json!("slow_watcher")));
 }

@@ -434,10 +434,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             } else if deadline.as_mut().poll(cx).is_ready()
                 && self.watches.is_empty()
                 && self.opening == 0
+                && self.replies.is_empty()
+                && !self.dirty
             {
                 // A watcher needs no identity (§10.3): only a connection that watches nothing
                 // is dropped for not authenticating, at its deadline or as soon as its last
-                // watch ends after it.
+                // watch ends after it, once what it was told (a `stream.closed`, say) is
+                // flushed. A peer that does not read it is dropped at the write stall.
                 return Poll::Ready(Exit::AuthDeadline);
             }
         }
