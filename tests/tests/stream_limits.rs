@@ -86,3 +86,24 @@ async fn an_anonymous_watcher_cut_off_past_the_auth_deadline_is_told_before_it_i
     }
     assert_eq!(told, Some(json!("slow_watcher")));
 }
+
+#[tokio::test]
+async fn at_the_watch_limit_the_space_is_checked_first_and_a_second_watch_replaces_the_first() {
+    let node = TestNode::start_with(|c| c.limits.max_subscriptions_per_connection = 1).await;
+    let (_alice, _, tv) = stream_on(&node, "tv").await;
+    let (_bob, _, radio) = stream_on(&node, "radio").await;
+    let owner = Keypair::generate().unwrap();
+    let missing = SpaceId::new(SpaceType::Stream, owner.did(), "missing").unwrap();
+    let mut raw = Raw::connect(&node.url).await;
+    raw.ok(method::STREAM_WATCH, json!([tv])).await;
+    // At the limit, watching the same stream again replaces the watch.
+    raw.ok(method::STREAM_WATCH, json!([tv])).await;
+    // The space's checks come before the limit's...
+    let (got, message) = raw.err(method::STREAM_WATCH, json!([missing])).await;
+    assert_eq!(got, code(ErrorCode::SpaceNotFound), "{message}");
+    // ...which refuses a watch of another stream.
+    let (got, message) = raw.err(method::STREAM_WATCH, json!([radio])).await;
+    assert_eq!(got, -32006, "{message}");
+    assert_eq!(raw.ok(method::STREAM_UNWATCH, json!([tv])).await, json!(true));
+    raw.ok(method::STREAM_WATCH, json!([radio])).await;
+}

@@ -683,10 +683,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         params: envelope::Params<'_>,
         opens: bool,
     ) -> Option<jsonrpsee::types::Params<'static>> {
-        let max = self.shared.limits.max_subscriptions_per_connection;
-        let open = self.subscriptions.len() + self.watches.len() + self.opening;
-        if opens && open >= max as usize {
-            let error = reject_too_many_subscriptions(max);
+        if opens && self.open() >= self.max_open() {
+            let error = reject_too_many_subscriptions(self.shared.limits.max_subscriptions_per_connection);
             self.reply(MethodResponse::error(id.clone(), error));
             return None;
         }
@@ -699,21 +697,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         }
     }
 
+    /// Subscriptions and watches open or opening, counted together against the limit.
+    fn open(&self) -> usize {
+        self.subscriptions.len() + self.watches.len() + self.opening
+    }
+
+    fn max_open(&self) -> usize {
+        self.shared.limits.max_subscriptions_per_connection as usize
+    }
+
     fn on_request(&mut self, request: envelope::Request<'_>) {
         let id = rpc_id(&request.id);
         match request.method.as_ref() {
-            PUBLISH | WATCH => {
-                let watch = request.method.as_ref() == WATCH;
-                let Some(params) = self.admit(&id, request.params, watch) else {
+            PUBLISH => {
+                let Some(params) = self.admit(&id, request.params, false) else {
                     return;
                 };
                 let (shared, session) = (self.shared.clone(), self.session.clone());
-                if watch {
-                    self.opening += 1;
-                    self.start(Box::pin(streams::watch(shared, id, params)));
-                } else {
-                    self.start(Box::pin(streams::publish(shared, session, id, params)));
-                }
+                self.start(Box::pin(streams::publish(shared, session, id, params)));
+            }
+            WATCH => {
+                // The room for one more watch is checked after the space (§10.3), by the call.
+                let Some(params) = self.admit(&id, request.params, false) else {
+                    return;
+                };
+                let (space, since) = match streams::watch_params(&params) {
+                    Ok(parsed) => parsed,
+                    Err(e) => return self.reply(MethodResponse::error(id, e)),
+                };
+                // A second watch of a stream replaces the first, so it needs no room.
+                let room = self.watches.iter().any(|w| *w.space() == space)
+                    || self.open() < self.max_open();
+                self.opening += 1;
+                let watch = streams::Watch { space, since, room };
+                self.start(Box::pin(streams::watch(self.shared.clone(), id, watch)));
             }
             UNWATCH => {
                 let Some(params) = self.admit(&id, request.params, false) else {
