@@ -476,11 +476,7 @@ impl Core {
         {
             return Some(nodes.clone());
         }
-        let nodes = Arc::new(TreeNodes {
-            sequencer: state.sequencer.clone(),
-            fanout: state.fanout,
-            nodes: state.member_nodes(),
-        });
+        let nodes = Arc::new(state.tree_nodes());
         self.trees
             .insert(space.clone(), (state.members_version, nodes.clone()));
         Some(nodes)

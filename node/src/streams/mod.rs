@@ -40,7 +40,6 @@ pub use stream::{Placed, Stream, WatchFeed, WatchItem};
 use crate::clock::now_ms;
 use crate::config::Streams as Limits;
 use crate::spaces::load_state;
-use crate::spaces::routing::TreeNodes;
 use crate::spaces::rules::SpaceState;
 use crate::store::{Store, StoreError};
 
@@ -224,7 +223,7 @@ impl Streams {
             space.clone(),
             here,
             Home::new(state.sequencer.clone(), state.authority.clone()),
-            tree_nodes(&state),
+            Arc::new(state.tree_nodes()),
             &self.limits,
             now_ms(),
         ));
@@ -336,7 +335,7 @@ impl Streams {
     /// Read `stream`'s tree from the log again.
     pub async fn refresh_tree(&self, stream: &Stream) -> Result<(), StreamError> {
         let state = self.state(&stream.space).await?;
-        stream.set_tree(tree_nodes(&state));
+        stream.set_tree(Arc::new(state.tree_nodes()));
         Ok(())
     }
 
@@ -344,13 +343,4 @@ impl Streams {
     fn sweep(&self, now: u64) {
         self.map().retain(|_, stream| !stream.unused(now));
     }
-}
-
-/// The nodes of a space's tree as its state names them, in the stream's capacity order.
-fn tree_nodes(state: &SpaceState) -> Arc<TreeNodes> {
-    Arc::new(TreeNodes {
-        sequencer: state.sequencer.clone(),
-        fanout: state.fanout,
-        nodes: state.member_nodes(),
-    })
 }

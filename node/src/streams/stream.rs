@@ -24,8 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::StreamError;
 use super::window::{Held, Taken, Window};
 use crate::config::Streams as Limits;
-use crate::spaces::routing::TreeNodes;
-use crate::spaces::tree::Tree;
+use crate::spaces::routing::{Routing, TreeNodes};
 
 /// One stream's live state on this node.
 #[derive(Debug)]
@@ -49,8 +48,10 @@ struct Inner {
     dropped: u64,
     /// Connections that opened publishing for the stream.
     publishers: usize,
-    /// The tree as last read from the log.
+    /// The tree as last read from the log...
     tree: Arc<TreeNodes>,
+    /// ...and built, once per change of its nodes.
+    routing: Arc<Routing>,
     /// Since when the stream has had no watch, ms.
     idle_since: Option<u64>,
     /// Ends the upstream links while they run, with the number of the task that runs them:
@@ -136,6 +137,7 @@ impl Stream {
                 bytes: Bucket::new(limits.max_bytes_per_second, now),
                 dropped: 0,
                 publishers: 0,
+                routing: Arc::new(Routing::new(&tree)),
                 tree,
                 idle_since: Some(now),
                 upstream: None,
@@ -310,9 +312,21 @@ impl Stream {
         self.lock().tree.clone()
     }
 
-    /// Replace the tree after a new read of the log.
+    /// The tree as last built.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.lock().routing.clone()
+    }
+
+    /// Replace the tree after a new read of the log; it is built again only if its nodes
+    /// changed.
     pub fn set_tree(&self, tree: Arc<TreeNodes>) {
-        self.lock().tree = tree;
+        if *self.lock().tree == *tree {
+            return;
+        }
+        let routing = Arc::new(Routing::new(&tree));
+        let mut inner = self.lock();
+        inner.tree = tree;
+        inner.routing = routing;
     }
 
     /// Mark the upstream links as running, with the token that ends them: the number that
@@ -371,10 +385,12 @@ impl Stream {
 
     /// This node's parents and children in the stream's tree.
     pub fn neighbours(&self, own: &Did) -> (Vec<Did>, Vec<Did>) {
-        let tree = tree_of(&self.tree());
-        let parents = tree.parents(own).into_iter().cloned().collect();
-        let children = tree.children(own).into_iter().cloned().collect();
-        (parents, children)
+        let routing = self.routing();
+        let dids = |homes: Vec<Home>| homes.into_iter().map(|h| h.node).collect();
+        (
+            dids(routing.parents(own, &self.sequencer)),
+            dids(routing.children(own)),
+        )
     }
 }
 
@@ -393,19 +409,6 @@ pub struct Facts {
     pub watchers: usize,
     /// Frames dropped for full queues.
     pub dropped: u64,
-}
-
-/// The tree of a stream over its member nodes, in the capacity order their homes carry.
-pub fn tree_of(nodes: &TreeNodes) -> Tree {
-    let fanout = usize::try_from(nodes.fanout)
-        .ok()
-        .and_then(std::num::NonZeroUsize::new)
-        .unwrap_or(std::num::NonZeroUsize::MIN);
-    Tree::new(
-        nodes.sequencer.clone(),
-        nodes.nodes.iter().map(|h| h.node.clone()).collect(),
-        fanout,
-    )
 }
 
 impl Inner {

@@ -25,7 +25,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::stream::tree_of;
 use super::{Stream, StreamError, Streams};
 use crate::clock::now_ms;
 
@@ -87,17 +86,7 @@ async fn manage(streams: Arc<Streams>, stream: Arc<Stream>, run: u64, stop: Canc
                 tracing::debug!(error = %crate::report::Causes(&e), "cannot read the stream's tree");
             }
         }
-        let nodes = stream.tree();
-        let tree = tree_of(&nodes);
-        let homes: HashMap<_, _> = nodes.nodes.iter().map(|h| (&h.node, h)).collect();
-        let parents: Vec<Home> = tree
-            .parents(&streams.own)
-            .into_iter()
-            .map(|did| match homes.get(did) {
-                Some(home) => Home::new(home.node.clone(), home.authority.clone()),
-                None => stream.sequencer.clone(),
-            })
-            .collect();
+        let parents = stream.routing().parents(&streams.own, &stream.sequencer);
         let parent_up = parents
             .iter()
             .any(|p| links.get(p).is_some_and(|l| l.up.load(Ordering::Relaxed)));
