@@ -339,6 +339,17 @@ impl Config {
         }
     }
 
+    /// The scheme this node dials other nodes with, given its own origin: `wss` behind TLS,
+    /// else `ws` (`spec/protocol.md` §9.1). Takes the origin, not the config, so that what
+    /// was built from an origin alone can ask too.
+    pub fn dial_scheme(origin: &str) -> &'static str {
+        if origin.starts_with("wss://") {
+            "wss"
+        } else {
+            "ws"
+        }
+    }
+
     /// The `host[:port]` of [`Config::origin`]: the authority of this node's URIs.
     pub fn authority(&self) -> String {
         let origin = self.origin();
@@ -590,6 +601,12 @@ mod tests {
         assert!(err.contains("storage_url"), "{err}");
         assert!(err.contains("unknown scheme"), "{err}");
         assert!(!err.contains(":pw@"), "{err}");
+    }
+
+    #[test]
+    fn nodes_are_dialled_with_the_scheme_of_the_own_origin() {
+        assert_eq!(Config::dial_scheme("wss://node.example"), "wss");
+        assert_eq!(Config::dial_scheme("ws://127.0.0.1:7000"), "ws");
     }
 
     #[test]

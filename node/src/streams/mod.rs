@@ -157,11 +157,7 @@ impl Streams {
     ) -> Arc<Self> {
         let streams = Arc::new(Self {
             own,
-            scheme: if origin.starts_with("wss://") {
-                "wss"
-            } else {
-                "ws"
-            },
+            scheme: crate::config::Config::dial_scheme(origin),
             limits,
             sync_every,
             store,
