@@ -399,7 +399,7 @@ impl Stream {
 pub struct Facts {
     /// A frame taken within the window's age.
     pub live: bool,
-    /// The newest number.
+    /// The newest number taken, its frame held or not (§10.3).
     pub newest: Option<u64>,
     /// The newest key frame held.
     pub newest_key: Option<u64>,
@@ -407,7 +407,7 @@ pub struct Facts {
     pub window: usize,
     /// Watches open.
     pub watchers: usize,
-    /// Frames dropped for full queues.
+    /// Frames dropped for full queues since the stream was made here.
     pub dropped: u64,
 }
 
