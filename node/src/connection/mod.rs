@@ -684,7 +684,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         opens: bool,
     ) -> Option<jsonrpsee::types::Params<'static>> {
         if opens && self.open() >= self.max_open() {
-            let error = reject_too_many_subscriptions(self.shared.limits.max_subscriptions_per_connection);
+            let error =
+                reject_too_many_subscriptions(self.shared.limits.max_subscriptions_per_connection);
             self.reply(MethodResponse::error(id.clone(), error));
             return None;
         }

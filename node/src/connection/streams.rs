@@ -108,7 +108,9 @@ fn one_space(params: &Params<'_>) -> Result<SpaceId, ErrorObjectOwned> {
 }
 
 /// `stream.watch`'s parameters: `[space, since?]` or `{"space", "since"?}`.
-pub(super) fn watch_params(params: &Params<'_>) -> Result<(SpaceId, Option<u64>), ErrorObjectOwned> {
+pub(super) fn watch_params(
+    params: &Params<'_>,
+) -> Result<(SpaceId, Option<u64>), ErrorObjectOwned> {
     #[derive(Deserialize)]
     struct Named {
         space: SpaceId,
