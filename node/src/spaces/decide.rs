@@ -466,6 +466,11 @@ impl Core {
         }
     }
 
+    /// The node's DID.
+    pub fn did(&self) -> &Did {
+        self.key.did()
+    }
+
     /// The nodes of `space`'s broadcast tree, derived again only when its membership changed.
     pub fn tree_nodes(&mut self, space: &SpaceId) -> Option<Arc<TreeNodes>> {
         let state = self.spaces.get(space)?;

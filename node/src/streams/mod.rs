@@ -35,7 +35,7 @@ use tokio_tungstenite::tungstenite::Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use stream::{Placed, Stream, WatchFeed, WatchItem};
+pub use stream::{Stream, WatchFeed, WatchItem};
 
 use crate::clock::now_ms;
 use crate::config::Streams as Limits;

@@ -102,15 +102,6 @@ impl Bucket {
     }
 }
 
-/// How a taken frame fared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placed {
-    /// New here: kept and handed to the watches.
-    New,
-    /// Held already, or too old: dropped.
-    Old,
-}
-
 impl Stream {
     /// A stream with an empty window.
     pub fn new(
@@ -202,24 +193,26 @@ impl Stream {
     }
 
     /// Take a frame from upstream (`spec/protocol.md` §10.6): placed from its header first, so
-    /// only a new frame's signature is checked.
+    /// only a new frame's signature is checked. A frame that is not new is dropped, which is
+    /// no error: it is the copy from the other parent.
     pub fn relay(
         &self,
         header: &Header,
         bytes: Bytes,
         limits: &Limits,
         now: u64,
-    ) -> Result<Placed, StreamError> {
+    ) -> Result<(), StreamError> {
         if header.space != self.space {
             return Err(StreamError::Foreign(header.space.clone()));
         }
         if !self.lock().window.is_new(header.number, header.timestamp) {
-            return Ok(Placed::Old);
+            return Ok(());
         }
         header
             .verify(&bytes)
             .map_err(|_| StreamError::BadSignature)?;
-        Ok(self.lock().place(header, bytes, limits, now))
+        self.lock().place(header, bytes, limits, now);
+        Ok(())
     }
 
     /// Open a watch: its first frames from the window (`since`, or a late joiner's start), then
@@ -421,7 +414,7 @@ impl Inner {
     }
 
     /// Place a checked frame; if it is new, hand it to every watch.
-    fn place(&mut self, header: &Header, bytes: Bytes, limits: &Limits, now: u64) -> Placed {
+    fn place(&mut self, header: &Header, bytes: Bytes, limits: &Limits, now: u64) {
         let held = Held {
             number: header.number,
             key: header.key,
@@ -430,11 +423,8 @@ impl Inner {
             at: now,
         };
         match self.window.take(held, now) {
-            Taken::New { .. } => {
-                self.deliver(&bytes, limits, now);
-                Placed::New
-            }
-            Taken::Duplicate | Taken::TooOld => Placed::Old,
+            Taken::New { .. } => self.deliver(&bytes, limits, now),
+            Taken::Duplicate | Taken::TooOld => {}
         }
     }
 
@@ -660,12 +650,9 @@ mod tests {
         let mut forged = bytes.to_vec();
         let last = forged.len() - 1;
         forged[last] ^= 1;
-        assert_eq!(
-            stream
-                .relay(&header, Bytes::from(forged), &limits, 1)
-                .unwrap(),
-            Placed::Old
-        );
+        stream
+            .relay(&header, Bytes::from(forged), &limits, 1)
+            .unwrap();
         assert_eq!(drain(&mut feed).0, Vec::<u64>::new());
     }
 
