@@ -617,11 +617,17 @@ mod tests {
         let mut config = Config::default();
         config.limits.max_page = 0;
         let error = config.validate().unwrap_err().to_string();
-        assert!(error.contains("limits.max_page must be at least 1"), "{error}");
+        assert!(
+            error.contains("limits.max_page must be at least 1"),
+            "{error}"
+        );
         let mut config = Config::default();
         config.streams.watcher_queue = 0;
         let error = config.validate().unwrap_err().to_string();
-        assert!(error.contains("streams.watcher_queue must be at least 1"), "{error}");
+        assert!(
+            error.contains("streams.watcher_queue must be at least 1"),
+            "{error}"
+        );
         assert!(Config::default().validate().is_ok());
     }
 

@@ -104,6 +104,9 @@ async fn at_the_watch_limit_the_space_is_checked_first_and_a_second_watch_replac
     // ...which refuses a watch of another stream.
     let (got, message) = raw.err(method::STREAM_WATCH, json!([radio])).await;
     assert_eq!(got, -32006, "{message}");
-    assert_eq!(raw.ok(method::STREAM_UNWATCH, json!([tv])).await, json!(true));
+    assert_eq!(
+        raw.ok(method::STREAM_UNWATCH, json!([tv])).await,
+        json!(true)
+    );
     raw.ok(method::STREAM_WATCH, json!([radio])).await;
 }
