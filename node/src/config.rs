@@ -339,6 +339,17 @@ impl Config {
         }
     }
 
+    /// The scheme this node dials other nodes with, given its own origin: `wss` behind TLS,
+    /// else `ws` (`spec/protocol.md` §9.1). Takes the origin, not the config, so that what
+    /// was built from an origin alone can ask too.
+    pub fn dial_scheme(origin: &str) -> &'static str {
+        if origin.starts_with("wss://") {
+            "wss"
+        } else {
+            "ws"
+        }
+    }
+
     /// The `host[:port]` of [`Config::origin`]: the authority of this node's URIs.
     pub fn authority(&self) -> String {
         let origin = self.origin();
@@ -384,40 +395,38 @@ impl Config {
                 northstar_protocol::wire::space::MAX_FANOUT
             )));
         }
-        for (name, value) in [
-            ("max_frame_bytes", l.max_frame_bytes),
-            ("max_connections", l.max_connections),
-            ("max_connections_per_ip", l.max_connections_per_ip),
-            ("requests_per_second", l.requests_per_second),
-            ("auth_timeout_secs", l.auth_timeout_secs),
-            ("max_pending_connections", l.max_pending_connections),
-            (
-                "max_pending_connections_per_ip",
-                l.max_pending_connections_per_ip,
-            ),
-            ("handshake_timeout_secs", l.handshake_timeout_secs),
-            ("challenge_ttl_secs", l.challenge_ttl_secs),
-            ("subscriber_queue", l.subscriber_queue),
-            ("max_page", l.max_page),
-        ] {
-            if value == 0 {
-                return Err(invalid(format!("limits.{name} must be at least 1")));
-            }
-        }
+        at_least_one(
+            "limits",
+            &[
+                ("max_frame_bytes", l.max_frame_bytes),
+                ("max_connections", l.max_connections),
+                ("max_connections_per_ip", l.max_connections_per_ip),
+                ("requests_per_second", l.requests_per_second),
+                ("auth_timeout_secs", l.auth_timeout_secs),
+                ("max_pending_connections", l.max_pending_connections),
+                (
+                    "max_pending_connections_per_ip",
+                    l.max_pending_connections_per_ip,
+                ),
+                ("handshake_timeout_secs", l.handshake_timeout_secs),
+                ("challenge_ttl_secs", l.challenge_ttl_secs),
+                ("subscriber_queue", l.subscriber_queue),
+                ("max_page", l.max_page),
+            ],
+        )?;
         let s = &self.streams;
-        for (name, value) in [
-            ("max_frame_bytes", s.max_frame_bytes),
-            ("max_frames_per_second", s.max_frames_per_second),
-            ("max_bytes_per_second", s.max_bytes_per_second),
-            ("window_frames", s.window_frames),
-            ("window_secs", s.window_secs),
-            ("watcher_queue", s.watcher_queue),
-            ("watcher_cutoff_secs", s.watcher_cutoff_secs),
-        ] {
-            if value == 0 {
-                return Err(invalid(format!("streams.{name} must be at least 1")));
-            }
-        }
+        at_least_one(
+            "streams",
+            &[
+                ("max_frame_bytes", s.max_frame_bytes),
+                ("max_frames_per_second", s.max_frames_per_second),
+                ("max_bytes_per_second", s.max_bytes_per_second),
+                ("window_frames", s.window_frames),
+                ("window_secs", s.window_secs),
+                ("watcher_queue", s.watcher_queue),
+                ("watcher_cutoff_secs", s.watcher_cutoff_secs),
+            ],
+        )?;
         if s.max_frame_bytes as usize > northstar_protocol::frame::MAX_PAYLOAD {
             return Err(invalid(format!(
                 "streams.max_frame_bytes must be at most {}",
@@ -471,6 +480,17 @@ fn parse_env_value(value: &str) -> toml::Value {
         .ok()
         .and_then(|mut t| t.remove("x"))
         .unwrap_or_else(|| toml::Value::String(value.to_owned()))
+}
+
+/// Check that every key of `section` in `keys` (name, value) is at least 1.
+fn at_least_one(section: &str, keys: &[(&str, u32)]) -> Result<(), ConfigError> {
+    match keys.iter().find(|(_, value)| *value == 0) {
+        Some((name, _)) => Err(ConfigError::Invalid {
+            origin: String::new(),
+            reason: format!("{section}.{name} must be at least 1"),
+        }),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -590,6 +610,31 @@ mod tests {
         assert!(err.contains("storage_url"), "{err}");
         assert!(err.contains("unknown scheme"), "{err}");
         assert!(!err.contains(":pw@"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_limit_or_stream_limit_is_refused_by_its_name() {
+        let mut config = Config::default();
+        config.limits.max_page = 0;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("limits.max_page must be at least 1"),
+            "{error}"
+        );
+        let mut config = Config::default();
+        config.streams.watcher_queue = 0;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("streams.watcher_queue must be at least 1"),
+            "{error}"
+        );
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn nodes_are_dialled_with_the_scheme_of_the_own_origin() {
+        assert_eq!(Config::dial_scheme("wss://node.example"), "wss");
+        assert_eq!(Config::dial_scheme("ws://127.0.0.1:7000"), "ws");
     }
 
     #[test]

@@ -119,11 +119,7 @@ pub struct Links {
 impl Links {
     /// Links for the node with `key`, whose own public origin is `origin`.
     pub fn new(key: Keypair, origin: String) -> Self {
-        let scheme = if origin.starts_with("wss://") {
-            "wss"
-        } else {
-            "ws"
-        };
+        let scheme = crate::config::Config::dial_scheme(&origin);
         Self {
             key,
             origin,

@@ -24,7 +24,8 @@
 //! socket cannot take it), `max_subscriptions_per_connection` subscriptions and watches
 //! together, a watch's queue of `watcher_queue` frames, messages of at
 //! most `max_frame_bytes` answered with −32007 and of more than [`TOO_BIG_FACTOR`] times that
-//! refused with close status 1009. A connection whose writes make no progress for
+//! refused with close status 1009, as is a stream frame longer than the streams'
+//! `max_frame_bytes` plus 2048 (§10.7). A connection whose writes make no progress for
 //! [`WRITE_STALL`] is dropped, so is one that has not authenticated by its deadline, and one
 //! whose request is refused for its budget past `request_burst` unforgiven refusals (`auth.rs`): reading
 //! stops at that message, and nothing more of what was read is run or answered.
@@ -114,8 +115,8 @@ pub struct Shared {
 impl Shared {
     /// The WebSocket settings for this node's limits.
     pub fn websocket_config(&self) -> WebSocketConfig {
-        let cap = (self.limits.max_frame_bytes as usize)
-            .saturating_mul(TOO_BIG_FACTOR)
+        let cap = self
+            .hard_limit()
             .max(self.api.streams.limits().max_message());
         WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
@@ -126,6 +127,11 @@ impl Shared {
 
     fn max_response(&self) -> usize {
         self.limits.max_frame_bytes as usize
+    }
+
+    /// The longest JSON-RPC message read (§6.1): longer ones close the connection.
+    fn hard_limit(&self) -> usize {
+        (self.limits.max_frame_bytes as usize).saturating_mul(TOO_BIG_FACTOR)
     }
 }
 
@@ -428,10 +434,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             } else if deadline.as_mut().poll(cx).is_ready()
                 && self.watches.is_empty()
                 && self.opening == 0
+                && self.replies.is_empty()
+                && !self.dirty
             {
                 // A watcher needs no identity (§10.3): only a connection that watches nothing
                 // is dropped for not authenticating, at its deadline or as soon as its last
-                // watch ends after it.
+                // watch ends after it, once what it was told (a `stream.closed`, say) is
+                // flushed. A peer that does not read it is dropped at the write stall.
                 return Poll::Ready(Exit::AuthDeadline);
             }
         }
@@ -589,17 +598,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         self.replies.push_back(into_text(response));
     }
 
-    /// Whether a JSON-RPC message is past [`TOO_BIG_FACTOR`] times `max_frame_bytes`. The
-    /// WebSocket layer reads messages up to the larger of that and the longest stream frame
-    /// (§10.7), so a long text is caught here.
+    /// Whether a message is past its hard limit, to be refused with close status 1009: a
+    /// stream frame past the streams' `max_frame_bytes` plus 2048 (§10.7), any other message
+    /// past [`TOO_BIG_FACTOR`] times the connection's `max_frame_bytes` (§6.1). The WebSocket
+    /// layer reads messages up to the larger of the two, so the smaller is caught here.
     fn over_hard_limit(&self, message: &Message) -> bool {
-        let len = match message {
-            Message::Binary(bytes) if bytes.first() == Some(&FRAME_VERSION) => return false,
-            Message::Text(text) => text.len(),
-            Message::Binary(bytes) => bytes.len(),
+        let (len, max) = match message {
+            Message::Binary(bytes) if bytes.first() == Some(&FRAME_VERSION) => {
+                (bytes.len(), self.shared.api.streams.limits().max_message())
+            }
+            Message::Text(text) => (text.len(), self.shared.hard_limit()),
+            Message::Binary(bytes) => (bytes.len(), self.shared.hard_limit()),
             _ => return false,
         };
-        len > (self.shared.limits.max_frame_bytes as usize).saturating_mul(TOO_BIG_FACTOR)
+        len > max
     }
 
     fn on_message(&mut self, message: Message) {
@@ -671,10 +683,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         params: envelope::Params<'_>,
         opens: bool,
     ) -> Option<jsonrpsee::types::Params<'static>> {
-        let max = self.shared.limits.max_subscriptions_per_connection;
-        let open = self.subscriptions.len() + self.watches.len() + self.opening;
-        if opens && open >= max as usize {
-            let error = reject_too_many_subscriptions(max);
+        if opens && self.open() >= self.max_open() {
+            let error =
+                reject_too_many_subscriptions(self.shared.limits.max_subscriptions_per_connection);
             self.reply(MethodResponse::error(id.clone(), error));
             return None;
         }
@@ -687,21 +698,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         }
     }
 
+    /// Subscriptions and watches open or opening, counted together against the limit.
+    fn open(&self) -> usize {
+        self.subscriptions.len() + self.watches.len() + self.opening
+    }
+
+    fn max_open(&self) -> usize {
+        self.shared.limits.max_subscriptions_per_connection as usize
+    }
+
     fn on_request(&mut self, request: envelope::Request<'_>) {
         let id = rpc_id(&request.id);
         match request.method.as_ref() {
-            PUBLISH | WATCH => {
-                let watch = request.method.as_ref() == WATCH;
-                let Some(params) = self.admit(&id, request.params, watch) else {
+            PUBLISH => {
+                let Some(params) = self.admit(&id, request.params, false) else {
                     return;
                 };
                 let (shared, session) = (self.shared.clone(), self.session.clone());
-                if watch {
-                    self.opening += 1;
-                    self.start(Box::pin(streams::watch(shared, id, params)));
-                } else {
-                    self.start(Box::pin(streams::publish(shared, session, id, params)));
-                }
+                self.start(Box::pin(streams::publish(shared, session, id, params)));
+            }
+            WATCH => {
+                // The room for one more watch is checked after the space (§10.3), by the call.
+                let Some(params) = self.admit(&id, request.params, false) else {
+                    return;
+                };
+                let (space, since) = match streams::watch_params(&params) {
+                    Ok(parsed) => parsed,
+                    Err(e) => return self.reply(MethodResponse::error(id, e)),
+                };
+                // A second watch of a stream replaces the first, so it needs no room.
+                let room = self.watches.iter().any(|w| *w.space() == space)
+                    || self.open() < self.max_open();
+                self.opening += 1;
+                let watch = streams::Watch { space, since, room };
+                self.start(Box::pin(streams::watch(self.shared.clone(), id, watch)));
             }
             UNWATCH => {
                 let Some(params) = self.admit(&id, request.params, false) else {

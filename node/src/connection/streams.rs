@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use jsonrpsee::core::server::{MethodResponse, ResponsePayload};
+use jsonrpsee::types::error::reject_too_many_subscriptions;
 use jsonrpsee::types::{ErrorObjectOwned, Id, Params};
 use northstar_protocol::address::SpaceId;
 use northstar_protocol::api::{StreamNotice, StreamPublishing};
@@ -55,16 +56,29 @@ pub(super) async fn publish(
     }
 }
 
-/// `stream.watch`: open a watch; its frames follow the answer.
-pub(super) async fn watch(shared: Arc<Shared>, id: Id<'static>, params: Params<'static>) -> Done {
+/// A `stream.watch` call, its parameters read.
+pub(super) struct Watch {
+    pub space: SpaceId,
+    pub since: Option<u64>,
+    /// Whether the connection has room for the watch (or it replaces one).
+    pub room: bool,
+}
+
+/// `stream.watch`: open a watch; its frames follow the answer. Checked in the order of §10.3:
+/// the space, then the room for one more watch.
+pub(super) async fn watch(shared: Arc<Shared>, id: Id<'static>, watch: Watch) -> Done {
     let max = shared.max_response();
     let refuse =
         |e: ErrorObjectOwned| Done::NotOpened(into_text(MethodResponse::error(id.clone(), e)));
-    let (space, since) = match parse_watch(&params) {
-        Ok(parsed) => parsed,
-        Err(e) => return refuse(e),
-    };
-    match shared.api.streams.watch(&space, since).await {
+    let streams = &shared.api.streams;
+    if !watch.room {
+        if let Err(e) = streams.open(&watch.space).await {
+            return refuse(ApiError::from(e).into());
+        }
+        let limit = shared.limits.max_subscriptions_per_connection;
+        return refuse(reject_too_many_subscriptions(limit));
+    }
+    match streams.watch(&watch.space, watch.since).await {
         Ok((answer, feed)) => Done::Watching {
             reply: into_text(MethodResponse::response(
                 id,
@@ -94,7 +108,9 @@ fn one_space(params: &Params<'_>) -> Result<SpaceId, ErrorObjectOwned> {
 }
 
 /// `stream.watch`'s parameters: `[space, since?]` or `{"space", "since"?}`.
-fn parse_watch(params: &Params<'_>) -> Result<(SpaceId, Option<u64>), ErrorObjectOwned> {
+pub(super) fn watch_params(
+    params: &Params<'_>,
+) -> Result<(SpaceId, Option<u64>), ErrorObjectOwned> {
     #[derive(Deserialize)]
     struct Named {
         space: SpaceId,

@@ -466,6 +466,11 @@ impl Core {
         }
     }
 
+    /// The node's DID.
+    pub fn did(&self) -> &Did {
+        self.key.did()
+    }
+
     /// The nodes of `space`'s broadcast tree, derived again only when its membership changed.
     pub fn tree_nodes(&mut self, space: &SpaceId) -> Option<Arc<TreeNodes>> {
         let state = self.spaces.get(space)?;
@@ -476,11 +481,7 @@ impl Core {
         {
             return Some(nodes.clone());
         }
-        let nodes = Arc::new(TreeNodes {
-            sequencer: state.sequencer.clone(),
-            fanout: state.fanout,
-            nodes: state.member_nodes(),
-        });
+        let nodes = Arc::new(state.tree_nodes());
         self.trees
             .insert(space.clone(), (state.members_version, nodes.clone()));
         Some(nodes)

@@ -55,6 +55,19 @@ impl Routing {
         Self { tree, authorities }
     }
 
+    /// The nodes `node` takes from, in the tree's order (primary parent first). The root is
+    /// not among the member nodes, so its home is `root`.
+    pub fn parents(&self, node: &Did, root: &Home) -> Vec<Home> {
+        self.tree
+            .parents(node)
+            .into_iter()
+            .map(|did| match self.authorities.get(did) {
+                Some(authority) => Home::new(did.clone(), authority.clone()),
+                None => root.clone(),
+            })
+            .collect()
+    }
+
     /// The nodes `node` forwards to, in the tree's order.
     pub fn children(&self, node: &Did) -> Vec<Home> {
         self.tree
@@ -170,5 +183,24 @@ mod tests {
             router.targets(&space, &fewer, &root),
             vec![home(2), home(3)]
         );
+    }
+
+    #[test]
+    fn parents_are_named_with_their_homes_and_the_root_with_its_own() {
+        let root = Home::new(Keypair::from_seed(&[100; 32]).did().clone(), "root.example");
+        let routing = Routing::new(&TreeNodes {
+            sequencer: root.node.clone(),
+            fanout: 2,
+            nodes: (1..=5).map(home).collect(),
+        });
+        // Tier 1 hangs off the root alone; tier 2 off two nodes of tier 1.
+        assert_eq!(routing.parents(&home(1).node, &root), vec![root.clone()]);
+        let parents = routing.parents(&home(3).node, &root);
+        assert_eq!(parents.len(), 2);
+        assert!(parents.iter().all(|p| [home(1), home(2)].contains(p)));
+        for parent in &parents {
+            assert!(routing.children(&parent.node).contains(&home(3)));
+        }
+        assert!(routing.parents(&root.node, &root).is_empty());
     }
 }

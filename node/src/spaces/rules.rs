@@ -11,6 +11,7 @@ use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_protocol::wire::{Home, MembershipAction, Payload, SpaceGenesis};
 use northstar_protocol::{ContentId, Did};
 
+use super::routing::TreeNodes;
 use crate::store::MemberState;
 
 /// Why a payload may not be appended.
@@ -165,6 +166,16 @@ impl SpaceState {
             .get(did)
             .filter(|m| m.state == MemberState::Member)
             .and_then(|m| m.home.as_ref())
+    }
+
+    /// The nodes of the space's broadcast tree, as this state names them: the sequencer, the
+    /// fan-out and [`SpaceState::member_nodes`].
+    pub fn tree_nodes(&self) -> TreeNodes {
+        TreeNodes {
+            sequencer: self.sequencer.clone(),
+            fanout: self.fanout,
+            nodes: self.member_nodes(),
+        }
     }
 
     /// The member nodes other than the sequencer, in the order the broadcast tree uses: by the

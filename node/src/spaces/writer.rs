@@ -267,7 +267,7 @@ impl Writer {
 
     /// The events to forward: those of the spaces this node sequences, then the others.
     fn split_forward(&mut self, events: Vec<Event>) -> (Vec<Event>, Vec<Event>) {
-        let own = self.core.key.did().clone();
+        let own = self.core.did().clone();
         events.into_iter().partition(|event| {
             self.core
                 .state(&event.space)

@@ -35,12 +35,11 @@ use tokio_tungstenite::tungstenite::Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use stream::{Placed, Stream, WatchFeed, WatchItem};
+pub use stream::{Stream, WatchFeed, WatchItem};
 
 use crate::clock::now_ms;
 use crate::config::Streams as Limits;
 use crate::spaces::load_state;
-use crate::spaces::routing::TreeNodes;
 use crate::spaces::rules::SpaceState;
 use crate::store::{Store, StoreError};
 
@@ -158,11 +157,7 @@ impl Streams {
     ) -> Arc<Self> {
         let streams = Arc::new(Self {
             own,
-            scheme: if origin.starts_with("wss://") {
-                "wss"
-            } else {
-                "ws"
-            },
+            scheme: crate::config::Config::dial_scheme(origin),
             limits,
             sync_every,
             store,
@@ -195,23 +190,43 @@ impl Streams {
 
     /// The stream `space`, made from its log if the node holds it and it is not in memory.
     pub async fn open(&self, space: &SpaceId) -> Result<Arc<Stream>, StreamError> {
+        Ok(self.open_with(space, |_| ()).await?.0)
+    }
+
+    /// [`Streams::open`], then `hold` called on the stream while the map's lock is held, so
+    /// that what `hold` registers (a watch, a publisher) is on the stream the map keeps: the
+    /// sweep, which takes the same lock, cannot forget the stream in between.
+    async fn open_with<T>(
+        &self,
+        space: &SpaceId,
+        hold: impl FnOnce(&Arc<Stream>) -> T,
+    ) -> Result<(Arc<Stream>, T), StreamError> {
+        // Only streams are in the map.
+        {
+            let map = self.map();
+            if let Some(stream) = map.get(space) {
+                let held = hold(stream);
+                return Ok((stream.clone(), held));
+            }
+        }
+        // space_not_found before not_a_stream (§10.2, §10.3, §10.9).
+        let state = self.state(space).await?;
         if space.space_type() != SpaceType::Stream {
             return Err(StreamError::NotAStream(space.clone()));
         }
-        if let Some(stream) = self.map().get(space) {
-            return Ok(stream.clone());
-        }
-        let state = self.state(space).await?;
         let here = state.sequencer == self.own;
-        let stream = Arc::new(Stream::new(
+        let made = Arc::new(Stream::new(
             space.clone(),
             here,
             Home::new(state.sequencer.clone(), state.authority.clone()),
-            tree_nodes(&state),
+            Arc::new(state.tree_nodes()),
             &self.limits,
             now_ms(),
         ));
-        Ok(self.map().entry(space.clone()).or_insert(stream).clone())
+        let mut map = self.map();
+        let stream = map.entry(space.clone()).or_insert(made);
+        let held = hold(stream);
+        Ok((stream.clone(), held))
     }
 
     async fn state(&self, space: &SpaceId) -> Result<SpaceState, StreamError> {
@@ -226,19 +241,24 @@ impl Streams {
         space: &SpaceId,
         caller: &Did,
     ) -> Result<Arc<Stream>, StreamError> {
-        let stream = self.open(space).await?;
-        if caller != space.owner() {
-            return Err(StreamError::NotOwner {
-                owner: space.owner().clone(),
-            });
-        }
-        if !stream.here {
-            return Err(StreamError::NotSequencer {
-                space: space.clone(),
-                authority: stream.sequencer.authority.clone(),
-            });
-        }
-        stream.publishing();
+        let (stream, allowed) = self
+            .open_with(space, |stream| {
+                if caller != space.owner() {
+                    return Err(StreamError::NotOwner {
+                        owner: space.owner().clone(),
+                    });
+                }
+                if !stream.here {
+                    return Err(StreamError::NotSequencer {
+                        space: space.clone(),
+                        authority: stream.sequencer.authority.clone(),
+                    });
+                }
+                stream.publishing();
+                Ok(())
+            })
+            .await?;
+        allowed?;
         Ok(stream)
     }
 
@@ -276,8 +296,9 @@ impl Streams {
         space: &SpaceId,
         since: Option<u64>,
     ) -> Result<(northstar_protocol::api::StreamWatching, WatchFeed), StreamError> {
-        let stream = self.open(space).await?;
-        let opened = stream.watch(since, &self.limits, now_ms());
+        let (stream, opened) = self
+            .open_with(space, |stream| stream.watch(since, &self.limits, now_ms()))
+            .await?;
         if !stream.here {
             upstream::ensure(self.clone(), stream);
         }
@@ -310,7 +331,7 @@ impl Streams {
     /// Read `stream`'s tree from the log again.
     pub async fn refresh_tree(&self, stream: &Stream) -> Result<(), StreamError> {
         let state = self.state(&stream.space).await?;
-        stream.set_tree(tree_nodes(&state));
+        stream.set_tree(Arc::new(state.tree_nodes()));
         Ok(())
     }
 
@@ -318,13 +339,4 @@ impl Streams {
     fn sweep(&self, now: u64) {
         self.map().retain(|_, stream| !stream.unused(now));
     }
-}
-
-/// The nodes of a space's tree as its state names them, in the stream's capacity order.
-fn tree_nodes(state: &SpaceState) -> Arc<TreeNodes> {
-    Arc::new(TreeNodes {
-        sequencer: state.sequencer.clone(),
-        fanout: state.fanout,
-        nodes: state.member_nodes(),
-    })
 }

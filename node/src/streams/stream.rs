@@ -24,8 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::StreamError;
 use super::window::{Held, Taken, Window};
 use crate::config::Streams as Limits;
-use crate::spaces::routing::TreeNodes;
-use crate::spaces::tree::Tree;
+use crate::spaces::routing::{Routing, TreeNodes};
 
 /// One stream's live state on this node.
 #[derive(Debug)]
@@ -49,12 +48,17 @@ struct Inner {
     dropped: u64,
     /// Connections that opened publishing for the stream.
     publishers: usize,
-    /// The tree as last read from the log.
+    /// The tree as last read from the log...
     tree: Arc<TreeNodes>,
+    /// ...and built, once per change of its nodes.
+    routing: Arc<Routing>,
     /// Since when the stream has had no watch, ms.
     idle_since: Option<u64>,
-    /// Ends the upstream links, while they run.
-    upstream: Option<CancellationToken>,
+    /// Ends the upstream links while they run, with the number of the task that runs them:
+    /// a task that ends clears only its own (a later one may have started meanwhile).
+    upstream: Option<(u64, CancellationToken)>,
+    /// The number of the next upstream task.
+    next_upstream: u64,
 }
 
 #[derive(Debug)]
@@ -98,15 +102,6 @@ impl Bucket {
     }
 }
 
-/// How a taken frame fared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placed {
-    /// New here: kept and handed to the watches.
-    New,
-    /// Held already, or too old: dropped.
-    Old,
-}
-
 impl Stream {
     /// A stream with an empty window.
     pub fn new(
@@ -133,9 +128,11 @@ impl Stream {
                 bytes: Bucket::new(limits.max_bytes_per_second, now),
                 dropped: 0,
                 publishers: 0,
+                routing: Arc::new(Routing::new(&tree)),
                 tree,
                 idle_since: Some(now),
                 upstream: None,
+                next_upstream: 1,
             }),
         }
     }
@@ -196,24 +193,26 @@ impl Stream {
     }
 
     /// Take a frame from upstream (`spec/protocol.md` §10.6): placed from its header first, so
-    /// only a new frame's signature is checked.
+    /// only a new frame's signature is checked. A frame that is not new is dropped, which is
+    /// no error: it is the copy from the other parent.
     pub fn relay(
         &self,
         header: &Header,
         bytes: Bytes,
         limits: &Limits,
         now: u64,
-    ) -> Result<Placed, StreamError> {
+    ) -> Result<(), StreamError> {
         if header.space != self.space {
             return Err(StreamError::Foreign(header.space.clone()));
         }
         if !self.lock().window.is_new(header.number, header.timestamp) {
-            return Ok(Placed::Old);
+            return Ok(());
         }
         header
             .verify(&bytes)
             .map_err(|_| StreamError::BadSignature)?;
-        Ok(self.lock().place(header, bytes, limits, now))
+        self.lock().place(header, bytes, limits, now);
+        Ok(())
     }
 
     /// Open a watch: its first frames from the window (`since`, or a late joiner's start), then
@@ -306,26 +305,40 @@ impl Stream {
         self.lock().tree.clone()
     }
 
-    /// Replace the tree after a new read of the log.
-    pub fn set_tree(&self, tree: Arc<TreeNodes>) {
-        self.lock().tree = tree;
+    /// The tree as last built.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.lock().routing.clone()
     }
 
-    /// Mark the upstream links as running, with the token that ends them; `false` if they
-    /// run already.
-    pub fn start_upstream(&self, stop: &CancellationToken) -> bool {
+    /// Replace the tree after a new read of the log; it is built again only if its nodes
+    /// changed.
+    pub fn set_tree(&self, tree: Arc<TreeNodes>) {
+        if *self.lock().tree == *tree {
+            return;
+        }
+        let routing = Arc::new(Routing::new(&tree));
+        let mut inner = self.lock();
+        inner.tree = tree;
+        inner.routing = routing;
+    }
+
+    /// Mark the upstream links as running, with the token that ends them: the number that
+    /// names this run of them, or `None` if they run already.
+    pub fn start_upstream(&self, stop: &CancellationToken) -> Option<u64> {
         let mut inner = self.lock();
         if inner.upstream.is_some() {
-            return false;
+            return None;
         }
-        inner.upstream = Some(stop.clone());
-        true
+        let run = inner.next_upstream;
+        inner.next_upstream += 1;
+        inner.upstream = Some((run, stop.clone()));
+        Some(run)
     }
 
-    /// Whether the upstream links should end for want of watches: none for `idle` at `now`.
-    /// If so they are marked as ended at once, under the same lock a new watch takes, so a
-    /// watch that comes later starts them again.
-    pub fn retire_upstream(&self, now: u64, idle: std::time::Duration) -> bool {
+    /// Whether the upstream links of `run` should end for want of watches: none for `idle` at
+    /// `now`. If so they are marked as ended at once, under the same lock a new watch takes, so
+    /// a watch that comes later starts them again.
+    pub fn retire_upstream(&self, run: u64, now: u64, idle: std::time::Duration) -> bool {
         let mut inner = self.lock();
         let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         let retire = inner.watches.is_empty()
@@ -333,16 +346,15 @@ impl Stream {
                 .idle_since
                 .is_some_and(|since| now.saturating_sub(since) >= idle_ms);
         if retire {
-            inner.upstream = None;
+            inner.stop_upstream(run);
         }
         retire
     }
 
-    /// The upstream links ended (or are told to end now).
-    pub fn stop_upstream(&self) {
-        if let Some(stop) = self.lock().upstream.take() {
-            stop.cancel();
-        }
+    /// The upstream links of `run` ended (or are told to end now). Links a later run started
+    /// are left alone.
+    pub fn stop_upstream(&self, run: u64) {
+        self.lock().stop_upstream(run);
     }
 
     /// What `stream.info` shows, but for the limits: (live, newest, newest key, window,
@@ -366,10 +378,12 @@ impl Stream {
 
     /// This node's parents and children in the stream's tree.
     pub fn neighbours(&self, own: &Did) -> (Vec<Did>, Vec<Did>) {
-        let tree = tree_of(&self.tree());
-        let parents = tree.parents(own).into_iter().cloned().collect();
-        let children = tree.children(own).into_iter().cloned().collect();
-        (parents, children)
+        let routing = self.routing();
+        let dids = |homes: Vec<Home>| homes.into_iter().map(|h| h.node).collect();
+        (
+            dids(routing.parents(own, &self.sequencer)),
+            dids(routing.children(own)),
+        )
     }
 }
 
@@ -378,7 +392,7 @@ impl Stream {
 pub struct Facts {
     /// A frame taken within the window's age.
     pub live: bool,
-    /// The newest number.
+    /// The newest number taken, its frame held or not (§10.3).
     pub newest: Option<u64>,
     /// The newest key frame held.
     pub newest_key: Option<u64>,
@@ -386,26 +400,21 @@ pub struct Facts {
     pub window: usize,
     /// Watches open.
     pub watchers: usize,
-    /// Frames dropped for full queues.
+    /// Frames dropped for full queues since the stream was made here.
     pub dropped: u64,
 }
 
-/// The tree of a stream over its member nodes, in the capacity order their homes carry.
-pub fn tree_of(nodes: &TreeNodes) -> Tree {
-    let fanout = usize::try_from(nodes.fanout)
-        .ok()
-        .and_then(std::num::NonZeroUsize::new)
-        .unwrap_or(std::num::NonZeroUsize::MIN);
-    Tree::new(
-        nodes.sequencer.clone(),
-        nodes.nodes.iter().map(|h| h.node.clone()).collect(),
-        fanout,
-    )
-}
-
 impl Inner {
+    fn stop_upstream(&mut self, run: u64) {
+        if self.upstream.as_ref().is_some_and(|(own, _)| *own == run)
+            && let Some((_, stop)) = self.upstream.take()
+        {
+            stop.cancel();
+        }
+    }
+
     /// Place a checked frame; if it is new, hand it to every watch.
-    fn place(&mut self, header: &Header, bytes: Bytes, limits: &Limits, now: u64) -> Placed {
+    fn place(&mut self, header: &Header, bytes: Bytes, limits: &Limits, now: u64) {
         let held = Held {
             number: header.number,
             key: header.key,
@@ -414,11 +423,8 @@ impl Inner {
             at: now,
         };
         match self.window.take(held, now) {
-            Taken::New { .. } => {
-                self.deliver(&bytes, limits, now);
-                Placed::New
-            }
-            Taken::Duplicate | Taken::TooOld => Placed::Old,
+            Taken::New { .. } => self.deliver(&bytes, limits, now),
+            Taken::Duplicate | Taken::TooOld => {}
         }
     }
 
@@ -644,13 +650,31 @@ mod tests {
         let mut forged = bytes.to_vec();
         let last = forged.len() - 1;
         forged[last] ^= 1;
-        assert_eq!(
-            stream
-                .relay(&header, Bytes::from(forged), &limits, 1)
-                .unwrap(),
-            Placed::Old
-        );
+        stream
+            .relay(&header, Bytes::from(forged), &limits, 1)
+            .unwrap();
         assert_eq!(drain(&mut feed).0, Vec::<u64>::new());
+    }
+
+    #[test]
+    fn ending_upstream_links_leaves_a_later_run_of_them_alone() {
+        let stream = stream();
+        let limits = limits();
+        let first = CancellationToken::new();
+        let run = stream.start_upstream(&first).unwrap();
+        assert_eq!(stream.start_upstream(&CancellationToken::new()), None);
+        assert!(stream.retire_upstream(run, 10_000, std::time::Duration::from_secs(10)));
+        // A watch comes before the retired task has finished: a second run starts...
+        let (_, _feed) = stream.watch(None, &limits, 10_001);
+        let second = CancellationToken::new();
+        let later = stream.start_upstream(&second).unwrap();
+        // ...and the first task's end does not touch it.
+        stream.stop_upstream(run);
+        assert!(!second.is_cancelled());
+        assert_eq!(stream.start_upstream(&CancellationToken::new()), None);
+        assert!(!stream.unused(10_002));
+        stream.stop_upstream(later);
+        assert!(second.is_cancelled());
     }
 
     #[test]

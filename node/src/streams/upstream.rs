@@ -25,7 +25,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::stream::tree_of;
 use super::{Stream, StreamError, Streams};
 use crate::clock::now_ms;
 
@@ -38,9 +37,14 @@ const FALLBACK_AFTER: Duration = Duration::from_millis(500);
 /// How long the links stay after the last watch went.
 const IDLE: Duration = Duration::from_secs(10);
 
-/// The wait after a failed link; it doubles up to [`MAX_BACKOFF`].
+/// The wait after a failed link; it doubles up to [`MAX_BACKOFF`], and starts again from here
+/// after a link that was up for [`STEADY`] or ended its watch cleanly.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How long a link must have been up for its failure to count as a new one, not one more of a
+/// run of failures.
+const STEADY: Duration = MAX_BACKOFF;
 
 /// How long a dial and the WebSocket handshake may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,12 +56,12 @@ const MAX_MESSAGE: usize = northstar_protocol::frame::MAX_PAYLOAD + 2048;
 /// Start the upstream links of `stream`, unless they run already.
 pub fn ensure(streams: Arc<Streams>, stream: Arc<Stream>) {
     let stop = streams.stop.child_token();
-    if !stream.start_upstream(&stop) {
+    let Some(run) = stream.start_upstream(&stop) else {
         return;
-    }
-    let span = tracing::debug_span!("upstream", space = %stream.space);
+    };
+    let span = tracing::debug_span!("upstream", space = %stream.space, run);
     let tasks = streams.tasks.clone();
-    tasks.spawn(manage(streams, stream, stop).instrument(span));
+    tasks.spawn(manage(streams, stream, run, stop).instrument(span));
 }
 
 /// One running link.
@@ -72,12 +76,13 @@ impl Drop for Link {
     }
 }
 
-async fn manage(streams: Arc<Streams>, stream: Arc<Stream>, stop: CancellationToken) {
+/// Run the links of `stream` for the run `run` of them, until `stop` or no watch is left.
+async fn manage(streams: Arc<Streams>, stream: Arc<Stream>, run: u64, stop: CancellationToken) {
     let mut links: HashMap<Home, Link> = HashMap::new();
     let mut tree_read = Instant::now();
     let mut parentless_since = Instant::now();
     loop {
-        if stop.is_cancelled() || stream.retire_upstream(now_ms(), IDLE) {
+        if stop.is_cancelled() || stream.retire_upstream(run, now_ms(), IDLE) {
             break;
         }
         if tree_read.elapsed() >= streams.sync_every {
@@ -86,17 +91,7 @@ async fn manage(streams: Arc<Streams>, stream: Arc<Stream>, stop: CancellationTo
                 tracing::debug!(error = %crate::report::Causes(&e), "cannot read the stream's tree");
             }
         }
-        let nodes = stream.tree();
-        let tree = tree_of(&nodes);
-        let homes: HashMap<_, _> = nodes.nodes.iter().map(|h| (&h.node, h)).collect();
-        let parents: Vec<Home> = tree
-            .parents(&streams.own)
-            .into_iter()
-            .map(|did| match homes.get(did) {
-                Some(home) => Home::new(home.node.clone(), home.authority.clone()),
-                None => stream.sequencer.clone(),
-            })
-            .collect();
+        let parents = stream.routing().parents(&streams.own, &stream.sequencer);
         let parent_up = parents
             .iter()
             .any(|p| links.get(p).is_some_and(|l| l.up.load(Ordering::Relaxed)));
@@ -136,7 +131,9 @@ async fn manage(streams: Arc<Streams>, stream: Arc<Stream>, stop: CancellationTo
         }
     }
     drop(links);
-    stream.stop_upstream();
+    // Only this run's mark: a watch may have started the next run since this one retired.
+    stream.stop_upstream(run);
+    stop.cancel();
     tracing::debug!("upstream links closed");
 }
 
@@ -148,27 +145,54 @@ async fn follow_loop(
     up: Arc<AtomicBool>,
     stop: CancellationToken,
 ) {
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::default();
     loop {
+        let mut up_since = None;
         let result = tokio::select! {
             () = stop.cancelled() => return,
-            result = follow(&streams, &stream, &target, &up) => result,
+            result = follow(&streams, &stream, &target, &up, &mut up_since) => result,
         };
         up.store(false, Ordering::Relaxed);
+        let steady = up_since.is_some_and(|since: Instant| since.elapsed() >= STEADY);
+        let wait = backoff.wait(result.is_ok() || steady);
         match result {
-            Ok(()) => {
-                tracing::debug!("upstream ended the watch");
-                backoff = FIRST_BACKOFF;
-            }
+            Ok(()) => tracing::debug!("upstream ended the watch"),
             Err(e) => {
-                tracing::debug!(error = %crate::report::Causes(&e), ?backoff, "upstream link failed");
+                tracing::debug!(error = %crate::report::Causes(&e), ?wait, "upstream link failed");
             }
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(wait) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The waits between a link's dials.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            next: FIRST_BACKOFF,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before dialling again after a link ended: [`FIRST_BACKOFF`] if it went well
+    /// (`fresh`: up for [`STEADY`], or ended cleanly), else double the wait before, up to
+    /// [`MAX_BACKOFF`].
+    fn wait(&mut self, fresh: bool) -> Duration {
+        if fresh {
+            self.next = FIRST_BACKOFF;
+        }
+        let wait = self.next;
+        self.next = (wait * 2).min(MAX_BACKOFF);
+        wait
     }
 }
 
@@ -191,6 +215,7 @@ async fn follow(
     stream: &Stream,
     target: &Home,
     up: &AtomicBool,
+    up_since: &mut Option<Instant>,
 ) -> Result<(), LinkError> {
     let url = format!("{}://{}/", streams.scheme, target.authority);
     let dial = |e: String| LinkError::Dial(target.authority.clone(), e);
@@ -233,6 +258,7 @@ async fn follow(
                         return Err(LinkError::Refused(error.to_string()));
                     }
                     up.store(true, Ordering::Relaxed);
+                    *up_since = Some(Instant::now());
                 } else if value.get("method").and_then(Value::as_str) == Some(method::STREAM_CLOSED)
                 {
                     return Ok(());
@@ -243,4 +269,19 @@ async fn follow(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_starts_again_after_a_link_that_went_well() {
+        let mut backoff = Backoff::default();
+        let waits: Vec<_> = (0..8).map(|_| backoff.wait(false).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        // A link that stayed up, then failed: the first wait again, doubling from there.
+        assert_eq!(backoff.wait(true), FIRST_BACKOFF);
+        assert_eq!(backoff.wait(false), FIRST_BACKOFF * 2);
+    }
 }
