@@ -201,13 +201,17 @@ async fn publishing(ws: &mut Ws, next: u64) -> Vec<Vec<u8>> {
     let (id, method, params, frames) = request(ws).await;
     assert_eq!(method, STREAM_PUBLISH);
     assert_eq!(params, json!([radio().as_str()]));
-    let answer_value = StreamPublishing {
+    answer(ws, id, publishing_answer(next)).await;
+    frames
+}
+
+/// The node's answer to `stream.publish` on the radio: go on at `next`, with the test's limits.
+fn publishing_answer(next: u64) -> StreamPublishing {
+    StreamPublishing {
         space: radio(),
         next,
         limits: limits(),
-    };
-    answer(ws, id, answer_value).await;
-    frames
+    }
 }
 
 fn decoded(bytes: &[u8]) -> Frame {
@@ -356,16 +360,7 @@ async fn finish_reports_a_refusal_the_publisher_had_not_read() {
             notice(Some(1), ErrorCode::ByteRate, "over budget"),
         )
         .await;
-        answer(
-            &mut ws,
-            id,
-            StreamPublishing {
-                space: radio(),
-                next: 1,
-                limits: limits(),
-            },
-        )
-        .await;
+        answer(&mut ws, id, publishing_answer(1)).await;
     })
     .await;
     let mut publisher = open_publisher(&url).await;
@@ -388,16 +383,7 @@ async fn settle_counts_every_refusal_that_came_before_the_nodes_answer() {
             )
             .await;
         }
-        answer(
-            &mut ws,
-            id,
-            StreamPublishing {
-                space: radio(),
-                next: 1,
-                limits: limits(),
-            },
-        )
-        .await;
+        answer(&mut ws, id, publishing_answer(1)).await;
         // The close the publisher sends at the end.
         let _ = tokio::time::timeout(TIMEOUT, ws.next()).await;
     })
@@ -428,16 +414,7 @@ async fn finish_reports_a_refusal_it_cannot_read() {
         let (id, method, _, _) = request(&mut ws).await;
         assert_eq!(method, STREAM_PUBLISH);
         notify(&mut ws, STREAM_REFUSED, json!({"number": "one"})).await;
-        answer(
-            &mut ws,
-            id,
-            StreamPublishing {
-                space: radio(),
-                next: 2,
-                limits: limits(),
-            },
-        )
-        .await;
+        answer(&mut ws, id, publishing_answer(2)).await;
         let _ = tokio::time::timeout(TIMEOUT, ws.next()).await;
     })
     .await;
