@@ -11,17 +11,22 @@
 //! With `--storage sqlite,postgres` the whole scenario runs once per backend, a node of its own
 //! each, and a note compares their rates.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
+use northstar_protocol::{Keypair, Signed as _};
 use northstar_protocol::address::{SpaceId, SpaceType};
+use northstar_protocol::method;
+use northstar_protocol::wire::{Beam, BeamRef};
 use northstar_sdk::Client;
-use tokio::task::JoinSet;
+use serde_json::json;
 
 use super::ceiling::{self, IngestWork};
 use super::load::BODY;
-use super::nodes::{LocalNode, new_data_dir};
+use super::machine;
+use super::nodes::{ChildProcess, NODE_SUBCOMMAND, STORAGE_URL_FLAG, new_data_dir};
+use super::raw::RawConn;
 use super::report::{Bound, Row, Series, Unit, p50_p99};
 use super::storage::Backend;
 use super::{Bench, Scenario, keypair};
@@ -68,21 +73,33 @@ async fn run_on(
     let settings = bench.settings;
     let dir = new_data_dir(bench.root())?;
     let storage_url = bench.storage_url(backend, &dir).await?;
-    let node = LocalNode::start_in(dir, SocketAddr::from(([127, 0, 0, 1], 0)), |c| {
-        c.storage_url = storage_url
-    })
+    let dir_arg = dir.to_str().context("non-UTF-8 data directory")?;
+    let node = ChildProcess::spawn(
+        &settings.exe,
+        &[
+            NODE_SUBCOMMAND,
+            "--data-dir",
+            dir_arg,
+            STORAGE_URL_FLAG,
+            &storage_url,
+        ],
+    )
     .await?;
-    let owner = Client::connect(&node.url, keypair()?).await?;
+    let url = node.url();
+    let owner = Client::connect(&url, keypair()?).await?;
     let space = owner
         .create_space(SpaceType::Channel, "ingest", "Ingest")
         .await?
         .space;
+    let home = owner.node_info().authority.clone();
     let most = settings.ingest_authors.iter().copied().max().unwrap_or(1);
     let mut authors = Vec::with_capacity(most);
     for _ in 0..most {
-        let author = Client::connect(&node.url, keypair()?).await?;
-        author.join(&space).await?;
-        authors.push(author);
+        let key = keypair()?;
+        Client::connect(&url, key.clone()).await?.join(&space).await?;
+        let mut conn = RawConn::connect(&url).await?;
+        conn.authenticate(&key).await?;
+        authors.push(Author { key, conn });
     }
     let work = Arc::new(tokio::task::spawn_blocking(IngestWork::new).await??);
     let (durable, durable_what) = match (backend, &bench.postgres) {
@@ -97,12 +114,17 @@ async fn run_on(
     };
     let mut rows = Vec::new();
     let mut rates = Vec::new();
+    let mut posted = 0u64;
     for &count in &settings.ingest_authors {
-        let (mut rate, mut p50, mut p99) =
-            (Series::default(), Series::default(), Series::default());
+        let mut series = AuthorSeries::default();
         for run in 0..settings.runs {
+            let per_author = presign_count(count, settings.ingest_secs);
+            let batches = presign(&authors[..count], &space, &home, per_author, posted).await?;
+            posted += per_author as u64;
+            let before = NodeUse::read(node.pid)?;
             let (mut latencies, elapsed) =
-                drive(&authors[..count], &space, settings.ingest_secs).await?;
+                drive(&mut authors[..count], batches, settings.ingest_secs).await?;
+            let used = NodeUse::read(node.pid)?.since(&before);
             anyhow::ensure!(!latencies.is_empty(), "no post was acknowledged in time");
             let acked = latencies.len();
             let per_sec = acked as f64 / elapsed.as_secs_f64();
@@ -113,14 +135,19 @@ async fn run_on(
             let floor = ceiling::websocket_round_trip().await? + 2 * verify + sign + durable;
             let floor_ms = floor.as_secs_f64() * 1e3;
             let (l50, l99) = p50_p99(&mut latencies);
-            rate.push(per_sec, ceiling);
-            p50.push(l50, floor_ms);
-            p99.push(l99, floor_ms);
+            let cores = used.cpu_secs / elapsed.as_secs_f64();
+            let pages = used.written_bytes as f64 / PAGE as f64 / acked as f64;
+            series.rate.push(per_sec, ceiling);
+            series.p50.push(l50, floor_ms);
+            series.p99.push(l99, floor_ms);
+            series.cores.push(cores, bench.machine.cores as f64);
+            series.pages.push(pages, 0.0);
             bench.progress(
                 Scenario::Ingest,
                 format!(
                     "{}, {count} author{}, run {}/{}: {per_sec:.0} acks/s (ceiling \
-                     {ceiling:.0}), p50 {l50:.2} ms, p99 {l99:.2} ms",
+                     {ceiling:.0}), p50 {l50:.2} ms, p99 {l99:.2} ms, node CPU {cores:.2} \
+                     cores, {pages:.2} pages written per post",
                     backend.name(),
                     if count == 1 { "" } else { "s" },
                     run + 1,
@@ -128,8 +155,8 @@ async fn run_on(
                 ),
             );
         }
-        rates.push((count, super::report::median(&rate.figure)));
-        let new = rows_for(count, bench.machine.cores, durable_what, rate, p50, p99);
+        rates.push((count, super::report::median(&series.rate.figure)));
+        let new = rows_for(count, bench.machine.cores, durable_what, series);
         rows.extend(new.map(|row| Row {
             figure: bench.label(row.figure.clone(), backend),
             ..row
@@ -141,16 +168,126 @@ async fn run_on(
     Ok((rows, rates))
 }
 
-/// The rows of one author count: the rate against its ceiling, the latencies against their
-/// floor.
-fn rows_for(
-    count: usize,
-    cores: usize,
-    durable: &str,
+/// The size of a database page: SQLite's default, and PostgreSQL's 8 KiB counts as two.
+const PAGE: u64 = 4096;
+
+/// Posts signed per author and run, for a rate up to this many acks per second on the
+/// machine: far above what the node reaches, so no author runs out within the window.
+const PRESIGN_RATE: f64 = 24_000.0;
+
+/// One author: its key and its authenticated raw connection.
+struct Author {
+    key: Keypair,
+    conn: RawConn,
+}
+
+/// The figures of one author count, one sample per run.
+#[derive(Default)]
+struct AuthorSeries {
     rate: Series,
     p50: Series,
     p99: Series,
-) -> [Row; 3] {
+    cores: Series,
+    pages: Series,
+}
+
+/// What the node's process used: CPU time on all its threads, and bytes it caused to be
+/// written to storage (`write_bytes` in `/proc/<pid>/io`: database pages, WAL frames and
+/// checkpoints, not socket writes).
+struct NodeUse {
+    cpu_secs: f64,
+    written_bytes: u64,
+}
+
+impl NodeUse {
+    fn read(pid: u32) -> anyhow::Result<Self> {
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
+        let written_bytes = io
+            .lines()
+            .find_map(|l| l.strip_prefix("write_bytes:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no write_bytes line in /proc/<pid>/io")?;
+        Ok(Self {
+            cpu_secs: machine::cpu_secs(pid)?,
+            written_bytes,
+        })
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            cpu_secs: self.cpu_secs - before.cpu_secs,
+            written_bytes: self.written_bytes.saturating_sub(before.written_bytes),
+        }
+    }
+}
+
+/// How many posts each of `count` authors gets ready for a run of `secs`.
+fn presign_count(count: usize, secs: f64) -> usize {
+    ((PRESIGN_RATE * secs / count as f64).ceil() as usize).max(64)
+}
+
+/// `per_author` signed `space.post` requests for each author, as the JSON text it sends,
+/// signed before the run on every core so the run measures the node, not its clients.
+/// `offset` keeps titles (and so beam ids) new across runs.
+async fn presign(
+    authors: &[Author],
+    space: &SpaceId,
+    home: &str,
+    per_author: usize,
+    offset: u64,
+) -> anyhow::Result<Vec<Vec<String>>> {
+    let keys: Vec<Keypair> = authors.iter().map(|a| a.key.clone()).collect();
+    let (space, home) = (space.clone(), home.to_owned());
+    tokio::task::spawn_blocking(move || {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = keys
+                .iter()
+                .enumerate()
+                .map(|(a, key)| {
+                    let (space, home) = (&space, &home);
+                    scope.spawn(move || signed_posts(key, a, space, home, per_author, offset))
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .map_err(|_| anyhow::anyhow!("a signing thread panicked"))?
+                })
+                .collect()
+        })
+    })
+    .await?
+}
+
+/// One author's signed posts as request texts, ids 1, 2, …
+fn signed_posts(
+    key: &Keypair,
+    author: usize,
+    space: &SpaceId,
+    home: &str,
+    count: usize,
+    offset: u64,
+) -> anyhow::Result<Vec<String>> {
+    let now = ceiling::now_ms();
+    (0..count)
+        .map(|i| {
+            let beam = Beam::create(key, &format!("a{author} #{}", offset + i as u64), BODY, now)?;
+            let beam_ref = BeamRef::create(key, space.clone(), beam.content_id()?, home, now)?;
+            let request = json!({
+                "jsonrpc": "2.0",
+                "id": i + 1,
+                "method": method::SPACE_POST,
+                "params": [beam, beam_ref],
+            });
+            Ok(request.to_string())
+        })
+        .collect()
+}
+
+/// The rows of one author count: the rate against its ceiling, the latencies against their
+/// floor, the node's CPU against the machine's cores, and pages written per post.
+fn rows_for(count: usize, cores: usize, durable: &str, series: AuthorSeries) -> [Row; 5] {
     let who = if count == 1 {
         "1 author".to_owned()
     } else {
@@ -166,7 +303,7 @@ fn rows_for(
     };
     [
         Row {
-            samples: rate.figure,
+            samples: series.rate.figure,
             ..Row::new(
                 Scenario::Ingest,
                 format!("beams acked, {who}"),
@@ -175,44 +312,59 @@ fn rows_for(
         }
         .with_bound(Bound::ceiling(
             format!("verify_strict + sign, {cores} cores"),
-            rate.bound,
+            series.rate.bound,
         )),
-        latency("ack p50", p50),
-        latency("ack p99", p99),
+        latency("ack p50", series.p50),
+        latency("ack p99", series.p99),
+        Row {
+            samples: series.cores.figure,
+            ..Row::new(
+                Scenario::Ingest,
+                format!("node CPU in cores, {who}"),
+                Unit::Count,
+            )
+        }
+        .with_bound(Bound::ceiling(
+            format!("{cores} cores"),
+            series.cores.bound,
+        )),
+        Row {
+            samples: series.pages.figure,
+            ..Row::new(
+                Scenario::Ingest,
+                format!("4 KiB pages written per post, {who}"),
+                Unit::Count,
+            )
+        },
     ]
 }
 
-/// Every author posts back to back for `secs`; the latency of each post acknowledged within
-/// that time, and the time.
+/// Every author sends its signed posts back to back, one in flight, for `secs`; the latency of
+/// each post acknowledged within that time, and the time.
 async fn drive(
-    authors: &[Client],
-    space: &SpaceId,
+    authors: &mut [Author],
+    batches: Vec<Vec<String>>,
     secs: f64,
 ) -> anyhow::Result<(Vec<Duration>, Duration)> {
     let window = Duration::from_secs_f64(secs);
     let start = Instant::now();
     let deadline = start + window;
-    let mut tasks = JoinSet::new();
-    for (a, author) in authors.iter().enumerate() {
-        let (author, space) = (author.clone(), space.clone());
-        tasks.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut i = 0u64;
-            while Instant::now() < deadline {
-                let sent = Instant::now();
-                author.post(&space, &format!("a{a} #{i}"), BODY).await?;
-                let acked = Instant::now();
-                if acked <= deadline {
-                    latencies.push(acked - sent);
-                }
-                i += 1;
+    let sends = authors.iter_mut().zip(batches).map(|(author, posts)| async move {
+        let mut latencies = Vec::with_capacity(posts.len());
+        let total = posts.len();
+        for (i, post) in posts.into_iter().enumerate() {
+            if Instant::now() >= deadline {
+                return anyhow::Ok(latencies);
             }
-            anyhow::Ok(latencies)
-        });
-    }
-    let mut all = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        all.extend(done??);
-    }
-    Ok((all, window))
+            let sent = Instant::now();
+            author.conn.request(post, i as u64 + 1).await?;
+            let acked = Instant::now();
+            if acked <= deadline {
+                latencies.push(acked - sent);
+            }
+        }
+        anyhow::bail!("an author used all {total} of its signed posts before the run ended")
+    });
+    let all = futures_util::future::try_join_all(sends).await?;
+    Ok((all.into_iter().flatten().collect(), window))
 }

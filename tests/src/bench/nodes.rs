@@ -286,14 +286,29 @@ pub const DEFAULT_LIMITS_FLAG: &str = "--default-limits";
 /// The flag of `__node` for the broadcast tree's fan-out of the spaces the node sequences.
 pub const FANOUT_FLAG: &str = "--fanout";
 
-/// `bench __node --data-dir D [--default-limits] [--fanout K]`: run a node with
-/// [`bench_config`] (or the default configuration) on a port the OS picks, print `READY
-/// <addr>` once it answers `/health`, and stop when standard input closes.
-pub async fn node_main(
-    data_dir: PathBuf,
-    default_limits: bool,
-    fanout: Option<u32>,
-) -> anyhow::Result<()> {
+/// The flag of `__node` for the node's `storage_url`.
+pub const STORAGE_URL_FLAG: &str = "--storage-url";
+
+/// How `__node` sets up its node, besides the data directory.
+#[derive(Debug, Default)]
+pub struct NodeOptions {
+    /// The default limits instead of the benchmark's raised ones.
+    pub default_limits: bool,
+    /// The broadcast tree's fan-out of the spaces the node sequences.
+    pub fanout: Option<u32>,
+    /// The node's `storage_url` (empty: SQLite in the data directory).
+    pub storage_url: String,
+}
+
+/// `bench __node --data-dir D [--default-limits] [--fanout K] [--storage-url URL]`: run a
+/// node with [`bench_config`] (or the default configuration) on a port the OS picks, print
+/// `READY <addr>` once it answers `/health`, and stop when standard input closes.
+pub async fn node_main(data_dir: PathBuf, options: NodeOptions) -> anyhow::Result<()> {
+    let NodeOptions {
+        default_limits,
+        fanout,
+        storage_url,
+    } = options;
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
     let mut config = if default_limits {
@@ -308,6 +323,7 @@ pub async fn node_main(
     if let Some(fanout) = fanout {
         config.fanout = fanout;
     }
+    config.storage_url = storage_url;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let stdin_watch = tokio::spawn(async move {

@@ -106,6 +106,37 @@ impl RawConn {
         .with_context(|| format!("{method} timed out"))?
     }
 
+    /// Send `request`, a whole JSON-RPC request as text whose id is `id`, and wait for its
+    /// reply; an error if the reply is an error object. Ids of `call` and `request` on one
+    /// connection must not meet: the caller picks them.
+    pub async fn request(&mut self, request: String, id: u64) -> anyhow::Result<()> {
+        #[derive(Deserialize)]
+        struct Reply<'a> {
+            id: Option<u64>,
+            #[serde(borrow)]
+            error: Option<&'a serde_json::value::RawValue>,
+        }
+        self.ws.send(Message::text(request)).await?;
+        tokio::time::timeout(CALL_TIMEOUT, async {
+            loop {
+                let Some(msg) = self.ws.try_next().await? else {
+                    bail!("request {id}: the connection closed");
+                };
+                let Message::Text(text) = msg else { continue };
+                let reply: Reply<'_> = serde_json::from_str(&text)?;
+                if reply.id != Some(id) {
+                    continue; // a notification, or the reply to an earlier call
+                }
+                if let Some(error) = reply.error {
+                    bail!("request {id} failed: {}", error.get());
+                }
+                return Ok(());
+            }
+        })
+        .await
+        .with_context(|| format!("request {id} timed out"))?
+    }
+
     /// The challenge-response handshake as `key`.
     pub async fn authenticate(&mut self, key: &Keypair) -> anyhow::Result<()> {
         let challenge: AuthChallenge =

@@ -94,6 +94,9 @@ enum Helper {
         /// The broadcast tree's fan-out for the spaces it sequences.
         #[arg(long)]
         fanout: Option<u32>,
+        /// Where the node stores its data (empty: SQLite in the data directory).
+        #[arg(long, default_value = "")]
+        storage_url: String,
     },
     /// Run the plain WebSocket server of the ceilings; prints `READY <addr>`.
     #[command(name = "__plain", hide = true)]
@@ -108,7 +111,15 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             default_limits,
             fanout,
-        }) => return nodes::node_main(data_dir, default_limits, fanout).await,
+            storage_url,
+        }) => {
+            let options = nodes::NodeOptions {
+                default_limits,
+                fanout,
+                storage_url,
+            };
+            return nodes::node_main(data_dir, options).await;
+        }
         Some(Helper::Plain) => return plain::main().await,
         None => {}
     }
