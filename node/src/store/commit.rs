@@ -24,7 +24,7 @@ where
     /// Apply `ops` in one transaction; returns once it is durable. If any statement fails
     /// (a seq already taken, say), nothing of the group is kept.
     pub(super) async fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for op in ops.iter().filter(|op| matches!(op, Op::CreateSpace(_))) {
             Self::apply(&mut tx, op).await?;
         }

@@ -34,7 +34,9 @@
 //! # Per backend
 //! - SQLite: one file plus its `-wal` and `-shm`, all mode 0600 (they hold private spaces'
 //!   logs); WAL with `synchronous=FULL`, so a commit is on disk when it returns; foreign keys
-//!   enforced; one writer at a time, others wait up to 10 s for the lock.
+//!   enforced; one writer at a time, others wait up to 10 s for the lock. Group commits go
+//!   through one long-lived connection whose page cache stays warm; a task checkpoints the
+//!   WAL beside it every 200 ms, so a commit waits for the WAL's fsync only.
 //! - PostgreSQL: `synchronous_commit` is left at the server's durable default (`on`): a commit
 //!   returns after the server flushed its WAL. Text columns sort bytewise (`COLLATE "C"`), so
 //!   every listing comes back in the same order as on SQLite. Text cannot hold a NUL
@@ -187,6 +189,9 @@ pub struct Store {
     backend: Backend,
     /// On PostgreSQL, the node's hold on its database, let go by [`Store::close`].
     claim: Option<std::sync::Arc<postgres::Claim>>,
+    /// On SQLite, the task that checkpoints the WAL beside the writer, stopped by
+    /// [`Store::close`] or when the last clone of the store goes.
+    checkpointer: Option<std::sync::Arc<tokio_util::task::AbortOnDropHandle<()>>>,
 }
 
 /// The backends, each a pool of its own driver running the shared SQL. An enum rather than a
@@ -218,15 +223,21 @@ impl Store {
     /// they hold the logs of private spaces.
     pub async fn open(storage: &Storage, node: &str) -> Result<Self, StoreError> {
         let store = match storage {
-            Storage::Sqlite { path } => Self {
-                backend: Backend::Sqlite(sqlite::open(path).await?),
-                claim: None,
-            },
+            Storage::Sqlite { path } => {
+                let db = sqlite::open(path).await?;
+                let checkpointer = sqlite::spawn_checkpointer(db.pool.clone());
+                Self {
+                    backend: Backend::Sqlite(db),
+                    claim: None,
+                    checkpointer: Some(std::sync::Arc::new(checkpointer)),
+                }
+            }
             Storage::Postgres { url } => {
                 let (db, claim) = postgres::open(url).await?;
                 Self {
                     backend: Backend::Postgres(db),
                     claim: Some(std::sync::Arc::new(claim)),
+                    checkpointer: None,
                 }
             }
         };
@@ -245,7 +256,13 @@ impl Store {
     /// Close every connection (on SQLite, checkpointing the WAL; on PostgreSQL, letting go of
     /// the node's lock on the database).
     pub async fn close(&self) {
-        on_backend!(self, db => db.pool.close().await);
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.abort();
+        }
+        on_backend!(self, db => {
+            db.writer.close().await;
+            db.pool.close().await;
+        });
         if let Some(claim) = &self.claim {
             claim.release().await;
         }

@@ -146,7 +146,8 @@ pub(super) async fn open(url: &str) -> Result<(Db, Claim), StoreError> {
         claim.release().await;
         return Err(e);
     }
-    Ok((Sql { pool }, claim))
+    let writer = pool.clone();
+    Ok((Sql { pool, writer }, claim))
 }
 
 /// Say so if the server acknowledges commits before they are on disk: the node would then

@@ -18,20 +18,30 @@ use super::{BeamRow, EventRow, HomeRow, KnownBeam, MemberRow, SpaceRow, StoreErr
 /// `where` clause on each `impl` block names what the shared SQL needs of it (binding and
 /// reading text and 64-bit integers, running on a pooled connection or in a transaction).
 pub(super) struct Sql<DB: Database> {
+    /// Reads, and writes other than group commits.
     pub(super) pool: Pool<DB>,
+    /// Group commits ([`Sql::commit`]). On SQLite a pool of its own holding one connection
+    /// that lives as long as the node, so the pages the writer touches stay in that
+    /// connection's cache; a connection taken from the shared pool finds its cache stale after
+    /// another connection's commit and reads the B-tree again. On PostgreSQL the shared pool.
+    pub(super) writer: Pool<DB>,
 }
 
 impl<DB: Database> Clone for Sql<DB> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            writer: self.writer.clone(),
         }
     }
 }
 
 impl<DB: Database> fmt::Debug for Sql<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sql").field("pool", &self.pool).finish()
+        f.debug_struct("Sql")
+            .field("pool", &self.pool)
+            .field("writer", &self.writer)
+            .finish()
     }
 }
 
