@@ -197,6 +197,18 @@ impl Decided {
     pub fn take_saved(&mut self) -> HashMap<SpaceId, Option<SpaceState>> {
         std::mem::take(&mut self.saved)
     }
+
+    /// Add `later`, decided after this one on top of its states, so both commit as one group.
+    /// A space both moved keeps the state from before this one.
+    pub fn absorb(&mut self, later: Decided) {
+        self.ops.extend(later.ops);
+        self.live.extend(later.live);
+        self.forward.extend(later.forward);
+        self.outcomes.extend(later.outcomes);
+        for (space, state) in later.saved {
+            self.saved.entry(space).or_insert(state);
+        }
+    }
 }
 
 /// One request's changes, merged into the group's once the request is decided.

@@ -25,6 +25,8 @@ pub mod rows;
 pub mod rules;
 pub mod tree;
 pub mod writer;
+#[cfg(test)]
+mod writer_tests;
 
 pub use decide::{Deleted, SequenceError};
 pub use replica::{Identified, Replicated};

@@ -9,6 +9,7 @@
 //! the outbox as soon as they are decided, before the commit (`spec/protocol.md` §9.4). It uses the store, the hub and the pure parts of
 //! [`crate::spaces`]; nothing it uses knows about it.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use northstar_protocol::address::{BeamPath, SpaceId};
@@ -17,6 +18,7 @@ use northstar_protocol::wire::{Beam, Event, Payload, SpaceGenesis, Tombstone};
 use northstar_protocol::{ContentId, Did, Keypair};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::decide::{Core, Decided, Deleted, Input, Known, Needs, Outcome, Reads, SequenceError};
 use super::replica::{Identified, Replicated};
@@ -25,7 +27,7 @@ use super::rows::state_from_rows;
 use super::rules::SpaceState;
 use crate::clock::now_ms;
 use crate::hub::Hub;
-use crate::store::{Store, StoreError};
+use crate::store::{Op, Store, StoreError};
 
 /// Requests waiting for the writer. When full, callers wait: that is the write path's
 /// backpressure.
@@ -186,37 +188,93 @@ impl Writer {
     }
 
     /// Serve requests until `shutdown`; then finish what is queued and stop.
+    ///
+    /// Pipelined: while one group commits (on the store's side, a transaction and its fsync),
+    /// the writer decides the requests that arrive into the next group, signing its events;
+    /// that group commits as soon as the first one is durable. Only a request whose reads
+    /// could see the uncommitted group waits for it (see [`Uncommitted::independent_of`]).
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut flight: Option<InFlight> = None;
+        let mut forming: Option<Forming> = None;
+        let mut closing = false;
         loop {
-            let first = tokio::select! {
-                request = self.rx.recv() => request,
-                () = shutdown.cancelled() => {
-                    self.rx.close();
-                    self.rx.recv().await
+            let next = tokio::select! {
+                // A finished commit first: the group behind it is ready to go.
+                biased;
+                result = committed(&mut flight) => Next::Committed(result),
+                request = self.rx.recv(), if forming.as_ref().is_none_or(Forming::has_room) => {
+                    Next::Request(request)
                 }
+                () = shutdown.cancelled(), if !closing => Next::Shutdown,
             };
-            let Some(first) = first else { break };
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match self.rx.try_recv() {
-                    Ok(request) => group.push(request),
-                    Err(_) => break,
+            match next {
+                Next::Shutdown => {
+                    // Finish what is queued; `recv` then ends the loop.
+                    closing = true;
+                    self.rx.close();
+                }
+                Next::Committed(result) => {
+                    if let Some(done) = flight.take() {
+                        match self.finish_flight(done, result) {
+                            Ok(()) => {}
+                            Err(()) => self.refuse_forming(forming.take()),
+                        }
+                    }
+                }
+                Next::Request(None) => break,
+                Next::Request(Some(first)) => {
+                    let mut batch = vec![first];
+                    let room = forming.as_ref().map_or(MAX_GROUP, Forming::room);
+                    while batch.len() < room {
+                        match self.rx.try_recv() {
+                            Ok(request) => batch.push(request),
+                            Err(_) => break,
+                        }
+                    }
+                    self.decide_batch(batch, &mut flight, &mut forming).await;
                 }
             }
-            self.process(group).await;
+            if flight.is_none()
+                && let Some(group) = forming.take()
+            {
+                flight = self.start_commit(group);
+            }
         }
+        self.settle(&mut flight, &mut forming).await;
         tracing::debug!("writer stopped");
     }
 
-    async fn process(&mut self, group: Vec<Request>) {
+    /// Decide `batch` into the group being formed, reading what it needs from the store. If
+    /// those reads could see a group that is decided but not yet durable, the groups before it
+    /// are committed first.
+    async fn decide_batch(
+        &mut self,
+        batch: Vec<Request>,
+        flight: &mut Option<InFlight>,
+        forming: &mut Option<Forming>,
+    ) {
         let (inputs, answers): (Vec<Input>, Vec<Answer>) =
-            group.into_iter().map(|r| (r.input, r.answer)).unzip();
+            batch.into_iter().map(|r| (r.input, r.answer)).unzip();
         let mut reads = Reads::default();
-        for _ in 0..READ_ROUNDS {
+        let mut rounds = 0;
+        while rounds < READ_ROUNDS {
             let needs = self.core.needs(&inputs, &reads);
             if needs.is_empty() {
                 break;
             }
+            let independent = flight
+                .as_ref()
+                .is_none_or(|f| f.touched.independent_of(&needs))
+                && forming
+                    .as_ref()
+                    .is_none_or(|f| f.touched.independent_of(&needs));
+            if !independent {
+                // Wait until nothing is uncommitted, then ask again: a failed commit may
+                // have rolled back what the questions were asked of.
+                self.settle(flight, forming).await;
+                continue;
+            }
+            rounds += 1;
             if let Err(e) = read(&self.store, needs, &mut reads).await {
                 tracing::error!(error = %crate::report::Causes(&e), "cannot read what the group needs; the group is refused");
                 for answer in answers {
@@ -235,33 +293,128 @@ impl Writer {
         // this node sequences wait for the commit: their ack promises durability.
         let (ours, theirs) = self.split_forward(std::mem::take(&mut decided.forward));
         self.broadcast(theirs);
-        let committed = if decided.ops.is_empty() {
-            Ok(())
-        } else {
-            self.store.commit(&decided.ops).await
-        };
-        if let Err(e) = &committed {
-            tracing::error!(error = %crate::report::Causes(e), "commit failed; the group's requests are refused");
-            self.core.rollback(decided.take_saved());
+        decided.forward = ours;
+        let touched = Uncommitted::of(&decided.ops);
+        match forming {
+            Some(group) => group.absorb(decided, answers, touched),
+            None => {
+                *forming = Some(Forming {
+                    decided,
+                    answers,
+                    touched,
+                });
+            }
         }
-        let Decided { live, outcomes, .. } = decided;
+    }
+
+    /// Commit the group in flight and the one being formed, one after the other, and wait
+    /// for both.
+    async fn settle(&mut self, flight: &mut Option<InFlight>, forming: &mut Option<Forming>) {
+        if let Some(mut done) = flight.take() {
+            let result = flatten((&mut done.commit).await);
+            if self.finish_flight(done, result).is_err() {
+                self.refuse_forming(forming.take());
+            }
+        }
+        if let Some(group) = forming.take()
+            && let Some(mut done) = self.start_commit(group)
+        {
+            let result = flatten((&mut done.commit).await);
+            // Nothing is decided after it yet: a failure has nothing more to undo.
+            let _ = self.finish_flight(done, result);
+        }
+    }
+
+    /// Start committing `group` in a task of its own, so the writer goes on deciding; `None`
+    /// if it has nothing to write (each request was refused, or changed nothing), in which
+    /// case it is answered now: every group before it is durable.
+    fn start_commit(&mut self, group: Forming) -> Option<InFlight> {
+        let Forming {
+            mut decided,
+            answers,
+            touched,
+        } = group;
+        let saved = decided.take_saved();
+        let ops = std::mem::take(&mut decided.ops);
+        if ops.is_empty() {
+            let _ = self.finish(decided, answers, saved, Ok(()));
+            return None;
+        }
+        let store = self.store.clone();
+        Some(InFlight {
+            commit: AbortOnDropHandle::new(tokio::spawn(async move { store.commit(&ops).await })),
+            decided,
+            answers,
+            saved,
+            touched,
+        })
+    }
+
+    /// Answer a group whose commit ended with `result`, then publish its events; if the
+    /// commit failed, put back the states it moved and refuse it (`Err`: the caller refuses
+    /// the group decided on top of it, whose states were rolled back first).
+    fn finish(
+        &mut self,
+        decided: Decided,
+        answers: Vec<Answer>,
+        saved: HashMap<SpaceId, Option<SpaceState>>,
+        result: Result<(), StoreError>,
+    ) -> Result<(), ()> {
+        if let Err(e) = &result {
+            tracing::error!(error = %crate::report::Causes(e), "commit failed; the group's requests are refused");
+            self.core.rollback(saved);
+        }
+        let Decided {
+            live,
+            outcomes,
+            forward,
+            ..
+        } = decided;
         for (answer, outcome) in answers.into_iter().zip(outcomes) {
-            let outcome = match (&committed, outcome) {
+            let outcome = match (&result, outcome) {
                 (Err(e), outcome) if !matches!(outcome, Outcome::Refused(_)) => {
-                    Outcome::Refused(SequenceError::Store(StoreError::Corrupt {
-                        table: "commit",
-                        reason: e.to_string(),
-                    }))
+                    Outcome::Refused(commit_failed(e))
                 }
                 (_, outcome) => outcome,
             };
             reply(answer, outcome);
         }
-        if committed.is_ok() {
-            for (space, event) in live {
-                self.hub.publish(&space, event);
-            }
-            self.broadcast(ours);
+        if result.is_err() {
+            return Err(());
+        }
+        for (space, event) in live {
+            self.hub.publish(&space, event);
+        }
+        self.broadcast(forward);
+        Ok(())
+    }
+
+    /// [`Writer::finish`] for the group that was in flight.
+    fn finish_flight(&mut self, done: InFlight, result: Result<(), StoreError>) -> Result<(), ()> {
+        self.finish(done.decided, done.answers, done.saved, result)
+    }
+
+    /// Refuse a group decided on top of one whose commit failed, after putting back the
+    /// states it moved (which the failed group's rollback then takes further back).
+    fn refuse_forming(&mut self, group: Option<Forming>) {
+        let Some(Forming {
+            mut decided,
+            answers,
+            ..
+        }) = group
+        else {
+            return;
+        };
+        self.core.rollback(decided.take_saved());
+        for (answer, outcome) in answers.into_iter().zip(decided.outcomes) {
+            let outcome = match outcome {
+                Outcome::Refused(e) => Outcome::Refused(e),
+                _ => Outcome::Refused(SequenceError::Store(StoreError::Corrupt {
+                    table: "commit",
+                    reason: "the group committed before this one failed".to_owned(),
+                })),
+            };
+            reply(answer, outcome);
         }
     }
 
@@ -298,6 +451,115 @@ impl Writer {
             });
         }
     }
+}
+
+/// What the writer's loop woke up for.
+enum Next {
+    Request(Option<Request>),
+    Committed(Result<(), StoreError>),
+    Shutdown,
+}
+
+/// A group decided and being committed.
+struct InFlight {
+    commit: AbortOnDropHandle<Result<(), StoreError>>,
+    /// Its events and outcomes (its ops went to the commit).
+    decided: Decided,
+    answers: Vec<Answer>,
+    /// The states it moved, as they were before.
+    saved: HashMap<SpaceId, Option<SpaceState>>,
+    touched: Uncommitted,
+}
+
+/// The group being decided while the one before it commits.
+struct Forming {
+    decided: Decided,
+    answers: Vec<Answer>,
+    touched: Uncommitted,
+}
+
+impl Forming {
+    fn room(&self) -> usize {
+        MAX_GROUP.saturating_sub(self.answers.len())
+    }
+
+    fn has_room(&self) -> bool {
+        self.room() > 0
+    }
+
+    fn absorb(&mut self, decided: Decided, answers: Vec<Answer>, touched: Uncommitted) {
+        self.decided.absorb(decided);
+        self.answers.extend(answers);
+        self.touched.beams.extend(touched.beams);
+    }
+}
+
+/// What a decided, uncommitted group changes that a later group's reads could ask about.
+#[derive(Debug, Default)]
+struct Uncommitted {
+    /// Beam ids whose rows (content, cache, tombstone, refs) it writes.
+    beams: HashSet<String>,
+}
+
+impl Uncommitted {
+    fn of(ops: &[Op]) -> Self {
+        let beams = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::PutBeam(row) => Some(row.id.clone()),
+                Op::BeamRef { beam, .. }
+                | Op::Uncache { beam, .. }
+                | Op::DeleteBeam { beam, .. } => Some(beam.clone()),
+                _ => None,
+            })
+            .collect();
+        Self { beams }
+    }
+
+    /// Whether the store answers `needs` the same before and after this group commits. Only
+    /// beam lookups are told apart, by id (a post asks about the beam it refers to, a new one
+    /// as a rule); any other read (a space's state, a ref, a stored path, the spaces that
+    /// refer to a beam, a held event) counts as dependent, and waits.
+    fn independent_of(&self, needs: &Needs) -> bool {
+        needs.spaces.is_empty()
+            && needs.refs.is_empty()
+            && needs.stored.is_empty()
+            && needs.referencing.is_empty()
+            && needs.held.is_empty()
+            && needs
+                .beams
+                .iter()
+                .all(|id| !self.beams.contains(&id.to_string()))
+    }
+}
+
+/// The result of a commit task; one that did not run to its end (it panicked, or the runtime
+/// is going away) counts as a failed commit.
+fn flatten(
+    result: Result<Result<(), StoreError>, tokio::task::JoinError>,
+) -> Result<(), StoreError> {
+    result.unwrap_or_else(|e| {
+        Err(StoreError::Corrupt {
+            table: "commit",
+            reason: format!("the commit task ended early: {e}"),
+        })
+    })
+}
+
+/// The result of the commit in flight, when there is one; never, when there is none.
+async fn committed(flight: &mut Option<InFlight>) -> Result<(), StoreError> {
+    match flight.as_mut() {
+        Some(done) => flatten((&mut done.commit).await),
+        None => std::future::pending().await,
+    }
+}
+
+/// The error each request of a group whose commit failed gets.
+fn commit_failed(e: &StoreError) -> SequenceError {
+    SequenceError::Store(StoreError::Corrupt {
+        table: "commit",
+        reason: e.to_string(),
+    })
 }
 
 /// Answer one request; the caller may have gone away, and what was committed stays committed.

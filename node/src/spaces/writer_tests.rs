@@ -1,0 +1,188 @@
+//! Tests of the pipelined writer on a real SQLite file: many posts at once come back with one
+//! contiguous, chained log, and a commit that fails refuses its group and every group decided
+//! on top of it, and leaves the writer's memory as the store is.
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use northstar_protocol::address::{SpaceId, SpaceType};
+use northstar_protocol::wire::{Beam, BeamRef, Payload, SpaceGenesis};
+use northstar_protocol::{Keypair, Signed as _};
+use sqlx::Connection as _;
+use tokio_util::sync::CancellationToken;
+
+use super::{SequencerHandle, Writer};
+use crate::hub::Hub;
+use crate::store::{Storage, Store};
+
+/// Posts sent at once: enough that groups form while others commit.
+const POSTS: usize = 60;
+
+struct Fixture {
+    owner: Keypair,
+    space: SpaceId,
+    handle: SequencerHandle,
+    store: Store,
+    path: std::path::PathBuf,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Keypair::generate().unwrap();
+    let at = Storage::from_url("", dir.path()).unwrap();
+    let Storage::Sqlite { path } = &at else {
+        panic!("an empty storage URL is SQLite")
+    };
+    let path = path.clone();
+    let store = Store::open(&at, key.did().as_str()).await.unwrap();
+    let (writer, handle) = Writer::new(store.clone(), key.clone(), Arc::new(Hub::new(16)), None);
+    let stop = CancellationToken::new();
+    tokio::spawn(writer.run(stop.clone()));
+    let owner = Keypair::generate().unwrap();
+    let space = SpaceId::new(SpaceType::Channel, owner.did(), "pipelined").unwrap();
+    let genesis = SpaceGenesis::create(
+        &owner,
+        space.clone(),
+        "Pipelined",
+        key.did().clone(),
+        "127.0.0.1:1",
+        3,
+        1,
+    )
+    .unwrap();
+    let ack = handle.create(genesis).await.unwrap();
+    assert_eq!(ack.seq, 1);
+    Fixture {
+        owner,
+        space,
+        handle,
+        store,
+        path,
+        stop,
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    /// The owner posts beam number `n`.
+    async fn post(&self, n: usize) -> Result<u64, super::SequenceError> {
+        let beam = Beam::create(&self.owner, &format!("post {n}"), "body", 2).unwrap();
+        let beam_ref = BeamRef::create(
+            &self.owner,
+            self.space.clone(),
+            beam.content_id().unwrap(),
+            "127.0.0.1:1",
+            2,
+        )
+        .unwrap();
+        self.handle
+            .append(
+                self.space.clone(),
+                Payload::BeamRef(beam_ref),
+                Some(beam),
+                None,
+            )
+            .await
+            .map(|ack| ack.seq)
+    }
+
+    /// `POSTS` posts sent at once, numbered from `from`.
+    async fn post_many(&self, from: usize) -> Vec<Result<u64, super::SequenceError>> {
+        join_all((from..from + POSTS).map(|n| self.post(n))).await
+    }
+
+    /// The stored log's seqs, checked to be chained: each event's `prev` is the id before it.
+    async fn chained_seqs(&self) -> Vec<u64> {
+        let rows = self
+            .store
+            .events(self.space.as_str(), 0, u32::MAX)
+            .await
+            .unwrap();
+        let mut prev: Option<String> = None;
+        let mut seqs = Vec::new();
+        for row in rows {
+            let event: northstar_protocol::wire::Event = serde_json::from_str(&row.json).unwrap();
+            assert_eq!(event.prev.map(|p| p.to_string()), prev, "seq {}", row.seq);
+            assert_eq!(event.id().unwrap().to_string(), row.id);
+            prev = Some(row.id);
+            seqs.push(row.seq);
+        }
+        seqs
+    }
+
+    /// Run `sql` with the space's id as `$1` on another connection to the database file,
+    /// behind the writer's back.
+    async fn sneak(&self, sql: &'static str) {
+        let url = format!("sqlite://{}", self.path.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query(sql)
+            .bind(self.space.as_str())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_at_once_get_one_contiguous_chained_log() {
+    let f = fixture().await;
+    let mut seqs: Vec<u64> = f
+        .post_many(0)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    seqs.sort_unstable();
+    let expected: Vec<u64> = (2..2 + POSTS as u64).collect();
+    assert_eq!(
+        seqs, expected,
+        "each post acked once, no seq skipped or repeated"
+    );
+    let stored = f.chained_seqs().await;
+    assert_eq!(stored, (1..2 + POSTS as u64).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_refuses_the_groups_on_top_of_it_and_rolls_back() {
+    let f = fixture().await;
+    assert_eq!(f.post(0).await.unwrap(), 2);
+    // A row the writer does not know of takes seq 3: the commit of the group holding seq 3
+    // fails, and every group decided on top of it must be refused with it.
+    f.sneak(
+        "INSERT INTO events (space, seq, id, kind, author, json) \
+         VALUES ($1, 3, 'squatter', 'beam_ref', 'nobody', '{}')",
+    )
+    .await;
+    let results = f.post_many(1).await;
+    assert!(
+        results.iter().all(Result::is_err),
+        "acked on top of a failed commit: {:?}",
+        results.iter().filter(|r| r.is_ok()).collect::<Vec<_>>()
+    );
+    f.sneak("DELETE FROM events WHERE space = $1 AND seq = 3")
+        .await;
+    // The writer's memory went back to the store's head: the next post takes seq 3, chained
+    // to seq 2, and so do the ones after it.
+    assert_eq!(f.post(1_000).await.unwrap(), 3);
+    let mut seqs: Vec<u64> = f
+        .post_many(2_000)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (4..4 + POSTS as u64).collect::<Vec<_>>());
+    assert_eq!(
+        f.chained_seqs().await,
+        (1..4 + POSTS as u64).collect::<Vec<_>>()
+    );
+}
