@@ -654,4 +654,47 @@ mod tests {
         let err = check_listed_beam(&beam, stranger.did()).unwrap_err();
         assert!(matches!(err, VerifyError::WrongAuthor { .. }), "{err}");
     }
+
+    /// A vector of `spec/vectors/northstar.json` by name: its signed object.
+    fn vector(name: &str) -> serde_json::Value {
+        let all: serde_json::Value =
+            serde_json::from_str(include_str!("../../spec/vectors/northstar.json")).unwrap();
+        all["signed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap()["object"]
+            .clone()
+    }
+
+    #[test]
+    fn the_specs_inline_beam_example_is_the_vectors_and_passes_the_checks() {
+        let spec = include_str!("../../spec/protocol.md");
+        let example = spec
+            .split("Example: a notification with `beams` = `true`")
+            .nth(1)
+            .and_then(|rest| rest.split("```json").nth(1))
+            .and_then(|block| block.split("```").next())
+            .expect("§6.3.21 has its example");
+        let note: serde_json::Value = serde_json::from_str(example).unwrap();
+        let result = &note["params"]["result"];
+        assert_eq!(result["event"], vector("event_3_beam"));
+        assert_eq!(result["beam"], vector("beam"));
+        let event: Event = serde_json::from_value(result["event"].clone()).unwrap();
+        let beam: Beam = serde_json::from_value(result["beam"].clone()).unwrap();
+        check_inline_beam(&event, &beam).unwrap();
+
+        // Beside the tombstone, which names no beam to carry, the same beam is refused.
+        let tombstone: Event = serde_json::from_value(vector("event_4_tombstone")).unwrap();
+        let err = check_inline_beam(&tombstone, &beam).unwrap_err();
+        assert!(matches!(err, VerifyError::UnaskedBeam { .. }), "{err}");
+        // And a beam by someone else with the same title and body is not the ref's.
+        let mut other =
+            Beam::create(&Keypair::from_seed(&[7; 32]), &beam.title, &beam.body, 1).unwrap();
+        let err = check_inline_beam(&event, &other).unwrap_err();
+        assert!(matches!(err, VerifyError::WrongBeam { .. }), "{err}");
+        other.sig = beam.sig;
+        assert!(check_inline_beam(&event, &other).is_err());
+    }
 }
