@@ -5,24 +5,27 @@
 //! `subscriber_queue` limit: a subscriber that falls that far behind gets `Lagged`, is told and
 //! cut off, and may resume from its cursor. Publishing never waits for a subscriber.
 //!
-//! Subscribers that asked for beams inline (`spec/protocol.md` §6.3.14) share one more text per
+//! Subscribers that asked for beams inline (`spec/protocol.md` §6.3.21) share one more text per
 //! event, the *item* `{"event":…,"beam":…}`, composed by the first of them to deliver it
 //! ([`LiveEvent::item`]). The beam comes with the event from the writer, which holds the beam of
-//! a post it sequences; an event without one (a replicated event, say) is delivered without a
-//! beam, and the client asks `beam.get`. No subscriber reads the store for a live event.
+//! a post it sequences. For a `beam_ref` event without it (one a replica received from the
+//! sequencer, say) the first subscriber that asks looks the beam up in the store once, for all
+//! of them ([`LiveEvent::resolve`]); plain subscribers never cause a lookup. So the store is read
+//! at most once per event, never per subscriber.
 //!
-//! A deleted beam is never inlined: the hub remembers the events of each space still in its
-//! channel that carry a beam, and a tombstone (or [`Hub::revoke`], for a deletion whose
-//! tombstone goes to another node's space) marks those of that beam revoked before anything
-//! later is published. A subscriber still behind delivers such an event without its beam.
+//! A deleted beam is never inlined: the hub remembers the `beam_ref` events of each space still
+//! in its channel, and a tombstone (or [`Hub::revoke`], for a deletion whose tombstone goes to
+//! another node's space) marks those of that beam revoked before anything later is published.
+//! A subscriber still behind delivers such an event without its beam.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use northstar_protocol::{ContentId, Did};
 use serde_json::value::RawValue;
-use tokio::sync::broadcast;
+use tokio::sync::{OnceCell, broadcast};
 
 /// A committed event as subscribers receive it.
 #[derive(Debug)]
@@ -34,7 +37,7 @@ pub struct LiveEvent {
     /// Whom the event takes out of the space (a leave, kick or ban), so a `dm` subscription of
     /// that DID can end with the event that removed it.
     pub removes: Option<Did>,
-    /// For a `beam_ref` event whose beam the writer had in hand: that beam, to inline.
+    /// For a `beam_ref` event: the beam it names, to inline.
     pub beam: Option<InlineBeam>,
     /// For a tombstone: the beam it deletes, whose inline copies are revoked when it is
     /// published.
@@ -49,23 +52,28 @@ pub struct LiveEvent {
 /// §4.6: refs match beams by both).
 pub type BeamKey = (Did, ContentId);
 
-/// The beam a live `beam_ref` event carries to subscribers that asked for it.
+/// The beam a live `beam_ref` event names, for subscribers that asked for it inline.
 #[derive(Debug)]
 pub struct InlineBeam {
     /// Whose beam and which.
     pub key: BeamKey,
-    /// The signed beam's JSON, exactly as stored.
-    pub json: Box<str>,
+    /// The signed beam's JSON, exactly as stored, or `None` if this node does not hold it:
+    /// set by the writer when it had the beam in hand, else by the first [`LiveEvent::resolve`].
+    json: OnceCell<Option<Box<str>>>,
     /// Set once the beam is deleted: from then on the event is delivered without it.
     revoked: AtomicBool,
 }
 
 impl InlineBeam {
-    /// The beam `key` whose signed JSON is `json`.
-    pub fn new(key: BeamKey, json: String) -> Self {
+    /// The beam `key`, whose signed JSON the caller holds if `json` is given; otherwise it is
+    /// looked up when a subscriber first asks for it.
+    pub fn new(key: BeamKey, json: Option<String>) -> Self {
         Self {
             key,
-            json: json.into_boxed_str(),
+            json: match json {
+                Some(json) => OnceCell::new_with(Some(Some(json.into_boxed_str()))),
+                None => OnceCell::new(),
+            },
             revoked: AtomicBool::new(false),
         }
     }
@@ -91,15 +99,39 @@ impl LiveEvent {
         }
     }
 
+    /// Make sure the beam this `beam_ref` event names has been looked for: `lookup` finds its
+    /// signed JSON (or `None`) and runs at most once per event, however many subscribers
+    /// await this at once. Does nothing for an event whose beam the writer gave, or one that
+    /// names no beam.
+    pub async fn resolve<F, Fut>(&self, lookup: F)
+    where
+        F: FnOnce(BeamKey) -> Fut,
+        Fut: Future<Output = Option<String>>,
+    {
+        if let Some(beam) = &self.beam {
+            let key = beam.key.clone();
+            beam.json
+                .get_or_init(|| async move { lookup(key).await.map(String::into_boxed_str) })
+                .await;
+        }
+    }
+
     /// The `result` of a notification to a subscriber that asked for beams inline:
-    /// `{"event":…,"beam":…}` while the beam is here and not deleted, `{"event":…}` otherwise.
-    /// Each form is composed at most once, whoever asks first.
+    /// `{"event":…,"beam":…}` while the beam is known here and not deleted, `{"event":…}`
+    /// otherwise (also before [`LiveEvent::resolve`]). Each form is composed at most once,
+    /// whoever asks first.
     pub fn item(&self) -> &str {
-        match &self.beam {
-            Some(beam) if !beam.revoked.load(Ordering::Acquire) => self
+        let held = self
+            .beam
+            .as_ref()
+            .filter(|beam| !beam.revoked.load(Ordering::Acquire))
+            .and_then(|beam| beam.json.get())
+            .and_then(Option::as_deref);
+        match held {
+            Some(json) => self
                 .with_beam
-                .get_or_init(|| compose_item(self.json.get(), Some(&beam.json))),
-            _ => self
+                .get_or_init(|| compose_item(self.json.get(), Some(json))),
+            None => self
                 .without_beam
                 .get_or_init(|| compose_item(self.json.get(), None)),
         }
@@ -123,7 +155,7 @@ pub fn compose_item(event: &str, beam: Option<&str>) -> Box<str> {
     out.into_boxed_str()
 }
 
-/// One space's channel, and its events still in the channel that carry a beam.
+/// One space's channel, and its `beam_ref` events still in the channel.
 #[derive(Debug)]
 struct Channel {
     sender: broadcast::Sender<Arc<LiveEvent>>,
@@ -219,7 +251,11 @@ mod tests {
 
     #[test]
     fn an_item_carries_the_beam_and_is_composed_once() {
-        let live = event(3, Some(InlineBeam::new(key(1), r#"{"b":1}"#.into())), None);
+        let live = event(
+            3,
+            Some(InlineBeam::new(key(1), Some(r#"{"b":1}"#.into()))),
+            None,
+        );
         let first = live.item();
         assert_eq!(first, r#"{"event":{"seq":3},"beam":{"b":1}}"#);
         // The same text, not a copy: every subscriber shares it.
@@ -233,8 +269,8 @@ mod tests {
         let hub = Hub::new(8);
         let mut rx = hub.subscribe("s");
         let mut other = hub.subscribe("t");
-        let kept = event(2, Some(InlineBeam::new(key(2), "{}".into())), None);
-        let gone = event(3, Some(InlineBeam::new(key(1), "{}".into())), None);
+        let kept = event(2, Some(InlineBeam::new(key(2), Some("{}".into()))), None);
+        let gone = event(3, Some(InlineBeam::new(key(1), Some("{}".into()))), None);
         hub.publish("s", kept.clone());
         hub.publish("s", gone.clone());
         // The tombstone of key 1 in another space still revokes it here.
@@ -244,5 +280,29 @@ mod tests {
         assert!(other.try_recv().is_ok());
         hub.revoke(&key(2));
         assert_eq!(kept.item(), r#"{"event":{"seq":2}}"#);
+    }
+
+    #[tokio::test]
+    async fn a_beam_not_in_hand_is_looked_up_once_for_every_subscriber() {
+        let live = event(5, Some(InlineBeam::new(key(3), None)), None);
+        assert_eq!(live.item(), r#"{"event":{"seq":5}}"#, "not looked up yet");
+        let lookups = std::sync::atomic::AtomicUsize::new(0);
+        for _ in 0..3 {
+            live.resolve(|_| async {
+                lookups.fetch_add(1, Ordering::SeqCst);
+                Some(r#"{"b":3}"#.to_owned())
+            })
+            .await;
+        }
+        assert_eq!(lookups.load(Ordering::SeqCst), 1);
+        assert_eq!(live.item(), r#"{"event":{"seq":5},"beam":{"b":3}}"#);
+
+        // A beam this node does not hold: looked for once, then delivered without.
+        let absent = event(6, Some(InlineBeam::new(key(4), None)), None);
+        absent.resolve(|_| async { None }).await;
+        absent
+            .resolve(|_| async { panic!("looked up twice") })
+            .await;
+        assert_eq!(absent.item(), r#"{"event":{"seq":6}}"#);
     }
 }

@@ -294,32 +294,37 @@ async fn a_dms_inline_beams_reach_its_members_and_no_one_else() {
 }
 
 #[tokio::test]
-async fn a_replicated_events_beam_is_left_for_beam_get_live_and_inlined_by_pages() {
+async fn a_replicated_event_carries_the_beam_its_node_holds_and_no_other() {
     // Bob's home node replicates Alice's channel; his post is stored on his node and its ref is
-    // sequenced on Alice's. Live on Bob's node the event arrives from the sequencer, without
-    // its beam (no store read per event); a page on Bob's node reads the beam it stores.
+    // sequenced on Alice's, then pushed back. Live on Bob's node the event arrives without its
+    // beam and the node looks it up once; on Alice's node the beam is elsewhere and not cached.
     let (a, b) = (TestNode::start().await, TestNode::start().await);
     let (_, alice) = user(&a).await;
     let (_, bob) = user(&b).await;
     let space = channel(&alice, "federated").await;
     bob.join(&alice.space_uri(&space)).await.unwrap();
-    let mut live = bob.subscribe_with_beams(&space, 2).await.unwrap();
+    let mut on_b = bob.subscribe_with_beams(&space, 2).await.unwrap();
+    let mut on_a = alice.subscribe_with_beams(&space, 2).await.unwrap();
     let posted = bob.post(&space, "from b", "hello").await.unwrap();
-    let got = take(&mut live, 1).await;
+
+    let got = take(&mut on_b, 1).await;
     assert_eq!(got[0].event.seq, posted.seq);
     assert_eq!(
         title(&got[0]),
-        None,
-        "a replicated event comes without its beam"
+        Some("from b"),
+        "looked up on the node that stores it"
     );
-    let fetched = bob
+    let page = bob.events_with_beams(&space, 2, 10).await.unwrap();
+    assert_eq!(title(&page[0]), Some("from b"));
+
+    let got = take(&mut on_a, 1).await;
+    assert_eq!(title(&got[0]), None, "not held on the sequencer's node");
+    let page = alice.events_with_beams(&space, 2, 10).await.unwrap();
+    assert_eq!(title(&page[0]), None);
+    // The client's fallback fetches it there.
+    let fetched = alice
         .get_beam(&BeamUri::parse(&posted.beam_uri).unwrap())
         .await
         .unwrap();
-    assert_eq!(fetched.title, "from b", "the fallback works");
-    let page = bob.events_with_beams(&space, 2, 10).await.unwrap();
-    assert_eq!(title(&page[0]), Some("from b"));
-    // On the sequencer's node the beam is elsewhere and not cached: absent there too.
-    let page = alice.events_with_beams(&space, 2, 10).await.unwrap();
-    assert_eq!(title(&page[0]), None);
+    assert_eq!(fetched.title, "from b");
 }

@@ -10,7 +10,9 @@
 //! A subscription that asked for beams inline delivers event items instead (§6.3.14): for the
 //! backlog, each composed here with the beam its ref names if the store holds it (stored or
 //! cached; a deleted beam is held by neither); for live events, the hub's shared item, whose
-//! beam came from the writer ([`crate::hub`]). A subscriber may read every beam it is given:
+//! beam came from the writer or, for an event the writer did not have it for, from one store
+//! lookup per event by whichever subscriber gets there first ([`crate::hub`]). A subscriber
+//! may read every beam it is given:
 //! the ref that names it is in a space it may read, and such a ref makes it a reader
 //! (§6.3.16: public for a channel or stream, the members and their home nodes for a `dm`).
 
@@ -27,7 +29,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{Api, ApiError};
-use crate::hub::{LiveEvent, compose_item};
+use crate::hub::{BeamKey, LiveEvent, compose_item};
 use crate::store::{EventRow, StoreError};
 
 /// What a subscription delivers next.
@@ -167,11 +169,12 @@ impl Feed {
                             if self.watch.is_some() && event.removes == self.watch {
                                 self.state = State::Ending(removed());
                             }
-                            return Some(FeedItem::Event(if self.beams {
-                                EventJson::LiveItem(event)
-                            } else {
-                                EventJson::Live(event)
-                            }));
+                            if !self.beams {
+                                return Some(FeedItem::Event(EventJson::Live(event)));
+                            }
+                            let api = &self.api;
+                            event.resolve(|key| api.held_beam_live(key)).await;
+                            return Some(FeedItem::Event(EventJson::LiveItem(event)));
                         }
                         // A hole: events committed after the subscription began but before the
                         // backlog read ended. Fill it from the store.
@@ -233,12 +236,29 @@ impl Api {
         let Payload::BeamRef(r) = event.payload else {
             return Ok(None);
         };
-        // The ref names its own author's beam (§4.6), so the path is by the ref's author.
-        let path = BeamPath::new(&r.author, r.beam).to_string();
+        self.held_beam_at(&(r.author, r.beam)).await
+    }
+
+    /// The signed JSON of the beam `key` names, if this node stores or caches it.
+    async fn held_beam_at(&self, (author, id): &BeamKey) -> Result<Option<String>, StoreError> {
+        // A ref names its own author's beam (§4.6), so the path is by the ref's author.
+        let path = BeamPath::new(author, *id).to_string();
         Ok(match self.store.beam(&path).await? {
             Some(beam) => Some(beam.json),
             None => self.store.cached_beam(&path).await?.map(|beam| beam.json),
         })
+    }
+
+    /// [`Api::held_beam_at`] for a live event, which is delivered without its beam if the
+    /// store fails: inlining is optional (§6.3.21), the event is not.
+    async fn held_beam_live(&self, key: BeamKey) -> Option<String> {
+        match self.held_beam_at(&key).await {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::error!(error = %crate::report::Causes(&e), beam = %key.1, "inline beam lookup failed");
+                None
+            }
+        }
     }
 }
 

@@ -144,7 +144,7 @@ pub(super) fn push_post(
     };
     let (beam, deletes) = match &event.payload {
         Payload::BeamRef(r) => (
-            beam_json.map(|json| InlineBeam::new((r.author.clone(), r.beam), json)),
+            Some(InlineBeam::new((r.author.clone(), r.beam), beam_json)),
             None,
         ),
         Payload::Tombstone(t) => (None, Some((t.author.clone(), t.beam))),
