@@ -87,6 +87,12 @@ fn newcomer_walk_through() {
     ));
     let seqs: Vec<_> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, [2, 3]);
+    // The post comes with its beam inline; the join has none.
+    assert_eq!(
+        (events[1]["title"].as_str(), events[1]["body"].as_str()),
+        (Some("Hello"), Some("from bob"))
+    );
+    assert!(events[0].get("title").is_none());
 
     let listed = json_lines(&run(&node, &bob, &["space", "list", "--json"]));
     assert_eq!(listed.len(), 1);

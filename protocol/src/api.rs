@@ -351,6 +351,25 @@ pub struct EventPage {
     pub events: Vec<Box<RawValue>>,
     /// The seq of the space's last event when the page was read.
     pub head_seq: u64,
+    /// Present exactly when the call asked for beams inline (`spec/protocol.md` §6.3.13): the
+    /// beams the page's `beam_ref` events name that the node holds and serves, each once and
+    /// exactly as its author signed it. A ref whose beam is not here is left for `beam.get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beams: Option<Vec<Box<RawValue>>>,
+}
+
+/// One `space.event` notification's `result` on a subscription that asked for beams inline
+/// (`spec/protocol.md` §6.3.14): the event, and the beam its `beam_ref` names when the node
+/// holds and serves it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventItem {
+    /// The event, exactly as the sequencer signed it.
+    pub event: Box<RawValue>,
+    /// The beam, exactly as its author signed it; absent for any other kind of event and when
+    /// the node does not inline it (the client then asks `beam.get`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beam: Option<Box<RawValue>>,
 }
 
 /// The node's limits on each stream's frames (`spec/protocol.md` §10.3).

@@ -124,9 +124,16 @@ pub trait SpaceApi {
     async fn post(&self, beam: Beam, beam_ref: BeamRef) -> RpcResult<BeamPosted>;
 
     /// `space.events` (public; member for a dm): events with `seq > since`, oldest first, at
-    /// most `limit` (capped by the node's `max_page`).
+    /// most `limit` (capped by the node's `max_page`). With `beams` true the page also carries
+    /// the beams its refs name that the node holds and the caller may read ([`EventPage::beams`]).
     #[method(name = "events", with_extensions)]
-    async fn events(&self, space: SpaceId, since: u64, limit: u32) -> RpcResult<EventPage>;
+    async fn events(
+        &self,
+        space: SpaceId,
+        since: u64,
+        limit: u32,
+        beams: Option<bool>,
+    ) -> RpcResult<EventPage>;
 }
 
 /// `space.subscribe` and `space.unsubscribe`: live event streams.
@@ -152,6 +159,12 @@ pub trait SpaceEventsApi {
     /// backlog first and then live, with no gap and no duplicate; notifications are
     /// `space.event`. A subscriber that falls behind is closed with `slow_subscriber` and
     /// may resume from the last seq it saw.
+    ///
+    /// This declares the plain form. A third parameter, `beams` (optional boolean), asks for
+    /// the beams inline: each notification's `result` is then an
+    /// [`EventItem`](crate::api::EventItem) rather than an [`Event`]. One declaration cannot
+    /// give one method two item types, so a client opens that form by its wire names
+    /// ([`crate::method::SPACE_SUBSCRIBE`]), as the SDK does.
     #[subscription(name = "subscribe" => "event", unsubscribe = "unsubscribe", item = Event, with_extensions)]
     async fn subscribe_events(&self, space: SpaceId, since: u64) -> SubscriptionResult;
 }

@@ -11,15 +11,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonrpsee::core::ClientError;
-use jsonrpsee::core::client::Subscription;
+use jsonrpsee::core::client::SubscriptionClientT;
+use jsonrpsee::rpc_params;
 use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
 use northstar_protocol::address::{SpaceId, SpaceType, SpaceUri, author_hash};
 use northstar_protocol::api::{
-    Ack, Authenticated, BeamDeleted, BeamPosted, EventPage, MemberInfo, NodeInfo, SpaceInfo,
-    StreamInfo,
+    Ack, Authenticated, BeamDeleted, BeamPosted, EventItem, EventPage, MemberInfo, NodeInfo,
+    SpaceInfo, StreamInfo,
 };
 use northstar_protocol::method::{
-    AUTH_CHALLENGE, AUTH_RESPOND, NODE_INFO, STREAM_INFO, STREAM_PUBLISH,
+    AUTH_CHALLENGE, AUTH_RESPOND, NODE_INFO, SPACE_SUBSCRIBE, SPACE_UNSUBSCRIBE, STREAM_INFO,
+    STREAM_PUBLISH,
 };
 use northstar_protocol::rpc::{
     AuthApiClient, BeamApiClient, NodeApiClient, SpaceApiClient, SpaceEventsApiClient,
@@ -36,8 +38,8 @@ use crate::address::{AsBeamPath, AsSpaceId};
 use crate::auth::{AuthError, check_challenge, origin_of};
 use crate::error::SdkError;
 use crate::stream::{Publisher, Watch};
-use crate::subscription::EventStream;
-use crate::verify::{LogCursor, check_beam, check_listed_beam};
+use crate::subscription::{EventStream, EventWithBeamStream, RawSubscription};
+use crate::verify::{EventWithBeam, LogCursor, check_beam, check_listed_beam};
 
 /// How long opening the WebSocket may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -295,19 +297,46 @@ impl Client {
     ) -> Result<Vec<Event>, SdkError> {
         let space = space.space_id();
         let sequencer = self.sequencer(space).await?;
-        let page = self.events_page(space, since, limit).await?;
+        let page = self.events_page(space, since, limit, false).await?;
         let mut cursor = LogCursor::new(space.clone(), sequencer, since);
         Ok(cursor.accept_page(&page.events)?)
     }
 
-    /// One raw page of `space.events`.
+    /// `space.events` with beams inline (public; member for a dm): as [`Client::events`], and
+    /// each `beam_ref` event comes with the beam it names when the node sent it, checked as
+    /// [`Client::get_beam`] checks its answer (author's signature, the ref's content id, the
+    /// ref's author). A beam that fails, or one no ref of the page names, is an error. A ref
+    /// without its beam (the node does not hold it, or it was deleted) is left for
+    /// [`Client::get_beam`].
+    pub async fn events_with_beams(
+        &self,
+        space: &impl AsSpaceId,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<EventWithBeam>, SdkError> {
+        let space = space.space_id();
+        let sequencer = self.sequencer(space).await?;
+        let page = self.events_page(space, since, limit, true).await?;
+        let mut cursor = LogCursor::new(space.clone(), sequencer, since);
+        let beams = page.beams.as_deref().unwrap_or_default();
+        Ok(cursor.accept_page_with_beams(&page.events, beams)?)
+    }
+
+    /// One raw page of `space.events`, asking for beams inline if `beams`.
     pub(crate) async fn events_page(
         &self,
         space: &SpaceId,
         since: u64,
         limit: u32,
+        beams: bool,
     ) -> Result<EventPage, SdkError> {
-        let call_events = SpaceApiClient::events(self.rpc(), space.clone(), since, limit);
+        let call_events = SpaceApiClient::events(
+            self.rpc(),
+            space.clone(),
+            since,
+            limit,
+            beams.then_some(true),
+        );
         call("space.events", call_events).await
     }
 
@@ -328,15 +357,49 @@ impl Client {
         .await
     }
 
-    /// The raw `space.subscribe` call.
+    /// `space.subscribe` with beams inline (public; member for a dm): as
+    /// [`Client::subscribe`], and each `beam_ref` event comes with the beam it names when the
+    /// node sent it, checked as [`Client::get_beam`] checks its answer; a beam that fails ends
+    /// the stream with an error. See [`EventWithBeamStream`].
+    pub async fn subscribe_with_beams(
+        &self,
+        space: &impl AsSpaceId,
+        since: u64,
+    ) -> Result<EventWithBeamStream, SdkError> {
+        let space = space.space_id();
+        let sequencer = self.sequencer(space).await?;
+        EventWithBeamStream::start(
+            self.clone(),
+            LogCursor::new(space.clone(), sequencer, since),
+        )
+        .await
+    }
+
+    /// The raw `space.subscribe` call, asking for beams inline if `beams`. The plain form is
+    /// the declared one; the inline form has another item type, so it is called by its wire
+    /// names (see `SpaceEventsApi` in the protocol crate).
     pub(crate) async fn subscribe_raw(
         &self,
         space: &SpaceId,
         since: u64,
-    ) -> Result<Subscription<Event>, SdkError> {
-        let call_subscribe =
-            SpaceEventsApiClient::subscribe_events(self.rpc(), space.clone(), since);
-        call("space.subscribe", call_subscribe).await
+        beams: bool,
+    ) -> Result<RawSubscription, SdkError> {
+        if !beams {
+            let call_subscribe =
+                SpaceEventsApiClient::subscribe_events(self.rpc(), space.clone(), since);
+            return call(SPACE_SUBSCRIBE, call_subscribe)
+                .await
+                .map(RawSubscription::Plain);
+        }
+        let call_subscribe = SubscriptionClientT::subscribe::<EventItem, _>(
+            self.rpc(),
+            SPACE_SUBSCRIBE,
+            rpc_params![space, since, true],
+            SPACE_UNSUBSCRIBE,
+        );
+        call(SPACE_SUBSCRIBE, call_subscribe)
+            .await
+            .map(RawSubscription::Inline)
     }
 
     /// `beam.get` (reader: anyone for a beam posted into a channel or stream; for one posted only
@@ -438,7 +501,7 @@ impl Client {
         if let Some(did) = self.sequencers().get(space) {
             return Ok(did.clone());
         }
-        let page = self.events_page(space, 0, 1).await?;
+        let page = self.events_page(space, 0, 1, false).await?;
         let first = page.events.first().ok_or_else(|| {
             SdkError::Verify(crate::verify::VerifyError::NoGenesis {
                 space: space.to_string(),

@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //! - [`client`]: [`Client`]: connect and authenticate, then one typed method per JSON-RPC method.
-//! - [`subscription`]: [`EventStream`], a space's live events that resume across disconnects.
+//! - [`subscription`]: [`EventStream`], a space's live events that resume across disconnects;
+//!   [`EventWithBeamStream`], the same with each post's beam inline.
 //! - [`stream`]: live streams: a [`Publisher`] of a stream's frames, a [`Watch`] of them, each
 //!   on a WebSocket of its own since frames are binary messages.
 //! - [`auth`]: the client's side of the handshake: the origin of a URL, the challenge checks.
@@ -64,4 +65,5 @@ pub use error::{NodeCode, SdkError};
 pub use northstar_protocol as protocol;
 pub use northstar_protocol::{Did, Keypair};
 pub use stream::{Publisher, StreamError, Watch, WatchedFrame};
-pub use subscription::EventStream;
+pub use subscription::{EventStream, EventWithBeamStream};
+pub use verify::EventWithBeam;

@@ -10,6 +10,9 @@
 //!
 //! What cannot be retried ends the stream after one `Err`: an event that does not verify, or a
 //! refusal such as `not_member`.
+//!
+//! [`EventWithBeamStream`] is the same task on a subscription that asked for the beams inline:
+//! each item's beam is checked against its event's ref before it is delivered.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,6 +21,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use jsonrpsee::core::client::Subscription;
 use northstar_protocol::address::SpaceId;
+use northstar_protocol::api::EventItem;
 use northstar_protocol::canonical::CanonicalError;
 use northstar_protocol::wire::Event;
 use tokio::sync::mpsc;
@@ -26,7 +30,7 @@ use tracing::{Instrument, debug, debug_span};
 
 use crate::client::Client;
 use crate::error::SdkError;
-use crate::verify::{Accepted, LogCursor, VerifyError};
+use crate::verify::{Accepted, EventWithBeam, LogCursor, VerifyError};
 
 /// Events the task may have delivered that the consumer has not taken yet. When it is full the
 /// task waits; notifications then queue in the connection's per-subscription buffer, and if that
@@ -51,23 +55,18 @@ const FILL_PAGE: u32 = 500;
 #[derive(Debug)]
 pub struct EventStream {
     space: SpaceId,
-    rx: mpsc::Receiver<Result<Event, SdkError>>,
+    rx: mpsc::Receiver<Result<EventWithBeam, SdkError>>,
     _task: AbortOnDropHandle<()>,
 }
 
 impl EventStream {
     /// Subscribe on `client` from the cursor's position and start the task that follows.
     pub(crate) async fn start(client: Client, cursor: LogCursor) -> Result<Self, SdkError> {
-        let space = cursor.space().clone();
-        let subscription = client.subscribe_raw(&space, cursor.last()).await?;
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let follower = Follower { client, cursor, tx };
-        let span = debug_span!("subscription", space = %space);
-        let task = tokio::spawn(follower.run(subscription).instrument(span));
+        let (space, rx, task) = follow(client, cursor, false).await?;
         Ok(Self {
             space,
             rx,
-            _task: AbortOnDropHandle::new(task),
+            _task: task,
         })
     }
 
@@ -81,7 +80,93 @@ impl Stream for EventStream {
     type Item = Result<Event, SdkError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|item| item.map(|item| item.map(|item| item.event)))
+    }
+}
+
+/// Like [`EventStream`], on a subscription that asked for the beams inline
+/// (`spec/protocol.md` §6.3.14): each event comes with the beam its `beam_ref` names when the
+/// node sent it, checked against the ref as [`Client::get_beam`] checks its answer. A beam
+/// that fails the check ends the stream with that `Err`, as a bad event does. Gaps are filled
+/// from pages that ask for beams too.
+#[derive(Debug)]
+pub struct EventWithBeamStream {
+    space: SpaceId,
+    rx: mpsc::Receiver<Result<EventWithBeam, SdkError>>,
+    _task: AbortOnDropHandle<()>,
+}
+
+impl EventWithBeamStream {
+    /// Subscribe with beams inline on `client` from the cursor's position and start the task
+    /// that follows.
+    pub(crate) async fn start(client: Client, cursor: LogCursor) -> Result<Self, SdkError> {
+        let (space, rx, task) = follow(client, cursor, true).await?;
+        Ok(Self {
+            space,
+            rx,
+            _task: task,
+        })
+    }
+
+    /// The space followed.
+    pub fn space(&self) -> &SpaceId {
+        &self.space
+    }
+}
+
+impl Stream for EventWithBeamStream {
+    type Item = Result<EventWithBeam, SdkError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.rx.poll_recv(cx)
+    }
+}
+
+/// What either stream's task hands over.
+type Follow = (
+    SpaceId,
+    mpsc::Receiver<Result<EventWithBeam, SdkError>>,
+    AbortOnDropHandle<()>,
+);
+
+/// Subscribe (with beams inline if `beams`) and start the task that follows.
+async fn follow(client: Client, cursor: LogCursor, beams: bool) -> Result<Follow, SdkError> {
+    let space = cursor.space().clone();
+    let subscription = client.subscribe_raw(&space, cursor.last(), beams).await?;
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let follower = Follower {
+        client,
+        cursor,
+        beams,
+        tx,
+    };
+    let span = debug_span!("subscription", space = %space, beams);
+    let task = tokio::spawn(follower.run(subscription).instrument(span));
+    Ok((space, rx, AbortOnDropHandle::new(task)))
+}
+
+/// A `space.subscribe` subscription of either form.
+pub(crate) enum RawSubscription {
+    /// Notifications carry events.
+    Plain(Subscription<Event>),
+    /// Notifications carry event items, with beams inline.
+    Inline(Subscription<EventItem>),
+}
+
+/// One notification of either form.
+enum Notified {
+    Plain(Box<Event>),
+    Inline(EventItem),
+}
+
+impl RawSubscription {
+    async fn next(&mut self) -> Option<Result<Notified, serde_json::Error>> {
+        match self {
+            Self::Plain(sub) => Some(sub.next().await?.map(|e| Notified::Plain(Box::new(e)))),
+            Self::Inline(sub) => Some(sub.next().await?.map(Notified::Inline)),
+        }
     }
 }
 
@@ -105,15 +190,17 @@ impl From<VerifyError> for Stop {
     }
 }
 
-/// The task behind an [`EventStream`].
+/// The task behind an [`EventStream`] or an [`EventWithBeamStream`].
 struct Follower {
     client: Client,
     cursor: LogCursor,
-    tx: mpsc::Sender<Result<Event, SdkError>>,
+    /// Whether the subscription and the pages that fill its gaps ask for beams inline.
+    beams: bool,
+    tx: mpsc::Sender<Result<EventWithBeam, SdkError>>,
 }
 
 impl Follower {
-    async fn run(mut self, subscription: Subscription<Event>) {
+    async fn run(mut self, subscription: RawSubscription) {
         if let Stop::Failed(err) = self.follow_all(subscription).await {
             debug!(error = %err, last = self.cursor.last(), "subscription failed");
             // If the stream was dropped meanwhile there is no one left to tell.
@@ -121,7 +208,7 @@ impl Follower {
         }
     }
 
-    async fn follow_all(&mut self, mut subscription: Subscription<Event>) -> Stop {
+    async fn follow_all(&mut self, mut subscription: RawSubscription) -> Stop {
         let mut failures: u32 = 0;
         loop {
             match self.follow(&mut subscription).await {
@@ -144,30 +231,40 @@ impl Follower {
     }
 
     /// Deliver events until the subscription ends; whether any came.
-    async fn follow(&mut self, subscription: &mut Subscription<Event>) -> Result<bool, Stop> {
+    async fn follow(&mut self, subscription: &mut RawSubscription) -> Result<bool, Stop> {
         let mut progressed = false;
         while let Some(item) = subscription.next().await {
-            let event = item.map_err(|e| VerifyError::MalformedEvent {
+            let item = item.map_err(|e| VerifyError::MalformedEvent {
                 space: self.cursor.space().to_string(),
                 source: CanonicalError::Shape {
                     reason: e.to_string(),
                 },
             })?;
-            self.handle(event).await?;
+            let (placed, item) = match item {
+                Notified::Plain(event) => (
+                    self.cursor.accept(&event)?,
+                    EventWithBeam {
+                        event: *event,
+                        beam: None,
+                    },
+                ),
+                Notified::Inline(item) => self.cursor.accept_item(&item)?,
+            };
+            self.handle(placed, item).await?;
             progressed = true;
         }
         Ok(progressed)
     }
 
-    async fn handle(&mut self, event: Event) -> Result<(), Stop> {
-        match self.cursor.accept(&event)? {
+    async fn handle(&mut self, placed: Accepted, item: EventWithBeam) -> Result<(), Stop> {
+        match placed {
             Accepted::Seen => Ok(()),
-            Accepted::Next => self.deliver(event).await,
+            Accepted::Next => self.deliver(item).await,
             Accepted::Ahead => {
-                self.fill(event.seq).await?;
-                match self.cursor.accept(&event)? {
+                self.fill(item.event.seq).await?;
+                match self.cursor.accept(&item.event)? {
                     Accepted::Seen => Ok(()),
-                    Accepted::Next => self.deliver(event).await,
+                    Accepted::Next => self.deliver(item).await,
                     Accepted::Ahead => Err(self.cursor.gap().into()),
                 }
             }
@@ -187,25 +284,35 @@ impl Follower {
             let space = self.cursor.space().clone();
             let page = self
                 .client
-                .events_page(&space, self.cursor.last(), limit)
+                .events_page(&space, self.cursor.last(), limit, self.beams)
                 .await?;
             if page.events.is_empty() {
                 return Err(self.cursor.gap().into());
             }
-            for event in self.cursor.accept_page(&page.events)? {
-                self.deliver(event).await?;
+            let items = if self.beams {
+                let beams = page.beams.as_deref().unwrap_or_default();
+                self.cursor.accept_page_with_beams(&page.events, beams)?
+            } else {
+                self.cursor
+                    .accept_page(&page.events)?
+                    .into_iter()
+                    .map(|event| EventWithBeam { event, beam: None })
+                    .collect()
+            };
+            for item in items {
+                self.deliver(item).await?;
             }
         }
         Ok(())
     }
 
-    async fn deliver(&mut self, event: Event) -> Result<(), Stop> {
-        self.tx.send(Ok(event)).await.map_err(|_| Stop::Dropped)
+    async fn deliver(&mut self, item: EventWithBeam) -> Result<(), Stop> {
+        self.tx.send(Ok(item)).await.map_err(|_| Stop::Dropped)
     }
 
     /// Subscribe again from the cursor, reconnecting first if the connection is gone; retry
     /// what is transient after a growing delay.
-    async fn resume(&mut self, failures: &mut u32) -> Result<Subscription<Event>, Stop> {
+    async fn resume(&mut self, failures: &mut u32) -> Result<RawSubscription, Stop> {
         loop {
             if self.tx.is_closed() {
                 return Err(Stop::Dropped);
@@ -223,7 +330,11 @@ impl Follower {
                 }
             }
             let space = self.cursor.space().clone();
-            match self.client.subscribe_raw(&space, self.cursor.last()).await {
+            match self
+                .client
+                .subscribe_raw(&space, self.cursor.last(), self.beams)
+                .await
+            {
                 Ok(subscription) => {
                     debug!(since = self.cursor.last(), "subscribed again");
                     return Ok(subscription);

@@ -5,8 +5,14 @@
 //! the sequencer's DID (which the space's genesis names), follows the event before it
 //! (`seq` + 1, `prev` = its id), and every beam verifies under its author and has the content id
 //! its path names.
+//!
+//! A beam a node sends inline with an event ([`EventWithBeam`]) is checked exactly as
+//! `beam.get`'s answer is: it parses strictly, verifies under its author, has the content id
+//! the event's ref names, and its author is the ref's author. A beam that fails is an error,
+//! never data; so is a beam beside an event that names none.
 
 use northstar_protocol::address::{BeamPath, SpaceId, author_hash};
+use northstar_protocol::api::EventItem;
 use northstar_protocol::canonical::{self, CanonicalError};
 use northstar_protocol::chain::{Chain, ChainError, Place};
 use northstar_protocol::sign::SignatureError;
@@ -107,6 +113,26 @@ pub enum VerifyError {
         expected: String,
         /// The path of what came.
         actual: String,
+    },
+    /// A beam sent inline does not parse strictly as a beam.
+    #[error("the node sent a malformed beam with event {seq} of {space}")]
+    MalformedBeam {
+        /// The space.
+        space: String,
+        /// The seq of the event it came with (for a page: the page's first).
+        seq: u64,
+        /// What is wrong with it.
+        #[source]
+        source: CanonicalError,
+    },
+    /// A beam came inline with an event that is not a `beam_ref`, or in a page whose refs do
+    /// not name it.
+    #[error("the node sent beam {path} with events of {space} that do not refer to it")]
+    UnaskedBeam {
+        /// The space.
+        space: String,
+        /// The beam's path (or what could be made of it).
+        path: String,
     },
     /// A listing by author returned a beam by someone else.
     #[error("asked for beams by {expected}, the node sent one by {actual}")]
@@ -274,6 +300,112 @@ pub(crate) fn check_beam(beam: &Beam, path: &BeamPath) -> Result<(), VerifyError
         return Err(wrong(actual.to_string()));
     }
     Ok(())
+}
+
+/// An event, verified, with the beam its `beam_ref` names when the node sent it inline,
+/// checked against the ref as `beam.get`'s answer is checked against its path.
+///
+/// `beam` is `None` for every other kind of event, and for a ref whose beam the node did not
+/// inline (it does not hold it, or it was deleted): ask [`crate::Client::get_beam`] for it,
+/// with the ref's beam URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventWithBeam {
+    /// The event.
+    pub event: Event,
+    /// The beam its ref names, if the node sent it.
+    pub beam: Option<Beam>,
+}
+
+/// Check an inline `beam` against the `beam_ref` event it came with: the beam at
+/// `beam/{authorHash(ref.author)}/{ref.beam}`, validly signed, by the ref's author.
+pub(crate) fn check_inline_beam(event: &Event, beam: &Beam) -> Result<(), VerifyError> {
+    let Payload::BeamRef(r) = &event.payload else {
+        return Err(VerifyError::UnaskedBeam {
+            space: event.space.to_string(),
+            path: beam
+                .path()
+                .map_or_else(|_| format!("by {}", beam.author), |p| p.to_string()),
+        });
+    };
+    let path = BeamPath::new(&r.author, r.beam);
+    check_beam(beam, &path)?;
+    // The author hash matched; the DID itself must too (§4.6).
+    if beam.author != r.author {
+        return Err(VerifyError::WrongBeam {
+            expected: path.to_string(),
+            actual: format!("{path} by {}", beam.author),
+        });
+    }
+    Ok(())
+}
+
+/// Parse a beam sent inline with event `seq` of `space`, strictly.
+fn parse_inline_beam(raw: &RawValue, space: &SpaceId, seq: u64) -> Result<Beam, VerifyError> {
+    canonical::from_str_strict(raw.get()).map_err(|source| VerifyError::MalformedBeam {
+        space: space.to_string(),
+        seq,
+        source,
+    })
+}
+
+impl LogCursor {
+    /// Verify and place one subscription item that asked for beams inline: the event as by
+    /// [`LogCursor::accept`], then its beam, if any, against the event's ref.
+    pub(crate) fn accept_item(
+        &mut self,
+        item: &EventItem,
+    ) -> Result<(Accepted, EventWithBeam), VerifyError> {
+        let event = parse_event(&item.event, self.chain.space())?;
+        let placed = self.accept(&event)?;
+        let beam = match &item.beam {
+            Some(raw) => {
+                let beam = parse_inline_beam(raw, self.chain.space(), event.seq)?;
+                check_inline_beam(&event, &beam)?;
+                Some(beam)
+            }
+            None => None,
+        };
+        Ok((placed, EventWithBeam { event, beam }))
+    }
+
+    /// Accept a page of `space.events` that asked for beams inline: its events as by
+    /// [`LogCursor::accept_page`], each `beam_ref` with the beam of `beams` it names. Every
+    /// beam must be validly signed and named by a ref of the page.
+    pub(crate) fn accept_page_with_beams(
+        &mut self,
+        events: &[Box<RawValue>],
+        beams: &[Box<RawValue>],
+    ) -> Result<Vec<EventWithBeam>, VerifyError> {
+        let first = self.last() + 1;
+        let events = self.accept_page(events)?;
+        let mut items: Vec<EventWithBeam> = events
+            .into_iter()
+            .map(|event| EventWithBeam { event, beam: None })
+            .collect();
+        for raw in beams {
+            let beam = parse_inline_beam(raw, self.chain.space(), first)?;
+            let unasked = || VerifyError::UnaskedBeam {
+                space: self.chain.space().to_string(),
+                path: beam
+                    .path()
+                    .map_or_else(|_| format!("by {}", beam.author), |p| p.to_string()),
+            };
+            let id = beam.content_id().map_err(|_| unasked())?;
+            let mut named = false;
+            for item in &mut items {
+                if matches!(&item.event.payload, Payload::BeamRef(r) if r.beam == id && r.author == beam.author)
+                {
+                    check_inline_beam(&item.event, &beam)?;
+                    item.beam = Some(beam.clone());
+                    named = true;
+                }
+            }
+            if !named {
+                return Err(unasked());
+            }
+        }
+        Ok(items)
+    }
 }
 
 /// Check that `beam`, listed as a beam by `author`, is validly signed by that author.
@@ -521,5 +653,48 @@ mod tests {
         let stranger = Keypair::from_seed(&[6; 32]);
         let err = check_listed_beam(&beam, stranger.did()).unwrap_err();
         assert!(matches!(err, VerifyError::WrongAuthor { .. }), "{err}");
+    }
+
+    /// A vector of `spec/vectors/northstar.json` by name: its signed object.
+    fn vector(name: &str) -> serde_json::Value {
+        let all: serde_json::Value =
+            serde_json::from_str(include_str!("../../spec/vectors/northstar.json")).unwrap();
+        all["signed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap()["object"]
+            .clone()
+    }
+
+    #[test]
+    fn the_specs_inline_beam_example_is_the_vectors_and_passes_the_checks() {
+        let spec = include_str!("../../spec/protocol.md");
+        let example = spec
+            .split("Example: a notification with `beams` = `true`")
+            .nth(1)
+            .and_then(|rest| rest.split("```json").nth(1))
+            .and_then(|block| block.split("```").next())
+            .expect("§6.3.21 has its example");
+        let note: serde_json::Value = serde_json::from_str(example).unwrap();
+        let result = &note["params"]["result"];
+        assert_eq!(result["event"], vector("event_3_beam"));
+        assert_eq!(result["beam"], vector("beam"));
+        let event: Event = serde_json::from_value(result["event"].clone()).unwrap();
+        let beam: Beam = serde_json::from_value(result["beam"].clone()).unwrap();
+        check_inline_beam(&event, &beam).unwrap();
+
+        // Beside the tombstone, which names no beam to carry, the same beam is refused.
+        let tombstone: Event = serde_json::from_value(vector("event_4_tombstone")).unwrap();
+        let err = check_inline_beam(&tombstone, &beam).unwrap_err();
+        assert!(matches!(err, VerifyError::UnaskedBeam { .. }), "{err}");
+        // And a beam by someone else with the same title and body is not the ref's.
+        let mut other =
+            Beam::create(&Keypair::from_seed(&[7; 32]), &beam.title, &beam.body, 1).unwrap();
+        let err = check_inline_beam(&event, &other).unwrap_err();
+        assert!(matches!(err, VerifyError::WrongBeam { .. }), "{err}");
+        other.sig = beam.sig;
+        assert!(check_inline_beam(&event, &other).is_err());
     }
 }

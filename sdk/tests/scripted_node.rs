@@ -33,9 +33,11 @@ use serde_json::value::RawValue;
 const TIMEOUT: Duration = Duration::from_secs(10);
 const T: u64 = 1_767_225_600_000;
 
-/// What one `space.subscribe` call does: send these events, then hold or cut off.
+/// What one `space.subscribe` call does: send these events, then these texts as they are
+/// (event items, for a subscription with beams inline), then hold or cut off.
 struct Plan {
     send: Vec<Event>,
+    items: Vec<String>,
     cut_off: bool,
 }
 
@@ -50,6 +52,8 @@ struct Fake {
     responses: AtomicUsize,
     /// The protocol version its `node.info` states.
     protocol: AtomicU32,
+    /// Whether pages asked for beams inline carry a tampered copy of each beam.
+    tamper: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -150,20 +154,27 @@ impl SpaceApiServer for Handler {
         _: SpaceId,
         since: u64,
         limit: u32,
+        beams: Option<bool>,
     ) -> RpcResult<EventPage> {
         let fake = &self.0;
         fake.events_since.lock().unwrap().push(since);
         let limit = limit.min(2) as usize;
-        let events = fake
-            .log
-            .iter()
-            .skip(since as usize)
-            .take(limit)
-            .map(raw)
-            .collect();
+        let page = fake.log.iter().skip(since as usize).take(limit);
+        let events = page.clone().map(raw).collect();
+        let tamper = fake.tamper.load(Ordering::SeqCst);
+        let beams = (beams == Some(true)).then(|| {
+            page.filter(|event| event.seq > 1)
+                .map(|event| {
+                    let beam = beam_of(event.seq);
+                    let beam = if tamper { tampered(&beam) } else { beam };
+                    RawValue::from_string(serde_json::to_string(&beam).unwrap()).unwrap()
+                })
+                .collect()
+        });
         Ok(EventPage {
             events,
             head_seq: fake.log.len() as u64,
+            beams,
         })
     }
 }
@@ -187,6 +198,10 @@ impl SpaceEventsApiServer for Handler {
         };
         for event in &plan.send {
             sink.send(SubscriptionMessage::from(raw(event))).await?;
+        }
+        for item in &plan.items {
+            let item = RawValue::from_string(item.clone()).unwrap();
+            sink.send(SubscriptionMessage::from(item)).await?;
         }
         if plan.cut_off {
             return Err("slow_subscriber: cut off by the script".into());
@@ -224,7 +239,7 @@ fn log(node: &Keypair, owner: &Keypair, space: &SpaceId, len: usize) -> Vec<Even
     let mut events =
         vec![Event::sequence(node, space.clone(), 1, None, T, Payload::Create(genesis)).unwrap()];
     for seq in 2..=len as u64 {
-        let beam = Beam::create(owner, &format!("post {seq}"), "body", T).unwrap();
+        let beam = beam_of(seq);
         let beam_ref =
             BeamRef::create(owner, space.clone(), beam.content_id().unwrap(), "x", T).unwrap();
         let prev = Some(events.last().unwrap().id().unwrap());
@@ -241,6 +256,32 @@ fn log(node: &Keypair, owner: &Keypair, space: &SpaceId, len: usize) -> Vec<Even
         );
     }
     events
+}
+
+/// The beam the ref of event `seq` (from 2) names: by the owner, seed 2.
+fn beam_of(seq: u64) -> Beam {
+    let owner = Keypair::from_seed(&[2; 32]);
+    Beam::create(&owner, &format!("post {seq}"), "body", T).unwrap()
+}
+
+/// `beam` with another body and its signature kept: it no longer verifies, and its content id
+/// is not the one its ref names.
+fn tampered(beam: &Beam) -> Beam {
+    let mut beam = beam.clone();
+    beam.body = "something the author never wrote".into();
+    beam
+}
+
+/// The event item of `event`, with `beam` inline if given.
+fn item(event: &Event, beam: Option<&Beam>) -> String {
+    match beam {
+        Some(beam) => format!(
+            r#"{{"event":{},"beam":{}}}"#,
+            serde_json::to_string(event).unwrap(),
+            serde_json::to_string(beam).unwrap()
+        ),
+        None => format!(r#"{{"event":{}}}"#, serde_json::to_string(event).unwrap()),
+    }
 }
 
 /// Start a scripted node whose challenges name `origin` (or its real origin if `None`).
@@ -274,6 +315,7 @@ async fn scripted_at(
         events_since: Mutex::default(),
         responses: AtomicUsize::new(0),
         protocol: AtomicU32::new(PROTOCOL_VERSION),
+        tamper: std::sync::atomic::AtomicBool::new(false),
     });
     let mut module = RpcModule::new(());
     module
@@ -372,11 +414,13 @@ async fn resumes_after_a_cut_off_without_gap_or_duplicate() {
         vec![
             Plan {
                 send: log[0..3].to_vec(),
+                items: Vec::new(),
                 cut_off: true,
             },
             // The node resends what the client has seen; the client must skip it.
             Plan {
                 send: log[1..6].to_vec(),
+                items: Vec::new(),
                 cut_off: false,
             },
         ]
@@ -393,6 +437,7 @@ async fn reconnects_and_authenticates_again_after_the_connection_drops() {
     let first = scripted(None, |log, _| {
         vec![Plan {
             send: log[0..2].to_vec(),
+            items: Vec::new(),
             cut_off: false,
         }]
     })
@@ -410,6 +455,7 @@ async fn reconnects_and_authenticates_again_after_the_connection_drops() {
     let second = scripted_at(&addr, None, |log, _| {
         vec![Plan {
             send: log.to_vec(),
+            items: Vec::new(),
             cut_off: false,
         }]
     })
@@ -428,6 +474,7 @@ async fn fills_a_hole_in_the_live_events_from_space_events() {
     let node = scripted(None, |log, _| {
         vec![Plan {
             send: vec![log[0].clone(), log[1].clone(), log[5].clone()],
+            items: Vec::new(),
             cut_off: false,
         }]
     })
@@ -454,6 +501,7 @@ async fn ends_with_one_error_on_an_event_the_sequencer_did_not_sign() {
         .unwrap();
         vec![Plan {
             send: vec![log[0].clone(), forged],
+            items: Vec::new(),
             cut_off: false,
         }]
     })
@@ -485,4 +533,138 @@ async fn events_are_verified_and_linked() {
     let events = client.events(&node.fake.space, 2, 10).await.unwrap();
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, vec![3, 4], "the node's page size caps the answer");
+}
+
+#[tokio::test]
+async fn inline_beams_are_checked_and_delivered_with_their_events() {
+    let node = scripted(None, |log, _| {
+        vec![Plan {
+            send: Vec::new(),
+            items: vec![
+                item(&log[0], None),
+                item(&log[1], Some(&beam_of(2))),
+                // A ref whose beam the node did not inline.
+                item(&log[2], None),
+            ],
+            cut_off: false,
+        }]
+    })
+    .await;
+    let client = connect(&node).await;
+    let mut stream = client
+        .subscribe_with_beams(&node.fake.space, 0)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let item = tokio::time::timeout(TIMEOUT, stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        got.push((item.event.seq, item.beam));
+    }
+    assert_eq!(
+        got,
+        vec![(1, None), (2, Some(beam_of(2))), (3, None)],
+        "each beam with its own event, none where the node sent none"
+    );
+}
+
+#[tokio::test]
+async fn a_tampered_inline_beam_on_a_subscription_is_an_error_not_data() {
+    let node = scripted(None, |log, _| {
+        vec![Plan {
+            send: Vec::new(),
+            items: vec![
+                item(&log[0], None),
+                item(&log[1], Some(&tampered(&beam_of(2)))),
+            ],
+            cut_off: false,
+        }]
+    })
+    .await;
+    let client = connect(&node).await;
+    let mut stream = client
+        .subscribe_with_beams(&node.fake.space, 0)
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(TIMEOUT, stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.event.seq, first.beam), (1, None));
+    let err = tokio::time::timeout(TIMEOUT, stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SdkError::Verify(VerifyError::BadBeam { .. } | VerifyError::WrongBeam { .. })
+        ),
+        "{err}"
+    );
+    assert!(
+        tokio::time::timeout(TIMEOUT, stream.next())
+            .await
+            .unwrap()
+            .is_none(),
+        "the stream ends after the error"
+    );
+}
+
+#[tokio::test]
+async fn a_beam_beside_an_event_that_names_none_is_an_error() {
+    // The genesis names no beam; a beam beside it is the node's fault.
+    let node = scripted(None, |log, _| {
+        vec![Plan {
+            send: Vec::new(),
+            items: vec![item(&log[0], Some(&beam_of(2)))],
+            cut_off: false,
+        }]
+    })
+    .await;
+    let client = connect(&node).await;
+    let mut stream = client
+        .subscribe_with_beams(&node.fake.space, 0)
+        .await
+        .unwrap();
+    let err = tokio::time::timeout(TIMEOUT, stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, SdkError::Verify(VerifyError::UnaskedBeam { .. })),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn pages_pair_each_inline_beam_with_its_ref_and_refuse_a_tampered_one() {
+    let node = scripted(None, |_, _| Vec::new()).await;
+    let client = connect(&node).await;
+    let items = client
+        .events_with_beams(&node.fake.space, 1, 10)
+        .await
+        .unwrap();
+    let got: Vec<_> = items.into_iter().map(|i| (i.event.seq, i.beam)).collect();
+    assert_eq!(got, vec![(2, Some(beam_of(2))), (3, Some(beam_of(3)))]);
+
+    node.fake.tamper.store(true, Ordering::SeqCst);
+    let err = client
+        .events_with_beams(&node.fake.space, 1, 10)
+        .await
+        .unwrap_err();
+    // A tampered body changes the content id, so no ref of the page names it.
+    assert!(
+        matches!(err, SdkError::Verify(VerifyError::UnaskedBeam { .. })),
+        "{err}"
+    );
+    // The plain page asks for no beams and is unaffected.
+    let events = client.events(&node.fake.space, 1, 10).await.unwrap();
+    assert_eq!(events.len(), 2);
 }

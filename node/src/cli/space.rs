@@ -4,7 +4,8 @@
 //! `invite` print `space`, `event_id`, `seq`; `list` prints one line per space with `id`, `uri`,
 //! `type`, `name`, `owner`, `sequencer`, `head_seq`; `members` one line per member with `did`,
 //! `state`; `events` and `tail` one line per event with `id`, `seq`, `kind`, `author`, `space`,
-//! `timestamp` and what the kind carries (see [`event_json`]).
+//! `timestamp` and what the kind carries (see [`event_json`]), and for a post whose beam the
+//! node sent inline also `title` and `body`.
 
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
@@ -13,7 +14,7 @@ use northstar_sdk::protocol::address::SpaceType;
 use northstar_sdk::protocol::address::{SpaceUri, URI_SCHEME};
 use northstar_sdk::protocol::api::Ack;
 use northstar_sdk::protocol::wire::{Event, Payload};
-use northstar_sdk::{Did, parse_space};
+use northstar_sdk::{Did, EventWithBeam, parse_space};
 use serde_json::{Value, json};
 
 use super::{Global, Output};
@@ -190,15 +191,15 @@ pub(super) async fn run(
         } => {
             let space = parse_space(&space)?;
             let client = global.connect_as_reader().await?;
-            for event in client.events(&space, since, limit).await? {
-                print_event(out, &event)?;
+            for item in client.events_with_beams(&space, since, limit).await? {
+                print_event(out, &item)?;
             }
             Ok(())
         }
         SpaceCommand::Tail { space, since } => {
             let space = parse_space(&space)?;
             let client = global.connect_as_reader().await?;
-            let mut events = client.subscribe(&space, since).await?;
+            let mut events = client.subscribe_with_beams(&space, since).await?;
             loop {
                 tokio::select! {
                     next = events.next() => match next {
@@ -231,9 +232,19 @@ fn print_ack(out: &Output, ack: &Ack, done: &str) -> anyhow::Result<()> {
     )
 }
 
-fn print_event(out: &Output, event: &Event) -> anyhow::Result<()> {
-    let value = event_json(event)?;
-    out.print(value, || event_line(event))
+/// An event, and the post's `title` and `body` when the node sent its beam inline (verified by
+/// the SDK against the event's ref); a post without them is shown by its `beam_uri` alone, for
+/// `beam get`.
+fn print_event(out: &Output, item: &EventWithBeam) -> anyhow::Result<()> {
+    let mut value = event_json(&item.event)?;
+    if let (Some(map), Some(beam)) = (value.as_object_mut(), &item.beam) {
+        map.insert("title".into(), beam.title.clone().into());
+        map.insert("body".into(), beam.body.clone().into());
+    }
+    out.print(value, || match &item.beam {
+        Some(beam) => format!("{}  {:?}", event_line(&item.event), beam.title),
+        None => event_line(&item.event),
+    })
 }
 
 /// An event as one JSON object: `id`, `seq`, `kind`, `author`, `space`, `timestamp`, and by

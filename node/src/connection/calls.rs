@@ -69,14 +69,14 @@ pub(super) async fn subscribe(
     sub: u64,
 ) -> Done {
     let max = shared.max_response();
-    let (space, since) = match parse_subscribe(&params) {
+    let (space, since, beams) = match parse_subscribe(&params) {
         Ok(parsed) => parsed,
         Err(e) => {
             return Done::NotOpened(into_text(MethodResponse::error(id, e)));
         }
     };
     let reader = session.did().cloned();
-    match shared.api.subscribe(space, since, reader).await {
+    match shared.api.subscribe(space, since, reader, beams).await {
         Ok(feed) => Done::Subscribed {
             reply: into_text(MethodResponse::response(
                 id,
@@ -93,21 +93,27 @@ pub(super) async fn subscribe(
     }
 }
 
-/// `space.subscribe`'s parameters: `[space, since]`, or `{"space", "since"}`.
-pub(super) fn parse_subscribe(params: &Params<'_>) -> Result<(SpaceId, u64), ErrorObjectOwned> {
+/// `space.subscribe`'s parameters: `[space, since, beams?]`, or `{"space", "since",
+/// "beams"?}`; `beams` absent or `null` is `false` (§6.3).
+pub(super) fn parse_subscribe(
+    params: &Params<'_>,
+) -> Result<(SpaceId, u64, bool), ErrorObjectOwned> {
     #[derive(Deserialize)]
     struct Named {
         space: SpaceId,
         since: u64,
+        #[serde(default)]
+        beams: Option<bool>,
     }
     if params.is_object() {
         let named: Named = params.parse()?;
-        return Ok((named.space, named.since));
+        return Ok((named.space, named.since, named.beams.unwrap_or(false)));
     }
     let mut sequence = params.sequence();
     let space = sequence.next()?;
     let since = sequence.next()?;
-    Ok((space, since))
+    let beams: Option<bool> = sequence.optional_next()?;
+    Ok((space, since, beams.unwrap_or(false)))
 }
 
 /// The subscription `space.unsubscribe`'s parameters name, if they name one this node could

@@ -94,7 +94,7 @@ impl PageSource for LinkSource<'_> {
     ) -> Result<EventPage, CatchUpError> {
         let unreachable = |e: LinkError| CatchUpError::Unreachable(e.to_string());
         let link = self.links.get(self.authority).await.map_err(unreachable)?;
-        SpaceApiClient::events(link.client.as_ref(), space.clone(), since, limit)
+        SpaceApiClient::events(link.client.as_ref(), space.clone(), since, limit, None)
             .await
             .map_err(|e| unreachable(LinkError::from_call(self.authority, e)))
     }

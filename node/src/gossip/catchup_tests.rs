@@ -171,6 +171,7 @@ impl PageSource for Memory {
         Ok(EventPage {
             events,
             head_seq: self.log.len() as u64,
+            beams: None,
         })
     }
 }

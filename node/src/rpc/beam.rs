@@ -74,6 +74,9 @@ impl BeamApiServer for Handler {
             .delete(tombstone.clone(), path)
             .await
             .map_err(ApiError::from)?;
+        // The tombstones of spaces sequenced here revoked it already; this covers the spaces
+        // sequenced elsewhere, whose tombstone events reach this node later, if at all.
+        api.hub.revoke(&(tombstone.author.clone(), tombstone.beam));
         let mut tombstones = deleted.acks;
         // The content is gone here already; each other sequencer appends the tombstone to its
         // space, and its members drop their cached copies when the event reaches them.

@@ -13,6 +13,7 @@ use northstar_protocol::wire::{
 use serde_json::value::RawValue;
 
 use super::{Api, ApiError, Handler, Whereabouts, bad_signature, malformed, not_signer, session};
+use crate::store::EventRow;
 
 #[async_trait]
 impl SpaceApiServer for Handler {
@@ -204,6 +205,7 @@ impl SpaceApiServer for Handler {
         space: SpaceId,
         since: u64,
         limit: u32,
+        beams: Option<bool>,
     ) -> RpcResult<EventPage> {
         let api = &self.0;
         let row = api.readable(&space, session(ext)?.did()).await?;
@@ -213,6 +215,9 @@ impl SpaceApiServer for Handler {
             .events_within(space.as_str(), since, limit, api.page_bytes())
             .await
             .map_err(ApiError::from)?;
+        if beams == Some(true) {
+            return Ok(api.page_with_beams(rows, row.head_seq).await?);
+        }
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
             events.push(RawValue::from_string(row.json).map_err(ApiError::internal)?);
@@ -220,11 +225,55 @@ impl SpaceApiServer for Handler {
         Ok(EventPage {
             events,
             head_seq: row.head_seq,
+            beams: None,
         })
     }
 }
 
 impl Api {
+    /// A page of `rows` with the beams their refs name that this node holds (§6.3.13), each
+    /// once. The caller may read the space, so it may read each of them (see
+    /// [`super::feed`]). The page stops before its events and beams together would pass the
+    /// page size; the first event is always in it, its beam only if it fits.
+    async fn page_with_beams(
+        &self,
+        rows: Vec<EventRow>,
+        head_seq: u64,
+    ) -> Result<EventPage, ApiError> {
+        let budget = self.page_bytes();
+        let mut used = 0usize;
+        let mut events = Vec::with_capacity(rows.len());
+        let mut beams = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for row in rows {
+            let beam = self
+                .held_beam(&row)
+                .await?
+                .filter(|json| seen.insert(json.clone()));
+            let beam_len = beam.as_ref().map_or(0, String::len);
+            if used + row.json.len() + beam_len > budget {
+                if !events.is_empty() {
+                    break;
+                }
+                // The first event alone always fits (the store cut the page so); its beam
+                // is left for `beam.get`.
+                used += row.json.len();
+                events.push(RawValue::from_string(row.json).map_err(ApiError::internal)?);
+                continue;
+            }
+            used += row.json.len() + beam_len;
+            events.push(RawValue::from_string(row.json).map_err(ApiError::internal)?);
+            if let Some(json) = beam {
+                beams.push(RawValue::from_string(json).map_err(ApiError::internal)?);
+            }
+        }
+        Ok(EventPage {
+            events,
+            head_seq,
+            beams: Some(beams),
+        })
+    }
+
     /// A join of a space this node holds may name the authority of its URI, as a client that
     /// joins by URI does; it must be the space's (its genesis's), or the client meant a space of
     /// the same id sequenced somewhere else.

@@ -22,7 +22,7 @@ use northstar_protocol::{ContentId, Did, Keypair, SignatureError};
 
 use super::replica::{Identified, Replicated};
 use super::routing::TreeNodes;
-use super::rows::{beam_row, push_event, space_row};
+use super::rows::{beam_row, push_event, push_post, space_row};
 use super::rules::{Refusal, SpaceState};
 use crate::hub::LiveEvent;
 use crate::store::{Op, StoreError};
@@ -601,8 +601,12 @@ impl Core {
         let mut pending = Pending::default();
         // A post into a space sequenced here: its ref is in the log in the same transaction,
         // so no `Op::Posted` is needed to know it (and the hot path writes one row less).
+        // The beam's JSON also rides with the live event, for subscribers that inline beams.
+        let mut inline = None;
         if let Some(beam) = beam {
-            pending.ops.push(Op::PutBeam(beam_row(&beam)?));
+            let row = beam_row(&beam)?;
+            inline = Some(row.json.clone());
+            pending.ops.push(Op::PutBeam(row));
         }
         let event = Event::sequence(&self.key, space.clone(), seq, Some(prev), now, payload)?;
         let event_id = event.id()?;
@@ -611,7 +615,7 @@ impl Core {
                 .refs
                 .push((r.beam, space.clone(), r.author.clone()));
         }
-        push_event(&mut pending, &event, event_id, &changes)?;
+        push_post(&mut pending, &event, event_id, &changes, inline)?;
         if let Some(state) = self.spaces.get_mut(space) {
             state.apply(seq, event_id, &changes);
         }

@@ -10,7 +10,7 @@ use northstar_protocol::{ContentId, Did};
 
 use super::decide::{Pending, SequenceError};
 use super::rules::{Member, MemberChange, SpaceState};
-use crate::hub::LiveEvent;
+use crate::hub::{InlineBeam, LiveEvent};
 use crate::store::{BeamRow, EventRow, HomeRow, MemberRow, Op, SpaceRow, StoreError};
 
 /// A space's state from its stored row and member rows.
@@ -79,6 +79,19 @@ pub(super) fn push_event(
     event_id: ContentId,
     changes: &[MemberChange],
 ) -> Result<(), SequenceError> {
+    push_post(pending, event, event_id, changes, None)
+}
+
+/// [`push_event`] for an event whose beam the caller holds: `beam_json` is the signed beam
+/// its `beam_ref` names, which the live event carries to subscribers that asked for beams
+/// inline (so no subscriber reads it back from the store).
+pub(super) fn push_post(
+    pending: &mut Pending,
+    event: &Event,
+    event_id: ContentId,
+    changes: &[MemberChange],
+    beam_json: Option<String>,
+) -> Result<(), SequenceError> {
     // Serialised once, straight into the shared form subscribers get (no re-parse).
     let raw = serde_json::value::to_raw_value(event).map_err(StoreError::from_json)?;
     let json = raw.get().to_owned();
@@ -129,13 +142,17 @@ pub(super) fn push_event(
         }
         _ => None,
     };
+    let (beam, deletes) = match &event.payload {
+        Payload::BeamRef(r) => (
+            Some(InlineBeam::new((r.author.clone(), r.beam), beam_json)),
+            None,
+        ),
+        Payload::Tombstone(t) => (None, Some((t.author.clone(), t.beam))),
+        _ => (None, None),
+    };
     pending.live.push((
         space,
-        Arc::new(LiveEvent {
-            seq: event.seq,
-            json: raw,
-            removes,
-        }),
+        Arc::new(LiveEvent::new(event.seq, raw, removes, beam, deletes)),
     ));
     pending.acks.push(Ack {
         space: event.space.clone(),

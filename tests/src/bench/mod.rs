@@ -151,6 +151,10 @@ pub struct Settings {
     pub ingest_secs: f64,
     /// Subscriber counts.
     pub fanout_subscribers: Vec<usize>,
+    /// Subscriber counts measured again with every raw subscriber asking for beams inline;
+    /// each is reported against the plain broadcast ceiling of the same count, so it must
+    /// also be in `fanout_subscribers` (others are skipped).
+    pub fanout_inline_subscribers: Vec<usize>,
     /// Deliveries aimed at per throughput phase: posts = this ÷ subscribers, within
     /// `fanout_min_posts..=fanout_max_posts`.
     pub fanout_deliveries: usize,
@@ -225,6 +229,7 @@ impl Settings {
             ingest_authors: vec![1, 16, 64],
             ingest_secs: 3.0,
             fanout_subscribers: vec![100, 1_000, 10_000],
+            fanout_inline_subscribers: vec![1_000],
             fanout_deliveries: 1_000_000,
             fanout_min_posts: 50,
             fanout_max_posts: 1_000,
@@ -264,6 +269,7 @@ impl Settings {
             ingest_authors: vec![1, 4],
             ingest_secs: 0.3,
             fanout_subscribers: vec![5, 20],
+            fanout_inline_subscribers: vec![20],
             fanout_deliveries: 200,
             fanout_min_posts: 5,
             fanout_max_posts: 20,

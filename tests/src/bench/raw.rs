@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
-use northstar_protocol::Keypair;
 use northstar_protocol::wire::{AuthChallenge, AuthResponse};
+use northstar_protocol::{Keypair, method};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -162,7 +162,15 @@ impl RawConn {
 
     /// `space.subscribe` from `since`.
     pub async fn subscribe(&mut self, space: &str, since: u64) -> anyhow::Result<()> {
-        self.call("space.subscribe", json!([space, since])).await?;
+        self.call(method::SPACE_SUBSCRIBE, json!([space, since]))
+            .await?;
+        Ok(())
+    }
+
+    /// `space.subscribe` from `since` with the beams inline.
+    pub async fn subscribe_with_beams(&mut self, space: &str, since: u64) -> anyhow::Result<()> {
+        self.call(method::SPACE_SUBSCRIBE, json!([space, since, true]))
+            .await?;
         Ok(())
     }
 
@@ -203,8 +211,16 @@ struct Notification {
 
 #[derive(Deserialize)]
 struct NotificationParams {
-    result: Option<SeqOnly>,
+    result: Option<Delivered>,
     error: Option<String>,
+}
+
+/// A notification's `result`: an event, or an event item with the beam inline
+/// (`spec/protocol.md` §6.3.21); only the event's seq is read.
+#[derive(Deserialize)]
+struct Delivered {
+    seq: Option<u64>,
+    event: Option<SeqOnly>,
 }
 
 #[derive(Deserialize)]
@@ -294,8 +310,13 @@ async fn read(
         if let Some(error) = note.params.error {
             break error;
         }
-        let Some(SeqOnly { seq }) = note.params.result else {
-            break "a notification without result".to_owned();
+        let seq = match note.params.result {
+            Some(Delivered { seq: Some(seq), .. })
+            | Some(Delivered {
+                event: Some(SeqOnly { seq }),
+                ..
+            }) => seq,
+            _ => break "a notification without an event".to_owned(),
         };
         seen.push((seq, Instant::now()));
         if let Some(sample) = &sample {

@@ -46,6 +46,10 @@ struct Args {
     /// Subscriber counts for fan-out, comma-separated.
     #[arg(long, value_delimiter = ',')]
     fanout_subscribers: Vec<usize>,
+    /// Subscriber counts for fan-out with beams inline, comma-separated; each must also be a
+    /// `--fanout-subscribers` count, whose plain ceiling it is compared with.
+    #[arg(long, value_delimiter = ',')]
+    fanout_inline_subscribers: Vec<usize>,
     /// Member node counts for federation, comma-separated.
     #[arg(long, value_delimiter = ',')]
     federation_members: Vec<usize>,
@@ -151,6 +155,10 @@ async fn main() -> anyhow::Result<()> {
     };
     set_list(args.ingest_authors, &mut settings.ingest_authors);
     set_list(args.fanout_subscribers, &mut settings.fanout_subscribers);
+    set_list(
+        args.fanout_inline_subscribers,
+        &mut settings.fanout_inline_subscribers,
+    );
     set_list(args.federation_members, &mut settings.federation_members);
     if !args.federation_fanouts.is_empty() {
         settings.federation_fanouts = args.federation_fanouts;
