@@ -143,7 +143,8 @@ where
             })
             .collect();
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            // No `ON CONFLICT`: a seq or an id already stored fails the group.
+            // No `ON CONFLICT`: a seq already stored fails the group (an id hashes its space
+            // and seq, so the primary key keeps ids unique too).
             let mut q =
                 QueryBuilder::<DB>::new("INSERT INTO events (space, seq, id, kind, author, json) ");
             q.push_values(chunk, |mut row, e| {
