@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use northstar_protocol::{Keypair, Signed as _};
 use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_protocol::method;
 use northstar_protocol::wire::{Beam, BeamRef};
+use northstar_protocol::{Keypair, Signed as _};
 use northstar_sdk::Client;
 use serde_json::json;
 
@@ -96,7 +96,10 @@ async fn run_on(
     let mut authors = Vec::with_capacity(most);
     for _ in 0..most {
         let key = keypair()?;
-        Client::connect(&url, key.clone()).await?.join(&space).await?;
+        Client::connect(&url, key.clone())
+            .await?
+            .join(&space)
+            .await?;
         let mut conn = RawConn::connect(&url).await?;
         conn.authenticate(&key).await?;
         authors.push(Author { key, conn });
@@ -324,10 +327,7 @@ fn rows_for(count: usize, cores: usize, durable: &str, series: AuthorSeries) -> 
                 Unit::Count,
             )
         }
-        .with_bound(Bound::ceiling(
-            format!("{cores} cores"),
-            series.cores.bound,
-        )),
+        .with_bound(Bound::ceiling(format!("{cores} cores"), series.cores.bound)),
         Row {
             samples: series.pages.figure,
             ..Row::new(
@@ -349,22 +349,25 @@ async fn drive(
     let window = Duration::from_secs_f64(secs);
     let start = Instant::now();
     let deadline = start + window;
-    let sends = authors.iter_mut().zip(batches).map(|(author, posts)| async move {
-        let mut latencies = Vec::with_capacity(posts.len());
-        let total = posts.len();
-        for (i, post) in posts.into_iter().enumerate() {
-            if Instant::now() >= deadline {
-                return anyhow::Ok(latencies);
+    let sends = authors
+        .iter_mut()
+        .zip(batches)
+        .map(|(author, posts)| async move {
+            let mut latencies = Vec::with_capacity(posts.len());
+            let total = posts.len();
+            for (i, post) in posts.into_iter().enumerate() {
+                if Instant::now() >= deadline {
+                    return anyhow::Ok(latencies);
+                }
+                let sent = Instant::now();
+                author.conn.request(post, i as u64 + 1).await?;
+                let acked = Instant::now();
+                if acked <= deadline {
+                    latencies.push(acked - sent);
+                }
             }
-            let sent = Instant::now();
-            author.conn.request(post, i as u64 + 1).await?;
-            let acked = Instant::now();
-            if acked <= deadline {
-                latencies.push(acked - sent);
-            }
-        }
-        anyhow::bail!("an author used all {total} of its signed posts before the run ended")
-    });
+            anyhow::bail!("an author used all {total} of its signed posts before the run ended")
+        });
     let all = futures_util::future::try_join_all(sends).await?;
     Ok((all.into_iter().flatten().collect(), window))
 }
