@@ -349,8 +349,9 @@ impl Settings {
         let list = |v: &[usize]| v.iter().map(|n| count(*n)).collect::<Vec<_>>().join(", ");
         match scenario {
             Scenario::Ingest => format!(
-                "{} authors (SDK clients, each its own connection, posting back to back) for {} s \
-                 per run into one channel of an in-process node",
+                "{} authors (raw authenticated connections, one each, sending posts signed before \
+                 the run back to back) for {} s per run into one channel of a node in its own \
+                 process",
                 list(&self.ingest_authors),
                 self.ingest_secs
             ),
