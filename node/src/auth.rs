@@ -368,10 +368,26 @@ impl<K: Eq + Hash + Clone> Drop for Lease<K> {
     }
 }
 
+/// A challenge this session was given: enough to tell it again without checking the node's
+/// own signature (its node is this node and its origin this node's origin, checked apart).
 #[derive(Debug)]
 struct Issued {
     nonce: String,
+    issued_at: u64,
+    expires_at: u64,
+    sig: northstar_protocol::Signature,
     answered: bool,
+}
+
+impl Issued {
+    /// Whether `challenge`, whose node is this one, is exactly the one issued.
+    fn is(&self, challenge: &AuthChallenge, origin: &str) -> bool {
+        self.nonce == challenge.nonce
+            && self.issued_at == challenge.issued_at
+            && self.expires_at == challenge.expires_at
+            && self.sig == challenge.sig
+            && origin == challenge.origin
+    }
 }
 
 /// What the handshake needs to know about this node.
@@ -404,6 +420,9 @@ impl Authenticator {
         }
         nonces.push_back(Issued {
             nonce: challenge.nonce.clone(),
+            issued_at: challenge.issued_at,
+            expires_at: challenge.expires_at,
+            sig: challenge.sig,
             answered: false,
         });
         drop(nonces);
@@ -427,12 +446,24 @@ impl Authenticator {
                 ),
             ));
         }
-        challenge.verify().map_err(|_| {
-            AuthError::refused(
-                ErrorCode::BadSignature,
-                "the challenge's node signature does not verify",
-            )
-        })?;
+        // A challenge this session was given, unchanged, carries this node's valid signature:
+        // no need to check it again (a verification is most of a handshake's CPU). Any other
+        // challenge naming this node is checked, so the answer is the same for every input.
+        let issued_here = {
+            let nonces = session.nonces.lock().unwrap_or_else(|p| p.into_inner());
+            nonces
+                .iter()
+                .find(|i| i.nonce == challenge.nonce)
+                .map(|i| i.is(challenge, &self.origin))
+        };
+        if issued_here != Some(true) {
+            challenge.verify().map_err(|_| {
+                AuthError::refused(
+                    ErrorCode::BadSignature,
+                    "the challenge's node signature does not verify",
+                )
+            })?;
+        }
         if challenge.origin != self.origin {
             return Err(AuthError::refused(
                 ErrorCode::WrongOrigin,
@@ -467,7 +498,8 @@ impl Authenticator {
             }
             entry.answered = true;
         }
-        response.verify().map_err(|_| {
+        // The challenge was checked above.
+        response.verify_client().map_err(|_| {
             AuthError::refused(
                 ErrorCode::BadSignature,
                 "the response's signature does not verify",
@@ -510,6 +542,47 @@ mod tests {
             requests_per_second_per_did: per_did,
             request_burst_per_did: per_did,
             ..Limits::default()
+        }
+    }
+
+    /// Every change to an issued challenge is refused as a bad node signature, whether or not
+    /// the node checks its own signature again; the challenge as issued passes once.
+    #[test]
+    fn a_challenge_changed_in_any_field_is_refused_and_the_issued_one_passes() {
+        let node = Keypair::generate().unwrap();
+        let client = Keypair::generate().unwrap();
+        let origin = "ws://127.0.0.1:7700".to_owned();
+        let auth = Authenticator::new(node.clone(), origin.clone(), 60, Registration::default());
+        let budgets = Arc::new(Budgets::new(&limits(100, 100)));
+        let s = session(&budgets, "10.0.0.1:1");
+        let now = 1_767_225_600_000;
+        let issued = auth.challenge(&s, now).unwrap();
+        let other = auth.challenge(&s, now).unwrap();
+        let changes: Vec<(&str, Box<dyn Fn(&mut AuthChallenge)>)> = vec![
+            ("issued_at", Box::new(|c| c.issued_at -= 1)),
+            ("expires_at", Box::new(|c| c.expires_at += 1)),
+            ("origin", Box::new(|c| c.origin = "ws://127.0.0.1:7701".into())),
+            ("sig", Box::new(move |c| c.sig = other.sig)),
+        ];
+        for (field, change) in changes {
+            let mut challenge = issued.clone();
+            change(&mut challenge);
+            let response = AuthResponse::answer(&client, challenge).unwrap();
+            match auth.respond(&s, &response, now) {
+                Err(AuthError::Refused { code, .. }) => {
+                    assert_eq!(code, ErrorCode::BadSignature, "{field}");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let response = AuthResponse::answer(&client, issued.clone()).unwrap();
+        assert_eq!(&auth.respond(&s, &response, now).unwrap(), client.did());
+        // Its client's signature still counts: a response signed by someone else is refused.
+        let mut forged = AuthResponse::answer(&client, auth.challenge(&s, now).unwrap()).unwrap();
+        forged.did = Keypair::generate().unwrap().did().clone();
+        match auth.respond(&s, &forged, now) {
+            Err(AuthError::Refused { code, .. }) => assert_eq!(code, ErrorCode::BadSignature),
+            other => panic!("forged response: {other:?}"),
         }
     }
 

@@ -125,6 +125,12 @@ impl AuthResponse {
     /// challenge.
     pub fn verify(&self) -> Result<(), SignatureError> {
         self.challenge.verify()?;
+        self.verify_client()
+    }
+
+    /// Check the client's signature over the response only: for the node that issued the
+    /// challenge and has checked it already.
+    pub fn verify_client(&self) -> Result<(), SignatureError> {
         sign::verify(self, &self.did)
     }
 }

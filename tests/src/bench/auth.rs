@@ -1,8 +1,10 @@
 //! Auth: completed challenge-response handshakes per second.
 //!
-//! Clients (SDK, `Client::connect`) connect and authenticate back to back against an
-//! in-process node, each on a new WebSocket: a handshake is the connection, `node.info`,
-//! `auth.challenge` with the client's check of the node's signature, and `auth.respond`.
+//! Raw clients connect and authenticate back to back against a node in its own process, each
+//! handshake on a new WebSocket: the connection, `auth.challenge`, and `auth.respond` with the
+//! client's signature over the challenge. The clients do not check the node's signature on the
+//! challenge (an SDK does): the scenario measures the node's side of the handshake, and the
+//! clients share the node's two cores. The node's CPU during the runs is reported too.
 //!
 //! Ceiling: the node's share of the signature work per handshake, one signature (the
 //! challenge) and one strict verification (the response), on all cores.
@@ -10,23 +12,32 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use northstar_sdk::Client;
+use anyhow::Context as _;
 use tokio::task::JoinSet;
 
 use super::ceiling::AuthWork;
-use super::nodes::LocalNode;
+use super::machine;
+use super::nodes::{ChildProcess, NODE_SUBCOMMAND, new_data_dir};
+use super::raw::RawConn;
 use super::report::{Bound, Row, Series, Unit};
 use super::{Bench, Scenario, keypair};
 
 /// Run the scenario.
 pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
     let settings = bench.settings;
-    let node = LocalNode::start(bench.root(), |_| {}).await?;
+    let dir = new_data_dir(bench.root())?;
+    let dir_arg = dir.to_str().context("non-UTF-8 data directory")?;
+    let node = ChildProcess::spawn(&settings.exe, &[NODE_SUBCOMMAND, "--data-dir", dir_arg]).await?;
+    let url = node.url();
     let work = Arc::new(tokio::task::spawn_blocking(AuthWork::new).await??);
     let mut rate = Series::default();
+    let mut cores = Series::default();
     for run in 0..settings.runs {
         let window = Duration::from_secs_f64(settings.auth_secs);
-        let done = handshakes(&node.url, settings.auth_concurrency, window).await?;
+        let cpu_before = machine::cpu_secs(node.pid)?;
+        let done = handshakes(&url, settings.auth_concurrency, window).await?;
+        let busy = (machine::cpu_secs(node.pid)? - cpu_before) / window.as_secs_f64();
+        cores.push(busy, bench.machine.cores as f64);
         anyhow::ensure!(done > 0, "no handshake completed in time");
         let per_sec = done as f64 / window.as_secs_f64();
         let w = work.clone();
@@ -35,14 +46,15 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
         bench.progress(
             Scenario::Auth,
             format!(
-                "run {}/{}: {per_sec:.0} handshakes/s (ceiling {ceiling:.0})",
+                "run {}/{}: {per_sec:.0} handshakes/s (ceiling {ceiling:.0}), node CPU \
+                 {busy:.2} cores",
                 run + 1,
                 settings.runs
             ),
         );
     }
     node.stop().await?;
-    let cores = bench.machine.cores;
+    let machine_cores = bench.machine.cores;
     Ok(vec![
         Row {
             samples: rate.figure,
@@ -56,8 +68,16 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
             )
         }
         .with_bound(Bound::ceiling(
-            format!("1 sign + 1 verify_strict, {cores} cores"),
+            format!("1 sign + 1 verify_strict, {machine_cores} cores"),
             rate.bound,
+        )),
+        Row {
+            samples: cores.figure,
+            ..Row::new(Scenario::Auth, "node CPU in cores during handshakes", Unit::Count)
+        }
+        .with_bound(Bound::ceiling(
+            format!("{machine_cores} cores"),
+            cores.bound,
         )),
     ])
 }
@@ -72,11 +92,12 @@ async fn handshakes(url: &str, clients: usize, window: Duration) -> anyhow::Resu
         tasks.spawn(async move {
             let mut done = 0usize;
             while Instant::now() < deadline {
-                let client = Client::connect(&url, key.clone()).await?;
+                let mut conn = RawConn::connect(&url).await?;
+                conn.authenticate(&key).await?;
                 if Instant::now() <= deadline {
                     done += 1;
                 }
-                drop(client);
+                drop(conn);
             }
             anyhow::Ok(done)
         });
