@@ -30,7 +30,11 @@ const WRITER_CACHE_KIB: u32 = 32 * 1024;
 const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16 * 1024;
 
 /// How often the checkpointer copies committed pages from the WAL into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// Each checkpoint ends with an fsync of the database file, which a commit's fsync of the WAL
+/// waits behind; small, frequent checkpoints keep that wait short. Measured at 64 authors:
+/// ack p99 about 40 ms at 50 ms, 52 ms at 200 ms, 70 ms at 1 s, for the same throughput (a
+/// page rewritten within one interval is copied once, so longer intervals write a little less).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// How long a query waits for SQLite's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
