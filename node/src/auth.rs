@@ -558,10 +558,14 @@ mod tests {
         let now = 1_767_225_600_000;
         let issued = auth.challenge(&s, now).unwrap();
         let other = auth.challenge(&s, now).unwrap();
-        let changes: Vec<(&str, Box<dyn Fn(&mut AuthChallenge)>)> = vec![
+        type Change = Box<dyn Fn(&mut AuthChallenge)>;
+        let changes: Vec<(&str, Change)> = vec![
             ("issued_at", Box::new(|c| c.issued_at -= 1)),
             ("expires_at", Box::new(|c| c.expires_at += 1)),
-            ("origin", Box::new(|c| c.origin = "ws://127.0.0.1:7701".into())),
+            (
+                "origin",
+                Box::new(|c| c.origin = "ws://127.0.0.1:7701".into()),
+            ),
             ("sig", Box::new(move |c| c.sig = other.sig)),
         ];
         for (field, change) in changes {

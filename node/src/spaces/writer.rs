@@ -192,7 +192,8 @@ impl Writer {
     /// Pipelined: while one group commits (on the store's side, a transaction and its fsync),
     /// the writer decides the requests that arrive into the next group, signing its events;
     /// that group commits as soon as the first one is durable. Only a request whose reads
-    /// could see the uncommitted group waits for it (see [`Uncommitted::independent_of`]).
+    /// could see the uncommitted group waits for it: any read but a lookup of beam ids neither
+    /// uncommitted group touches.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut flight: Option<InFlight> = None;
         let mut forming: Option<Forming> = None;

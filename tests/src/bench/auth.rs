@@ -27,7 +27,8 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
     let settings = bench.settings;
     let dir = new_data_dir(bench.root())?;
     let dir_arg = dir.to_str().context("non-UTF-8 data directory")?;
-    let node = ChildProcess::spawn(&settings.exe, &[NODE_SUBCOMMAND, "--data-dir", dir_arg]).await?;
+    let node =
+        ChildProcess::spawn(&settings.exe, &[NODE_SUBCOMMAND, "--data-dir", dir_arg]).await?;
     let url = node.url();
     let work = Arc::new(tokio::task::spawn_blocking(AuthWork::new).await??);
     let mut rate = Series::default();
@@ -73,7 +74,11 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
         )),
         Row {
             samples: cores.figure,
-            ..Row::new(Scenario::Auth, "node CPU in cores during handshakes", Unit::Count)
+            ..Row::new(
+                Scenario::Auth,
+                "node CPU in cores during handshakes",
+                Unit::Count,
+            )
         }
         .with_bound(Bound::ceiling(
             format!("{machine_cores} cores"),
