@@ -1,7 +1,7 @@
--- Events are kept in log order, found by (space, seq). An event's id hashes the signed event,
--- space and seq included, so the primary key already keeps ids unique; the unique index on
--- id cost a random B-tree page per appended event and answered no query. SQLite drops a
--- column's UNIQUE only by rebuilding the table.
+-- Events are kept in log order, found by (space, seq). An event's id hashes the event (all
+-- of it but its signature, space and seq included), so the primary key already keeps ids
+-- unique; the unique index on id cost a random B-tree page per appended event and answered
+-- no query. SQLite drops a column's UNIQUE only by rebuilding the table.
 CREATE TABLE events_appended (
     space   TEXT NOT NULL REFERENCES spaces(id),
     seq     INTEGER NOT NULL,

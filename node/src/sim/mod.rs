@@ -434,6 +434,10 @@ impl World {
         let (inputs, tags): (Vec<Input>, Vec<Option<ContentId>>) =
             self.nodes[node].inbox.drain(..take).unzip();
         let n = &mut self.nodes[node];
+        // Each group commits before the next is decided here.
+        if n.core.over_cache() {
+            n.core.trim();
+        }
         let mut reads = Reads::default();
         for _ in 0..3 {
             let needs = n.core.needs(&inputs, &reads);

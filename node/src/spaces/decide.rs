@@ -356,14 +356,24 @@ impl Core {
         }
     }
 
+    /// Whether more spaces are in memory than are kept: the caller empties the cache with
+    /// [`Core::trim`] once nothing decided here is uncommitted (the store then holds every
+    /// state the cache would lose), and before it asks [`Core::needs`].
+    pub fn over_cache(&self) -> bool {
+        self.spaces.len() > MAX_CACHED_SPACES
+    }
+
+    /// Forget every space's state and tree; each loads from the store on its next use. Only
+    /// when nothing decided is uncommitted, before [`Core::needs`].
+    pub fn trim(&mut self) {
+        self.spaces.clear();
+        self.trees.clear();
+    }
+
     /// Decide `inputs` with what the store said (`reads`, which answer [`Core::needs`]) at
     /// time `now` (ms).
     pub fn decide(&mut self, inputs: Vec<Input>, reads: &Reads, now: u64) -> Decided {
         self.group = GroupBeams::default();
-        if self.spaces.len() > MAX_CACHED_SPACES {
-            self.spaces.clear();
-            self.trees.clear();
-        }
         for (id, state) in &reads.spaces {
             if let Some(state) = state
                 && !self.spaces.contains_key(id)

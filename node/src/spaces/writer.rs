@@ -216,10 +216,7 @@ impl Writer {
                 }
                 Next::Committed(result) => {
                     if let Some(done) = flight.take() {
-                        match self.finish_flight(done, result) {
-                            Ok(()) => {}
-                            Err(()) => self.refuse_forming(forming.take()),
-                        }
+                        self.land(done, result, &mut forming);
                     }
                 }
                 Next::Request(None) => break,
@@ -256,6 +253,11 @@ impl Writer {
     ) {
         let (inputs, answers): (Vec<Input>, Vec<Answer>) =
             batch.into_iter().map(|r| (r.input, r.answer)).unzip();
+        if self.core.over_cache() {
+            // The cache may lose only states the store holds: commit everything first.
+            self.settle(flight, forming).await;
+            self.core.trim();
+        }
         let mut reads = Reads::default();
         let mut rounds = 0;
         while rounds < READ_ROUNDS {
@@ -293,16 +295,18 @@ impl Writer {
         // up. So a hop costs a verification and a socket write, not this node's fsync. Events
         // this node sequences wait for the commit: their ack promises durability.
         let (ours, theirs) = self.split_forward(std::mem::take(&mut decided.forward));
-        self.broadcast(theirs);
-        decided.forward = ours;
+        let now = self.broadcasts(theirs);
+        self.send(now);
+        let broadcasts = self.broadcasts(ours);
         let touched = Uncommitted::of(&decided.ops);
         match forming {
-            Some(group) => group.absorb(decided, answers, touched),
+            Some(group) => group.absorb(decided, answers, touched, broadcasts),
             None => {
                 *forming = Some(Forming {
                     decided,
                     answers,
                     touched,
+                    broadcasts,
                 });
             }
         }
@@ -313,16 +317,14 @@ impl Writer {
     async fn settle(&mut self, flight: &mut Option<InFlight>, forming: &mut Option<Forming>) {
         if let Some(mut done) = flight.take() {
             let result = flatten((&mut done.commit).await);
-            if self.finish_flight(done, result).is_err() {
-                self.refuse_forming(forming.take());
-            }
+            self.land(done, result, forming);
         }
         if let Some(group) = forming.take()
             && let Some(mut done) = self.start_commit(group)
         {
             let result = flatten((&mut done.commit).await);
             // Nothing is decided after it yet: a failure has nothing more to undo.
-            let _ = self.finish_flight(done, result);
+            self.land(done, result, &mut None);
         }
     }
 
@@ -334,43 +336,58 @@ impl Writer {
             mut decided,
             answers,
             touched,
+            broadcasts,
         } = group;
         let saved = decided.take_saved();
         let ops = std::mem::take(&mut decided.ops);
+        let done = Landing {
+            decided,
+            answers,
+            saved,
+            broadcasts,
+        };
         if ops.is_empty() {
-            let _ = self.finish(decided, answers, saved, Ok(()));
+            self.finish(done, Ok(()));
             return None;
         }
         let store = self.store.clone();
         Some(InFlight {
             commit: AbortOnDropHandle::new(tokio::spawn(async move { store.commit(&ops).await })),
-            decided,
-            answers,
-            saved,
+            done,
             touched,
         })
     }
 
-    /// Answer a group whose commit ended with `result`, then publish its events; if the
-    /// commit failed, put back the states it moved and refuse it (`Err`: the caller refuses
-    /// the group decided on top of it, whose states were rolled back first).
-    fn finish(
+    /// The commit in flight ended with `result`: if it failed, first refuse the group formed
+    /// on top of it (undoing its states, which were moved after the failed group's), then
+    /// finish the failed group, whose rollback takes the states back to before it.
+    fn land(
         &mut self,
-        decided: Decided,
-        answers: Vec<Answer>,
-        saved: HashMap<SpaceId, Option<SpaceState>>,
+        done: InFlight,
         result: Result<(), StoreError>,
-    ) -> Result<(), ()> {
+        forming: &mut Option<Forming>,
+    ) {
+        if result.is_err() {
+            self.refuse_forming(forming.take());
+        }
+        self.finish(done.done, result);
+    }
+
+    /// Answer a group whose commit ended with `result`, then publish its events; if the
+    /// commit failed, put back the states it moved and refuse it. Any group decided on top of
+    /// it must have been rolled back already ([`Writer::land`]).
+    fn finish(&mut self, done: Landing, result: Result<(), StoreError>) {
+        let Landing {
+            decided,
+            answers,
+            saved,
+            broadcasts,
+        } = done;
         if let Err(e) = &result {
             tracing::error!(error = %crate::report::Causes(e), "commit failed; the group's requests are refused");
             self.core.rollback(saved);
         }
-        let Decided {
-            live,
-            outcomes,
-            forward,
-            ..
-        } = decided;
+        let Decided { live, outcomes, .. } = decided;
         for (answer, outcome) in answers.into_iter().zip(outcomes) {
             let outcome = match (&result, outcome) {
                 (Err(e), outcome) if !matches!(outcome, Outcome::Refused(_)) => {
@@ -381,18 +398,12 @@ impl Writer {
             reply(answer, outcome);
         }
         if result.is_err() {
-            return Err(());
+            return;
         }
         for (space, event) in live {
             self.hub.publish(&space, event);
         }
-        self.broadcast(forward);
-        Ok(())
-    }
-
-    /// [`Writer::finish`] for the group that was in flight.
-    fn finish_flight(&mut self, done: InFlight, result: Result<(), StoreError>) -> Result<(), ()> {
-        self.finish(done.decided, done.answers, done.saved, result)
+        self.send(broadcasts);
     }
 
     /// Refuse a group decided on top of one whose commit failed, after putting back the
@@ -412,7 +423,7 @@ impl Writer {
                 Outcome::Refused(e) => Outcome::Refused(e),
                 _ => Outcome::Refused(SequenceError::Store(StoreError::Corrupt {
                     table: "commit",
-                    reason: "the group committed before this one failed".to_owned(),
+                    reason: "the commit of the group before this one failed".to_owned(),
                 })),
             };
             reply(answer, outcome);
@@ -429,11 +440,10 @@ impl Writer {
         })
     }
 
-    /// Give events to the outbox, one broadcast per space, in their order.
-    fn broadcast(&mut self, events: Vec<Event>) {
-        let Some(outbox) = self.outbox.clone() else {
-            return;
-        };
+    /// One broadcast per space of `events`, in their order, each with the space's tree as it
+    /// is now: taken when the events are decided, since the cache of states may be emptied
+    /// before they are committed.
+    fn broadcasts(&mut self, events: Vec<Event>) -> Vec<Broadcast<Event>> {
         let mut by_space: Vec<(SpaceId, Vec<Event>)> = Vec::new();
         for event in events {
             match by_space.iter_mut().find(|(space, _)| *space == event.space) {
@@ -441,15 +451,26 @@ impl Writer {
                 None => by_space.push((event.space.clone(), vec![event])),
             }
         }
-        for (space, items) in by_space {
-            let Some(nodes) = self.core.tree_nodes(&space) else {
-                continue;
-            };
-            outbox.send(Broadcast {
-                space,
-                nodes,
-                items: Arc::new(items),
-            });
+        by_space
+            .into_iter()
+            .filter_map(|(space, items)| {
+                let nodes = self.core.tree_nodes(&space)?;
+                Some(Broadcast {
+                    space,
+                    nodes,
+                    items: Arc::new(items),
+                })
+            })
+            .collect()
+    }
+
+    /// Give broadcasts to the outbox.
+    fn send(&self, broadcasts: Vec<Broadcast<Event>>) {
+        let Some(outbox) = &self.outbox else {
+            return;
+        };
+        for broadcast in broadcasts {
+            outbox.send(broadcast);
         }
     }
 }
@@ -464,12 +485,19 @@ enum Next {
 /// A group decided and being committed.
 struct InFlight {
     commit: AbortOnDropHandle<Result<(), StoreError>>,
+    done: Landing,
+    touched: Uncommitted,
+}
+
+/// What is left to do for a group once its commit ends.
+struct Landing {
     /// Its events and outcomes (its ops went to the commit).
     decided: Decided,
     answers: Vec<Answer>,
     /// The states it moved, as they were before.
     saved: HashMap<SpaceId, Option<SpaceState>>,
-    touched: Uncommitted,
+    /// Its events for the spaces' trees, once committed.
+    broadcasts: Vec<Broadcast<Event>>,
 }
 
 /// The group being decided while the one before it commits.
@@ -477,6 +505,7 @@ struct Forming {
     decided: Decided,
     answers: Vec<Answer>,
     touched: Uncommitted,
+    broadcasts: Vec<Broadcast<Event>>,
 }
 
 impl Forming {
@@ -488,10 +517,17 @@ impl Forming {
         self.room() > 0
     }
 
-    fn absorb(&mut self, decided: Decided, answers: Vec<Answer>, touched: Uncommitted) {
+    fn absorb(
+        &mut self,
+        decided: Decided,
+        answers: Vec<Answer>,
+        touched: Uncommitted,
+        broadcasts: Vec<Broadcast<Event>>,
+    ) {
         self.decided.absorb(decided);
         self.answers.extend(answers);
         self.touched.beams.extend(touched.beams);
+        self.broadcasts.extend(broadcasts);
     }
 }
 

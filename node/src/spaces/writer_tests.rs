@@ -118,19 +118,36 @@ impl Fixture {
         seqs
     }
 
-    /// Run `sql` with the space's id as `$1` on another connection to the database file,
-    /// behind the writer's back.
-    async fn sneak(&self, sql: &'static str) {
+    /// Another connection to the database file, behind the writer's back.
+    async fn connection(&self) -> sqlx::SqliteConnection {
         let url = format!("sqlite://{}", self.path.display());
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query(sql)
-            .bind(self.space.as_str())
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        sqlx::SqliteConnection::connect(&url).await.unwrap()
+    }
+
+    /// Run `sql` with the space's id as `$1` on another connection.
+    async fn sneak(&self, sql: &'static str) {
+        let mut conn = self.connection().await;
+        run(&mut conn, sql, &self.space).await;
         conn.close().await.unwrap();
     }
 }
+
+/// Run `sql` on `conn` with `space` as `$1` if it names one.
+async fn run(conn: &mut sqlx::SqliteConnection, sql: &'static str, space: &SpaceId) {
+    let query = sqlx::query(sql);
+    let query = if sql.contains("$1") {
+        query.bind(space.as_str())
+    } else {
+        query
+    };
+    query.execute(conn).await.unwrap();
+}
+
+/// Squat seq 3 of the log behind the writer's back.
+const SQUAT: &str = "INSERT INTO events (space, seq, id, kind, author, json) \
+                     VALUES ($1, 3, 'squatter', 'beam_ref', 'nobody', '{}')";
+
+impl Fixture {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posts_at_once_get_one_contiguous_chained_log() {
@@ -157,11 +174,7 @@ async fn a_failed_commit_refuses_the_groups_on_top_of_it_and_rolls_back() {
     assert_eq!(f.post(0).await.unwrap(), 2);
     // A row the writer does not know of takes seq 3: the commit of the group holding seq 3
     // fails, and every group decided on top of it must be refused with it.
-    f.sneak(
-        "INSERT INTO events (space, seq, id, kind, author, json) \
-         VALUES ($1, 3, 'squatter', 'beam_ref', 'nobody', '{}')",
-    )
-    .await;
+    f.sneak(SQUAT).await;
     let results = f.post_many(1).await;
     assert!(
         results.iter().all(Result::is_err),
@@ -185,4 +198,37 @@ async fn a_failed_commit_refuses_the_groups_on_top_of_it_and_rolls_back() {
         f.chained_seqs().await,
         (1..4 + POSTS as u64).collect::<Vec<_>>()
     );
+}
+
+/// Not left to timing: another connection holds the write lock while it squats seq 3, so the
+/// commit of the post that takes seq 3 waits for it; a second post is decided on top
+/// meanwhile. When the lock goes, the first commit fails; the second is refused, and the
+/// writer's memory goes back to seq 2, not to the first post's seq 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_decided_on_a_blocked_commit_that_fails_is_undone_first() {
+    let f = Arc::new(fixture().await);
+    assert_eq!(f.post(0).await.unwrap(), 2);
+    let mut lock = f.connection().await;
+    run(&mut lock, "BEGIN IMMEDIATE", &f.space).await;
+    run(&mut lock, SQUAT, &f.space).await;
+    let first = tokio::spawn({
+        let f = f.clone();
+        async move { f.post(1).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let second = tokio::spawn({
+        let f = f.clone();
+        async move { f.post(2).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    run(&mut lock, "COMMIT", &f.space).await;
+    assert!(first.await.unwrap().is_err(), "seq 3 was squatted");
+    assert!(
+        second.await.unwrap().is_err(),
+        "decided on top of a failed commit"
+    );
+    f.sneak("DELETE FROM events WHERE space = $1 AND seq = 3")
+        .await;
+    assert_eq!(f.post(3).await.unwrap(), 3, "the head went back to seq 2");
+    assert_eq!(f.chained_seqs().await, vec![1, 2, 3]);
 }

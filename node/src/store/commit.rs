@@ -143,8 +143,8 @@ where
             })
             .collect();
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            // No `ON CONFLICT`: a seq already stored fails the group (an id hashes its space
-            // and seq, so the primary key keeps ids unique too).
+            // No `ON CONFLICT`: a seq already stored fails the group (an id hashes the event
+            // with its space and seq, so the primary key keeps ids unique too).
             let mut q =
                 QueryBuilder::<DB>::new("INSERT INTO events (space, seq, id, kind, author, json) ");
             q.push_values(chunk, |mut row, e| {

@@ -70,6 +70,9 @@ pub(super) async fn open(path: &Path) -> Result<Db, StoreError> {
         // of replicated events did (write syscalls: about 4% of a catch-up's CPU, half that
         // as copies in memory). Durability is the WAL's business, not this journal's.
         .pragma("temp_store", "memory")
+        // After a checkpoint lets the WAL start over, SQLite cuts the file back to this size
+        // (64 MiB): a burst does not leave a large WAL behind it.
+        .pragma("journal_size_limit", (64 * 1024 * 1024).to_string())
         .busy_timeout(BUSY_TIMEOUT);
     let pool = SqlitePoolOptions::new()
         .max_connections(POOL_CONNECTIONS)
