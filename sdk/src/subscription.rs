@@ -54,25 +54,20 @@ const FILL_PAGE: u32 = 500;
 /// its task and unsubscribes.
 #[derive(Debug)]
 pub struct EventStream {
-    space: SpaceId,
-    rx: mpsc::Receiver<Result<EventWithBeam, SdkError>>,
-    _task: AbortOnDropHandle<()>,
+    /// The same subscription without beams inline; its items lose their (absent) beam.
+    inner: EventWithBeamStream,
 }
 
 impl EventStream {
     /// Subscribe on `client` from the cursor's position and start the task that follows.
     pub(crate) async fn start(client: Client, cursor: LogCursor) -> Result<Self, SdkError> {
-        let (space, rx, task) = follow(client, cursor, false).await?;
-        Ok(Self {
-            space,
-            rx,
-            _task: task,
-        })
+        let inner = EventWithBeamStream::follow(client, cursor, false).await?;
+        Ok(Self { inner })
     }
 
     /// The space followed.
     pub fn space(&self) -> &SpaceId {
-        &self.space
+        self.inner.space()
     }
 }
 
@@ -80,8 +75,8 @@ impl Stream for EventStream {
     type Item = Result<Event, SdkError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx
-            .poll_recv(cx)
+        Pin::new(&mut self.inner)
+            .poll_next(cx)
             .map(|item| item.map(|item| item.map(|item| item.event)))
     }
 }
@@ -102,7 +97,12 @@ impl EventWithBeamStream {
     /// Subscribe with beams inline on `client` from the cursor's position and start the task
     /// that follows.
     pub(crate) async fn start(client: Client, cursor: LogCursor) -> Result<Self, SdkError> {
-        let (space, rx, task) = follow(client, cursor, true).await?;
+        Self::follow(client, cursor, true).await
+    }
+
+    /// Subscribe (with beams inline if `beams`) and start the task that follows.
+    async fn follow(client: Client, cursor: LogCursor, beams: bool) -> Result<Self, SdkError> {
+        let (space, rx, task) = follow(client, cursor, beams).await?;
         Ok(Self {
             space,
             rx,

@@ -342,6 +342,13 @@ async fn try_connect(node: &Scripted) -> Result<Client, SdkError> {
         .expect("connect timed out")
 }
 
+/// The stream's next item (`None` once it ended), failing the test if none comes in time.
+async fn next_of<S: futures_util::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    tokio::time::timeout(TIMEOUT, stream.next())
+        .await
+        .expect("no item in time")
+}
+
 async fn connect(node: &Scripted) -> Client {
     try_connect(node).await.unwrap()
 }
@@ -509,21 +516,12 @@ async fn ends_with_one_error_on_an_event_the_sequencer_did_not_sign() {
     let client = connect(&node).await;
     let mut stream = client.subscribe(&node.fake.space, 0).await.unwrap();
     assert_eq!(take_seqs(&mut stream, 1).await, vec![1]);
-    let err = tokio::time::timeout(TIMEOUT, stream.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_err();
+    let err = next_of(&mut stream).await.unwrap().unwrap_err();
     assert!(
         matches!(err, SdkError::Verify(VerifyError::BadEvent { seq: 2, .. })),
         "{err}"
     );
-    assert!(
-        tokio::time::timeout(TIMEOUT, stream.next())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(next_of(&mut stream).await.is_none());
 }
 
 #[tokio::test]
@@ -557,11 +555,7 @@ async fn inline_beams_are_checked_and_delivered_with_their_events() {
         .unwrap();
     let mut got = Vec::new();
     for _ in 0..3 {
-        let item = tokio::time::timeout(TIMEOUT, stream.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let item = next_of(&mut stream).await.unwrap().unwrap();
         got.push((item.event.seq, item.beam));
     }
     assert_eq!(
@@ -589,17 +583,9 @@ async fn a_tampered_inline_beam_on_a_subscription_is_an_error_not_data() {
         .subscribe_with_beams(&node.fake.space, 0)
         .await
         .unwrap();
-    let first = tokio::time::timeout(TIMEOUT, stream.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let first = next_of(&mut stream).await.unwrap().unwrap();
     assert_eq!((first.event.seq, first.beam), (1, None));
-    let err = tokio::time::timeout(TIMEOUT, stream.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_err();
+    let err = next_of(&mut stream).await.unwrap().unwrap_err();
     assert!(
         matches!(
             err,
@@ -608,10 +594,7 @@ async fn a_tampered_inline_beam_on_a_subscription_is_an_error_not_data() {
         "{err}"
     );
     assert!(
-        tokio::time::timeout(TIMEOUT, stream.next())
-            .await
-            .unwrap()
-            .is_none(),
+        next_of(&mut stream).await.is_none(),
         "the stream ends after the error"
     );
 }
@@ -632,11 +615,7 @@ async fn a_beam_beside_an_event_that_names_none_is_an_error() {
         .subscribe_with_beams(&node.fake.space, 0)
         .await
         .unwrap();
-    let err = tokio::time::timeout(TIMEOUT, stream.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_err();
+    let err = next_of(&mut stream).await.unwrap().unwrap_err();
     assert!(
         matches!(err, SdkError::Verify(VerifyError::UnaskedBeam { .. })),
         "{err}"
