@@ -342,6 +342,27 @@ async fn try_connect(node: &Scripted) -> Result<Client, SdkError> {
         .expect("connect timed out")
 }
 
+/// A node that sends `items` (made from its log) on one subscription, and the client's
+/// subscription with beams inline to it; the node lives as long as the first half.
+async fn inline_subscription(
+    items: impl FnOnce(&[Event]) -> Vec<String>,
+) -> (Scripted, northstar_sdk::EventWithBeamStream) {
+    let node = scripted(None, |log, _| {
+        vec![Plan {
+            send: Vec::new(),
+            items: items(log),
+            cut_off: false,
+        }]
+    })
+    .await;
+    let stream = connect(&node)
+        .await
+        .subscribe_with_beams(&node.fake.space, 0)
+        .await
+        .unwrap();
+    (node, stream)
+}
+
 /// The stream's next item (`None` once it ended), failing the test if none comes in time.
 async fn next_of<S: futures_util::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
     tokio::time::timeout(TIMEOUT, stream.next())
@@ -535,24 +556,15 @@ async fn events_are_verified_and_linked() {
 
 #[tokio::test]
 async fn inline_beams_are_checked_and_delivered_with_their_events() {
-    let node = scripted(None, |log, _| {
-        vec![Plan {
-            send: Vec::new(),
-            items: vec![
-                item(&log[0], None),
-                item(&log[1], Some(&beam_of(2))),
-                // A ref whose beam the node did not inline.
-                item(&log[2], None),
-            ],
-            cut_off: false,
-        }]
+    let (_node, mut stream) = inline_subscription(|log| {
+        vec![
+            item(&log[0], None),
+            item(&log[1], Some(&beam_of(2))),
+            // A ref whose beam the node did not inline.
+            item(&log[2], None),
+        ]
     })
     .await;
-    let client = connect(&node).await;
-    let mut stream = client
-        .subscribe_with_beams(&node.fake.space, 0)
-        .await
-        .unwrap();
     let mut got = Vec::new();
     for _ in 0..3 {
         let item = next_of(&mut stream).await.unwrap().unwrap();
@@ -567,22 +579,13 @@ async fn inline_beams_are_checked_and_delivered_with_their_events() {
 
 #[tokio::test]
 async fn a_tampered_inline_beam_on_a_subscription_is_an_error_not_data() {
-    let node = scripted(None, |log, _| {
-        vec![Plan {
-            send: Vec::new(),
-            items: vec![
-                item(&log[0], None),
-                item(&log[1], Some(&tampered(&beam_of(2)))),
-            ],
-            cut_off: false,
-        }]
+    let (_node, mut stream) = inline_subscription(|log| {
+        vec![
+            item(&log[0], None),
+            item(&log[1], Some(&tampered(&beam_of(2)))),
+        ]
     })
     .await;
-    let client = connect(&node).await;
-    let mut stream = client
-        .subscribe_with_beams(&node.fake.space, 0)
-        .await
-        .unwrap();
     let first = next_of(&mut stream).await.unwrap().unwrap();
     assert_eq!((first.event.seq, first.beam), (1, None));
     let err = next_of(&mut stream).await.unwrap().unwrap_err();
@@ -602,19 +605,8 @@ async fn a_tampered_inline_beam_on_a_subscription_is_an_error_not_data() {
 #[tokio::test]
 async fn a_beam_beside_an_event_that_names_none_is_an_error() {
     // The genesis names no beam; a beam beside it is the node's fault.
-    let node = scripted(None, |log, _| {
-        vec![Plan {
-            send: Vec::new(),
-            items: vec![item(&log[0], Some(&beam_of(2)))],
-            cut_off: false,
-        }]
-    })
-    .await;
-    let client = connect(&node).await;
-    let mut stream = client
-        .subscribe_with_beams(&node.fake.space, 0)
-        .await
-        .unwrap();
+    let (_node, mut stream) =
+        inline_subscription(|log| vec![item(&log[0], Some(&beam_of(2)))]).await;
     let err = next_of(&mut stream).await.unwrap().unwrap_err();
     assert!(
         matches!(err, SdkError::Verify(VerifyError::UnaskedBeam { .. })),
