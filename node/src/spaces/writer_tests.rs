@@ -232,3 +232,33 @@ async fn the_group_decided_on_a_blocked_commit_that_fails_is_undone_first() {
     assert_eq!(f.post(3).await.unwrap(), 3, "the head went back to seq 2");
     assert_eq!(f.chained_seqs().await, vec![1, 2, 3]);
 }
+
+/// The WAL is copied into the database file beside the writer: a copy of the database file
+/// alone, without its WAL, holds what was committed a moment ago.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_reach_the_database_file_without_waiting_for_the_wal_to_fill() {
+    let f = fixture().await;
+    for n in 0..5 {
+        f.post(n).await.unwrap();
+    }
+    let copy = f._dir.path().join("copy.db");
+    let mut events = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        std::fs::copy(&f.path, &copy).unwrap();
+        let url = format!("sqlite://{}", copy.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        events = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        if events == 6 {
+            break;
+        }
+    }
+    assert_eq!(
+        events, 6,
+        "the genesis and five posts, in the database file itself"
+    );
+}

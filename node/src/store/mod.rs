@@ -189,9 +189,10 @@ pub struct Store {
     backend: Backend,
     /// On PostgreSQL, the node's hold on its database, let go by [`Store::close`].
     claim: Option<std::sync::Arc<postgres::Claim>>,
-    /// On SQLite, the task that checkpoints the WAL beside the writer, stopped by
-    /// [`Store::close`] or when the last clone of the store goes.
-    checkpointer: Option<std::sync::Arc<tokio_util::task::AbortOnDropHandle<()>>>,
+    /// On SQLite, the task that checkpoints the WAL beside the writer: started by the first
+    /// group commit (so a store opened only to be read or copied from starts none), stopped
+    /// by [`Store::close`] or when the last clone of the store goes.
+    checkpointer: std::sync::Arc<std::sync::OnceLock<tokio_util::task::AbortOnDropHandle<()>>>,
 }
 
 /// The backends, each a pool of its own driver running the shared SQL. An enum rather than a
@@ -223,21 +224,17 @@ impl Store {
     /// they hold the logs of private spaces.
     pub async fn open(storage: &Storage, node: &str) -> Result<Self, StoreError> {
         let store = match storage {
-            Storage::Sqlite { path } => {
-                let db = sqlite::open(path).await?;
-                let checkpointer = sqlite::spawn_checkpointer(db.pool.clone());
-                Self {
-                    backend: Backend::Sqlite(db),
-                    claim: None,
-                    checkpointer: Some(std::sync::Arc::new(checkpointer)),
-                }
-            }
+            Storage::Sqlite { path } => Self {
+                backend: Backend::Sqlite(sqlite::open(path).await?),
+                claim: None,
+                checkpointer: std::sync::Arc::default(),
+            },
             Storage::Postgres { url } => {
                 let (db, claim) = postgres::open(url).await?;
                 Self {
                     backend: Backend::Postgres(db),
                     claim: Some(std::sync::Arc::new(claim)),
-                    checkpointer: None,
+                    checkpointer: std::sync::Arc::default(),
                 }
             }
         };
@@ -256,7 +253,7 @@ impl Store {
     /// Close every connection (on SQLite, checkpointing the WAL; on PostgreSQL, letting go of
     /// the node's lock on the database).
     pub async fn close(&self) {
-        if let Some(checkpointer) = &self.checkpointer {
+        if let Some(checkpointer) = self.checkpointer.get() {
             checkpointer.abort();
         }
         on_backend!(self, db => {
@@ -271,6 +268,10 @@ impl Store {
     /// Apply `ops` in one transaction; returns once it is durable. If any change fails (an
     /// event whose seq is taken, say), none of the group is kept.
     pub async fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+        if let Backend::Sqlite(db) = &self.backend {
+            self.checkpointer
+                .get_or_init(|| sqlite::spawn_checkpointer(db.pool.clone()));
+        }
         on_backend!(self, db => db.commit(ops).await)
     }
 
