@@ -5,9 +5,12 @@
 //! store, lets [`Core`] decide them all without I/O, commits the result in one transaction, and
 //! only then answers each caller, publishes to local subscribers and hands the events to the
 //! outbox for the spaces' broadcast trees. So concurrent posts share one fsync, and an
-//! acknowledged event is always durable. A replica's new events are the exception: they go to
-//! the outbox as soon as they are decided, before the commit (`spec/protocol.md` §9.4). It uses the store, the hub and the pure parts of
-//! [`crate::spaces`]; nothing it uses knows about it.
+//! acknowledged event is always durable. Commits are pipelined: while one group commits in a
+//! task of its own, the requests that arrive are decided into the next group, which commits
+//! once the first is durable ([`Writer::run`]). A replica's new events are the exception to
+//! "after the commit": they go to the outbox as soon as they are decided (`spec/protocol.md`
+//! §9.4). It uses the store, the hub and the pure parts of [`crate::spaces`]; nothing it uses
+//! knows about it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -265,13 +268,12 @@ impl Writer {
             if needs.is_empty() {
                 break;
             }
-            let independent = flight
-                .as_ref()
-                .is_none_or(|f| f.touched.independent_of(&needs))
-                && forming
-                    .as_ref()
-                    .is_none_or(|f| f.touched.independent_of(&needs));
-            if !independent {
+            let uncommitted: Vec<&Uncommitted> = flight
+                .iter()
+                .map(|f| &f.touched)
+                .chain(forming.iter().map(|f| &f.touched))
+                .collect();
+            if !independent(&needs, &uncommitted) {
                 // Wait until nothing is uncommitted, then ask again: a failed commit may
                 // have rolled back what the questions were asked of.
                 self.settle(flight, forming).await;
@@ -552,22 +554,25 @@ impl Uncommitted {
             .collect();
         Self { beams }
     }
+}
 
-    /// Whether the store answers `needs` the same before and after this group commits. Only
-    /// beam lookups are told apart, by id (a post asks about the beam it refers to, a new one
-    /// as a rule); any other read (a space's state, a ref, a stored path, the spaces that
-    /// refer to a beam, a held event) counts as dependent, and waits.
-    fn independent_of(&self, needs: &Needs) -> bool {
-        needs.spaces.is_empty()
-            && needs.refs.is_empty()
-            && needs.stored.is_empty()
-            && needs.referencing.is_empty()
-            && needs.held.is_empty()
-            && needs
-                .beams
-                .iter()
-                .all(|id| !self.beams.contains(&id.to_string()))
+/// Whether the store answers `needs` the same before and after the `uncommitted` groups
+/// commit. Only beam lookups are told apart, by id (a post asks about the beam it refers to, a
+/// new one as a rule); any other read (a space's state, a ref, a stored path, the spaces that
+/// refer to a beam, a held event) counts as dependent, and waits. Each id is encoded once.
+fn independent(needs: &Needs, uncommitted: &[&Uncommitted]) -> bool {
+    if uncommitted.is_empty() {
+        return true;
     }
+    needs.spaces.is_empty()
+        && needs.refs.is_empty()
+        && needs.stored.is_empty()
+        && needs.referencing.is_empty()
+        && needs.held.is_empty()
+        && needs.beams.iter().all(|id| {
+            let id = id.to_string();
+            uncommitted.iter().all(|group| !group.beams.contains(&id))
+        })
 }
 
 /// The result of a commit task; one that did not run to its end (it panicked, or the runtime

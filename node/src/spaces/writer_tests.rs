@@ -25,7 +25,7 @@ struct Fixture {
     store: Store,
     path: std::path::PathBuf,
     stop: CancellationToken,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Fixture {
@@ -67,7 +67,7 @@ async fn fixture() -> Fixture {
         store,
         path,
         stop,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -241,7 +241,7 @@ async fn commits_reach_the_database_file_without_waiting_for_the_wal_to_fill() {
     for n in 0..5 {
         f.post(n).await.unwrap();
     }
-    let copy = f._dir.path().join("copy.db");
+    let copy = f.dir.path().join("copy.db");
     let mut events = 0;
     for _ in 0..50 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
