@@ -79,7 +79,7 @@ where
             q.push(
                 ") AS v WHERE NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.beam = v.column2) ",
             );
-            q.push("ON CONFLICT (path) DO NOTHING");
+            q.push("ON CONFLICT (id) DO NOTHING");
             q.build().execute(&mut **tx).await?;
         }
         Ok(())
@@ -269,7 +269,8 @@ where
                 author,
                 tombstone,
             } => {
-                sqlx::query("DELETE FROM beams WHERE path = $1")
+                sqlx::query("DELETE FROM beams WHERE id = $1 AND path = $2")
+                    .bind(beam.as_str())
                     .bind(path.as_str())
                     .execute(&mut **tx)
                     .await?;

@@ -290,7 +290,7 @@ const TABLES: [Table; 7] = [
             ("json", Text),
             ("created_at", Int),
         ],
-        order: "path",
+        order: "id",
     },
     Table {
         name: "beam_refs",

@@ -229,11 +229,17 @@ where
     }
 
     pub(super) async fn beam(&self, path: &str) -> Result<Option<BeamRow>, StoreError> {
-        let row =
-            sqlx::query("SELECT path, id, author, json, created_at FROM beams WHERE path = $1")
-                .bind(path)
-                .fetch_optional(&self.pool)
-                .await?;
+        // Beams are found by id, the path's last part; the path itself is checked after.
+        let Some((_, id)) = path.rsplit_once('/') else {
+            return Ok(None);
+        };
+        let row = sqlx::query(
+            "SELECT path, id, author, json, created_at FROM beams WHERE id = $1 AND path = $2",
+        )
+        .bind(id)
+        .bind(path)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| beam_row(&r)))
     }
 
@@ -278,7 +284,7 @@ where
             format!(
                 "SELECT b.path, b.id, b.author, b.json, b.created_at FROM beams b \
                  WHERE b.author = $1 AND b.created_at < $2 AND {} \
-                 ORDER BY b.created_at DESC, b.path LIMIT $3",
+                 ORDER BY b.created_at DESC, b.id LIMIT $3",
                 readable("b.path", "b.id", "b.author", "$4")
             )
         });

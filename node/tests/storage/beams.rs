@@ -44,6 +44,11 @@ pub(super) async fn beams_refs_posts_and_forks_are_inserted_once(f: &Fixture) {
         Some(first),
         "the first copy stays"
     );
+    assert_eq!(
+        store.beam("beam/other/b1").await.unwrap(),
+        None,
+        "a beam is found only under its own path"
+    );
     assert_eq!(store.ref_authors("b1").await.unwrap(), ["did:key:author"]);
     assert_eq!(
         store

@@ -58,6 +58,7 @@ impl Fixture {
 mod beams;
 mod log;
 mod spaces;
+mod upgrade;
 
 /// Runs each named case on both backends.
 macro_rules! conformance {
