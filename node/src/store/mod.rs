@@ -36,7 +36,7 @@
 //!   logs); WAL with `synchronous=FULL`, so a commit is on disk when it returns; foreign keys
 //!   enforced; one writer at a time, others wait up to 10 s for the lock. Group commits go
 //!   through one long-lived connection whose page cache stays warm; a task checkpoints the
-//!   WAL beside it every 50 ms, so a commit waits for the WAL's fsync only.
+//!   WAL beside it every 200 ms, so a commit waits for the WAL's fsync only.
 //! - PostgreSQL: `synchronous_commit` is left at the server's durable default (`on`): a commit
 //!   returns after the server flushed its WAL. Text columns sort bytewise (`COLLATE "C"`), so
 //!   every listing comes back in the same order as on SQLite. Text cannot hold a NUL
