@@ -234,7 +234,7 @@ impl Settings {
             fanout_min_posts: 50,
             fanout_max_posts: 1_000,
             fanout_window: 32,
-            fanout_latency_rate: 50.0,
+            fanout_latency_rate: 200.0,
             fanout_latency_secs: 2.0,
             federation_members: vec![12, 50],
             federation_fanouts: vec![3, 10],
