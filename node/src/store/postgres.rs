@@ -34,6 +34,9 @@ const NO_SUCH_DATABASE: &str = "3D000";
 pub(super) type Db = Sql<Postgres>;
 
 impl Dialect for Postgres {
+    // The extended protocol takes one statement per query that binds values.
+    const SCRIPTS: bool = false;
+
     fn storable(text: &str) -> Cow<'_, str> {
         if text.contains('\0') {
             Cow::Owned(text.replace('\0', "\u{FFFD}"))

@@ -51,6 +51,9 @@ pub(super) trait Dialect: Database {
     fn storable(text: &str) -> std::borrow::Cow<'_, str>;
     /// How many rows a statement changed.
     fn rows_affected(done: &Self::QueryResult) -> u64;
+    /// Whether one query may hold several statements with bound values, run in order (a
+    /// group commit is then one query, `BEGIN` to `COMMIT`).
+    const SCRIPTS: bool;
 }
 
 /// Rows per multi-row statement: far below SQLite's limit of 32,766 bound values and

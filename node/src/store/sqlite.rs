@@ -45,6 +45,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) type Db = Sql<Sqlite>;
 
 impl Dialect for Sqlite {
+    // The driver runs each statement of a query in turn on its worker thread, binding the values in order.
+    const SCRIPTS: bool = true;
+
     fn storable(text: &str) -> Cow<'_, str> {
         Cow::Borrowed(text)
     }
