@@ -245,6 +245,47 @@ struct GroupBeams {
     owners: HashMap<ContentId, Did>,
 }
 
+/// Beam ids with a tombstone in the store, as far as the writer knows: every id of the
+/// `tombstones` table (given by [`Core::know_tombstones`] when the writer starts) and every id
+/// it decided a deletion of since (even one whose commit then failed: an id too many only
+/// costs a read). Until it is given, or once it would pass [`MAX_KNOWN_TOMBSTONES`], every id
+/// may have one and the store is asked. Only the writer adds tombstones, so an id not here has
+/// none: a post that carries its own beam then needs no read before it is sequenced.
+#[derive(Debug, Default)]
+pub struct Tombstones {
+    ids: Option<HashSet<ContentId>>,
+}
+
+/// Tombstones the writer keeps in memory at most (about 64 bytes each).
+pub const MAX_KNOWN_TOMBSTONES: usize = 100_000;
+
+impl Tombstones {
+    /// Every id of the store's tombstones, or `None` if there are more than
+    /// [`MAX_KNOWN_TOMBSTONES`] (or they could not be read).
+    pub fn from_store(ids: Option<Vec<ContentId>>) -> Self {
+        Self {
+            ids: ids
+                .filter(|ids| ids.len() <= MAX_KNOWN_TOMBSTONES)
+                .map(|ids| ids.into_iter().collect()),
+        }
+    }
+
+    /// Whether `id` may have a tombstone.
+    fn may_hold(&self, id: &ContentId) -> bool {
+        self.ids.as_ref().is_none_or(|ids| ids.contains(id))
+    }
+
+    fn insert(&mut self, id: ContentId) {
+        if let Some(ids) = &mut self.ids {
+            if ids.len() >= MAX_KNOWN_TOMBSTONES {
+                self.ids = None;
+            } else {
+                ids.insert(id);
+            }
+        }
+    }
+}
+
 /// Spaces kept in memory at most; past that the cache starts again (states load from the
 /// store on their next use).
 const MAX_CACHED_SPACES: usize = 4096;
@@ -257,6 +298,7 @@ pub struct Core {
     /// Each space's tree nodes and the `members_version` they were derived at.
     trees: HashMap<SpaceId, (u64, Arc<TreeNodes>)>,
     group: GroupBeams,
+    tombstones: Tombstones,
 }
 
 impl Core {
@@ -267,7 +309,13 @@ impl Core {
             spaces: HashMap::new(),
             trees: HashMap::new(),
             group: GroupBeams::default(),
+            tombstones: Tombstones::default(),
         }
+    }
+
+    /// What the store's tombstones are (see [`Tombstones`]).
+    pub fn know_tombstones(&mut self, tombstones: Tombstones) {
+        self.tombstones = tombstones;
     }
 
     /// Forget every state (a restart): the store holds what was committed.
@@ -285,11 +333,19 @@ impl Core {
                     self.known(reads, &mut needs, &genesis.space);
                 }
                 Input::Append {
-                    space: id, payload, ..
+                    space: id,
+                    payload,
+                    beam,
+                    ..
                 } => {
                     self.known(reads, &mut needs, id);
                     match payload.as_ref() {
-                        Payload::BeamRef(r) if !reads.beams.contains_key(&r.beam) => {
+                        // A post that carries its beam asks the store only whether the beam was
+                        // deleted: the beam's id hashes its author, so no one else holds it.
+                        Payload::BeamRef(r)
+                            if !reads.beams.contains_key(&r.beam)
+                                && (beam.is_none() || self.tombstones.may_hold(&r.beam)) =>
+                        {
                             push_new(&mut needs.beams, r.beam);
                         }
                         Payload::Tombstone(t) => {
@@ -646,6 +702,7 @@ impl Core {
         if !stored || self.group.deleted.contains(&tombstone.beam) {
             return Err(SequenceError::BeamNotFound(path_text));
         }
+        self.tombstones.insert(tombstone.beam);
         let mut pending = Pending {
             ops: vec![Op::DeleteBeam {
                 path: path_text,

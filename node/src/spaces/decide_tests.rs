@@ -1,5 +1,6 @@
 //! Unit tests of the writer's decisions: sequencing, replication, deletion, rollback.
 
+use northstar_protocol::Signed as _;
 use northstar_protocol::address::SpaceType;
 use northstar_protocol::chain::{Chain, Place};
 use northstar_protocol::wire::BeamRef;
@@ -407,4 +408,57 @@ fn deleting_a_beam_appends_its_tombstone_where_its_author_posted_it() {
         decided.outcomes[0],
         Outcome::Refused(SequenceError::BeamNotFound(_))
     ));
+}
+
+#[test]
+fn a_post_carrying_its_beam_asks_the_store_only_about_ids_that_may_be_deleted() {
+    let node = pair(9);
+    let mut f = Fixture::new(&node);
+    f.decide(
+        vec![Input::Create(Box::new(f.genesis.clone()))],
+        Reads::default(),
+    );
+    let carrying = |f: &Fixture, n: u8| {
+        let beam = Beam::create(&f.owner, "t", &format!("body {n}"), 5).unwrap();
+        let id = beam.content_id().unwrap();
+        let r = BeamRef::create(&f.owner, f.space.clone(), id, "n", 5).unwrap();
+        let input = Input::Append {
+            space: f.space.clone(),
+            payload: Box::new(Payload::BeamRef(r)),
+            beam: Some(Box::new(beam)),
+            via: None,
+        };
+        (id, input)
+    };
+    let (first, post) = carrying(&f, 1);
+    // Tombstones not known yet: the store is asked.
+    let asked = f.core.needs(std::slice::from_ref(&post), &Reads::default());
+    assert_eq!(asked.beams, [first]);
+    // Known, and none of them this id: nothing to ask.
+    let (deleted, _) = carrying(&f, 2);
+    f.core
+        .know_tombstones(Tombstones::from_store(Some(vec![deleted])));
+    assert!(
+        f.core
+            .needs(std::slice::from_ref(&post), &Reads::default())
+            .is_empty()
+    );
+    // The deleted id is asked about; so is any ref that comes without its beam.
+    let (_, repost) = carrying(&f, 2);
+    let asked = f
+        .core
+        .needs(std::slice::from_ref(&repost), &Reads::default());
+    assert_eq!(asked.beams, [deleted]);
+    let without = f.post(&f.owner, 3);
+    let asked = f
+        .core
+        .needs(std::slice::from_ref(&without), &Reads::default());
+    assert_eq!(asked.beams, [ContentId::of(&[3])]);
+    // Too many tombstones to keep: every id is asked about again.
+    let many = (0..=MAX_KNOWN_TOMBSTONES as u32)
+        .map(|n| ContentId::of(&n.to_be_bytes()))
+        .collect();
+    f.core.know_tombstones(Tombstones::from_store(Some(many)));
+    let asked = f.core.needs(std::slice::from_ref(&post), &Reads::default());
+    assert_eq!(asked.beams, [first]);
 }

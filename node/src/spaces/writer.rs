@@ -23,7 +23,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::decide::{Core, Decided, Deleted, Input, Known, Needs, Outcome, Reads, SequenceError};
+use super::decide::{
+    Core, Decided, Deleted, Input, Known, MAX_KNOWN_TOMBSTONES, Needs, Outcome, Reads,
+    SequenceError, Tombstones,
+};
 use super::replica::{Identified, Replicated};
 use super::routing::{Broadcast, Outbox};
 use super::rows::state_from_rows;
@@ -198,6 +201,8 @@ impl Writer {
     /// could see the uncommitted group waits for it: any read but a lookup of beam ids neither
     /// uncommitted group touches.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let tombstones = load_tombstones(&self.store).await;
+        self.core.know_tombstones(tombstones);
         let mut flight: Option<InFlight> = None;
         let mut forming: Option<Forming> = None;
         let mut closing = false;
@@ -690,6 +695,24 @@ async fn read(store: &Store, needs: Needs, reads: &mut Reads) -> Result<(), Stor
         reads.held.insert((space, seq), held);
     }
     Ok(())
+}
+
+/// The store's tombstones for [`Core::know_tombstones`]: not known (so every post's beam is
+/// looked up) if there are too many to keep or they cannot be read.
+async fn load_tombstones(store: &Store) -> Tombstones {
+    let ids = match store.tombstone_ids(MAX_KNOWN_TOMBSTONES + 1).await {
+        // One id that does not parse: not known, rather than known wrong.
+        Ok(ids) => ids
+            .iter()
+            .map(|id| ContentId::parse(id))
+            .collect::<Result<Vec<_>, _>>()
+            .ok(),
+        Err(e) => {
+            tracing::warn!(error = %crate::report::Causes(&e), "cannot read the tombstones; each post's beam is looked up in the store");
+            None
+        }
+    };
+    Tombstones::from_store(ids)
 }
 
 /// A space's state as stored, if it is stored.

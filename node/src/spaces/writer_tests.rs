@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 use northstar_protocol::address::{SpaceId, SpaceType};
-use northstar_protocol::wire::{Beam, BeamRef, Payload, SpaceGenesis};
+use northstar_protocol::wire::{Beam, BeamRef, Payload, SpaceGenesis, Tombstone};
 use northstar_protocol::{Keypair, Signed as _};
 use sqlx::Connection as _;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,8 @@ use crate::store::{Storage, Store};
 const POSTS: usize = 60;
 
 struct Fixture {
+    /// The node's key.
+    key: Keypair,
     owner: Keypair,
     space: SpaceId,
     handle: SequencerHandle,
@@ -61,6 +63,7 @@ async fn fixture() -> Fixture {
     let ack = handle.create(genesis).await.unwrap();
     assert_eq!(ack.seq, 1);
     Fixture {
+        key,
         owner,
         space,
         handle,
@@ -75,6 +78,15 @@ impl Fixture {
     /// The owner posts beam number `n`.
     async fn post(&self, n: usize) -> Result<u64, super::SequenceError> {
         let beam = Beam::create(&self.owner, &format!("post {n}"), "body", 2).unwrap();
+        self.post_beam(&self.handle, beam).await
+    }
+
+    /// The owner posts `beam` through the writer behind `handle`.
+    async fn post_beam(
+        &self,
+        handle: &SequencerHandle,
+        beam: Beam,
+    ) -> Result<u64, super::SequenceError> {
         let beam_ref = BeamRef::create(
             &self.owner,
             self.space.clone(),
@@ -83,7 +95,7 @@ impl Fixture {
             2,
         )
         .unwrap();
-        self.handle
+        handle
             .append(
                 self.space.clone(),
                 Payload::BeamRef(beam_ref),
@@ -261,4 +273,34 @@ async fn commits_reach_the_database_file_without_waiting_for_the_wal_to_fill() {
         events, 6,
         "the genesis and five posts, in the database file itself"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_beam_posted_again_is_refused_before_and_after_a_restart() {
+    let f = fixture().await;
+    let beam = Beam::create(&f.owner, "once", "body", 2).unwrap();
+    let path = beam.path().unwrap();
+    assert_eq!(f.post_beam(&f.handle, beam.clone()).await.unwrap(), 2);
+    let tombstone = Tombstone::create(&f.owner, path.beam, 3).unwrap();
+    f.handle.delete(tombstone, path).await.unwrap();
+    let refused = |r: Result<u64, super::SequenceError>| {
+        assert!(
+            matches!(r, Err(super::SequenceError::BeamNotFound(_))),
+            "{r:?}"
+        );
+    };
+    // Known as deleted since this writer decided it.
+    refused(f.post_beam(&f.handle, beam.clone()).await);
+    // A new writer on the same store (a restart) learns it from the store.
+    f.stop.cancel();
+    let (writer, handle) =
+        Writer::new(f.store.clone(), f.key.clone(), Arc::new(Hub::new(16)), None);
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    tokio::spawn(writer.run(stop));
+    refused(f.post_beam(&handle, beam).await);
+    // Another beam is sequenced as before.
+    let other = Beam::create(&f.owner, "twice", "body", 4).unwrap();
+    assert_eq!(f.post_beam(&handle, other).await.unwrap(), 4);
+    assert_eq!(f.chained_seqs().await, [1, 2, 3, 4]);
 }

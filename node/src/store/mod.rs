@@ -354,6 +354,11 @@ impl Store {
         on_backend!(self, db => db.known_beams(beams).await)
     }
 
+    /// The beam ids of at most `limit` tombstones, in no order.
+    pub async fn tombstone_ids(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        on_backend!(self, db => db.tombstone_ids(limit).await)
+    }
+
     /// Whether a beam with this id was deleted.
     pub async fn is_tombstoned(&self, beam: &str) -> Result<bool, StoreError> {
         on_backend!(self, db => db.is_tombstoned(beam).await)

@@ -267,6 +267,14 @@ where
         Ok(found)
     }
 
+    pub(super) async fn tombstone_ids(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT beam FROM tombstones LIMIT $1")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     pub(super) async fn is_tombstoned(&self, beam: &str) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 FROM tombstones WHERE beam = $1")
             .bind(beam)
