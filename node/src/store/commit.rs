@@ -78,7 +78,7 @@ where
     /// (a seq already taken, say), nothing of the group is kept.
     pub(super) async fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
         let mut statements = Statements::new();
-        write_group(&mut statements, ops);
+        statements.group(ops);
         let queries = statements.finish();
         if DB::SCRIPTS {
             let mut conn = self.writer.acquire().await?;
@@ -107,293 +107,271 @@ where
     }
 }
 
-/// Write the statements of `ops`, in the order that keeps every reference valid and every
-/// guard effective.
-fn write_group<'a, DB>(out: &mut Statements<DB>, ops: &'a [Op])
+/// The statements of each kind of row, written once for both backends.
+impl<DB> Statements<DB>
 where
     DB: Dialect,
-    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    Option<&'a str>: sqlx::Encode<'a, DB>,
-    Option<i64>: sqlx::Encode<'a, DB>,
-    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<&'a str>: sqlx::Encode<'a, DB>,
+    for<'a> Option<i64>: sqlx::Encode<'a, DB>,
+    for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    for op in ops.iter().filter(|op| matches!(op, Op::CreateSpace(_))) {
-        write_op(out, op);
-    }
-    for op in ops
-        .iter()
-        .filter(|op| matches!(op, Op::DeleteBeam { .. } | Op::Uncache { .. }))
-    {
-        write_op(out, op);
-    }
-    let beams: Vec<&BeamRow> = ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::PutBeam(b) => Some(b),
-            _ => None,
-        })
-        .collect();
-    write_beams(out, &beams);
-    write_posts(out, ops);
-    for op in ops
-        .iter()
-        .filter(|op| matches!(op, Op::Member { .. } | Op::Fork { .. }))
-    {
-        write_op(out, op);
-    }
-    write_refs(out, ops);
-    write_events(out, ops);
-}
-
-fn write_beams<'a, DB>(out: &mut Statements<DB>, beams: &[&'a BeamRow])
-where
-    DB: Dialect,
-    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
-    for chunk in beams.chunks(ROWS_PER_STATEMENT) {
-        // A deleted beam never comes back: its tombstone (inserted before, in this
-        // transaction or earlier) keeps the row out. Both backends name the columns of a
-        // `VALUES` list `column1`, `column2`, …; a `VALUES` list rather than a `UNION ALL`
-        // of `SELECT`s, which PostgreSQL takes far longer to plan.
-        let q = out.next();
-        q.push(
-            "INSERT INTO beams (path, id, author, json, created_at) \
-             SELECT column1, column2, column3, column4, column5 FROM (",
-        );
-        q.push_values(chunk, |mut row, b| {
-            row.push_bind(b.path.as_str())
-                .push_bind(b.id.as_str())
-                .push_bind(b.author.as_str())
-                .push_bind(b.json.as_str())
-                .push_bind(to_i64(b.created_at));
-        });
-        q.push(") AS v WHERE NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.beam = v.column2) ");
-        q.push("ON CONFLICT (id) DO NOTHING");
-    }
-}
-
-fn write_posts<'a, DB>(out: &mut Statements<DB>, ops: &'a [Op])
-where
-    DB: Dialect,
-    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
-    let posts: Vec<(&str, &str)> = ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::Posted { path, space } => Some((path.as_str(), space.as_str())),
-            _ => None,
-        })
-        .collect();
-    for chunk in posts.chunks(ROWS_PER_STATEMENT) {
-        let q = out.next();
-        q.push("INSERT INTO beam_posts (path, space) ");
-        q.push_values(chunk, |mut row, (path, space)| {
-            row.push_bind(*path).push_bind(*space);
-        });
-        q.push(" ON CONFLICT DO NOTHING");
-    }
-}
-
-fn write_refs<'a, DB>(out: &mut Statements<DB>, ops: &'a [Op])
-where
-    DB: Dialect,
-    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
-    let refs: Vec<&Op> = ops
-        .iter()
-        .filter(|op| matches!(op, Op::BeamRef { .. }))
-        .collect();
-    for chunk in refs.chunks(ROWS_PER_STATEMENT) {
-        let q = out.next();
-        q.push("INSERT INTO beam_refs (beam, space, seq, author, home) ");
-        q.push_values(chunk, |mut row, op| {
-            if let Op::BeamRef {
-                beam,
-                space,
-                seq,
-                author,
-                home,
-            } = op
-            {
-                row.push_bind(beam.as_str())
-                    .push_bind(space.as_str())
-                    .push_bind(to_i64(*seq))
-                    .push_bind(author.as_str())
-                    .push_bind(home.as_str());
-            }
-        });
-        q.push(" ON CONFLICT DO NOTHING");
-    }
-}
-
-fn write_events<'a, DB>(out: &mut Statements<DB>, ops: &'a [Op])
-where
-    DB: Dialect,
-    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
-    let events: Vec<&EventRow> = ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::Event(e) => Some(e),
-            _ => None,
-        })
-        .collect();
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        // No `ON CONFLICT`: a seq already stored fails the group (an id hashes the event
-        // with its space and seq, so the primary key keeps ids unique too).
-        let q = out.next();
-        q.push("INSERT INTO events (space, seq, id, kind, author, json) ");
-        q.push_values(chunk, |mut row, e| {
-            row.push_bind(e.space.as_str())
-                .push_bind(to_i64(e.seq))
-                .push_bind(e.id.as_str())
-                .push_bind(e.kind.as_str())
-                .push_bind(e.author.as_str())
-                .push_bind(e.json.as_str());
-        });
-    }
-    // Each space's head moves once, to its last event of the group.
-    let mut heads: Vec<(&str, u64, &str)> = Vec::new();
-    for e in &events {
-        match heads.iter_mut().find(|(space, _, _)| *space == e.space) {
-            Some(head) if head.1 < e.seq => *head = (&e.space, e.seq, &e.id),
-            Some(_) => {}
-            None => heads.push((&e.space, e.seq, &e.id)),
+    /// Write the statements of `ops`, in the order that keeps every reference valid and every
+    /// guard effective.
+    fn group(&mut self, ops: &[Op]) {
+        for op in ops.iter().filter(|op| matches!(op, Op::CreateSpace(_))) {
+            self.op(op);
         }
+        for op in ops
+            .iter()
+            .filter(|op| matches!(op, Op::DeleteBeam { .. } | Op::Uncache { .. }))
+        {
+            self.op(op);
+        }
+        let beams: Vec<&BeamRow> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::PutBeam(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        self.beams(&beams);
+        self.posts(ops);
+        for op in ops
+            .iter()
+            .filter(|op| matches!(op, Op::Member { .. } | Op::Fork { .. }))
+        {
+            self.op(op);
+        }
+        self.refs(ops);
+        self.events(ops);
     }
-    for (space, seq, id) in heads {
-        let q = out.next();
-        q.push("UPDATE spaces SET head_seq = ")
-            .push_bind(to_i64(seq))
-            .push(", head_id = ")
-            .push_bind(id)
-            .push(" WHERE id = ")
-            .push_bind(space);
-    }
-}
 
-/// One change that has a statement of its own.
-fn write_op<'a, DB>(out: &mut Statements<DB>, op: &'a Op)
-where
-    DB: Dialect,
-    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    Option<&'a str>: sqlx::Encode<'a, DB>,
-    Option<i64>: sqlx::Encode<'a, DB>,
-    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
-    match op {
-        Op::CreateSpace(s) => {
-            let q = out.next();
+    fn beams(&mut self, beams: &[&BeamRow]) {
+        for chunk in beams.chunks(ROWS_PER_STATEMENT) {
+            // A deleted beam never comes back: its tombstone (inserted before, in this
+            // transaction or earlier) keeps the row out. Both backends name the columns of a
+            // `VALUES` list `column1`, `column2`, …; a `VALUES` list rather than a `UNION ALL`
+            // of `SELECT`s, which PostgreSQL takes far longer to plan.
+            let q = self.next();
             q.push(
-                "INSERT INTO spaces (id, type, owner, name, sequencer, authority, head_seq, \
-                 head_id, created_at, fanout) ",
+                "INSERT INTO beams (path, id, author, json, created_at) \
+                 SELECT column1, column2, column3, column4, column5 FROM (",
             );
-            q.push_values([s], |mut row, s| {
-                row.push_bind(s.id.as_str())
-                    .push_bind(s.space_type.as_str())
-                    .push_bind(s.owner.as_str())
-                    .push_bind(DB::storable(&s.name).into_owned())
-                    .push_bind(s.sequencer.as_str())
-                    .push_bind(s.authority.as_str())
-                    .push_bind(to_i64(s.head_seq))
-                    .push_bind(s.head_id.as_str())
-                    .push_bind(to_i64(s.created_at))
-                    .push_bind(i64::from(s.fanout));
-            });
-        }
-        Op::Member {
-            space,
-            did,
-            state: Some(state),
-            seq,
-            home,
-        } => {
-            let q = out.next();
-            q.push("INSERT INTO members (space, did, state, seq, home, authority, capacity) ");
-            q.push_values([()], |mut row, ()| {
-                row.push_bind(space.as_str())
-                    .push_bind(did.as_str())
-                    .push_bind(state.as_str())
-                    .push_bind(to_i64(*seq))
-                    .push_bind(home.as_ref().map(|h| h.node.as_str()))
-                    .push_bind(home.as_ref().map(|h| h.authority.as_str()))
-                    .push_bind(home.as_ref().and_then(|h| h.capacity).map(i64::from));
+            q.push_values(chunk, |mut row, b| {
+                row.push_bind(b.path.as_str())
+                    .push_bind(b.id.as_str())
+                    .push_bind(b.author.as_str())
+                    .push_bind(b.json.as_str())
+                    .push_bind(to_i64(b.created_at));
             });
             q.push(
-                " ON CONFLICT (space, did) DO UPDATE SET state = excluded.state, \
-                 seq = excluded.seq, home = excluded.home, authority = excluded.authority, \
-                 capacity = excluded.capacity",
+                ") AS v WHERE NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.beam = v.column2) ",
             );
+            q.push("ON CONFLICT (id) DO NOTHING");
         }
-        Op::Member {
-            space,
-            did,
-            state: None,
-            ..
-        } => {
-            out.next()
-                .push("DELETE FROM members WHERE space = ")
-                .push_bind(space.as_str())
-                .push(" AND did = ")
-                .push_bind(did.as_str());
-        }
-        // Written for the whole group at once by `write_beams`, `write_posts`, `write_refs`
-        // and `write_events`.
-        Op::PutBeam(_) | Op::Posted { .. } | Op::BeamRef { .. } | Op::Event(_) => {}
-        Op::Uncache { beam, author } => {
-            out.next()
-                .push("DELETE FROM beam_cache WHERE id = ")
-                .push_bind(beam.as_str())
-                .push(" AND author = ")
-                .push_bind(author.as_str());
-        }
-        Op::Fork {
-            space,
-            seq,
-            kept,
-            rival,
-            detected_at,
-        } => {
-            let q = out.next();
-            q.push("INSERT INTO forks (space, seq, kept, rival, detected_at) ");
-            q.push_values([()], |mut row, ()| {
-                row.push_bind(space.as_str())
-                    .push_bind(to_i64(*seq))
-                    .push_bind(kept.as_str())
-                    .push_bind(rival.as_str())
-                    .push_bind(to_i64(*detected_at));
+    }
+
+    fn posts(&mut self, ops: &[Op]) {
+        let posts: Vec<(&str, &str)> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Posted { path, space } => Some((path.as_str(), space.as_str())),
+                _ => None,
+            })
+            .collect();
+        for chunk in posts.chunks(ROWS_PER_STATEMENT) {
+            let q = self.next();
+            q.push("INSERT INTO beam_posts (path, space) ");
+            q.push_values(chunk, |mut row, (path, space)| {
+                row.push_bind(*path).push_bind(*space);
             });
             q.push(" ON CONFLICT DO NOTHING");
         }
-        Op::DeleteBeam {
-            path,
-            beam,
-            author,
-            tombstone,
-        } => {
-            out.next()
-                .push("DELETE FROM beams WHERE id = ")
-                .push_bind(beam.as_str())
-                .push(" AND path = ")
-                .push_bind(path.as_str());
-            // Where it was posted says who may read it; with the content gone, nothing is
-            // left to read.
-            out.next()
-                .push("DELETE FROM beam_posts WHERE path = ")
-                .push_bind(path.as_str());
-            let q = out.next();
-            q.push("INSERT INTO tombstones (beam, author, json) ");
-            q.push_values([()], |mut row, ()| {
-                row.push_bind(beam.as_str())
-                    .push_bind(author.as_str())
-                    .push_bind(tombstone.as_str());
+    }
+
+    fn refs(&mut self, ops: &[Op]) {
+        let refs: Vec<&Op> = ops
+            .iter()
+            .filter(|op| matches!(op, Op::BeamRef { .. }))
+            .collect();
+        for chunk in refs.chunks(ROWS_PER_STATEMENT) {
+            let q = self.next();
+            q.push("INSERT INTO beam_refs (beam, space, seq, author, home) ");
+            q.push_values(chunk, |mut row, op| {
+                if let Op::BeamRef {
+                    beam,
+                    space,
+                    seq,
+                    author,
+                    home,
+                } = op
+                {
+                    row.push_bind(beam.as_str())
+                        .push_bind(space.as_str())
+                        .push_bind(to_i64(*seq))
+                        .push_bind(author.as_str())
+                        .push_bind(home.as_str());
+                }
             });
-            q.push(" ON CONFLICT (beam) DO NOTHING");
+            q.push(" ON CONFLICT DO NOTHING");
+        }
+    }
+
+    fn events(&mut self, ops: &[Op]) {
+        let events: Vec<&EventRow> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            // No `ON CONFLICT`: a seq already stored fails the group (an id hashes the event
+            // with its space and seq, so the primary key keeps ids unique too).
+            let q = self.next();
+            q.push("INSERT INTO events (space, seq, id, kind, author, json) ");
+            q.push_values(chunk, |mut row, e| {
+                row.push_bind(e.space.as_str())
+                    .push_bind(to_i64(e.seq))
+                    .push_bind(e.id.as_str())
+                    .push_bind(e.kind.as_str())
+                    .push_bind(e.author.as_str())
+                    .push_bind(e.json.as_str());
+            });
+        }
+        // Each space's head moves once, to its last event of the group.
+        let mut heads: Vec<(&str, u64, &str)> = Vec::new();
+        for e in &events {
+            match heads.iter_mut().find(|(space, _, _)| *space == e.space) {
+                Some(head) if head.1 < e.seq => *head = (&e.space, e.seq, &e.id),
+                Some(_) => {}
+                None => heads.push((&e.space, e.seq, &e.id)),
+            }
+        }
+        for (space, seq, id) in heads {
+            let q = self.next();
+            q.push("UPDATE spaces SET head_seq = ")
+                .push_bind(to_i64(seq))
+                .push(", head_id = ")
+                .push_bind(id)
+                .push(" WHERE id = ")
+                .push_bind(space);
+        }
+    }
+
+    /// One change that has a statement of its own.
+    fn op(&mut self, op: &Op) {
+        match op {
+            Op::CreateSpace(s) => {
+                let q = self.next();
+                q.push(
+                    "INSERT INTO spaces (id, type, owner, name, sequencer, authority, head_seq, \
+                     head_id, created_at, fanout) ",
+                );
+                q.push_values([s], |mut row, s| {
+                    row.push_bind(s.id.as_str())
+                        .push_bind(s.space_type.as_str())
+                        .push_bind(s.owner.as_str())
+                        .push_bind(DB::storable(&s.name).into_owned())
+                        .push_bind(s.sequencer.as_str())
+                        .push_bind(s.authority.as_str())
+                        .push_bind(to_i64(s.head_seq))
+                        .push_bind(s.head_id.as_str())
+                        .push_bind(to_i64(s.created_at))
+                        .push_bind(i64::from(s.fanout));
+                });
+            }
+            Op::Member {
+                space,
+                did,
+                state: Some(state),
+                seq,
+                home,
+            } => {
+                let q = self.next();
+                q.push("INSERT INTO members (space, did, state, seq, home, authority, capacity) ");
+                q.push_values([()], |mut row, ()| {
+                    row.push_bind(space.as_str())
+                        .push_bind(did.as_str())
+                        .push_bind(state.as_str())
+                        .push_bind(to_i64(*seq))
+                        .push_bind(home.as_ref().map(|h| h.node.as_str()))
+                        .push_bind(home.as_ref().map(|h| h.authority.as_str()))
+                        .push_bind(home.as_ref().and_then(|h| h.capacity).map(i64::from));
+                });
+                q.push(
+                    " ON CONFLICT (space, did) DO UPDATE SET state = excluded.state, \
+                     seq = excluded.seq, home = excluded.home, authority = excluded.authority, \
+                     capacity = excluded.capacity",
+                );
+            }
+            Op::Member {
+                space,
+                did,
+                state: None,
+                ..
+            } => {
+                self.next()
+                    .push("DELETE FROM members WHERE space = ")
+                    .push_bind(space.as_str())
+                    .push(" AND did = ")
+                    .push_bind(did.as_str());
+            }
+            // Written for the whole group at once by `beams`, `posts`, `refs`
+            // and `events`.
+            Op::PutBeam(_) | Op::Posted { .. } | Op::BeamRef { .. } | Op::Event(_) => {}
+            Op::Uncache { beam, author } => {
+                self.next()
+                    .push("DELETE FROM beam_cache WHERE id = ")
+                    .push_bind(beam.as_str())
+                    .push(" AND author = ")
+                    .push_bind(author.as_str());
+            }
+            Op::Fork {
+                space,
+                seq,
+                kept,
+                rival,
+                detected_at,
+            } => {
+                let q = self.next();
+                q.push("INSERT INTO forks (space, seq, kept, rival, detected_at) ");
+                q.push_values([()], |mut row, ()| {
+                    row.push_bind(space.as_str())
+                        .push_bind(to_i64(*seq))
+                        .push_bind(kept.as_str())
+                        .push_bind(rival.as_str())
+                        .push_bind(to_i64(*detected_at));
+                });
+                q.push(" ON CONFLICT DO NOTHING");
+            }
+            Op::DeleteBeam {
+                path,
+                beam,
+                author,
+                tombstone,
+            } => {
+                self.next()
+                    .push("DELETE FROM beams WHERE id = ")
+                    .push_bind(beam.as_str())
+                    .push(" AND path = ")
+                    .push_bind(path.as_str());
+                // Where it was posted says who may read it; with the content gone, nothing is
+                // left to read.
+                self.next()
+                    .push("DELETE FROM beam_posts WHERE path = ")
+                    .push_bind(path.as_str());
+                let q = self.next();
+                q.push("INSERT INTO tombstones (beam, author, json) ");
+                q.push_values([()], |mut row, ()| {
+                    row.push_bind(beam.as_str())
+                        .push_bind(author.as_str())
+                        .push_bind(tombstone.as_str());
+                });
+                q.push(" ON CONFLICT (beam) DO NOTHING");
+            }
         }
     }
 }
