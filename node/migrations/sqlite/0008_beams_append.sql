@@ -3,8 +3,8 @@
 -- split one every few inserts: about two pages of the beam itself per post. Appended, a beam
 -- costs the fraction of a page its bytes fill. A beam's id hashes the signed beam, author
 -- included, so it names one path: the unique index on id keeps beams unique, and a lookup by
--- path goes through the id and checks the path. The author index carries the id, so a
--- listing comes back in (created_at, id) order without reading the rows to sort them.
+-- path goes through the id and checks the path. The author index is in a listing's order
+-- (newest first, then by id, which for one author is path order), so nothing is sorted.
 CREATE TABLE beams_appended (
     path        TEXT NOT NULL,               -- beam/{authorHash}/{beamId}
     id          TEXT NOT NULL,
@@ -17,4 +17,4 @@ INSERT INTO beams_appended (path, id, author, json, created_at)
 DROP TABLE beams;
 ALTER TABLE beams_appended RENAME TO beams;
 CREATE UNIQUE INDEX beams_by_id ON beams(id);
-CREATE INDEX beams_by_author ON beams(author, created_at, id);
+CREATE INDEX beams_by_author ON beams(author, created_at DESC, id);
