@@ -304,3 +304,43 @@ async fn a_deleted_beam_posted_again_is_refused_before_and_after_a_restart() {
     assert_eq!(f.post_beam(&handle, other).await.unwrap(), 4);
     assert_eq!(f.chained_seqs().await, [1, 2, 3, 4]);
 }
+
+/// A beam row with number `n`, as the store keeps it.
+fn beam_row(n: u8) -> crate::store::BeamRow {
+    crate::store::BeamRow {
+        path: format!("beam/ah/b{n}"),
+        id: format!("b{n}"),
+        author: "did:key:author".into(),
+        json: "{}".into(),
+        created_at: u64::from(n),
+    }
+}
+
+/// Not left to timing: another connection holds the write lock, so a group commit waits
+/// inside its transaction, after `BEGIN`; its task is aborted there (as when the writer stops).
+/// The connection must not serve the next commit from inside that transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_aborted_inside_its_transaction_does_not_hold_up_the_next() {
+    use crate::store::Op;
+    let f = fixture().await;
+    let mut lock = f.connection().await;
+    run(&mut lock, "BEGIN IMMEDIATE", &f.space).await;
+    let aborted = tokio::spawn({
+        let store = f.store.clone();
+        async move { store.commit(&[Op::PutBeam(beam_row(1))]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    aborted.abort();
+    assert!(aborted.await.unwrap_err().is_cancelled());
+    run(&mut lock, "COMMIT", &f.space).await;
+    f.store
+        .commit(&[Op::PutBeam(beam_row(2))])
+        .await
+        .expect("the next commit is not refused");
+    assert_eq!(f.store.beam("beam/ah/b2").await.unwrap(), Some(beam_row(2)));
+    assert_eq!(
+        f.store.beam("beam/ah/b1").await.unwrap(),
+        None,
+        "the aborted commit kept nothing"
+    );
+}

@@ -63,9 +63,26 @@ impl<DB: Dialect> Statements<DB> {
     }
 }
 
+/// The writer's connection while a script runs on it. Dropped before the script ended (the
+/// commit's task aborted) or with a failed rollback, the connection may still be inside the
+/// script's transaction, which the pool would not notice: it is closed instead of reused.
+struct Scripting<DB: sqlx::Database> {
+    conn: sqlx::pool::PoolConnection<DB>,
+    /// The script committed, or was rolled back.
+    settled: bool,
+}
+
+impl<DB: sqlx::Database> Drop for Scripting<DB> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 impl<DB> Sql<DB>
 where
-    DB: Dialect,
+    DB: Dialect + sqlx::database::HasStatementCache,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     DB::Arguments: sqlx::IntoArguments<DB>,
     for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
@@ -81,20 +98,33 @@ where
         statements.group(ops);
         let queries = statements.finish();
         if DB::SCRIPTS {
-            let mut conn = self.writer.acquire().await?;
+            let mut conn = Scripting {
+                conn: self.writer.acquire().await?,
+                settled: false,
+            };
             for mut query in queries {
-                if let Err(e) = query.build().execute(&mut *conn).await {
+                // Not kept in the connection's statement cache: a script's text changes with
+                // the group's rows, so it would hardly be met again, and each cached script
+                // holds every statement of a group prepared.
+                let done = query
+                    .build()
+                    .persistent(false)
+                    .execute(&mut *conn.conn)
+                    .await;
+                if let Err(e) = done {
                     // The script stopped at the statement that failed, inside its transaction
-                    // (unless `BEGIN` itself failed: then there is nothing to roll back, the
-                    // rollback fails, and the connection is replaced).
-                    // A connection that may still hold the transaction is not reused.
-                    if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
-                        tracing::warn!(error = %crate::report::Causes(&rollback), "cannot roll back a failed group commit; its connection is closed");
-                        conn.close_on_drop();
+                    // (unless `BEGIN` itself failed: then the rollback fails, and the
+                    // connection, which may be in a transaction no one knows of, is closed).
+                    match sqlx::query("ROLLBACK").execute(&mut *conn.conn).await {
+                        Ok(_) => conn.settled = true,
+                        Err(rollback) => {
+                            tracing::warn!(error = %crate::report::Causes(&rollback), "cannot roll back a failed group commit; its connection is closed");
+                        }
                     }
                     return Err(e.into());
                 }
             }
+            conn.settled = true;
             return Ok(());
         }
         let mut tx = self.writer.begin().await?;
