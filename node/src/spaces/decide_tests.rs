@@ -1,6 +1,5 @@
 //! Unit tests of the writer's decisions: sequencing, replication, deletion, rollback.
 
-use northstar_protocol::Signed as _;
 use northstar_protocol::address::SpaceType;
 use northstar_protocol::chain::{Chain, Place};
 use northstar_protocol::wire::BeamRef;
@@ -77,6 +76,28 @@ impl Fixture {
             beam: None,
             via: None,
         }
+    }
+
+    /// The owner posts a beam with `body`, carried with its ref (as a post to this node is).
+    fn post_carrying(&self, body: &str) -> (BeamPath, Input) {
+        let beam = Beam::create(&self.owner, "t", body, 5).unwrap();
+        let path = beam.path().unwrap();
+        let r = BeamRef::create(&self.owner, self.space.clone(), path.beam, "n", 5).unwrap();
+        let input = Input::Append {
+            space: self.space.clone(),
+            payload: Box::new(Payload::BeamRef(r)),
+            beam: Some(Box::new(beam)),
+            via: None,
+        };
+        (path, input)
+    }
+
+    /// Decide the space's genesis.
+    fn create_space(&mut self) {
+        self.decide(
+            vec![Input::Create(Box::new(self.genesis.clone()))],
+            Reads::default(),
+        );
     }
 }
 
@@ -158,10 +179,7 @@ fn a_space_not_stored_is_not_found_and_a_second_genesis_exists() {
 fn rollback_puts_the_state_back_after_a_failed_commit() {
     let node = pair(9);
     let mut f = Fixture::new(&node);
-    f.decide(
-        vec![Input::Create(Box::new(f.genesis.clone()))],
-        Reads::default(),
-    );
+    f.create_space();
     let post = f.post(&f.owner, 1);
     let mut decided = f.decide(vec![post], Reads::default());
     assert_eq!(f.core.state(&f.space).unwrap().head_seq, 2);
@@ -349,15 +367,7 @@ fn a_replica_starts_only_from_a_genesis_it_asked_for() {
 fn deleting_a_beam_appends_its_tombstone_where_its_author_posted_it() {
     let node = pair(9);
     let mut f = Fixture::new(&node);
-    let beam = Beam::create(&f.owner, "t", "b", 5).unwrap();
-    let path = beam.path().unwrap();
-    let r = BeamRef::create(&f.owner, f.space.clone(), path.beam, "n", 5).unwrap();
-    let post = Input::Append {
-        space: f.space.clone(),
-        payload: Box::new(Payload::BeamRef(r)),
-        beam: Some(Box::new(beam)),
-        via: None,
-    };
+    let (path, post) = f.post_carrying("b");
     f.decide(
         vec![Input::Create(Box::new(f.genesis.clone())), post],
         Reads::default(),
@@ -414,28 +424,15 @@ fn deleting_a_beam_appends_its_tombstone_where_its_author_posted_it() {
 fn a_post_carrying_its_beam_asks_the_store_only_about_ids_that_may_be_deleted() {
     let node = pair(9);
     let mut f = Fixture::new(&node);
-    f.decide(
-        vec![Input::Create(Box::new(f.genesis.clone()))],
-        Reads::default(),
-    );
-    let carrying = |f: &Fixture, n: u8| {
-        let beam = Beam::create(&f.owner, "t", &format!("body {n}"), 5).unwrap();
-        let id = beam.content_id().unwrap();
-        let r = BeamRef::create(&f.owner, f.space.clone(), id, "n", 5).unwrap();
-        let input = Input::Append {
-            space: f.space.clone(),
-            payload: Box::new(Payload::BeamRef(r)),
-            beam: Some(Box::new(beam)),
-            via: None,
-        };
-        (id, input)
-    };
-    let (first, post) = carrying(&f, 1);
+    f.create_space();
+    let (first, post) = f.post_carrying("body 1");
+    let first = first.beam;
     // Tombstones not known yet: the store is asked.
     let asked = f.core.needs(std::slice::from_ref(&post), &Reads::default());
     assert_eq!(asked.beams, [first]);
     // Known, and none of them this id: nothing to ask.
-    let (deleted, _) = carrying(&f, 2);
+    let (deleted, _) = f.post_carrying("body 2");
+    let deleted = deleted.beam;
     f.core
         .know_tombstones(Tombstones::from_store(Some(vec![deleted])));
     assert!(
@@ -444,7 +441,7 @@ fn a_post_carrying_its_beam_asks_the_store_only_about_ids_that_may_be_deleted() 
             .is_empty()
     );
     // The deleted id is asked about; so is any ref that comes without its beam.
-    let (_, repost) = carrying(&f, 2);
+    let (_, repost) = f.post_carrying("body 2");
     let asked = f
         .core
         .needs(std::slice::from_ref(&repost), &Reads::default());

@@ -106,6 +106,19 @@ impl Fixture {
             .map(|ack| ack.seq)
     }
 
+    /// The seqs acked to `POSTS` posts sent at once (numbered from `from`), sorted; each post
+    /// must be acked.
+    async fn acked_seqs(&self, from: usize) -> Vec<u64> {
+        let mut seqs: Vec<u64> = self
+            .post_many(from)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        seqs.sort_unstable();
+        seqs
+    }
+
     /// `POSTS` posts sent at once, numbered from `from`.
     async fn post_many(&self, from: usize) -> Vec<Result<u64, super::SequenceError>> {
         join_all((from..from + POSTS).map(|n| self.post(n))).await
@@ -159,18 +172,10 @@ async fn run(conn: &mut sqlx::SqliteConnection, sql: &'static str, space: &Space
 const SQUAT: &str = "INSERT INTO events (space, seq, id, kind, author, json) \
                      VALUES ($1, 3, 'squatter', 'beam_ref', 'nobody', '{}')";
 
-impl Fixture {}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posts_at_once_get_one_contiguous_chained_log() {
     let f = fixture().await;
-    let mut seqs: Vec<u64> = f
-        .post_many(0)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    seqs.sort_unstable();
+    let seqs = f.acked_seqs(0).await;
     let expected: Vec<u64> = (2..2 + POSTS as u64).collect();
     assert_eq!(
         seqs, expected,
@@ -198,13 +203,7 @@ async fn a_failed_commit_refuses_the_groups_on_top_of_it_and_rolls_back() {
     // The writer's memory went back to the store's head: the next post takes seq 3, chained
     // to seq 2, and so do the ones after it.
     assert_eq!(f.post(1_000).await.unwrap(), 3);
-    let mut seqs: Vec<u64> = f
-        .post_many(2_000)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    seqs.sort_unstable();
+    let seqs = f.acked_seqs(2_000).await;
     assert_eq!(seqs, (4..4 + POSTS as u64).collect::<Vec<_>>());
     assert_eq!(
         f.chained_seqs().await,

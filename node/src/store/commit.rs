@@ -17,14 +17,13 @@ use super::{BeamRow, EventRow, Op, StoreError};
 
 /// The statements of one group, written in order.
 struct Statements<DB: sqlx::Database> {
-    /// The statement being written; with `script`, every statement so far.
+    /// The statement being written; with [`Dialect::SCRIPTS`], every statement so far.
     current: QueryBuilder<DB>,
     /// Whether `current` holds nothing yet.
     empty: bool,
-    /// Finished statements, each a query of its own (without `script`).
+    /// Finished statements, each a query of its own (unless [`Dialect::SCRIPTS`], where the
+    /// whole transaction, `BEGIN` to `COMMIT`, is one query).
     done: Vec<QueryBuilder<DB>>,
-    /// One query for the whole transaction, `BEGIN` to `COMMIT`.
-    script: bool,
 }
 
 impl<DB: Dialect> Statements<DB> {
@@ -33,14 +32,13 @@ impl<DB: Dialect> Statements<DB> {
             current: QueryBuilder::new(if DB::SCRIPTS { "BEGIN" } else { "" }),
             empty: !DB::SCRIPTS,
             done: Vec::new(),
-            script: DB::SCRIPTS,
         }
     }
 
     /// Start the next statement and return it to be written.
     fn next(&mut self) -> &mut QueryBuilder<DB> {
         if !self.empty {
-            if self.script {
+            if DB::SCRIPTS {
                 self.current.push("; ");
             } else {
                 let last = std::mem::replace(&mut self.current, QueryBuilder::new(""));
@@ -53,7 +51,7 @@ impl<DB: Dialect> Statements<DB> {
 
     /// Every query, in order.
     fn finish(mut self) -> Vec<QueryBuilder<DB>> {
-        if self.script {
+        if DB::SCRIPTS {
             self.current.push("; COMMIT");
         }
         if !self.empty {
