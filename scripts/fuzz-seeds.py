@@ -16,8 +16,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "spec" / "vectors"
 CORPUS = ROOT / "fuzz" / "corpus"
 
-# The first byte of a signed_objects input picks the kind, in the order of spec §3.3's table
-# (fuzz/fuzz_targets/signed_objects.rs); 0x80 and above picks a vector to change.
+# The first byte of a signed_objects input picks the kind, in the order of KINDS in
+# fuzz/fuzz_targets/signed_objects.rs; 0x80 and above picks a vector to change.
 KINDS = [
     "auth_challenge",
     "auth_response",
@@ -29,11 +29,6 @@ KINDS = [
     "event",
     "stream_frame",
 ]
-def kind_of_tag(tag):
-    """The kind of a domain tag (spec §3.3): its last part, whatever the protocol version."""
-    return tag.rsplit("/", 1)[1].replace("-", "_")
-
-
 def compact(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
@@ -80,7 +75,7 @@ def seeds():
     # signed_objects: a kind byte and the text, for every positive and negative vector; and one
     # seed per vector for the mode that changes bytes of it (selector, position 0, xor 0x01).
     for index, case in enumerate(ns["signed"]):
-        kind = KINDS.index(kind_of_tag(case["domain_tag"]))
+        kind = KINDS.index(case["kind"])
         text = utf8(compact(case["object"]))
         yield "signed_objects", f"signed-{case['name']}", bytes([kind]) + text
         yield "signed_objects", f"changed-{case['name']}", bytes([0x80 | index, 0, 0, 1])

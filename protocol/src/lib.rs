@@ -44,10 +44,10 @@ pub use keys::{KeyFileError, Keypair};
 pub use sign::{Domain, Signature, SignatureError, Signed};
 
 /// The version of the protocol this crate implements (`spec/` §6.3.2). It is in every domain tag
-/// (`northstar/v1/…`, §3.3), so a signature made under one version never verifies under another,
+/// (`northstar/v2/…`, §3.3), so a signature made under one version never verifies under another,
 /// and `node.info` states it, so a client or node refuses a peer of another version by name
 /// instead of failing on its first signature.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest integer a signed object may carry: 2^53 - 1, the largest integer every JSON
 /// implementation represents exactly.

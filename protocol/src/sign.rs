@@ -42,10 +42,9 @@ pub enum Domain {
     SpaceGenesis,
     /// An author's request to act on a space (join, leave, invite, kick, …).
     Membership,
-    /// A post's content, signed by its author.
-    Beam,
-    /// An author placing a beam into a space.
-    BeamRef,
+    /// An author's post: a beam and the ref that places it into a space, under one signature
+    /// (`spec/` §4.5). A beam and a ref both carry a signature of this kind.
+    Post,
     /// An author deleting a beam.
     Tombstone,
     /// A sequenced event, signed by the space's sequencer node.
@@ -56,13 +55,12 @@ pub enum Domain {
 
 impl Domain {
     /// Every domain, in the order of the spec's table.
-    pub const ALL: [Domain; 9] = [
+    pub const ALL: [Domain; 8] = [
         Domain::AuthChallenge,
         Domain::AuthResponse,
         Domain::SpaceGenesis,
         Domain::Membership,
-        Domain::Beam,
-        Domain::BeamRef,
+        Domain::Post,
         Domain::Tombstone,
         Domain::Event,
         Domain::StreamFrame,
@@ -71,15 +69,14 @@ impl Domain {
     /// The domain tag, ASCII.
     pub const fn tag(self) -> &'static str {
         match self {
-            Domain::AuthChallenge => "northstar/v1/auth-challenge",
-            Domain::AuthResponse => "northstar/v1/auth-response",
-            Domain::SpaceGenesis => "northstar/v1/space-genesis",
-            Domain::Membership => "northstar/v1/membership",
-            Domain::Beam => "northstar/v1/beam",
-            Domain::BeamRef => "northstar/v1/beam-ref",
-            Domain::Tombstone => "northstar/v1/tombstone",
-            Domain::Event => "northstar/v1/event",
-            Domain::StreamFrame => "northstar/v1/stream-frame",
+            Domain::AuthChallenge => "northstar/v2/auth-challenge",
+            Domain::AuthResponse => "northstar/v2/auth-response",
+            Domain::SpaceGenesis => "northstar/v2/space-genesis",
+            Domain::Membership => "northstar/v2/membership",
+            Domain::Post => "northstar/v2/post",
+            Domain::Tombstone => "northstar/v2/tombstone",
+            Domain::Event => "northstar/v2/event",
+            Domain::StreamFrame => "northstar/v2/stream-frame",
         }
     }
 
@@ -268,14 +265,19 @@ pub trait Signed: Serialize {
     /// The object's kind.
     const DOMAIN: Domain;
 
+    /// The members left out of the object's content: its signature, and for a beam the id of
+    /// the ref it was signed with (`spec/` §3.5).
+    const NOT_CONTENT: &'static [&'static str] = &[SIG_FIELD];
+
     /// The signature it carries.
     fn signature(&self) -> &Signature;
 
     /// Where [`sign`] puts the signature.
     fn signature_mut(&mut self) -> &mut Signature;
 
-    /// The canonical bytes of the object without its `sig` member: what its content id hashes
-    /// and, after the domain tag, what its signature covers.
+    /// The canonical bytes of the object without the members of [`Signed::NOT_CONTENT`]: what
+    /// its content id hashes and, for every kind but a post's beam and ref, what its signature
+    /// covers after the domain tag.
     fn canonical_unsigned(&self) -> Result<Vec<u8>, SignatureError> {
         let mut value = serde_json::to_value(self).map_err(|e| CanonicalError::Unencodable {
             reason: e.to_string(),
@@ -283,13 +285,25 @@ pub trait Signed: Serialize {
         let Value::Object(map) = &mut value else {
             return Err(SignatureError::NotAnObject);
         };
-        map.remove(SIG_FIELD);
+        for member in Self::NOT_CONTENT {
+            map.remove(*member);
+        }
         Ok(canonical::to_canonical_bytes(&value)?)
     }
 
     /// The content id: BLAKE3 of [`Signed::canonical_unsigned`].
     fn content_id(&self) -> Result<ContentId, SignatureError> {
         Ok(ContentId::of(&self.canonical_unsigned()?))
+    }
+
+    /// The message its signature covers, and its content id from the same canonical bytes.
+    /// By default `tag || 0x00 || canonical`; a beam and a ref cover their post (§4.5).
+    fn signed_message(&self) -> Result<(Vec<u8>, ContentId), SignatureError> {
+        let canonical = self.canonical_unsigned()?;
+        Ok((
+            signing_message(Self::DOMAIN, &canonical),
+            ContentId::of(&canonical),
+        ))
     }
 }
 
@@ -303,6 +317,18 @@ pub fn signing_message(domain: Domain, canonical: &[u8]) -> Vec<u8> {
     message
 }
 
+/// The message of a post's one signature (`spec/` §4.5): the post tag, a zero byte and the
+/// canonical bytes of `{"beam": beam, "ref": beam_ref}`, the content ids of the beam and of
+/// the ref that posts it. A beam and a ref signed together carry the same signature.
+pub fn post_message(beam: &ContentId, beam_ref: &ContentId) -> Vec<u8> {
+    // Both ids are base32 without quotes or escapes, and "beam" sorts before "ref", so this is
+    // the canonical form (a test below checks it against the encoder).
+    signing_message(
+        Domain::Post,
+        format!(r#"{{"beam":"{beam}","ref":"{beam_ref}"}}"#).as_bytes(),
+    )
+}
+
 /// Sign `object` with `key`, which must be `signer`, the identity the object names.
 pub fn sign<T: Signed>(object: &mut T, key: &Keypair, signer: &Did) -> Result<(), SignatureError> {
     if key.did() != signer {
@@ -311,7 +337,7 @@ pub fn sign<T: Signed>(object: &mut T, key: &Keypair, signer: &Did) -> Result<()
             actual: key.did().to_string(),
         });
     }
-    let message = signing_message(T::DOMAIN, &object.canonical_unsigned()?);
+    let (message, _) = object.signed_message()?;
     *object.signature_mut() = key.sign_raw(&message);
     Ok(())
 }
@@ -324,10 +350,9 @@ pub fn verify<T: Signed>(object: &T, signer: &Did) -> Result<(), SignatureError>
 /// [`verify`], returning the object's content id ([`Signed::content_id`]) from the same
 /// canonical bytes, so a reader that needs both encodes the object once.
 pub fn verify_with_id<T: Signed>(object: &T, signer: &Did) -> Result<ContentId, SignatureError> {
-    let canonical = object.canonical_unsigned()?;
-    let message = signing_message(T::DOMAIN, &canonical);
+    let (message, id) = object.signed_message()?;
     if object.signature().verify_raw(signer, &message) {
-        Ok(ContentId::of(&canonical))
+        Ok(id)
     } else {
         Err(SignatureError::Invalid {
             domain: T::DOMAIN.tag(),
@@ -361,10 +386,9 @@ impl Batch {
         object: &T,
         signer: &Did,
     ) -> Result<ContentId, SignatureError> {
-        let canonical = object.canonical_unsigned()?;
-        let message = signing_message(T::DOMAIN, &canonical);
+        let (message, id) = object.signed_message()?;
         self.queue_raw(object.signature(), signer, &message);
-        Ok(ContentId::of(&canonical))
+        Ok(id)
     }
 
     /// Queue a signature over `message` under `signer` (the message is hashed now, not kept).
@@ -529,6 +553,18 @@ mod tests {
             );
         }
         assert!(decoded > 1000, "the cases reach the curve: {decoded}");
+    }
+
+    #[test]
+    fn the_post_message_is_the_canonical_form_of_its_statement() {
+        let beam = ContentId::of(b"beam");
+        let beam_ref = ContentId::of(b"ref");
+        let statement = serde_json::json!({"ref": beam_ref.to_string(), "beam": beam.to_string()});
+        let canonical = canonical::to_canonical_bytes(&statement).expect("two strings encode");
+        assert_eq!(
+            post_message(&beam, &beam_ref),
+            signing_message(Domain::Post, &canonical)
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_protocol::canonical::{parse_strict, to_canonical_bytes};
 use northstar_protocol::sign::{self, Signature, Signed};
-use northstar_protocol::wire::Beam;
+use northstar_protocol::wire::{Beam, BeamRef};
 use northstar_protocol::{ContentId, Did, Keypair, MAX_SAFE_INTEGER};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -27,6 +27,12 @@ fn json_value() -> impl Strategy<Value = Value> {
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+/// A post by `author` into a fixed channel of theirs.
+fn post(author: &Keypair, title: &str, body: &str, created_at: u64) -> (Beam, BeamRef) {
+    let space = SpaceId::new(SpaceType::Channel, author.did(), "props").unwrap();
+    Beam::post(author, space, "home.example", title, body, created_at).unwrap()
 }
 
 proptest! {
@@ -67,12 +73,39 @@ proptest! {
         created_at in 0..=MAX_SAFE_INTEGER,
     ) {
         let author = Keypair::from_seed(&seed);
-        let beam = Beam::create(&author, &title, &body, created_at).unwrap();
+        let (beam, beam_ref) = post(&author, &title, &body, created_at);
         beam.verify().unwrap();
+        beam_ref.verify().unwrap();
+        // One signature, carried by both, each verifiable alone (spec §4.5).
+        prop_assert_eq!(beam.sig, beam_ref.sig);
+        prop_assert_eq!(beam_ref.beam, beam.content_id().unwrap());
+        prop_assert_eq!(beam.posted_with, beam_ref.content_id().unwrap());
         let text = serde_json::to_string(&beam).unwrap();
         let back: Beam = northstar_protocol::canonical::from_str_strict(&text).unwrap();
         back.verify().unwrap();
         prop_assert_eq!(back.content_id().unwrap(), beam.content_id().unwrap());
+    }
+
+    #[test]
+    fn a_post_signature_binds_the_beam_and_the_ref_to_each_other(
+        seed in any::<[u8; 32]>(),
+        body in any::<String>(),
+        other in any::<[u8; 32]>(),
+    ) {
+        let author = Keypair::from_seed(&seed);
+        let (beam, beam_ref) = post(&author, "t", &body, 1);
+        // A beam that names another ref, or a ref that names another beam, no longer verifies.
+        let mut moved = beam.clone();
+        moved.posted_with = ContentId::from_bytes(other);
+        prop_assume!(moved.posted_with != beam.posted_with);
+        prop_assert!(moved.verify().is_err());
+        let mut swapped = beam_ref.clone();
+        swapped.beam = ContentId::from_bytes(other);
+        prop_assert!(swapped.verify().is_err());
+        // The ref's placement is covered: another space or home breaks it.
+        let mut elsewhere = beam_ref.clone();
+        elsewhere.home = "other.example".into();
+        prop_assert!(elsewhere.verify().is_err());
     }
 
     #[test]
@@ -82,7 +115,7 @@ proptest! {
         bit in 0usize..512,
     ) {
         let author = Keypair::from_seed(&seed);
-        let mut beam = Beam::create(&author, "t", &body, 1).unwrap();
+        let (mut beam, _) = post(&author, "t", &body, 1);
         let mut bytes = beam.sig.to_bytes();
         bytes[bit / 8] ^= 1 << (bit % 8);
         beam.sig = Signature::from_bytes(bytes);
@@ -96,7 +129,7 @@ proptest! {
         extra in any::<char>(),
     ) {
         let author = Keypair::from_seed(&seed);
-        let beam = Beam::create(&author, "t", &body, 1).unwrap();
+        let (beam, _) = post(&author, "t", &body, 1);
         let mut edited = beam.clone();
         edited.body.push(extra);
         prop_assert!(edited.verify().is_err());

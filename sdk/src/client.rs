@@ -28,10 +28,10 @@ use northstar_protocol::rpc::{
     StreamApiClient,
 };
 use northstar_protocol::wire::{
-    AuthChallenge, AuthResponse, Beam, BeamRef, Event, Home, Membership, MembershipAction,
-    SpaceGenesis, Tombstone,
+    AuthChallenge, AuthResponse, Beam, Event, Home, Membership, MembershipAction, SpaceGenesis,
+    Tombstone,
 };
-use northstar_protocol::{Did, Keypair, PROTOCOL_VERSION, Signed};
+use northstar_protocol::{Did, Keypair, PROTOCOL_VERSION};
 use tracing::{debug, instrument};
 
 use crate::address::{AsBeamPath, AsSpaceId};
@@ -263,8 +263,9 @@ impl Client {
         call("space.members", SpaceApiClient::members(self.rpc(), space)).await
     }
 
-    /// `space.post` (key, member): sign a beam and a ref placing it in `space`, store the beam on this node
-    /// (the author's home, named by the ref) and append the ref to the space.
+    /// `space.post` (key, member): sign a beam and a ref placing it in `space` (one signature
+    /// covers both, spec §4.5), store the beam on this node (the author's home, named by the
+    /// ref) and append the ref to the space.
     pub async fn post(
         &self,
         space: &impl AsSpaceId,
@@ -274,15 +275,15 @@ impl Client {
         const METHOD: &str = "space.post";
         let key = self.key(METHOD)?;
         let now = now_ms()?;
-        let beam = Beam::create(key, title, body, now)?;
-        beam.check_rules()?;
-        let beam_ref = BeamRef::create(
+        let (beam, beam_ref) = Beam::post(
             key,
             space.space_id().clone(),
-            beam.content_id()?,
             &self.inner.info.authority,
+            title,
+            body,
             now,
         )?;
+        beam.check_rules()?;
         beam_ref.check_rules()?;
         call(METHOD, SpaceApiClient::post(self.rpc(), beam, beam_ref)).await
     }

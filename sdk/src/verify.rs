@@ -287,6 +287,11 @@ pub(crate) fn check_beam(beam: &Beam, path: &BeamPath) -> Result<(), VerifyError
         path: path.to_string(),
         source,
     })?;
+    check_path(beam, path)
+}
+
+/// Check that `beam` is the beam `path` names: its author's hash and its content id.
+fn check_path(beam: &Beam, path: &BeamPath) -> Result<(), VerifyError> {
     let wrong = |actual: String| VerifyError::WrongBeam {
         expected: path.to_string(),
         actual,
@@ -318,6 +323,10 @@ pub struct EventWithBeam {
 
 /// Check an inline `beam` against the `beam_ref` event it came with: the beam at
 /// `beam/{authorHash(ref.author)}/{ref.beam}`, validly signed, by the ref's author.
+///
+/// `event` must already be verified. A beam signed together with its ref carries the ref's
+/// signature of the same message (spec §4.5), which the event's check already verified, so
+/// then only the ids are left to compare.
 pub(crate) fn check_inline_beam(event: &Event, beam: &Beam) -> Result<(), VerifyError> {
     let Payload::BeamRef(r) = &event.payload else {
         return Err(VerifyError::UnaskedBeam {
@@ -328,7 +337,14 @@ pub(crate) fn check_inline_beam(event: &Event, beam: &Beam) -> Result<(), Verify
         });
     };
     let path = BeamPath::new(&r.author, r.beam);
-    check_beam(beam, &path)?;
+    let signed_together = r
+        .content_id()
+        .is_ok_and(|ref_id| beam.signed_with(r, &ref_id));
+    if signed_together {
+        check_path(beam, &path)?;
+    } else {
+        check_beam(beam, &path)?;
+    }
     // The author hash matched; the DID itself must too (§4.6).
     if beam.author != r.author {
         return Err(VerifyError::WrongBeam {
@@ -474,12 +490,12 @@ mod tests {
         }
 
         fn post(&mut self, title: &str) {
-            let beam = Beam::create(&self.owner, title, "body", T).unwrap();
-            let r = BeamRef::create(
+            let (_, r) = Beam::post(
                 &self.owner,
                 self.space.clone(),
-                beam.content_id().unwrap(),
                 "127.0.0.1:7700",
+                title,
+                "body",
                 T,
             )
             .unwrap();
@@ -636,12 +652,14 @@ mod tests {
     #[test]
     fn checks_a_beam_against_its_path() {
         let author = Keypair::from_seed(&[5; 32]);
-        let beam = Beam::create(&author, "hi", "there", T).unwrap();
+        let space = SpaceId::new(SpaceType::Channel, author.did(), "c").unwrap();
+        let post = |body: &str| Beam::post(&author, space.clone(), "h", "hi", body, T).unwrap();
+        let beam = post("there").0;
         let path = beam.path().unwrap();
         check_beam(&beam, &path).unwrap();
         check_listed_beam(&beam, author.did()).unwrap();
 
-        let other = Beam::create(&author, "hi", "elsewhere", T).unwrap();
+        let other = post("elsewhere").0;
         let err = check_beam(&other, &path).unwrap_err();
         assert!(matches!(err, VerifyError::WrongBeam { .. }), "{err}");
 
@@ -690,11 +708,56 @@ mod tests {
         let err = check_inline_beam(&tombstone, &beam).unwrap_err();
         assert!(matches!(err, VerifyError::UnaskedBeam { .. }), "{err}");
         // And a beam by someone else with the same title and body is not the ref's.
-        let mut other =
-            Beam::create(&Keypair::from_seed(&[7; 32]), &beam.title, &beam.body, 1).unwrap();
+        let Payload::BeamRef(r) = &event.payload else {
+            panic!("event 3 posts the beam");
+        };
+        let stranger = Keypair::from_seed(&[7; 32]);
+        let (mut other, _) = Beam::post(
+            &stranger,
+            r.space.clone(),
+            &r.home,
+            &beam.title,
+            &beam.body,
+            1,
+        )
+        .unwrap();
         let err = check_inline_beam(&event, &other).unwrap_err();
         assert!(matches!(err, VerifyError::WrongBeam { .. }), "{err}");
+        // Even carrying the ref's signature and naming the ref, it is not the ref's beam.
         other.sig = beam.sig;
+        other.posted_with = beam.posted_with;
         assert!(check_inline_beam(&event, &other).is_err());
+    }
+
+    /// A beam signed together with its ref is taken on the ref's checked signature; one that
+    /// was signed apart (an earlier post of the same beam) is checked on its own.
+    #[test]
+    fn an_inline_beam_signed_apart_from_its_ref_is_checked_on_its_own() {
+        let author = Keypair::from_seed(&[5; 32]);
+        let node = Keypair::from_seed(&[1; 32]);
+        let space = SpaceId::new(SpaceType::Channel, author.did(), "c").unwrap();
+        let (beam, first) = Beam::post(&author, space.clone(), "h", "t", "b", T).unwrap();
+        let again = BeamRef::create(&author, space.clone(), first.beam, "h", T + 1).unwrap();
+        let event = |r: &BeamRef| {
+            Event::sequence(
+                &node,
+                space.clone(),
+                2,
+                Some(northstar_protocol::ContentId::of(b"p")),
+                T,
+                Payload::BeamRef(r.clone()),
+            )
+            .unwrap()
+        };
+        check_inline_beam(&event(&first), &beam).unwrap();
+        check_inline_beam(&event(&again), &beam).unwrap();
+        // A beam whose own signature is bad passes only where it is not its own witness:
+        // beside the ref it claims to be signed with, the signatures must be the same.
+        let mut forged = beam.clone();
+        forged.sig = again.sig;
+        let err = check_inline_beam(&event(&again), &forged).unwrap_err();
+        assert!(matches!(err, VerifyError::BadBeam { .. }), "{err}");
+        let err = check_inline_beam(&event(&first), &forged).unwrap_err();
+        assert!(matches!(err, VerifyError::BadBeam { .. }), "{err}");
     }
 }

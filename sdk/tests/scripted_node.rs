@@ -23,7 +23,7 @@ use northstar_protocol::rpc::{AuthApiServer, NodeApiServer, SpaceApiServer, Spac
 use northstar_protocol::wire::{
     AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, Payload, SpaceGenesis,
 };
-use northstar_protocol::{Keypair, PROTOCOL_VERSION, Signed};
+use northstar_protocol::{Keypair, PROTOCOL_VERSION};
 use northstar_sdk::auth::AuthError;
 use northstar_sdk::verify::VerifyError;
 use northstar_sdk::{Client, SdkError};
@@ -239,9 +239,12 @@ fn log(node: &Keypair, owner: &Keypair, space: &SpaceId, len: usize) -> Vec<Even
     let mut events =
         vec![Event::sequence(node, space.clone(), 1, None, T, Payload::Create(genesis)).unwrap()];
     for seq in 2..=len as u64 {
-        let beam = beam_of(seq);
-        let beam_ref =
-            BeamRef::create(owner, space.clone(), beam.content_id().unwrap(), "x", T).unwrap();
+        assert_eq!(
+            space,
+            &post_of(seq).1.space,
+            "posts go to the owner's general"
+        );
+        let (_, beam_ref) = post_of(seq);
         let prev = Some(events.last().unwrap().id().unwrap());
         events.push(
             Event::sequence(
@@ -258,10 +261,16 @@ fn log(node: &Keypair, owner: &Keypair, space: &SpaceId, len: usize) -> Vec<Even
     events
 }
 
-/// The beam the ref of event `seq` (from 2) names: by the owner, seed 2.
-fn beam_of(seq: u64) -> Beam {
+/// The post of event `seq` (from 2): by the owner, seed 2, into their channel `general`.
+fn post_of(seq: u64) -> (Beam, BeamRef) {
     let owner = Keypair::from_seed(&[2; 32]);
-    Beam::create(&owner, &format!("post {seq}"), "body", T).unwrap()
+    let space = SpaceId::new(SpaceType::Channel, owner.did(), "general").unwrap();
+    Beam::post(&owner, space, "x", &format!("post {seq}"), "body", T).unwrap()
+}
+
+/// The beam the ref of event `seq` (from 2) names.
+fn beam_of(seq: u64) -> Beam {
+    post_of(seq).0
 }
 
 /// `beam` with another body and its signature kept: it no longer verifies, and its content id

@@ -224,11 +224,18 @@ async fn a_foreign_ref_is_refused_and_cannot_hold_the_authors_delete_up() {
 
     // An id the sequencer does not know yet cannot be judged: Bob places a ref to the id of a
     // beam Alice will post later (an id covers no signature, so anyone can compute it).
-    let later = Beam::create(&alice_key, "later", "posted after the foreign ref", 7).unwrap();
+    let (later, later_ref) = Beam::post(
+        &alice_key,
+        main.clone(),
+        &authority(&a),
+        "later",
+        "posted after the foreign ref",
+        7,
+    )
+    .unwrap();
     let later_id = later.content_id().unwrap();
     as_b.ok(method::FED_SUBMIT, foreign_ref(&side, later_id))
         .await;
-    let later_ref = BeamRef::create(&alice_key, main.clone(), later_id, &authority(&a), 8).unwrap();
     let mut as_alice = raw_as(&a, &alice_key).await;
     let posted = as_alice
         .ok(method::SPACE_POST, json!([later, later_ref]))
@@ -360,9 +367,15 @@ async fn bobs_beams_behind_a_fake(
     let mut uris = Vec::new();
     let mut served = Vec::new();
     for (i, title) in titles.iter().enumerate() {
-        let beam = Beam::create(&bob_key, title, "body", 10 + i as u64).unwrap();
-        let id = beam.content_id().unwrap();
-        let beam_ref = BeamRef::create(&bob_key, space.clone(), id, &authority(&b), 20).unwrap();
+        let (beam, beam_ref) = Beam::post(
+            &bob_key,
+            space.clone(),
+            &authority(&b),
+            title,
+            "body",
+            10 + i as u64,
+        )
+        .unwrap();
         on_b.ok(method::SPACE_POST, json!([beam, beam_ref])).await;
         let path: BeamPath = beam.path().unwrap();
         let mut json = serde_json::to_value(&beam).unwrap();

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 
 use common::Raw;
 use northstar_protocol::address::{SpaceId, SpaceType};
-use northstar_protocol::wire::{AuthResponse, Beam, BeamRef, SpaceGenesis};
+use northstar_protocol::wire::{AuthResponse, Beam, SpaceGenesis};
 use northstar_protocol::{Keypair, Signed};
 use serde_json::{Value, json};
 
@@ -115,9 +115,16 @@ async fn acknowledged_beams_survive_kill_9() {
 
     let mut acked = Vec::new();
     for i in 0..25u64 {
-        let beam = Beam::create(&alice, &format!("post {i}"), "body", 10 + i).unwrap();
+        let (beam, beam_ref) = Beam::post(
+            &alice,
+            space.clone(),
+            &authority,
+            &format!("post {i}"),
+            "body",
+            10 + i,
+        )
+        .unwrap();
         let id = beam.content_id().unwrap();
-        let beam_ref = BeamRef::create(&alice, space.clone(), id, &authority, 10 + i).unwrap();
         let posted = raw.ok("space.post", json!([beam, beam_ref])).await;
         acked.push((
             posted["seq"].as_u64().unwrap(),

@@ -302,9 +302,8 @@ fn event_line(event: &Event) -> String {
 mod tests {
     use super::*;
     use northstar_sdk::Keypair;
-    use northstar_sdk::protocol::Signed;
     use northstar_sdk::protocol::address::SpaceId;
-    use northstar_sdk::protocol::wire::{Beam, BeamRef, Membership, MembershipAction};
+    use northstar_sdk::protocol::wire::{Beam, Membership, MembershipAction};
 
     #[test]
     fn event_json_has_the_contract_keys() {
@@ -331,9 +330,7 @@ mod tests {
         assert_eq!(value["author"], bob.did().as_str());
         assert_eq!(value["subject"], bob.did().as_str());
 
-        let beam = Beam::create(&bob, "t", "b", 7).unwrap();
-        let beam_ref =
-            BeamRef::create(&bob, space.clone(), beam.content_id().unwrap(), "h:1", 7).unwrap();
+        let (_, beam_ref) = Beam::post(&bob, space.clone(), "h:1", "t", "b", 7).unwrap();
         let uri = beam_ref.beam_uri().to_string();
         let event = Event::sequence(&node, space, 3, prev, 8, Payload::BeamRef(beam_ref)).unwrap();
         let value = event_json(&event).unwrap();

@@ -80,9 +80,8 @@ impl Fixture {
 
     /// The owner posts a beam with `body`, carried with its ref (as a post to this node is).
     fn post_carrying(&self, body: &str) -> (BeamPath, Input) {
-        let beam = Beam::create(&self.owner, "t", body, 5).unwrap();
+        let (beam, r) = Beam::post(&self.owner, self.space.clone(), "n", "t", body, 5).unwrap();
         let path = beam.path().unwrap();
-        let r = BeamRef::create(&self.owner, self.space.clone(), path.beam, "n", 5).unwrap();
         let input = Input::Append {
             space: self.space.clone(),
             payload: Box::new(Payload::BeamRef(r)),

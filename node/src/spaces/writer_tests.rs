@@ -77,8 +77,22 @@ async fn fixture() -> Fixture {
 impl Fixture {
     /// The owner posts beam number `n`.
     async fn post(&self, n: usize) -> Result<u64, super::SequenceError> {
-        let beam = Beam::create(&self.owner, &format!("post {n}"), "body", 2).unwrap();
-        self.post_beam(&self.handle, beam).await
+        self.post_beam(&self.handle, self.beam(&format!("post {n}")))
+            .await
+    }
+
+    /// A beam of the owner's titled `title`.
+    fn beam(&self, title: &str) -> Beam {
+        Beam::post(
+            &self.owner,
+            self.space.clone(),
+            "127.0.0.1:1",
+            title,
+            "body",
+            2,
+        )
+        .unwrap()
+        .0
     }
 
     /// The owner posts `beam` through the writer behind `handle`.
@@ -277,7 +291,7 @@ async fn commits_reach_the_database_file_without_waiting_for_the_wal_to_fill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_beam_posted_again_is_refused_before_and_after_a_restart() {
     let f = fixture().await;
-    let beam = Beam::create(&f.owner, "once", "body", 2).unwrap();
+    let beam = f.beam("once");
     let path = beam.path().unwrap();
     assert_eq!(f.post_beam(&f.handle, beam.clone()).await.unwrap(), 2);
     let tombstone = Tombstone::create(&f.owner, path.beam, 3).unwrap();
@@ -299,7 +313,7 @@ async fn a_deleted_beam_posted_again_is_refused_before_and_after_a_restart() {
     tokio::spawn(writer.run(stop));
     refused(f.post_beam(&handle, beam).await);
     // Another beam is sequenced as before.
-    let other = Beam::create(&f.owner, "twice", "body", 4).unwrap();
+    let other = f.beam("twice");
     assert_eq!(f.post_beam(&handle, other).await.unwrap(), 4);
     assert_eq!(f.chained_seqs().await, [1, 2, 3, 4]);
 }

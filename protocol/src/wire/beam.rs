@@ -1,7 +1,11 @@
 //! Beams, the refs that place them in spaces, and tombstones (`spec/` §4.5–4.7).
 //!
-//! A beam's id is its content id: BLAKE3 of its canonical bytes without `sig`. It is stored on
-//! its author's home node at `beam/{authorHash}/{beamId}`; spaces carry a [`BeamRef`].
+//! A beam's id is its content id: BLAKE3 of its canonical bytes without `sig` and `ref`. It is
+//! stored on its author's home node at `beam/{authorHash}/{beamId}`; spaces carry a [`BeamRef`].
+//!
+//! An author posts with one signature ([`Beam::post`]): it covers the beam's id and the ref's id
+//! (§4.5), and the beam and the ref each carry it. Each still verifies alone: the beam names the
+//! ref's id in `ref`, and the ref names the beam's id in `beam`.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +16,7 @@ use crate::keys::Keypair;
 use crate::sign::{self, Domain, Signature, SignatureError, Signed};
 use crate::wire::{MAX_BODY_LEN, MAX_NAME_LEN, RuleError, check_len, signed_object};
 
-/// A post, signed by its author.
+/// A post's content, signed by its author together with the ref that first posted it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Beam {
@@ -24,29 +28,64 @@ pub struct Beam {
     pub body: String,
     /// When the author wrote it, ms since the Unix epoch.
     pub created_at: u64,
-    /// The author's signature.
+    /// The content id of the ref the author signed together with this beam (`ref` on the wire).
+    /// Like `sig`, it is not part of the beam's content, so it is not in the beam's id.
+    #[serde(rename = "ref")]
+    pub posted_with: ContentId,
+    /// The author's signature of the post: this beam's id and `posted_with` (§4.5).
     pub sig: Signature,
 }
-signed_object!(Beam, Domain::Beam);
+
+impl Signed for Beam {
+    const DOMAIN: Domain = Domain::Post;
+    const NOT_CONTENT: &'static [&'static str] = &[sign::SIG_FIELD, "ref"];
+
+    fn signature(&self) -> &Signature {
+        &self.sig
+    }
+
+    fn signature_mut(&mut self) -> &mut Signature {
+        &mut self.sig
+    }
+
+    fn signed_message(&self) -> Result<(Vec<u8>, ContentId), SignatureError> {
+        let id = self.content_id()?;
+        Ok((sign::post_message(&id, &self.posted_with), id))
+    }
+}
 
 impl Beam {
-    /// A beam signed by `author`.
-    pub fn create(
+    /// A post by `author`: a beam and the ref that places it into `space`, signed once. `home`
+    /// is the author's home node, where the beam will live.
+    pub fn post(
         author: &Keypair,
+        space: SpaceId,
+        home: &str,
         title: &str,
         body: &str,
         created_at: u64,
-    ) -> Result<Self, SignatureError> {
+    ) -> Result<(Self, BeamRef), SignatureError> {
         let mut beam = Self {
             author: author.did().clone(),
             title: title.to_owned(),
             body: body.to_owned(),
             created_at,
+            posted_with: ContentId::of(&[]),
             sig: Signature::UNSIGNED,
         };
+        let mut beam_ref = BeamRef {
+            space,
+            beam: beam.content_id()?,
+            author: author.did().clone(),
+            home: home.to_owned(),
+            created_at,
+            sig: Signature::UNSIGNED,
+        };
+        beam.posted_with = beam_ref.content_id()?;
         let signer = beam.author.clone();
-        sign::sign(&mut beam, author, &signer)?;
-        Ok(beam)
+        sign::sign(&mut beam_ref, author, &signer)?;
+        beam.sig = beam_ref.sig;
+        Ok((beam, beam_ref))
     }
 
     /// Check the author's signature.
@@ -64,6 +103,12 @@ impl Beam {
     pub fn path(&self) -> Result<BeamPath, SignatureError> {
         Ok(BeamPath::new(&self.author, self.content_id()?))
     }
+
+    /// Whether this beam was signed together with `beam_ref`, whose content id is `ref_id`:
+    /// then the two carry one signature of one message, and checking either checks both.
+    pub fn signed_with(&self, beam_ref: &BeamRef, ref_id: &ContentId) -> bool {
+        self.posted_with == *ref_id && self.sig == beam_ref.sig
+    }
 }
 
 /// An author's signed statement placing a beam into a space.
@@ -80,13 +125,30 @@ pub struct BeamRef {
     pub home: String,
     /// When the author posted it, ms since the Unix epoch.
     pub created_at: u64,
-    /// The author's signature.
+    /// The author's signature of the post: `beam` and this ref's id (§4.5).
     pub sig: Signature,
 }
-signed_object!(BeamRef, Domain::BeamRef);
+
+impl Signed for BeamRef {
+    const DOMAIN: Domain = Domain::Post;
+
+    fn signature(&self) -> &Signature {
+        &self.sig
+    }
+
+    fn signature_mut(&mut self) -> &mut Signature {
+        &mut self.sig
+    }
+
+    fn signed_message(&self) -> Result<(Vec<u8>, ContentId), SignatureError> {
+        let id = self.content_id()?;
+        Ok((sign::post_message(&self.beam, &id), id))
+    }
+}
 
 impl BeamRef {
-    /// A ref to `beam` in `space`, signed by the beam's author.
+    /// A ref to `beam` in `space`, signed by the beam's author on its own: how an author posts
+    /// a beam it already has into another space.
     pub fn create(
         author: &Keypair,
         space: SpaceId,

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use northstar_node::config::Limits;
-use northstar_protocol::ContentId;
 use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_protocol::wire::{Beam, BeamRef};
 use serde_json::Value;
@@ -376,15 +375,8 @@ fn strict_cost(iterations: usize) -> anyhow::Result<(f64, f64, f64)> {
     let author = keypair()?;
     let now = 1_700_000_000_000;
     let body = "a chat-sized post, about as long as a sentence or two. ".repeat(4);
-    let beam = Beam::create(&author, "hello", &body, now)?;
     let space = SpaceId::new(SpaceType::Channel, author.did(), "bench")?;
-    let beam_ref = BeamRef::create(
-        &author,
-        space,
-        ContentId::of(body.as_bytes()),
-        "127.0.0.1:7700",
-        now,
-    )?;
+    let (beam, beam_ref) = Beam::post(&author, space, "127.0.0.1:7700", "hello", &body, now)?;
     let params = serde_json::to_string(&(beam, beam_ref))?;
     let per = |f: &dyn Fn(&str) -> bool| -> f64 {
         let started = Instant::now();

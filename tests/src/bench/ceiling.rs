@@ -43,7 +43,7 @@ impl SignedMessage {
     /// The signature of `object` by `signer`, over the message the protocol signs.
     pub fn of<T: Signed>(object: &T, signer: &Did) -> anyhow::Result<Self> {
         Ok(Self {
-            message: signing_message(T::DOMAIN, &object.canonical_unsigned()?),
+            message: object.signed_message()?.0,
             signature: ed25519_dalek::Signature::from_bytes(&object.signature().to_bytes()),
             key: VerifyingKey::from_bytes(signer.public_key())?,
         })
@@ -93,8 +93,9 @@ fn rate(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
-/// The ingest ceiling's work per event: strict verification of the author's signature on a
-/// beam ref, and the sequencer's signature on the event that carries it.
+/// The ingest ceiling's work per event: strict verification of the author's signature of a
+/// post (one for the beam and its ref, spec §4.5), and the sequencer's signature on the event
+/// that carries the ref.
 pub struct IngestWork {
     refs: Vec<SignedMessage>,
     events: Vec<Vec<u8>>,

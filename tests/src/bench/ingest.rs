@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use northstar_protocol::Keypair;
 use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_protocol::method;
-use northstar_protocol::wire::{Beam, BeamRef};
-use northstar_protocol::{Keypair, Signed as _};
+use northstar_protocol::wire::Beam;
 use northstar_sdk::Client;
 use serde_json::json;
 
@@ -136,7 +136,7 @@ async fn run_on(
             let ceiling = tokio::task::spawn_blocking(move || w.rate(acked)).await??;
             let w = work.clone();
             let (verify, sign) = tokio::task::spawn_blocking(move || w.single_core_costs()).await?;
-            let floor = ceiling::websocket_round_trip().await? + 2 * verify + sign + durable;
+            let floor = ceiling::websocket_round_trip().await? + verify + sign + durable;
             let floor_ms = floor.as_secs_f64() * 1e3;
             let (l50, l99) = p50_p99(&mut latencies);
             let cores = used.cpu_secs / elapsed.as_secs_f64();
@@ -276,8 +276,8 @@ fn signed_posts(
     let now = ceiling::now_ms();
     (0..count)
         .map(|i| {
-            let beam = Beam::create(key, &format!("a{author} #{}", offset + i as u64), BODY, now)?;
-            let beam_ref = BeamRef::create(key, space.clone(), beam.content_id()?, home, now)?;
+            let title = format!("a{author} #{}", offset + i as u64);
+            let (beam, beam_ref) = Beam::post(key, space.clone(), home, &title, BODY, now)?;
             let request = json!({
                 "jsonrpc": "2.0",
                 "id": i + 1,
@@ -297,7 +297,7 @@ fn rows_for(count: usize, cores: usize, durable: &str, series: AuthorSeries) -> 
     } else {
         format!("{count} authors")
     };
-    let floor = format!("WS round trip + 2 verify + 1 sign + {durable}");
+    let floor = format!("WS round trip + 1 verify + 1 sign + {durable}");
     let latency = |name: &str, series: Series| {
         Row {
             samples: series.figure,
