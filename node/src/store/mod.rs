@@ -116,6 +116,21 @@ pub enum StoreError {
         /// This node's DID.
         node: String,
     },
+    /// The database holds the data of another protocol version, whose signatures this
+    /// node's peers and clients would refuse.
+    #[error(
+        "the database {target} holds Northstar protocol v{holds} data, and this node speaks \
+         v{speaks}, whose signatures differ: start the node on a new data directory or \
+         database (the old one is left as it is)"
+    )]
+    OtherProtocol {
+        /// The file, or the URL with its password hidden.
+        target: String,
+        /// The protocol version recorded in the database.
+        holds: i64,
+        /// The version this node speaks.
+        speaks: u32,
+    },
     /// Another node process holds the database (PostgreSQL's advisory lock of northstar).
     #[error(
         "the database {target} is in use by another northstar process: one node runs on a \
@@ -218,7 +233,7 @@ impl Store {
     /// Open the database `storage` names (creating an SQLite file if needed), bring its schema
     /// up to date, and check that it belongs to the node `node` (a DID text): the first node
     /// to open a database records its DID, and any other is refused with
-    /// [`StoreError::OtherNode`].
+    /// [`StoreError::OtherNode`]; likewise its protocol version ([`StoreError::OtherProtocol`]).
     ///
     /// An SQLite database and its WAL files are readable by their owner only (mode 0600):
     /// they hold the logs of private spaces.
@@ -238,7 +253,16 @@ impl Store {
                 }
             }
         };
-        let owner = on_backend!(store, db => db.owner(node).await)?;
+        let speaks = northstar_protocol::PROTOCOL_VERSION;
+        let (owner, protocol) = on_backend!(store, db => db.owner(node, speaks).await)?;
+        if protocol != i64::from(speaks) {
+            store.close().await;
+            return Err(StoreError::OtherProtocol {
+                target: storage_target(storage),
+                holds: protocol,
+                speaks,
+            });
+        }
         if owner != node {
             store.close().await;
             return Err(StoreError::OtherNode {

@@ -433,19 +433,25 @@ where
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// The DID of the node this database belongs to, recording `node` if it belongs to none
-    /// yet (its first start).
-    pub(super) async fn owner(&self, node: &str) -> Result<String, StoreError> {
+    /// The DID of the node this database belongs to and the protocol version of its data,
+    /// recording `node` and `protocol` if it belongs to none yet (its first start).
+    pub(super) async fn owner(
+        &self,
+        node: &str,
+        protocol: u32,
+    ) -> Result<(String, i64), StoreError> {
         sqlx::query(
-            "INSERT INTO node_identity (id, did) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO node_identity (id, did, protocol) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(node)
+        .bind(i64::from(protocol))
         .execute(&self.pool)
         .await?;
-        let row = sqlx::query("SELECT did FROM node_identity WHERE id = 1")
+        let row = sqlx::query("SELECT did, protocol FROM node_identity WHERE id = 1")
             .fetch_one(&self.pool)
             .await?;
-        Ok(row.get(0))
+        Ok((row.get(0), row.get(1)))
     }
 }
 

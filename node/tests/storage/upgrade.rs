@@ -82,3 +82,51 @@ async fn beams_keyed_by_path_are_found_by_path_and_author_after_the_upgrade() {
     );
     store.close().await;
 }
+
+/// Migrations 0001–0008: the last layout of protocol v1, before the database recorded its
+/// protocol version.
+const PROTOCOL_V1: usize = 8;
+
+#[tokio::test]
+async fn a_database_a_v1_node_opened_is_refused_by_name_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::from_url("", dir.path()).unwrap();
+    let file = dir.path().join(northstar_node::store::DEFAULT_SQLITE_FILE);
+    let old = older_database(&file, PROTOCOL_V1).await;
+    // What a v1 node wrote at its first start: its DID, and nothing about the protocol.
+    sqlx::query("INSERT INTO node_identity (id, did) VALUES (1, $1)")
+        .bind(NODE)
+        .execute(&old)
+        .await
+        .unwrap();
+    old.close().await;
+
+    let err = Store::open(&storage, NODE).await.unwrap_err();
+    match &err {
+        StoreError::OtherProtocol { holds, speaks, .. } => {
+            assert_eq!((*holds, *speaks), (1, northstar_protocol::PROTOCOL_VERSION));
+        }
+        e => panic!("expected OtherProtocol, got {e:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("v1") && text.contains("new data directory"),
+        "{text}"
+    );
+    // Refused every time, not claimed by the attempt.
+    let again = Store::open(&storage, NODE).await.unwrap_err();
+    assert!(
+        matches!(again, StoreError::OtherProtocol { .. }),
+        "{again:?}"
+    );
+
+    // A database no node has opened yet is this version's, whatever migrations it had.
+    let fresh = tempfile::tempdir().unwrap();
+    let storage = Storage::from_url("", fresh.path()).unwrap();
+    let file = fresh
+        .path()
+        .join(northstar_node::store::DEFAULT_SQLITE_FILE);
+    older_database(&file, PROTOCOL_V1).await.close().await;
+    Store::open(&storage, NODE).await.unwrap().close().await;
+    Store::open(&storage, NODE).await.unwrap().close().await;
+}
