@@ -8,6 +8,9 @@
 //! message = tag || 0x00 || JCS(object minus "sig")
 //! ```
 //!
+//! A beam and a beam ref are the exception: both carry one signature of their post statement,
+//! `tag || 0x00 || JCS({"beam": beam id, "ref": ref id})` ([`post_message`], `spec/` §4.5).
+//!
 //! The tag makes a signature made for one kind of object worthless as any other kind. The zero
 //! byte cannot occur in a tag or in canonical JSON, so the split is unambiguous.
 //!
@@ -31,7 +34,8 @@ use crate::keys::Keypair;
 /// The name of the member that carries an object's signature.
 pub const SIG_FIELD: &str = "sig";
 
-/// The kinds of signed object, each with its own domain tag.
+/// The kinds of signed message, each with its own domain tag (a post's covers a beam and its
+/// ref together).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Domain {
     /// A node's challenge to a connecting client or node.

@@ -102,10 +102,19 @@ proptest! {
         let mut swapped = beam_ref.clone();
         swapped.beam = ContentId::from_bytes(other);
         prop_assert!(swapped.verify().is_err());
-        // The ref's placement is covered: another space or home breaks it.
+        // The ref's placement is covered: another space, home, time or nonce breaks it.
         let mut elsewhere = beam_ref.clone();
         elsewhere.home = "other.example".into();
         prop_assert!(elsewhere.verify().is_err());
+        let mut other_space = beam_ref.clone();
+        other_space.space = SpaceId::new(SpaceType::Channel, author.did(), "other").unwrap();
+        prop_assert!(other_space.verify().is_err());
+        let mut later = beam_ref.clone();
+        later.created_at += 1;
+        prop_assert!(later.verify().is_err());
+        let mut renonced = beam_ref.clone();
+        renonced.nonce.push('x');
+        prop_assert!(renonced.verify().is_err());
     }
 
     #[test]

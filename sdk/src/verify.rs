@@ -337,9 +337,10 @@ pub(crate) fn check_inline_beam(event: &Event, beam: &Beam) -> Result<(), Verify
         });
     };
     let path = BeamPath::new(&r.author, r.beam);
-    let signed_together = r
-        .content_id()
-        .is_ok_and(|ref_id| beam.signed_with(r, &ref_id));
+    let signed_together = match (beam.content_id(), r.content_id()) {
+        (Ok(id), Ok(ref_id)) => beam.signed_with(&id, r, &ref_id),
+        _ => false,
+    };
     if signed_together {
         check_path(beam, &path)?;
     } else {

@@ -172,8 +172,15 @@ async fn a_post_is_checked_under_its_one_signature_and_a_beam_signed_apart_on_it
     // another post) in place of its own: the beam is checked alone, and refused.
     let (beam, _) = post("apart");
     let (_, other_ref) = post("another");
-    let beam_ref =
-        BeamRef::create(&key, space.clone(), beam.content_id().unwrap(), &home, T).unwrap();
+    let beam_ref = BeamRef::create(
+        &key,
+        space.clone(),
+        beam.content_id().unwrap(),
+        &home,
+        T + 1,
+    )
+    .unwrap();
+    assert_ne!(beam_ref.sig, beam.sig, "a ref signed apart from the beam");
     let mut forged = beam.clone();
     forged.sig = other_ref.sig;
     let (got, message) = raw.err(method::SPACE_POST, json!([forged, beam_ref])).await;

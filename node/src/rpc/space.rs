@@ -157,7 +157,7 @@ impl SpaceApiServer for Handler {
             .map_err(|_| bad_signature("beam_ref"))?;
         // Posted together, the beam carries the ref's signature of the same message (§4.5), so
         // the check above covered it; a beam signed with an earlier ref is checked on its own.
-        if !beam.signed_with(&beam_ref, &ref_id) {
+        if !beam.signed_with(&id, &beam_ref, &ref_id) {
             beam.verify().map_err(|_| bad_signature("beam"))?;
         }
         let beam_uri = beam_ref.beam_uri().to_string();

@@ -73,14 +73,7 @@ impl Beam {
             posted_with: ContentId::of(&[]),
             sig: Signature::UNSIGNED,
         };
-        let mut beam_ref = BeamRef {
-            space,
-            beam: beam.content_id()?,
-            author: author.did().clone(),
-            home: home.to_owned(),
-            created_at,
-            sig: Signature::UNSIGNED,
-        };
+        let mut beam_ref = BeamRef::unsigned(author, space, beam.content_id()?, home, created_at)?;
         beam.posted_with = beam_ref.content_id()?;
         let signer = beam.author.clone();
         sign::sign(&mut beam_ref, author, &signer)?;
@@ -104,12 +97,21 @@ impl Beam {
         Ok(BeamPath::new(&self.author, self.content_id()?))
     }
 
-    /// Whether this beam was signed together with `beam_ref`, whose content id is `ref_id`:
-    /// then the two carry one signature of one message, and checking either checks both.
-    pub fn signed_with(&self, beam_ref: &BeamRef, ref_id: &ContentId) -> bool {
-        self.posted_with == *ref_id && self.sig == beam_ref.sig
+    /// Whether this beam, whose content id is `id`, was signed together with `beam_ref`, whose
+    /// content id is `ref_id`: the ref names this beam and its author, the beam names the ref,
+    /// and the two carry the same signature. Then both carry one signature of one message by
+    /// one key, and checking either checks both. The ids must be the objects' own: the caller
+    /// computes them (it needs them anyway) and this does not recompute them.
+    pub fn signed_with(&self, id: &ContentId, beam_ref: &BeamRef, ref_id: &ContentId) -> bool {
+        beam_ref.beam == *id
+            && beam_ref.author == self.author
+            && self.posted_with == *ref_id
+            && self.sig == beam_ref.sig
     }
 }
+
+/// The BLAKE3 key-derivation context of the reference implementation's ref nonces.
+const NONCE_CONTEXT: &str = "northstar 2026-12 beam-ref nonce";
 
 /// An author's signed statement placing a beam into a space.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,9 +127,15 @@ pub struct BeamRef {
     pub home: String,
     /// When the author posted it, ms since the Unix epoch.
     pub created_at: u64,
+    /// A value only the author can compute, so that this ref's content id, which a beam signed
+    /// with it names in its `ref`, cannot be guessed from the ref's other members (§4.6).
+    pub nonce: String,
     /// The author's signature of the post: `beam` and this ref's id (§4.5).
     pub sig: Signature,
 }
+
+/// The longest `nonce` of a beam ref, in bytes.
+pub const MAX_NONCE_LEN: usize = 64;
 
 impl Signed for BeamRef {
     const DOMAIN: Domain = Domain::Post;
@@ -156,16 +164,44 @@ impl BeamRef {
         home: &str,
         created_at: u64,
     ) -> Result<Self, SignatureError> {
+        let mut beam_ref = Self::unsigned(author, space, beam, home, created_at)?;
+        let signer = beam_ref.author.clone();
+        sign::sign(&mut beam_ref, author, &signer)?;
+        Ok(beam_ref)
+    }
+
+    /// The ref before it is signed, with the reference implementation's nonce: the first 16
+    /// bytes of BLAKE3, keyed with a key derived from the author's secret seed, of the
+    /// canonical ref without `nonce` and `sig`, as `u` + base64url (§4.6). Deterministic, so a
+    /// retried post is the same object, and unguessable without the author's key.
+    fn unsigned(
+        author: &Keypair,
+        space: SpaceId,
+        beam: ContentId,
+        home: &str,
+        created_at: u64,
+    ) -> Result<Self, SignatureError> {
         let mut beam_ref = Self {
             space,
             beam,
             author: author.did().clone(),
             home: home.to_owned(),
             created_at,
+            nonce: String::new(),
             sig: Signature::UNSIGNED,
         };
-        let signer = beam_ref.author.clone();
-        sign::sign(&mut beam_ref, author, &signer)?;
+        let mut without = serde_json::to_value(&beam_ref).map_err(|e| {
+            crate::canonical::CanonicalError::Unencodable {
+                reason: e.to_string(),
+            }
+        })?;
+        if let Some(members) = without.as_object_mut() {
+            members.remove("nonce");
+            members.remove(sign::SIG_FIELD);
+        }
+        let key = blake3::derive_key(NONCE_CONTEXT, author.seed().as_ref());
+        let digest = blake3::keyed_hash(&key, &crate::canonical::to_canonical_bytes(&without)?);
+        beam_ref.nonce = multibase::encode(multibase::Base::Base64Url, &digest.as_bytes()[..16]);
         Ok(beam_ref)
     }
 
@@ -174,10 +210,10 @@ impl BeamRef {
         sign::verify(self, &self.author)
     }
 
-    /// Check that `home` is a well-formed authority.
+    /// Check that `home` is a well-formed authority and `nonce` is not too long.
     pub fn check_rules(&self) -> Result<(), RuleError> {
         crate::address::check_authority(&self.home)?;
-        Ok(())
+        check_len("nonce", &self.nonce, MAX_NONCE_LEN)
     }
 
     /// The beam's URI.
@@ -226,5 +262,49 @@ impl Tombstone {
     /// Check the author's signature.
     pub fn verify(&self) -> Result<(), SignatureError> {
         sign::verify(self, &self.author)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::SpaceType;
+
+    fn space(owner: &Keypair, name: &str) -> SpaceId {
+        SpaceId::new(SpaceType::Dm, owner.did(), name).unwrap()
+    }
+
+    /// A ref's nonce is the author's to compute: the same post gives the same ref (a retried
+    /// post is the same object), another space or another key gives another nonce, so a ref's
+    /// id, which a beam names, cannot be confirmed from guessed members without the key.
+    #[test]
+    fn a_refs_nonce_is_reproducible_by_its_author_only() {
+        let alice = Keypair::from_seed(&[1; 32]);
+        let post = |space| Beam::post(&alice, space, "h", "t", "b", 7).unwrap();
+        let (beam, first) = post(space(&alice, "secret"));
+        assert_eq!(post(space(&alice, "secret")).1, first);
+        assert_eq!(first.nonce.len(), 23, "u and 16 bytes of base64url");
+        assert_ne!(post(space(&alice, "other")).1.nonce, first.nonce);
+        // The same members under a nonce computed without Alice's seed give another id.
+        let mallory = Keypair::from_seed(&[2; 32]);
+        let guessed = BeamRef::unsigned(&mallory, first.space.clone(), first.beam, "h", 7)
+            .unwrap()
+            .nonce;
+        assert_ne!(guessed, first.nonce);
+        let mut guess = first.clone();
+        guess.nonce = guessed;
+        assert_ne!(guess.content_id().unwrap(), beam.posted_with);
+    }
+
+    #[test]
+    fn a_nonce_longer_than_its_limit_breaks_the_refs_rules() {
+        let alice = Keypair::from_seed(&[1; 32]);
+        let (_, mut beam_ref) = Beam::post(&alice, space(&alice, "s"), "h", "t", "b", 7).unwrap();
+        beam_ref.check_rules().unwrap();
+        beam_ref.nonce = "n".repeat(MAX_NONCE_LEN + 1);
+        let err = beam_ref.check_rules().unwrap_err();
+        assert_eq!(err.code(), "too_long");
+        beam_ref.nonce = "n".repeat(MAX_NONCE_LEN);
+        beam_ref.check_rules().unwrap();
     }
 }
