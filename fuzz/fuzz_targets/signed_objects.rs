@@ -176,7 +176,7 @@ kind!(
     ]
 );
 kind!(Beam, rules: ["too_long"]);
-kind!(BeamRef, rules: ["bad_address"]);
+kind!(BeamRef, rules: ["bad_address", "too_long"]);
 kind!(Tombstone);
 
 impl Kind for Event {
