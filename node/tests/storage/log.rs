@@ -50,6 +50,20 @@ pub(super) async fn a_taken_seq_fails_the_whole_group(f: &Fixture) {
     // The store is still usable after the failures.
     store.commit(&[Op::Event(event(CHANNEL, 3))]).await.unwrap();
     assert_eq!(seqs(store, CHANNEL).await, [1, 2, 3]);
+
+    // A group of the failed one's shape, now valid: on SQLite the same script text, which the
+    // writer's connection keeps prepared, runs again from its start after failing midway.
+    let group = [
+        Op::PutBeam(beam(path, "b1", "did:key:author", 5)),
+        member(CHANNEL, "did:key:joiner", Some(MemberState::Member), None),
+        beam_ref("b1", CHANNEL, 4, "did:key:author"),
+        Op::Event(event(CHANNEL, 4)),
+        Op::Event(event(CHANNEL, 5)),
+    ];
+    store.commit(&group).await.unwrap();
+    assert_eq!(seqs(store, CHANNEL).await, [1, 2, 3, 4, 5]);
+    assert!(store.beam(path).await.unwrap().is_some());
+    assert_eq!(store.members(CHANNEL).await.unwrap().len(), 1);
 }
 
 pub(super) async fn a_group_larger_than_one_statement_is_stored_whole(f: &Fixture) {
