@@ -10,25 +10,21 @@ what the vectors give, so a change to the vectors cannot leave the corpora behin
 import argparse
 import json
 import pathlib
+import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "spec" / "vectors"
 CORPUS = ROOT / "fuzz" / "corpus"
 
-# The first byte of a signed_objects input picks the kind, in the order of KINDS in
-# fuzz/fuzz_targets/signed_objects.rs; 0x80 and above picks a vector to change.
-KINDS = [
-    "auth_challenge",
-    "auth_response",
-    "space_genesis",
-    "membership",
-    "beam",
-    "beam_ref",
-    "tombstone",
-    "event",
-    "stream_frame",
-]
+# The first byte of a signed_objects input picks the kind, in the order of KINDS in the target
+# itself (fuzz/fuzz_targets/signed_objects.rs), read from there so the two cannot drift apart;
+# 0x80 and above picks a vector to change.
+TARGET = ROOT / "fuzz" / "fuzz_targets" / "signed_objects.rs"
+KINDS = re.findall(
+    r'"([a-z_]+)"',
+    re.search(r"const KINDS: \[&str; \d+\] = \[(.*?)\];", TARGET.read_text(encoding="utf-8"), re.S)[1],
+)
 def compact(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 

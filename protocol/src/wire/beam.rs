@@ -36,23 +36,14 @@ pub struct Beam {
     pub sig: Signature,
 }
 
-impl Signed for Beam {
-    const DOMAIN: Domain = Domain::Post;
+signed_object!(Beam, Domain::Post, {
     const NOT_CONTENT: &'static [&'static str] = &[sign::SIG_FIELD, "ref"];
-
-    fn signature(&self) -> &Signature {
-        &self.sig
-    }
-
-    fn signature_mut(&mut self) -> &mut Signature {
-        &mut self.sig
-    }
 
     fn signed_message(&self) -> Result<(Vec<u8>, ContentId), SignatureError> {
         let id = self.content_id()?;
         Ok((sign::post_message(&id, &self.posted_with), id))
     }
-}
+});
 
 impl Beam {
     /// A post by `author`: a beam and the ref that places it into `space`, signed once. `home`
@@ -137,22 +128,12 @@ pub struct BeamRef {
 /// The longest `nonce` of a beam ref, in bytes.
 pub const MAX_NONCE_LEN: usize = 64;
 
-impl Signed for BeamRef {
-    const DOMAIN: Domain = Domain::Post;
-
-    fn signature(&self) -> &Signature {
-        &self.sig
-    }
-
-    fn signature_mut(&mut self) -> &mut Signature {
-        &mut self.sig
-    }
-
+signed_object!(BeamRef, Domain::Post, {
     fn signed_message(&self) -> Result<(Vec<u8>, ContentId), SignatureError> {
         let id = self.content_id()?;
         Ok((sign::post_message(&self.beam, &id), id))
     }
-}
+});
 
 impl BeamRef {
     /// A ref to `beam` in `space`, signed by the beam's author on its own: how an author posts

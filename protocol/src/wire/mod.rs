@@ -19,9 +19,14 @@ pub use beam::{Beam, BeamRef, Tombstone};
 pub use event::{Event, EventError, Payload};
 pub use space::{DEFAULT_CAPACITY, Home, Membership, MembershipAction, SpaceGenesis};
 
-/// Implements [`crate::Signed`] for a struct whose signature lives in a `sig` field.
+/// Implements [`crate::Signed`] for a struct whose signature lives in a `sig` field, with the
+/// trait's other items given in braces where the kind differs from the default (a post's beam
+/// and ref).
 macro_rules! signed_object {
     ($ty:ty, $domain:expr) => {
+        $crate::wire::signed_object!($ty, $domain, {});
+    };
+    ($ty:ty, $domain:expr, { $($item:tt)* }) => {
         impl $crate::sign::Signed for $ty {
             const DOMAIN: $crate::sign::Domain = $domain;
             fn signature(&self) -> &$crate::sign::Signature {
@@ -30,6 +35,7 @@ macro_rules! signed_object {
             fn signature_mut(&mut self) -> &mut $crate::sign::Signature {
                 &mut self.sig
             }
+            $($item)*
         }
     };
 }
