@@ -15,9 +15,9 @@ use northstar_protocol::address::{BeamPath, SpaceId, author_hash};
 use northstar_protocol::api::EventItem;
 use northstar_protocol::canonical::{self, CanonicalError};
 use northstar_protocol::chain::{Chain, ChainError, Place};
-use northstar_protocol::sign::SignatureError;
+use northstar_protocol::sign::{self, SignatureError};
 use northstar_protocol::wire::{Beam, Event, EventError, Payload};
-use northstar_protocol::{Did, Signed};
+use northstar_protocol::{ContentId, Did, Signed};
 use serde_json::value::RawValue;
 
 /// Why something a node sent was refused.
@@ -283,26 +283,25 @@ impl LogCursor {
 
 /// Check that `beam` is validly signed and is the beam `path` names.
 pub(crate) fn check_beam(beam: &Beam, path: &BeamPath) -> Result<(), VerifyError> {
-    beam.verify().map_err(|source| VerifyError::BadBeam {
+    let id = sign::verify_with_id(beam, &beam.author).map_err(|source| VerifyError::BadBeam {
         path: path.to_string(),
         source,
     })?;
-    check_path(beam, path)
+    check_path(beam, id, path)
 }
 
-/// Check that `beam` is the beam `path` names: its author's hash and its content id.
-fn check_path(beam: &Beam, path: &BeamPath) -> Result<(), VerifyError> {
-    let wrong = |actual: String| VerifyError::WrongBeam {
-        expected: path.to_string(),
-        actual,
-    };
-    let id = beam.content_id().map_err(|e| wrong(e.to_string()))?;
+/// Check that `beam`, whose content id is `id`, is the beam `path` names: its author's hash
+/// and its id.
+fn check_path(beam: &Beam, id: ContentId, path: &BeamPath) -> Result<(), VerifyError> {
     let actual = BeamPath {
         author_hash: author_hash(&beam.author),
         beam: id,
     };
     if actual != *path {
-        return Err(wrong(actual.to_string()));
+        return Err(VerifyError::WrongBeam {
+            expected: path.to_string(),
+            actual: actual.to_string(),
+        });
     }
     Ok(())
 }
@@ -337,12 +336,15 @@ pub(crate) fn check_inline_beam(event: &Event, beam: &Beam) -> Result<(), Verify
         });
     };
     let path = BeamPath::new(&r.author, r.beam);
-    let signed_together = match (beam.content_id(), r.content_id()) {
-        (Ok(id), Ok(ref_id)) => beam.signed_with(&id, r, &ref_id),
-        _ => false,
-    };
+    let id = beam.content_id().map_err(|e| VerifyError::WrongBeam {
+        expected: path.to_string(),
+        actual: e.to_string(),
+    })?;
+    let signed_together = r
+        .content_id()
+        .is_ok_and(|ref_id| beam.signed_with(&id, r, &ref_id));
     if signed_together {
-        check_path(beam, &path)?;
+        check_path(beam, id, &path)?;
     } else {
         check_beam(beam, &path)?;
     }
