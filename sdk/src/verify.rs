@@ -746,7 +746,7 @@ mod tests {
                 &node,
                 space.clone(),
                 2,
-                Some(northstar_protocol::ContentId::of(b"p")),
+                Some(ContentId::of(b"p")),
                 T,
                 Payload::BeamRef(r.clone()),
             )
@@ -754,8 +754,8 @@ mod tests {
         };
         check_inline_beam(&event(&first), &beam).unwrap();
         check_inline_beam(&event(&again), &beam).unwrap();
-        // A beam whose own signature is bad passes only where it is not its own witness:
-        // beside the ref it claims to be signed with, the signatures must be the same.
+        // A beam carrying a signature that is not its own (another ref's) fails beside either
+        // ref: beside the one it names, the signatures differ, so it is checked alone.
         let mut forged = beam.clone();
         forged.sig = again.sig;
         let err = check_inline_beam(&event(&again), &forged).unwrap_err();

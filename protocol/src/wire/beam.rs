@@ -61,7 +61,8 @@ impl Beam {
             title: title.to_owned(),
             body: body.to_owned(),
             created_at,
-            posted_with: ContentId::of(&[]),
+            // A placeholder until the ref's id is known; not part of the beam's id.
+            posted_with: ContentId::from_bytes([0; 32]),
             sig: Signature::UNSIGNED,
         };
         let mut beam_ref = BeamRef::unsigned(author, space, beam.content_id()?, home, created_at)?;
@@ -153,7 +154,7 @@ impl BeamRef {
 
     /// The ref before it is signed, with the reference implementation's nonce: the first 16
     /// bytes of BLAKE3, keyed with a key derived from the author's secret seed, of the
-    /// canonical ref without `nonce` and `sig`, as `u` + base64url (§4.6). Deterministic, so a
+    /// canonical ref without `sig` and with an empty `nonce`, as `u` + base64url (§4.6). Deterministic, so a
     /// retried post is the same object, and unguessable without the author's key.
     fn unsigned(
         author: &Keypair,
@@ -171,17 +172,8 @@ impl BeamRef {
             nonce: String::new(),
             sig: Signature::UNSIGNED,
         };
-        let mut without = serde_json::to_value(&beam_ref).map_err(|e| {
-            crate::canonical::CanonicalError::Unencodable {
-                reason: e.to_string(),
-            }
-        })?;
-        if let Some(members) = without.as_object_mut() {
-            members.remove("nonce");
-            members.remove(sign::SIG_FIELD);
-        }
         let key = blake3::derive_key(NONCE_CONTEXT, author.seed().as_ref());
-        let digest = blake3::keyed_hash(&key, &crate::canonical::to_canonical_bytes(&without)?);
+        let digest = blake3::keyed_hash(&key, &beam_ref.canonical_unsigned()?);
         beam_ref.nonce = multibase::encode(multibase::Base::Base64Url, &digest.as_bytes()[..16]);
         Ok(beam_ref)
     }
