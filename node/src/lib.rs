@@ -165,7 +165,7 @@ pub async fn run(
         catch_up,
         background: tasks.clone(),
         filling: Arc::default(),
-        sequenced_here: std::sync::Mutex::default(),
+        known_spaces: std::sync::Mutex::default(),
     });
     let module = rpc::methods(api.clone()).map_err(|e| NodeError::Methods(e.to_string()))?;
     tracing::info!(did = %key.did(), listen = %address, public_url = %config.origin(), "node ready");

@@ -4,13 +4,12 @@ use std::collections::HashMap;
 
 use jsonrpsee::Extensions;
 use jsonrpsee::core::{RpcResult, async_trait};
-use northstar_protocol::Did;
 use northstar_protocol::address::SpaceId;
 use northstar_protocol::api::{Ack, ErrorCode};
 use northstar_protocol::rpc::FedApiServer;
 use northstar_protocol::wire::{AuthChallenge, AuthResponse, Event, Payload};
 
-use super::{ApiError, Handler, bad_signature, malformed, session};
+use super::{ApiError, Handler, Whereabouts, bad_signature, malformed, session};
 use crate::spaces::replica::verify_pushed;
 
 /// The most events one `fed.push` may carry: few enough that a push of one more still fits in
@@ -77,19 +76,10 @@ impl FedApiServer for Handler {
         let mut accepted = 0;
         for (space, events) in by_space {
             // Only replicas this node holds; anything else is not ours to store.
-            let Some(row) = api
-                .store
-                .space(space.as_str())
-                .await
-                .map_err(ApiError::from)?
-            else {
+            let Whereabouts::Replica(at) = api.whereabouts(&space).await? else {
                 continue;
             };
-            if row.sequencer == api.did.as_str() {
-                continue;
-            }
-            let sequencer = Did::parse(&row.sequencer).map_err(ApiError::internal)?;
-            let events = match verify_pushed(events, &sequencer) {
+            let events = match verify_pushed(events, &at.did) {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(space = %space, from = %from, error = %crate::report::Causes(&e), "refused a pushed event that does not verify");
@@ -107,7 +97,7 @@ impl FedApiServer for Handler {
                 return Err(ApiError::new(ErrorCode::MalformedObject, reason.clone()).into());
             }
             if outcome.gap {
-                api.fill_gap(space, row.authority);
+                api.fill_gap(space, at.authority.clone());
             }
         }
         Ok(accepted)

@@ -194,23 +194,34 @@ pub struct Api {
     /// Spaces with a catch-up under way that a request started (a gap to fill, a replica to
     /// refresh before a beam read is refused): at most one each.
     pub filling: Arc<std::sync::Mutex<std::collections::HashSet<SpaceId>>>,
-    /// Spaces this node is known to sequence, so a post needs no database read to learn it.
-    /// A space never changes sequencer, so an entry never goes stale; the set is cleared when
-    /// it reaches [`MAX_KNOWN_HERE`].
-    pub sequenced_here: std::sync::Mutex<std::collections::HashSet<SpaceId>>,
+    /// Where the spaces this node holds live, so a post or a push needs no database read to
+    /// learn it. A space's sequencer and its authority are written once, with the space's
+    /// row, and never change, so an entry never goes stale; the map is cleared when it
+    /// reaches [`MAX_KNOWN_SPACES`].
+    pub known_spaces: std::sync::Mutex<std::collections::HashMap<SpaceId, Whereabouts>>,
 }
 
-/// The most entries of [`Api::sequenced_here`].
-pub const MAX_KNOWN_HERE: usize = 4096;
+/// The most entries of [`Api::known_spaces`].
+pub const MAX_KNOWN_SPACES: usize = 4096;
 
 /// Where a space lives, from this node's point of view.
-enum Whereabouts {
+#[derive(Debug, Clone)]
+pub enum Whereabouts {
     /// This node sequences it.
     Here,
     /// Another node sequences it and this node holds a replica.
-    Replica(SpaceRow),
+    Replica(Arc<Sequencer>),
     /// This node does not know it.
     Unknown,
+}
+
+/// The node that sequences a space this node holds a replica of.
+#[derive(Debug)]
+pub struct Sequencer {
+    /// Its DID, which signs the space's events.
+    pub did: Did,
+    /// Its authority (`host:port`), where the space's log is pulled from.
+    pub authority: String,
 }
 
 /// Build the module holding every method.
@@ -324,26 +335,30 @@ impl Api {
     }
 
     async fn whereabouts(&self, space: &SpaceId) -> Result<Whereabouts, ApiError> {
-        let lock = || {
-            self.sequenced_here
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-        };
-        if lock().contains(space) {
-            return Ok(Whereabouts::Here);
+        let lock = || self.known_spaces.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = lock().get(space) {
+            return Ok(known.clone());
         }
-        Ok(match self.store.space(space.as_str()).await? {
-            Some(row) if row.sequencer == self.did.as_str() => {
-                let mut known = lock();
-                if known.len() >= MAX_KNOWN_HERE {
-                    known.clear();
-                }
-                known.insert(space.clone());
-                Whereabouts::Here
-            }
-            Some(row) => Whereabouts::Replica(row),
-            None => Whereabouts::Unknown,
-        })
+        let found = match self.store.space(space.as_str()).await? {
+            Some(row) if row.sequencer == self.did.as_str() => Whereabouts::Here,
+            Some(row) => Whereabouts::Replica(Arc::new(Sequencer {
+                did: Did::parse(&row.sequencer).map_err(|e| {
+                    ApiError::internal(StoreError::Corrupt {
+                        table: "spaces",
+                        reason: e.to_string(),
+                    })
+                })?,
+                authority: row.authority,
+            })),
+            // Not remembered: the space may be created or joined at any moment.
+            None => return Ok(Whereabouts::Unknown),
+        };
+        let mut known = lock();
+        if known.len() >= MAX_KNOWN_SPACES {
+            known.clear();
+        }
+        known.insert(space.clone(), found.clone());
+        Ok(found)
     }
 
     /// Append a verified payload signed by one of this node's users: here if this node
@@ -352,12 +367,11 @@ impl Api {
     async fn write(&self, space: SpaceId, payload: Payload) -> Result<Ack, ApiError> {
         match self.whereabouts(&space).await? {
             Whereabouts::Here => Ok(self.sequencer.append(space, payload, None, None).await?),
-            Whereabouts::Replica(row) => {
-                let sequencer = Did::parse(&row.sequencer).map_err(ApiError::internal)?;
+            Whereabouts::Replica(at) => {
                 let ack = self
-                    .submit(&row.authority, Some(&sequencer), space.clone(), payload)
+                    .submit(&at.authority, Some(&at.did), space.clone(), payload)
                     .await?;
-                self.settle(&space, &row.authority, ack.seq).await;
+                self.settle(&space, &at.authority, ack.seq).await;
                 Ok(ack)
             }
             Whereabouts::Unknown => Err(ApiError::new(
