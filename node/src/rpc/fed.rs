@@ -10,7 +10,7 @@ use northstar_protocol::rpc::FedApiServer;
 use northstar_protocol::wire::{AuthChallenge, AuthResponse, Event, Payload};
 
 use super::{ApiError, Handler, Whereabouts, bad_signature, malformed, session};
-use crate::spaces::replica::verify_pushed;
+use crate::spaces::replica::verify_pushed_once;
 
 /// The most events one `fed.push` may carry: few enough that a push of one more still fits in
 /// a message of the default size, so the count limit is the one a peer meets. (The forwarder
@@ -79,7 +79,11 @@ impl FedApiServer for Handler {
             let Whereabouts::Replica(at) = api.whereabouts(&space).await? else {
                 continue;
             };
-            let events = match verify_pushed(events, &at.did) {
+            let checked = {
+                let mut pushed = at.pushed.lock().await;
+                verify_pushed_once(events, &at.did, &mut pushed)
+            };
+            let events = match checked {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(space = %space, from = %from, error = %crate::report::Causes(&e), "refused a pushed event that does not verify");

@@ -41,6 +41,7 @@ use crate::config::Config;
 use crate::federation::{LinkError, Links};
 use crate::gossip::CatchUp;
 use crate::hub::Hub;
+use crate::spaces::replica::Verified;
 use crate::spaces::rules::Refusal;
 use crate::spaces::{SequenceError, SequencerHandle};
 use crate::store::{SpaceRow, Store, StoreError};
@@ -215,13 +216,16 @@ pub enum Whereabouts {
     Unknown,
 }
 
-/// The node that sequences a space this node holds a replica of.
+/// A space this node holds a replica of, and the node that sequences it.
 #[derive(Debug)]
 pub struct Sequencer {
     /// Its DID, which signs the space's events.
     pub did: Did,
     /// Its authority (`host:port`), where the space's log is pulled from.
     pub authority: String,
+    /// The space's events pushed here and verified lately, so that the copy the second
+    /// parent pushes is not verified again. Locked while a push is verified.
+    pub pushed: tokio::sync::Mutex<Verified>,
 }
 
 /// Build the module holding every method.
@@ -349,6 +353,7 @@ impl Api {
                     })
                 })?,
                 authority: row.authority,
+                pushed: tokio::sync::Mutex::default(),
             })),
             // Not remembered: the space may be created or joined at any moment.
             None => return Ok(Whereabouts::Unknown),

@@ -6,11 +6,13 @@
 //! from its head (or from the genesis for a new replica). Signatures are checked on every core
 //! for a large page; the chain, which is cheap, in order after.
 
+use std::collections::HashSet;
+
 use northstar_protocol::address::SpaceId;
 use northstar_protocol::chain::{Chain, ChainError, Place};
 use northstar_protocol::sign::Batch;
 use northstar_protocol::wire::{Event, EventError};
-use northstar_protocol::{ContentId, Did, SignatureError};
+use northstar_protocol::{ContentId, Did, Signature, SignatureError};
 use serde_json::value::RawValue;
 
 /// An event with its id, computed where it was verified (on any core) so the single writer
@@ -108,6 +110,62 @@ pub fn verify_pushed_with(
         .into_iter()
         .map(|event| check_one(event, sequencer, check))
         .collect()
+}
+
+/// Events of one space this node verified lately, each known by its id and its sequencer's
+/// signature. The id hashes every byte of the event but that signature, so the pair fixes the
+/// whole event: a copy that matches both is the event already checked, and needs no check of
+/// its own. A member node has two parents in each broadcast tree, so each pushed event
+/// arrives twice, usually within a millisecond.
+#[derive(Debug, Default)]
+pub struct Verified {
+    recent: HashSet<(ContentId, Signature)>,
+    older: HashSet<(ContentId, Signature)>,
+}
+
+/// How many events [`Verified`] keeps in each of its two generations: pushes carry new
+/// events, so a copy arrives long before this many others.
+const VERIFIED_GENERATION: usize = 256;
+
+impl Verified {
+    fn holds(&self, key: &(ContentId, Signature)) -> bool {
+        self.recent.contains(key) || self.older.contains(key)
+    }
+
+    fn remember(&mut self, key: (ContentId, Signature)) {
+        if self.recent.len() >= VERIFIED_GENERATION {
+            self.older = std::mem::take(&mut self.recent);
+        }
+        self.recent.insert(key);
+    }
+}
+
+/// [`verify_pushed`], but an event `verified` holds is not checked again, and each event
+/// checked here is remembered there. Callers keep one [`Verified`] per space, locked while
+/// this runs, so that the second copy of an event waits for the first copy's check instead of
+/// repeating it.
+pub fn verify_pushed_once(
+    events: Vec<Event>,
+    sequencer: &Did,
+    verified: &mut Verified,
+) -> Result<Vec<Identified>, IncomingError> {
+    let mut checked = Vec::with_capacity(events.len());
+    for event in events {
+        let known = event
+            .id()
+            .ok()
+            .map(|id| (id, event.sig))
+            .filter(|key| verified.holds(key));
+        match known {
+            Some((id, _)) => checked.push(Identified { event, id }),
+            None => {
+                let item = check_one(event, sequencer, Event::verify_id)?;
+                verified.remember((item.id, item.event.sig));
+                checked.push(item);
+            }
+        }
+    }
+    Ok(checked)
 }
 
 /// Events checked under `sequencer` with all their signatures in one batch; if the batch fails,
@@ -380,5 +438,40 @@ mod tests {
         for (item, event) in pushed.iter().zip(&events) {
             assert_eq!(item.id(), event.id().unwrap());
         }
+    }
+
+    #[test]
+    fn a_copy_of_a_verified_event_passes_unchecked_and_anything_else_is_checked() {
+        let node = Keypair::from_seed(&[2; 32]);
+        let (_, events) = log(&node, 3);
+        let mut verified = Verified::default();
+        let first = verify_pushed_once(events.clone(), node.did(), &mut verified).unwrap();
+        assert_eq!(seqs(&first), [1, 2, 3]);
+        // The same bytes again pass, with their ids, even under a key that could not have
+        // signed them: they were checked already under the space's sequencer.
+        let stranger = Keypair::from_seed(&[3; 32]);
+        let again = verify_pushed_once(events.clone(), stranger.did(), &mut verified).unwrap();
+        for (item, event) in again.iter().zip(&events) {
+            assert_eq!(item.id(), event.id().unwrap());
+        }
+        // A copy with its content changed, or with another signature, is checked and fails.
+        let mut changed = events[1].clone();
+        changed.timestamp += 1;
+        let err = verify_pushed_once(vec![changed], node.did(), &mut verified).unwrap_err();
+        assert!(matches!(err, IncomingError::Event { seq: 2, .. }), "{err}");
+        let mut resigned = events[2].clone();
+        let mut bytes = resigned.sig.to_bytes();
+        bytes[10] ^= 1;
+        resigned.sig = Signature::from_bytes(bytes);
+        let err = verify_pushed_once(vec![resigned], node.did(), &mut verified).unwrap_err();
+        assert!(matches!(err, IncomingError::Event { seq: 3, .. }), "{err}");
+        // Events that failed are not remembered; old ones are forgotten after two generations.
+        let (_, more) = log(&Keypair::from_seed(&[4; 32]), 1);
+        let mut filler = Verified::default();
+        filler.remember((events[0].id().unwrap(), events[0].sig));
+        for n in 0..2 * VERIFIED_GENERATION as u64 {
+            filler.remember((ContentId::of(&n.to_be_bytes()), more[0].sig));
+        }
+        assert!(verify_pushed_once(vec![events[0].clone()], stranger.did(), &mut filler).is_err());
     }
 }
