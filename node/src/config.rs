@@ -44,6 +44,20 @@ pub struct Config {
     pub limits: Limits,
     /// Live streams: this node's uplink, the per-stream limits, windows and queues.
     pub streams: Streams,
+    /// How log lines are written to stderr: `text` for people, `json` (one object per line)
+    /// for log collectors.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One line of text per event, coloured at a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` and the spans.
+    Json,
 }
 
 impl std::fmt::Debug for Config {
@@ -58,6 +72,7 @@ impl std::fmt::Debug for Config {
             .field("registration", &self.registration)
             .field("limits", &self.limits)
             .field("streams", &self.streams)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }
@@ -74,6 +89,7 @@ impl Default for Config {
             registration: Registration::default(),
             limits: Limits::default(),
             streams: Streams::default(),
+            log_format: LogFormat::default(),
         }
     }
 }
@@ -104,6 +120,16 @@ pub enum Policy {
     Open,
     /// Only the listed DIDs.
     AllowList,
+}
+
+impl Policy {
+    /// The policy's name in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Open => "open",
+            Policy::AllowList => "allow_list",
+        }
+    }
 }
 
 /// Limits. Every violation is answered with an error or a close reason, never a crash.
@@ -304,15 +330,30 @@ impl Config {
             }
             None => to_table(&Config::default())?,
         };
+        let base = table.clone();
+        let mut applied = Vec::new();
         for (name, value) in env {
-            apply_env(&mut table, &name, &value)?;
+            if apply_env(&mut table, &name, &value)? {
+                applied.push((name, value));
+            }
         }
         let mut config: Config =
             toml::Value::Table(table)
                 .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                    origin: " from the environment".into(),
-                    reason: e.message().to_owned(),
+                .map_err(|e: toml::de::Error| {
+                    // Name the variable at fault: the first that fails when applied alone.
+                    let culprit = applied.iter().find(|(name, value)| {
+                        let mut alone = base.clone();
+                        apply_env(&mut alone, name, value).is_ok()
+                            && toml::Value::Table(alone).try_into::<Config>().is_err()
+                    });
+                    ConfigError::Invalid {
+                        origin: match culprit {
+                            Some((name, _)) => format!(" from {name}"),
+                            None => " from the environment".into(),
+                        },
+                        reason: e.message().to_owned(),
+                    }
                 })?;
         if let Some(dir) = &overrides.data_dir {
             config.data_dir = dir.clone();
@@ -451,16 +492,17 @@ fn to_table(config: &Config) -> Result<toml::Table, ConfigError> {
 
 /// Apply one `NORTHSTAR_*` variable, if it names a config key. Other `NORTHSTAR_*` variables
 /// (the CLI's `NORTHSTAR_KEY`, `NORTHSTAR_NODE`) are not config keys and are left alone.
-fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+/// Whether it named one.
+fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<bool, ConfigError> {
     let Some(key) = name.strip_prefix(ENV_PREFIX) else {
-        return Ok(());
+        return Ok(false);
     };
     let key = key.to_ascii_lowercase();
     let parsed = parse_env_value(value);
     let set = |slot: &mut toml::Value| *slot = parsed.clone();
     if let Some(slot) = table.get_mut(&key).filter(|v| !v.is_table()) {
         set(slot);
-        return Ok(());
+        return Ok(true);
     }
     for (section, inner) in table.iter_mut() {
         let Some(rest) = key.strip_prefix(&format!("{section}_")) else {
@@ -468,10 +510,10 @@ fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), Con
         };
         if let Some(slot) = inner.as_table_mut().and_then(|t| t.get_mut(rest)) {
             set(slot);
-            return Ok(());
+            return Ok(true);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 fn parse_env_value(value: &str) -> toml::Value {
@@ -567,13 +609,21 @@ mod tests {
         assert!(err.to_string().contains("max_pages"), "{err}");
         assert!(err.to_string().contains("n.toml"), "{err}");
 
+        // The variable at fault is named, not the good one beside it.
         let err = Config::load(
             None,
-            env(&[("NORTHSTAR_LIMITS_MAX_PAGE", "many")]),
+            env(&[
+                ("NORTHSTAR_FANOUT", "4"),
+                ("NORTHSTAR_LIMITS_MAX_PAGE", "many"),
+            ]),
             &Overrides::default(),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("environment"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("from NORTHSTAR_LIMITS_MAX_PAGE: invalid type: string \"many\""),
+            "{err}"
+        );
 
         let err = Config::load(
             None,

@@ -19,7 +19,9 @@
 //! - [`admission`]: how many connections the node holds, per address and in all.
 //! - [`rpc`]: the JSON-RPC methods and the one mapping from errors to error objects.
 //! - [`connection`]: one WebSocket session: reading, running calls, batched writes.
-//! - [`server`]: the listener, connection limits, the WebSocket upgrade and `GET /health`.
+//! - [`server`]: the listener, connection limits and the WebSocket upgrade.
+//! - [`status`]: the plain HTTP pages on the same port: health checks, the status page and
+//!   `/.well-known/northstar`.
 //!
 //! [`run`] wires them together; the `northstar` binary adds arguments, logging and signals.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -40,6 +42,7 @@ pub mod server;
 #[cfg(test)]
 mod sim;
 pub mod spaces;
+pub mod status;
 pub mod store;
 pub mod streams;
 
@@ -166,9 +169,10 @@ pub async fn run(
         background: tasks.clone(),
         filling: Arc::default(),
         known_spaces: std::sync::Mutex::default(),
+        status: status::Status::default(),
     });
     let module = rpc::methods(api.clone()).map_err(|e| NodeError::Methods(e.to_string()))?;
-    tracing::info!(did = %key.did(), listen = %address, public_url = %config.origin(), "node ready");
+    tracing::info!(version = status::VERSION, protocol = northstar_protocol::PROTOCOL_VERSION, did = %key.did(), listen = %address, public_url = %config.origin(), "node ready");
     let shared = connection::Shared {
         methods: module.into(),
         api,

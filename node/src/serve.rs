@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use northstar_node::config::{Config, Overrides};
+use northstar_node::config::{Config, LogFormat, Overrides};
 use tokio_util::sync::CancellationToken;
 
 /// Flags of `northstar serve`; each overrides the config file and the environment.
@@ -30,24 +30,15 @@ pub struct ServeArgs {
 
 /// Run the node until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    // PostgreSQL's notices (a table that exists already, at each start) are not news.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal; files and pipes get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let overrides = Overrides {
         data_dir: args.data_dir,
         listen: args.listen,
         public_url: args.public_url,
         fanout: args.fanout,
     };
+    // Loaded before logging starts, since it says how to log; an error is printed by `main`.
     let mut config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
+    init_logging(config.log_format);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -60,6 +51,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let result = northstar_node::run(config, listener, shutdown).await;
     signals.abort();
     Ok(result?)
+}
+
+/// Log to stderr in `format`, at the levels `RUST_LOG` asks for (`info` by default).
+fn init_logging(format: LogFormat) {
+    // PostgreSQL's notices (a table that exists already, at each start) are not news.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        // Colour codes only for a person at a terminal; files and pipes get plain text.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

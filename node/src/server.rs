@@ -1,4 +1,4 @@
-//! The listener: WebSocket JSON-RPC and `GET /health` on one port.
+//! The listener: WebSocket JSON-RPC and the plain HTTP pages of [`crate::status`] on one port.
 //!
 //! Each accepted TCP connection is served by hyper (HTTP/1.1) until it asks for a WebSocket;
 //! the upgraded socket then becomes a [`Connection`], one task that reads, runs and writes for
@@ -174,7 +174,7 @@ impl Accept {
             let io = TokioIo::new(Prefixed::new(head, Watched::new(socket)));
             let service = hyper::service::service_fn(move |req| {
                 let accept = self.clone();
-                async move { Ok::<_, std::convert::Infallible>(accept.respond(req)) }
+                async move { Ok::<_, std::convert::Infallible>(accept.respond(req).await) }
             });
             // The peer going away mid-request is its business, not an error of ours.
             let _ = Box::pin(
@@ -198,16 +198,9 @@ impl Accept {
         drop(waiting);
     }
 
-    fn respond(&self, mut req: Request<hyper::body::Incoming>) -> Response<String> {
+    async fn respond(&self, mut req: Request<hyper::body::Incoming>) -> Response<String> {
         if !is_upgrade(req.headers()) {
-            return if req.uri().path() == "/health" {
-                plain(StatusCode::OK, "{\"status\":\"ok\"}")
-            } else {
-                plain(
-                    StatusCode::NOT_FOUND,
-                    "this port speaks JSON-RPC over WebSocket; GET /health for health",
-                )
-            };
+            return crate::status::answer(&self.shared.api, req.method(), req.uri().path()).await;
         }
         let headers = req.headers();
         if headers.get(header::SEC_WEBSOCKET_VERSION) != Some(&HeaderValue::from_static("13")) {

@@ -223,3 +223,73 @@ fn a_second_node_on_the_same_data_directory_refuses_to_start() {
         }
     }
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_and_the_ready_line_names_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = northstar()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("node"))
+        .env("NORTHSTAR_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let ready = loop {
+        let line = lines
+            .recv_timeout(WAIT)
+            .expect("a log line before the node is ready");
+        let object: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+        seen.push(line);
+        if object["fields"]["message"] == "node ready" {
+            break object;
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(ready["level"], "INFO", "{ready}");
+    assert_eq!(
+        ready["fields"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{ready}"
+    );
+    assert_eq!(
+        ready["fields"]["protocol"],
+        northstar_protocol::PROTOCOL_VERSION
+    );
+    assert!(
+        ready["fields"]["public_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("ws://127.0.0.1:")),
+        "{ready}"
+    );
+    // The lines before it (the key created, the database opened) are JSON too.
+    assert!(seen.len() >= 2, "{seen:?}");
+}
+
+#[test]
+fn an_unknown_log_format_stops_serve_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = northstar()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("node"))
+        .env("NORTHSTAR_LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("from NORTHSTAR_LOG_FORMAT"), "{err}");
+    assert!(err.contains("`xml`") && err.contains("`json`"), "{err}");
+}

@@ -200,6 +200,8 @@ pub struct Api {
     /// row, and never change, so an entry never goes stale; the map is cleared when it
     /// reaches [`MAX_KNOWN_SPACES`].
     pub known_spaces: std::sync::Mutex<std::collections::HashMap<SpaceId, Whereabouts>>,
+    /// When the node started, and what its status page counted last.
+    pub status: crate::status::Status,
 }
 
 /// The most entries of [`Api::known_spaces`].

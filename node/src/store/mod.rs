@@ -54,7 +54,9 @@ mod rows;
 mod sqlite;
 
 pub use location::{DEFAULT_SQLITE_FILE, Storage, StorageUrlError, redact};
-pub use rows::{BeamRow, EventRow, HomeRow, KnownBeam, MemberRow, MemberState, Op, SpaceRow};
+pub use rows::{
+    BeamRow, Counts, EventRow, HomeRow, KnownBeam, MemberRow, MemberState, Op, SpaceRow,
+};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -317,6 +319,16 @@ impl Store {
     /// Whether `did` is a member of `space`, or the home node of one.
     pub async fn may_read_dm(&self, space: &str, did: &str) -> Result<bool, StoreError> {
         on_backend!(self, db => db.may_read_dm(space, did).await)
+    }
+
+    /// What the node `own_did` holds, counted (each count scans its table).
+    pub async fn counts(&self, own_did: &str) -> Result<Counts, StoreError> {
+        on_backend!(self, db => db.counts(own_did).await)
+    }
+
+    /// Whether the database answers a query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_backend!(self, db => db.ping().await)
     }
 
     /// The spaces this node replicates: every space whose sequencer is not `own_did`.

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use futures_util::TryStreamExt;
 use sqlx::{AssertSqlSafe, Database, Pool, QueryBuilder, Row};
 
-use super::{BeamRow, EventRow, HomeRow, KnownBeam, MemberRow, SpaceRow, StoreError};
+use super::{BeamRow, Counts, EventRow, HomeRow, KnownBeam, MemberRow, SpaceRow, StoreError};
 
 /// A backend's pool with the queries every backend shares. `DB` is the sqlx driver; the
 /// `where` clause on each `impl` block names what the shared SQL needs of it (binding and
@@ -273,6 +273,35 @@ where
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub(super) async fn counts(&self, own_did: &str) -> Result<Counts, StoreError> {
+        let row = sqlx::query(
+            "SELECT \
+             (SELECT count(DISTINCT did) FROM members WHERE home = $1 AND state = 'member'), \
+             (SELECT count(*) FROM spaces WHERE sequencer = $1), \
+             (SELECT count(*) FROM spaces WHERE sequencer <> $1), \
+             (SELECT count(*) FROM (SELECT home AS node FROM members WHERE home IS NOT NULL \
+              UNION SELECT sequencer FROM spaces) AS n WHERE node <> $1)",
+        )
+        .bind(own_did)
+        .fetch_one(&self.pool)
+        .await?;
+        let count = |i: usize| u64::try_from(row.get::<i64, _>(i)).unwrap_or(0);
+        Ok(Counts {
+            users: count(0),
+            spaces_sequenced: count(1),
+            spaces_replicated: count(2),
+            peers: count(3),
+        })
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        // A read of a real table, so a database that lost its tables fails too.
+        sqlx::query("SELECT count(*) FROM node_identity")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub(super) async fn is_tombstoned(&self, beam: &str) -> Result<bool, StoreError> {

@@ -208,3 +208,17 @@ pub enum Op {
         tombstone: String,
     },
 }
+
+/// What the node holds, counted for its status page and `/.well-known/northstar`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Users whose home is this node: distinct DIDs that are members of a space through it.
+    pub users: u64,
+    /// Spaces this node sequences.
+    pub spaces_sequenced: u64,
+    /// Spaces this node holds a replica of.
+    pub spaces_replicated: u64,
+    /// Other nodes this node knows in the spaces it holds: their sequencers and the home
+    /// nodes of their members.
+    pub peers: u64,
+}
