@@ -86,6 +86,12 @@ enum Command {
     /// Work on a stopped node's data: move it to PostgreSQL.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Print a shell completion script, e.g. `northstar completions bash >
+    /// /etc/bash_completion.d/northstar`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +131,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Serve(args) => crate::serve::run(args).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            // Into memory first: the generator panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "northstar", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::new(e).context("cannot write the completion script"))
+                }
+                _ => Ok(()),
+            }
+        }
         Command::Key(KeyCommand::Generate { out: file }) => {
             let path = keystore::key_path(file.or(cli.global.key).as_deref())?;
             let pair = keystore::generate(&path)?;

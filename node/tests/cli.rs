@@ -211,3 +211,41 @@ async fn admin_migrate_storage_prints_the_storage_url_to_set() {
         assert!(line.contains(":***@"), "{line}");
     }
 }
+
+#[test]
+fn bash_completes_subcommands_from_the_generated_script() {
+    let script = northstar(&["completions", "bash"]);
+    assert!(script.status.success(), "{script:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("northstar.bash");
+    std::fs::write(&file, &script.stdout).unwrap();
+    // What bash offers after `northstar sp<Tab>` and `northstar space cr<Tab>`.
+    let complete = |words: &str, current: usize| {
+        let program = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={current}; \
+             COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; \
+             _northstar northstar \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            file.display()
+        );
+        let out = Command::new("bash")
+            .args(["-c", &program])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(complete("northstar sp", 1).trim(), "space");
+    let offered = complete("northstar space cr", 2);
+    assert!(offered.lines().any(|l| l == "create"), "{offered}");
+    for shell in ["zsh", "fish"] {
+        let out = northstar(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("northstar") && text.contains("space"),
+            "{shell}"
+        );
+    }
+    assert!(!northstar(&["completions", "tcsh"]).status.success());
+}
