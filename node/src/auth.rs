@@ -464,7 +464,7 @@ impl Authenticator {
                 )
             })?;
         }
-        if challenge.origin != self.origin {
+        if !northstar_protocol::address::same_origin(&challenge.origin, &self.origin) {
             return Err(AuthError::refused(
                 ErrorCode::WrongOrigin,
                 format!(

@@ -373,11 +373,13 @@ impl Config {
 
     /// The origin that challenges carry: `public_url`, or `ws://{listen}`.
     pub fn origin(&self) -> String {
-        if self.public_url.is_empty() {
+        let origin = if self.public_url.is_empty() {
             format!("ws://{}", self.listen)
         } else {
             self.public_url.trim_end_matches('/').to_owned()
-        }
+        };
+        // In normal form (lower case, no default port), as challenges carry it.
+        northstar_protocol::address::normal_origin(&origin).unwrap_or(origin)
     }
 
     /// The scheme this node dials other nodes with, given its own origin: `wss` behind TLS,

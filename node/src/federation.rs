@@ -219,7 +219,7 @@ impl Links {
         theirs
             .verify()
             .map_err(|_| handshake("its challenge's signature does not verify".into()))?;
-        if theirs.origin != url {
+        if !northstar_protocol::address::same_origin(&theirs.origin, &url) {
             return Err(handshake(format!(
                 "its challenge names origin {:?}, we dialled {url:?}",
                 theirs.origin

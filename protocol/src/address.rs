@@ -181,6 +181,37 @@ pub fn check_authority(authority: &str) -> Result<(), AddressError> {
     }
 }
 
+/// `origin` (`ws://` or `wss://`, then an authority) in the form in which origins are compared
+/// (`spec/` §4.2.1): scheme and host in lower case, and the scheme's default port (80 for
+/// `ws`, 443 for `wss`) left out. `None` if `origin` is not a scheme and an authority.
+///
+/// `WSS://Node.Example:443` gives `wss://node.example`; `ws://node.example:7700` stays as it is.
+pub fn normal_origin(origin: &str) -> Option<String> {
+    let lower = origin.to_ascii_lowercase();
+    let (scheme, authority, default_port) = if let Some(rest) = lower.strip_prefix("wss://") {
+        ("wss", rest, ":443")
+    } else if let Some(rest) = lower.strip_prefix("ws://") {
+        ("ws", rest, ":80")
+    } else {
+        return None;
+    };
+    check_authority(authority).ok()?;
+    let authority = authority.strip_suffix(default_port).unwrap_or(authority);
+    if authority.is_empty() || authority.ends_with(':') {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}"))
+}
+
+/// Whether two origins are the same once both are in normal form ([`normal_origin`]); false
+/// if either is not an origin.
+pub fn same_origin(a: &str, b: &str) -> bool {
+    match (normal_origin(a), normal_origin(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// `northstar://{authority}/{path}` split into its two parts.
 fn split_uri(uri: &str) -> Result<(&str, &str), AddressError> {
     let rest = uri
@@ -395,5 +426,38 @@ mod tests {
             BeamUri::parse("northstar://h o/beam/x/y"),
             Err(AddressError::BadAuthority(_))
         ));
+    }
+
+    #[test]
+    fn origins_compare_without_case_and_default_ports() {
+        for (given, normal) in [
+            ("wss://node.example", "wss://node.example"),
+            ("WSS://Node.Example:443", "wss://node.example"),
+            ("wss://node.example:7700", "wss://node.example:7700"),
+            ("ws://node.example:80", "ws://node.example"),
+            ("ws://node.example:443", "ws://node.example:443"),
+            ("wss://node.example:80", "wss://node.example:80"),
+            ("ws://127.0.0.1:7700", "ws://127.0.0.1:7700"),
+            ("wss://[::1]:443", "wss://[::1]"),
+            ("wss://[::1]:7700", "wss://[::1]:7700"),
+        ] {
+            assert_eq!(normal_origin(given).as_deref(), Some(normal), "{given}");
+        }
+        for bad in [
+            "https://node.example",
+            "wss://",
+            "wss://:443",
+            "wss://a b",
+            "node.example",
+        ] {
+            assert_eq!(normal_origin(bad), None, "{bad}");
+        }
+        assert!(same_origin("wss://Node.Example:443", "wss://node.example"));
+        assert!(!same_origin("ws://node.example", "wss://node.example"));
+        assert!(!same_origin(
+            "wss://node.example:7700",
+            "wss://node.example"
+        ));
+        assert!(!same_origin("wss://", "wss://"));
     }
 }

@@ -4,7 +4,7 @@
 //! Everything here is pure; the clock is passed in, so the checks are tested without a node.
 
 use northstar_protocol::Did;
-use northstar_protocol::address::check_authority;
+use northstar_protocol::address::{check_authority, same_origin};
 use northstar_protocol::sign::SignatureError;
 use northstar_protocol::wire::{AuthChallenge, RuleError};
 
@@ -21,17 +21,24 @@ pub struct BadUrl {
 /// The origin of a node URL: its scheme, `://` and authority, byte for byte as written, without
 /// path, query or fragment. `ws://127.0.0.1:7700/rpc` gives `ws://127.0.0.1:7700`.
 ///
-/// Only the lower-case schemes `ws://` and `wss://` are accepted, and the authority must be a
-/// `host[:port]` as the protocol defines it (no user info).
+/// Only the schemes `ws://` and `wss://` (in any case) are accepted, and the authority must be
+/// a `host[:port]` as the protocol defines it (no user info). Origins are compared in their
+/// normal form (`northstar_protocol::address::normal_origin`), so case and default ports do
+/// not matter.
 pub fn origin_of(url: &str) -> Result<&str, BadUrl> {
     let bad = |reason| BadUrl {
         url: url.to_owned(),
         reason,
     };
-    let rest = url
-        .strip_prefix("wss://")
-        .or_else(|| url.strip_prefix("ws://"))
+    let scheme_len = ["wss://", "ws://"]
+        .iter()
+        .find(|scheme| {
+            url.get(..scheme.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+        })
+        .map(|scheme| scheme.len())
         .ok_or_else(|| bad("the scheme must be ws:// or wss://"))?;
+    let rest = &url[scheme_len..];
     let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     check_authority(&rest[..authority_len])
         .map_err(|_| bad("expected host[:port] after the scheme"))?;
@@ -108,7 +115,7 @@ pub fn check_challenge(
             node: challenge.node.to_string(),
             source,
         })?;
-    if challenge.origin != dialled_origin {
+    if !same_origin(&challenge.origin, dialled_origin) {
         return Err(AuthError::WrongOrigin {
             dialled: dialled_origin.to_owned(),
             challenge: challenge.origin.clone(),
@@ -166,20 +173,35 @@ mod tests {
     }
 
     #[test]
-    fn origin_keeps_the_authority_byte_for_byte() {
-        // No normalisation: the spec compares byte for byte, so a node whose public URL is
-        // written differently is refused rather than silently matched.
+    fn origin_is_given_as_written_and_compared_in_normal_form() {
         assert_eq!(
-            origin_of("ws://Node.Example:443").unwrap(),
-            "ws://Node.Example:443"
+            origin_of("WSS://Node.Example:443/x").unwrap(),
+            "WSS://Node.Example:443"
         );
+        // The challenge carries the node's origin in normal form; the URL dialled may differ
+        // in case and in naming the default port, not in scheme, host or another port.
+        let c = challenge("wss://node.example");
+        assert_eq!(
+            check_challenge(&c, "WSS://Node.Example:443", node().did(), NOW),
+            Ok(())
+        );
+        for other in [
+            "ws://node.example",
+            "wss://node.example:7700",
+            "wss://node.example.org",
+        ] {
+            let err = check_challenge(&c, other, node().did(), NOW).unwrap_err();
+            assert!(
+                matches!(err, AuthError::WrongOrigin { .. }),
+                "{other}: {err}"
+            );
+        }
     }
 
     #[test]
     fn origin_refuses_other_schemes_and_bad_authorities() {
         for url in [
             "http://node.example",
-            "WS://node.example",
             "node.example:7700",
             "ws://",
             "ws:///path",

@@ -280,3 +280,37 @@ async fn a_connection_holds_at_most_its_subscription_limit() {
         }
     }
 }
+
+#[tokio::test]
+async fn origins_match_whatever_the_case_of_the_url_and_the_public_url() {
+    // The node's public URL written in capitals: its challenges carry the normal form.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let node = TestNode::start_with(|c| {
+        c.listen.set_port(port);
+        c.public_url = format!("WS://LocalHost:{port}/");
+    })
+    .await;
+    assert_eq!(node.url, format!("ws://localhost:{port}"));
+    // A client dialling it in another case authenticates, and so does one dialling the
+    // normal form.
+    for url in [
+        format!("WS://LOCALHOST:{port}"),
+        format!("ws://localhost:{port}"),
+    ] {
+        let client = Client::connect(&url, Keypair::generate().unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(client.did().is_some());
+    }
+    // Another port is another origin: the client refuses to sign the node's challenge.
+    let other = format!("ws://127.0.0.1:{port}");
+    let err = Client::connect(&other, Keypair::generate().unwrap())
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("origin"), "{err}");
+}
