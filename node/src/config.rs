@@ -171,6 +171,9 @@ pub struct Limits {
     pub auth_timeout_secs: u32,
     /// Seconds a challenge stays valid.
     pub challenge_ttl_secs: u32,
+    /// Seconds of silence from the peer after which the node sends a WebSocket ping; a peer
+    /// silent for as long again after it is dropped. 0 turns pings off.
+    pub ping_interval_secs: u32,
     /// Events a subscriber may fall behind a space's new events; past that it is told and cut
     /// off, and may resume from its cursor.
     pub subscriber_queue: u32,
@@ -197,6 +200,7 @@ impl Default for Limits {
             handshake_timeout_secs: 10,
             auth_timeout_secs: 15,
             challenge_ttl_secs: 60,
+            ping_interval_secs: 30,
             subscriber_queue: 1024,
             max_page: 500,
         }
@@ -212,6 +216,13 @@ impl Limits {
     /// How long a TCP connection may take to become a WebSocket session.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(u64::from(self.handshake_timeout_secs))
+    }
+
+    /// How long a peer may be silent before it is pinged, and then before it is dropped;
+    /// `None` if pings are off.
+    pub fn ping_interval(&self) -> Option<Duration> {
+        (self.ping_interval_secs > 0)
+            .then(|| Duration::from_secs(u64::from(self.ping_interval_secs)))
     }
 }
 

@@ -236,3 +236,59 @@ async fn a_handshake_trickled_in_pieces_with_a_frame_after_its_head_opens_a_sess
     assert_eq!(reply["id"], 7, "{reply}");
     assert!(reply["result"]["did"].is_string(), "{reply}");
 }
+
+#[tokio::test]
+async fn a_quiet_peer_is_pinged_and_kept_and_a_gone_one_is_dropped() {
+    let node = TestNode::start_with(|c| c.limits.ping_interval_secs = 1).await;
+    let (alice, space) = owner_of_a_channel(&node, "quiet").await;
+
+    // A raw client that reads (so its WebSocket layer answers pings) but sends nothing.
+    let key = Keypair::generate().unwrap();
+    let mut reader = Raw::connect(&node.url).await;
+    reader.authenticate(&key).await;
+    let started = std::time::Instant::now();
+    let first = reader.next_within(std::time::Duration::from_secs(5)).await;
+    assert!(
+        matches!(
+            first,
+            Some(tokio_tungstenite::tungstenite::Message::Ping(_))
+        ),
+        "{first:?}"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    // Two more intervals: pinged again, answered again, still served.
+    let second = reader.next_within(std::time::Duration::from_secs(5)).await;
+    assert!(
+        matches!(
+            second,
+            Some(tokio_tungstenite::tungstenite::Message::Ping(_))
+        ),
+        "{second:?}"
+    );
+    reader.ok("node.info", json!([])).await;
+
+    // An SDK subscriber that stays quiet past several intervals still gets the next event.
+    let subscriber = Client::connect(&node.url, Keypair::generate().unwrap())
+        .await
+        .unwrap();
+    subscriber.join(&space).await.unwrap();
+    let mut feed = subscriber.subscribe(&space, 2).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let posted = alice
+        .post(&space, "still there", "after the quiet")
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(common::TIMEOUT, futures_util::StreamExt::next(&mut feed))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.seq, posted.seq);
+
+    // A client that authenticates and then reads nothing (its pongs never go out) is dropped
+    // about two intervals later, without a close frame.
+    let mut gone = Raw::connect(&node.url).await;
+    gone.authenticate(&Keypair::generate().unwrap()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2600)).await;
+    assert_eq!(gone.close_status().await, None);
+}

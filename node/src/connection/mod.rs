@@ -26,7 +26,8 @@
 //! most `max_frame_bytes` answered with −32007 and of more than [`TOO_BIG_FACTOR`] times that
 //! refused with close status 1009, as is a stream frame longer than the streams'
 //! `max_frame_bytes` plus 2048 (§10.7). A connection whose writes make no progress for
-//! [`WRITE_STALL`] is dropped, so is one that has not authenticated by its deadline, and one
+//! [`WRITE_STALL`] is dropped, so is one that has not authenticated by its deadline, one that
+//! has gone silent even to a ping (`ping_interval_secs`), and one
 //! whose request is refused for its budget past `request_burst` unforgiven refusals (`auth.rs`): reading
 //! stops at that message, and nothing more of what was read is run or answered.
 
@@ -210,6 +211,8 @@ enum Exit {
     Stalled,
     /// Not authenticated by the deadline.
     AuthDeadline,
+    /// Authenticated, then silent for the ping interval and as long again after a ping.
+    Silent,
     /// Refused for its budget past `request_burst` unforgiven refusals.
     Flooding,
 }
@@ -267,7 +270,16 @@ pub struct Connection<S> {
     /// Written to the buffer but not yet flushed.
     dirty: bool,
     stall: Option<Pin<Box<Sleep>>>,
-    auth_deadline: Option<Pin<Box<Sleep>>>,
+    /// The connection's one other timer: its auth deadline while `authenticating`, then the
+    /// keepalive's (armed on the first wake-up after it authenticated, if pings are on).
+    timer: Option<Pin<Box<Sleep>>>,
+    authenticating: bool,
+    /// When the peer last sent anything.
+    last_heard: Instant,
+    /// When the node pinged it, if it has been silent since.
+    pinged: Option<Instant>,
+    /// A ping to send with the next write.
+    ping_due: bool,
     /// This session's place in the listener's connection counts.
     _slot: Slot,
 }
@@ -297,7 +309,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             watch_first: false,
             dirty: false,
             stall: None,
-            auth_deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
+            timer: Some(Box::pin(tokio::time::sleep_until(deadline))),
+            authenticating: true,
+            last_heard: Instant::now(),
+            pinged: None,
+            ping_due: false,
             _slot: slot,
         }
     }
@@ -320,6 +336,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             Some(Exit::Gone) => tracing::debug!("connection closed"),
             Some(Exit::Stalled) => tracing::debug!("dropped: the peer stopped reading"),
             Some(Exit::AuthDeadline) => tracing::debug!("dropped: not authenticated in time"),
+            Some(Exit::Silent) => tracing::debug!("dropped: silent, even to a ping"),
             Some(Exit::Flooding) => tracing::debug!("dropped: the peer ignores rate_limited"),
             Some(Exit::TooBig) => {
                 tracing::debug!("closing: a message over the hard size limit");
@@ -373,6 +390,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 match self.ws.poll_next_unpin(cx) {
                     Poll::Ready(Some(Ok(message))) => {
                         progress = true;
+                        self.last_heard = Instant::now();
+                        self.pinged = None;
                         if self.over_hard_limit(&message) {
                             return Poll::Ready(Exit::TooBig);
                         }
@@ -427,10 +446,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         if self.poll_stall(cx) {
             return Poll::Ready(Exit::Stalled);
         }
-        if let Some(deadline) = &mut self.auth_deadline {
+        if self.authenticating
+            && let Some(deadline) = &mut self.timer
+        {
             if self.session.did().is_some() {
-                // Authenticated: no deadline, and no timer held for the rest of the session.
-                self.auth_deadline = None;
+                // Authenticated: no deadline; the timer is the keepalive's from now on.
+                self.authenticating = false;
+                self.timer = None;
             } else if deadline.as_mut().poll(cx).is_ready()
                 && self.watches.is_empty()
                 && self.opening == 0
@@ -444,7 +466,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 return Poll::Ready(Exit::AuthDeadline);
             }
         }
+        if !self.authenticating && self.poll_keepalive(cx) {
+            return Poll::Ready(Exit::Silent);
+        }
         Poll::Pending
+    }
+
+    /// Ping a peer silent for the ping interval; whether it has been silent for as long again
+    /// since, and must be dropped. The timer is moved only when it fires, so a busy connection
+    /// does not touch it for each message.
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(every) = self.shared.limits.ping_interval() else {
+            return false;
+        };
+        loop {
+            let due = self.pinged.unwrap_or(self.last_heard) + every;
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if Instant::now() < due {
+                // Heard from since the timer was set: wait from then.
+                timer.as_mut().reset(due);
+                continue;
+            }
+            if self.pinged.is_some() {
+                return true;
+            }
+            self.pinged = Some(Instant::now());
+            self.ping_due = true;
+            // The ping goes out with the next pass of writes.
+            cx.waker().wake_by_ref();
+        }
     }
 
     /// Whether the writes have made no progress for [`WRITE_STALL`]; arms a timer while they
@@ -494,6 +549,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     /// The next answer, or else the next notification of a subscription or frame of a watch
     /// that has one; subscriptions and watches take turns.
     fn next_outgoing(&mut self, cx: &mut Context<'_>) -> Option<Message> {
+        if std::mem::take(&mut self.ping_due) {
+            return Some(Message::Ping(Default::default()));
+        }
         if let Some(reply) = self.replies.pop_front() {
             return Some(Message::text(reply));
         }
