@@ -47,6 +47,9 @@ pub struct Config {
     /// How log lines are written to stderr: `text` for people, `json` (one object per line)
     /// for log collectors.
     pub log_format: LogFormat,
+    /// Where Prometheus metrics are served (`GET /metrics`), e.g. `127.0.0.1:9100`; empty:
+    /// not served.
+    pub metrics_listen: String,
 }
 
 /// How log lines are written.
@@ -73,6 +76,7 @@ impl std::fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("streams", &self.streams)
             .field("log_format", &self.log_format)
+            .field("metrics_listen", &self.metrics_listen)
             .finish()
     }
 }
@@ -90,6 +94,7 @@ impl Default for Config {
             limits: Limits::default(),
             streams: Streams::default(),
             log_format: LogFormat::default(),
+            metrics_listen: String::new(),
         }
     }
 }
@@ -420,11 +425,26 @@ impl Config {
         })
     }
 
+    /// The address of `metrics_listen`, or `None` when metrics are off.
+    pub fn metrics_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let text = self.metrics_listen.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| ConfigError::Invalid {
+            origin: String::new(),
+            reason: format!(
+                "metrics_listen {text:?} must be an address and port, e.g. \"127.0.0.1:9100\", or empty"
+            ),
+        })
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |reason: String| ConfigError::Invalid {
             origin: String::new(),
             reason,
         };
+        self.metrics_address()?;
         let origin = self.origin();
         if !(origin.starts_with("ws://") || origin.starts_with("wss://")) {
             return Err(invalid(format!(

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::federation::{LinkError, Links};
+use crate::metrics::Metrics;
 use crate::spaces::routing::{Broadcast, Router};
 
 /// Events per `fed.push`: small enough to stay far below any node's message limit.
@@ -39,6 +40,7 @@ pub fn forwarder(
     mut committed: mpsc::Receiver<Broadcast<Event>>,
     links: Arc<Links>,
     own: Did,
+    metrics: Arc<Metrics>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -54,9 +56,16 @@ pub fn forwarder(
             };
             for target in router.targets(&broadcast.space, &broadcast.nodes, &own) {
                 let queue = peers.entry(target.clone()).or_insert_with(|| {
-                    spawn_peer(links.clone(), target.clone(), &inner, shutdown.clone())
+                    spawn_peer(
+                        links.clone(),
+                        target.clone(),
+                        metrics.clone(),
+                        &inner,
+                        shutdown.clone(),
+                    )
                 });
                 if queue.try_send(broadcast.items.clone()).is_err() {
+                    metrics.push_dropped.inc();
                     tracing::debug!(peer = %target.authority, space = %broadcast.space, "peer queue full; it will pull");
                 }
             }
@@ -67,6 +76,7 @@ pub fn forwarder(
 fn spawn_peer(
     links: Arc<Links>,
     target: Home,
+    metrics: Arc<Metrics>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> mpsc::Sender<Arc<Vec<Event>>> {
@@ -88,7 +98,12 @@ fn spawn_peer(
                     }
                 }
                 for chunk in events.chunks(PUSH_BATCH) {
-                    if let Err(e) = push(&links, &target, chunk.to_vec()).await {
+                    let pushed = push(&links, &target, chunk.to_vec()).await;
+                    match &pushed {
+                        Ok(()) => metrics.pushes.inc(),
+                        Err(_) => metrics.push_failed.inc(),
+                    };
+                    if let Err(e) = pushed {
                         tracing::debug!(error = %crate::report::Causes(&e), "push failed; the peer will pull");
                         break;
                     }

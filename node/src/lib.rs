@@ -35,6 +35,7 @@ pub mod datadir;
 pub mod federation;
 pub mod gossip;
 pub mod hub;
+pub mod metrics;
 pub mod migrate;
 pub mod report;
 pub mod rpc;
@@ -85,6 +86,15 @@ pub enum NodeError {
     /// The RPC methods could not be registered (a bug).
     #[error("cannot register RPC methods: {0}")]
     Methods(String),
+    /// The metrics address could not be listened on.
+    #[error("cannot serve metrics on metrics_listen = {listen}")]
+    Metrics {
+        /// The address.
+        listen: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Load the node key from `data_dir`, creating it on first start.
@@ -120,16 +130,31 @@ pub async fn run(
     // Gossip and background work stop before the writer, so nothing waits on a closed writer.
     let tasks = TaskTracker::new();
     let gossip_stop = CancellationToken::new();
+    let metrics = Arc::new(metrics::Metrics::default());
+    if let Some(listen) = config.metrics_address()? {
+        let metrics_listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| NodeError::Metrics { listen, source })?;
+        tracing::info!(listen = %listen, "metrics served at /metrics");
+        metrics::serve(
+            metrics_listener,
+            metrics.clone(),
+            &tasks,
+            gossip_stop.clone(),
+        );
+    }
     let (outbox, committed) = spaces::routing::Outbox::new();
     gossip::forwarder(
         committed,
         links.clone(),
         key.did().clone(),
+        metrics.clone(),
         &tasks,
         gossip_stop.clone(),
     );
     let (writer, handle) =
         spaces::Writer::new(store.clone(), key.clone(), hub.clone(), Some(outbox));
+    let writer = writer.with_metrics(metrics.clone());
     let writer_stop = CancellationToken::new();
     let writer = tokio::spawn(writer.run(writer_stop.clone()));
     let catch_up = gossip::CatchUp::new(
@@ -170,6 +195,7 @@ pub async fn run(
         filling: Arc::default(),
         known_spaces: std::sync::Mutex::default(),
         status: status::Status::default(),
+        metrics: metrics.clone(),
     });
     let module = rpc::methods(api.clone()).map_err(|e| NodeError::Methods(e.to_string()))?;
     tracing::info!(version = status::VERSION, protocol = northstar_protocol::PROTOCOL_VERSION, did = %key.did(), listen = %address, public_url = %config.origin(), "node ready");

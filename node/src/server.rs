@@ -276,9 +276,17 @@ impl Accept {
             self.budgets.clone(),
         ));
         let connection = Connection::new(ws, self.shared.clone(), session, self.deadline, slot);
+        let open = self.shared.api.metrics.connections.clone();
+        open.inc();
         // A task of its own, so what the upgrade needed is not kept for the session's life.
-        self.tracker
-            .spawn(connection.run(self.shutdown.clone()).in_current_span());
+        let shutdown = self.shutdown.clone();
+        self.tracker.spawn(
+            async move {
+                connection.run(shutdown).await;
+                open.dec();
+            }
+            .in_current_span(),
+        );
     }
 }
 

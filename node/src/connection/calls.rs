@@ -35,6 +35,14 @@ pub(super) fn call(
         Ok(params) => params,
         Err(e) => return Err(MethodResponse::error(id, e)),
     };
+    // Every method with a callback is one of the protocol's, so it has a static name.
+    let label = northstar_protocol::method::ALL
+        .iter()
+        .find(|m| **m == name)
+        .copied()
+        .unwrap_or("other");
+    let metrics = shared.api.metrics.clone();
+    let started = std::time::Instant::now();
     let mut extensions = Extensions::new();
     extensions.insert(session.clone());
     let conn = ConnectionId(usize::try_from(session.id).unwrap_or(usize::MAX));
@@ -44,11 +52,13 @@ pub(super) fn call(
             let callback = callback.clone();
             Ok(Box::pin(async move {
                 let response = callback(id, params, conn, max, extensions).await;
+                metrics.call(label, !response.is_error(), started.elapsed());
                 Done::Reply(into_text(response))
             }))
         }
         MethodCallback::Sync(callback) => {
             let response = callback(id, params, max, extensions);
+            metrics.call(label, !response.is_error(), started.elapsed());
             Ok(Box::pin(std::future::ready(Done::Reply(into_text(
                 response,
             )))))

@@ -180,6 +180,7 @@ impl Feed {
                         // backlog read ended. Fill it from the store.
                         Ok(_) => self.state = State::Backlog { more: true },
                         Err(RecvError::Lagged(_)) => {
+                            self.api.metrics.slow_subscribers.inc();
                             self.state = State::Ending(format!(
                                 "{}: fell behind by more than {} events; resume from seq {}",
                                 ErrorCode::SlowSubscriber.name(),

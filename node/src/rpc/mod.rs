@@ -202,6 +202,8 @@ pub struct Api {
     pub known_spaces: std::sync::Mutex<std::collections::HashMap<SpaceId, Whereabouts>>,
     /// When the node started, and what its status page counted last.
     pub status: crate::status::Status,
+    /// The node's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The most entries of [`Api::known_spaces`].
@@ -492,7 +494,18 @@ impl AuthApiServer for Handler {
 
     async fn respond(&self, ext: &Extensions, response: AuthResponse) -> RpcResult<Authenticated> {
         let session = session(ext)?;
-        let did = self.0.auth.respond(session, &response, now_ms())?;
+        let answered = self.0.auth.respond(session, &response, now_ms());
+        let outcome = match &answered {
+            Ok(_) => "ok",
+            Err(AuthError::Refused { code, .. }) => code.name(),
+            Err(AuthError::Internal(_)) => "internal",
+        };
+        self.0
+            .metrics
+            .auth
+            .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+            .inc();
+        let did = answered?;
         tracing::debug!(conn = session.id, did = %did, "authenticated");
         Ok(Authenticated { did })
     }

@@ -33,6 +33,7 @@ use super::rows::state_from_rows;
 use super::rules::SpaceState;
 use crate::clock::now_ms;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::store::{Op, Store, StoreError};
 
 /// Requests waiting for the writer. When full, callers wait: that is the write path's
@@ -171,6 +172,7 @@ pub struct Writer {
     core: Core,
     hub: Arc<Hub>,
     outbox: Option<Outbox<Event>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Writer {
@@ -189,8 +191,15 @@ impl Writer {
             core: Core::new(key),
             hub,
             outbox,
+            metrics: None,
         };
         (writer, SequencerHandle { tx })
+    }
+
+    /// Record each group commit's size, time and outcome in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Serve requests until `shutdown`; then finish what is queued and stop.
@@ -358,8 +367,26 @@ impl Writer {
             return None;
         }
         let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        if let Some(metrics) = &metrics {
+            metrics.commit_group_size.observe(done.answers.len() as f64);
+        }
         Some(InFlight {
-            commit: AbortOnDropHandle::new(tokio::spawn(async move { store.commit(&ops).await })),
+            commit: AbortOnDropHandle::new(tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let result = store.commit(&ops).await;
+                if let Some(metrics) = metrics {
+                    metrics
+                        .commit_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    let outcome = if result.is_ok() { "ok" } else { "error" };
+                    metrics
+                        .commits
+                        .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+                        .inc();
+                }
+                result
+            })),
             done,
             touched,
         })

@@ -1,0 +1,161 @@
+//! Prometheus metrics on `metrics_listen`, scraped from a real node while it serves.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Raw, TIMEOUT, TestNode};
+use northstar_protocol::Keypair;
+use northstar_protocol::address::SpaceType;
+use northstar_protocol::wire::AuthResponse;
+use northstar_sdk::Client;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// `GET path` at `addr`: the status line's code, the content type and the body.
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(TIMEOUT, tcp.read_to_string(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or_default()
+        .to_owned();
+    (status, content_type, body.to_owned())
+}
+
+/// The value of the sample named exactly `name` (with its labels), if present.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn a_scrape_counts_sessions_auth_outcomes_calls_and_commits() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let node = TestNode::start_with(|c| c.metrics_listen = metrics.to_string()).await;
+
+    let alice = Client::connect(&node.url, Keypair::generate().unwrap())
+        .await
+        .unwrap();
+    let space = alice
+        .create_space(SpaceType::Channel, "metrics", "Metrics")
+        .await
+        .unwrap()
+        .space;
+    alice.post(&space, "one", "counted").await.unwrap();
+
+    // A response over a challenge the node did not issue: refused as bad_signature.
+    let mut raw = Raw::connect(&node.url).await;
+    let mut challenge: Value = raw.ok("auth.challenge", json!([])).await;
+    challenge["nonce"] = json!("uAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let forged = AuthResponse::answer(
+        &Keypair::generate().unwrap(),
+        serde_json::from_value(challenge).unwrap(),
+    )
+    .unwrap();
+    let (code, _) = raw.err("auth.respond", json!([forged])).await;
+    assert_eq!(code, 1007);
+
+    let (status, content_type, text) = get(metrics, "/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    // Alice's session and the raw one are open.
+    assert_eq!(sample(&text, "northstar_connections"), Some(2.0), "{text}");
+    assert_eq!(
+        sample(&text, "northstar_auth_responses_total{outcome=\"ok\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "northstar_auth_responses_total{outcome=\"bad_signature\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "northstar_rpc_calls_total{method=\"space.post\",outcome=\"ok\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "northstar_rpc_calls_total{method=\"auth.respond\",outcome=\"error\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "northstar_rpc_call_seconds_count{method=\"space.post\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // The genesis and the post were committed.
+    let commits = sample(&text, "northstar_commits_total{outcome=\"ok\"}").unwrap_or(0.0);
+    assert!(commits >= 2.0, "{text}");
+    assert_eq!(
+        sample(&text, "northstar_commit_seconds_count"),
+        Some(commits)
+    );
+
+    // Sessions that end are no longer counted.
+    drop(raw);
+    drop(alice);
+    let mut open = None;
+    for _ in 0..50 {
+        let (_, _, text) = get(metrics, "/metrics").await;
+        open = sample(&text, "northstar_connections");
+        if open == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open, Some(0.0));
+
+    // Only /metrics, and only there: the public port does not serve it.
+    assert_eq!(get(metrics, "/").await.0, 404);
+    assert_eq!(get(node.addr, "/metrics").await.0, 404);
+}
+
+#[tokio::test]
+async fn a_bad_metrics_address_stops_the_node_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = northstar_node::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_listen: "localhost".into(),
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let err = northstar_node::run(config, listener, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("metrics_listen"), "{err}");
+}
