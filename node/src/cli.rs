@@ -25,7 +25,7 @@ use northstar_sdk::auth::origin_of;
 use northstar_sdk::keystore::KeystoreError;
 use northstar_sdk::protocol::did::ED25519_MULTICODEC;
 use northstar_sdk::protocol::keys::KeyFileError;
-use northstar_sdk::{Client, Did, keystore};
+use northstar_sdk::{Client, Did, SdkError, keystore};
 use serde_json::json;
 
 /// The node the client commands talk to unless told otherwise.
@@ -122,6 +122,33 @@ enum DidCommand {
 enum NodeCommand {
     /// Print the node's DID, version, public URL, authority and limits.
     Info,
+}
+
+impl Cli {
+    /// Whether `--json` was given: results, and a failure, are printed as JSON.
+    pub fn json(&self) -> bool {
+        self.global.json
+    }
+}
+
+/// A failed command as JSON: `error` (the message and its causes, outermost first), and for a
+/// refusal by the node `code` (the number on the wire) and `name` (e.g. `not_member`) when
+/// the code has one.
+pub fn error_json(err: &anyhow::Error) -> serde_json::Value {
+    let mut object = json!({ "error": format!("{err:#}") });
+    let refusal = err
+        .chain()
+        .find_map(|cause| match cause.downcast_ref::<SdkError>() {
+            Some(SdkError::Node { code, .. }) => Some(*code),
+            _ => None,
+        });
+    if let Some(code) = refusal {
+        object["code"] = json!(code.number());
+        if let Some(name) = code.app().map(|app| app.name()) {
+            object["name"] = json!(name);
+        }
+    }
+    object
 }
 
 /// Run one command.

@@ -13,11 +13,17 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    let json = args.json();
     match cli::run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // One line: the error and its causes, outermost first.
-            eprintln!("error: {err:#}");
+            if json {
+                // One JSON object on stderr, so a script reading stdout sees only results.
+                eprintln!("{}", cli::error_json(&err));
+            } else {
+                // One line: the error and its causes, outermost first.
+                eprintln!("error: {err:#}");
+            }
             ExitCode::FAILURE
         }
     }

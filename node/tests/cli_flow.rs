@@ -123,6 +123,60 @@ fn newcomer_walk_through() {
     let err = String::from_utf8(refused.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("invite"), "{err}");
+    // With --json the refusal is one JSON object on stderr, with the node's code and its name.
+    let refused = run(
+        &node,
+        &bob,
+        &[
+            "space",
+            "join",
+            created_dm["uri"].as_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(refused.stdout.is_empty());
+    let err: Value = serde_json::from_slice(&refused.stderr).unwrap();
+    assert_eq!(err["name"], "invite_required", "{err}");
+    assert!(err["code"].is_i64(), "{err}");
+    assert!(err["error"].as_str().unwrap().contains("invite"), "{err}");
+
+    // The owner removes Bob from the channel, then bans him: he cannot join again.
+    let bob_did = one(&run(&node, &bob, &["key", "show", "--json"]))["did"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let channel = created["id"].as_str().unwrap();
+    let kicked = one(&run(
+        &node,
+        &alice,
+        &["space", "kick", channel, &bob_did, "--json"],
+    ));
+    assert_eq!(kicked["space"], created["id"]);
+    let members = json_lines(&run(
+        &node,
+        &alice,
+        &["space", "members", channel, "--json"],
+    ));
+    assert!(
+        !members
+            .iter()
+            .any(|m| m["did"] == bob_did.as_str() && m["state"] == "member"),
+        "{members:?}"
+    );
+    one(&run(
+        &node,
+        &alice,
+        &["space", "ban", channel, &bob_did, "--json"],
+    ));
+    let again = run(
+        &node,
+        &bob,
+        &["space", "join", created["uri"].as_str().unwrap(), "--json"],
+    );
+    assert!(!again.status.success());
+    let err: Value = serde_json::from_slice(&again.stderr).unwrap();
+    assert_eq!(err["name"], "banned", "{err}");
 
     one(&run(&node, &bob, &["beam", "delete", &beam_uri, "--json"]));
     let gone = run(&node, &alice, &["beam", "get", &beam_uri]);

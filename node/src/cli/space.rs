@@ -1,7 +1,7 @@
 //! `northstar space …`. SPACE arguments take a space id or a space URI.
 //!
-//! JSON keys (a contract): `create` prints `id`, `uri`, `event_id`, `seq`; `join`, `leave` and
-//! `invite` print `space`, `event_id`, `seq`; `list` prints one line per space with `id`, `uri`,
+//! JSON keys (a contract): `create` prints `id`, `uri`, `event_id`, `seq`; `join`, `leave`,
+//! `invite`, `kick` and `ban` print `space`, `event_id`, `seq`; `list` prints one line per space with `id`, `uri`,
 //! `type`, `name`, `owner`, `sequencer`, `head_seq`; `members` one line per member with `did`,
 //! `state`; `events` and `tail` one line per event with `id`, `seq`, `kind`, `author`, `space`,
 //! `timestamp` and what the kind carries (see [`event_json`]), and for a post whose beam the
@@ -48,6 +48,20 @@ pub(super) enum SpaceCommand {
         /// The space's id or URI.
         space: String,
         /// Whom to invite, `did:key:z6Mk…`.
+        did: String,
+    },
+    /// Remove a member from a space you own; they may join again (a dm needs a new invite).
+    Kick {
+        /// The space's id or URI.
+        space: String,
+        /// Whom to remove, `did:key:z6Mk…`.
+        did: String,
+    },
+    /// Ban a DID from a space you own: removed if a member, and refused from then on.
+    Ban {
+        /// The space's id or URI.
+        space: String,
+        /// Whom to ban, `did:key:z6Mk…`.
         did: String,
     },
     /// List the spaces you own, belong to or are invited into.
@@ -147,6 +161,20 @@ pub(super) async fn run(
             let client = global.connect_as_user().await?;
             let ack = client.invite(&space, &did).await?;
             print_ack(out, &ack, &format!("invited {did} to"))
+        }
+        SpaceCommand::Kick { space, did } => {
+            let space = parse_space(&space)?;
+            let did = Did::parse(&did).with_context(|| format!("invalid DID {did:?}"))?;
+            let client = global.connect_as_user().await?;
+            let ack = client.kick(&space, &did).await?;
+            print_ack(out, &ack, &format!("removed {did} from"))
+        }
+        SpaceCommand::Ban { space, did } => {
+            let space = parse_space(&space)?;
+            let did = Did::parse(&did).with_context(|| format!("invalid DID {did:?}"))?;
+            let client = global.connect_as_user().await?;
+            let ack = client.ban(&space, &did).await?;
+            print_ack(out, &ack, &format!("banned {did} from"))
         }
         SpaceCommand::List => {
             let client = global.connect_as_user().await?;
