@@ -632,7 +632,8 @@ async fn committed(flight: &mut Option<InFlight>) -> Result<(), StoreError> {
 fn commit_failed(e: &StoreError) -> SequenceError {
     SequenceError::Store(StoreError::Corrupt {
         table: "commit",
-        reason: e.to_string(),
+        // With its causes: the database's own reason is in the source, not in the message.
+        reason: crate::report::Causes(e).to_string(),
     })
 }
 

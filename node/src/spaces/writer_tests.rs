@@ -247,7 +247,13 @@ async fn the_group_decided_on_a_blocked_commit_that_fails_is_undone_first() {
     });
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     run(&mut lock, "COMMIT", &f.space).await;
-    assert!(first.await.unwrap().is_err(), "seq 3 was squatted");
+    let refused = first.await.unwrap().unwrap_err();
+    // The refusal carries the database's own reason, not only "database error".
+    let reason = crate::report::Causes(&refused).to_string();
+    assert!(
+        reason.contains("UNIQUE") || reason.contains("unique") || reason.contains("duplicate"),
+        "{reason}"
+    );
     assert!(
         second.await.unwrap().is_err(),
         "decided on top of a failed commit"
