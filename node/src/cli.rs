@@ -83,7 +83,7 @@ enum Command {
     /// Publish and watch live streams.
     #[command(subcommand)]
     Stream(stream::StreamCommand),
-    /// Work on a stopped node's data: move it to PostgreSQL.
+    /// The operator's work on a node's data: move it to PostgreSQL (stopped), back it up.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
     /// Print a shell completion script, e.g. `northstar completions bash >

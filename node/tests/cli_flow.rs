@@ -347,3 +347,82 @@ fn an_unknown_log_format_stops_serve_naming_the_variable() {
     assert!(err.contains("from NORTHSTAR_LOG_FORMAT"), "{err}");
     assert!(err.contains("`xml`") && err.contains("`json`"), "{err}");
 }
+
+#[test]
+fn a_backup_taken_while_the_node_runs_restores_the_node_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let node = Serve::start(&data, &[]);
+    let alice = new_key(dir.path(), "alice");
+    let created = one(&run(
+        &node,
+        &alice,
+        &[
+            "space", "create", "--type", "channel", "--name", "Kept", "--id", "kept", "--json",
+        ],
+    ));
+    let space = created["id"].as_str().unwrap();
+    for title in ["one", "two"] {
+        one(&run(
+            &node,
+            &alice,
+            &[
+                "beam", "post", space, "--title", title, "--body", "b", "--json",
+            ],
+        ));
+    }
+    let info = one(&run(&node, &alice, &["node", "info", "--json"]));
+
+    // Taken while the node serves.
+    let file = dir.path().join("backup.db");
+    let backup = |file: &Path| {
+        northstar()
+            .args(["admin", "backup"])
+            .arg(file)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--json")
+            .output()
+            .unwrap()
+    };
+    let taken = backup(&file);
+    assert!(taken.status.success(), "{taken:?}");
+    let taken: Value = serde_json::from_slice(&taken.stdout).unwrap();
+    assert_eq!(taken["events"], 3, "{taken}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // A file that exists is never overwritten.
+    let again = backup(&file);
+    assert!(!again.status.success());
+    let err: Value = serde_json::from_slice(&again.stderr).unwrap();
+    assert!(
+        err["error"].as_str().unwrap().contains("backup.db"),
+        "{err}"
+    );
+
+    // Written after the backup: not in it.
+    one(&run(
+        &node,
+        &alice,
+        &[
+            "beam", "post", space, "--title", "three", "--body", "b", "--json",
+        ],
+    ));
+    drop(node);
+
+    // Restored: the snapshot beside the node's key is the node as it was.
+    let restored = dir.path().join("restored");
+    std::fs::create_dir(&restored).unwrap();
+    std::fs::copy(data.join("node.key.json"), restored.join("node.key.json")).unwrap();
+    std::fs::copy(&file, restored.join("northstar.db")).unwrap();
+    let node = Serve::start(&restored, &[]);
+    let info_after = one(&run(&node, &alice, &["node", "info", "--json"]));
+    assert_eq!(info_after["did"], info["did"]);
+    let events = json_lines(&run(&node, &alice, &["space", "events", space, "--json"]));
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+}

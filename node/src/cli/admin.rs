@@ -1,16 +1,20 @@
-//! `northstar admin …`: work on a stopped node's data directory, with the node library itself
-//! rather than through a running node.
+//! `northstar admin …`: work on a node's data directory, with the node library itself rather
+//! than through the node.
 //!
 //! - `admin migrate-storage --to postgres://…`: copy the node's SQLite data into an empty
 //!   PostgreSQL database, checking every log (`northstar_node::migrate`). Progress goes to
 //!   stderr; what to set afterwards to stdout.
+//! - `admin backup FILE`: a consistent snapshot of the node's SQLite database, taken while the
+//!   node runs (or not); JSON keys `file`, `database`, `events`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use northstar_node::config::{Config, Overrides};
 use northstar_node::migrate::{Step, migrate_storage};
+use northstar_node::store::Storage;
 use northstar_node::store::copy::Progress;
 use serde_json::json;
 
@@ -21,6 +25,22 @@ pub(super) enum AdminCommand {
     /// Copy a stopped node's SQLite data into an empty PostgreSQL database, checking every
     /// log's signatures and chain; then print the storage_url to set.
     MigrateStorage(MigrateStorageArgs),
+    /// Write a consistent snapshot of the node's SQLite database to FILE, while the node runs
+    /// or not; a node started on it (with the node's key) is the node as it was then.
+    Backup(BackupArgs),
+}
+
+/// Flags of `northstar admin backup`.
+#[derive(Debug, Args)]
+pub(super) struct BackupArgs {
+    /// The file to write; it must not exist.
+    pub(super) file: PathBuf,
+    /// The node's TOML config file, as given to `serve`.
+    #[arg(long, value_name = "FILE")]
+    pub(super) config: Option<PathBuf>,
+    /// The node's data directory, as given to `serve`.
+    #[arg(long, value_name = "DIR")]
+    pub(super) data_dir: Option<PathBuf>,
 }
 
 /// Flags of `northstar admin migrate-storage`.
@@ -40,7 +60,48 @@ pub(super) struct MigrateStorageArgs {
 pub(super) async fn run(command: AdminCommand, out: &Output) -> anyhow::Result<()> {
     match command {
         AdminCommand::MigrateStorage(args) => migrate(args, out).await,
+        AdminCommand::Backup(args) => backup(args, out).await,
     }
+}
+
+async fn backup(args: BackupArgs, out: &Output) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        data_dir: args.data_dir,
+        ..Overrides::default()
+    };
+    let config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
+    let path = match config.storage()? {
+        Storage::Sqlite { path } => path,
+        Storage::Postgres { .. } => anyhow::bail!(
+            "this node keeps its data in PostgreSQL: back it up with pg_dump (and keep a copy \
+             of {})",
+            config
+                .data_dir
+                .join(northstar_node::NODE_KEY_FILE)
+                .display()
+        ),
+    };
+    let events = northstar_node::store::backup_sqlite(&path, &args.file)
+        .await
+        .with_context(|| format!("cannot back up {}", path.display()))?;
+    let key = config.data_dir.join(northstar_node::NODE_KEY_FILE);
+    out.print(
+        json!({
+            "file": args.file.display().to_string(),
+            "database": path.display().to_string(),
+            "events": events,
+        }),
+        || {
+            format!(
+                "backed up {} to {} ({events} events, checked).\n\
+                 To restore: put it as northstar.db in a data directory beside a copy of {}, \
+                 and start the node there (northstar serve --data-dir DIR).",
+                path.display(),
+                args.file.display(),
+                key.display()
+            )
+        },
+    )
 }
 
 async fn migrate(args: MigrateStorageArgs, out: &Output) -> anyhow::Result<()> {

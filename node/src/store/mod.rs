@@ -57,6 +57,7 @@ pub use location::{DEFAULT_SQLITE_FILE, Storage, StorageUrlError, redact};
 pub use rows::{
     BeamRow, Counts, EventRow, HomeRow, KnownBeam, MemberRow, MemberState, Op, SpaceRow,
 };
+pub use sqlite::backup as backup_sqlite;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]

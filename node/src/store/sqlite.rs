@@ -187,3 +187,73 @@ fn make_private(path: &Path) -> std::io::Result<()> {
 fn make_private(_path: &Path) -> std::io::Result<()> {
     Ok(())
 }
+
+/// Copy the SQLite database at `path` into the new file `target` as one consistent snapshot
+/// (SQLite's `VACUUM INTO`): safe while a node writes to it, since it reads in one transaction
+/// of its own. `target` must not exist; it is made with mode 0600, as the logs in it are
+/// private. The copy is checked (`PRAGMA integrity_check`) and its events counted; on any
+/// failure no file is left behind.
+pub async fn backup(path: &Path, target: &Path) -> Result<u64, StoreError> {
+    use sqlx::{ConnectOptions, Connection, Row};
+    let open_error = |at: &Path, source: sqlx::Error| StoreError::Open {
+        path: at.display().to_string(),
+        source,
+    };
+    if !path.exists() {
+        return Err(open_error(
+            path,
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no database here: is --data-dir (or storage_url) the node's?",
+            )),
+        ));
+    }
+    let mut create = std::fs::OpenOptions::new();
+    create.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+    create
+        .open(target)
+        .map_err(|e| open_error(target, sqlx::Error::Io(e)))?;
+    let copied = async {
+        let mut source = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .connect()
+            .await
+            .map_err(|e| open_error(path, e))?;
+        let into = target.to_string_lossy().into_owned();
+        sqlx::query("VACUUM INTO ?1")
+            .bind(into)
+            .execute(&mut source)
+            .await?;
+        source.close().await?;
+        let mut copy = SqliteConnectOptions::new()
+            .filename(target)
+            .read_only(true)
+            .connect()
+            .await
+            .map_err(|e| open_error(target, e))?;
+        let check: String = sqlx::query("PRAGMA integrity_check")
+            .fetch_one(&mut copy)
+            .await?
+            .get(0);
+        if check != "ok" {
+            return Err(StoreError::Corrupt {
+                table: "backup",
+                reason: format!("the copy fails SQLite's integrity check: {check}"),
+            });
+        }
+        let events: i64 = sqlx::query("SELECT count(*) FROM events")
+            .fetch_one(&mut copy)
+            .await?
+            .get(0);
+        copy.close().await?;
+        Ok(u64::try_from(events).unwrap_or(0))
+    }
+    .await;
+    if copied.is_err() {
+        let _ = std::fs::remove_file(target);
+    }
+    copied
+}
