@@ -50,6 +50,10 @@ pub struct Config {
     /// Where Prometheus metrics are served (`GET /metrics`), e.g. `127.0.0.1:9100`; empty:
     /// not served.
     pub metrics_listen: String,
+    /// Reverse proxies whose `X-Forwarded-For` header is believed: addresses (`127.0.0.1`) or
+    /// networks (`10.0.0.0/8`). A connection from one of them is counted and logged as the
+    /// client the header names.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// How log lines are written.
@@ -77,6 +81,7 @@ impl std::fmt::Debug for Config {
             .field("streams", &self.streams)
             .field("log_format", &self.log_format)
             .field("metrics_listen", &self.metrics_listen)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -95,6 +100,7 @@ impl Default for Config {
             streams: Streams::default(),
             log_format: LogFormat::default(),
             metrics_listen: String::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -425,6 +431,26 @@ impl Config {
         })
     }
 
+    /// The networks of `trusted_proxies`; an address alone is a network of one.
+    pub fn trusted_networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| ConfigError::Invalid {
+                        origin: String::new(),
+                        reason: format!(
+                            "trusted_proxies: {entry:?} is neither an address nor a network \
+                             like 10.0.0.0/8"
+                        ),
+                    })
+            })
+            .collect()
+    }
+
     /// The address of `metrics_listen`, or `None` when metrics are off.
     pub fn metrics_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
         let text = self.metrics_listen.trim();
@@ -445,6 +471,7 @@ impl Config {
             reason,
         };
         self.metrics_address()?;
+        self.trusted_networks()?;
         let origin = self.origin();
         if !(origin.starts_with("ws://") || origin.starts_with("wss://")) {
             return Err(invalid(format!(

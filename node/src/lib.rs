@@ -203,6 +203,7 @@ pub async fn run(
         methods: module.into(),
         api,
         limits: config.limits.clone(),
+        trusted_proxies: config.trusted_networks()?,
     };
     server::serve(listener, shared, shutdown).await;
     gossip_stop.cancel();

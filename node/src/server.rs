@@ -220,7 +220,12 @@ impl Accept {
         let accept_key = derive_accept_key(key.as_bytes());
         // Only WebSocket sessions count against the limits; the place is held by the session
         // and given back when it ends.
-        let slot = match self.slots.take(self.peer.ip()) {
+        // Behind a trusted reverse proxy, the client is the one it forwards for.
+        let client = client_address(self.peer, headers, &self.shared.trusted_proxies);
+        if client != self.peer {
+            tracing::debug!(client = %client.ip(), "forwarded by a trusted proxy");
+        }
+        let slot = match self.slots.take(client.ip()) {
             Ok(slot) => slot,
             Err(full) => return plain(StatusCode::TOO_MANY_REQUESTS, full),
         };
@@ -235,7 +240,7 @@ impl Accept {
                         return;
                     }
                 };
-                this.serve_websocket(upgraded, slot).await;
+                this.serve_websocket(upgraded, slot, client).await;
             }
             .in_current_span(),
         );
@@ -250,7 +255,12 @@ impl Accept {
         response
     }
 
-    async fn serve_websocket(self, upgraded: hyper::upgrade::Upgraded, slot: Slot) {
+    async fn serve_websocket(
+        self,
+        upgraded: hyper::upgrade::Upgraded,
+        slot: Slot,
+        client: SocketAddr,
+    ) {
         // The socket is ours again, with whatever the client sent after its request.
         let parts = match upgraded.downcast::<TokioIo<Prefixed<Watched<TcpStream>>>>() {
             Ok(parts) => parts,
@@ -271,7 +281,7 @@ impl Accept {
         .await;
         let session = Arc::new(Session::new(
             self.id,
-            self.peer,
+            client,
             self.kill.clone(),
             self.budgets.clone(),
         ));
@@ -288,6 +298,41 @@ impl Accept {
             .in_current_span(),
         );
     }
+}
+
+/// The client of a connection from `peer`: `peer` itself, unless `peer` is one of the
+/// `trusted` proxies; then the rightmost address of `X-Forwarded-For` that is not a trusted
+/// proxy in turn. Each proxy appends the address it was reached from, so entries left of the
+/// first untrusted one may be anything the client wrote. A header that does not parse leaves
+/// the connection counted as `peer`. The port of a forwarded client is not known: 0.
+fn client_address(peer: SocketAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> SocketAddr {
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|net| net.contains(&ip));
+    if !is_trusted(peer.ip()) {
+        return peer;
+    }
+    let mut hops: Vec<std::net::IpAddr> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else {
+            return peer;
+        };
+        for entry in text.split(',') {
+            let entry = entry.trim();
+            let parsed = entry
+                .parse::<std::net::IpAddr>()
+                .or_else(|_| entry.parse::<SocketAddr>().map(|a| a.ip()));
+            match parsed {
+                Ok(ip) => hops.push(ip),
+                Err(_) => return peer,
+            }
+        }
+    }
+    let client = hops
+        .iter()
+        .rev()
+        .find(|ip| !is_trusted(**ip))
+        .or_else(|| hops.first())
+        .copied();
+    client.map_or(peer, |ip| SocketAddr::new(ip, 0))
 }
 
 /// Read from `socket` until the end of an HTTP request head (`\r\n\r\n`) or [`HEAD_LIMIT`]
@@ -405,4 +450,65 @@ fn plain(status: StatusCode, body: &'static str) -> Response<String> {
     let mut response = Response::new(body.to_owned());
     *response.status_mut() = status;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_names_the_client_and_only_past_its_own_hops() {
+        let trusted: Vec<ipnet::IpNet> = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+        let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let stranger: SocketAddr = "192.0.2.9:5000".parse().unwrap();
+        let ip = |a: SocketAddr| a.ip().to_string();
+        // From an untrusted peer the header is ignored.
+        assert_eq!(
+            client_address(stranger, &headers(&["198.51.100.1"]), &trusted),
+            stranger
+        );
+        // A trusted proxy names the client.
+        assert_eq!(
+            ip(client_address(proxy, &headers(&["198.51.100.1"]), &trusted)),
+            "198.51.100.1"
+        );
+        // What the client wrote itself (left) is skipped; trusted hops (10.x) are passed over.
+        let chain = headers(&["6.6.6.6, 198.51.100.1", "10.1.2.3"]);
+        assert_eq!(ip(client_address(proxy, &chain, &trusted)), "198.51.100.1");
+        // No header, or one that does not parse: the proxy itself.
+        assert_eq!(client_address(proxy, &HeaderMap::new(), &trusted), proxy);
+        assert_eq!(
+            client_address(proxy, &headers(&["not an address"]), &trusted),
+            proxy
+        );
+        // IPv6 and an address with a port.
+        assert_eq!(
+            ip(client_address(proxy, &headers(&["2001:db8::1"]), &trusted)),
+            "2001:db8::1"
+        );
+        assert_eq!(
+            ip(client_address(
+                proxy,
+                &headers(&["198.51.100.7:4444"]),
+                &trusted
+            )),
+            "198.51.100.7"
+        );
+        // With no trusted proxies, nothing changes.
+        assert_eq!(
+            client_address(proxy, &headers(&["198.51.100.1"]), &[]),
+            proxy
+        );
+    }
 }

@@ -111,6 +111,8 @@ pub struct Shared {
     pub api: Arc<Api>,
     /// The node's limits.
     pub limits: Limits,
+    /// The reverse proxies whose `X-Forwarded-For` is believed (`trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Shared {
