@@ -50,15 +50,70 @@ struct Global {
     /// The user's key file [default: $NORTHSTAR_KEY, else ~/.config/northstar/key.json].
     #[arg(long, global = true, value_name = "FILE")]
     key: Option<PathBuf>,
-    /// The node to talk to.
+    /// The node to talk to [default: the CLI config file's `node`, else ws://127.0.0.1:7700].
     #[arg(
-        long,
+        long = "node",
+        id = "node",
         global = true,
         value_name = "URL",
-        env = "NORTHSTAR_NODE",
-        default_value = DEFAULT_NODE
+        env = "NORTHSTAR_NODE"
     )]
+    node_given: Option<String>,
+    /// The node, once the flag, the environment, the CLI config file and the default are
+    /// weighed ([`Global::settle`]).
+    #[arg(skip)]
     node: String,
+}
+
+/// The CLI's own config file: the default node and key, so a user need not pass `--node` and
+/// `--key` to every command. TOML at `$NORTHSTAR_CLI_CONFIG`, else `cli.toml` in the user's
+/// Northstar config directory (`~/.config/northstar/cli.toml` on Linux). Flags and the
+/// `NORTHSTAR_NODE` / `NORTHSTAR_KEY` variables come first.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CliFile {
+    /// The node to talk to.
+    node: Option<String>,
+    /// The user's key file.
+    key: Option<PathBuf>,
+}
+
+impl CliFile {
+    /// The file's path: `$NORTHSTAR_CLI_CONFIG`, else the config directory's `cli.toml`.
+    fn path() -> Option<PathBuf> {
+        std::env::var_os("NORTHSTAR_CLI_CONFIG")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| dirs::config_dir().map(|dir| dir.join("northstar").join("cli.toml")))
+    }
+
+    /// The file at `path`; empty if there is none.
+    fn load(path: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("invalid CLI config file {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read {}", path.display()))),
+        }
+    }
+}
+
+impl Global {
+    /// Weigh the node and key: the flag or the environment, else `file`, else the default.
+    fn settle(&mut self, file: CliFile) {
+        self.node = self
+            .node_given
+            .clone()
+            .or(file.node)
+            .unwrap_or_else(|| DEFAULT_NODE.to_owned());
+        let key_env = std::env::var_os(northstar_sdk::keystore::KEY_ENV).filter(|v| !v.is_empty());
+        if self.key.is_none() && key_env.is_none() {
+            self.key = file.key;
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,7 +207,14 @@ pub fn error_json(err: &anyhow::Error) -> serde_json::Value {
 }
 
 /// Run one command.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
+    if !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Completions { .. } | Command::Admin(_)
+    ) {
+        cli.global
+            .settle(CliFile::load(CliFile::path().as_deref())?);
+    }
     let out = Output {
         json: cli.global.json,
     };
@@ -306,8 +368,57 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("northstar").chain(args.iter().copied()))
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        parse_with(args, CliFile::default())
+    }
+
+    fn parse_with(args: &[&str], file: CliFile) -> Cli {
+        let mut cli = Cli::try_parse_from(std::iter::once("northstar").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        cli.global.settle(file);
+        cli
+    }
+
+    #[test]
+    fn the_cli_config_file_gives_the_node_and_key_unless_a_flag_does() {
+        // The environment comes before the file; only check where the tests run without it.
+        if std::env::var_os("NORTHSTAR_NODE").is_some()
+            || std::env::var_os("NORTHSTAR_KEY").is_some()
+        {
+            return;
+        }
+        let file = || CliFile {
+            node: Some("wss://home.example".into()),
+            key: Some("/home/me/alice.json".into()),
+        };
+        let cli = parse_with(&["node", "info"], file());
+        assert_eq!(cli.global.node, "wss://home.example");
+        assert_eq!(
+            cli.global.key.as_deref(),
+            Some(std::path::Path::new("/home/me/alice.json"))
+        );
+        let cli = parse_with(
+            &[
+                "--node",
+                "ws://n.example:1",
+                "--key",
+                "/k.json",
+                "node",
+                "info",
+            ],
+            file(),
+        );
+        assert_eq!(cli.global.node, "ws://n.example:1");
+        assert_eq!(
+            cli.global.key.as_deref(),
+            Some(std::path::Path::new("/k.json"))
+        );
+        // A file with a key it does not know is refused, naming the file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cli.toml");
+        std::fs::write(&path, "node = \"ws://a:1\"\nnodes = 2\n").unwrap();
+        let err = CliFile::load(Some(&path)).unwrap_err();
+        assert!(format!("{err:#}").contains("cli.toml"), "{err:#}");
+        assert!(CliFile::load(Some(&dir.path().join("absent.toml"))).is_ok());
     }
 
     #[test]

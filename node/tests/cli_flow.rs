@@ -426,3 +426,34 @@ fn a_backup_taken_while_the_node_runs_restores_the_node_as_it_was() {
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, [1, 2, 3]);
 }
+
+#[test]
+fn the_cli_config_file_names_the_default_node_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Serve::start(&dir.path().join("node"), &[]);
+    let alice = new_key(dir.path(), "alice");
+    let config = dir.path().join("cli.toml");
+    std::fs::write(
+        &config,
+        format!("node = {:?}\nkey = {:?}\n", node.url, alice.display().to_string()),
+    )
+    .unwrap();
+    let with_config = |args: &[&str]| {
+        northstar()
+            .args(args)
+            .env("NORTHSTAR_CLI_CONFIG", &config)
+            .output()
+            .unwrap()
+    };
+    // No --node and no --key: both come from the file.
+    let created = one(&with_config(&[
+        "space", "create", "--type", "channel", "--name", "Cfg", "--id", "cfg", "--json",
+    ]));
+    let alice_did = one(&run(&node, &alice, &["key", "show", "--json"]))["did"].clone();
+    let spaces = json_lines(&with_config(&["space", "list", "--json"]));
+    assert_eq!(spaces[0]["id"], created["id"]);
+    assert_eq!(spaces[0]["owner"], alice_did);
+    // A flag still wins: another node URL that nothing listens on fails.
+    let elsewhere = with_config(&["--node", "ws://127.0.0.1:1", "node", "info"]);
+    assert!(!elsewhere.status.success());
+}
