@@ -162,7 +162,8 @@ pub async fn run(
         store.clone(),
         handle.clone(),
         key.did().clone(),
-    );
+    )
+    .with_metrics(metrics.clone());
     let sync_every = std::time::Duration::from_secs(u64::from(config.sync_interval_secs));
     gossip::spawn_sync(catch_up.clone(), sync_every, &tasks, gossip_stop.clone());
     let streams = streams::Streams::new(

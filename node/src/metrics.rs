@@ -79,6 +79,8 @@ pub struct Metrics {
     pub push_failed: Counter,
     /// `fed.push` calls answered by a peer.
     pub pushes: Counter,
+    /// Events added to replicas by catch-up (pulled after a gap, a restart or a join).
+    pub caught_up: Counter,
 }
 
 impl Default for Metrics {
@@ -153,7 +155,14 @@ impl Default for Metrics {
             "fed.push calls to peers answered",
             pushes.clone(),
         );
+        let caught_up = Counter::default();
+        registry.register(
+            "catchup_events",
+            "events added to replicas by catch-up: pulled after a gap, a restart or a join",
+            caught_up.clone(),
+        );
         Self {
+            caught_up,
             registry,
             connections,
             auth,

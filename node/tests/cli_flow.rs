@@ -435,7 +435,11 @@ fn the_cli_config_file_names_the_default_node_and_key() {
     let config = dir.path().join("cli.toml");
     std::fs::write(
         &config,
-        format!("node = {:?}\nkey = {:?}\n", node.url, alice.display().to_string()),
+        format!(
+            "node = {:?}\nkey = {:?}\n",
+            node.url,
+            alice.display().to_string()
+        ),
     )
     .unwrap();
     let with_config = |args: &[&str]| {

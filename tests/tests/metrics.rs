@@ -39,6 +39,22 @@ fn sample(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// Scrape until the sample `name` reaches `at_least` (for at most a few seconds); the last
+/// scrape and the sample's value.
+async fn until_at_least(addr: std::net::SocketAddr, name: &str, at_least: f64) -> (String, f64) {
+    let mut last = (String::new(), 0.0);
+    for _ in 0..100 {
+        let (_, _, text) = get(addr, "/metrics").await;
+        let value = sample(&text, name).unwrap_or(0.0);
+        last = (text, value);
+        if value >= at_least {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last
+}
+
 #[tokio::test]
 async fn a_scrape_counts_sessions_auth_outcomes_calls_and_commits() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -158,4 +174,40 @@ async fn a_bad_metrics_address_stops_the_node_with_the_key_named() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("metrics_listen"), "{err}");
+}
+
+#[tokio::test]
+async fn federation_counts_pushes_on_the_sequencer_and_catch_up_on_the_member() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (metrics_a, metrics_b) = (free(), free());
+    let a = TestNode::start_with(|c| c.metrics_listen = metrics_a.to_string()).await;
+    let b = TestNode::start_with(|c| c.metrics_listen = metrics_b.to_string()).await;
+    let alice = Client::connect(&a.url, Keypair::generate().unwrap())
+        .await
+        .unwrap();
+    let bob = Client::connect(&b.url, Keypair::generate().unwrap())
+        .await
+        .unwrap();
+    let space = alice
+        .create_space(SpaceType::Channel, "fed-metrics", "Fed")
+        .await
+        .unwrap()
+        .space;
+    alice.post(&space, "before", "bob joined").await.unwrap();
+    // Bob's join makes node B pull the log so far: genesis, post, and his join.
+    bob.join(&alice.space_uri(&space)).await.unwrap();
+    let (on_b, caught_up) = until_at_least(metrics_b, "northstar_catchup_events_total", 2.0).await;
+    assert!(caught_up >= 2.0, "{on_b}");
+    // A post after the join is pushed down the tree from A to B.
+    let mut feed = bob.subscribe(&space, 0).await.unwrap();
+    let posted = alice.post(&space, "after", "pushed").await.unwrap();
+    common::until_seq(&mut feed, posted.seq).await;
+    // The push is counted once B has answered it, which may be just after Bob saw the event.
+    let (on_a, pushes) = until_at_least(metrics_a, "northstar_federation_pushes_total", 1.0).await;
+    assert!(pushes >= 1.0, "{on_a}");
 }

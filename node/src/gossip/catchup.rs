@@ -40,6 +40,7 @@ pub struct CatchUp {
     store: Store,
     writer: SequencerHandle,
     own: Did,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Why a catch-up did not reach its target.
@@ -145,7 +146,14 @@ impl CatchUp {
             store,
             writer,
             own,
+            metrics: None,
         }
+    }
+
+    /// Count the events each catch-up adds in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Pull events of `space` from the first of `sources` that answers, until `until` (or the
@@ -347,6 +355,9 @@ impl CatchUp {
                 .writer
                 .replicate_identified(page.events, pull.create.is_some())
                 .await?;
+            if let Some(metrics) = &self.metrics {
+                metrics.caught_up.inc_by(u64::from(outcome.accepted));
+            }
             if let Some(reason) = outcome.refused {
                 return Err(forged(pull.source.name(), reason));
             }
