@@ -114,6 +114,7 @@ pub struct Links {
     origin: String,
     scheme: &'static str,
     peers: Mutex<HashMap<String, Arc<Peer>>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Links {
@@ -125,6 +126,22 @@ impl Links {
             origin,
             scheme,
             peers: Mutex::new(HashMap::new()),
+            metrics: None,
+        }
+    }
+
+    /// Count links made and failed dials in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count_dial(&self, outcome: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .dials
+                .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+                .inc();
         }
     }
 
@@ -157,12 +174,18 @@ impl Links {
         let mut backoff = peer.backoff.lock().unwrap_or_else(|p| p.into_inner());
         match dialled {
             Ok(link) => {
+                self.count_dial("ok");
                 *backoff = Backoff::default();
                 tracing::debug!(peer = %authority, did = %link.did, "linked");
                 *slot = Some(link.clone());
                 Ok(link)
             }
             Err(e) => {
+                self.count_dial(match e {
+                    LinkError::Handshake { .. } => "handshake",
+                    LinkError::Refused { .. } => "refused",
+                    LinkError::Transport { .. } | LinkError::BackingOff { .. } => "transport",
+                });
                 let wait = FIRST_BACKOFF
                     .saturating_mul(1 << backoff.failures.min(8))
                     .min(MAX_BACKOFF);

@@ -126,11 +126,13 @@ pub async fn run(
     let store = Store::open(&storage, key.did().as_str()).await?;
     tracing::info!(%storage, "database open");
     let hub = Arc::new(hub::Hub::new(config.limits.subscriber_queue as usize));
-    let links = Arc::new(federation::Links::new(key.clone(), config.origin()));
+    let metrics = Arc::new(metrics::Metrics::default());
+    let links = Arc::new(
+        federation::Links::new(key.clone(), config.origin()).with_metrics(metrics.clone()),
+    );
     // Gossip and background work stop before the writer, so nothing waits on a closed writer.
     let tasks = TaskTracker::new();
     let gossip_stop = CancellationToken::new();
-    let metrics = Arc::new(metrics::Metrics::default());
     if let Some(listen) = config.metrics_address()? {
         let metrics_listener = TcpListener::bind(listen)
             .await

@@ -81,6 +81,8 @@ pub struct Metrics {
     pub pushes: Counter,
     /// Events added to replicas by catch-up (pulled after a gap, a restart or a join).
     pub caught_up: Counter,
+    /// Links to other nodes dialled, by outcome: `ok`, `transport`, `handshake`, `refused`.
+    pub dials: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -161,7 +163,14 @@ impl Default for Metrics {
             "events added to replicas by catch-up: pulled after a gap, a restart or a join",
             caught_up.clone(),
         );
+        let dials = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "federation_dials",
+            "links to other nodes dialled, by outcome: ok, transport (unreachable), handshake (the peer did not prove itself) or refused",
+            dials.clone(),
+        );
         Self {
+            dials,
             caught_up,
             registry,
             connections,

@@ -210,4 +210,7 @@ async fn federation_counts_pushes_on_the_sequencer_and_catch_up_on_the_member() 
     // The push is counted once B has answered it, which may be just after Bob saw the event.
     let (on_a, pushes) = until_at_least(metrics_a, "northstar_federation_pushes_total", 1.0).await;
     assert!(pushes >= 1.0, "{on_a}");
+    // Node A dialled node B (to push), and the link proved itself.
+    let dialled = sample(&on_a, "northstar_federation_dials_total{outcome=\"ok\"}").unwrap_or(0.0);
+    assert!(dialled >= 1.0, "{on_a}");
 }
