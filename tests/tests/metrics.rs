@@ -57,12 +57,7 @@ async fn until_at_least(addr: std::net::SocketAddr, name: &str, at_least: f64) -
 
 #[tokio::test]
 async fn a_scrape_counts_sessions_auth_outcomes_calls_and_commits() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], common::free_port()));
     let node = TestNode::start_with(|c| c.metrics_listen = metrics.to_string()).await;
 
     let alice = Client::connect(&node.url, Keypair::generate().unwrap())
@@ -178,12 +173,7 @@ async fn a_bad_metrics_address_stops_the_node_with_the_key_named() {
 
 #[tokio::test]
 async fn federation_counts_pushes_on_the_sequencer_and_catch_up_on_the_member() {
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    };
+    let free = || std::net::SocketAddr::from(([127, 0, 0, 1], common::free_port()));
     let (metrics_a, metrics_b) = (free(), free());
     let a = TestNode::start_with(|c| c.metrics_listen = metrics_a.to_string()).await;
     let b = TestNode::start_with(|c| c.metrics_listen = metrics_b.to_string()).await;

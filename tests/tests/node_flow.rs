@@ -284,11 +284,7 @@ async fn a_connection_holds_at_most_its_subscription_limit() {
 #[tokio::test]
 async fn origins_match_whatever_the_case_of_the_url_and_the_public_url() {
     // The node's public URL written in capitals: its challenges carry the normal form.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let node = TestNode::start_with(|c| {
         c.listen.set_port(port);
         c.public_url = format!("WS://LocalHost:{port}/");

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{TIMEOUT, TestNode};
+use common::{TIMEOUT, TestNode, free_port};
 use northstar_protocol::Keypair;
 use northstar_protocol::wire::AuthResponse;
 use serde_json::{Value, json};
@@ -68,14 +68,6 @@ impl Drop for Nginx {
         let _ = self.child.wait();
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn nginx(dir: &Path, node: SocketAddr, listen: SocketAddr) -> Option<Nginx> {

@@ -149,6 +149,16 @@ impl Drop for TestNode {
     }
 }
 
+/// A port on 127.0.0.1 that was free a moment ago, for a listener a test must name before it
+/// starts (a node's metrics address, a proxy's port in the node's public URL).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// `GET /health`, answered once the node serves; returns the whole HTTP response.
 pub async fn health(addr: SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
