@@ -543,6 +543,39 @@ impl Config {
     }
 }
 
+/// `NORTHSTAR_*` variables that are not config keys but are read elsewhere: the CLI's, and
+/// those of the tests and scripts (`NORTHSTAR_TEST_*` and the like are matched by prefix).
+const OTHER_VARIABLES: &[&str] = &[
+    "NORTHSTAR_KEY",
+    "NORTHSTAR_NODE",
+    "NORTHSTAR_CLI_CONFIG",
+    "NORTHSTAR_TEST_",
+    "NORTHSTAR_PG_",
+    "NORTHSTAR_IMAGE",
+    "NORTHSTAR_PORT_",
+    "NORTHSTAR_PROFILE",
+    "NORTHSTAR_SKIP_",
+    "NORTHSTAR_RUST_LOG",
+    "NORTHSTAR_WRITE_",
+];
+
+impl Config {
+    /// The `NORTHSTAR_*` variables of `env` that name no config key and are not read by
+    /// anything else of Northstar's: most likely a misspelt key, which the node would
+    /// otherwise ignore without a word.
+    pub fn unknown_variables(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+        let Ok(base) = to_table(&Config::default()) else {
+            return Vec::new();
+        };
+        env.into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name.starts_with(ENV_PREFIX))
+            .filter(|name| !OTHER_VARIABLES.iter().any(|other| name.starts_with(other)))
+            .filter(|name| !matches!(apply_env(&mut base.clone(), name, ""), Ok(true)))
+            .collect()
+    }
+}
+
 fn to_table(config: &Config) -> Result<toml::Table, ConfigError> {
     toml::Table::try_from(config).map_err(|e| ConfigError::Invalid {
         origin: String::new(),
@@ -597,6 +630,24 @@ fn at_least_one(section: &str, keys: &[(&str, u32)]) -> Result<(), ConfigError> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn misspelt_variables_are_found_and_others_of_northstar_are_not() {
+        let env = [
+            ("NORTHSTAR_LIMITS_MAX_PAGES", "3"),
+            ("NORTHSTAR_LIMITS_MAX_PAGE", "3"),
+            ("NORTHSTAR_LIMITS", "3"),
+            ("NORTHSTAR_LOG_FORMAT", "json"),
+            ("NORTHSTAR_KEY", "/k.json"),
+            ("NORTHSTAR_TEST_POSTGRES", "postgres://x"),
+            ("HOME", "/root"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(
+            Config::unknown_variables(env),
+            ["NORTHSTAR_LIMITS_MAX_PAGES", "NORTHSTAR_LIMITS"]
+        );
+    }
+
     #[test]
     fn debug_output_hides_the_database_password() {
         let config = Config {

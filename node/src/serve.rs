@@ -39,6 +39,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Loaded before logging starts, since it says how to log; an error is printed by `main`.
     let mut config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
     init_logging(config.log_format);
+    for name in Config::unknown_variables(std::env::vars()) {
+        tracing::warn!(variable = %name, "not a config key, so ignored: a misspelt one? (config.example.toml lists them)");
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

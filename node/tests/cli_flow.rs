@@ -285,6 +285,8 @@ fn json_logs_are_one_object_per_line_and_the_ready_line_names_the_version() {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("node"))
         .env("NORTHSTAR_LOG_FORMAT", "json")
+        // A misspelt key: ignored, but said so.
+        .env("NORTHSTAR_FANOUTS", "4")
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -331,6 +333,11 @@ fn json_logs_are_one_object_per_line_and_the_ready_line_names_the_version() {
     );
     // The lines before it (the key created, the database opened) are JSON too.
     assert!(seen.len() >= 2, "{seen:?}");
+    let warned = seen
+        .iter()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .any(|o| o["level"] == "WARN" && o["fields"]["variable"] == "NORTHSTAR_FANOUTS");
+    assert!(warned, "no warning names NORTHSTAR_FANOUTS: {seen:?}");
 }
 
 #[test]
