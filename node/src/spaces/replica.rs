@@ -124,8 +124,10 @@ pub struct Verified {
 }
 
 /// How many events [`Verified`] keeps in each of its two generations: pushes carry new
-/// events, so a copy arrives long before this many others.
-const VERIFIED_GENERATION: usize = 256;
+/// events, so a copy arrives long before this many others. Two generations hold a whole
+/// push of the most events a push may carry (64), and a replica's memory stays small (about
+/// 8 KiB at most), since a node may hold thousands of replicas.
+const VERIFIED_GENERATION: usize = 32;
 
 impl Verified {
     fn holds(&self, key: &(ContentId, Signature)) -> bool {
