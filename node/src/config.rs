@@ -395,13 +395,15 @@ impl Config {
 
     /// The origin that challenges carry: `public_url`, or `ws://{listen}`.
     pub fn origin(&self) -> String {
-        let origin = if self.public_url.is_empty() {
+        // As configured, not put in normal form: the authority in it is the one this node's
+        // space URIs and members' homes already name, and changing it (dropping a :443 the
+        // operator wrote, say) would make the node take its own URIs for another node's.
+        // Challenges are compared in normal form anyway (`same_origin`).
+        if self.public_url.is_empty() {
             format!("ws://{}", self.listen)
         } else {
             self.public_url.trim_end_matches('/').to_owned()
-        };
-        // In normal form (lower case, no default port), as challenges carry it.
-        northstar_protocol::address::normal_origin(&origin).unwrap_or(origin)
+        }
     }
 
     /// The scheme this node dials other nodes with, given its own origin: `wss` behind TLS,

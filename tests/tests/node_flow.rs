@@ -283,14 +283,15 @@ async fn a_connection_holds_at_most_its_subscription_limit() {
 
 #[tokio::test]
 async fn origins_match_whatever_the_case_of_the_url_and_the_public_url() {
-    // The node's public URL written in capitals: its challenges carry the normal form.
+    // The node's public URL with its host in capitals: challenges carry it as written, and
+    // both sides compare origins in normal form.
     let port = common::free_port();
     let node = TestNode::start_with(|c| {
         c.listen.set_port(port);
-        c.public_url = format!("WS://LocalHost:{port}/");
+        c.public_url = format!("ws://LocalHost:{port}/");
     })
     .await;
-    assert_eq!(node.url, format!("ws://localhost:{port}"));
+    assert_eq!(node.url, format!("ws://LocalHost:{port}"));
     // A client dialling it in another case authenticates, and so does one dialling the
     // normal form.
     for url in [
