@@ -22,6 +22,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The most connections to the metrics address served at once.
+const MAX_SCRAPERS: usize = 16;
+
 /// The content type of the OpenMetrics text format, which Prometheus reads.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -217,6 +220,9 @@ pub fn serve(
     shutdown: CancellationToken,
 ) {
     let inner = tracker.clone();
+    // Scrapers are few; whatever connects beyond this is closed unread, so the address costs
+    // a bounded number of tasks whoever reaches it.
+    let room = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPERS));
     tracker.spawn(async move {
         loop {
             let (socket, _peer): (_, SocketAddr) = tokio::select! {
@@ -230,9 +236,14 @@ pub fn serve(
                     }
                 },
             };
+            let Ok(place) = room.clone().try_acquire_owned() else {
+                drop(socket);
+                continue;
+            };
             let metrics = metrics.clone();
             let shutdown = shutdown.clone();
             inner.spawn(async move {
+                let _place = place;
                 let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let answer = answer(&metrics, req.method(), req.uri().path());
                     async move { Ok::<_, std::convert::Infallible>(answer) }

@@ -204,3 +204,44 @@ async fn federation_counts_pushes_on_the_sequencer_and_catch_up_on_the_member() 
     let dialled = sample(&on_a, "northstar_federation_dials_total{outcome=\"ok\"}").unwrap_or(0.0);
     assert!(dialled >= 1.0, "{on_a}");
 }
+
+#[tokio::test]
+async fn the_metrics_address_serves_a_bounded_number_of_connections() {
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let _node = TestNode::start_with(|c| c.metrics_listen = metrics.to_string()).await;
+    // Sixteen idle connections take every place.
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(TcpStream::connect(metrics).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // One more is closed unread.
+    let mut extra = TcpStream::connect(metrics).await.unwrap();
+    let _ = extra
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n")
+        .await;
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, extra.read_to_end(&mut reply)).await;
+    assert!(
+        matches!(read, Ok(_)) && reply.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    // Once they go, scrapes are served again.
+    drop(held);
+    let mut served = false;
+    for _ in 0..50 {
+        let mut tcp = TcpStream::connect(metrics).await.unwrap();
+        let _ = tcp
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut reply = String::new();
+        let _ = tokio::time::timeout(TIMEOUT, tcp.read_to_string(&mut reply)).await;
+        if reply.starts_with("HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "no scrape served after the held connections closed");
+}
