@@ -156,23 +156,17 @@ pub(super) async fn run(
             print_ack(out, &ack, "left")
         }
         SpaceCommand::Invite { space, did } => {
-            let space = parse_space(&space)?;
-            let did = Did::parse(&did).with_context(|| format!("invalid DID {did:?}"))?;
-            let client = global.connect_as_user().await?;
+            let (client, space, did) = owner_acts_on(global, &space, &did).await?;
             let ack = client.invite(&space, &did).await?;
             print_ack(out, &ack, &format!("invited {did} to"))
         }
         SpaceCommand::Kick { space, did } => {
-            let space = parse_space(&space)?;
-            let did = Did::parse(&did).with_context(|| format!("invalid DID {did:?}"))?;
-            let client = global.connect_as_user().await?;
+            let (client, space, did) = owner_acts_on(global, &space, &did).await?;
             let ack = client.kick(&space, &did).await?;
             print_ack(out, &ack, &format!("removed {did} from"))
         }
         SpaceCommand::Ban { space, did } => {
-            let space = parse_space(&space)?;
-            let did = Did::parse(&did).with_context(|| format!("invalid DID {did:?}"))?;
-            let client = global.connect_as_user().await?;
+            let (client, space, did) = owner_acts_on(global, &space, &did).await?;
             let ack = client.ban(&space, &did).await?;
             print_ack(out, &ack, &format!("banned {did} from"))
         }
@@ -242,6 +236,22 @@ pub(super) async fn run(
             }
         }
     }
+}
+
+/// The owner's connection, the space and the DID of `invite`, `kick` and `ban`; the space and
+/// the DID are checked before anything is dialled.
+async fn owner_acts_on(
+    global: &Global,
+    space: &str,
+    did: &str,
+) -> anyhow::Result<(
+    northstar_sdk::Client,
+    northstar_sdk::protocol::address::SpaceId,
+    Did,
+)> {
+    let space = parse_space(space)?;
+    let did = Did::parse(did).with_context(|| format!("invalid DID {did:?}"))?;
+    Ok((global.connect_as_user().await?, space, did))
 }
 
 fn print_ack(out: &Output, ack: &Ack, done: &str) -> anyhow::Result<()> {
