@@ -32,6 +32,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod datadir;
+pub mod delivery;
 pub mod federation;
 pub mod gossip;
 pub mod hub;
@@ -126,7 +127,10 @@ pub async fn run(
     let store = Store::open(&storage, key.did().as_str()).await?;
     tracing::info!(%storage, "database open");
     let hub = Arc::new(hub::Hub::new(config.limits.subscriber_queue as usize));
-    let metrics = Arc::new(metrics::Metrics::default());
+    let delivery = Arc::new(delivery::Delivery::default());
+    let mut metrics = metrics::Metrics::default();
+    metrics.register_collector(delivery.clone());
+    let metrics = Arc::new(metrics);
     let links = Arc::new(
         federation::Links::new(key.clone(), config.origin()).with_metrics(metrics.clone()),
     );
@@ -156,7 +160,10 @@ pub async fn run(
     );
     let (writer, handle) =
         spaces::Writer::new(store.clone(), key.clone(), hub.clone(), Some(outbox));
-    let writer = writer.with_metrics(metrics.clone());
+    let writer = writer
+        .with_metrics(metrics.clone())
+        .with_delivery(delivery.clone());
+    delivery.spawn_reporter(links.clone(), &tasks, gossip_stop.clone());
     let writer_stop = CancellationToken::new();
     let writer = tokio::spawn(writer.run(writer_stop.clone()));
     let catch_up = gossip::CatchUp::new(
@@ -165,7 +172,8 @@ pub async fn run(
         handle.clone(),
         key.did().clone(),
     )
-    .with_metrics(metrics.clone());
+    .with_metrics(metrics.clone())
+    .with_delivery(delivery.clone());
     let sync_every = std::time::Duration::from_secs(u64::from(config.sync_interval_secs));
     gossip::spawn_sync(catch_up.clone(), sync_every, &tasks, gossip_stop.clone());
     let streams = streams::Streams::new(
@@ -199,6 +207,7 @@ pub async fn run(
         known_spaces: std::sync::Mutex::default(),
         status: status::Status::default(),
         metrics: metrics.clone(),
+        delivery,
     });
     let module = rpc::methods(api.clone()).map_err(|e| NodeError::Methods(e.to_string()))?;
     tracing::info!(version = status::VERSION, protocol = northstar_protocol::PROTOCOL_VERSION, did = %key.did(), listen = %address, public_url = %config.origin(), "node ready");

@@ -192,6 +192,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Also serve what `collector` computes at each scrape (per-space delivery health).
+    pub fn register_collector(&mut self, collector: impl prometheus_client::collector::Collector) {
+        self.registry.register_collector(Box::new(collector));
+    }
+
     /// Every metric in the OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut text = String::new();

@@ -461,3 +461,96 @@ pub struct StreamNotice {
     /// What was wrong.
     pub message: String,
 }
+
+/// A member node's head of one replica, reported to the space's sequencer (`fed.heads`,
+/// `spec/protocol.md` §9.9): the node holds every event up to `seq`, durably.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadReport {
+    /// The space.
+    pub space: SpaceId,
+    /// The highest seq the node holds, with every event before it.
+    pub seq: u64,
+}
+
+/// How well a space's events reach its member nodes, as its sequencer sees from their reports
+/// (`space.health`, `spec/protocol.md` §9.9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceHealth {
+    /// The space.
+    pub space: SpaceId,
+    /// The sequencer's head: the seq of the newest event.
+    pub head: u64,
+    /// Member nodes other than the sequencer.
+    pub nodes: u32,
+    /// Those whose last report holds the head.
+    pub at_head: u32,
+    /// The most events any reporting member node is behind.
+    pub max_lag_events: u64,
+    /// The longest any reporting member node has been without an event it should hold: the age
+    /// of the oldest event it misses, ms.
+    pub max_lag_ms: u64,
+    /// Hops from the sequencer to the farthest member node in the broadcast tree.
+    pub max_hops: u32,
+    /// Each member node, in the tree's order.
+    pub members: Vec<NodeHealth>,
+}
+
+/// One member node's delivery, within [`SpaceHealth`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeHealth {
+    /// The node's DID.
+    pub node: Did,
+    /// Where it is reached.
+    pub authority: String,
+    /// Hops from the sequencer in the broadcast tree: 1 for the sequencer's children.
+    pub hops: u32,
+    /// The head it last reported; absent if it has not reported since the sequencer started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Events it is behind (`head - seq`); absent with `seq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_events: Option<u64>,
+    /// Age of the oldest event it misses, ms (0 at the head); absent with `seq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
+    /// Ms since its last report; absent with `seq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_ms_ago: Option<u64>,
+}
+
+/// Where a deleted beam's tombstone has taken effect, in one space (`fed.receipts`, and a part
+/// of [`BeamReceipts`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceReceipt {
+    /// The space.
+    pub space: SpaceId,
+    /// The tombstone event's seq in it.
+    pub seq: u64,
+    /// The nodes holding the space (its sequencer and member nodes) that hold the tombstone
+    /// event: their copies of the beam are gone.
+    pub applied: Vec<Did>,
+    /// Those that have not reported it yet.
+    pub pending: Vec<Did>,
+    /// Why this space could not be asked (its sequencer unreachable, the tombstone never
+    /// placed); `applied` and `pending` are then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Deletion receipts of a beam (`beam.receipts`, `spec/protocol.md` §9.9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeamReceipts {
+    /// The beam's path.
+    pub path: String,
+    /// Distinct nodes that held the beam through one of the spaces that referred to it.
+    pub nodes: u32,
+    /// Those on which the tombstone has taken effect (in any of those spaces).
+    pub applied: u32,
+    /// Per space.
+    pub spaces: Vec<SpaceReceipt>,
+}

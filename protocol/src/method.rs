@@ -33,6 +33,8 @@ pub const SPACE_MEMBERS: &str = "space.members";
 pub const SPACE_POST: &str = "space.post";
 /// `space.events`.
 pub const SPACE_EVENTS: &str = "space.events";
+/// `space.health`.
+pub const SPACE_HEALTH: &str = "space.health";
 /// `space.subscribe`.
 pub const SPACE_SUBSCRIBE: &str = "space.subscribe";
 /// `space.unsubscribe`.
@@ -45,12 +47,18 @@ pub const BEAM_GET: &str = "beam.get";
 pub const BEAM_LIST: &str = "beam.list";
 /// `beam.delete`.
 pub const BEAM_DELETE: &str = "beam.delete";
+/// `beam.receipts`.
+pub const BEAM_RECEIPTS: &str = "beam.receipts";
 /// `fed.prove`.
 pub const FED_PROVE: &str = "fed.prove";
 /// `fed.submit`.
 pub const FED_SUBMIT: &str = "fed.submit";
 /// `fed.push`.
 pub const FED_PUSH: &str = "fed.push";
+/// `fed.heads`.
+pub const FED_HEADS: &str = "fed.heads";
+/// `fed.receipts`.
+pub const FED_RECEIPTS: &str = "fed.receipts";
 /// `stream.publish`.
 pub const STREAM_PUBLISH: &str = "stream.publish";
 /// `stream.watch`.

@@ -15,8 +15,8 @@ use jsonrpsee::proc_macros::rpc;
 
 use crate::address::SpaceId;
 use crate::api::{
-    Ack, Authenticated, BeamDeleted, BeamPosted, EventPage, MemberInfo, NodeInfo, SpaceInfo,
-    StreamInfo,
+    Ack, Authenticated, BeamDeleted, BeamPosted, BeamReceipts, EventPage, HeadReport, MemberInfo,
+    NodeInfo, SpaceHealth, SpaceInfo, SpaceReceipt, StreamInfo,
 };
 use crate::did::Did;
 use crate::wire::{
@@ -134,6 +134,11 @@ pub trait SpaceApi {
         limit: u32,
         beams: Option<bool>,
     ) -> RpcResult<EventPage>;
+
+    /// `space.health` (user, owner; at the sequencer): how far each member node is behind,
+    /// from the heads they report (`spec/protocol.md` §9.9).
+    #[method(name = "health", with_extensions)]
+    async fn health(&self, space: SpaceId) -> RpcResult<SpaceHealth>;
 }
 
 /// `space.subscribe` and `space.unsubscribe`: live event streams.
@@ -200,6 +205,11 @@ pub trait BeamApi {
     /// tombstone is appended to every space that referenced it.
     #[method(name = "delete", with_extensions)]
     async fn delete(&self, tombstone: Tombstone) -> RpcResult<BeamDeleted>;
+
+    /// `beam.receipts` (user, author; at the beam's home node): on how many of the nodes that
+    /// held a deleted beam its tombstone has taken effect (`spec/protocol.md` §9.9).
+    #[method(name = "receipts", with_extensions)]
+    async fn receipts(&self, path: String) -> RpcResult<BeamReceipts>;
 }
 
 /// `fed.*`: what nodes ask each other (`spec/protocol.md` §9). Every method needs a connection
@@ -232,6 +242,16 @@ pub trait FedApi {
     /// broadcast tree. Returns how many were new.
     #[method(name = "push", with_extensions)]
     async fn push(&self, events: Vec<Event>) -> RpcResult<u32>;
+
+    /// `fed.heads` (user, a member node): report the heads of replicas of spaces this node
+    /// sequences; the answer is how many were taken (`spec/protocol.md` §9.9).
+    #[method(name = "heads", with_extensions)]
+    async fn heads(&self, heads: Vec<HeadReport>) -> RpcResult<u32>;
+
+    /// `fed.receipts` (user, a member node of the space): which nodes holding `space` hold its
+    /// event `seq` (a tombstone), as their reports say.
+    #[method(name = "receipts", with_extensions)]
+    async fn receipts(&self, space: SpaceId, seq: u64) -> RpcResult<SpaceReceipt>;
 }
 
 /// `stream.*` served by `jsonrpsee`: facts about a live stream (`spec/protocol.md` §10).

@@ -16,12 +16,12 @@ use jsonrpsee::rpc_params;
 use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
 use northstar_protocol::address::{SpaceId, SpaceType, SpaceUri, author_hash};
 use northstar_protocol::api::{
-    Ack, Authenticated, BeamDeleted, BeamPosted, EventItem, EventPage, MemberInfo, NodeInfo,
-    SpaceInfo, StreamInfo,
+    Ack, Authenticated, BeamDeleted, BeamPosted, BeamReceipts, EventItem, EventPage, MemberInfo,
+    NodeInfo, SpaceHealth, SpaceInfo, StreamInfo,
 };
 use northstar_protocol::method::{
-    AUTH_CHALLENGE, AUTH_RESPOND, NODE_INFO, SPACE_SUBSCRIBE, SPACE_UNSUBSCRIBE, STREAM_INFO,
-    STREAM_PUBLISH,
+    AUTH_CHALLENGE, AUTH_RESPOND, BEAM_RECEIPTS, NODE_INFO, SPACE_HEALTH, SPACE_SUBSCRIBE,
+    SPACE_UNSUBSCRIBE, STREAM_INFO, STREAM_PUBLISH,
 };
 use northstar_protocol::rpc::{
     AuthApiClient, BeamApiClient, NodeApiClient, SpaceApiClient, SpaceEventsApiClient,
@@ -449,6 +449,22 @@ impl Client {
         }
         let tombstone = Tombstone::create(key, path.beam, now_ms()?)?;
         call(METHOD, BeamApiClient::delete(self.rpc(), tombstone)).await
+    }
+
+    /// `beam.receipts` (key, author, at the beam's home node): on how many of the nodes that
+    /// held a deleted beam the tombstone has taken effect.
+    pub async fn beam_receipts(&self, beam: &impl AsBeamPath) -> Result<BeamReceipts, SdkError> {
+        self.key(BEAM_RECEIPTS)?;
+        let path = beam.beam_path().to_string();
+        call(BEAM_RECEIPTS, BeamApiClient::receipts(self.rpc(), path)).await
+    }
+
+    /// `space.health` (key, owner, at the space's sequencer): how far each member node is
+    /// behind, from the heads the member nodes report.
+    pub async fn space_health(&self, space: &impl AsSpaceId) -> Result<SpaceHealth, SdkError> {
+        self.key(SPACE_HEALTH)?;
+        let space = space.space_id().clone();
+        call(SPACE_HEALTH, SpaceApiClient::health(self.rpc(), space)).await
     }
 
     /// `stream.publish` (key, the stream's owner, at its sequencer): a [`Publisher`] of the

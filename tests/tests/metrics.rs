@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Raw, TIMEOUT, TestNode};
+use common::{Raw, TIMEOUT, TestNode, get, sample};
 use northstar_protocol::Keypair;
 use northstar_protocol::address::SpaceType;
 use northstar_protocol::wire::AuthResponse;
@@ -12,32 +12,6 @@ use northstar_sdk::Client;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// `GET path` at `addr`: the status line's code, the content type and the body.
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let head = format!("GET {path} HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n");
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    let mut reply = String::new();
-    tokio::time::timeout(TIMEOUT, tcp.read_to_string(&mut reply))
-        .await
-        .unwrap()
-        .unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let content_type = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-type: "))
-        .unwrap_or_default()
-        .to_owned();
-    (status, content_type, body.to_owned())
-}
-
-/// The value of the sample named exactly `name` (with its labels), if present.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
 
 /// Scrape until the sample `name` reaches `at_least` (for at most a few seconds); the last
 /// scrape and the sample's value.

@@ -2,7 +2,9 @@
 //!
 //! JSON keys (a contract): `post` prints `event_id`, `seq`, `beam_uri`; `get` prints the beam
 //! (`author`, `title`, `body`, `created_at`, `sig`) with its `id`, `path` and `uri`; `delete`
-//! prints `beam` and `tombstones` (each `space`, `event_id`, `seq`).
+//! prints `beam` and `tombstones` (each `space`, `event_id`, `seq`); `receipts` prints `path`,
+//! `nodes`, `applied` and `spaces` (each `space`, `seq`, `applied`, `pending`, and `error` when
+//! the space could not be asked).
 
 use clap::Subcommand;
 use northstar_sdk::protocol::address::{BeamUri, URI_SCHEME};
@@ -31,6 +33,12 @@ pub(super) enum BeamCommand {
     },
     /// Delete one of your beams; every space that referenced it gets a tombstone.
     Delete {
+        /// The beam's URI (or path `beam/…/…`).
+        uri: String,
+    },
+    /// After deleting one of your beams: on how many of the nodes that held it the tombstone
+    /// has taken effect (ask your home node).
+    Receipts {
         /// The beam's URI (or path `beam/…/…`).
         uri: String,
     },
@@ -102,6 +110,30 @@ pub(super) async fn run(command: BeamCommand, global: &Global, out: &Output) -> 
             out.print(json!({"beam": uri, "tombstones": tombstones}), || {
                 let spaces = deleted.tombstones.len();
                 format!("deleted {uri} (tombstone appended to {spaces} space(s))")
+            })
+        }
+        BeamCommand::Receipts { uri } => {
+            let path = parse_beam(&uri)?;
+            let client = global.connect_as_user().await?;
+            let receipts = client.beam_receipts(&path).await?;
+            out.print(serde_json::to_value(&receipts)?, || {
+                let mut text = format!(
+                    "{}: tombstone in effect on {} of {} node(s)",
+                    receipts.path, receipts.applied, receipts.nodes
+                );
+                for space in &receipts.spaces {
+                    match &space.error {
+                        Some(error) => text.push_str(&format!("\n  {}: {error}", space.space)),
+                        None => text.push_str(&format!(
+                            "\n  {} seq {}: {} applied, {} pending",
+                            space.space,
+                            space.seq,
+                            space.applied.len(),
+                            space.pending.len()
+                        )),
+                    }
+                }
+                text
             })
         }
     }

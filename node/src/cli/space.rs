@@ -3,7 +3,8 @@
 //! JSON keys (a contract): `create` prints `id`, `uri`, `event_id`, `seq`; `join`, `leave`,
 //! `invite`, `kick` and `ban` print `space`, `event_id`, `seq`; `list` prints one line per space with `id`, `uri`,
 //! `type`, `name`, `owner`, `sequencer`, `head_seq`; `members` one line per member with `did`,
-//! `state`; `events` and `tail` one line per event with `id`, `seq`, `kind`, `author`, `space`,
+//! `state`; `health` the space's delivery health as `space.health` returns it (`space`, `head`,
+//! `nodes`, `at_head`, `max_lag_events`, `max_lag_ms`, `max_hops`, `members`); `events` and `tail` one line per event with `id`, `seq`, `kind`, `author`, `space`,
 //! `timestamp` and what the kind carries (see [`event_json`]), and for a post whose beam the
 //! node sent inline also `title` and `body`.
 
@@ -68,6 +69,12 @@ pub(super) enum SpaceCommand {
     List,
     /// List a space's members, invitees and bans.
     Members {
+        /// The space's id or URI.
+        space: String,
+    },
+    /// Show how far each member node of a space you own is behind (ask the space's
+    /// sequencer): the heads the member nodes report, lag in events and time, and hops.
+    Health {
         /// The space's id or URI.
         space: String,
     },
@@ -205,6 +212,12 @@ pub(super) async fn run(
                 )?;
             }
             Ok(())
+        }
+        SpaceCommand::Health { space } => {
+            let space = parse_space(&space)?;
+            let client = global.connect_as_user().await?;
+            let health = client.space_health(&space).await?;
+            out.print(serde_json::to_value(&health)?, || health_text(&health))
         }
         SpaceCommand::Events {
             space,
@@ -376,4 +389,31 @@ mod tests {
         assert_eq!(value["beam_uri"], uri);
         assert!(event_line(&event).contains(&uri));
     }
+}
+
+/// `space health` for people: a summary line, then one line per member node.
+fn health_text(health: &northstar_sdk::protocol::api::SpaceHealth) -> String {
+    let mut text = format!(
+        "{}: head {}, {} of {} member node(s) at the head, most behind {} event(s) / {} ms, {} hop(s) deep",
+        health.space,
+        health.head,
+        health.at_head,
+        health.nodes,
+        health.max_lag_events,
+        health.max_lag_ms,
+        health.max_hops
+    );
+    for node in &health.members {
+        let state = match (node.seq, node.lag_events, node.lag_ms) {
+            (Some(seq), Some(events), Some(ms)) => {
+                format!("seq {seq}, behind {events} event(s) / {ms} ms")
+            }
+            _ => "no report yet".to_owned(),
+        };
+        text.push_str(&format!(
+            "\n  {} ({}), {} hop(s): {state}",
+            node.node, node.authority, node.hops
+        ));
+    }
+    text
 }

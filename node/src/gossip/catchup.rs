@@ -13,7 +13,7 @@ use northstar_protocol::address::SpaceId;
 use northstar_protocol::api::EventPage;
 use northstar_protocol::chain::Chain;
 use northstar_protocol::rpc::SpaceApiClient;
-use northstar_protocol::wire::{Event, Payload};
+use northstar_protocol::wire::{Event, Home, Payload};
 use northstar_protocol::{ContentId, Did};
 use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
@@ -41,6 +41,7 @@ pub struct CatchUp {
     writer: SequencerHandle,
     own: Did,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    delivery: Option<Arc<crate::delivery::Delivery>>,
 }
 
 /// Why a catch-up did not reach its target.
@@ -147,12 +148,20 @@ impl CatchUp {
             writer,
             own,
             metrics: None,
+            delivery: None,
         }
     }
 
     /// Count the events each catch-up adds in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Report each replica's head to its sequencer through `delivery` after each sync
+    /// (delivery health, `spec/protocol.md` §9.9).
+    pub fn with_delivery(mut self, delivery: Arc<crate::delivery::Delivery>) -> Self {
+        self.delivery = Some(delivery);
         self
     }
 
@@ -434,8 +443,17 @@ impl CatchUp {
                     }
                 }
             }
-            if let Err(e) = self.run(&space, &sources, None, None).await {
-                tracing::debug!(space = %space, error = %crate::report::Causes(&e), "sync incomplete");
+            match self.run(&space, &sources, None, None).await {
+                Ok(head) => {
+                    if let (Some(delivery), Ok(sequencer)) =
+                        (&self.delivery, Did::parse(&row.sequencer))
+                    {
+                        delivery.held(&space, head, Home::new(sequencer, row.authority.clone()));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(space = %space, error = %crate::report::Causes(&e), "sync incomplete");
+                }
             }
         }
     }

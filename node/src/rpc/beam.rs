@@ -11,11 +11,11 @@ use jsonrpsee::core::{RpcResult, async_trait};
 use jsonrpsee::rpc_params;
 use northstar_protocol::Did;
 use northstar_protocol::address::{BeamPath, SpaceId, author_hash};
-use northstar_protocol::api::{BeamDeleted, ErrorCode};
+use northstar_protocol::api::{BeamDeleted, BeamReceipts, ErrorCode, SpaceReceipt};
 use northstar_protocol::canonical::from_str_strict;
 use northstar_protocol::method;
-use northstar_protocol::rpc::BeamApiServer;
-use northstar_protocol::wire::{Beam, Payload, Tombstone};
+use northstar_protocol::rpc::{BeamApiServer, FedApiClient};
+use northstar_protocol::wire::{Beam, Event, Payload, Tombstone};
 use serde_json::value::RawValue;
 
 use super::{
@@ -98,9 +98,120 @@ impl BeamApiServer for Handler {
         }
         Ok(BeamDeleted { tombstones })
     }
+
+    async fn receipts(&self, ext: &Extensions, path: String) -> RpcResult<BeamReceipts> {
+        let parsed = BeamPath::parse(&path).map_err(|e| malformed("path", e))?;
+        let user = session(ext)?.user()?;
+        if parsed.author_hash != author_hash(user) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "only a beam's author sees its deletion receipts",
+            )
+            .into());
+        }
+        Ok(self.0.receipts(parsed, user).await?)
+    }
 }
 
 impl Api {
+    /// Deletion receipts of `author`'s beam at `path` (§9.9): for each space that referred to
+    /// it, its tombstone event here, and which nodes hold that event, from the sequencer.
+    async fn receipts(&self, path: BeamPath, author: &Did) -> Result<BeamReceipts, ApiError> {
+        let text = path.to_string();
+        let beam = path.beam.to_string();
+        if !self.store.is_tombstoned(&beam).await? {
+            return Err(ApiError::new(
+                ErrorCode::BeamNotFound,
+                format!("no deleted beam at {text}"),
+            ));
+        }
+        let mut spaces = Vec::new();
+        for space in self
+            .store
+            .spaces_referencing(&beam, author.as_str())
+            .await?
+        {
+            let Ok(space) = SpaceId::parse(&space) else {
+                continue;
+            };
+            spaces.push(self.space_receipt(&space, &path, author).await?);
+        }
+        let mut holders = std::collections::HashSet::new();
+        let mut applied = std::collections::HashSet::new();
+        for receipt in &spaces {
+            holders.extend(receipt.applied.iter().chain(&receipt.pending).cloned());
+            applied.extend(receipt.applied.iter().cloned());
+        }
+        Ok(BeamReceipts {
+            path: text,
+            nodes: u32::try_from(holders.len()).unwrap_or(u32::MAX),
+            applied: u32::try_from(applied.len()).unwrap_or(u32::MAX),
+            spaces,
+        })
+    }
+
+    /// The receipt of one space: its tombstone event for the beam as held here, then who holds
+    /// that event, from delivery health here or from the space's sequencer.
+    async fn space_receipt(
+        &self,
+        space: &SpaceId,
+        path: &BeamPath,
+        author: &Did,
+    ) -> Result<SpaceReceipt, ApiError> {
+        let failed = |seq: u64, error: String| SpaceReceipt {
+            space: space.clone(),
+            seq,
+            applied: Vec::new(),
+            pending: Vec::new(),
+            error: Some(error),
+        };
+        let mut seq = None;
+        for (at, json) in self
+            .store
+            .tombstone_events(space.as_str(), author.as_str())
+            .await?
+        {
+            let event: Event = serde_json::from_str(&json).map_err(ApiError::internal)?;
+            if matches!(&event.payload, Payload::Tombstone(t) if t.beam == path.beam) {
+                seq = Some(at);
+                break;
+            }
+        }
+        let Some(seq) = seq else {
+            return Ok(failed(
+                0,
+                "the tombstone is not in this space's log here yet".to_owned(),
+            ));
+        };
+        let Some(row) = self.store.space(space.as_str()).await? else {
+            return Ok(failed(seq, "the space is no longer held here".to_owned()));
+        };
+        if row.sequencer == self.did.as_str() {
+            self.follow(space).await?;
+            return Ok(self
+                .delivery
+                .receipt(space, seq)
+                .unwrap_or_else(|| failed(seq, "the space is no longer held here".to_owned())));
+        }
+        let asked = async {
+            let link = self
+                .links
+                .get(&row.authority)
+                .await
+                .map_err(|e| e.to_string())?;
+            if link.did.as_str() != row.sequencer {
+                return Err(format!(
+                    "{} is {}, not the space's sequencer {}",
+                    row.authority, link.did, row.sequencer
+                ));
+            }
+            FedApiClient::receipts(link.client.as_ref(), space.clone(), seq)
+                .await
+                .map_err(|e| LinkError::from_call(&row.authority, e).to_string())
+        };
+        Ok(asked.await.unwrap_or_else(|e| failed(seq, e)))
+    }
+
     /// A beam for `caller`: stored here, cached here, or fetched from `home` (its author's
     /// node) over a link that authenticates as this node, checked against the path, and
     /// cached while a space held here carries a ref to it by its author.

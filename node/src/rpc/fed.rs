@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use jsonrpsee::Extensions;
 use jsonrpsee::core::{RpcResult, async_trait};
 use northstar_protocol::address::SpaceId;
-use northstar_protocol::api::{Ack, ErrorCode};
+use northstar_protocol::api::{Ack, ErrorCode, HeadReport, SpaceReceipt};
 use northstar_protocol::rpc::FedApiServer;
-use northstar_protocol::wire::{AuthChallenge, AuthResponse, Event, Payload};
+use northstar_protocol::wire::{AuthChallenge, AuthResponse, Event, Home, Payload};
 
 use super::{ApiError, Handler, Whereabouts, bad_signature, malformed, session};
+use crate::delivery::MAX_HEADS;
 use crate::spaces::replica::verify_pushed_once;
 
 /// The most events one `fed.push` may carry: few enough that a push of one more still fits in
@@ -79,6 +80,7 @@ impl FedApiServer for Handler {
             let Whereabouts::Replica(at) = api.whereabouts(&space).await? else {
                 continue;
             };
+            let last = events.iter().map(|e| e.seq).max();
             let checked = {
                 let mut pushed = at.pushed.lock().await;
                 verify_pushed_once(events, &at.did, &mut pushed)
@@ -102,13 +104,93 @@ impl FedApiServer for Handler {
             }
             if outcome.gap {
                 api.fill_gap(space, at.authority.clone());
+            } else if let Some(last) = last {
+                // Committed, with everything before it: tell the sequencer (§9.9).
+                api.delivery.held(
+                    &space,
+                    last,
+                    Home::new(at.did.clone(), at.authority.clone()),
+                );
             }
         }
         Ok(accepted)
     }
+
+    async fn heads(&self, ext: &Extensions, heads: Vec<HeadReport>) -> RpcResult<u32> {
+        let from = session(ext)?.user()?.clone();
+        if heads.len() > MAX_HEADS {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!("at most {MAX_HEADS} heads per report"),
+            )
+            .into());
+        }
+        let api = &self.0;
+        for head in &heads {
+            api.follow(&head.space).await?;
+        }
+        Ok(api.delivery.report(&from, &heads))
+    }
+
+    async fn receipts(
+        &self,
+        ext: &Extensions,
+        space: SpaceId,
+        seq: u64,
+    ) -> RpcResult<SpaceReceipt> {
+        let from = session(ext)?.user()?.clone();
+        let api = &self.0;
+        if !api.follow(&space).await? {
+            return Err(ApiError::new(
+                ErrorCode::NotSequencer,
+                format!("{space} is not sequenced by this node"),
+            )
+            .into());
+        }
+        if !api.delivery.is_member_node(&space, &from) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("{from} is not a member node of {space}"),
+            )
+            .into());
+        }
+        api.delivery.receipt(&space, seq).ok_or_else(|| {
+            ApiError::new(ErrorCode::SpaceNotFound, format!("no space {space} here")).into()
+        })
+    }
 }
 
 impl super::Api {
+    /// Make sure delivery health follows `space` if this node sequences it, loading its tree
+    /// and head from the store the first time; false if another node sequences it.
+    pub(crate) async fn follow(&self, space: &SpaceId) -> Result<bool, ApiError> {
+        if !matches!(self.whereabouts(space).await?, Whereabouts::Here) {
+            return Ok(false);
+        }
+        if self.delivery.follows(space) {
+            return Ok(true);
+        }
+        let Some(state) = crate::spaces::load_state(&self.store, space).await? else {
+            return Ok(false);
+        };
+        let at = self
+            .store
+            .event(space.as_str(), state.head_seq)
+            .await?
+            .and_then(|row| {
+                #[derive(serde::Deserialize)]
+                struct Sequenced {
+                    timestamp: u64,
+                }
+                // Only the time is wanted here; a row that lacks one was checked when stored.
+                serde_json::from_str::<Sequenced>(&row.json).ok()
+            })
+            .map_or(0, |e| e.timestamp);
+        self.delivery
+            .follow(space, state.tree_nodes(), state.head_seq, at);
+        Ok(true)
+    }
+
     /// Pull what a push skipped over, in the background: the push itself is answered now.
     /// At most one such catch-up runs per space, however many gapped pushes arrive.
     fn fill_gap(&self, space: SpaceId, sequencer: String) {

@@ -204,6 +204,8 @@ pub struct Api {
     pub status: crate::status::Status,
     /// The node's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Delivery health of the spaces sequenced here, and the heads reported to sequencers.
+    pub delivery: Arc<crate::delivery::Delivery>,
 }
 
 /// The most entries of [`Api::known_spaces`].

@@ -4,7 +4,9 @@ use jsonrpsee::Extensions;
 use jsonrpsee::core::{RpcResult, async_trait};
 use northstar_protocol::Did;
 use northstar_protocol::address::{SpaceId, SpaceType};
-use northstar_protocol::api::{Ack, BeamPosted, ErrorCode, EventPage, MemberInfo, SpaceInfo};
+use northstar_protocol::api::{
+    Ack, BeamPosted, ErrorCode, EventPage, MemberInfo, SpaceHealth, SpaceInfo,
+};
 use northstar_protocol::rpc::SpaceApiServer;
 use northstar_protocol::sign::{self, Signed};
 use northstar_protocol::wire::{
@@ -231,6 +233,33 @@ impl SpaceApiServer for Handler {
             events,
             head_seq: row.head_seq,
             beams: None,
+        })
+    }
+
+    async fn health(&self, ext: &Extensions, space: SpaceId) -> RpcResult<SpaceHealth> {
+        let api = &self.0;
+        let user = session(ext)?.user()?;
+        if space.owner() != user {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("only the owner of {space} sees its delivery health"),
+            )
+            .into());
+        }
+        if !api.follow(&space).await? {
+            return Err(match api.whereabouts(&space).await? {
+                Whereabouts::Unknown => {
+                    ApiError::new(ErrorCode::SpaceNotFound, format!("no space {space} here"))
+                }
+                _ => ApiError::new(
+                    ErrorCode::NotSequencer,
+                    format!("{space} is sequenced by another node; ask it"),
+                ),
+            }
+            .into());
+        }
+        api.delivery.health(&space).ok_or_else(|| {
+            ApiError::new(ErrorCode::SpaceNotFound, format!("no space {space} here")).into()
         })
     }
 }

@@ -32,6 +32,7 @@ use super::routing::{Broadcast, Outbox};
 use super::rows::state_from_rows;
 use super::rules::SpaceState;
 use crate::clock::now_ms;
+use crate::delivery::Delivery;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::{Op, Store, StoreError};
@@ -173,6 +174,7 @@ pub struct Writer {
     hub: Arc<Hub>,
     outbox: Option<Outbox<Event>>,
     metrics: Option<Arc<Metrics>>,
+    delivery: Option<Arc<Delivery>>,
 }
 
 impl Writer {
@@ -192,8 +194,16 @@ impl Writer {
             hub,
             outbox,
             metrics: None,
+            delivery: None,
         };
         (writer, SequencerHandle { tx })
+    }
+
+    /// Tell `delivery` the head, times and tree of each space this node sequences, as its
+    /// events commit (delivery health, `spec/protocol.md` §9.9).
+    pub fn with_delivery(mut self, delivery: Arc<Delivery>) -> Self {
+        self.delivery = Some(delivery);
+        self
     }
 
     /// Record each group commit's size, time and outcome in `metrics`.
@@ -436,6 +446,9 @@ impl Writer {
         }
         for (space, event) in live {
             self.hub.publish(&space, event);
+        }
+        if let Some(delivery) = &self.delivery {
+            delivery.sequenced(&broadcasts);
         }
         self.send(broadcasts);
     }

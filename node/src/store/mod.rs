@@ -468,6 +468,16 @@ impl Store {
         on_backend!(self, db => db.referenced_at(beam, author, home).await)
     }
 
+    /// The tombstone events by `author` in `space`: (seq, the signed event's JSON), in log
+    /// order.
+    pub async fn tombstone_events(
+        &self,
+        space: &str,
+        author: &str,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        on_backend!(self, db => db.tombstone_events(space, author).await)
+    }
+
     /// The fork proofs kept for `space`: (seq, the event held, the rival refused).
     pub async fn forks(&self, space: &str) -> Result<Vec<(u64, String, String)>, StoreError> {
         on_backend!(self, db => db.forks(space).await)

@@ -462,6 +462,24 @@ where
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    /// The tombstone events by `author` in `space`: (seq, the signed event's JSON), in log
+    /// order. A scan of the space's log, for the occasional `beam.receipts`.
+    pub(super) async fn tombstone_events(
+        &self,
+        space: &str,
+        author: &str,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, json FROM events WHERE space = $1 AND kind = 'tombstone' AND author = $2 \
+             ORDER BY seq",
+        )
+        .bind(space)
+        .bind(author)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (to_u64(r.get(0)), r.get(1))).collect())
+    }
+
     /// The DID of the node this database belongs to and the protocol version of its data,
     /// recording `node` and `protocol` if it belongs to none yet (its first start).
     pub(super) async fn owner(

@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use northstar_node::config::Config;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -161,7 +162,6 @@ pub fn free_port() -> u16 {
 
 /// `GET /health`, answered once the node serves; returns the whole HTTP response.
 pub async fn health(addr: SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(b"GET /health HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
         .await
@@ -354,4 +354,30 @@ pub async fn until_seq(
             return seen;
         }
     }
+}
+
+/// `GET path` at `addr`: the status line's code, the content type and the body.
+pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(TIMEOUT, tcp.read_to_string(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or_default()
+        .to_owned();
+    (status, content_type, body.to_owned())
+}
+
+/// The value of the sample named exactly `name` (with its labels), if present.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
