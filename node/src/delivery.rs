@@ -374,6 +374,9 @@ fn forget_oldest(spaces: &mut HashMap<SpaceId, Followed>) {
     }
 }
 
+/// A per-space gauge: its name, its help and how to read it from a space's health.
+type Series = (&'static str, &'static str, fn(&SpaceHealth) -> f64);
+
 /// The label of a per-space series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SpaceLabel {
@@ -388,7 +391,7 @@ impl Collector for Delivery {
             .iter()
             .map(|(space, f)| f.health(space, now))
             .collect();
-        let series: [(&str, &str, fn(&SpaceHealth) -> f64); 6] = [
+        let series: [Series; 6] = [
             (
                 "space_member_nodes",
                 "member nodes of each space this node sequences, the sequencer aside",

@@ -73,7 +73,7 @@ pub const STREAM_REFUSED: &str = "stream.refused";
 pub const STREAM_CLOSED: &str = "stream.closed";
 
 /// Every method a client or node may call, in the order of the spec's table (§6.2).
-pub const ALL: [&str; 26] = [
+pub const ALL: [&str; 30] = [
     NODE_INFO,
     AUTH_CHALLENGE,
     AUTH_RESPOND,
@@ -88,14 +88,18 @@ pub const ALL: [&str; 26] = [
     SPACE_MEMBERS,
     SPACE_POST,
     SPACE_EVENTS,
+    SPACE_HEALTH,
     SPACE_SUBSCRIBE,
     SPACE_UNSUBSCRIBE,
     BEAM_GET,
     BEAM_LIST,
     BEAM_DELETE,
+    BEAM_RECEIPTS,
     FED_PROVE,
     FED_SUBMIT,
     FED_PUSH,
+    FED_HEADS,
+    FED_RECEIPTS,
     STREAM_PUBLISH,
     STREAM_WATCH,
     STREAM_UNWATCH,

@@ -177,6 +177,14 @@ impl SpaceApiServer for Handler {
             beams,
         })
     }
+
+    async fn health(
+        &self,
+        _: &Extensions,
+        _: SpaceId,
+    ) -> RpcResult<northstar_protocol::api::SpaceHealth> {
+        Err(unsupported())
+    }
 }
 
 #[async_trait]

@@ -349,6 +349,33 @@ fn event_line(event: &Event) -> String {
     .to_owned()
 }
 
+/// `space health` for people: a summary line, then one line per member node.
+fn health_text(health: &northstar_sdk::protocol::api::SpaceHealth) -> String {
+    let mut text = format!(
+        "{}: head {}, {} of {} member node(s) at the head, most behind {} event(s) / {} ms, {} hop(s) deep",
+        health.space,
+        health.head,
+        health.at_head,
+        health.nodes,
+        health.max_lag_events,
+        health.max_lag_ms,
+        health.max_hops
+    );
+    for node in &health.members {
+        let state = match (node.seq, node.lag_events, node.lag_ms) {
+            (Some(seq), Some(events), Some(ms)) => {
+                format!("seq {seq}, behind {events} event(s) / {ms} ms")
+            }
+            _ => "no report yet".to_owned(),
+        };
+        text.push_str(&format!(
+            "\n  {} ({}), {} hop(s): {state}",
+            node.node, node.authority, node.hops
+        ));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,31 +416,4 @@ mod tests {
         assert_eq!(value["beam_uri"], uri);
         assert!(event_line(&event).contains(&uri));
     }
-}
-
-/// `space health` for people: a summary line, then one line per member node.
-fn health_text(health: &northstar_sdk::protocol::api::SpaceHealth) -> String {
-    let mut text = format!(
-        "{}: head {}, {} of {} member node(s) at the head, most behind {} event(s) / {} ms, {} hop(s) deep",
-        health.space,
-        health.head,
-        health.at_head,
-        health.nodes,
-        health.max_lag_events,
-        health.max_lag_ms,
-        health.max_hops
-    );
-    for node in &health.members {
-        let state = match (node.seq, node.lag_events, node.lag_ms) {
-            (Some(seq), Some(events), Some(ms)) => {
-                format!("seq {seq}, behind {events} event(s) / {ms} ms")
-            }
-            _ => "no report yet".to_owned(),
-        };
-        text.push_str(&format!(
-            "\n  {} ({}), {} hop(s): {state}",
-            node.node, node.authority, node.hops
-        ));
-    }
-    text
 }
