@@ -6,11 +6,18 @@
 //! `NORTHSTAR_{SECTION}_{KEY}` (e.g. `NORTHSTAR_LIMITS_MAX_FRAME_BYTES`); its value is read as a
 //! TOML value (`42`, `true`, `["a", "b"]`), or as a plain string if it is not one.
 //! `config.example.toml` at the repository root documents every key.
+//!
+//! The layers are merged by `figment`, each under its own name (the defaults, the config file,
+//! each variable), so a value that does not fit its key is reported with the key
+//! (`limits.max_page`) and the layer it came from. A `NORTHSTAR_*` variable that names no key
+//! is reported by [`Config::unknown_variables`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use figment::value::{Dict, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use northstar_protocol::Did;
 use serde::{Deserialize, Serialize};
 
@@ -335,48 +342,45 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Self, ConfigError> {
-        let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                let origin = format!(" in {}", path.display());
-                // Parse into Config first so unknown keys and bad types are reported with
-                // the file's name before the environment is layered on.
-                let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-                    origin,
-                    reason: e.message().to_owned(),
-                })?;
-                to_table(&config)?
-            }
-            None => to_table(&Config::default())?,
-        };
-        let base = table.clone();
-        let mut applied = Vec::new();
+        let mut layers = Figment::from(Layer::new(
+            "the defaults",
+            None,
+            to_dict(&Config::default())?,
+        ));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let data: Dict = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+                origin: format!(" in {}", path.display()),
+                reason: e.message().to_owned(),
+            })?;
+            layers = layers.merge(Layer::new(
+                format!("config file {}", path.display()),
+                Some(path),
+                data,
+            ));
+        }
+        let keys = to_table(&Config::default())?;
         for (name, value) in env {
-            if apply_env(&mut table, &name, &value)? {
-                applied.push((name, value));
+            if let Some(path) = env_key(&keys, &name) {
+                let value =
+                    <Value as Deserialize>::deserialize(parse_env_value(&value)).map_err(|e| {
+                        ConfigError::Invalid {
+                            origin: format!(" from {name}"),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                let data = nest(&path, value);
+                layers = layers.merge(Layer::new(
+                    format!("environment variable {name}"),
+                    None,
+                    data,
+                ));
             }
         }
-        let mut config: Config =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    // Name the variable at fault: the first that fails when applied alone.
-                    let culprit = applied.iter().find(|(name, value)| {
-                        let mut alone = base.clone();
-                        apply_env(&mut alone, name, value).is_ok()
-                            && toml::Value::Table(alone).try_into::<Config>().is_err()
-                    });
-                    ConfigError::Invalid {
-                        origin: match culprit {
-                            Some((name, _)) => format!(" from {name}"),
-                            None => " from the environment".into(),
-                        },
-                        reason: e.message().to_owned(),
-                    }
-                })?;
+        let mut config: Config = layers.extract().map_err(layer_error)?;
         if let Some(dir) = &overrides.data_dir {
             config.data_dir = dir.clone();
         }
@@ -573,7 +577,7 @@ impl Config {
             .map(|(name, _)| name)
             .filter(|name| name.starts_with(ENV_PREFIX))
             .filter(|name| !OTHER_VARIABLES.iter().any(|other| name.starts_with(other)))
-            .filter(|name| !matches!(apply_env(&mut base.clone(), name, ""), Ok(true)))
+            .filter(|name| env_key(&base, name).is_none())
             .collect()
     }
 }
@@ -585,30 +589,89 @@ fn to_table(config: &Config) -> Result<toml::Table, ConfigError> {
     })
 }
 
-/// Apply one `NORTHSTAR_*` variable, if it names a config key. Other `NORTHSTAR_*` variables
-/// (the CLI's `NORTHSTAR_KEY`, `NORTHSTAR_NODE`) are not config keys and are left alone.
-/// Whether it named one.
-fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<bool, ConfigError> {
-    let Some(key) = name.strip_prefix(ENV_PREFIX) else {
-        return Ok(false);
-    };
-    let key = key.to_ascii_lowercase();
-    let parsed = parse_env_value(value);
-    let set = |slot: &mut toml::Value| *slot = parsed.clone();
-    if let Some(slot) = table.get_mut(&key).filter(|v| !v.is_table()) {
-        set(slot);
-        return Ok(true);
+/// The key path (`["limits", "max_page"]`) a `NORTHSTAR_*` variable names, if it names a
+/// config key in `keys` (the defaults as a table). Other `NORTHSTAR_*` variables (the CLI's
+/// `NORTHSTAR_KEY`, `NORTHSTAR_NODE`) are not config keys and are left alone.
+fn env_key(keys: &toml::Table, name: &str) -> Option<Vec<String>> {
+    let key = name.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+    if keys.get(&key).is_some_and(|v| !v.is_table()) {
+        return Some(vec![key]);
     }
-    for (section, inner) in table.iter_mut() {
-        let Some(rest) = key.strip_prefix(&format!("{section}_")) else {
-            continue;
+    keys.iter().find_map(|(section, inner)| {
+        let rest = key.strip_prefix(&format!("{section}_"))?;
+        inner
+            .as_table()
+            .and_then(|t| t.get(rest))
+            .map(|_| vec![section.clone(), rest.to_owned()])
+    })
+}
+
+/// `value` at `path` in an otherwise empty dictionary.
+fn nest(path: &[String], value: Value) -> Dict {
+    let mut value = value;
+    for key in path.iter().skip(1).rev() {
+        value = Value::from(Dict::from([(key.clone(), value)]));
+    }
+    let first = path.first().cloned().unwrap_or_default();
+    Dict::from([(first, value)])
+}
+
+fn to_dict(config: &Config) -> Result<Dict, ConfigError> {
+    Value::serialize(config)
+        .ok()
+        .and_then(|v| v.into_dict())
+        .ok_or_else(|| ConfigError::Invalid {
+            origin: String::new(),
+            reason: "the defaults do not serialise".to_owned(),
+        })
+}
+
+/// One layer of the configuration: its values and the name errors give it.
+struct Layer {
+    metadata: Metadata,
+    data: Dict,
+}
+
+impl Layer {
+    fn new(name: impl Into<String>, file: Option<&Path>, data: Dict) -> Self {
+        let metadata = Metadata::named(name.into());
+        let metadata = match file {
+            Some(path) => metadata.source(figment::Source::File(path.to_owned())),
+            None => metadata,
         };
-        if let Some(slot) = inner.as_table_mut().and_then(|t| t.get_mut(rest)) {
-            set(slot);
-            return Ok(true);
-        }
+        Self { metadata, data }
     }
-    Ok(false)
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> Result<figment::value::Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.data.clone()))
+    }
+}
+
+/// A layered value that does not fit its key, with the key (`limits.max_page`) and the layer
+/// it came from.
+fn layer_error(e: figment::Error) -> ConfigError {
+    let origin = match &e.metadata {
+        Some(m) if m.name.starts_with("config file ") => {
+            format!(" in {}", &m.name["config file ".len()..])
+        }
+        Some(m) if m.name.starts_with("environment variable ") => {
+            format!(" from {}", &m.name["environment variable ".len()..])
+        }
+        Some(m) => format!(" from {}", m.name),
+        None => String::new(),
+    };
+    let reason = if e.path.is_empty() {
+        e.kind.to_string()
+    } else {
+        format!("{}: {}", e.path.join("."), e.kind)
+    };
+    ConfigError::Invalid { origin, reason }
 }
 
 fn parse_env_value(value: &str) -> toml::Value {
@@ -733,8 +796,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            err.to_string()
-                .contains("from NORTHSTAR_LIMITS_MAX_PAGE: invalid type: string \"many\""),
+            err.to_string().contains(
+                "from NORTHSTAR_LIMITS_MAX_PAGE: limits.max_page: invalid type: found string \"many\""
+            ),
+            "{err}"
+        );
+
+        // A bad value in the file: the key and the file, not the environment beside it.
+        std::fs::write(&file, "fanout = 3\n[limits]\nmax_page = \"x\"\n").unwrap();
+        let err = Config::load(
+            Some(&file),
+            env(&[("NORTHSTAR_FANOUT", "4")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("n.toml: limits.max_page: invalid type"),
             "{err}"
         );
 
