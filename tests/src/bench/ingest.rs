@@ -26,7 +26,9 @@ use serde_json::json;
 use super::ceiling::{self, IngestWork};
 use super::load::BODY;
 use super::machine;
-use super::nodes::{ChildProcess, NODE_SUBCOMMAND, STORAGE_URL_FLAG, new_data_dir};
+use super::nodes::{
+    ChildProcess, METRICS_LISTEN_FLAG, NODE_SUBCOMMAND, STORAGE_URL_FLAG, new_data_dir,
+};
 use super::raw::RawConn;
 use super::report::{Bound, Row, Series, Unit, p50_p99};
 use super::storage::Backend;
@@ -75,6 +77,7 @@ async fn run_on(
     let dir = new_data_dir(bench.root())?;
     let storage_url = bench.storage_url(backend, &dir).await?;
     let dir_arg = dir.to_str().context("non-UTF-8 data directory")?;
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let node = ChildProcess::spawn(
         &settings.exe,
         &[
@@ -83,6 +86,8 @@ async fn run_on(
             dir_arg,
             STORAGE_URL_FLAG,
             &storage_url,
+            METRICS_LISTEN_FLAG,
+            &metrics.to_string(),
         ],
     )
     .await?;
@@ -166,10 +171,98 @@ async fn run_on(
             ..row
         }));
     }
+    let scraped = scrape_cost(bench, &mut authors, &space, &home, &mut posted, metrics).await?;
+    rows.push(Row {
+        figure: bench.label(scraped.figure.clone(), backend),
+        ..scraped
+    });
     drop(authors);
     drop(owner);
     node.stop().await?;
     Ok((rows, rates))
+}
+
+/// Scrapes of `/metrics` per second while the scraped runs go: 150 times Prometheus's default
+/// of one per 15 s, so the cost shows above the noise if there is any.
+const SCRAPES_PER_SEC: u64 = 10;
+
+/// What serving `/metrics` costs a busy node: runs with every author, in pairs of one run with
+/// a scraper reading `/metrics` [`SCRAPES_PER_SEC`] times a second and one without, the order
+/// alternating from pair to pair; the row holds each pair's ratio of acked rates. (Recording
+/// the metrics is part of every run: the node always records them.)
+async fn scrape_cost(
+    bench: &mut Bench<'_>,
+    authors: &mut [Author],
+    space: &SpaceId,
+    home: &str,
+    posted: &mut u64,
+    metrics: std::net::SocketAddr,
+) -> anyhow::Result<Row> {
+    let settings = bench.settings;
+    let count = authors.len();
+    let mut ratios = Vec::new();
+    for run in 0..settings.runs {
+        let mut rate = [0.0f64; 2];
+        for step in 0..2 {
+            let scraped = (run + step) % 2 == 1;
+            let per_author = presign_count(count, settings.ingest_secs);
+            let batches = presign(authors, space, home, per_author, *posted).await?;
+            *posted += per_author as u64;
+            let scraper = scraped.then(|| tokio::spawn(scrape(metrics)));
+            let (latencies, elapsed) = drive(authors, batches, settings.ingest_secs).await?;
+            if let Some(task) = scraper {
+                // A scraper runs until aborted; one that ended on its own failed.
+                if task.is_finished() {
+                    task.await??;
+                } else {
+                    task.abort();
+                }
+            }
+            anyhow::ensure!(!latencies.is_empty(), "no post was acknowledged in time");
+            rate[usize::from(scraped)] = latencies.len() as f64 / elapsed.as_secs_f64();
+        }
+        let ratio = rate[1] / rate[0].max(f64::MIN_POSITIVE);
+        bench.progress(
+            Scenario::Ingest,
+            format!(
+                "{count} authors, pair {}/{}: {:.0} acks/s scraped {SCRAPES_PER_SEC}×/s, {:.0} \
+                 not scraped: {ratio:.3}",
+                run + 1,
+                settings.runs,
+                rate[1],
+                rate[0]
+            ),
+        );
+        ratios.push(ratio);
+    }
+    Ok(Row {
+        samples: ratios,
+        ..Row::new(
+            Scenario::Ingest,
+            format!(
+                "acked rate with /metrics scraped {SCRAPES_PER_SEC}×/s ÷ without, {count} authors"
+            ),
+            Unit::Fraction,
+        )
+    })
+}
+
+/// Read `/metrics` at `addr` [`SCRAPES_PER_SEC`] times a second until aborted.
+async fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / SCRAPES_PER_SEC));
+    loop {
+        tick.tick().await;
+        let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut body = Vec::new();
+        tcp.read_to_end(&mut body).await?;
+        anyhow::ensure!(
+            body.starts_with(b"HTTP/1.1 200"),
+            "/metrics did not answer 200"
+        );
+    }
 }
 
 /// The size of a database page: SQLite's default, and PostgreSQL's 8 KiB counts as two.

@@ -289,6 +289,9 @@ pub const FANOUT_FLAG: &str = "--fanout";
 /// The flag of `__node` for the node's `storage_url`.
 pub const STORAGE_URL_FLAG: &str = "--storage-url";
 
+/// The flag of `__node` for the node's `metrics_listen`.
+pub const METRICS_LISTEN_FLAG: &str = "--metrics-listen";
+
 /// How `__node` sets up its node, besides the data directory.
 #[derive(Debug, Default)]
 pub struct NodeOptions {
@@ -298,6 +301,8 @@ pub struct NodeOptions {
     pub fanout: Option<u32>,
     /// The node's `storage_url` (empty: SQLite in the data directory).
     pub storage_url: String,
+    /// The node's `metrics_listen` (empty: metrics not served).
+    pub metrics_listen: String,
 }
 
 /// `bench __node --data-dir D [--default-limits] [--fanout K] [--storage-url URL]`: run a
@@ -308,6 +313,7 @@ pub async fn node_main(data_dir: PathBuf, options: NodeOptions) -> anyhow::Resul
         default_limits,
         fanout,
         storage_url,
+        metrics_listen,
     } = options;
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
@@ -324,6 +330,7 @@ pub async fn node_main(data_dir: PathBuf, options: NodeOptions) -> anyhow::Resul
         config.fanout = fanout;
     }
     config.storage_url = storage_url;
+    config.metrics_listen = metrics_listen;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let stdin_watch = tokio::spawn(async move {

@@ -101,6 +101,9 @@ enum Helper {
         /// Where the node stores its data (empty: SQLite in the data directory).
         #[arg(long, default_value = "")]
         storage_url: String,
+        /// Where the node serves `/metrics` (empty: not served).
+        #[arg(long, default_value = "")]
+        metrics_listen: String,
     },
     /// Run the plain WebSocket server of the ceilings; prints `READY <addr>`.
     #[command(name = "__plain", hide = true)]
@@ -116,11 +119,13 @@ async fn main() -> anyhow::Result<()> {
             default_limits,
             fanout,
             storage_url,
+            metrics_listen,
         }) => {
             let options = nodes::NodeOptions {
                 default_limits,
                 fanout,
                 storage_url,
+                metrics_listen,
             };
             return nodes::node_main(data_dir, options).await;
         }
