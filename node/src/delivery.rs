@@ -38,10 +38,10 @@ use crate::spaces::routing::{Broadcast, TreeNodes};
 use crate::spaces::tree::Tree;
 
 /// Event times kept per space, to tell how long a member node has missed an event.
-const TIMES: usize = 4096;
+const TIMES: usize = 256;
 
 /// Spaces followed at most; past that, the least recently moved are forgotten.
-const MAX_SPACES: usize = 16_384;
+const MAX_SPACES: usize = 4096;
 
 /// How long the reporter waits after a head moves, so that a burst of pushes is one report.
 const COALESCE: Duration = Duration::from_millis(100);
