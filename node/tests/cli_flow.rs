@@ -229,6 +229,33 @@ fn the_cli_joins_and_posts_through_another_node() {
     assert_eq!(events.last().unwrap()["kind"], "beam");
     let beam = one(&run(&a, &alice, &["beam", "get", &beam_uri, "--json"]));
     assert_eq!(beam["body"], "from b");
+
+    // The owner sees node B at the head; Bob deletes his beam and sees both nodes drop it.
+    let health = until_json(
+        || run(&a, &alice, &["space", "health", space, "--json"]),
+        |h| h["nodes"] == 1 && h["at_head"] == 1,
+    );
+    assert_eq!(health["members"][0]["hops"], 1, "{health}");
+    run(&b, &bob, &["beam", "delete", &beam_uri, "--json"]);
+    let receipts = until_json(
+        || run(&b, &bob, &["beam", "receipts", &beam_uri, "--json"]),
+        |r| r["applied"] == 2,
+    );
+    assert_eq!(receipts["nodes"], 2, "{receipts}");
+    assert_eq!(receipts["spaces"][0]["space"], space, "{receipts}");
+}
+
+/// Run `command` until its one JSON line satisfies `done` (for at most [`WAIT`]); that line.
+fn until_json(command: impl Fn() -> std::process::Output, done: impl Fn(&Value) -> bool) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let value = one(&command());
+        if done(&value) {
+            return value;
+        }
+        assert!(start.elapsed() < WAIT, "never reached: {value}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]
