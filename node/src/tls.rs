@@ -236,10 +236,18 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, Tl
         .with_no_client_auth())
 }
 
+/// How rustls's `Error::InvalidCertificate` reads.
+const INVALID_CERTIFICATE: &str = "invalid peer certificate";
+
 /// Whether `error`, or one of its causes, is a certificate that did not verify.
 pub fn is_certificate_error(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {
+        // jsonrpsee's handshake error shows the I/O error that holds rustls's but does not
+        // give it as a source, so its text is all there is: rustls's own wording.
+        if e.to_string().contains(INVALID_CERTIFICATE) {
+            return true;
+        }
         let rustls_error = e.downcast_ref::<rustls::Error>().or_else(|| {
             e.downcast_ref::<std::io::Error>()
                 .and_then(|io| io.get_ref())
@@ -291,4 +299,19 @@ pub fn reload_on_sighup(
     }
     #[cfg(not(unix))]
     let _ = (resolver, tasks, stop);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_certificate_is_told_by_type_or_by_rustls_wording() {
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        assert!(unknown.to_string().contains(INVALID_CERTIFICATE));
+        let wrapped = std::io::Error::new(std::io::ErrorKind::InvalidData, unknown);
+        assert!(is_certificate_error(&wrapped));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!is_certificate_error(&refused));
+    }
 }
