@@ -348,8 +348,13 @@ fn challenge_certificate(
     let key = rcgen::KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
     let private = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    CertifiedKey::from_der(vec![cert.der().clone()], private, &crate::tls::provider())
-        .map_err(|e| AcmeError::Tls(TlsError::Setup(e)))
+    // Not `from_der`: its check that key and certificate match parses the certificate with
+    // WebPKI, which refuses the critical extension this certificate must have.
+    let signing = crate::tls::provider()
+        .key_provider
+        .load_private_key(private)
+        .map_err(|e| AcmeError::Tls(TlsError::Setup(e)))?;
+    Ok(CertifiedKey::new(vec![cert.der().clone()], signing))
 }
 
 /// When the certificate should be renewed: when a third of its lifetime is left.
