@@ -342,9 +342,7 @@ fn challenge_certificate(
     digest: impl AsRef<[u8]>,
 ) -> Result<CertifiedKey, AcmeError> {
     let mut params = rcgen::CertificateParams::new(vec![domain.to_owned()])?;
-    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(
-        digest.as_ref(),
-    )];
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest.as_ref())];
     let key = rcgen::KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
     let private = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
@@ -430,8 +428,7 @@ async fn send(
     let host = uri.host().ok_or("the URL names no host")?.to_owned();
     let port = uri.port_u16().unwrap_or(443);
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-    let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))?
-        .to_owned();
+    let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))?.to_owned();
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await?;

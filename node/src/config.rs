@@ -571,7 +571,9 @@ impl Config {
             (_, _, false) => Err(invalid(
                 "acme_domain and tls_cert/tls_key are two sources of one certificate: set one",
             )),
-            _ => Err(invalid("tls_cert and tls_key go together: set both or neither")),
+            _ => Err(invalid(
+                "tls_cert and tls_key go together: set both or neither",
+            )),
         }
     }
 
@@ -802,6 +804,59 @@ mod tests {
         assert_eq!(config.limits, defaults.limits);
         assert_eq!(config.registration, defaults.registration);
         assert_eq!(config.listen, defaults.listen);
+        assert_eq!(config.acme_directory, defaults.acme_directory);
+        assert_eq!(config.tls_source().unwrap(), TlsSource::Off);
+    }
+
+    #[test]
+    fn tls_keys_pick_the_certificate_source_and_the_default_origin() {
+        let load = |pairs: &[(&str, &str)]| Config::load(None, env(pairs), &Overrides::default());
+        let files = load(&[
+            ("NORTHSTAR_TLS_CERT", "/etc/n/cert.pem"),
+            ("NORTHSTAR_TLS_KEY", "/etc/n/key.pem"),
+            ("NORTHSTAR_LISTEN", "0.0.0.0:7700"),
+        ])
+        .unwrap();
+        assert_eq!(
+            files.tls_source().unwrap(),
+            TlsSource::Files {
+                cert: "/etc/n/cert.pem".into(),
+                key: "/etc/n/key.pem".into()
+            }
+        );
+        assert_eq!(files.origin(), "wss://0.0.0.0:7700");
+        let acme = load(&[
+            ("NORTHSTAR_ACME_DOMAIN", "node.example"),
+            ("NORTHSTAR_ACME_EMAIL", "ops@node.example"),
+            ("NORTHSTAR_LISTEN", "0.0.0.0:443"),
+        ])
+        .unwrap();
+        assert_eq!(acme.origin(), "wss://node.example");
+        assert!(matches!(
+            acme.tls_source().unwrap(),
+            TlsSource::Acme { ref directory, .. } if directory == LETS_ENCRYPT_DIRECTORY
+        ));
+        // Half a pair, two sources at once, or a ws:// origin for a TLS node: refused.
+        for bad in [
+            &[("NORTHSTAR_TLS_CERT", "/c.pem")][..],
+            &[
+                ("NORTHSTAR_TLS_CERT", "/c.pem"),
+                ("NORTHSTAR_TLS_KEY", "/k.pem"),
+                ("NORTHSTAR_ACME_DOMAIN", "node.example"),
+            ],
+            &[
+                ("NORTHSTAR_TLS_CERT", "/c.pem"),
+                ("NORTHSTAR_TLS_KEY", "/k.pem"),
+                ("NORTHSTAR_PUBLIC_URL", "ws://node.example"),
+            ],
+            &[("NORTHSTAR_ACME_EMAIL", "ops@node.example")],
+            &[
+                ("NORTHSTAR_ACME_DOMAIN", "node.example"),
+                ("NORTHSTAR_ACME_DIRECTORY", "http://ca.example/dir"),
+            ],
+        ] {
+            assert!(load(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

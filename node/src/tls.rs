@@ -227,8 +227,8 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, Tl
         Some(path) => read_certificates(path)?,
         None => Vec::new(),
     };
-    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra)?
-        .with_provider(provider());
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra)?.with_provider(provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .dangerous()

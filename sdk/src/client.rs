@@ -38,8 +38,8 @@ use crate::address::{AsBeamPath, AsSpaceId};
 use crate::auth::{AuthError, check_challenge, origin_of};
 use crate::error::SdkError;
 use crate::stream::{Publisher, Watch};
-use crate::tls::Trust;
 use crate::subscription::{EventStream, EventWithBeamStream, RawSubscription};
+use crate::tls::Trust;
 use crate::verify::{EventWithBeam, LogCursor, check_beam, check_listed_beam};
 
 /// How long opening the WebSocket may take.

@@ -51,8 +51,7 @@ impl Trust {
 
     /// Trust also the CA certificates in `pem` (one or more `CERTIFICATE` blocks).
     pub fn with_ca_pem(mut self, pem: &[u8]) -> Result<Self, TrustError> {
-        self.extra
-            .extend(parse(pem, "the PEM given".to_owned())?);
+        self.extra.extend(parse(pem, "the PEM given".to_owned())?);
         Ok(self)
     }
 

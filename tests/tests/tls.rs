@@ -97,7 +97,9 @@ async fn a_client_without_the_ca_refuses_the_node_for_its_certificate() {
     let node = tls_node(dir.path(), &ca, "node").await;
     let other = TestCa::new("Another CA");
     for trust in [Trust::system(), trusting(&other)] {
-        let err = Client::connect_with(&node.url, None, trust).await.unwrap_err();
+        let err = Client::connect_with(&node.url, None, trust)
+            .await
+            .unwrap_err();
         let text = causes(&err);
         assert!(text.to_lowercase().contains("certificate"), "{text}");
     }
@@ -193,7 +195,11 @@ async fn a_peer_whose_certificate_does_not_verify_is_refused_and_nothing_federat
         .unwrap()
         .space;
     let err = bob.join(&alice.space_uri(&space)).await.unwrap_err();
-    assert!(causes(&err).contains(&a.addr.to_string()), "{}", causes(&err));
+    assert!(
+        causes(&err).contains(&a.addr.to_string()),
+        "{}",
+        causes(&err)
+    );
     // Nothing reached A, and B counted the dial as refused for its certificate.
     let members = alice.members(&space).await.unwrap();
     assert_eq!(members.len(), 1, "{members:?}");
