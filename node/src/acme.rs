@@ -11,7 +11,7 @@
 //! (30 days of Let's Encrypt's 90). A failed order is retried after a minute, the wait doubling
 //! up to an hour; the certificate served so far stays meanwhile.
 //!
-//! The ACME client is `instant-acme`; its HTTP requests go through [`Https`], a small client on
+//! The ACME client is `instant-acme`; its HTTP requests go through `Https`, a small client on
 //! the node's own hyper and rustls, verifying the directory as peers are verified (the system's
 //! roots plus `tls_ca`).
 
