@@ -189,7 +189,10 @@ impl Accept {
                     Ok(Some(head)) => (head, Transport::Plain(socket)),
                     _ => return,
                 },
-                // rustls holds buffers of its own from the first byte on: hyper reads the head.
+                // rustls holds buffers of its own from the first byte on (so hyper reads the
+                // head), but not before: a connection that sends nothing costs no more than in
+                // plain text.
+                Some(_) if socket.readable().await.is_err() => return,
                 Some(acceptor) => match acceptor.accept(socket).await {
                     Ok(tls) if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {
                         tracing::debug!("answered an ACME TLS-ALPN-01 validation");
