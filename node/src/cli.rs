@@ -25,7 +25,7 @@ use northstar_sdk::auth::origin_of;
 use northstar_sdk::keystore::KeystoreError;
 use northstar_sdk::protocol::did::ED25519_MULTICODEC;
 use northstar_sdk::protocol::keys::KeyFileError;
-use northstar_sdk::{Client, Did, SdkError, keystore};
+use northstar_sdk::{Client, Did, SdkError, Trust, keystore};
 use serde_json::json;
 
 /// The node the client commands talk to unless told otherwise.
@@ -59,6 +59,10 @@ struct Global {
         env = "NORTHSTAR_NODE"
     )]
     node_given: Option<String>,
+    /// A PEM file of CA certificates to trust on wss://, besides the system's roots (for a
+    /// node whose certificate comes from a private CA).
+    #[arg(long, global = true, value_name = "FILE", env = "NORTHSTAR_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// The node, once the flag, the environment, the CLI config file and the default are
     /// weighed ([`Global::settle`]).
     #[arg(skip)]
@@ -277,21 +281,27 @@ impl Global {
             }
             other => other.into(),
         })?;
-        Ok(Client::connect(&self.node, key).await?)
+        Ok(Client::connect_with(&self.node, Some(key), self.trust()?).await?)
+    }
+
+    /// The certificates trusted on wss://: the system's roots, plus `--ca-file`'s.
+    fn trust(&self) -> anyhow::Result<Trust> {
+        Ok(match &self.ca_file {
+            Some(path) => Trust::system().with_ca_file(path)?,
+            None => Trust::system(),
+        })
     }
 
     /// A connection for commands that read: authenticated if the user has a key (so private
     /// spaces they belong to can be read), anonymous otherwise.
     async fn connect_as_reader(&self) -> anyhow::Result<Client> {
-        Ok(match keystore::load_if_present(self.key.as_deref())? {
-            Some(key) => Client::connect(&self.node, key).await?,
-            None => Client::connect_anonymous(&self.node).await?,
-        })
+        let key = keystore::load_if_present(self.key.as_deref())?;
+        Ok(Client::connect_with(&self.node, key, self.trust()?).await?)
     }
 }
 
 async fn node_info(global: &Global, out: &Output) -> anyhow::Result<()> {
-    let client = Client::connect_anonymous(&global.node).await?;
+    let client = Client::connect_with(&global.node, None, global.trust()?).await?;
     let info = client.node_info();
     let limits = &info.limits;
     out.print(serde_json::to_value(info)?, || {

@@ -61,6 +61,22 @@ pub struct Config {
     /// networks (`10.0.0.0/8`). A connection from one of them is counted and logged as the
     /// client the header names.
     pub trusted_proxies: Vec<String>,
+    /// A PEM file with the certificate chain the listener serves (leaf first); with
+    /// `tls_key`, the node speaks `wss://` and `https://` itself. Read again on SIGHUP.
+    pub tls_cert: String,
+    /// A PEM file with the private key of `tls_cert`.
+    pub tls_key: String,
+    /// A PEM file of CA certificates trusted, besides the system's roots, when the node dials
+    /// peers over `wss://` and the ACME directory.
+    pub tls_ca: String,
+    /// A domain to obtain and renew a certificate for by ACME (TLS-ALPN-01 on `listen`, which
+    /// must be reachable on port 443 under that name); the node then serves it. Not together
+    /// with `tls_cert`.
+    pub acme_domain: String,
+    /// The contact address given to the ACME CA with `acme_domain`.
+    pub acme_email: String,
+    /// The ACME directory URL; Let's Encrypt's production directory by default.
+    pub acme_directory: String,
 }
 
 /// How log lines are written.
@@ -89,6 +105,12 @@ impl std::fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("metrics_listen", &self.metrics_listen)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_ca", &self.tls_ca)
+            .field("acme_domain", &self.acme_domain)
+            .field("acme_email", &self.acme_email)
+            .field("acme_directory", &self.acme_directory)
             .finish()
     }
 }
@@ -108,8 +130,40 @@ impl Default for Config {
             log_format: LogFormat::default(),
             metrics_listen: String::new(),
             trusted_proxies: Vec::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_ca: String::new(),
+            acme_domain: String::new(),
+            acme_email: String::new(),
+            acme_directory: LETS_ENCRYPT_DIRECTORY.to_owned(),
         }
     }
+}
+
+/// Let's Encrypt's production ACME directory, the default `acme_directory`.
+pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// Where the listener's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// Plain `ws://` and `http://`.
+    Off,
+    /// `tls_cert` and `tls_key`.
+    Files {
+        /// The certificate chain.
+        cert: PathBuf,
+        /// Its key.
+        key: PathBuf,
+    },
+    /// ACME for `acme_domain`.
+    Acme {
+        /// The domain.
+        domain: String,
+        /// The contact address, if any.
+        email: Option<String>,
+        /// The directory URL.
+        directory: String,
+    },
 }
 
 /// `$XDG_DATA_HOME/northstar` (or the platform's data directory), else `./northstar-data`.
@@ -397,14 +451,27 @@ impl Config {
         Ok(config)
     }
 
-    /// The origin that challenges carry: `public_url`, or `ws://{listen}`.
+    /// The origin that challenges carry: `public_url`, or `ws://{listen}` (`wss://{listen}`
+    /// with `tls_cert`, `wss://{acme_domain}[:port]` with ACME).
     pub fn origin(&self) -> String {
         // As configured, not put in normal form: the authority in it is the one this node's
         // space URIs and members' homes already name, and changing it (dropping a :443 the
         // operator wrote, say) would make the node take its own URIs for another node's.
         // Challenges are compared in normal form anyway (`same_origin`).
         if self.public_url.is_empty() {
-            format!("ws://{}", self.listen)
+            let acme = self.acme_domain.trim();
+            if !acme.is_empty() {
+                return match self.listen.port() {
+                    443 => format!("wss://{acme}"),
+                    port => format!("wss://{acme}:{port}"),
+                };
+            }
+            let scheme = if self.tls_cert.trim().is_empty() {
+                "ws"
+            } else {
+                "wss"
+            };
+            format!("{scheme}://{}", self.listen)
         } else {
             self.public_url.trim_end_matches('/').to_owned()
         }
@@ -471,17 +538,72 @@ impl Config {
         })
     }
 
+    /// Where the listener's certificate comes from, from `tls_cert`/`tls_key` and
+    /// `acme_domain`/`acme_email`/`acme_directory`.
+    pub fn tls_source(&self) -> Result<TlsSource, ConfigError> {
+        let invalid = |reason: &str| ConfigError::Invalid {
+            origin: String::new(),
+            reason: reason.to_owned(),
+        };
+        let (cert, key) = (self.tls_cert.trim(), self.tls_key.trim());
+        let domain = self.acme_domain.trim();
+        match (cert.is_empty(), key.is_empty(), domain.is_empty()) {
+            (true, true, true) => {
+                if !self.acme_email.trim().is_empty() {
+                    return Err(invalid("acme_email is set but acme_domain is not"));
+                }
+                Ok(TlsSource::Off)
+            }
+            (false, false, true) => Ok(TlsSource::Files {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            }),
+            (true, true, false) => {
+                let directory = self.acme_directory.trim();
+                if !directory.starts_with("https://") {
+                    return Err(invalid("acme_directory must be an https:// URL"));
+                }
+                northstar_protocol::address::check_authority(domain)
+                    .map_err(|e| invalid(&format!("acme_domain: {e}")))?;
+                let email = self.acme_email.trim();
+                Ok(TlsSource::Acme {
+                    domain: domain.to_owned(),
+                    email: (!email.is_empty()).then(|| email.to_owned()),
+                    directory: directory.to_owned(),
+                })
+            }
+            (_, _, false) => Err(invalid(
+                "acme_domain and tls_cert/tls_key are two sources of one certificate: set one",
+            )),
+            _ => Err(invalid(
+                "tls_cert and tls_key go together: set both or neither",
+            )),
+        }
+    }
+
+    /// The `tls_ca` file, if set.
+    pub fn tls_ca(&self) -> Option<&Path> {
+        let path = self.tls_ca.trim();
+        (!path.is_empty()).then(|| Path::new(path))
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |reason: String| ConfigError::Invalid {
             origin: String::new(),
             reason,
         };
         self.metrics_address()?;
+        self.tls_source()?;
         self.trusted_networks()?;
         let origin = self.origin();
         if !(origin.starts_with("ws://") || origin.starts_with("wss://")) {
             return Err(invalid(format!(
                 "public_url {origin:?} must start with ws:// or wss://"
+            )));
+        }
+        if self.tls_source()? != TlsSource::Off && !origin.starts_with("wss://") {
+            return Err(invalid(format!(
+                "public_url {origin:?} must start with wss:// when the node serves TLS"
             )));
         }
         northstar_protocol::address::check_authority(&self.authority())
@@ -555,6 +677,7 @@ const OTHER_VARIABLES: &[&str] = &[
     "NORTHSTAR_KEY",
     "NORTHSTAR_NODE",
     "NORTHSTAR_CLI_CONFIG",
+    "NORTHSTAR_CA_FILE",
     "NORTHSTAR_TEST_",
     "NORTHSTAR_PG_",
     "NORTHSTAR_IMAGE",
@@ -744,6 +867,59 @@ mod tests {
         assert_eq!(config.limits, defaults.limits);
         assert_eq!(config.registration, defaults.registration);
         assert_eq!(config.listen, defaults.listen);
+        assert_eq!(config.acme_directory, defaults.acme_directory);
+        assert_eq!(config.tls_source().unwrap(), TlsSource::Off);
+    }
+
+    #[test]
+    fn tls_keys_pick_the_certificate_source_and_the_default_origin() {
+        let load = |pairs: &[(&str, &str)]| Config::load(None, env(pairs), &Overrides::default());
+        let files = load(&[
+            ("NORTHSTAR_TLS_CERT", "/etc/n/cert.pem"),
+            ("NORTHSTAR_TLS_KEY", "/etc/n/key.pem"),
+            ("NORTHSTAR_LISTEN", "0.0.0.0:7700"),
+        ])
+        .unwrap();
+        assert_eq!(
+            files.tls_source().unwrap(),
+            TlsSource::Files {
+                cert: "/etc/n/cert.pem".into(),
+                key: "/etc/n/key.pem".into()
+            }
+        );
+        assert_eq!(files.origin(), "wss://0.0.0.0:7700");
+        let acme = load(&[
+            ("NORTHSTAR_ACME_DOMAIN", "node.example"),
+            ("NORTHSTAR_ACME_EMAIL", "ops@node.example"),
+            ("NORTHSTAR_LISTEN", "0.0.0.0:443"),
+        ])
+        .unwrap();
+        assert_eq!(acme.origin(), "wss://node.example");
+        assert!(matches!(
+            acme.tls_source().unwrap(),
+            TlsSource::Acme { ref directory, .. } if directory == LETS_ENCRYPT_DIRECTORY
+        ));
+        // Half a pair, two sources at once, or a ws:// origin for a TLS node: refused.
+        for bad in [
+            &[("NORTHSTAR_TLS_CERT", "/c.pem")][..],
+            &[
+                ("NORTHSTAR_TLS_CERT", "/c.pem"),
+                ("NORTHSTAR_TLS_KEY", "/k.pem"),
+                ("NORTHSTAR_ACME_DOMAIN", "node.example"),
+            ],
+            &[
+                ("NORTHSTAR_TLS_CERT", "/c.pem"),
+                ("NORTHSTAR_TLS_KEY", "/k.pem"),
+                ("NORTHSTAR_PUBLIC_URL", "ws://node.example"),
+            ],
+            &[("NORTHSTAR_ACME_EMAIL", "ops@node.example")],
+            &[
+                ("NORTHSTAR_ACME_DOMAIN", "node.example"),
+                ("NORTHSTAR_ACME_DIRECTORY", "http://ca.example/dir"),
+            ],
+        ] {
+            assert!(load(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! challenge of its own (`fed.prove`): so each side knows the other's node DID. One connection
 //! per peer is kept and shared; after a failure the peer is not dialled again before its backoff
 //! has passed (100 ms doubling to 10 s).
+//!
+//! Over `wss://` the peer's certificate must verify (WebPKI, the system's roots plus `tls_ca`:
+//! [`crate::tls::client_config`]); a peer whose certificate does not is refused before any
+//! call, counted as the dial outcome `certificate` and logged with the reason.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,6 +46,14 @@ pub enum LinkError {
     /// Dialling or a call failed.
     #[error("{authority}: {reason}")]
     Transport {
+        /// The peer.
+        authority: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The peer's TLS certificate did not verify.
+    #[error("{authority}: its TLS certificate does not verify: {reason}")]
+    Certificate {
         /// The peer.
         authority: String,
         /// What failed.
@@ -115,6 +127,8 @@ pub struct Links {
     scheme: &'static str,
     peers: Mutex<HashMap<String, Arc<Peer>>>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// How `wss://` peers are verified; `None`: jsonrpsee's default (the system's roots).
+    tls: Option<rustls::ClientConfig>,
 }
 
 impl Links {
@@ -127,7 +141,14 @@ impl Links {
             scheme,
             peers: Mutex::new(HashMap::new()),
             metrics: None,
+            tls: None,
         }
+    }
+
+    /// Verify `wss://` peers as `tls` says ([`crate::tls::client_config`]).
+    pub fn with_tls(mut self, tls: rustls::ClientConfig) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Count links made and failed dials in `metrics`.
@@ -183,6 +204,7 @@ impl Links {
             Err(e) => {
                 self.count_dial(match e {
                     LinkError::Handshake { .. } => "handshake",
+                    LinkError::Certificate { .. } => "certificate",
                     LinkError::Refused { .. } => "refused",
                     LinkError::Transport { .. } | LinkError::BackingOff { .. } => "transport",
                 });
@@ -192,6 +214,10 @@ impl Links {
                 backoff.failures = backoff.failures.saturating_add(1);
                 backoff.until = Some(Instant::now() + wait);
                 *slot = None;
+                if let LinkError::Certificate { reason, .. } = &e {
+                    // Not the peer's passing trouble: someone must fix a certificate or tls_ca.
+                    tracing::warn!(peer = %authority, reason = %reason, "refused a peer: its TLS certificate does not verify");
+                }
                 tracing::debug!(peer = %authority, error = %crate::report::Causes(&e), ?wait, "link failed");
                 Err(e)
             }
@@ -219,14 +245,24 @@ impl Links {
             authority: authority.to_owned(),
             reason,
         };
-        let client = WsClientBuilder::default()
+        let mut builder = WsClientBuilder::default()
             .max_request_size(MAX_MESSAGE)
             .max_response_size(MAX_MESSAGE)
             .request_timeout(CALL_TIMEOUT)
-            .connection_timeout(CALL_TIMEOUT)
-            .build(&url)
-            .await
-            .map_err(|e| transport(e.to_string()))?;
+            .connection_timeout(CALL_TIMEOUT);
+        if let Some(tls) = &self.tls {
+            builder = builder.with_custom_cert_store(tls.clone());
+        }
+        let client = builder.build(&url).await.map_err(|e| {
+            if crate::tls::is_certificate_error(&e) {
+                LinkError::Certificate {
+                    authority: authority.to_owned(),
+                    reason: crate::report::Causes(&e).to_string(),
+                }
+            } else {
+                transport(e.to_string())
+            }
+        })?;
         let info = NodeApiClient::info(&client)
             .await
             .map_err(|e| LinkError::from_call(authority, e))?;

@@ -7,6 +7,8 @@
 //! - [`store`]: the storage interface over SQLite or PostgreSQL, and its invariants.
 //! - [`config`]: the layered configuration (defaults, TOML, `NORTHSTAR_*`, flags).
 //! - [`datadir`]: the data directory, private and held by one node process at a time.
+//! - [`tls`]: the certificate the listener serves (swapped at run time) and whom dials trust.
+//! - [`acme`]: obtaining and renewing the listener's certificate by ACME.
 //! - [`migrate`]: moving a stopped node from SQLite to PostgreSQL (`admin migrate-storage`).
 //! - [`hub`]: live fan-out of committed events to subscribers.
 //! - [`spaces`]: the spaces' rules, the writer's decisions without I/O, the single writer
@@ -19,13 +21,14 @@
 //! - [`admission`]: how many connections the node holds, per address and in all.
 //! - [`rpc`]: the JSON-RPC methods and the one mapping from errors to error objects.
 //! - [`connection`]: one WebSocket session: reading, running calls, batched writes.
-//! - [`server`]: the listener, connection limits and the WebSocket upgrade.
+//! - [`server`]: the listener (plain or TLS), connection limits and the WebSocket upgrade.
 //! - [`status`]: the plain HTTP pages on the same port: health checks, the status page and
 //!   `/.well-known/northstar`.
 //!
 //! [`run`] wires them together; the `northstar` binary adds arguments, logging and signals.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod acme;
 pub mod admission;
 pub mod auth;
 pub mod clock;
@@ -47,6 +50,7 @@ pub mod spaces;
 pub mod status;
 pub mod store;
 pub mod streams;
+pub mod tls;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -56,7 +60,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, TlsSource};
 use crate::datadir::{DataDir, DataDirError};
 use crate::store::{Store, StoreError};
 
@@ -87,6 +91,12 @@ pub enum NodeError {
     /// The RPC methods could not be registered (a bug).
     #[error("cannot register RPC methods: {0}")]
     Methods(String),
+    /// A TLS certificate, key or CA file is unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// ACME could not be set up.
+    #[error(transparent)]
+    Acme(#[from] acme::AcmeError),
     /// The metrics address could not be listened on.
     #[error("cannot serve metrics on metrics_listen = {listen}")]
     Metrics {
@@ -131,12 +141,16 @@ pub async fn run(
     let mut metrics = metrics::Metrics::default();
     metrics.register_collector(delivery.clone());
     let metrics = Arc::new(metrics);
+    let dial_tls = tls::client_config(config.tls_ca())?;
     let links = Arc::new(
-        federation::Links::new(key.clone(), config.origin()).with_metrics(metrics.clone()),
+        federation::Links::new(key.clone(), config.origin())
+            .with_metrics(metrics.clone())
+            .with_tls(dial_tls.clone()),
     );
     // Gossip and background work stop before the writer, so nothing waits on a closed writer.
     let tasks = TaskTracker::new();
     let gossip_stop = CancellationToken::new();
+    let tls = start_tls(&config, dial_tls, &tasks, gossip_stop.clone())?;
     if let Some(listen) = config.metrics_address()? {
         let metrics_listener = TcpListener::bind(listen)
             .await
@@ -217,7 +231,7 @@ pub async fn run(
         limits: config.limits.clone(),
         trusted_proxies: config.trusted_networks()?,
     };
-    server::serve(listener, shared, shutdown).await;
+    server::serve(listener, shared, tls, shutdown).await;
     gossip_stop.cancel();
     tasks.close();
     if tokio::time::timeout(std::time::Duration::from_secs(5), tasks.wait())
@@ -236,4 +250,38 @@ pub async fn run(
     }
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// The listener's TLS, if the configuration asks for it: certificate files, read again on
+/// SIGHUP, or ACME, whose directory is verified with `dial_tls`.
+fn start_tls(
+    config: &Config,
+    dial_tls: rustls::ClientConfig,
+    tasks: &TaskTracker,
+    stop: CancellationToken,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, NodeError> {
+    match config.tls_source()? {
+        TlsSource::Off => Ok(None),
+        TlsSource::Files { cert, key } => {
+            let resolver = Arc::new(tls::Resolver::from_files(&cert, &key)?);
+            tracing::info!(cert = %cert.display(), "serving TLS; SIGHUP reloads the certificate");
+            tls::reload_on_sighup(resolver.clone(), tasks, stop);
+            Ok(Some(tls::acceptor(resolver, false)?))
+        }
+        TlsSource::Acme {
+            domain,
+            email,
+            directory,
+        } => {
+            let resolver = Arc::new(tls::Resolver::default());
+            let settings = acme::Settings {
+                domain,
+                email,
+                directory,
+                dir: config.data_dir.join("acme"),
+            };
+            acme::spawn(settings, resolver.clone(), dial_tls, tasks, stop)?;
+            Ok(Some(tls::acceptor(resolver, true)?))
+        }
+    }
 }

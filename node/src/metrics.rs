@@ -169,7 +169,7 @@ impl Default for Metrics {
         let dials = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "federation_dials",
-            "links to other nodes dialled, by outcome: ok, transport (unreachable), handshake (the peer did not prove itself) or refused",
+            "links to other nodes dialled, by outcome: ok, transport (unreachable), certificate (its TLS certificate did not verify), handshake (the peer did not prove itself) or refused",
             dials.clone(),
         );
         Self {

@@ -15,6 +15,11 @@
 //! and the memory they took is small enough to be given back. A TCP connection that has not become an authenticated
 //! session by the auth deadline is dropped, whether it upgraded or not.
 //!
+//! With TLS ([`crate::tls`]) the TLS handshake comes first, under the same handshake
+//! deadline, and everything above runs inside it: `https://` pages and `wss://` sessions on the
+//! one port. A handshake that offers ACME's `acme-tls/1` is the CA checking a challenge: it is
+//! answered with the challenge certificate and closed.
+//!
 //! Each accepted socket keeps little unsent data in the kernel ([`NOTSENT_LOWAT`]), so the
 //! writes to a peer that stops reading stall soon and the connection's stall rule applies.
 
@@ -31,6 +36,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -41,6 +47,7 @@ use tracing::Instrument;
 use crate::admission::{Slot, Slots};
 use crate::auth::{Budgets, Session};
 use crate::connection::{Connection, Shared, Watched};
+use crate::tls::ACME_TLS_ALPN;
 
 /// How long shutdown waits for connections to finish before killing them. Subscriptions keep
 /// a connection busy for as long as it lives, so this is short.
@@ -63,8 +70,14 @@ const HEAD_LIMIT: usize = 8 * 1024;
 /// The first read's buffer while a head is read; it doubles as the head grows.
 const HEAD_FIRST_READ: usize = 512;
 
-/// Serve `shared`'s methods on `listener` until `shutdown`, then close every connection.
-pub async fn serve(listener: TcpListener, shared: Shared, shutdown: CancellationToken) {
+/// Serve `shared`'s methods on `listener` until `shutdown`, then close every connection; with
+/// `tls`, inside TLS.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Shared,
+    tls: Option<TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
     let limits = shared.limits.clone();
     let shared = Arc::new(shared);
     let tracker = TaskTracker::new();
@@ -109,6 +122,7 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: Cancellation
             tracker: tracker.clone(),
             kill: kill_all.child_token(),
             shutdown: shutdown.clone(),
+            tls: tls.clone(),
         };
         let span = tracing::debug_span!("conn", id = accept.id, peer = %peer);
         tracker.spawn(accept.serve_http(socket, waiting).instrument(span));
@@ -157,6 +171,7 @@ struct Accept {
     tracker: TaskTracker,
     kill: CancellationToken,
     shutdown: CancellationToken,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Accept {
@@ -166,12 +181,32 @@ impl Accept {
         let deadline = self.handshake_deadline.min(self.deadline);
         let (kill, shutdown) = (self.kill.clone(), self.shutdown.clone());
         let http = async move {
-            // The head first, in a buffer of its own size: hyper allocates its buffers (and its
-            // connection future, boxed below, its state) only for a connection that sent one.
-            let Ok(Some(head)) = read_head(&socket).await else {
-                return;
+            let (head, transport) = match &self.tls {
+                // The head first, in a buffer of its own size: hyper allocates its buffers (and
+                // its connection future, boxed below, its state) only for a connection that
+                // sent one.
+                None => match read_head(&socket).await {
+                    Ok(Some(head)) => (head, Transport::Plain(socket)),
+                    _ => return,
+                },
+                // rustls holds buffers of its own from the first byte on (so hyper reads the
+                // head), but not before: a connection that sends nothing costs no more than in
+                // plain text.
+                Some(_) if socket.readable().await.is_err() => return,
+                Some(acceptor) => match acceptor.accept(socket).await {
+                    Ok(tls) if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {
+                        tracing::debug!("answered an ACME TLS-ALPN-01 validation");
+                        return;
+                    }
+                    Ok(tls) => (Vec::new(), Transport::Tls(Box::new(tls))),
+                    Err(e) => {
+                        // A client that does not trust the certificate, or a port scan.
+                        tracing::debug!(error = %crate::report::Causes(&e), "TLS handshake failed");
+                        return;
+                    }
+                },
             };
-            let io = TokioIo::new(Prefixed::new(head, Watched::new(socket)));
+            let io = TokioIo::new(Prefixed::new(head, Watched::new(transport)));
             let service = hyper::service::service_fn(move |req| {
                 let accept = self.clone();
                 async move { Ok::<_, std::convert::Infallible>(accept.respond(req).await) }
@@ -262,7 +297,7 @@ impl Accept {
         client: SocketAddr,
     ) {
         // The socket is ours again, with whatever the client sent after its request.
-        let parts = match upgraded.downcast::<TokioIo<Prefixed<Watched<TcpStream>>>>() {
+        let parts = match upgraded.downcast::<TokioIo<Prefixed<Watched<Transport>>>>() {
             Ok(parts) => parts,
             Err(_) => {
                 tracing::error!("an upgraded connection is not the socket it was accepted as");
@@ -363,6 +398,53 @@ async fn read_head(socket: &TcpStream) -> std::io::Result<Option<Vec<u8>>> {
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => head.truncate(filled),
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// An accepted connection, in TLS or not.
+#[derive(Debug)]
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -39,6 +39,7 @@ use crate::auth::{AuthError, check_challenge, origin_of};
 use crate::error::SdkError;
 use crate::stream::{Publisher, Watch};
 use crate::subscription::{EventStream, EventWithBeamStream, RawSubscription};
+use crate::tls::Trust;
 use crate::verify::{EventWithBeam, LogCursor, check_beam, check_listed_beam};
 
 /// How long opening the WebSocket may take.
@@ -64,6 +65,7 @@ struct Inner {
     rpc: WsClient,
     url: String,
     key: Option<Keypair>,
+    trust: Trust,
     info: NodeInfo,
     sequencers: Mutex<HashMap<SpaceId, Did>>,
 }
@@ -85,21 +87,37 @@ impl Client {
     /// signed by the node `node.info` named, name the origin of `url` and not have expired, or
     /// the client refuses to answer it ([`SdkError::Auth`]).
     pub async fn connect(url: &str, key: Keypair) -> Result<Client, SdkError> {
-        Self::dial(url, Some(key)).await
+        Self::dial(url, Some(key), Trust::default()).await
     }
 
     /// Connect to the node at `url` without authenticating: only public methods work.
     pub async fn connect_anonymous(url: &str) -> Result<Client, SdkError> {
-        Self::dial(url, None).await
+        Self::dial(url, None, Trust::default()).await
+    }
+
+    /// [`Client::connect`] (with a key) or [`Client::connect_anonymous`] (without), accepting
+    /// on `wss://` the certificates `trust` accepts: e.g. those of a private CA besides the
+    /// system's roots. Stream connections of this client trust the same.
+    pub async fn connect_with(
+        url: &str,
+        key: Option<Keypair>,
+        trust: Trust,
+    ) -> Result<Client, SdkError> {
+        Self::dial(url, key, trust).await
     }
 
     /// A new connection to the same node, as the same key.
     pub async fn reconnect(&self) -> Result<Client, SdkError> {
-        Self::dial(&self.inner.url, self.inner.key.clone()).await
+        Self::dial(
+            &self.inner.url,
+            self.inner.key.clone(),
+            self.inner.trust.clone(),
+        )
+        .await
     }
 
     #[instrument(skip_all, fields(url))]
-    async fn dial(url: &str, key: Option<Keypair>) -> Result<Client, SdkError> {
+    async fn dial(url: &str, key: Option<Keypair>, trust: Trust) -> Result<Client, SdkError> {
         origin_of(url)?;
         // The origin a challenge must name is the one of the URL dialled, so redirects are not
         // followed: jsonrpsee counts the first attempt as one "redirection", so 1 means none.
@@ -107,6 +125,7 @@ impl Client {
             .connection_timeout(CONNECT_TIMEOUT)
             .request_timeout(REQUEST_TIMEOUT)
             .max_redirections(1)
+            .with_custom_cert_store(trust.client_config()?.as_ref().clone())
             .build(url)
             .await
             .map_err(|source| SdkError::Connect {
@@ -120,6 +139,7 @@ impl Client {
                 rpc,
                 url: url.to_owned(),
                 key,
+                trust,
                 info,
                 sequencers: Mutex::new(HashMap::new()),
             }),
@@ -471,7 +491,7 @@ impl Client {
     /// stream's frames, on a connection of its own to this client's node, as this client's key.
     pub async fn publisher(&self, space: &impl AsSpaceId) -> Result<Publisher, SdkError> {
         let key = self.key(STREAM_PUBLISH)?;
-        Publisher::open(&self.inner.url, key.clone(), space).await
+        Publisher::open_trusting(&self.inner.url, key.clone(), space, &self.inner.trust).await
     }
 
     /// `stream.watch` (public): a [`Watch`] of the stream's frames after `since` (else from the
@@ -482,14 +502,23 @@ impl Client {
         space: &impl AsSpaceId,
         since: Option<u64>,
     ) -> Result<Watch, SdkError> {
-        Watch::open(&self.inner.url, self.inner.key.as_ref(), space, since).await
+        Watch::open_trusting(
+            &self.inner.url,
+            self.inner.key.as_ref(),
+            space,
+            since,
+            &self.inner.trust,
+        )
+        .await
     }
 
     /// `stream.watch` (public) again, after `watch` (of this node, or another) ended: a
     /// [`Watch`] on a new connection to this client's node that goes on where `watch` stopped
     /// (see [`Watch::resume`]), authenticated as this client's key if it has one.
     pub async fn resume_watch(&self, watch: &Watch) -> Result<Watch, SdkError> {
-        watch.resume(&self.inner.url, self.inner.key.as_ref()).await
+        watch
+            .resume_trusting(&self.inner.url, self.inner.key.as_ref(), &self.inner.trust)
+            .await
     }
 
     /// `stream.info` (public): the stream as this node sees it: whether it is live, its newest

@@ -17,6 +17,7 @@ use northstar_protocol::wire::RuleError;
 use crate::auth::{AuthError, BadUrl};
 use crate::keystore::KeystoreError;
 use crate::stream::StreamError;
+use crate::tls::TrustError;
 use crate::verify::VerifyError;
 
 /// The code of a JSON-RPC error object a node sent.
@@ -101,6 +102,9 @@ pub enum SdkError {
         /// This SDK's version.
         ours: u32,
     },
+    /// Extra CA certificates could not be used.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     /// The node refused a call with a JSON-RPC error.
     #[error("{method}: the node refused with {code}: {message}")]
     Node {

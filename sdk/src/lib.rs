@@ -57,6 +57,7 @@ pub mod error;
 pub mod keystore;
 pub mod stream;
 pub mod subscription;
+pub mod tls;
 pub mod verify;
 
 pub use address::{AsBeamPath, AsSpaceId, parse_beam, parse_space};
@@ -66,4 +67,5 @@ pub use northstar_protocol as protocol;
 pub use northstar_protocol::{Did, Keypair};
 pub use stream::{Publisher, StreamError, Watch, WatchedFrame};
 pub use subscription::{EventStream, EventWithBeamStream};
+pub use tls::{Trust, TrustError};
 pub use verify::EventWithBeam;

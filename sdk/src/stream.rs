@@ -5,8 +5,8 @@
 //! connection can neither send nor receive, so a [`Publisher`] and a [`Watch`] each open a
 //! WebSocket of their own to the node and speak JSON-RPC on it as text. They open with the
 //! `Client`'s own handshake: `node.info` must name this SDK's protocol version, and a key
-//! authenticates under the same challenge checks (`spec/` §5.2). These connections dial `ws://`
-//! only: the SDK carries no TLS stack for them.
+//! authenticates under the same challenge checks (`spec/` §5.2). Over `wss://` they trust what
+//! the `Client` trusts ([`Trust`](crate::Trust)).
 //!
 //! # Layout
 //! - [`publish`]: [`Publisher`]: `stream.publish`, then one signed frame per call, paced under
@@ -38,15 +38,6 @@ pub use watch::{Watch, WatchedFrame, watch};
 /// What went wrong on a stream connection, or with a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    /// The URL is `wss://`, and stream connections are built without TLS.
-    #[error(
-        "cannot open a stream connection to {url}: streams dial ws:// only (this SDK has no TLS \
-         for them)"
-    )]
-    NoTls {
-        /// The URL.
-        url: String,
-    },
     /// The WebSocket could not be opened.
     #[error("cannot open a stream connection to {url}")]
     Connect {

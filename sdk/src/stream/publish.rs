@@ -25,6 +25,7 @@ use super::socket::{Incoming, Socket};
 use crate::address::AsSpaceId;
 use crate::client::now_ms;
 use crate::error::{NodeCode, SdkError};
+use crate::tls::Trust;
 
 /// A stream's owner publishing frames on one connection to the stream's sequencer.
 ///
@@ -63,11 +64,21 @@ impl Publisher {
     /// Open a connection to the stream's sequencer at `url`, authenticate as `owner`, and call
     /// `stream.publish` (user, owner; at the sequencer, else `not_sequencer`).
     pub async fn open(url: &str, owner: Keypair, space: &impl AsSpaceId) -> Result<Self, SdkError> {
+        Self::open_trusting(url, owner, space, &Trust::default()).await
+    }
+
+    /// [`Publisher::open`], accepting on `wss://` the certificates `trust` accepts.
+    pub async fn open_trusting(
+        url: &str,
+        owner: Keypair,
+        space: &impl AsSpaceId,
+        trust: &Trust,
+    ) -> Result<Self, SdkError> {
         let space = space.space_id().clone();
         // The protocol's own checks of who may sign which space's frames (a stream, owned by
         // this key), before anything is dialled: signing an empty frame runs them all.
         Frame::sign(&owner, space.clone(), 0, 0, false, Vec::new()).map_err(StreamError::Frame)?;
-        let mut socket = Socket::open(url).await?;
+        let mut socket = Socket::open(url, trust).await?;
         socket.drop_frames();
         socket.handshake(Some(&owner)).await?;
         let publishing: StreamPublishing =

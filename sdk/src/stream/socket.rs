@@ -24,13 +24,14 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tracing::{debug, warn};
 
 use super::StreamError;
 use crate::auth::origin_of;
 use crate::client::{Handshake, handshake};
 use crate::error::SdkError;
+use crate::tls::Trust;
 
 /// How long opening the WebSocket may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -175,19 +176,19 @@ enum Parsed {
 }
 
 impl Socket {
-    /// Open a WebSocket to `url` (`ws://` only).
-    pub(crate) async fn open(url: &str) -> Result<Self, SdkError> {
+    /// Open a WebSocket to `url`; over `wss://`, accepting the certificates `trust` accepts.
+    pub(crate) async fn open(url: &str, trust: &Trust) -> Result<Self, SdkError> {
         origin_of(url)?;
-        if url.starts_with("wss://") {
-            return Err(StreamError::NoTls {
-                url: url.to_owned(),
-            }
-            .into());
-        }
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE))
             .max_frame_size(Some(MAX_MESSAGE));
-        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        let connector = if url.starts_with("wss://") {
+            Some(Connector::Rustls(trust.client_config()?))
+        } else {
+            None
+        };
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, connector);
         let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| StreamError::Connect {

@@ -25,6 +25,7 @@ use super::StreamError;
 use super::socket::{Incoming, Socket};
 use crate::address::AsSpaceId;
 use crate::error::{NodeCode, SdkError};
+use crate::tls::Trust;
 
 /// Messages a watch reads in one poll without finding a frame to deliver before it lets other
 /// tasks run (a relay resending many old frames cannot hog a runtime thread).
@@ -78,8 +79,19 @@ impl Watch {
         space: &impl AsSpaceId,
         since: Option<u64>,
     ) -> Result<Self, SdkError> {
+        Self::open_trusting(url, key, space, since, &Trust::default()).await
+    }
+
+    /// [`Watch::open`], accepting on `wss://` the certificates `trust` accepts.
+    pub async fn open_trusting(
+        url: &str,
+        key: Option<&Keypair>,
+        space: &impl AsSpaceId,
+        since: Option<u64>,
+        trust: &Trust,
+    ) -> Result<Self, SdkError> {
         let space = space.space_id().clone();
-        Self::open_with(url, key, Tracker::new(space, since)).await
+        Self::open_with(url, key, Tracker::new(space, since), trust).await
     }
 
     /// Watch the same stream again after this watch ended, on a new connection to `url`
@@ -90,15 +102,26 @@ impl Watch {
     /// run (numbered from 1 again, stamped later: `spec/protocol.md` §10.4) is delivered, not
     /// dropped as old.
     pub async fn resume(&self, url: &str, key: Option<&Keypair>) -> Result<Self, SdkError> {
-        Self::open_with(url, key, self.tracker.clone()).await
+        self.resume_trusting(url, key, &Trust::default()).await
+    }
+
+    /// [`Watch::resume`], accepting on `wss://` the certificates `trust` accepts.
+    pub async fn resume_trusting(
+        &self,
+        url: &str,
+        key: Option<&Keypair>,
+        trust: &Trust,
+    ) -> Result<Self, SdkError> {
+        Self::open_with(url, key, self.tracker.clone(), trust).await
     }
 
     async fn open_with(
         url: &str,
         key: Option<&Keypair>,
         tracker: Tracker,
+        trust: &Trust,
     ) -> Result<Self, SdkError> {
-        let mut socket = Socket::open(url).await?;
+        let mut socket = Socket::open(url, trust).await?;
         socket.handshake(key).await?;
         let (space, since) = (&tracker.space, tracker.last);
         let params = match since {

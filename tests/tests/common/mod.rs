@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod streams;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -99,6 +100,8 @@ impl TestNode {
         let addr = listener.local_addr().unwrap();
         config.listen = addr;
         let url = config.origin();
+        // A TLS node's tests trust their CA through `tls_ca`; its readiness is checked with it.
+        let tls_ca = (!config.tls_cert.is_empty()).then(|| std::fs::read(&config.tls_ca).unwrap());
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
@@ -106,7 +109,10 @@ impl TestNode {
         });
         // The listener is bound already, so this connects at once and is answered as soon as
         // the node has opened its store and key: when it returns, the node is ready.
-        health(addr).await;
+        match tls_ca {
+            None => drop(health(addr).await),
+            Some(ca) => assert_eq!(tls::https_get(addr, "/health", &ca).await.0, 200),
+        }
         Self {
             addr,
             url,
