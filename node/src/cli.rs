@@ -13,6 +13,7 @@
 
 mod admin;
 mod beam;
+mod export;
 mod space;
 mod stream;
 

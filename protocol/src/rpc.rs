@@ -15,8 +15,8 @@ use jsonrpsee::proc_macros::rpc;
 
 use crate::address::SpaceId;
 use crate::api::{
-    Ack, Authenticated, BeamDeleted, BeamPosted, EventPage, MemberInfo, NodeInfo, SpaceInfo,
-    StreamInfo,
+    Ack, Authenticated, BeamDeleted, BeamPosted, EventItem, EventPage, MemberInfo, NodeInfo,
+    SpaceImported, SpaceInfo, StreamInfo,
 };
 use crate::did::Did;
 use crate::wire::{
@@ -134,6 +134,13 @@ pub trait SpaceApi {
         limit: u32,
         beams: Option<bool>,
     ) -> RpcResult<EventPage>;
+
+    /// `space.import` (user; for a dm, a member by the log itself): one page of a space's log,
+    /// read from an export file (`spec/protocol.md` §11.2). The node verifies every event, the
+    /// chain from what it holds and every beam, and stores the page as a replica only if all
+    /// of it passes; a refusal names the first bad entry.
+    #[method(name = "import", with_extensions)]
+    async fn import(&self, space: SpaceId, items: Vec<EventItem>) -> RpcResult<SpaceImported>;
 }
 
 /// `space.subscribe` and `space.unsubscribe`: live event streams.

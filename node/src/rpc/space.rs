@@ -4,7 +4,9 @@ use jsonrpsee::Extensions;
 use jsonrpsee::core::{RpcResult, async_trait};
 use northstar_protocol::Did;
 use northstar_protocol::address::{SpaceId, SpaceType};
-use northstar_protocol::api::{Ack, BeamPosted, ErrorCode, EventPage, MemberInfo, SpaceInfo};
+use northstar_protocol::api::{
+    Ack, BeamPosted, ErrorCode, EventItem, EventPage, MemberInfo, SpaceImported, SpaceInfo,
+};
 use northstar_protocol::rpc::SpaceApiServer;
 use northstar_protocol::sign::{self, Signed};
 use northstar_protocol::wire::{
@@ -232,6 +234,15 @@ impl SpaceApiServer for Handler {
             head_seq: row.head_seq,
             beams: None,
         })
+    }
+
+    async fn import(
+        &self,
+        ext: &Extensions,
+        space: SpaceId,
+        items: Vec<EventItem>,
+    ) -> RpcResult<SpaceImported> {
+        Ok(self.0.import(ext, space, items).await?)
     }
 }
 
