@@ -356,3 +356,82 @@ pub fn is_import_refusal(err: &SdkError) -> bool {
         }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VECTOR: &str = include_str!("../../spec/vectors/export.jsonl");
+
+    /// Check every line of `text`; the first error.
+    fn check(text: &str) -> Result<FileCheck, FileError> {
+        let mut lines = text.lines();
+        let mut check = FileCheck::new(lines.next().unwrap_or_default())?;
+        for line in lines {
+            check.accept(line)?;
+        }
+        check.finish()?;
+        Ok(check)
+    }
+
+    #[test]
+    fn the_specs_export_vector_passes_every_check() {
+        let check = check(VECTOR).unwrap();
+        assert_eq!(check.header().events, 4);
+        let lines: Vec<&str> = VECTOR.lines().collect();
+        let mut again = FileCheck::new(lines[0]).unwrap();
+        let (item, event) = again.accept(lines[1]).unwrap();
+        assert_eq!(event.seq, 1);
+        // An entry is kept exactly as written: the event's bytes are the file's.
+        assert!(lines[1].contains(item.event.get()));
+    }
+
+    #[test]
+    fn a_changed_byte_names_the_line_and_the_event() {
+        // Event 3's ref, one digit of its time changed: its author's signature fails.
+        let tampered = VECTOR.replacen("1767225602000", "1767225602001", 1);
+        let err = check(&tampered).unwrap_err();
+        assert_eq!((err.line, err.seq), (4, Some(3)), "{err}");
+        assert!(matches!(
+            err.fault,
+            FileFault::Verify(VerifyError::BadEvent { seq: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn a_missing_or_extra_event_and_a_foreign_header_are_refused() {
+        let lines: Vec<&str> = VECTOR.lines().collect();
+        let dropped = [lines[0], lines[1], lines[3], lines[4]].join("\n");
+        let err = check(&dropped).unwrap_err();
+        assert_eq!((err.line, err.seq), (3, Some(3)), "{err}");
+        let short = lines[..4].join("\n");
+        let err = check(&short).unwrap_err();
+        assert!(
+            matches!(
+                err.fault,
+                FileFault::Short {
+                    last: 3,
+                    expected: 4
+                }
+            ),
+            "{err}"
+        );
+        let long = [&lines[..], &[lines[4]]].concat().join("\n");
+        assert!(matches!(
+            check(&long).unwrap_err().fault,
+            FileFault::Long { .. }
+        ));
+        let other = VECTOR.replacen("\"version\":1", "\"version\":2", 1);
+        let err = check(&other).unwrap_err();
+        assert_eq!(err.line, 1);
+        // A header naming another sequencer than the genesis does.
+        let stranger = northstar_protocol::Keypair::from_seed(&[9; 32]);
+        let named = VECTOR.replacen(
+            "did:key:z6MkvRXNYcE7MMduynWTgeKbDaT1iijDSC8pZqXZc8rHPrf2",
+            stranger.did().as_str(),
+            1,
+        );
+        let err = check(&named).unwrap_err();
+        assert_eq!((err.line, err.seq), (2, Some(1)), "{err}");
+    }
+}
