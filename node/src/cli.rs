@@ -488,6 +488,9 @@ mod tests {
                 "10",
             ],
             &["space", "tail", "channel/z6Mk/x", "--since", "3"],
+            &["space", "export", "channel/z6Mk/x", "x.jsonl", "--beams"],
+            &["space", "export", "northstar://h/dm/z6Mk/x", "x.jsonl"],
+            &["space", "import", "x.jsonl", "--json"],
             &[
                 "beam",
                 "post",
