@@ -169,7 +169,7 @@ pub trait SpaceEventsApi {
     ///
     /// This declares the plain form. A third parameter, `beams` (optional boolean), asks for
     /// the beams inline: each notification's `result` is then an
-    /// [`EventItem`](crate::api::EventItem) rather than an [`Event`]. One declaration cannot
+    /// [`EventItem`] rather than an [`Event`]. One declaration cannot
     /// give one method two item types, so a client opens that form by its wire names
     /// ([`crate::method::SPACE_SUBSCRIBE`]), as the SDK does.
     #[subscription(name = "subscribe" => "event", unsubscribe = "unsubscribe", item = Event, with_extensions)]

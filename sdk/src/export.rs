@@ -1,7 +1,7 @@
 //! Space export files (`spec/protocol.md` §11): a space's whole log, read from a node and
 //! verified as it is read, and the check of such a file before anything of it is imported.
 //!
-//! Both directions verify through [`LogCursor`], the checks every event a node serves goes
+//! Both directions verify through the SDK's log cursor, the checks every event a node serves goes
 //! through: each event under the sequencer its space's genesis names, each linked to the one
 //! before it from the genesis on, each beam against the ref it came with. A file is a header
 //! line ([`ExportHeader`]) and then one [`EventItem`] per line, in log order; the events are

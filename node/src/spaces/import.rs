@@ -221,3 +221,184 @@ fn check_beam(
     }
     Ok((path, beam))
 }
+
+#[cfg(test)]
+mod tests {
+    use northstar_protocol::Keypair;
+    use northstar_protocol::wire::{BeamRef, SpaceGenesis};
+
+    use super::*;
+
+    struct Log {
+        node: Keypair,
+        owner: Keypair,
+        space: SpaceId,
+        events: Vec<Event>,
+    }
+
+    impl Log {
+        fn new(space_type: SpaceType, len: u64) -> Self {
+            let node = Keypair::from_seed(&[1; 32]);
+            let owner = Keypair::from_seed(&[2; 32]);
+            let space = SpaceId::new(space_type, owner.did(), "log").unwrap();
+            let genesis = SpaceGenesis::create(
+                &owner,
+                space.clone(),
+                "Log",
+                node.did().clone(),
+                "127.0.0.1:1",
+                10,
+                1,
+            )
+            .unwrap();
+            let mut log = Self {
+                node,
+                owner,
+                space,
+                events: Vec::new(),
+            };
+            log.push(Payload::Create(genesis), 1);
+            for salt in 2..=len {
+                log.post(salt);
+            }
+            log
+        }
+
+        fn post(&mut self, salt: u64) {
+            let beam = ContentId::of(&salt.to_be_bytes());
+            let r = BeamRef::create(&self.owner, self.space.clone(), beam, "127.0.0.1:1", salt)
+                .unwrap();
+            self.push(Payload::BeamRef(r), salt);
+        }
+
+        fn push(&mut self, payload: Payload, timestamp: u64) {
+            let seq = self.events.len() as u64 + 1;
+            let prev = self.events.last().map(|e| e.id().unwrap());
+            let event = Event::sequence(
+                &self.node,
+                self.space.clone(),
+                seq,
+                prev,
+                timestamp,
+                payload,
+            )
+            .unwrap();
+            self.events.push(event);
+        }
+
+        fn items(&self, range: std::ops::Range<usize>) -> Vec<EventItem> {
+            self.events[range].iter().map(item).collect()
+        }
+
+        /// What a node holding the first `n` events knows.
+        fn held(&self, n: usize) -> Held {
+            Held {
+                sequencer: self.node.did().clone(),
+                head: n as u64,
+                head_id: self.events[n - 1].id().unwrap(),
+                ids: self.events[..n]
+                    .iter()
+                    .map(|e| (e.seq, e.id().unwrap()))
+                    .collect(),
+                member: false,
+            }
+        }
+    }
+
+    fn item(event: &Event) -> EventItem {
+        EventItem {
+            event: serde_json::value::to_raw_value(event).unwrap(),
+            beam: None,
+        }
+    }
+
+    fn stranger() -> Did {
+        Keypair::from_seed(&[7; 32]).did().clone()
+    }
+
+    #[test]
+    fn a_new_replica_starts_at_the_genesis_of_the_page() {
+        let log = Log::new(SpaceType::Channel, 4);
+        let checked = check_page(&log.space, None, &stranger(), &log.items(0..4)).unwrap();
+        assert_eq!(checked.events.len(), 4);
+        assert_eq!(&checked.sequencer, log.node.did());
+        let err = check_page(&log.space, None, &stranger(), &log.items(1..4)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ImportError::Entry {
+                    index: 0,
+                    seq: Some(2),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn held_events_pass_only_as_the_very_events_held() {
+        let mut log = Log::new(SpaceType::Channel, 5);
+        let held = log.held(3);
+        let checked = check_page(&log.space, Some(&held), &stranger(), &log.items(1..5)).unwrap();
+        let seqs: Vec<u64> = checked.events.iter().map(|i| i.event().seq).collect();
+        assert_eq!(seqs, vec![4, 5], "only what is not held");
+        // The sequencer signs another event 3.
+        log.events.truncate(2);
+        log.post(99);
+        let err = check_page(&log.space, Some(&held), &stranger(), &log.items(1..3)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ImportError::Fork {
+                    index: 1,
+                    seq: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_hole_or_a_forged_event_names_its_entry() {
+        let log = Log::new(SpaceType::Channel, 5);
+        let holed = [log.items(0..2), log.items(3..5)].concat();
+        let err = check_page(&log.space, None, &stranger(), &holed).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ImportError::Entry {
+                    index: 2,
+                    seq: Some(4),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let mut forged = log.events[2].clone();
+        forged.timestamp += 1;
+        let page = [log.items(0..2), vec![item(&forged)]].concat();
+        let err = check_page(&log.space, None, &stranger(), &page).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ImportError::Entry {
+                    index: 2,
+                    seq: Some(3),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_dm_goes_only_to_a_member_by_its_log() {
+        let log = Log::new(SpaceType::Dm, 3);
+        let err = check_page(&log.space, None, &stranger(), &log.items(0..3)).unwrap_err();
+        assert!(matches!(err, ImportError::NotMember { .. }), "{err}");
+        let owner = log.owner.did().clone();
+        assert!(check_page(&log.space, None, &owner, &log.items(0..3)).is_ok());
+    }
+}
