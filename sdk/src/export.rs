@@ -9,14 +9,14 @@
 
 use northstar_protocol::Signed;
 use northstar_protocol::address::{BeamPath, BeamUri, SpaceId};
-use northstar_protocol::api::{ErrorCode, EventItem, ExportHeader};
+use northstar_protocol::api::{EventItem, ExportHeader};
 use northstar_protocol::canonical::{self, CanonicalError};
 use northstar_protocol::wire::{Event, Payload};
 use serde_json::value::RawValue;
 
 use crate::address::AsSpaceId;
 use crate::client::{Client, now_ms};
-use crate::error::{NodeCode, SdkError};
+use crate::error::SdkError;
 use crate::verify::{Accepted, LogCursor, VerifyError};
 
 /// A space's log being read from a node for an export: [`LogExport::next_page`] until `None`.
@@ -344,17 +344,6 @@ impl Client {
         )
         .await
     }
-}
-
-/// Whether `err` is the node's refusal of an import, with the position in its message.
-pub fn is_import_refusal(err: &SdkError) -> bool {
-    matches!(
-        err,
-        SdkError::Node {
-            code: NodeCode::App(ErrorCode::InvalidLog | ErrorCode::LogFork),
-            ..
-        }
-    )
 }
 
 #[cfg(test)]

@@ -98,15 +98,18 @@ async fn busy_channel(alice: &Client, bob: &Client) -> SpaceId {
 /// Every event of `space` on `node` as the node serves it, each as JSON text.
 async fn log_of(node: &TestNode, space: &SpaceId) -> Vec<String> {
     let mut raw = Raw::connect(&node.url).await;
-    let page = raw
-        .ok(method::SPACE_EVENTS, json!([space.as_str(), 0, 1000]))
-        .await;
-    page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(Value::to_string)
-        .collect()
+    let mut events: Vec<String> = Vec::new();
+    loop {
+        let since = events.len();
+        let page = raw
+            .ok(method::SPACE_EVENTS, json!([space.as_str(), since, 1000]))
+            .await;
+        let got = page["events"].as_array().unwrap();
+        events.extend(got.iter().map(Value::to_string));
+        if got.is_empty() || page["head_seq"] == json!(events.len()) {
+            return events;
+        }
+    }
 }
 
 /// The paths of the beams a log's refs name.
@@ -142,10 +145,11 @@ async fn holds(node: &TestNode, space: &SpaceId) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exported_space_imports_byte_for_byte_into_an_unrelated_node() {
+    // C takes pages of two events at most: the command sends the file in four.
     let (a, b, c) = (
         TestNode::start().await,
         TestNode::start().await,
-        TestNode::start().await,
+        TestNode::start_with(|config| config.limits.max_page = 2).await,
     );
     let dir = tempfile::tempdir().unwrap();
     let (alice_key, _, alice) = user(&a, dir.path(), "alice").await;
@@ -274,6 +278,14 @@ async fn an_exported_space_imports_byte_for_byte_into_an_unrelated_node() {
         run.stderr
     );
     assert_eq!(log_of(&c, &space).await, original);
+    // A page over the node's max_page is refused whole.
+    let mut raw = Raw::connect(&c.url).await;
+    raw.authenticate(&Keypair::generate().unwrap()).await;
+    let entries = entries(&lines(&plain));
+    let (code, message) = raw
+        .err(method::SPACE_IMPORT, json!([space.as_str(), entries[..3]]))
+        .await;
+    assert_eq!(code, i64::from(ErrorCode::TooLarge.code()), "{message}");
     let on_c = Client::connect_anonymous(&c.url).await.unwrap();
     let first = beam_paths(&events_a)[0];
     assert!(matches!(
