@@ -275,7 +275,7 @@ pub struct LimitsInfo {
     pub challenge_ttl_secs: u32,
     /// Events a subscriber may fall behind before it is cut off with `slow_subscriber`.
     pub subscriber_queue: u32,
-    /// Most events per `space.events` page.
+    /// Most events per `space.events` page, and most entries per `space.import` page.
     pub max_page: u32,
 }
 
