@@ -5,6 +5,7 @@
 //! JSON keys (a contract): `export` prints `space`, `file`, `events`, `beams`; `import` prints
 //! `space`, `file`, `events` (new on the node), `beams` (new on the node), `head_seq`.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::ops::Range;
@@ -155,7 +156,8 @@ fn partial_path(file: &Path) -> PathBuf {
 struct Verified {
     space: northstar_sdk::protocol::address::SpaceId,
     items: Vec<EventItem>,
-    events: Vec<Event>,
+    /// For each DID the log makes a member: how many entries, from the first, do so.
+    members_by: HashMap<Did, usize>,
 }
 
 /// Read and verify every line of `file`: the first fault stops it, with its line and seq.
@@ -171,7 +173,7 @@ fn verify_file(out: &Output, file: &Path) -> anyhow::Result<Verified> {
     let mut check = FileCheck::new(&first)?;
     let total = check.header().events;
     let mut progress = Progress::new(out, "verifying", total);
-    let (mut items, mut events) = (Vec::new(), Vec::new());
+    let (mut items, mut members_by) = (Vec::new(), HashMap::new());
     for line in lines {
         let line = line?;
         if line.is_empty() {
@@ -179,15 +181,17 @@ fn verify_file(out: &Output, file: &Path) -> anyhow::Result<Verified> {
         }
         let (item, event) = check.accept(&line)?;
         items.push(item);
-        events.push(event);
-        progress.set(events.len() as u64);
+        if let Some(did) = made_member(&event) {
+            members_by.entry(did.clone()).or_insert(items.len());
+        }
+        progress.set(items.len() as u64);
     }
     check.finish()?;
     progress.finish();
     Ok(Verified {
         space: check.header().space.clone(),
         items,
-        events,
+        members_by,
     })
 }
 
@@ -205,8 +209,13 @@ pub(super) async fn import(global: &Global, out: &Output, file: &Path) -> anyhow
         .map(|i| ENTRY_BYTES + i.event.get().len() + i.beam.as_ref().map_or(0, |b| b.get().len()))
         .collect();
     // A dm's first page must make the importer a member, or the node refuses it.
+    // (All of it when the log never does: the node then gives the refusal.)
     let first_len = match (verified.space.space_type(), client.did()) {
-        (SpaceType::Dm, Some(me)) => membership_len(&verified.events, me),
+        (SpaceType::Dm, Some(me)) => verified
+            .members_by
+            .get(me)
+            .copied()
+            .unwrap_or(verified.items.len()),
         _ => 1,
     };
     let pages = pages(
@@ -259,17 +268,13 @@ pub(super) async fn import(global: &Global, out: &Output, file: &Path) -> anyhow
     )
 }
 
-/// How many events from the genesis make `me` a member of a dm: up to its owner's genesis or
-/// `me`'s first join (all of them when neither comes, so the node gives the refusal).
-fn membership_len(events: &[Event], me: &Did) -> usize {
-    events
-        .iter()
-        .position(|e| match &e.payload {
-            Payload::Create(g) => g.space.owner() == me,
-            Payload::Membership(m) => m.action == MembershipAction::Join && m.subject == *me,
-            _ => false,
-        })
-        .map_or(events.len(), |i| i + 1)
+/// The DID `event` makes a member: the owner at the genesis, the subject of a join.
+fn made_member(event: &Event) -> Option<&Did> {
+    match &event.payload {
+        Payload::Create(g) => Some(g.space.owner()),
+        Payload::Membership(m) if m.action == MembershipAction::Join => Some(&m.subject),
+        _ => None,
+    }
 }
 
 /// Cut entries of `sizes` bytes into pages of at most `max_count` entries and `max_bytes`
