@@ -4,6 +4,8 @@
 //! with the node library, as `serve` does.
 //!
 //! - [`space`]: `northstar space …`: create, join, leave, invite, list, members, events, tail.
+//! - [`export`]: `northstar space export` and `space import`: a space's verified log to a file
+//!   and back into any node, with a progress bar.
 //! - [`beam`]: `northstar beam …`: post, get, delete.
 //! - [`stream`]: `northstar stream …`: publish stdin as a live stream, watch one to stdout, info.
 //! - [`admin`]: `northstar admin …`: migrate-storage.
@@ -13,6 +15,7 @@
 
 mod admin;
 mod beam;
+mod export;
 mod space;
 mod stream;
 
@@ -497,6 +500,9 @@ mod tests {
                 "10",
             ],
             &["space", "tail", "channel/z6Mk/x", "--since", "3"],
+            &["space", "export", "channel/z6Mk/x", "x.jsonl", "--beams"],
+            &["space", "export", "northstar://h/dm/z6Mk/x", "x.jsonl"],
+            &["space", "import", "x.jsonl", "--json"],
             &[
                 "beam",
                 "post",

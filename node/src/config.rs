@@ -249,7 +249,8 @@ pub struct Limits {
     /// Events a subscriber may fall behind a space's new events; past that it is told and cut
     /// off, and may resume from its cursor.
     pub subscriber_queue: u32,
-    /// The most events one `space.events` call returns.
+    /// The most events one `space.events` call returns, and the most entries one `space.import`
+    /// call takes.
     pub max_page: u32,
 }
 

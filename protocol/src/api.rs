@@ -82,11 +82,15 @@ pub enum ErrorCode {
     FrameOrder,
     /// The watcher fell behind for too long and was cut off.
     SlowWatcher,
+    /// An entry of an imported log fails verification or does not continue the log held.
+    InvalidLog,
+    /// An imported log diverges from the one held: one of the two is a fork.
+    LogFork,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table.
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 36] = [
         ErrorCode::AuthRequired,
         ErrorCode::WrongNode,
         ErrorCode::WrongOrigin,
@@ -121,6 +125,8 @@ impl ErrorCode {
         ErrorCode::ByteRate,
         ErrorCode::FrameOrder,
         ErrorCode::SlowWatcher,
+        ErrorCode::InvalidLog,
+        ErrorCode::LogFork,
     ];
 
     /// The numeric code on the wire.
@@ -160,6 +166,8 @@ impl ErrorCode {
             ErrorCode::ByteRate => 1706,
             ErrorCode::FrameOrder => 1707,
             ErrorCode::SlowWatcher => 1708,
+            ErrorCode::InvalidLog => 1801,
+            ErrorCode::LogFork => 1802,
         }
     }
 
@@ -200,6 +208,8 @@ impl ErrorCode {
             ErrorCode::ByteRate => "byte_rate",
             ErrorCode::FrameOrder => "frame_order",
             ErrorCode::SlowWatcher => "slow_watcher",
+            ErrorCode::InvalidLog => "invalid_log",
+            ErrorCode::LogFork => "log_fork",
         }
     }
 
@@ -265,7 +275,7 @@ pub struct LimitsInfo {
     pub challenge_ttl_secs: u32,
     /// Events a subscriber may fall behind before it is cut off with `slow_subscriber`.
     pub subscriber_queue: u32,
-    /// Most events per `space.events` page.
+    /// Most events per `space.events` page, and most entries per `space.import` page.
     pub max_page: u32,
 }
 
@@ -370,6 +380,50 @@ pub struct EventItem {
     /// the node does not inline it (the client then asks `beam.get`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beam: Option<Box<RawValue>>,
+}
+
+/// What `space.import` did with one page of a log (`spec/protocol.md` §11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceImported {
+    /// The space.
+    pub space: SpaceId,
+    /// The events of the page the node did not hold and stored.
+    pub events: u32,
+    /// The beams of the page the node did not hold and kept.
+    pub beams: u32,
+    /// The seq of the last event the node holds of the space after the page.
+    pub head_seq: u64,
+}
+
+/// The first line of a space export file (`spec/protocol.md` §11.1). The lines after it are
+/// [`EventItem`]s, one event each, in log order from the genesis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportHeader {
+    /// Always [`ExportHeader::FORMAT`].
+    pub format: String,
+    /// The format's version: [`ExportHeader::VERSION`].
+    pub version: u32,
+    /// The space.
+    pub space: SpaceId,
+    /// The node whose signature every event carries, as the genesis names it.
+    pub sequencer: Did,
+    /// `northstar://{authority}/{id}` of the space, as the exporting node gave it.
+    pub uri: String,
+    /// How many events follow: the log from seq 1 to this seq, without a gap.
+    pub events: u64,
+    /// Whether the exporter asked for the beams the events refer to.
+    pub beams: bool,
+    /// When the export was made, ms since the Unix epoch.
+    pub exported_at: u64,
+}
+
+impl ExportHeader {
+    /// The format's name.
+    pub const FORMAT: &'static str = "northstar-space-export";
+    /// The format's version this implementation writes and reads.
+    pub const VERSION: u32 = 1;
 }
 
 /// The node's limits on each stream's frames (`spec/protocol.md` §10.3).

@@ -41,6 +41,8 @@ pub const SPACE_SUBSCRIBE: &str = "space.subscribe";
 pub const SPACE_UNSUBSCRIBE: &str = "space.unsubscribe";
 /// `space.event`: the notifications of a subscription.
 pub const SPACE_EVENT: &str = "space.event";
+/// `space.import`.
+pub const SPACE_IMPORT: &str = "space.import";
 /// `beam.get`.
 pub const BEAM_GET: &str = "beam.get";
 /// `beam.list`.
@@ -73,7 +75,7 @@ pub const STREAM_REFUSED: &str = "stream.refused";
 pub const STREAM_CLOSED: &str = "stream.closed";
 
 /// Every method a client or node may call, in the order of the spec's table (§6.2).
-pub const ALL: [&str; 30] = [
+pub const ALL: [&str; 31] = [
     NODE_INFO,
     AUTH_CHALLENGE,
     AUTH_RESPOND,
@@ -91,6 +93,7 @@ pub const ALL: [&str; 30] = [
     SPACE_HEALTH,
     SPACE_SUBSCRIBE,
     SPACE_UNSUBSCRIBE,
+    SPACE_IMPORT,
     BEAM_GET,
     BEAM_LIST,
     BEAM_DELETE,

@@ -15,8 +15,8 @@ use jsonrpsee::proc_macros::rpc;
 
 use crate::address::SpaceId;
 use crate::api::{
-    Ack, Authenticated, BeamDeleted, BeamPosted, BeamReceipts, EventPage, HeadReport, MemberInfo,
-    NodeInfo, SpaceHealth, SpaceInfo, SpaceReceipt, StreamInfo,
+    Ack, Authenticated, BeamDeleted, BeamPosted, BeamReceipts, EventItem, EventPage, HeadReport,
+    MemberInfo, NodeInfo, SpaceHealth, SpaceImported, SpaceInfo, SpaceReceipt, StreamInfo,
 };
 use crate::did::Did;
 use crate::wire::{
@@ -139,6 +139,13 @@ pub trait SpaceApi {
     /// from the heads they report (`spec/protocol.md` §9.9).
     #[method(name = "health", with_extensions)]
     async fn health(&self, space: SpaceId) -> RpcResult<SpaceHealth>;
+
+    /// `space.import` (user; for a dm, a member by the log itself): one page of a space's log,
+    /// read from an export file (`spec/protocol.md` §11.2). The node verifies every event, the
+    /// chain from what it holds and every beam, and stores the page as a replica only if all
+    /// of it passes; a refusal names the first bad entry.
+    #[method(name = "import", with_extensions)]
+    async fn import(&self, space: SpaceId, items: Vec<EventItem>) -> RpcResult<SpaceImported>;
 }
 
 /// `space.subscribe` and `space.unsubscribe`: live event streams.
@@ -167,7 +174,7 @@ pub trait SpaceEventsApi {
     ///
     /// This declares the plain form. A third parameter, `beams` (optional boolean), asks for
     /// the beams inline: each notification's `result` is then an
-    /// [`EventItem`](crate::api::EventItem) rather than an [`Event`]. One declaration cannot
+    /// [`EventItem`] rather than an [`Event`]. One declaration cannot
     /// give one method two item types, so a client opens that form by its wire names
     /// ([`crate::method::SPACE_SUBSCRIBE`]), as the SDK does.
     #[subscription(name = "subscribe" => "event", unsubscribe = "unsubscribe", item = Event, with_extensions)]

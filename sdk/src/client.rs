@@ -317,7 +317,7 @@ impl Client {
         limit: u32,
     ) -> Result<Vec<Event>, SdkError> {
         let space = space.space_id();
-        let sequencer = self.sequencer(space).await?;
+        let sequencer = self.space_sequencer(space).await?;
         let page = self.events_page(space, since, limit, false).await?;
         let mut cursor = LogCursor::new(space.clone(), sequencer, since);
         Ok(cursor.accept_page(&page.events)?)
@@ -336,7 +336,7 @@ impl Client {
         limit: u32,
     ) -> Result<Vec<EventWithBeam>, SdkError> {
         let space = space.space_id();
-        let sequencer = self.sequencer(space).await?;
+        let sequencer = self.space_sequencer(space).await?;
         let page = self.events_page(space, since, limit, true).await?;
         let mut cursor = LogCursor::new(space.clone(), sequencer, since);
         let beams = page.beams.as_deref().unwrap_or_default();
@@ -370,7 +370,7 @@ impl Client {
         since: u64,
     ) -> Result<EventStream, SdkError> {
         let space = space.space_id();
-        let sequencer = self.sequencer(space).await?;
+        let sequencer = self.space_sequencer(space).await?;
         EventStream::start(
             self.clone(),
             LogCursor::new(space.clone(), sequencer, since),
@@ -388,7 +388,7 @@ impl Client {
         since: u64,
     ) -> Result<EventWithBeamStream, SdkError> {
         let space = space.space_id();
-        let sequencer = self.sequencer(space).await?;
+        let sequencer = self.space_sequencer(space).await?;
         EventWithBeamStream::start(
             self.clone(),
             LogCursor::new(space.clone(), sequencer, since),
@@ -528,11 +528,11 @@ impl Client {
         call(STREAM_INFO, StreamApiClient::info(self.rpc(), space)).await
     }
 
-    fn rpc(&self) -> &WsClient {
+    pub(crate) fn rpc(&self) -> &WsClient {
         &self.inner.rpc
     }
 
-    fn key(&self, method: &'static str) -> Result<&Keypair, SdkError> {
+    pub(crate) fn key(&self, method: &'static str) -> Result<&Keypair, SdkError> {
         self.inner
             .key
             .as_ref()
@@ -543,7 +543,7 @@ impl Client {
     /// The space's sequencer, as its genesis names it: the genesis is checked under the
     /// space's owner (whose key the space id carries), so no node can name another sequencer
     /// and then sign events as it.
-    async fn sequencer(&self, space: &SpaceId) -> Result<Did, SdkError> {
+    pub(crate) async fn space_sequencer(&self, space: &SpaceId) -> Result<Did, SdkError> {
         if let Some(did) = self.sequencers().get(space) {
             return Ok(did.clone());
         }
@@ -577,7 +577,7 @@ impl Client {
 }
 
 /// Run one call and name its method in any error.
-async fn call<T>(
+pub(crate) async fn call<T>(
     method: &'static str,
     fut: impl Future<Output = Result<T, ClientError>>,
 ) -> Result<T, SdkError> {

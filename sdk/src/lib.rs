@@ -14,6 +14,8 @@
 //! - [`auth`]: the client's side of the handshake: the origin of a URL, the challenge checks.
 //! - [`verify`]: checking events against their log and beams against their path.
 //! - [`address`]: what methods accept as a space or a beam, and reading either from text.
+//! - [`export`]: space export files: a whole log read and verified for one ([`LogExport`]),
+//!   the check of one before it is imported ([`FileCheck`]), and `space.import`.
 //! - [`error`]: [`SdkError`], and [`NodeCode`] for the node's refusals.
 //! - [`keystore`]: where user keys live on disk, and creating or loading them.
 //!
@@ -54,6 +56,7 @@ pub mod address;
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod export;
 pub mod keystore;
 pub mod stream;
 pub mod subscription;
@@ -63,6 +66,7 @@ pub mod verify;
 pub use address::{AsBeamPath, AsSpaceId, parse_beam, parse_space};
 pub use client::Client;
 pub use error::{NodeCode, SdkError};
+pub use export::{FileCheck, FileError, LogExport};
 pub use northstar_protocol as protocol;
 pub use northstar_protocol::{Did, Keypair};
 pub use stream::{Publisher, StreamError, Watch, WatchedFrame};

@@ -18,7 +18,9 @@ use jsonrpsee::server::{Server, ServerHandle};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::{Extensions, PendingSubscriptionSink, RpcModule, SubscriptionMessage};
 use northstar_protocol::address::{SpaceId, SpaceType};
-use northstar_protocol::api::{Ack, Authenticated, EventPage, MemberInfo, NodeInfo, SpaceInfo};
+use northstar_protocol::api::{
+    Ack, Authenticated, EventItem, EventPage, MemberInfo, NodeInfo, SpaceImported, SpaceInfo,
+};
 use northstar_protocol::rpc::{AuthApiServer, NodeApiServer, SpaceApiServer, SpaceEventsApiServer};
 use northstar_protocol::wire::{
     AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, Payload, SpaceGenesis,
@@ -94,6 +96,15 @@ impl AuthApiServer for Handler {
 #[async_trait]
 impl SpaceApiServer for Handler {
     async fn create(&self, _: &Extensions, _: SpaceGenesis) -> RpcResult<Ack> {
+        Err(unsupported())
+    }
+
+    async fn import(
+        &self,
+        _: &Extensions,
+        _: SpaceId,
+        _: Vec<EventItem>,
+    ) -> RpcResult<SpaceImported> {
         Err(unsupported())
     }
 

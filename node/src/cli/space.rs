@@ -6,7 +6,7 @@
 //! `state`; `health` the space's delivery health as `space.health` returns it (`space`, `head`,
 //! `nodes`, `at_head`, `max_lag_events`, `max_lag_ms`, `max_hops`, `members`); `events` and `tail` one line per event with `id`, `seq`, `kind`, `author`, `space`,
 //! `timestamp` and what the kind carries (see [`event_json`]), and for a post whose beam the
-//! node sent inline also `title` and `body`.
+//! node sent inline also `title` and `body`. `export` and `import`: see [`super::export`].
 
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
@@ -96,6 +96,22 @@ pub(super) enum SpaceCommand {
         /// Print events after this seq.
         #[arg(long, value_name = "SEQ", default_value_t = 0)]
         since: u64,
+    },
+    /// Write a space's whole log, verified event by event, to FILE (spec §11).
+    Export {
+        /// The space's id or URI.
+        space: String,
+        /// Where to write the export.
+        file: std::path::PathBuf,
+        /// Also write each beam the log's posts refer to that can still be read.
+        #[arg(long)]
+        beams: bool,
+    },
+    /// Verify an export FILE whole (every signature, the chain, every beam), then store its
+    /// space on the node as a replica; nothing is sent if any of it fails.
+    Import {
+        /// The export file.
+        file: std::path::PathBuf,
     },
 }
 
@@ -231,6 +247,10 @@ pub(super) async fn run(
             }
             Ok(())
         }
+        SpaceCommand::Export { space, file, beams } => {
+            super::export::export(global, out, &space, &file, beams).await
+        }
+        SpaceCommand::Import { file } => super::export::import(global, out, &file).await,
         SpaceCommand::Tail { space, since } => {
             let space = parse_space(&space)?;
             let client = global.connect_as_reader().await?;

@@ -7,6 +7,7 @@
 //!
 //! - this file: shared state, errors, `node.*` and `auth.*`;
 //! - `space`: `space.*` but subscriptions;
+//! - `import`: `space.import`, a page of an exported log;
 //! - `feed`: what a `space.subscribe` delivers (the transport, [`crate::connection`], serves it);
 //! - `beam`: `beam.*`;
 //! - `fed`: `fed.*`, what nodes ask each other;
@@ -15,6 +16,7 @@
 mod beam;
 mod fed;
 pub mod feed;
+mod import;
 mod space;
 mod stream;
 

@@ -5,7 +5,8 @@ use jsonrpsee::core::{RpcResult, async_trait};
 use northstar_protocol::Did;
 use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_protocol::api::{
-    Ack, BeamPosted, ErrorCode, EventPage, MemberInfo, SpaceHealth, SpaceInfo,
+    Ack, BeamPosted, ErrorCode, EventItem, EventPage, MemberInfo, SpaceHealth, SpaceImported,
+    SpaceInfo,
 };
 use northstar_protocol::rpc::SpaceApiServer;
 use northstar_protocol::sign::{self, Signed};
@@ -261,6 +262,15 @@ impl SpaceApiServer for Handler {
         api.delivery.health(&space).ok_or_else(|| {
             ApiError::new(ErrorCode::SpaceNotFound, format!("no space {space} here")).into()
         })
+    }
+
+    async fn import(
+        &self,
+        ext: &Extensions,
+        space: SpaceId,
+        items: Vec<EventItem>,
+    ) -> RpcResult<SpaceImported> {
+        Ok(self.0.import(ext, space, items).await?)
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`replicate`]: the part of [`decide`] that places verified events in replicas.
 //! - [`rows`]: a space's state from its rows, and the rows each decided event writes.
 //! - [`replica`]: verifying what other nodes send before the writer sees it.
+//! - [`import`]: checking a page of an imported log, whole, before the writer sees it.
 //! - [`tree`]: the broadcast tree over a space's member nodes.
 //! - [`routing`]: where a committed item goes next, and the outbox it leaves by.
 //!
@@ -18,6 +19,7 @@
 //! layer and the RPC handlers use `writer` and `routing`; nothing here uses them.
 
 pub mod decide;
+pub mod import;
 pub mod replica;
 pub mod replicate;
 pub mod routing;
