@@ -307,3 +307,81 @@ impl Links {
         })
     }
 }
+
+/// The links of a node by state, for the metrics: `up` (connected), `dialling`, `backing_off`
+/// (the last dial failed; the next waits), `down` (closed, to be dialled at the next use).
+#[derive(Debug, Default)]
+pub struct LinkStates {
+    links: Mutex<std::sync::Weak<Links>>,
+}
+
+impl LinkStates {
+    /// Report the states of `links` from now on.
+    pub fn watch(&self, links: &Arc<Links>) {
+        *self.links.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(links);
+    }
+
+    /// Links per state, in the order `up`, `dialling`, `backing_off`, `down`.
+    fn count(&self) -> [(&'static str, i64); 4] {
+        let mut counts = [("up", 0), ("dialling", 0), ("backing_off", 0), ("down", 0)];
+        let Some(links) = self
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgrade()
+        else {
+            return counts;
+        };
+        let peers: Vec<Arc<Peer>> = links
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let now = Instant::now();
+        for peer in peers {
+            let state = match peer.link.try_lock() {
+                // A dial holds the slot while it runs.
+                Err(_) => 1,
+                Ok(slot) if slot.as_ref().is_some_and(|l| l.client.is_connected()) => 0,
+                Ok(_) => {
+                    let backoff = peer.backoff.lock().unwrap_or_else(|p| p.into_inner());
+                    if backoff.until.is_some_and(|until| now < until) {
+                        2
+                    } else {
+                        3
+                    }
+                }
+            };
+            counts[state].1 += 1;
+        }
+        counts
+    }
+}
+
+/// The label of [`LinkStates`]' series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+impl prometheus_client::collector::Collector for LinkStates {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let mut metric = encoder.encode_descriptor(
+            "federation_links",
+            "links to other nodes, by state: up, dialling, backing_off (the last dial failed), down",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (state, count) in self.count() {
+            prometheus_client::metrics::gauge::ConstGauge::new(count)
+                .encode(metric.encode_family(&StateLabel { state })?)?;
+        }
+        Ok(())
+    }
+}

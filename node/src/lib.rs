@@ -140,6 +140,8 @@ pub async fn run(
     let delivery = Arc::new(delivery::Delivery::default());
     let mut metrics = metrics::Metrics::default();
     metrics.register_collector(delivery.clone());
+    let link_states = Arc::new(federation::LinkStates::default());
+    metrics.register_collector(link_states.clone());
     let metrics = Arc::new(metrics);
     let dial_tls = tls::client_config(config.tls_ca())?;
     let links = Arc::new(
@@ -147,6 +149,7 @@ pub async fn run(
             .with_metrics(metrics.clone())
             .with_tls(dial_tls.clone()),
     );
+    link_states.watch(&links);
     // Gossip and background work stop before the writer, so nothing waits on a closed writer.
     let tasks = TaskTracker::new();
     let gossip_stop = CancellationToken::new();

@@ -177,6 +177,32 @@ async fn federation_counts_pushes_on_the_sequencer_and_catch_up_on_the_member() 
     // Node A dialled node B (to push), and the link proved itself.
     let dialled = sample(&on_a, "northstar_federation_dials_total{outcome=\"ok\"}").unwrap_or(0.0);
     assert!(dialled >= 1.0, "{on_a}");
+    // That link is up, and is the only one A has.
+    let state = |s: &str| {
+        sample(
+            &on_a,
+            &format!("northstar_federation_links{{state=\"{s}\"}}"),
+        )
+    };
+    assert_eq!(state("up"), Some(1.0), "{on_a}");
+    assert_eq!(state("down"), Some(0.0), "{on_a}");
+    assert_eq!(state("backing_off"), Some(0.0), "{on_a}");
+    // Node B is gone: A's next push fails, and the link is no longer up.
+    b.stop().await;
+    alice.post(&space, "to nobody", "b is down").await.unwrap();
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = get(metrics_a, "/metrics").await.2;
+        if sample(&last, "northstar_federation_links{state=\"up\"}") == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        sample(&last, "northstar_federation_links{state=\"up\"}"),
+        Some(0.0),
+        "{last}"
+    );
 }
 
 #[tokio::test]
