@@ -93,3 +93,22 @@ pub const ALL: [&str; 26] = [
     STREAM_UNWATCH,
     STREAM_INFO,
 ];
+
+/// The methods of a node's local admin channel (`spec/protocol.md` §11): a Unix socket only
+/// the node's operator reaches, not part of the federation wire.
+pub mod admin {
+    /// `admin.users`.
+    pub const USERS: &str = "admin.users";
+    /// `admin.allow`.
+    pub const ALLOW: &str = "admin.allow";
+    /// `admin.deny`.
+    pub const DENY: &str = "admin.deny";
+    /// `admin.ban`.
+    pub const BAN: &str = "admin.ban";
+    /// `admin.unban`.
+    pub const UNBAN: &str = "admin.unban";
+    /// `admin.remove_beam`.
+    pub const REMOVE_BEAM: &str = "admin.remove_beam";
+    /// `admin.stats`.
+    pub const STATS: &str = "admin.stats";
+}

@@ -66,8 +66,45 @@ impl BeamApiServer for Handler {
         if &tombstone.author != user {
             return Err(not_signer(&tombstone.author, user).into());
         }
+        if tombstone.node.is_some() {
+            return Err(malformed(
+                "tombstone",
+                "beam.delete takes the author's own tombstone: node must be absent",
+            )
+            .into());
+        }
         tombstone.verify().map_err(|_| bad_signature("tombstone"))?;
-        let api = &self.0;
+        Ok(self.0.delete_everywhere(tombstone).await?)
+    }
+}
+
+impl Api {
+    /// Remove a beam stored here by the operator's decision: a tombstone signed by this node
+    /// (its home node) goes where an author's would (spec §6.3.18).
+    pub async fn remove_beam(&self, path: &BeamPath) -> Result<BeamDeleted, ApiError> {
+        let text = path.to_string();
+        let Some(row) = self.store.beam(&text).await? else {
+            return Err(ApiError::new(
+                ErrorCode::BeamNotFound,
+                format!("no beam at {text} is stored on this node (only its home node removes it)"),
+            ));
+        };
+        let author = Did::parse(&row.author).map_err(|e| {
+            ApiError::internal(crate::store::StoreError::Corrupt {
+                table: "beams",
+                reason: e.to_string(),
+            })
+        })?;
+        let tombstone =
+            Tombstone::by_node(&self.node_key, path.beam, author, crate::clock::now_ms())
+                .map_err(ApiError::internal)?;
+        self.delete_everywhere(tombstone).await
+    }
+
+    /// Delete the beam `tombstone` names here, append the tombstone to the spaces sequenced
+    /// here that referenced it, and submit it to the sequencers of the others.
+    async fn delete_everywhere(&self, tombstone: Tombstone) -> Result<BeamDeleted, ApiError> {
+        let api = self;
         let path = BeamPath::new(&tombstone.author, tombstone.beam);
         let deleted = api
             .sequencer
@@ -98,9 +135,7 @@ impl BeamApiServer for Handler {
         }
         Ok(BeamDeleted { tombstones })
     }
-}
 
-impl Api {
     /// A beam for `caller`: stored here, cached here, or fetched from `home` (its author's
     /// node) over a link that authenticates as this node, checked against the path, and
     /// cached while a space held here carries a ref to it by its author.

@@ -50,6 +50,16 @@ impl FedApiServer for Handler {
         if payload.space().is_some_and(|s| *s != space) {
             return Err(malformed("payload", "it names another space").into());
         }
+        if self.0.auth.access().is_banned(payload.author()) {
+            return Err(ApiError::new(
+                ErrorCode::Banned,
+                format!(
+                    "{} is banned from this node by its operator",
+                    payload.author()
+                ),
+            )
+            .into());
+        }
         payload.verify().map_err(|_| bad_signature("payload"))?;
         Ok(self
             .0

@@ -662,6 +662,22 @@ impl Core {
         if let Some(via) = via {
             check_home(state, &payload, via)?;
         }
+        // A tombstone a node signed is that node's operator removing the beam: only the beam's
+        // home node may, which is the author's home in this space, or this node itself.
+        if let Payload::Tombstone(Tombstone {
+            node: Some(node),
+            author,
+            ..
+        }) = &payload
+        {
+            let home = state.home_of(author).map(|h| &h.node);
+            if node != self.key.did() && home != Some(node) {
+                return Err(Refusal::Forbidden(
+                    "a tombstone signed by a node must come from the author's home node",
+                )
+                .into());
+            }
+        }
         let changes = state.admit(&payload)?;
         let (seq, prev) = (state.head_seq + 1, state.head_id);
         let mut pending = Pending::default();

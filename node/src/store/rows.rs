@@ -222,3 +222,20 @@ pub struct Counts {
     /// nodes of their members.
     pub peers: u64,
 }
+
+/// What the node knows of one DID for its operator (the `users` table): when it authenticated,
+/// and what the operator decided about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// DID text.
+    pub did: String,
+    /// Its first authentication here (ms), if it authenticated since the table existed.
+    pub first_seen: Option<u64>,
+    /// Its latest authentication written (ms; written at most once a minute per DID).
+    pub last_seen: Option<u64>,
+    /// `Some(true)` if the operator allowed it at runtime, `Some(false)` if denied, `None` if
+    /// the config file decides.
+    pub allowed: Option<bool>,
+    /// When the operator banned it from the node, while banned.
+    pub banned_at: Option<u64>,
+}
