@@ -235,3 +235,34 @@ async fn serve_connection(stream: UnixStream, api: &Api, shutdown: CancellationT
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_live_socket_is_refused_and_a_stale_one_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Socket::bind(dir.path()).unwrap();
+        let mode = std::fs::metadata(first.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Something answers on it: a second node must not take it over.
+        match Socket::bind(dir.path()) {
+            Err(AdminError::InUse { path }) => assert_eq!(path, first.path()),
+            other => panic!("{other:?}"),
+        }
+        // The holder died without removing its file: the next one replaces it.
+        drop(first);
+        let second = Socket::bind(dir.path()).unwrap();
+        UnixStream::connect(second.path()).await.unwrap();
+        // No temporary name is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [SOCKET_FILE]);
+    }
+}

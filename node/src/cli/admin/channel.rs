@@ -41,16 +41,16 @@ async fn request(dir: &NodeDir, name: &'static str, params: Value) -> anyhow::Re
         })?;
     let (read, mut write) = stream.into_split();
     let line = json!({"jsonrpc": "2.0", "id": 1, "method": name, "params": params});
-    write
-        .write_all(format!("{line}\n").as_bytes())
-        .await
-        .context("cannot send to the admin socket")?;
+    // A node that refuses this user answers before reading and hangs up, so a failed send
+    // may still have an answer waiting: read it before blaming the send.
+    let sent = write.write_all(format!("{line}\n").as_bytes()).await;
     let mut answer = String::new();
     tokio::time::timeout(ANSWER_TIMEOUT, BufReader::new(read).read_line(&mut answer))
         .await
         .context("the node did not answer in time")?
         .context("cannot read the node's answer")?;
     if answer.is_empty() {
+        sent.context("cannot send to the admin socket")?;
         anyhow::bail!("the node closed the admin socket without answering");
     }
     let mut answer: Value =
