@@ -449,6 +449,7 @@ fn another_user_is_refused() {
             .contains("only the node's own user"),
         "{err}"
     );
+    node.wait_for_log("admin connection refused");
     // Root still gets in.
     assert!(admin_ok(&data, &["stats"])["uptime_secs"].is_u64());
 }

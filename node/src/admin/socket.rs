@@ -166,10 +166,11 @@ impl Socket {
     fn remove(&self) {
         let ours =
             std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.inode);
-        if ours {
-            if let Err(e) = std::fs::remove_file(&self.path) {
-                tracing::warn!(error = %crate::report::Causes(&e), "cannot remove the admin socket");
-            }
+        if !ours {
+            return;
+        }
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(error = %crate::report::Causes(&e), "cannot remove the admin socket");
         }
     }
 }
