@@ -305,6 +305,35 @@ mod tests {
     }
 
     #[test]
+    fn a_tombstone_signed_by_a_node_verifies_under_that_node_only() {
+        let (alice, home, other) = (
+            Keypair::from_seed(&[1; 32]),
+            Keypair::from_seed(&[2; 32]),
+            Keypair::from_seed(&[3; 32]),
+        );
+        let beam = ContentId::of(b"spam");
+        let removed = Tombstone::by_node(&home, beam, alice.did().clone(), 9).unwrap();
+        assert_eq!(removed.signer(), home.did());
+        removed.verify().unwrap();
+        // Naming another node, or dropping the node (so the author would have signed), fails.
+        let mut renamed = removed.clone();
+        renamed.node = Some(other.did().clone());
+        assert!(renamed.verify().is_err());
+        let mut unnamed = removed.clone();
+        unnamed.node = None;
+        assert!(unnamed.verify().is_err());
+        // An author's own tombstone has no `node` on the wire, as before.
+        let own = Tombstone::create(&alice, beam, 9).unwrap();
+        assert_eq!(own.signer(), alice.did());
+        assert!(!serde_json::to_string(&own).unwrap().contains("node"));
+        assert!(
+            serde_json::to_string(&removed)
+                .unwrap()
+                .contains("\"node\"")
+        );
+    }
+
+    #[test]
     fn a_nonce_longer_than_its_limit_breaks_the_refs_rules() {
         let alice = Keypair::from_seed(&[1; 32]);
         let (_, mut beam_ref) = Beam::post(&alice, space(&alice, "s"), "h", "t", "b", 7).unwrap();
