@@ -453,3 +453,45 @@ fn another_user_is_refused() {
     // Root still gets in.
     assert!(admin_ok(&data, &["stats"])["uptime_secs"].is_u64());
 }
+
+#[test]
+fn remove_space_drops_a_replica_for_good_and_a_sequenced_space_with_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let a_data = dir.path().join("a");
+    let b_data = dir.path().join("b");
+    let a = Serve::start(&a_data, &[]);
+    let b = Serve::start(&b_data, &[]);
+    let (alice, bob) = (new_key(dir.path(), "alice"), new_key(dir.path(), "bob"));
+    let created = one(&create_channel(&a, &alice, "rules"));
+    let (space, uri) = (
+        created["id"].as_str().unwrap().to_owned(),
+        created["uri"].as_str().unwrap().to_owned(),
+    );
+    one(&run(&b, &bob, &["space", "join", &uri, "--json"]));
+    assert_eq!(admin_ok(&b_data, &["stats"])["spaces_replicated"], 1);
+
+    // B's operator drops B's replica: gone there, and a new join through B is refused.
+    let removed = admin_ok(&b_data, &["remove-space", &uri]);
+    assert_eq!(removed["sequenced_here"], false, "{removed}");
+    assert_eq!(admin_ok(&b_data, &["stats"])["spaces_replicated"], 0);
+    let gone = refusal(&run(&b, &bob, &["space", "events", &space, "--json"]));
+    assert_eq!(gone["name"], "space_not_found", "{gone}");
+    let again = refusal(&run(&b, &bob, &["space", "join", &uri, "--json"]));
+    assert_eq!(again["name"], "space_not_found", "{again}");
+    // A still has it.
+    let events = json_lines(&run(&a, &alice, &["space", "events", &space, "--json"]));
+    assert_eq!(events.len(), 2);
+
+    // A's operator removes the space A sequences: gone, and its id cannot be taken again.
+    let removed = admin_ok(&a_data, &["remove-space", &space]);
+    assert_eq!(removed["sequenced_here"], true, "{removed}");
+    assert_eq!(admin_ok(&a_data, &["stats"])["spaces_sequenced"], 0);
+    let gone = refusal(&run(&a, &alice, &["space", "events", &space, "--json"]));
+    assert_eq!(gone["name"], "space_not_found", "{gone}");
+    let taken = refusal(&create_channel(&a, &alice, "rules"));
+    assert_eq!(taken["name"], "space_exists", "{taken}");
+    // Other spaces are untouched.
+    one(&create_channel(&a, &alice, "other"));
+    let missing = refusal(&admin(&a_data, &["remove-space", &space]));
+    assert_eq!(missing["name"], "space_not_found", "{missing}");
+}

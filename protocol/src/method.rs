@@ -109,6 +109,8 @@ pub mod admin {
     pub const UNBAN: &str = "admin.unban";
     /// `admin.remove_beam`.
     pub const REMOVE_BEAM: &str = "admin.remove_beam";
+    /// `admin.remove_space`.
+    pub const REMOVE_SPACE: &str = "admin.remove_space";
     /// `admin.stats`.
     pub const STATS: &str = "admin.stats";
 }

@@ -14,7 +14,7 @@ mod socket;
 use std::sync::Arc;
 
 use northstar_protocol::Did;
-use northstar_protocol::address::{BeamPath, BeamUri};
+use northstar_protocol::address::{BeamPath, BeamUri, SpaceId, SpaceUri};
 use northstar_protocol::api::ErrorCode;
 use northstar_protocol::method::admin as method;
 use serde::Deserialize;
@@ -131,6 +131,12 @@ struct BeamParams {
     uri: String,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpaceParams {
+    space: String,
+}
+
 fn params<T: serde::de::DeserializeOwned>(params: Value) -> Result<T, Failure> {
     // No params at all reads as an empty object, so a method without any may omit them.
     let params = if params.is_null() { json!({}) } else { params };
@@ -196,6 +202,13 @@ async fn call(api: &Api, name: &str, raw: Value) -> Result<Value, Failure> {
                 "tombstones": deleted.tombstones,
             }))
         }
+        method::REMOVE_SPACE => {
+            let SpaceParams { space } = params(raw)?;
+            let id = space_id(&space)?;
+            let removed = api.remove_space(&id).await?;
+            tracing::info!(space = %id, sequenced_here = removed.sequenced_here, "the operator removed a space");
+            Ok(json!({"space": id.as_str(), "sequenced_here": removed.sequenced_here}))
+        }
         method::STATS => {
             params::<serde_json::Map<String, Value>>(raw)?;
             stats(api).await
@@ -213,6 +226,16 @@ fn beam_path(text: &str) -> Result<BeamPath, Failure> {
         BeamUri::parse(text).map(|u| u.path)
     } else {
         BeamPath::parse(text)
+    };
+    parsed.map_err(|e| ApiError::new(ErrorCode::MalformedObject, format!("{text:?}: {e}")).into())
+}
+
+/// A space named by its URI (`northstar://host/{type}/…`) or its id.
+fn space_id(text: &str) -> Result<SpaceId, Failure> {
+    let parsed = if text.contains("://") {
+        SpaceUri::parse(text).map(|u| u.space)
+    } else {
+        SpaceId::parse(text)
     };
     parsed.map_err(|e| ApiError::new(ErrorCode::MalformedObject, format!("{text:?}: {e}")).into())
 }

@@ -9,7 +9,7 @@
 //!
 //! The others talk to the running node over its admin socket (`{data_dir}/admin.sock`,
 //! `spec/protocol.md` §11), one request each (`channel`): `users`, `allow`, `deny`, `ban`,
-//! `unban`, `remove-beam`, `stats`. With `--json` each prints the node's result object.
+//! `unban`, `remove-beam`, `remove-space`, `stats`. With `--json` each prints the node's result object.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -48,6 +48,9 @@ pub(super) enum AdminCommand {
     /// Remove a beam stored here, with a tombstone signed by this node that reaches every
     /// space that referred to it.
     RemoveBeam(BeamArgs),
+    /// Remove a space from this node: its log, members and refs go, and it is neither
+    /// created nor replicated here again (a replica of another node's space is dropped).
+    RemoveSpace(SpaceArgs),
     /// What the node holds and serves: users, spaces, connections, uptime, version, database
     /// size.
     Stats(NodeDir),
@@ -69,6 +72,15 @@ pub(super) struct NodeDir {
 pub(super) struct DidArgs {
     /// The DID, `did:key:z6Mk…`.
     pub(super) did: String,
+    #[command(flatten)]
+    pub(super) node: NodeDir,
+}
+
+/// Flags of `northstar admin remove-space`.
+#[derive(Debug, Args)]
+pub(super) struct SpaceArgs {
+    /// The space's URI (`northstar://HOST/channel/…`) or id.
+    pub(super) space: String,
     #[command(flatten)]
     pub(super) node: NodeDir,
 }
@@ -119,6 +131,7 @@ pub(super) async fn run(command: AdminCommand, out: &Output) -> anyhow::Result<(
         AdminCommand::Ban(args) => channel::ban(&args, true, out).await,
         AdminCommand::Unban(args) => channel::ban(&args, false, out).await,
         AdminCommand::RemoveBeam(args) => channel::remove_beam(&args, out).await,
+        AdminCommand::RemoveSpace(args) => channel::remove_space(&args, out).await,
         AdminCommand::Stats(node) => channel::stats(&node, out).await,
     }
 }

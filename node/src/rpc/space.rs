@@ -46,6 +46,21 @@ impl SpaceApiServer for Handler {
             .into());
         }
         genesis.verify().map_err(|_| bad_signature("genesis"))?;
+        if api
+            .store
+            .is_removed(genesis.space.as_str())
+            .await
+            .map_err(ApiError::from)?
+        {
+            return Err(ApiError::new(
+                ErrorCode::SpaceExists,
+                format!(
+                    "{} was removed by this node's operator; pick another id",
+                    genesis.space
+                ),
+            )
+            .into());
+        }
         Ok(api
             .sequencer
             .create(genesis)
@@ -359,6 +374,13 @@ impl Api {
                 format!("no space {space} on this node; join it by its URI to reach its sequencer"),
             ));
         };
+        // A space the operator removed is not replicated here again.
+        if self.store.is_removed(space.as_str()).await? {
+            return Err(ApiError::new(
+                ErrorCode::SpaceNotFound,
+                format!("{space} was removed from this node by its operator"),
+            ));
+        }
         northstar_protocol::address::check_authority(&authority)
             .map_err(|e| malformed("sequencer", e))?;
         let link = self
@@ -396,5 +418,32 @@ impl Api {
             })?;
         tracing::info!(space = %space, sequencer = %authority, "joined a remote space; replicating it");
         Ok(ack)
+    }
+}
+
+/// What `admin remove-space` did.
+#[derive(Debug)]
+pub struct RemovedSpace {
+    /// Whether this node sequenced the space (else it dropped its replica).
+    pub sequenced_here: bool,
+}
+
+impl Api {
+    /// Drop `space` from this node by the operator's decision: its log, members and refs go,
+    /// and it is neither created nor replicated here again (spec §11).
+    pub async fn remove_space(&self, space: &SpaceId) -> Result<RemovedSpace, ApiError> {
+        let Some(row) = self.store.space(space.as_str()).await? else {
+            return Err(ApiError::new(
+                ErrorCode::SpaceNotFound,
+                format!("no space {space} on this node"),
+            ));
+        };
+        let sequenced_here = row.sequencer == self.did.as_str();
+        self.sequencer.remove(space.clone()).await?;
+        self.known_spaces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(space);
+        Ok(RemovedSpace { sequenced_here })
     }
 }

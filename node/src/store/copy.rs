@@ -256,7 +256,7 @@ const EVENTS: Table = Table {
 
 /// The tables copied as they are, after the spaces and their logs, in an order that keeps
 /// every reference valid.
-const TABLES: [Table; 8] = [
+const TABLES: [Table; 9] = [
     Table {
         name: "members",
         columns: &[
@@ -333,6 +333,11 @@ const TABLES: [Table; 8] = [
             ("banned_at", NullableInt),
         ],
         order: "did",
+    },
+    Table {
+        name: "removed_spaces",
+        columns: &[("id", Text), ("removed_at", Int)],
+        order: "id",
     },
 ];
 

@@ -15,7 +15,8 @@
 //!   backend in its own file with its own driver types.
 //!
 //! # Invariants, on every backend
-//! - A space's events are append-only, `(space, seq)` unique and gap-free from 1, ids unique.
+//! - A space's events are append-only, `(space, seq)` unique and gap-free from 1, ids unique;
+//!   only the operator's removal of the whole space ([`Op::DropSpace`]) deletes them.
 //!   A group that inserts a seq already stored fails as a whole: nothing of it is kept.
 //! - `spaces.head_seq/head_id` and `members` change only in the transaction that appends the
 //!   event that changes them, so a reader never sees one without the other.
@@ -358,6 +359,11 @@ impl Store {
     /// home), each once, in order.
     pub async fn home_members(&self, own_did: &str) -> Result<Vec<String>, StoreError> {
         on_backend!(self, db => db.home_members(own_did).await)
+    }
+
+    /// Whether the operator removed `space` from this node.
+    pub async fn is_removed(&self, space: &str) -> Result<bool, StoreError> {
+        on_backend!(self, db => db.is_removed(space).await)
     }
 
     /// Whether the database answers a query.

@@ -384,6 +384,14 @@ where
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    pub(super) async fn is_removed(&self, space: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM removed_spaces WHERE id = $1")
+            .bind(space)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         // A read of a real table, so a database that lost its tables fails too.
         sqlx::query("SELECT count(*) FROM node_identity")

@@ -207,6 +207,14 @@ pub enum Op {
         /// The signed tombstone's JSON.
         tombstone: String,
     },
+    /// Drop a space the operator removed, with its log, members, refs, posts and fork
+    /// proofs, and remember its id so it is neither created nor replicated again.
+    DropSpace {
+        /// Space id text.
+        space: String,
+        /// When (ms).
+        removed_at: u64,
+    },
 }
 
 /// What the node holds, counted for its status page and `/.well-known/northstar`.

@@ -11,7 +11,7 @@ use northstar_sdk::{NodeCode, SdkError};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::{BeamArgs, DidArgs, NodeDir};
+use super::{BeamArgs, DidArgs, NodeDir, SpaceArgs};
 use crate::cli::Output;
 
 /// How long the node may take to answer.
@@ -152,6 +152,26 @@ pub(super) async fn remove_beam(args: &BeamArgs, out: &Output) -> anyhow::Result
         format!(
             "removed {}; its tombstone, signed by this node, was appended in {spaces} space(s)",
             result["path"].as_str().unwrap_or("?")
+        )
+    })
+}
+
+pub(super) async fn remove_space(args: &SpaceArgs, out: &Output) -> anyhow::Result<()> {
+    let result = request(
+        &args.node,
+        method::REMOVE_SPACE,
+        json!({"space": args.space}),
+    )
+    .await?;
+    out.print(result.clone(), || {
+        let what = if result["sequenced_here"] == json!(true) {
+            "the space this node sequenced"
+        } else {
+            "this node's replica of"
+        };
+        format!(
+            "removed {what} {}; it is not created or replicated here again",
+            result["space"].as_str().unwrap_or("?")
         )
     })
 }
