@@ -490,8 +490,18 @@ fn remove_space_drops_a_replica_for_good_and_a_sequenced_space_with_its_id() {
     assert_eq!(gone["name"], "space_not_found", "{gone}");
     let taken = refusal(&create_channel(&a, &alice, "rules"));
     assert_eq!(taken["name"], "space_exists", "{taken}");
-    // Other spaces are untouched.
-    one(&create_channel(&a, &alice, "other"));
     let missing = refusal(&admin(&a_data, &["remove-space", &space]));
     assert_eq!(missing["name"], "space_not_found", "{missing}");
+
+    // A space A sequences that B replicates: A tells B, which drops its replica too.
+    let told = one(&create_channel(&a, &alice, "told"));
+    let (told_id, told_uri) = (told["id"].as_str().unwrap(), told["uri"].as_str().unwrap());
+    one(&run(&b, &bob, &["space", "join", told_uri, "--json"]));
+    assert_eq!(admin_ok(&b_data, &["stats"])["spaces_replicated"], 1);
+    let removed = admin_ok(&a_data, &["remove-space", told_uri]);
+    assert_eq!(removed["member_nodes"], 1, "{removed}");
+    assert_eq!(removed["member_nodes_told"], 1, "{removed}");
+    assert_eq!(admin_ok(&b_data, &["stats"])["spaces_replicated"], 0);
+    let gone = refusal(&run(&b, &bob, &["space", "events", told_id, "--json"]));
+    assert_eq!(gone["name"], "space_not_found", "{gone}");
 }

@@ -51,6 +51,8 @@ pub const FED_PROVE: &str = "fed.prove";
 pub const FED_SUBMIT: &str = "fed.submit";
 /// `fed.push`.
 pub const FED_PUSH: &str = "fed.push";
+/// `fed.space_removed`.
+pub const FED_SPACE_REMOVED: &str = "fed.space_removed";
 /// `stream.publish`.
 pub const STREAM_PUBLISH: &str = "stream.publish";
 /// `stream.watch`.
@@ -65,7 +67,7 @@ pub const STREAM_REFUSED: &str = "stream.refused";
 pub const STREAM_CLOSED: &str = "stream.closed";
 
 /// Every method a client or node may call, in the order of the spec's table (§6.2).
-pub const ALL: [&str; 26] = [
+pub const ALL: [&str; 27] = [
     NODE_INFO,
     AUTH_CHALLENGE,
     AUTH_RESPOND,
@@ -88,6 +90,7 @@ pub const ALL: [&str; 26] = [
     FED_PROVE,
     FED_SUBMIT,
     FED_PUSH,
+    FED_SPACE_REMOVED,
     STREAM_PUBLISH,
     STREAM_WATCH,
     STREAM_UNWATCH,

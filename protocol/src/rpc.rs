@@ -232,6 +232,12 @@ pub trait FedApi {
     /// broadcast tree. Returns how many were new.
     #[method(name = "push", with_extensions)]
     async fn push(&self, events: Vec<Event>) -> RpcResult<u32>;
+
+    /// `fed.space_removed` (user, the space's sequencer): the caller's operator removed
+    /// `space`, which the caller sequences; the callee drops its replica for good. Returns
+    /// whether it held one.
+    #[method(name = "space_removed", with_extensions)]
+    async fn space_removed(&self, space: SpaceId) -> RpcResult<bool>;
 }
 
 /// `stream.*` served by `jsonrpsee`: facts about a live stream (`spec/protocol.md` §10).

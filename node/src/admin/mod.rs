@@ -207,7 +207,12 @@ async fn call(api: &Api, name: &str, raw: Value) -> Result<Value, Failure> {
             let id = space_id(&space)?;
             let removed = api.remove_space(&id).await?;
             tracing::info!(space = %id, sequenced_here = removed.sequenced_here, "the operator removed a space");
-            Ok(json!({"space": id.as_str(), "sequenced_here": removed.sequenced_here}))
+            Ok(json!({
+                "space": id.as_str(),
+                "sequenced_here": removed.sequenced_here,
+                "member_nodes": removed.member_nodes,
+                "member_nodes_told": removed.told,
+            }))
         }
         method::STATS => {
             params::<serde_json::Map<String, Value>>(raw)?;

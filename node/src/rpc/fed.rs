@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use jsonrpsee::Extensions;
 use jsonrpsee::core::{RpcResult, async_trait};
+use northstar_protocol::Did;
 use northstar_protocol::address::SpaceId;
 use northstar_protocol::api::{Ack, ErrorCode};
 use northstar_protocol::rpc::FedApiServer;
@@ -116,9 +117,30 @@ impl FedApiServer for Handler {
         }
         Ok(accepted)
     }
+
+    async fn space_removed(&self, ext: &Extensions, space: SpaceId) -> RpcResult<bool> {
+        let caller = session(ext)?.user()?.clone();
+        Ok(self.0.replica_removed(&caller, &space).await?)
+    }
 }
 
 impl super::Api {
+    /// `fed.space_removed` from `caller`: drop the replica of `space` if `caller` sequences it.
+    async fn replica_removed(&self, caller: &Did, space: &SpaceId) -> Result<bool, ApiError> {
+        match self.whereabouts(space).await? {
+            Whereabouts::Replica(at) if at.did == *caller => {
+                self.remove_space(space).await?;
+                tracing::info!(space = %space, sequencer = %caller, "the sequencer removed a space; replica dropped");
+                Ok(true)
+            }
+            Whereabouts::Replica(_) | Whereabouts::Here => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("only the sequencer of {space} may say it was removed"),
+            )),
+            Whereabouts::Unknown => Ok(false),
+        }
+    }
+
     /// Pull what a push skipped over, in the background: the push itself is answered now.
     /// At most one such catch-up runs per space, however many gapped pushes arrive.
     fn fill_gap(&self, space: SpaceId, sequencer: String) {

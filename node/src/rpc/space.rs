@@ -426,6 +426,10 @@ impl Api {
 pub struct RemovedSpace {
     /// Whether this node sequenced the space (else it dropped its replica).
     pub sequenced_here: bool,
+    /// For a space sequenced here, how many other member nodes it had.
+    pub member_nodes: usize,
+    /// How many of them acknowledged `fed.space_removed`.
+    pub told: usize,
 }
 
 impl Api {
@@ -439,11 +443,48 @@ impl Api {
             ));
         };
         let sequenced_here = row.sequencer == self.did.as_str();
+        // The member nodes to tell, read before the members go.
+        let mut homes: Vec<String> = Vec::new();
+        if sequenced_here {
+            for member in self.store.members(space.as_str()).await? {
+                if let Some(home) = member.home.filter(|h| h.node != self.did.as_str())
+                    && !homes.contains(&home.authority)
+                {
+                    homes.push(home.authority);
+                }
+            }
+        }
         self.sequencer.remove(space.clone()).await?;
         self.known_spaces
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(space);
-        Ok(RemovedSpace { sequenced_here })
+        let mut told = 0;
+        for authority in &homes {
+            match self.tell_removed(authority, space).await {
+                Ok(()) => told += 1,
+                Err(e) => {
+                    tracing::warn!(space = %space, node = %authority, error = %e.message(), "a member node was not told of the space's removal")
+                }
+            }
+        }
+        Ok(RemovedSpace {
+            sequenced_here,
+            member_nodes: homes.len(),
+            told,
+        })
+    }
+
+    /// `fed.space_removed` to the member node at `authority`.
+    async fn tell_removed(&self, authority: &str, space: &SpaceId) -> Result<(), ApiError> {
+        let link = self
+            .links
+            .get(authority)
+            .await
+            .map_err(super::unreachable)?;
+        northstar_protocol::rpc::FedApiClient::space_removed(link.client.as_ref(), space.clone())
+            .await
+            .map(drop)
+            .map_err(|e| super::relayed(crate::federation::LinkError::from_call(authority, e)))
     }
 }
