@@ -112,6 +112,7 @@ conformance!(
     beams::known_beams_tell_stored_cached_and_deleted_apart,
     users::seen_times_and_decisions_are_kept_per_did,
     users::home_members_are_the_members_whose_home_is_this_node,
+    users::a_removed_space_goes_with_its_rows_and_its_id_is_kept,
 );
 
 // ---- building blocks -------------------------------------------------------------------

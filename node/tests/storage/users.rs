@@ -78,3 +78,57 @@ pub(crate) async fn home_members_are_the_members_whose_home_is_this_node(f: &Fix
         .unwrap();
     assert_eq!(store.home_members(NODE).await.unwrap(), ["did:key:zHere"]);
 }
+
+pub(crate) async fn a_removed_space_goes_with_its_rows_and_its_id_is_kept(f: &Fixture) {
+    let store = &f.store;
+    let (gone, kept) = ("channel/zOwner/gone", "channel/zOwner/kept");
+    let mut ops = Vec::new();
+    for s in [gone, kept] {
+        ops.push(Op::CreateSpace(space(s, "did:key:zOwner", NODE)));
+        ops.push(Op::Event(super::event(s, 1)));
+        ops.push(member(
+            s,
+            "did:key:zHere",
+            Some(MemberState::Member),
+            Some(NODE),
+        ));
+        ops.push(super::beam_ref("bBeam", s, 1, "did:key:zHere"));
+        ops.push(Op::Posted {
+            path: "beam/h/bBeam".into(),
+            space: s.into(),
+        });
+    }
+    store.commit(&ops).await.unwrap();
+    assert!(!store.is_removed(gone).await.unwrap());
+
+    store
+        .commit(&[Op::DropSpace {
+            space: gone.into(),
+            removed_at: 9,
+        }])
+        .await
+        .unwrap();
+    assert!(store.space(gone).await.unwrap().is_none());
+    assert!(store.events(gone, 0, 10).await.unwrap().is_empty());
+    assert!(store.members(gone).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .spaces_referencing("bBeam", "did:key:zHere")
+            .await
+            .unwrap(),
+        [kept]
+    );
+    assert!(store.is_removed(gone).await.unwrap());
+    // The other space is as it was.
+    assert_eq!(store.space(kept).await.unwrap().unwrap().head_seq, 1);
+    assert_eq!(store.members(kept).await.unwrap().len(), 1);
+    assert!(!store.is_removed(kept).await.unwrap());
+    // Removing it again changes nothing.
+    store
+        .commit(&[Op::DropSpace {
+            space: gone.into(),
+            removed_at: 10,
+        }])
+        .await
+        .unwrap();
+}
