@@ -1,7 +1,8 @@
 //! `northstar admin` against running nodes: the admin socket in the data directory (mode 0600,
 //! refused to other users), and each command through the real binary: users, allow and deny
-//! at runtime, a node-wide ban, a beam removed on its home node and on the node that
-//! sequences its space, stats, and a malformed request line.
+//! at runtime, a node-wide ban (sessions, handshakes and federation submissions), a beam
+//! removed on its home node and on the node that sequences its space, a space removed (a replica,
+//! and a sequenced space whose member node is told), stats, and malformed request lines.
 //!
 //! These run `northstar serve` children (the binary is only reachable from this crate's tests,
 //! hence here rather than in `tests/`).
@@ -504,4 +505,48 @@ fn remove_space_drops_a_replica_for_good_and_a_sequenced_space_with_its_id() {
     assert_eq!(admin_ok(&b_data, &["stats"])["spaces_replicated"], 0);
     let gone = refusal(&run(&b, &bob, &["space", "events", told_id, "--json"]));
     assert_eq!(gone["name"], "space_not_found", "{gone}");
+}
+
+#[test]
+fn a_ban_refuses_federation_submissions_by_the_did_but_not_its_home_nodes_removals() {
+    let dir = tempfile::tempdir().unwrap();
+    let a_data = dir.path().join("a");
+    let a = Serve::start(&a_data, &[]);
+    let b_data = dir.path().join("b");
+    let b = Serve::start(&b_data, &[]);
+    let (alice, bob) = (new_key(dir.path(), "alice"), new_key(dir.path(), "bob"));
+    let created = one(&create_channel(&a, &alice, "hub"));
+    let (space, uri) = (
+        created["id"].as_str().unwrap(),
+        created["uri"].as_str().unwrap(),
+    );
+    one(&run(&b, &bob, &["space", "join", uri, "--json"]));
+    let post = |title: &str| {
+        run(
+            &b,
+            &bob,
+            &[
+                "beam", "post", space, "--title", title, "--body", "b", "--json",
+            ],
+        )
+    };
+    let posted = one(&post("before"));
+
+    // A bans Bob: his next post, submitted by his home node B, is refused by A.
+    admin_ok(&a_data, &["ban", &did_of(&bob)]);
+    let refused = refusal(&post("after"));
+    assert_eq!(refused["name"], "banned", "{refused}");
+
+    // B's operator removes Bob's earlier beam: the tombstone B signed still reaches A's log.
+    let removed = admin_ok(
+        &b_data,
+        &["remove-beam", posted["beam_uri"].as_str().unwrap()],
+    );
+    assert_eq!(
+        removed["tombstones"].as_array().unwrap().len(),
+        1,
+        "{removed}"
+    );
+    let events = json_lines(&run(&a, &alice, &["space", "events", space, "--json"]));
+    assert_eq!(events.last().unwrap()["kind"], "tombstone");
 }

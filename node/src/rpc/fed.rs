@@ -51,12 +51,13 @@ impl FedApiServer for Handler {
         if payload.space().is_some_and(|s| *s != space) {
             return Err(malformed("payload", "it names another space").into());
         }
-        if self.0.auth.access().is_banned(payload.author()) {
+        // By its signer: a home node's removal of a banned author's beam still goes through.
+        if self.0.auth.access().is_banned(payload.signer()) {
             return Err(ApiError::new(
                 ErrorCode::Banned,
                 format!(
                     "{} is banned from this node by its operator",
-                    payload.author()
+                    payload.signer()
                 ),
             )
             .into());
