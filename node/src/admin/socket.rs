@@ -32,6 +32,10 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// The most admin connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 8;
 
+/// How long a connection may stay silent between requests before it is closed, so forgotten
+/// clients do not hold the [`MAX_CONNECTIONS`] places.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Why the admin socket could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -200,7 +204,13 @@ async fn serve_connection(stream: UnixStream, api: &Api, shutdown: CancellationT
         let mut limited = (&mut read).take(limit);
         let got = tokio::select! {
             () = shutdown.cancelled() => return,
-            got = limited.read_until(b'\n', &mut line) => got,
+            got = tokio::time::timeout(IDLE, limited.read_until(b'\n', &mut line)) => match got {
+                Ok(got) => got,
+                Err(_) => {
+                    tracing::debug!("admin connection idle; closed");
+                    return;
+                }
+            },
         };
         match got {
             Ok(0) => return,
