@@ -17,7 +17,8 @@ use northstar_protocol::wire::{AuthChallenge, AuthResponse};
 use northstar_protocol::{Did, Keypair};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Limits, Policy, Registration};
+use crate::access::{Access, Denied};
+use crate::config::Limits;
 
 /// Why authentication refused a request, with the protocol's error code for it (the RPC layer
 /// turns it into an error object).
@@ -390,24 +391,64 @@ impl Issued {
     }
 }
 
-/// What the handshake needs to know about this node.
+/// What the handshake needs to know about this node, and the sessions it authenticated.
 #[derive(Debug)]
 pub struct Authenticator {
     key: Keypair,
     origin: String,
     ttl_ms: u64,
-    registration: Registration,
+    access: Arc<Access>,
+    /// The open sessions of each authenticated DID, so a ban closes them. Entries of closed
+    /// sessions are pruned whenever their DID authenticates again, and all of them when the
+    /// map reaches [`MAX_SIGNED_IN`] DIDs.
+    signed_in: Mutex<HashMap<Did, Vec<std::sync::Weak<Session>>>>,
 }
 
+/// The most DIDs [`Authenticator::signed_in`] holds before closed sessions are swept out.
+const MAX_SIGNED_IN: usize = 4096;
+
 impl Authenticator {
-    /// The handshake for the node with `key`, reachable at `origin`.
-    pub fn new(key: Keypair, origin: String, ttl_secs: u32, registration: Registration) -> Self {
+    /// The handshake for the node with `key`, reachable at `origin`, admitting whom `access`
+    /// admits.
+    pub fn new(key: Keypair, origin: String, ttl_secs: u32, access: Arc<Access>) -> Self {
         Self {
             key,
             origin,
             ttl_ms: u64::from(ttl_secs) * 1000,
-            registration,
+            access,
+            signed_in: Mutex::default(),
         }
+    }
+
+    /// Who may authenticate.
+    pub fn access(&self) -> &Arc<Access> {
+        &self.access
+    }
+
+    /// Remember `session`, authenticated as `did`, so [`Authenticator::kill_sessions_of`]
+    /// finds it.
+    pub fn signed_in(&self, did: &Did, session: &Arc<Session>) {
+        let mut map = lock(&self.signed_in);
+        if map.len() >= MAX_SIGNED_IN {
+            map.retain(|_, sessions| {
+                sessions.retain(|s| s.strong_count() > 0);
+                !sessions.is_empty()
+            });
+        }
+        let sessions = map.entry(did.clone()).or_default();
+        sessions.retain(|s| s.strong_count() > 0);
+        sessions.push(Arc::downgrade(session));
+    }
+
+    /// Drop every open connection authenticated as `did`; how many there were.
+    pub fn kill_sessions_of(&self, did: &Did) -> usize {
+        let sessions = lock(&self.signed_in).remove(did).unwrap_or_default();
+        let mut killed = 0;
+        for session in sessions.iter().filter_map(std::sync::Weak::upgrade) {
+            session.kill();
+            killed += 1;
+        }
+        killed
     }
 
     /// Issue a challenge bound to `session`.
@@ -506,11 +547,20 @@ impl Authenticator {
             )
         })?;
         let did = &response.did;
-        if self.registration.policy == Policy::AllowList && !self.registration.allow.contains(did) {
-            return Err(AuthError::refused(
-                ErrorCode::NotAllowed,
-                format!("{did} is not on this node's allow-list"),
-            ));
+        match self.access.check(did) {
+            Ok(()) => {}
+            Err(Denied::Banned) => {
+                return Err(AuthError::refused(
+                    ErrorCode::Banned,
+                    format!("{did} is banned from this node by its operator"),
+                ));
+            }
+            Err(Denied::NotAllowed) => {
+                return Err(AuthError::refused(
+                    ErrorCode::NotAllowed,
+                    format!("{did} is not on this node's allow-list"),
+                ));
+            }
         }
         if let Some(existing) = session.did().filter(|existing| *existing != did) {
             return Err(AuthError::refused(
@@ -552,7 +602,8 @@ mod tests {
         let node = Keypair::generate().unwrap();
         let client = Keypair::generate().unwrap();
         let origin = "ws://127.0.0.1:7700".to_owned();
-        let auth = Authenticator::new(node.clone(), origin.clone(), 60, Registration::default());
+        let access = Arc::new(Access::fixed(crate::config::Registration::default()));
+        let auth = Authenticator::new(node.clone(), origin.clone(), 60, access);
         let budgets = Arc::new(Budgets::new(&limits(100, 100)));
         let s = session(&budgets, "10.0.0.1:1");
         let now = 1_767_225_600_000;

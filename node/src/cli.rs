@@ -1,14 +1,15 @@
 //! The commands of `northstar` besides `serve`: keys, DIDs, and talking to a node about spaces
 //! and beams. Those use the SDK, never the node's internals, so what they do is what any app can
-//! do. The `admin` commands are the exception: they work on a stopped node's data directory
-//! with the node library, as `serve` does.
+//! do. The `admin` commands are the exception: they work on a node's data directory with the
+//! node library, as `serve` does, or talk to the running node over its admin socket there.
 //!
 //! - [`space`]: `northstar space …`: create, join, leave, invite, list, members, events, tail.
 //! - [`export`]: `northstar space export` and `space import`: a space's verified log to a file
 //!   and back into any node, with a progress bar.
 //! - [`beam`]: `northstar beam …`: post, get, delete.
 //! - [`stream`]: `northstar stream …`: publish stdin as a live stream, watch one to stdout, info.
-//! - [`admin`]: `northstar admin …`: migrate-storage.
+//! - [`admin`]: `northstar admin …`: migrate-storage, backup, and the operator's commands over
+//!   the admin socket (users, allow, deny, ban, unban, remove-beam, stats).
 //!
 //! Output is text for people, or with `--json` one JSON object per line; the keys of the JSON
 //! objects are a contract for scripts. Errors are one line on stderr and a non-zero exit.

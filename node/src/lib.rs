@@ -17,6 +17,8 @@
 //!   a member node keeps to its parents in the stream's tree.
 //! - [`federation`]: authenticated, pooled links to other nodes.
 //! - [`gossip`]: pushing events down broadcast trees and pulling what is missing.
+//! - [`access`]: who may authenticate: the registration policy and the operator's runtime
+//!   allow, deny and ban decisions.
 //! - [`auth`]: connection sessions and the challenge-response handshake.
 //! - [`admission`]: how many connections the node holds, per address and in all.
 //! - [`rpc`]: the JSON-RPC methods and the one mapping from errors to error objects.
@@ -24,11 +26,14 @@
 //! - [`server`]: the listener (plain or TLS), connection limits and the WebSocket upgrade.
 //! - [`status`]: the plain HTTP pages on the same port: health checks, the status page and
 //!   `/.well-known/northstar`.
+//! - [`admin`]: the operator's channel, a Unix socket in the data directory (`admin.sock`).
 //!
 //! [`run`] wires them together; the `northstar` binary adds arguments, logging and signals.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod access;
 pub mod acme;
+pub mod admin;
 pub mod admission;
 pub mod auth;
 pub mod clock;
@@ -97,6 +102,9 @@ pub enum NodeError {
     /// ACME could not be set up.
     #[error(transparent)]
     Acme(#[from] acme::AcmeError),
+    /// The admin socket could not be created, or another node answers on it.
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
     /// The metrics address could not be listened on.
     #[error("cannot serve metrics on metrics_listen = {listen}")]
     Metrics {
@@ -132,6 +140,8 @@ pub async fn run(
         .map_or_else(|_| "?".into(), |a| a.to_string());
     // Held until the store is closed, at the end of this function.
     let data_dir = DataDir::claim(&config.data_dir, &address)?;
+    // Before the store opens: a node that answers on the socket is running here.
+    let admin_socket = admin::Socket::bind(&config.data_dir)?;
     let key = node_key(&config.data_dir)?;
     let storage = config.storage()?;
     let store = Store::open(&storage, key.did().as_str()).await?;
@@ -202,11 +212,12 @@ pub async fn run(
         tasks.clone(),
         gossip_stop.clone(),
     );
+    let access = Arc::new(access::Access::load(config.registration.clone(), store.clone()).await?);
     let auth = auth::Authenticator::new(
         key.clone(),
         config.origin(),
         config.limits.challenge_ttl_secs,
-        config.registration.clone(),
+        access,
     );
     let api = Arc::new(rpc::Api {
         did: key.did().clone(),
@@ -228,6 +239,7 @@ pub async fn run(
     });
     let module = rpc::methods(api.clone()).map_err(|e| NodeError::Methods(e.to_string()))?;
     tracing::info!(version = status::VERSION, protocol = northstar_protocol::PROTOCOL_VERSION, did = %key.did(), listen = %address, public_url = %config.origin(), "node ready");
+    admin::spawn(admin_socket, api.clone(), &tasks, shutdown.clone());
     let shared = connection::Shared {
         methods: module.into(),
         api,

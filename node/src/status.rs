@@ -48,6 +48,13 @@ impl Default for Status {
     }
 }
 
+impl Status {
+    /// How long the node has run.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+}
+
 /// The facts of `/.well-known/northstar` and of the status page.
 #[derive(Debug, Clone, Serialize)]
 pub struct Facts {

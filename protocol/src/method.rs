@@ -61,6 +61,8 @@ pub const FED_PUSH: &str = "fed.push";
 pub const FED_HEADS: &str = "fed.heads";
 /// `fed.receipts`.
 pub const FED_RECEIPTS: &str = "fed.receipts";
+/// `fed.space_removed`.
+pub const FED_SPACE_REMOVED: &str = "fed.space_removed";
 /// `stream.publish`.
 pub const STREAM_PUBLISH: &str = "stream.publish";
 /// `stream.watch`.
@@ -75,7 +77,7 @@ pub const STREAM_REFUSED: &str = "stream.refused";
 pub const STREAM_CLOSED: &str = "stream.closed";
 
 /// Every method a client or node may call, in the order of the spec's table (§6.2).
-pub const ALL: [&str; 31] = [
+pub const ALL: [&str; 32] = [
     NODE_INFO,
     AUTH_CHALLENGE,
     AUTH_RESPOND,
@@ -103,8 +105,30 @@ pub const ALL: [&str; 31] = [
     FED_PUSH,
     FED_HEADS,
     FED_RECEIPTS,
+    FED_SPACE_REMOVED,
     STREAM_PUBLISH,
     STREAM_WATCH,
     STREAM_UNWATCH,
     STREAM_INFO,
 ];
+
+/// The methods of a node's local admin channel (`spec/protocol.md` §12): a Unix socket only
+/// the node's operator reaches, not part of the federation wire.
+pub mod admin {
+    /// `admin.users`.
+    pub const USERS: &str = "admin.users";
+    /// `admin.allow`.
+    pub const ALLOW: &str = "admin.allow";
+    /// `admin.deny`.
+    pub const DENY: &str = "admin.deny";
+    /// `admin.ban`.
+    pub const BAN: &str = "admin.ban";
+    /// `admin.unban`.
+    pub const UNBAN: &str = "admin.unban";
+    /// `admin.remove_beam`.
+    pub const REMOVE_BEAM: &str = "admin.remove_beam";
+    /// `admin.remove_space`.
+    pub const REMOVE_SPACE: &str = "admin.remove_space";
+    /// `admin.stats`.
+    pub const STATS: &str = "admin.stats";
+}

@@ -259,6 +259,12 @@ pub trait FedApi {
     /// event `seq` (a tombstone), as their reports say.
     #[method(name = "receipts", with_extensions)]
     async fn receipts(&self, space: SpaceId, seq: u64) -> RpcResult<SpaceReceipt>;
+
+    /// `fed.space_removed` (user, the space's sequencer): the caller's operator removed
+    /// `space`, which the caller sequences; the callee drops its replica for good. Returns
+    /// whether it held one.
+    #[method(name = "space_removed", with_extensions)]
+    async fn space_removed(&self, space: SpaceId) -> RpcResult<bool>;
 }
 
 /// `stream.*` served by `jsonrpsee`: facts about a live stream (`spec/protocol.md` §10).

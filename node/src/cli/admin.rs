@@ -6,6 +6,10 @@
 //!   stderr; what to set afterwards to stdout.
 //! - `admin backup FILE`: a consistent snapshot of the node's SQLite database, taken while the
 //!   node runs (or not); JSON keys `file`, `database`, `events`.
+//!
+//! The others talk to the running node over its admin socket (`{data_dir}/admin.sock`,
+//! `spec/protocol.md` §12), one request each (`channel`): `users`, `allow`, `deny`, `ban`,
+//! `unban`, `remove-beam`, `remove-space`, `stats`. With `--json` each prints the node's result object.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -20,6 +24,8 @@ use serde_json::json;
 
 use super::Output;
 
+mod channel;
+
 #[derive(Debug, Subcommand)]
 pub(super) enum AdminCommand {
     /// Copy a stopped node's SQLite data into an empty PostgreSQL database, checking every
@@ -28,6 +34,64 @@ pub(super) enum AdminCommand {
     /// Write a consistent snapshot of the node's SQLite database to FILE, while the node runs
     /// or not; a node started on it (with the node's key) is the node as it was then.
     Backup(BackupArgs),
+    /// List the node's users: DID, first and last authentication, allowed and banned state.
+    Users(NodeDir),
+    /// Allow a DID to register under the allow_list policy, from now on and after restarts.
+    Allow(DidArgs),
+    /// Take a DID off the allow-list (also one the config file allows); its sessions close.
+    Deny(DidArgs),
+    /// Ban a DID from the whole node: its sessions close, it cannot authenticate, and no
+    /// federation submission it authored is accepted.
+    Ban(DidArgs),
+    /// Lift a node-wide ban.
+    Unban(DidArgs),
+    /// Remove a beam stored here, with a tombstone signed by this node that reaches every
+    /// space that referred to it.
+    RemoveBeam(BeamArgs),
+    /// Remove a space from this node: its log, members and refs go, and it is neither
+    /// created nor replicated here again (a replica of another node's space is dropped).
+    RemoveSpace(SpaceArgs),
+    /// What the node holds and serves: users, spaces, connections, uptime, version, database
+    /// size.
+    Stats(NodeDir),
+}
+
+/// Which node: the data directory (and config file) it was started with.
+#[derive(Debug, Args)]
+pub(super) struct NodeDir {
+    /// The node's TOML config file, as given to `serve`.
+    #[arg(long, value_name = "FILE")]
+    pub(super) config: Option<PathBuf>,
+    /// The node's data directory, as given to `serve`.
+    #[arg(long, value_name = "DIR")]
+    pub(super) data_dir: Option<PathBuf>,
+}
+
+/// A command about one DID.
+#[derive(Debug, Args)]
+pub(super) struct DidArgs {
+    /// The DID, `did:key:z6Mk…`.
+    pub(super) did: String,
+    #[command(flatten)]
+    pub(super) node: NodeDir,
+}
+
+/// Flags of `northstar admin remove-space`.
+#[derive(Debug, Args)]
+pub(super) struct SpaceArgs {
+    /// The space's URI (`northstar://HOST/channel/…`) or id.
+    pub(super) space: String,
+    #[command(flatten)]
+    pub(super) node: NodeDir,
+}
+
+/// Flags of `northstar admin remove-beam`.
+#[derive(Debug, Args)]
+pub(super) struct BeamArgs {
+    /// The beam's URI (`northstar://HOST/beam/…`) or path (`beam/…`).
+    pub(super) uri: String,
+    #[command(flatten)]
+    pub(super) node: NodeDir,
 }
 
 /// Flags of `northstar admin backup`.
@@ -61,6 +125,14 @@ pub(super) async fn run(command: AdminCommand, out: &Output) -> anyhow::Result<(
     match command {
         AdminCommand::MigrateStorage(args) => migrate(args, out).await,
         AdminCommand::Backup(args) => backup(args, out).await,
+        AdminCommand::Users(node) => channel::users(&node, out).await,
+        AdminCommand::Allow(args) => channel::allow(&args, true, out).await,
+        AdminCommand::Deny(args) => channel::allow(&args, false, out).await,
+        AdminCommand::Ban(args) => channel::ban(&args, true, out).await,
+        AdminCommand::Unban(args) => channel::ban(&args, false, out).await,
+        AdminCommand::RemoveBeam(args) => channel::remove_beam(&args, out).await,
+        AdminCommand::RemoveSpace(args) => channel::remove_space(&args, out).await,
+        AdminCommand::Stats(node) => channel::stats(&node, out).await,
     }
 }
 

@@ -320,7 +320,8 @@ fn print_event(out: &Output, item: &EventWithBeam) -> anyhow::Result<()> {
 
 /// An event as one JSON object: `id`, `seq`, `kind`, `author`, `space`, `timestamp`, and by
 /// kind: `name` and `sequencer` (create); `subject` (join, leave, invite, kick, ban);
-/// `beam` and `beam_uri` (beam); `beam` (tombstone).
+/// `beam` and `beam_uri` (beam); `beam`, and `removed_by` when the beam's home node removed it
+/// (tombstone).
 fn event_json(event: &Event) -> anyhow::Result<Value> {
     let mut value = json!({
         "id": event.id()?.to_string(),
@@ -340,7 +341,10 @@ fn event_json(event: &Event) -> anyhow::Result<Value> {
             "beam": beam_ref.beam.to_string(),
             "beam_uri": beam_ref.beam_uri().to_string(),
         }),
-        Payload::Tombstone(tombstone) => json!({"beam": tombstone.beam.to_string()}),
+        Payload::Tombstone(tombstone) => match &tombstone.node {
+            Some(node) => json!({"beam": tombstone.beam.to_string(), "removed_by": node.as_str()}),
+            None => json!({"beam": tombstone.beam.to_string()}),
+        },
     };
     if let (Some(map), Value::Object(extra)) = (value.as_object_mut(), extra) {
         map.extend(extra);

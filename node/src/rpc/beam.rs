@@ -66,8 +66,58 @@ impl BeamApiServer for Handler {
         if &tombstone.author != user {
             return Err(not_signer(&tombstone.author, user).into());
         }
+        if tombstone.node.is_some() {
+            return Err(malformed(
+                "tombstone",
+                "beam.delete takes the author's own tombstone: node must be absent",
+            )
+            .into());
+        }
         tombstone.verify().map_err(|_| bad_signature("tombstone"))?;
-        let api = &self.0;
+        Ok(self.0.delete_everywhere(tombstone).await?)
+    }
+
+    async fn receipts(&self, ext: &Extensions, path: String) -> RpcResult<BeamReceipts> {
+        let parsed = BeamPath::parse(&path).map_err(|e| malformed("path", e))?;
+        let user = session(ext)?.user()?;
+        if parsed.author_hash != author_hash(user) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "only a beam's author sees its deletion receipts",
+            )
+            .into());
+        }
+        Ok(self.0.receipts(parsed, user).await?)
+    }
+}
+
+impl Api {
+    /// Remove a beam stored here by the operator's decision: a tombstone signed by this node
+    /// (its home node) goes where an author's would (spec §6.3.18).
+    pub async fn remove_beam(&self, path: &BeamPath) -> Result<BeamDeleted, ApiError> {
+        let text = path.to_string();
+        let Some(row) = self.store.beam(&text).await? else {
+            return Err(ApiError::new(
+                ErrorCode::BeamNotFound,
+                format!("no beam at {text} is stored on this node (only its home node removes it)"),
+            ));
+        };
+        let author = Did::parse(&row.author).map_err(|e| {
+            ApiError::internal(crate::store::StoreError::Corrupt {
+                table: "beams",
+                reason: e.to_string(),
+            })
+        })?;
+        let tombstone =
+            Tombstone::by_node(&self.node_key, path.beam, author, crate::clock::now_ms())
+                .map_err(ApiError::internal)?;
+        self.delete_everywhere(tombstone).await
+    }
+
+    /// Delete the beam `tombstone` names here, append the tombstone to the spaces sequenced
+    /// here that referenced it, and submit it to the sequencers of the others.
+    async fn delete_everywhere(&self, tombstone: Tombstone) -> Result<BeamDeleted, ApiError> {
+        let api = self;
         let path = BeamPath::new(&tombstone.author, tombstone.beam);
         let deleted = api
             .sequencer
@@ -99,21 +149,6 @@ impl BeamApiServer for Handler {
         Ok(BeamDeleted { tombstones })
     }
 
-    async fn receipts(&self, ext: &Extensions, path: String) -> RpcResult<BeamReceipts> {
-        let parsed = BeamPath::parse(&path).map_err(|e| malformed("path", e))?;
-        let user = session(ext)?.user()?;
-        if parsed.author_hash != author_hash(user) {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "only a beam's author sees its deletion receipts",
-            )
-            .into());
-        }
-        Ok(self.0.receipts(parsed, user).await?)
-    }
-}
-
-impl Api {
     /// Deletion receipts of `author`'s beam at `path` (§9.9): for each space that referred to
     /// it, its tombstone event here, and which nodes hold that event, from the sequencer.
     async fn receipts(&self, path: BeamPath, author: &Did) -> Result<BeamReceipts, ApiError> {

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use jsonrpsee::Extensions;
 use jsonrpsee::core::{RpcResult, async_trait};
+use northstar_protocol::Did;
 use northstar_protocol::address::SpaceId;
 use northstar_protocol::api::{Ack, ErrorCode, HeadReport, SpaceReceipt};
 use northstar_protocol::rpc::FedApiServer;
@@ -50,6 +51,17 @@ impl FedApiServer for Handler {
         }
         if payload.space().is_some_and(|s| *s != space) {
             return Err(malformed("payload", "it names another space").into());
+        }
+        // By its signer: a home node's removal of a banned author's beam still goes through.
+        if self.0.auth.access().is_banned(payload.signer()) {
+            return Err(ApiError::new(
+                ErrorCode::Banned,
+                format!(
+                    "{} is banned from this node by its operator",
+                    payload.signer()
+                ),
+            )
+            .into());
         }
         payload.verify().map_err(|_| bad_signature("payload"))?;
         Ok(self
@@ -158,6 +170,11 @@ impl FedApiServer for Handler {
             ApiError::new(ErrorCode::SpaceNotFound, format!("no space {space} here")).into()
         })
     }
+
+    async fn space_removed(&self, ext: &Extensions, space: SpaceId) -> RpcResult<bool> {
+        let caller = session(ext)?.user()?.clone();
+        Ok(self.0.replica_removed(&caller, &space).await?)
+    }
 }
 
 impl super::Api {
@@ -189,6 +206,22 @@ impl super::Api {
         self.delivery
             .follow(space, state.tree_nodes(), state.head_seq, at);
         Ok(true)
+    }
+
+    /// `fed.space_removed` from `caller`: drop the replica of `space` if `caller` sequences it.
+    async fn replica_removed(&self, caller: &Did, space: &SpaceId) -> Result<bool, ApiError> {
+        match self.whereabouts(space).await? {
+            Whereabouts::Replica(at) if at.did == *caller => {
+                self.remove_space(space).await?;
+                tracing::info!(space = %space, sequencer = %caller, "the sequencer removed a space; replica dropped");
+                Ok(true)
+            }
+            Whereabouts::Replica(_) | Whereabouts::Here => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("only the sequencer of {space} may say it was removed"),
+            )),
+            Whereabouts::Unknown => Ok(false),
+        }
     }
 
     /// Pull what a push skipped over, in the background: the push itself is answered now.

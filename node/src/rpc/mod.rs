@@ -511,6 +511,8 @@ impl AuthApiServer for Handler {
             .inc();
         let did = answered?;
         tracing::debug!(conn = session.id, did = %did, "authenticated");
+        self.0.auth.signed_in(&did, session);
+        self.0.auth.access().seen(&did, now_ms()).await;
         Ok(Authenticated { did })
     }
 }

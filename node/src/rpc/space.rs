@@ -49,6 +49,21 @@ impl SpaceApiServer for Handler {
             .into());
         }
         genesis.verify().map_err(|_| bad_signature("genesis"))?;
+        if api
+            .store
+            .is_removed(genesis.space.as_str())
+            .await
+            .map_err(ApiError::from)?
+        {
+            return Err(ApiError::new(
+                ErrorCode::SpaceExists,
+                format!(
+                    "{} was removed by this node's operator; pick another id",
+                    genesis.space
+                ),
+            )
+            .into());
+        }
         Ok(api
             .sequencer
             .create(genesis)
@@ -398,6 +413,13 @@ impl Api {
                 format!("no space {space} on this node; join it by its URI to reach its sequencer"),
             ));
         };
+        // A space the operator removed is not replicated here again.
+        if self.store.is_removed(space.as_str()).await? {
+            return Err(ApiError::new(
+                ErrorCode::SpaceNotFound,
+                format!("{space} was removed from this node by its operator"),
+            ));
+        }
         northstar_protocol::address::check_authority(&authority)
             .map_err(|e| malformed("sequencer", e))?;
         let link = self
@@ -435,5 +457,73 @@ impl Api {
             })?;
         tracing::info!(space = %space, sequencer = %authority, "joined a remote space; replicating it");
         Ok(ack)
+    }
+}
+
+/// What `admin remove-space` did.
+#[derive(Debug)]
+pub struct RemovedSpace {
+    /// Whether this node sequenced the space (else it dropped its replica).
+    pub sequenced_here: bool,
+    /// For a space sequenced here, how many other member nodes it had.
+    pub member_nodes: usize,
+    /// How many of them acknowledged `fed.space_removed`.
+    pub told: usize,
+}
+
+impl Api {
+    /// Drop `space` from this node by the operator's decision: its log, members and refs go,
+    /// and it is neither created nor replicated here again (spec §12).
+    pub async fn remove_space(&self, space: &SpaceId) -> Result<RemovedSpace, ApiError> {
+        let Some(row) = self.store.space(space.as_str()).await? else {
+            return Err(ApiError::new(
+                ErrorCode::SpaceNotFound,
+                format!("no space {space} on this node"),
+            ));
+        };
+        let sequenced_here = row.sequencer == self.did.as_str();
+        // The member nodes to tell, read before the members go.
+        let mut homes: Vec<String> = Vec::new();
+        if sequenced_here {
+            for member in self.store.members(space.as_str()).await? {
+                if let Some(home) = member.home.filter(|h| h.node != self.did.as_str())
+                    && !homes.contains(&home.authority)
+                {
+                    homes.push(home.authority);
+                }
+            }
+        }
+        self.sequencer.remove(space.clone()).await?;
+        self.known_spaces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(space);
+        let mut told = 0;
+        for authority in &homes {
+            match self.tell_removed(authority, space).await {
+                Ok(()) => told += 1,
+                Err(e) => {
+                    tracing::warn!(space = %space, node = %authority, error = %e.message(), "a member node was not told of the space's removal")
+                }
+            }
+        }
+        Ok(RemovedSpace {
+            sequenced_here,
+            member_nodes: homes.len(),
+            told,
+        })
+    }
+
+    /// `fed.space_removed` to the member node at `authority`.
+    async fn tell_removed(&self, authority: &str, space: &SpaceId) -> Result<(), ApiError> {
+        let link = self
+            .links
+            .get(authority)
+            .await
+            .map_err(super::unreachable)?;
+        northstar_protocol::rpc::FedApiClient::space_removed(link.client.as_ref(), space.clone())
+            .await
+            .map(drop)
+            .map_err(|e| super::relayed(crate::federation::LinkError::from_call(authority, e)))
     }
 }

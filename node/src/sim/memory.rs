@@ -135,6 +135,13 @@ impl Memory {
                 self.beams.remove(path);
                 self.tombstones.insert(beam.clone(), author.clone());
             }
+            Op::DropSpace { space, .. } => {
+                self.spaces.remove(space);
+                self.events.retain(|(s, _), _| s != space);
+                self.members.retain(|(s, _), _| s != space);
+                self.refs.retain(|(_, s, _)| s != space);
+                self.forks.retain(|(s, ..)| s != space);
+            }
         }
     }
 

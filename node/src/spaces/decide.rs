@@ -103,6 +103,11 @@ pub enum Input {
         /// The space it is posted into.
         space: SpaceId,
     },
+    /// Drop a space, sequenced here or replicated, by the operator's decision.
+    Remove {
+        /// The space.
+        space: SpaceId,
+    },
     /// Add verified events to replicas; `create` lets a replica start from its genesis.
     Replicate {
         /// The events.
@@ -373,6 +378,9 @@ impl Core {
                     }
                 }
                 Input::StoreBeam { .. } => {}
+                Input::Remove { space } => {
+                    self.known(reads, &mut needs, space);
+                }
                 Input::Replicate { events, .. } => {
                     for item in events {
                         let event = item.event();
@@ -512,6 +520,23 @@ impl Core {
                 };
                 (Outcome::Stored, pending)
             }),
+            Input::Remove { space } => {
+                self.save(saved, &space);
+                self.trees.remove(&space);
+                match self.spaces.remove(&space) {
+                    Some(_) => Ok((
+                        Outcome::Stored,
+                        Pending {
+                            ops: vec![Op::DropSpace {
+                                space: space.to_string(),
+                                removed_at: now,
+                            }],
+                            ..Pending::default()
+                        },
+                    )),
+                    None => Err(SequenceError::SpaceNotFound(space.to_string())),
+                }
+            }
             Input::Replicate { events, create } => {
                 let mut last = None;
                 for item in &events {
@@ -661,6 +686,22 @@ impl Core {
             .ok_or_else(|| SequenceError::SpaceNotFound(space.to_string()))?;
         if let Some(via) = via {
             check_home(state, &payload, via)?;
+        }
+        // A tombstone a node signed is that node's operator removing the beam: only the beam's
+        // home node may, which is the author's home in this space, or this node itself.
+        if let Payload::Tombstone(Tombstone {
+            node: Some(node),
+            author,
+            ..
+        }) = &payload
+        {
+            let home = state.home_of(author).map(|h| &h.node);
+            if node != self.key.did() && home != Some(node) {
+                return Err(Refusal::Forbidden(
+                    "a tombstone signed by a node must come from the author's home node",
+                )
+                .into());
+            }
         }
         let changes = state.admit(&payload)?;
         let (seq, prev) = (state.head_seq + 1, state.head_id);

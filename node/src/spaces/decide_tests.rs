@@ -458,3 +458,41 @@ fn a_post_carrying_its_beam_asks_the_store_only_about_ids_that_may_be_deleted() 
     let asked = f.core.needs(std::slice::from_ref(&post), &Reads::default());
     assert_eq!(asked.beams, [first]);
 }
+
+#[test]
+fn a_tombstone_signed_by_a_node_is_appended_only_from_the_authors_home_node() {
+    let node = pair(9);
+    let mut f = Fixture::new(&node);
+    let post = f.post(&f.owner, 1);
+    f.decide(
+        vec![Input::Create(Box::new(f.genesis.clone())), post],
+        Reads::default(),
+    );
+    let beam = ContentId::of(&[1]);
+    let mut reads = Reads::default();
+    reads
+        .refs
+        .insert((beam, f.space.clone(), f.owner.did().clone()), true);
+    let stranger = pair(7);
+    let removal = |by: &Keypair| Input::Append {
+        space: f.space.clone(),
+        payload: Box::new(Payload::Tombstone(
+            Tombstone::by_node(by, beam, f.owner.did().clone(), 5).unwrap(),
+        )),
+        beam: None,
+        via: Some(by.did().clone()),
+    };
+    // Another node cannot remove the owner's beam, even though it signed and carried it.
+    let decided = f.core.decide(vec![removal(&stranger)], &reads, 6);
+    assert!(
+        matches!(
+            &decided.outcomes[0],
+            Outcome::Refused(SequenceError::Refused(r)) if matches!(**r, Refusal::Forbidden(_))
+        ),
+        "{:?}",
+        decided.outcomes[0]
+    );
+    // The owner's home (this node, the sequencer) can.
+    let decided = f.core.decide(vec![removal(&node)], &reads, 7);
+    assert_eq!(acks(&decided), [3]);
+}

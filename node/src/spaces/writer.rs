@@ -129,6 +129,12 @@ impl SequencerHandle {
         self.ask(input, Answer::Deleted).await
     }
 
+    /// Drop `space` and everything of it from this node, by the operator's decision; it is
+    /// neither created nor replicated here again.
+    pub async fn remove(&self, space: SpaceId) -> Result<(), SequenceError> {
+        self.ask(Input::Remove { space }, Answer::Stored).await
+    }
+
     /// Store a verified beam by one of this node's users, posted into `space` (before its ref
     /// goes to that space's remote sequencer).
     pub async fn store_beam(&self, beam: Beam, space: SpaceId) -> Result<(), SequenceError> {

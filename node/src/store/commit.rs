@@ -182,6 +182,10 @@ where
         }
         self.refs(ops);
         self.events(ops);
+        // Last: whatever the group wrote into a space it removes goes with it.
+        for op in ops.iter().filter(|op| matches!(op, Op::DropSpace { .. })) {
+            self.op(op);
+        }
     }
 
     fn beams(&mut self, beams: &[&BeamRow]) {
@@ -407,6 +411,23 @@ where
                         .push_bind(tombstone.as_str());
                 });
                 q.push(" ON CONFLICT (beam) DO NOTHING");
+            }
+            Op::DropSpace { space, removed_at } => {
+                // Children first: they reference the space's row.
+                for table in ["events", "members", "beam_refs", "beam_posts", "forks"] {
+                    self.next()
+                        .push(format!("DELETE FROM {table} WHERE space = "))
+                        .push_bind(space.as_str());
+                }
+                self.next()
+                    .push("DELETE FROM spaces WHERE id = ")
+                    .push_bind(space.as_str());
+                let q = self.next();
+                q.push("INSERT INTO removed_spaces (id, removed_at) ");
+                q.push_values([()], |mut row, ()| {
+                    row.push_bind(space.as_str()).push_bind(to_i64(*removed_at));
+                });
+                q.push(" ON CONFLICT (id) DO NOTHING");
             }
         }
     }

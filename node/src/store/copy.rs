@@ -256,7 +256,7 @@ const EVENTS: Table = Table {
 
 /// The tables copied as they are, after the spaces and their logs, in an order that keeps
 /// every reference valid.
-const TABLES: [Table; 7] = [
+const TABLES: [Table; 9] = [
     Table {
         name: "members",
         columns: &[
@@ -322,6 +322,22 @@ const TABLES: [Table; 7] = [
             ("json", Text),
         ],
         order: "path",
+    },
+    Table {
+        name: "users",
+        columns: &[
+            ("did", Text),
+            ("first_seen", NullableInt),
+            ("last_seen", NullableInt),
+            ("access", NullableText),
+            ("banned_at", NullableInt),
+        ],
+        order: "did",
+    },
+    Table {
+        name: "removed_spaces",
+        columns: &[("id", Text), ("removed_at", Int)],
+        order: "id",
     },
 ];
 

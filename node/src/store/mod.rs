@@ -15,7 +15,8 @@
 //!   backend in its own file with its own driver types.
 //!
 //! # Invariants, on every backend
-//! - A space's events are append-only, `(space, seq)` unique and gap-free from 1, ids unique.
+//! - A space's events are append-only, `(space, seq)` unique and gap-free from 1, ids unique;
+//!   only the operator's removal of the whole space ([`Op::DropSpace`]) deletes them.
 //!   A group that inserts a seq already stored fails as a whole: nothing of it is kept.
 //! - `spaces.head_seq/head_id` and `members` change only in the transaction that appends the
 //!   event that changes them, so a reader never sees one without the other.
@@ -25,7 +26,9 @@
 //! - Inserting a beam, a post, a ref, a fork proof, a tombstone or a cached copy again changes
 //!   nothing. A deleted beam never comes back: its tombstone keeps its id out of the beams and
 //!   the cache.
-//! - Writes come from one task (the sequencer); reads may come from anywhere.
+//! - Writes come from one task (the sequencer); reads may come from anywhere. The exception is
+//!   the `users` table (the operator's allow, deny and ban decisions and when DIDs were last
+//!   seen), which holds no log state and is written where those happen.
 //! - Refs are matched to beams by author and id, never by id alone; a beam's `beam_posts` rows
 //!   (where it was posted through this node) go with its content when it is deleted.
 //! - A database belongs to one node: the first node to open it records its DID, and any other
@@ -55,7 +58,7 @@ mod sqlite;
 
 pub use location::{DEFAULT_SQLITE_FILE, Storage, StorageUrlError, redact};
 pub use rows::{
-    BeamRow, Counts, EventRow, HomeRow, KnownBeam, MemberRow, MemberState, Op, SpaceRow,
+    BeamRow, Counts, EventRow, HomeRow, KnownBeam, MemberRow, MemberState, Op, SpaceRow, UserRow,
 };
 pub use sqlite::backup as backup_sqlite;
 
@@ -325,6 +328,42 @@ impl Store {
     /// What the node `own_did` holds, counted (each count scans its table).
     pub async fn counts(&self, own_did: &str) -> Result<Counts, StoreError> {
         on_backend!(self, db => db.counts(own_did).await)
+    }
+
+    /// Every row of the `users` table, in DID order.
+    pub async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        on_backend!(self, db => db.users().await)
+    }
+
+    /// Record that `did` authenticated at `now` (ms).
+    pub async fn user_seen(&self, did: &str, now: u64) -> Result<(), StoreError> {
+        on_backend!(self, db => db.user_seen(did, now).await)
+    }
+
+    /// The operator's runtime decision on `did`: allowed (`true`) or denied.
+    pub async fn set_access(&self, did: &str, allow: bool) -> Result<(), StoreError> {
+        on_backend!(self, db => db.set_access(did, allow).await)
+    }
+
+    /// Ban `did` from the node (a ban already in force keeps its time).
+    pub async fn ban_user(&self, did: &str, now: u64) -> Result<(), StoreError> {
+        on_backend!(self, db => db.ban_user(did, now).await)
+    }
+
+    /// Lift the node-wide ban of `did`, if any.
+    pub async fn unban_user(&self, did: &str) -> Result<(), StoreError> {
+        on_backend!(self, db => db.unban_user(did).await)
+    }
+
+    /// The DIDs that are members of a space held here through this node (`own_did` is their
+    /// home), each once, in order.
+    pub async fn home_members(&self, own_did: &str) -> Result<Vec<String>, StoreError> {
+        on_backend!(self, db => db.home_members(own_did).await)
+    }
+
+    /// Whether the operator removed `space` from this node.
+    pub async fn is_removed(&self, space: &str) -> Result<bool, StoreError> {
+        on_backend!(self, db => db.is_removed(space).await)
     }
 
     /// Whether the database answers a query.

@@ -12,7 +12,9 @@ use std::sync::LazyLock;
 use futures_util::TryStreamExt;
 use sqlx::{AssertSqlSafe, Database, Pool, QueryBuilder, Row};
 
-use super::{BeamRow, Counts, EventRow, HomeRow, KnownBeam, MemberRow, SpaceRow, StoreError};
+use super::{
+    BeamRow, Counts, EventRow, HomeRow, KnownBeam, MemberRow, SpaceRow, StoreError, UserRow,
+};
 
 /// A backend's pool with the queries every backend shares. `DB` is the sqlx driver; the
 /// `where` clause on each `impl` block names what the shared SQL needs of it (binding and
@@ -294,6 +296,100 @@ where
             spaces_replicated: count(2),
             peers: count(3),
         })
+    }
+
+    pub(super) async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT did, first_seen, last_seen, access, banned_at FROM users ORDER BY did",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let allowed = match r.get::<Option<String>, _>(3).as_deref() {
+                    None => None,
+                    Some("allow") => Some(true),
+                    Some("deny") => Some(false),
+                    Some(other) => {
+                        return Err(StoreError::Corrupt {
+                            table: "users",
+                            reason: format!("unknown access {other:?}"),
+                        });
+                    }
+                };
+                Ok(UserRow {
+                    did: r.get(0),
+                    first_seen: r.get::<Option<i64>, _>(1).map(to_u64),
+                    last_seen: r.get::<Option<i64>, _>(2).map(to_u64),
+                    allowed,
+                    banned_at: r.get::<Option<i64>, _>(4).map(to_u64),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn user_seen(&self, did: &str, now: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (did, first_seen, last_seen) VALUES ($1, $2, $2) \
+             ON CONFLICT (did) DO UPDATE SET last_seen = $2, \
+             first_seen = COALESCE(users.first_seen, $2)",
+        )
+        .bind(did)
+        .bind(to_i64(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn set_access(&self, did: &str, allow: bool) -> Result<(), StoreError> {
+        let access = if allow { "allow" } else { "deny" };
+        sqlx::query(
+            "INSERT INTO users (did, access) VALUES ($1, $2) \
+             ON CONFLICT (did) DO UPDATE SET access = $2",
+        )
+        .bind(did)
+        .bind(access)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn ban_user(&self, did: &str, now: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (did, banned_at) VALUES ($1, $2) \
+             ON CONFLICT (did) DO UPDATE SET banned_at = COALESCE(users.banned_at, $2)",
+        )
+        .bind(did)
+        .bind(to_i64(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn unban_user(&self, did: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET banned_at = NULL WHERE did = $1")
+            .bind(did)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn home_members(&self, own_did: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT did FROM members WHERE home = $1 AND state = 'member' ORDER BY did",
+        )
+        .bind(own_did)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub(super) async fn is_removed(&self, space: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM removed_spaces WHERE id = $1")
+            .bind(space)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {

@@ -207,6 +207,14 @@ pub enum Op {
         /// The signed tombstone's JSON.
         tombstone: String,
     },
+    /// Drop a space the operator removed, with its log, members, refs, posts and fork
+    /// proofs, and remember its id so it is neither created nor replicated again.
+    DropSpace {
+        /// Space id text.
+        space: String,
+        /// When (ms).
+        removed_at: u64,
+    },
 }
 
 /// What the node holds, counted for its status page and `/.well-known/northstar`.
@@ -221,4 +229,21 @@ pub struct Counts {
     /// Other nodes this node knows in the spaces it holds: their sequencers and the home
     /// nodes of their members.
     pub peers: u64,
+}
+
+/// What the node knows of one DID for its operator (the `users` table): when it authenticated,
+/// and what the operator decided about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// DID text.
+    pub did: String,
+    /// Its first authentication here (ms), if it authenticated since the table existed.
+    pub first_seen: Option<u64>,
+    /// Its latest authentication written (ms; written at most once a minute per DID).
+    pub last_seen: Option<u64>,
+    /// `Some(true)` if the operator allowed it at runtime, `Some(false)` if denied, `None` if
+    /// the config file decides.
+    pub allowed: Option<bool>,
+    /// When the operator banned it from the node, while banned.
+    pub banned_at: Option<u64>,
 }

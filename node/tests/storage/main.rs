@@ -5,7 +5,7 @@
 //! `sqlite` module on a fresh SQLite file in every `cargo test`, and in the `postgres` module on
 //! a fresh database of its own on the server `NORTHSTAR_TEST_POSTGRES` names (a URL whose user
 //! may `CREATE DATABASE`); without that variable the PostgreSQL cases print a notice and pass.
-//! The cases live in `log.rs`, `beams.rs` and `spaces.rs`, and are listed once, below; the
+//! The cases live in `log.rs`, `beams.rs`, `spaces.rs` and `users.rs`, and are listed once, below; the
 //! errors for a wrong `storage_url` are in `storage_errors.rs`.
 
 use northstar_node::store::testing::{POSTGRES_ENV, TestDatabase};
@@ -59,6 +59,7 @@ mod beams;
 mod log;
 mod spaces;
 mod upgrade;
+mod users;
 
 /// Runs each named case on both backends.
 macro_rules! conformance {
@@ -109,6 +110,9 @@ conformance!(
     beams::a_beam_posted_only_into_a_dm_is_read_by_its_members_and_their_homes,
     beams::a_ref_counts_for_the_read_rule_only_if_its_author_placed_it,
     beams::known_beams_tell_stored_cached_and_deleted_apart,
+    users::seen_times_and_decisions_are_kept_per_did,
+    users::home_members_are_the_members_whose_home_is_this_node,
+    users::a_removed_space_goes_with_its_rows_and_its_id_is_kept,
 );
 
 // ---- building blocks -------------------------------------------------------------------

@@ -198,18 +198,27 @@ impl BeamRef {
     }
 }
 
-/// An author's signed deletion of a beam. Every space that referenced the beam gets it as an
+/// A signed deletion of a beam: by its author, or by the beam's home node when that node's
+/// operator removes it (`node` set). Every space that referenced the beam gets it as an
 /// event, and every node that cached the beam drops it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tombstone {
     /// The deleted beam's content id.
     pub beam: ContentId,
-    /// The beam's author (the signer).
+    /// The beam's author.
     pub author: Did,
-    /// When the author deleted it, ms since the Unix epoch.
+    /// When it was deleted, ms since the Unix epoch.
     pub deleted_at: u64,
-    /// The author's signature.
+    /// The beam's home node, when that node removed the beam (spec §6.3.18): then `node`
+    /// signs, not `author`. Absent in an author's own deletion.
+    #[serde(
+        default,
+        deserialize_with = "crate::canonical::present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub node: Option<Did>,
+    /// The signer's signature: `node`'s if present, else `author`'s.
     pub sig: Signature,
 }
 signed_object!(Tombstone, Domain::Tombstone);
@@ -225,6 +234,7 @@ impl Tombstone {
             beam,
             author: author.did().clone(),
             deleted_at,
+            node: None,
             sig: Signature::UNSIGNED,
         };
         let signer = tombstone.author.clone();
@@ -232,9 +242,34 @@ impl Tombstone {
         Ok(tombstone)
     }
 
-    /// Check the author's signature.
+    /// A tombstone for `beam` by `author`, signed by `node`, the beam's home node, whose
+    /// operator removes it.
+    pub fn by_node(
+        node: &Keypair,
+        beam: ContentId,
+        author: Did,
+        deleted_at: u64,
+    ) -> Result<Self, SignatureError> {
+        let mut tombstone = Self {
+            beam,
+            author,
+            deleted_at,
+            node: Some(node.did().clone()),
+            sig: Signature::UNSIGNED,
+        };
+        let signer = node.did().clone();
+        sign::sign(&mut tombstone, node, &signer)?;
+        Ok(tombstone)
+    }
+
+    /// Who signs it: `node` if present, else `author`.
+    pub fn signer(&self) -> &Did {
+        self.node.as_ref().unwrap_or(&self.author)
+    }
+
+    /// Check the signer's signature.
     pub fn verify(&self) -> Result<(), SignatureError> {
-        sign::verify(self, &self.author)
+        sign::verify(self, self.signer())
     }
 }
 
@@ -267,6 +302,35 @@ mod tests {
         let mut guess = first.clone();
         guess.nonce = guessed;
         assert_ne!(guess.content_id().unwrap(), beam.posted_with);
+    }
+
+    #[test]
+    fn a_tombstone_signed_by_a_node_verifies_under_that_node_only() {
+        let (alice, home, other) = (
+            Keypair::from_seed(&[1; 32]),
+            Keypair::from_seed(&[2; 32]),
+            Keypair::from_seed(&[3; 32]),
+        );
+        let beam = ContentId::of(b"spam");
+        let removed = Tombstone::by_node(&home, beam, alice.did().clone(), 9).unwrap();
+        assert_eq!(removed.signer(), home.did());
+        removed.verify().unwrap();
+        // Naming another node, or dropping the node (so the author would have signed), fails.
+        let mut renamed = removed.clone();
+        renamed.node = Some(other.did().clone());
+        assert!(renamed.verify().is_err());
+        let mut unnamed = removed.clone();
+        unnamed.node = None;
+        assert!(unnamed.verify().is_err());
+        // An author's own tombstone has no `node` on the wire, as before.
+        let own = Tombstone::create(&alice, beam, 9).unwrap();
+        assert_eq!(own.signer(), alice.did());
+        assert!(!serde_json::to_string(&own).unwrap().contains("node"));
+        assert!(
+            serde_json::to_string(&removed)
+                .unwrap()
+                .contains("\"node\"")
+        );
     }
 
     #[test]

@@ -68,9 +68,17 @@ impl Payload {
         }
     }
 
-    /// Queue the author's signature into `batch` instead of checking it now.
+    /// Who signed it: the author, but for a tombstone its home node signed.
+    pub fn signer(&self) -> &Did {
+        match self {
+            Payload::Tombstone(t) => t.signer(),
+            other => other.author(),
+        }
+    }
+
+    /// Queue the signer's signature into `batch` instead of checking it now.
     pub fn queue(&self, batch: &mut Batch) -> Result<(), SignatureError> {
-        let signer = self.author();
+        let signer = self.signer();
         match self {
             Payload::Create(g) => batch.queue(g, signer),
             Payload::Membership(m) => batch.queue(m, signer),
