@@ -3,71 +3,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
-use common::{TIMEOUT, TestNode};
+use common::{TestNode, request};
 use northstar_protocol::address::SpaceType;
 use northstar_protocol::{Keypair, PROTOCOL_VERSION};
 use northstar_sdk::Client;
-use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// An HTTP answer: status code, headers (names in lower case), body.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "{}",
-            self.body
-        );
-        serde_json::from_str(&self.body).unwrap()
-    }
-}
-
-async fn request(addr: SocketAddr, method: &str, path: &str) -> Answer {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n");
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    let mut reply = String::new();
-    tokio::time::timeout(TIMEOUT, tcp.read_to_string(&mut reply))
-        .await
-        .unwrap()
-        .unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
-}
 
 #[tokio::test]
 async fn health_checks_answer_json_with_the_version_and_the_old_path_is_unchanged() {

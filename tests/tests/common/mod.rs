@@ -362,10 +362,35 @@ pub async fn until_seq(
     }
 }
 
-/// `GET path` at `addr`: the status line's code, the content type and the body.
-pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+/// An HTTP answer: status code, headers (names in lower case), body.
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{}",
+            self.body
+        );
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+pub async fn request(addr: SocketAddr, method: &str, path: &str) -> Answer {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let head = format!("GET {path} HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n");
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n");
     tcp.write_all(head.as_bytes()).await.unwrap();
     let mut reply = String::new();
     tokio::time::timeout(TIMEOUT, tcp.read_to_string(&mut reply))
@@ -373,13 +398,31 @@ pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String
         .unwrap()
         .unwrap();
     let (head, body) = reply.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let content_type = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-type: "))
-        .unwrap_or_default()
-        .to_owned();
-    (status, content_type, body.to_owned())
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// `GET path` at `addr`: the status line's code, the content type and the body.
+pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    let answer = request(addr, "GET", path).await;
+    let content_type = answer.header("content-type").unwrap_or_default().to_owned();
+    (answer.status, content_type, answer.body)
 }
 
 /// The value of the sample named exactly `name` (with its labels), if present.
