@@ -13,7 +13,8 @@
 //! - [`frame`]: stream frames: the binary, owner-signed live payloads of a `stream` space.
 //! - [`did`]: `did:key` Ed25519 identities (parse, print, the ways a DID can be wrong).
 //! - [`method`]: the wire names of the JSON-RPC methods.
-//! - [`keys`]: key pairs: generate, from a seed, save to and load from a key file.
+//! - [`keys`]: key pairs: generate, from a seed, and (feature `keyfile`) save to and load from
+//!   a key file.
 //! - [`canonical`]: the canonical JSON encoding (RFC 8785 restricted to integers) and the strict
 //!   parser that refuses duplicate keys, floats and unsafe integers.
 //! - [`sign`]: domain-separated signatures over canonical bytes, strict verification.
@@ -40,7 +41,9 @@ pub mod wire;
 
 pub use did::{Did, DidError};
 pub use id::{ContentId, ContentIdError};
-pub use keys::{KeyFileError, Keypair};
+#[cfg(feature = "keyfile")]
+pub use keys::KeyFileError;
+pub use keys::Keypair;
 pub use sign::{Domain, Signature, SignatureError, Signed};
 
 /// The version of the protocol this crate implements (`spec/` §6.3.2). It is in every domain tag

@@ -1,13 +1,17 @@
 //! The signature rule of `spec/` §3.4 at its edges: signatures no honest signer makes, built
 //! from the curve's arithmetic, with the answer every node must give. Each case also records
 //! what RFC 8032's cofactorless strict check says, which is where the rule of protocol v1
-//! differs from v0's.
+//! differs from v0's. The cases are checked by `protocol/tests/vectors/signature_rules.rs`.
+
+#[path = "../../../protocol/tests/vectors/oracles.rs"]
+mod oracles;
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_TABLE;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use northstar_protocol::Did;
-use northstar_protocol::sign::{Batch, Signature};
+use northstar_protocol::sign::Signature;
+use oracles::{strict, zip215};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha512};
 
@@ -83,23 +87,6 @@ fn join(r: [u8; 32], s: [u8; 32]) -> [u8; 64] {
     sig[..32].copy_from_slice(&r);
     sig[32..].copy_from_slice(&s);
     sig
-}
-
-/// RFC 8032's cofactorless check with ed25519-dalek's strict rules: what v0 used.
-fn strict(public: &[u8; 32], message: &[u8], sig: &[u8; 64]) -> bool {
-    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public) else {
-        return false;
-    };
-    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(sig))
-        .is_ok()
-}
-
-/// ZIP 215 alone, without the encoding checks on `R` that §3.4 adds.
-fn zip215(public: &[u8; 32], message: &[u8], sig: &[u8; 64]) -> bool {
-    ed25519_zebra::VerificationKey::try_from(*public).is_ok_and(|key| {
-        key.verify(&ed25519_zebra::Signature::from_bytes(sig), message)
-            .is_ok()
-    })
 }
 
 /// The group `signature_rules` of `northstar.json`.
@@ -230,46 +217,4 @@ fn add_group_order(bytes: &mut [u8]) {
         carry = sum >> 8;
     }
     assert_eq!(carry, 0);
-}
-
-/// Every stored case gives its answer alone, in a batch with an honest signature, and in a
-/// batch by itself; and the informative answers (RFC 8032 strict, ZIP 215 alone) are what
-/// ed25519-dalek and ed25519-zebra say.
-pub fn check(cases: &[Value]) {
-    assert!(cases.len() >= 8);
-    let parse = |c: &Value| {
-        let did = Did::parse(c["signer"].as_str().unwrap()).unwrap();
-        let message = hex::decode(c["message_hex"].as_str().unwrap()).unwrap();
-        let sig = Signature::parse(c["signature"].as_str().unwrap()).unwrap();
-        (did, message, sig)
-    };
-    let (honest_did, honest_message, honest_sig) = parse(&cases[0]);
-    for c in cases {
-        let name = &c["name"];
-        let valid = c["valid"].as_bool().unwrap();
-        let (did, message, sig) = parse(c);
-        assert_eq!(sig.verify_raw(&did, &message), valid, "alone: {name}");
-        let mut pair = Batch::new();
-        pair.queue_raw(&honest_sig, &honest_did, &honest_message);
-        pair.queue_raw(&sig, &did, &message);
-        assert_eq!(pair.verify(), valid, "batched with an honest one: {name}");
-        let mut single = Batch::new();
-        single.queue_raw(&sig, &did, &message);
-        assert_eq!(single.verify(), valid, "a batch of one: {name}");
-        let public: [u8; 32] = hex::decode(c["public_key_hex"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap();
-        assert_eq!(did.public_key(), &public, "{name}");
-        assert_eq!(
-            strict(&public, &message, &sig.to_bytes()),
-            c["valid_under_rfc8032_strict"].as_bool().unwrap(),
-            "{name}"
-        );
-        assert_eq!(
-            zip215(&public, &message, &sig.to_bytes()),
-            c["valid_under_zip215"].as_bool().unwrap(),
-            "{name}"
-        );
-    }
 }
