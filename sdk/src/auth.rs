@@ -4,9 +4,9 @@
 //! Everything here is pure; the clock is passed in, so the checks are tested without a node.
 
 use northstar_protocol::Did;
-use northstar_protocol::address::{check_authority, same_origin};
+use northstar_protocol::address::check_authority;
 use northstar_protocol::sign::SignatureError;
-use northstar_protocol::wire::{AuthChallenge, RuleError};
+use northstar_protocol::wire::{AuthChallenge, ChallengeRefused, RuleError};
 
 /// Why a URL cannot be dialled as a node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,39 +101,35 @@ pub enum AuthError {
 
 /// The checks of §5.2 on a challenge, in order: its shape, the node's signature, the origin
 /// against the one dialled, the node against the one expected, and its expiry against `now`
-/// (ms since the Unix epoch).
+/// (ms since the Unix epoch). The checks themselves are the protocol's
+/// ([`AuthChallenge::check_as_client`]), shared with the browser SDK.
 pub fn check_challenge(
     challenge: &AuthChallenge,
     dialled_origin: &str,
     expected_node: &Did,
     now: u64,
 ) -> Result<(), AuthError> {
-    challenge.check_rules().map_err(AuthError::Malformed)?;
     challenge
-        .verify()
-        .map_err(|source| AuthError::BadSignature {
-            node: challenge.node.to_string(),
-            source,
-        })?;
-    if !same_origin(&challenge.origin, dialled_origin) {
-        return Err(AuthError::WrongOrigin {
-            dialled: dialled_origin.to_owned(),
-            challenge: challenge.origin.clone(),
-        });
+        .check_as_client(dialled_origin, expected_node, now)
+        .map_err(AuthError::from)
+}
+
+impl From<ChallengeRefused> for AuthError {
+    fn from(refused: ChallengeRefused) -> Self {
+        match refused {
+            ChallengeRefused::Malformed(rule) => AuthError::Malformed(rule),
+            ChallengeRefused::BadSignature { node, source } => {
+                AuthError::BadSignature { node, source }
+            }
+            ChallengeRefused::WrongOrigin { dialled, challenge } => {
+                AuthError::WrongOrigin { dialled, challenge }
+            }
+            ChallengeRefused::WrongNode { expected, actual } => {
+                AuthError::WrongNode { expected, actual }
+            }
+            ChallengeRefused::Expired { expires_at, now } => AuthError::Expired { expires_at, now },
+        }
     }
-    if challenge.node != *expected_node {
-        return Err(AuthError::WrongNode {
-            expected: expected_node.to_string(),
-            actual: challenge.node.to_string(),
-        });
-    }
-    if challenge.expires_at <= now {
-        return Err(AuthError::Expired {
-            expires_at: challenge.expires_at,
-            now,
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

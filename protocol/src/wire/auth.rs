@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::address::check_authority;
+use crate::address::{check_authority, same_origin};
 use crate::did::Did;
 use crate::keys::Keypair;
 use crate::sign::{self, Domain, Signature, SignatureError};
@@ -93,6 +93,90 @@ pub enum ChallengeError {
     /// Signing failed.
     #[error(transparent)]
     Sign(#[from] SignatureError),
+}
+
+/// Why a client refuses to answer a challenge (`spec/protocol.md` §5.2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChallengeRefused {
+    /// The challenge breaks a rule of its kind (origin or nonce shape).
+    #[error("the node's challenge is malformed")]
+    Malformed(#[source] RuleError),
+    /// The challenge's signature does not verify under the DID it names.
+    #[error("the node's challenge is not validly signed by {node}")]
+    BadSignature {
+        /// The DID the challenge names.
+        node: String,
+        /// Why verification failed.
+        #[source]
+        source: SignatureError,
+    },
+    /// The challenge names another origin than the one dialled: answering it could let the node
+    /// replay the signature at that other origin.
+    #[error(
+        "the node's challenge names origin {challenge:?} but the client dialled {dialled:?}; \
+         refusing to sign"
+    )]
+    WrongOrigin {
+        /// The origin of the URL dialled.
+        dialled: String,
+        /// The origin the challenge names.
+        challenge: String,
+    },
+    /// The challenge comes from another node than the one expected.
+    #[error("the challenge comes from node {actual}, expected {expected}")]
+    WrongNode {
+        /// The node expected.
+        expected: String,
+        /// The node the challenge names.
+        actual: String,
+    },
+    /// The challenge has expired by the client's clock.
+    #[error("the node's challenge expired at {expires_at} ms, the client's clock says {now} ms")]
+    Expired {
+        /// When it expired, ms since the Unix epoch.
+        expires_at: u64,
+        /// The client's time, ms since the Unix epoch.
+        now: u64,
+    },
+}
+
+impl AuthChallenge {
+    /// The client's checks of §5.2 before it signs anything, in order: the challenge's shape,
+    /// the node's signature, the origin against the one dialled (compared in normal form), the
+    /// node against the one expected, and the expiry against `now` (ms since the Unix epoch).
+    /// Every client (the Rust SDK, the browser SDK) answers only after these.
+    pub fn check_as_client(
+        &self,
+        dialled_origin: &str,
+        expected_node: &Did,
+        now: u64,
+    ) -> Result<(), ChallengeRefused> {
+        self.check_rules().map_err(ChallengeRefused::Malformed)?;
+        self.verify()
+            .map_err(|source| ChallengeRefused::BadSignature {
+                node: self.node.to_string(),
+                source,
+            })?;
+        if !same_origin(&self.origin, dialled_origin) {
+            return Err(ChallengeRefused::WrongOrigin {
+                dialled: dialled_origin.to_owned(),
+                challenge: self.origin.clone(),
+            });
+        }
+        if self.node != *expected_node {
+            return Err(ChallengeRefused::WrongNode {
+                expected: expected_node.to_string(),
+                actual: self.node.to_string(),
+            });
+        }
+        if self.expires_at <= now {
+            return Err(ChallengeRefused::Expired {
+                expires_at: self.expires_at,
+                now,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A client's answer to a challenge, signed by the client.

@@ -14,7 +14,7 @@ pub mod beam;
 pub mod event;
 pub mod space;
 
-pub use auth::{AuthChallenge, AuthResponse};
+pub use auth::{AuthChallenge, AuthResponse, ChallengeRefused};
 pub use beam::{Beam, BeamRef, Tombstone};
 pub use event::{Event, EventError, Payload};
 pub use space::{DEFAULT_CAPACITY, Home, Membership, MembershipAction, SpaceGenesis};
