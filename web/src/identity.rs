@@ -85,8 +85,8 @@ impl Identity {
     pub fn answer_challenge(
         &self,
         challenge: &str,
-        expected_origin: &str,
-        expected_node: &str,
+        #[wasm_bindgen(js_name = expectedOrigin)] expected_origin: &str,
+        #[wasm_bindgen(js_name = expectedNode)] expected_node: &str,
         now: f64,
     ) -> Result<String, Error> {
         let challenge: AuthChallenge = parse(challenge, "challenge")?;
