@@ -5,8 +5,9 @@
 
 use northstar_protocol::Did;
 use northstar_protocol::address::check_authority;
-use northstar_protocol::sign::SignatureError;
-use northstar_protocol::wire::{AuthChallenge, ChallengeRefused, RuleError};
+use northstar_protocol::wire::AuthChallenge;
+/// Why a challenge is refused: the protocol's own checks (§5.2), shared with the browser SDK.
+pub use northstar_protocol::wire::ChallengeRefused;
 
 /// Why a URL cannot be dialled as a node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,46 +50,10 @@ pub fn origin_of(url: &str) -> Result<&str, BadUrl> {
 /// Why the client refused to authenticate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    /// The challenge breaks a rule of its kind (origin or nonce shape).
-    #[error("the node's challenge is malformed")]
-    Malformed(#[source] RuleError),
-    /// The challenge's signature does not verify under the DID it names.
-    #[error("the node's challenge is not validly signed by {node}")]
-    BadSignature {
-        /// The DID the challenge names.
-        node: String,
-        /// Why verification failed.
-        #[source]
-        source: SignatureError,
-    },
-    /// The challenge names another origin than the one dialled: answering it could let the node
-    /// replay the signature at that other origin.
-    #[error(
-        "the node's challenge names origin {challenge:?} but the client dialled {dialled:?}; \
-         refusing to sign"
-    )]
-    WrongOrigin {
-        /// The origin of the URL dialled.
-        dialled: String,
-        /// The origin the challenge names.
-        challenge: String,
-    },
-    /// The challenge comes from another node than the one expected.
-    #[error("the challenge comes from node {actual}, expected {expected}")]
-    WrongNode {
-        /// The node expected (the DID `node.info` gave on this connection).
-        expected: String,
-        /// The node the challenge names.
-        actual: String,
-    },
-    /// The challenge has expired by the client's clock.
-    #[error("the node's challenge expired at {expires_at} ms, the client's clock says {now} ms")]
-    Expired {
-        /// When it expired, ms since the Unix epoch.
-        expires_at: u64,
-        /// The client's time, ms since the Unix epoch.
-        now: u64,
-    },
+    /// The client refused the node's challenge (§5.2): malformed, badly signed, for another
+    /// origin or node, or expired.
+    #[error(transparent)]
+    Challenge(#[from] ChallengeRefused),
     /// The node authenticated the connection as another DID than the client's.
     #[error("the node authenticated the connection as {actual}, expected {expected}")]
     WrongDid {
@@ -111,25 +76,7 @@ pub fn check_challenge(
 ) -> Result<(), AuthError> {
     challenge
         .check_as_client(dialled_origin, expected_node, now)
-        .map_err(AuthError::from)
-}
-
-impl From<ChallengeRefused> for AuthError {
-    fn from(refused: ChallengeRefused) -> Self {
-        match refused {
-            ChallengeRefused::Malformed(rule) => AuthError::Malformed(rule),
-            ChallengeRefused::BadSignature { node, source } => {
-                AuthError::BadSignature { node, source }
-            }
-            ChallengeRefused::WrongOrigin { dialled, challenge } => {
-                AuthError::WrongOrigin { dialled, challenge }
-            }
-            ChallengeRefused::WrongNode { expected, actual } => {
-                AuthError::WrongNode { expected, actual }
-            }
-            ChallengeRefused::Expired { expires_at, now } => AuthError::Expired { expires_at, now },
-        }
-    }
+        .map_err(AuthError::Challenge)
 }
 
 #[cfg(test)]
@@ -188,7 +135,10 @@ mod tests {
         ] {
             let err = check_challenge(&c, other, node().did(), NOW).unwrap_err();
             assert!(
-                matches!(err, AuthError::WrongOrigin { .. }),
+                matches!(
+                    err,
+                    AuthError::Challenge(ChallengeRefused::WrongOrigin { .. })
+                ),
                 "{other}: {err}"
             );
         }
@@ -224,10 +174,10 @@ mod tests {
         let err = check_challenge(&c, "ws://127.0.0.1:7700", node().did(), NOW).unwrap_err();
         assert_eq!(
             err,
-            AuthError::WrongOrigin {
+            AuthError::Challenge(ChallengeRefused::WrongOrigin {
                 dialled: "ws://127.0.0.1:7700".into(),
                 challenge: "wss://other.example".into(),
-            }
+            })
         );
         let text = err.to_string();
         assert!(text.contains("wss://other.example") && text.contains("ws://127.0.0.1:7700"));
@@ -238,7 +188,13 @@ mod tests {
         let mut c = challenge("ws://127.0.0.1:7700");
         c.nonce.push('x');
         let err = check_challenge(&c, "ws://127.0.0.1:7700", node().did(), NOW).unwrap_err();
-        assert!(matches!(err, AuthError::BadSignature { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                AuthError::Challenge(ChallengeRefused::BadSignature { .. })
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -246,7 +202,13 @@ mod tests {
         let c = challenge("ws://127.0.0.1:7700");
         let other = Keypair::from_seed(&[8; 32]);
         let err = check_challenge(&c, "ws://127.0.0.1:7700", other.did(), NOW).unwrap_err();
-        assert!(matches!(err, AuthError::WrongNode { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                AuthError::Challenge(ChallengeRefused::WrongNode { .. })
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -256,10 +218,10 @@ mod tests {
             let err = check_challenge(&c, "ws://127.0.0.1:7700", node().did(), now).unwrap_err();
             assert_eq!(
                 err,
-                AuthError::Expired {
+                AuthError::Challenge(ChallengeRefused::Expired {
                     expires_at: NOW + 30_000,
                     now
-                }
+                })
             );
         }
     }
@@ -268,6 +230,9 @@ mod tests {
     fn refuses_a_malformed_origin_before_anything_else() {
         let c = challenge("https://node.example");
         let err = check_challenge(&c, "https://node.example", node().did(), NOW).unwrap_err();
-        assert!(matches!(err, AuthError::Malformed(_)), "{err}");
+        assert!(
+            matches!(err, AuthError::Challenge(ChallengeRefused::Malformed(_))),
+            "{err}"
+        );
     }
 }

@@ -26,7 +26,7 @@ use northstar_protocol::wire::{
     AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, Payload, SpaceGenesis,
 };
 use northstar_protocol::{Keypair, PROTOCOL_VERSION};
-use northstar_sdk::auth::AuthError;
+use northstar_sdk::auth::{AuthError, ChallengeRefused};
 use northstar_sdk::verify::VerifyError;
 use northstar_sdk::{Client, SdkError};
 use serde_json::value::RawValue;
@@ -434,7 +434,10 @@ async fn refuses_to_answer_a_challenge_for_another_origin() {
     let node = scripted(Some("wss://elsewhere.example"), |_, _| Vec::new()).await;
     let err = connect_refused(&node).await;
     match &err {
-        SdkError::Auth(AuthError::WrongOrigin { dialled, challenge }) => {
+        SdkError::Auth(AuthError::Challenge(ChallengeRefused::WrongOrigin {
+            dialled,
+            challenge,
+        })) => {
             assert_eq!(dialled, &node.url);
             assert_eq!(challenge, "wss://elsewhere.example");
         }

@@ -19,7 +19,7 @@ use northstar_protocol::method::{
     STREAM_WATCH,
 };
 use northstar_protocol::wire::{AuthChallenge, AuthResponse};
-use northstar_sdk::auth::AuthError;
+use northstar_sdk::auth::{AuthError, ChallengeRefused};
 use northstar_sdk::stream::{Publisher, Watch, WatchedFrame, watch};
 use northstar_sdk::{NodeCode, SdkError, StreamError};
 use serde_json::{Value, json};
@@ -514,7 +514,10 @@ async fn a_publisher_refuses_a_challenge_for_another_origin_and_a_key_not_the_ow
     });
     let err = Publisher::open(&url, owner(), &radio()).await.unwrap_err();
     assert!(
-        matches!(err, SdkError::Auth(AuthError::WrongOrigin { .. })),
+        matches!(
+            err,
+            SdkError::Auth(AuthError::Challenge(ChallengeRefused::WrongOrigin { .. }))
+        ),
         "{err}"
     );
 
