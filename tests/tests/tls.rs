@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
 use common::tls::{TestCa, der_of, https_get, served_certificate};
-use common::{TIMEOUT, TestNode, free_port, until_seq};
+use common::{TIMEOUT, TestNode, free_port, get, until_seq};
 use futures_util::StreamExt;
 use northstar_node::config::Config;
 use northstar_protocol::Keypair;
@@ -149,21 +149,6 @@ async fn two_tls_nodes_federate_over_wss_trusting_the_test_ca() {
     );
 }
 
-/// `GET /metrics` on `addr`: the body.
-async fn metrics(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut reply = String::new();
-    tokio::time::timeout(TIMEOUT, tcp.read_to_string(&mut reply))
-        .await
-        .unwrap()
-        .unwrap();
-    reply
-}
-
 #[tokio::test]
 async fn a_peer_whose_certificate_does_not_verify_is_refused_and_nothing_federates() {
     let dir = tempfile::tempdir().unwrap();
@@ -203,7 +188,12 @@ async fn a_peer_whose_certificate_does_not_verify_is_refused_and_nothing_federat
     // Nothing reached A, and B counted the dial as refused for its certificate.
     let members = alice.members(&space).await.unwrap();
     assert_eq!(members.len(), 1, "{members:?}");
-    let text = metrics(format!("127.0.0.1:{metrics_port}").parse().unwrap()).await;
+    let text = get(
+        format!("127.0.0.1:{metrics_port}").parse().unwrap(),
+        "/metrics",
+    )
+    .await
+    .2;
     let refused = text
         .lines()
         .find(|l| l.starts_with("northstar_federation_dials_total{outcome=\"certificate\"}"));
