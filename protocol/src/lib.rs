@@ -20,6 +20,7 @@
 //! - [`sign`]: domain-separated signatures over canonical bytes, strict verification.
 //! - [`id`]: BLAKE3 content ids.
 //! - [`wire`]: the signed objects exchanged by clients and nodes.
+//! - [`watch`]: a watcher's side of a live stream: which frames to deliver, checked.
 //! - [`verify`]: a client's checks of what a node sends: events against their log and
 //!   sequencer, beams against their path and author.
 //! - `rpc` (features `server`, `client`): the JSON-RPC API, declared once.
@@ -40,6 +41,7 @@ pub mod method;
 pub mod rpc;
 pub mod sign;
 pub mod verify;
+pub mod watch;
 pub mod wire;
 
 pub use did::{Did, DidError};
