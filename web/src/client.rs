@@ -40,9 +40,9 @@ use crate::subscription::{self, Subscription};
 const SEQUENCER_CACHE: usize = 256;
 /// The first wait before dialling again after the connection dropped, ms; it doubles up to
 /// [`RECONNECT_MAX_MS`].
-const RECONNECT_FIRST_MS: u32 = 500;
+pub(crate) const RECONNECT_FIRST_MS: u32 = 500;
 /// The longest wait between two attempts to dial again, ms.
-const RECONNECT_MAX_MS: u32 = 30_000;
+pub(crate) const RECONNECT_MAX_MS: u32 = 30_000;
 
 /// A connection to a node, as one identity or anonymous.
 #[wasm_bindgen]
@@ -458,6 +458,24 @@ impl Client {
         })
     }
 
+    /// `stream.watch`: a live stream's frames, each checked under the stream's owner, on a
+    /// connection of the watch's own; resumed after a drop or a `slow_watcher` cut-off.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Watch>")]
+    pub fn watch(
+        &self,
+        space: &str,
+        #[wasm_bindgen(unchecked_param_type = "WatchOptions")] options: JsValue,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let space = space_arg(space);
+        promise(async move {
+            let (space, _) = space?;
+            Ok(crate::watch::Watch::start(inner, space, options)
+                .await?
+                .into())
+        })
+    }
+
     /// `beam.get`: a beam, by URI (`northstar://{home}/beam/…`, fetched from its home node by
     /// this one if need be) or path (`beam/…`), checked against it (its author's signature,
     /// its content id, its author).
@@ -505,7 +523,7 @@ impl Client {
                 reason: e.to_string(),
             })?
             .to_owned();
-        let (connection, info) = handshake(&url, &origin, key.as_ref()).await?;
+        let (connection, info) = handshake(&url, &origin, key.as_ref(), None).await?;
         let inner = Rc::new(Inner {
             url,
             origin,
@@ -538,12 +556,13 @@ impl Client {
 /// Open a connection to `url` and go through the handshake of §5 as `key`: `node.info` (the
 /// protocol version must be this SDK's), then the node's challenge, checked (§5.2) and
 /// answered.
-async fn handshake(
+pub(crate) async fn handshake(
     url: &str,
     origin: &str,
     key: Option<&Keypair>,
+    live: Option<futures_channel::mpsc::Sender<crate::rpc::Live>>,
 ) -> Result<(Rc<Connection>, NodeInfo), Error> {
-    let connection = Connection::open(url).await?;
+    let connection = Connection::open(url, live).await?;
     let info: NodeInfo = connection.call(NODE_INFO, "[]").await?;
     if info.protocol != PROTOCOL_VERSION {
         return Err(Error::Connection {
@@ -613,7 +632,7 @@ impl Inner {
                 if inner.closed.get() {
                     return;
                 }
-                match handshake(&inner.url, &inner.origin, inner.key.as_ref()).await {
+                match handshake(&inner.url, &inner.origin, inner.key.as_ref(), None).await {
                     Ok((connection, info)) => {
                         if inner.closed.get() {
                             connection.close();
@@ -675,6 +694,18 @@ impl Inner {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.get()
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub(crate) fn keypair(&self) -> Option<&Keypair> {
+        self.key.as_ref()
     }
 
     fn key(&self, method: &'static str) -> Result<&Keypair, Error> {

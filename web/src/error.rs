@@ -88,6 +88,9 @@ pub enum Error {
     /// Something a node sent fails the client's checks (an event, a page, a beam).
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// A stream frame fails its checks.
+    #[error(transparent)]
+    Watch(#[from] northstar_protocol::watch::WatchError),
     /// A node answered something that is not the method's result.
     #[error("{method}: the node's answer is not a valid result")]
     BadAnswer {
@@ -158,6 +161,7 @@ impl Error {
             | Error::BadBeam { .. }
             | Error::WrongBeam { .. }
             | Error::Verify(_)
+            | Error::Watch(_)
             | Error::BadAnswer { .. } => "verification",
         }
     }

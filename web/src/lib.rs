@@ -16,6 +16,7 @@
 //! - [`client`]: `Client`: connect, spaces, posts, pages, beams; dials again after a drop.
 //! - [`subscription`]: `Subscription`: a space's events, verified, in order, resumed from a
 //!   cursor.
+//! - [`watch`]: `Watch`: a live stream's frames, checked under the stream's owner.
 //! - [`verify`]: `verifyEvent`, `verifyBeam` and `LogChecker`, the checks on their own, for
 //!   apps that fetch events some other way.
 #![deny(missing_docs)]
@@ -28,12 +29,14 @@ mod rpc;
 mod store;
 pub mod subscription;
 pub mod verify;
+pub mod watch;
 
 pub use client::Client;
 pub use error::Error;
 pub use identity::Identity;
 pub use subscription::Subscription;
 pub use verify::{LogChecker, verify_beam, verify_event};
+pub use watch::Watch;
 
 /// A time or count from JavaScript (a `number`) as the protocol's integer: a whole number in
 /// `0..=2^53-1`, the only integers a signed object may carry.

@@ -1,5 +1,6 @@
 //! One JSON-RPC 2.0 connection over the browser's WebSocket (§6.1): requests matched to their
-//! answers by id, and `space.event` notifications routed to the subscription they belong to.
+//! answers by id, `space.event` notifications routed to the subscription they belong to, and,
+//! on a connection opened for a watch, binary stream frames and `stream.closed` (§10.1).
 //!
 //! Everything runs on the page's one thread: the socket's callbacks and the tasks that wait for
 //! answers share the connection's state through `Rc<RefCell<…>>`, and no borrow is held across
@@ -10,7 +11,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures_channel::{mpsc, oneshot};
-use northstar_protocol::method::{SPACE_EVENT, SPACE_SUBSCRIBE, SPACE_UNSUBSCRIBE};
+use northstar_protocol::api::StreamNotice;
+use northstar_protocol::method::{SPACE_EVENT, SPACE_SUBSCRIBE, SPACE_UNSUBSCRIBE, STREAM_CLOSED};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -37,6 +39,22 @@ pub(crate) enum Notice {
     Lost,
 }
 
+/// How many frames a watch may have waiting for its task. Live streams lose frames rather
+/// than slow anything down (§10): a frame that finds the queue full is dropped here, and the
+/// watch reports the gap when the next one is delivered.
+pub(crate) const WATCH_QUEUE: usize = 256;
+
+/// What reaches a watch's task.
+#[derive(Debug)]
+pub(crate) enum Live {
+    /// A binary message: a frame's bytes.
+    Frame(Vec<u8>),
+    /// The node ended the watch (`stream.closed`, §10.3).
+    Closed(StreamNotice),
+    /// The connection closed.
+    Lost,
+}
+
 /// A subscription's end of the connection.
 type Sink = mpsc::Sender<Notice>;
 
@@ -58,6 +76,8 @@ struct State {
     subscriptions: HashMap<String, Sink>,
     /// Why the connection closed, once it has.
     closed: Option<String>,
+    /// Where frames go, on a connection opened for a watch.
+    live: Option<mpsc::Sender<Live>>,
     on_close: Option<Box<dyn FnOnce()>>,
 }
 
@@ -88,7 +108,8 @@ struct Incoming {
     result: Option<Box<RawValue>>,
     error: Option<ErrorObject>,
     method: Option<String>,
-    params: Option<NotificationParams>,
+    #[serde(rename = "params")]
+    params_text: Option<Box<RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -106,8 +127,12 @@ struct NotificationParams {
 }
 
 impl Connection {
-    /// Open a WebSocket to `url` and wait until it is open.
-    pub(crate) async fn open(url: &str) -> Result<Rc<Connection>, Error> {
+    /// Open a WebSocket to `url` and wait until it is open. Frames and `stream.closed` go to
+    /// `live` if given, else binary messages are ignored.
+    pub(crate) async fn open(
+        url: &str,
+        live: Option<mpsc::Sender<Live>>,
+    ) -> Result<Rc<Connection>, Error> {
         let failed = |reason: String| Error::Connection {
             url: url.to_owned(),
             reason,
@@ -151,14 +176,24 @@ impl Connection {
             Err(_) => return Err(failed("the WebSocket went away".to_owned())),
         }
 
-        let state = Rc::new(RefCell::new(State::default()));
+        let state = Rc::new(RefCell::new(State {
+            live,
+            ..State::default()
+        }));
         let on_message = {
             let state = Rc::downgrade(&state);
             Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
                 let Some(state) = state.upgrade() else { return };
-                // Text messages only: binary ones are stream frames, not JSON-RPC.
-                if let Some(text) = event.data().as_string() {
+                let data = event.data();
+                if let Some(text) = data.as_string() {
                     receive(&state, &text);
+                } else if let Some(buffer) = data.dyn_ref::<js_sys::ArrayBuffer>() {
+                    // A binary message is a stream frame (§10.1).
+                    let bytes = js_sys::Uint8Array::new(buffer).to_vec();
+                    if let Some(live) = state.borrow_mut().live.as_mut() {
+                        // A full queue drops the frame: the watch counts the gap.
+                        let _ = live.try_send(Live::Frame(bytes));
+                    }
                 }
             })
         };
@@ -334,10 +369,26 @@ fn receive(state: &RefCell<State>, text: &str) {
         }
         return;
     }
+    if message.method.as_deref() == Some(STREAM_CLOSED) {
+        let notice = message
+            .params_text
+            .and_then(|raw| serde_json::from_str::<StreamNotice>(raw.get()).ok());
+        if let (Some(notice), Some(live)) = (notice, state.borrow_mut().live.as_mut())
+            && live.try_send(Live::Closed(notice)).is_err()
+        {
+            live.close_channel();
+        }
+        return;
+    }
     if message.method.as_deref() != Some(SPACE_EVENT) {
         return;
     }
-    let Some(params) = message.params else { return };
+    let Some(params) = message
+        .params_text
+        .and_then(|raw| serde_json::from_str::<NotificationParams>(raw.get()).ok())
+    else {
+        return;
+    };
     let key = params.subscription.get().to_owned();
     let notice = match (params.result, params.error) {
         (Some(result), _) => Notice::Item(result),
@@ -362,7 +413,7 @@ fn receive(state: &RefCell<State>, text: &str) {
 
 /// The connection is closed: every waiting call fails, every subscription is told.
 fn shut(state: &RefCell<State>, reason: String) {
-    let (pending, subscriptions, on_close) = {
+    let (pending, subscriptions, live, on_close) = {
         let mut state = state.borrow_mut();
         if state.closed.is_some() {
             return;
@@ -371,6 +422,7 @@ fn shut(state: &RefCell<State>, reason: String) {
         (
             std::mem::take(&mut state.pending),
             std::mem::take(&mut state.subscriptions),
+            state.live.take(),
             state.on_close.take(),
         )
     };
@@ -380,6 +432,11 @@ fn shut(state: &RefCell<State>, reason: String) {
         if sink.try_send(Notice::Lost).is_err() {
             sink.close_channel();
         }
+    }
+    if let Some(mut live) = live
+        && live.try_send(Live::Lost).is_err()
+    {
+        live.close_channel();
     }
     if let Some(f) = on_close {
         f();
