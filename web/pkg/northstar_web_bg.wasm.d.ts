@@ -1,0 +1,34 @@
+/* tslint:disable */
+/* eslint-disable */
+export const memory: WebAssembly.Memory;
+export const __wbg_identity_free: (a: number, b: number) => void;
+export const __wbg_logchecker_free: (a: number, b: number) => void;
+export const identity_answerChallenge: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => [number, number, number, number];
+export const identity_did: (a: number) => [number, number];
+export const identity_fromSecret: (a: number, b: number) => [number, number, number];
+export const identity_fromSecretHex: (a: number, b: number) => [number, number, number];
+export const identity_generate: () => [number, number, number];
+export const identity_join: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => [number, number, number, number];
+export const identity_membership: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => [number, number, number, number];
+export const identity_post: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number, j: number) => [number, number, number, number];
+export const identity_secret: (a: number) => [number, number];
+export const identity_secretHex: (a: number) => [number, number];
+export const identity_tombstone: (a: number, b: number, c: number, d: number) => [number, number, number, number];
+export const logchecker_after: (a: number, b: number, c: number, d: number, e: number, f: number, g: number) => [number, number, number];
+export const logchecker_fromGenesis: (a: number, b: number) => [number, number, number];
+export const logchecker_head: (a: number) => number;
+export const logchecker_headId: (a: number) => [number, number];
+export const logchecker_new: (a: number, b: number, c: number, d: number) => [number, number, number];
+export const logchecker_push: (a: number, b: number, c: number) => [number, number, number, number];
+export const logchecker_sequencer: (a: number) => [number, number];
+export const logchecker_space: (a: number) => [number, number];
+export const verifyBeam: (a: number, b: number, c: number, d: number) => [number, number, number, number];
+export const verifyEvent: (a: number, b: number, c: number, d: number) => [number, number, number, number];
+export const __wbindgen_exn_store: (a: number) => void;
+export const __externref_table_alloc: () => number;
+export const __wbindgen_externrefs: WebAssembly.Table;
+export const __wbindgen_malloc: (a: number, b: number) => number;
+export const __wbindgen_realloc: (a: number, b: number, c: number, d: number) => number;
+export const __wbindgen_free: (a: number, b: number, c: number) => void;
+export const __externref_table_dealloc: (a: number) => void;
+export const __wbindgen_start: () => void;
