@@ -16,10 +16,10 @@ use futures_util::Stream;
 use northstar_protocol::Keypair;
 use northstar_protocol::address::SpaceId;
 use northstar_protocol::api::{StreamNotice, StreamWatching};
+use northstar_protocol::method::{STREAM_CLOSED, STREAM_WATCH};
 use northstar_protocol::watch::Tracker;
 /// One frame of a watch, checked: the protocol's, shared with the browser SDK.
 pub use northstar_protocol::watch::WatchedFrame;
-use northstar_protocol::method::{STREAM_CLOSED, STREAM_WATCH};
 use serde_json::json;
 use tracing::debug;
 
@@ -192,11 +192,13 @@ impl Stream for Watch {
                 Poll::Pending => return Poll::Pending,
             };
             let item = match incoming {
-                Incoming::Frame(bytes) => match this.tracker.accept(&bytes).map_err(StreamError::from) {
-                    Ok(Some(frame)) => Ok(frame),
-                    Ok(None) => continue,
-                    Err(err) => Err(err),
-                },
+                Incoming::Frame(bytes) => {
+                    match this.tracker.accept(&bytes).map_err(StreamError::from) {
+                        Ok(Some(frame)) => Ok(frame),
+                        Ok(None) => continue,
+                        Err(err) => Err(err),
+                    }
+                }
                 Incoming::Notice { method, params } => match this.notice(&method, params) {
                     Some(err) => {
                         this.ended = true;
