@@ -57,6 +57,9 @@ pub struct Config {
     /// Where Prometheus metrics are served (`GET /metrics`), e.g. `127.0.0.1:9100`; empty:
     /// not served.
     pub metrics_listen: String,
+    /// Whether the web app (a chat, and the browser SDK it loads) is served at `/app/` on the
+    /// node's port.
+    pub app: bool,
     /// Reverse proxies whose `X-Forwarded-For` header is believed: addresses (`127.0.0.1`) or
     /// networks (`10.0.0.0/8`). A connection from one of them is counted and logged as the
     /// client the header names.
@@ -104,6 +107,7 @@ impl std::fmt::Debug for Config {
             .field("streams", &self.streams)
             .field("log_format", &self.log_format)
             .field("metrics_listen", &self.metrics_listen)
+            .field("app", &self.app)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
@@ -129,6 +133,7 @@ impl Default for Config {
             streams: Streams::default(),
             log_format: LogFormat::default(),
             metrics_listen: String::new(),
+            app: true,
             trusted_proxies: Vec::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
@@ -869,6 +874,7 @@ mod tests {
         assert_eq!(config.registration, defaults.registration);
         assert_eq!(config.listen, defaults.listen);
         assert_eq!(config.acme_directory, defaults.acme_directory);
+        assert_eq!(config.app, defaults.app);
         assert_eq!(config.tls_source().unwrap(), TlsSource::Off);
     }
 
@@ -929,7 +935,7 @@ mod tests {
         let file = dir.path().join("n.toml");
         std::fs::write(
             &file,
-            "listen = \"127.0.0.1:9000\"\npublic_url = \"wss://from-file.example\"\n[limits]\nmax_page = 7\nmax_batch = 3\n",
+            "listen = \"127.0.0.1:9000\"\npublic_url = \"wss://from-file.example\"\napp = true\n[limits]\nmax_page = 7\nmax_batch = 3\n",
         )
         .unwrap();
         let config = Config::load(
@@ -937,6 +943,7 @@ mod tests {
             env(&[
                 ("NORTHSTAR_LIMITS_MAX_PAGE", "9"),
                 ("NORTHSTAR_PUBLIC_URL", "wss://from-env.example"),
+                ("NORTHSTAR_APP", "false"),
                 ("NORTHSTAR_KEY", "/not/a/config/key"),
                 ("OTHER", "x"),
             ]),
@@ -949,6 +956,7 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(config.limits.max_batch, 3);
         assert_eq!(config.limits.max_page, 9);
+        assert!(!config.app);
         assert_eq!(config.origin(), "wss://from-flag.example:8443");
         assert_eq!(config.authority(), "from-flag.example:8443");
     }

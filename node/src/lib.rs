@@ -23,6 +23,7 @@
 //! - [`admission`]: how many connections the node holds, per address and in all.
 //! - [`rpc`]: the JSON-RPC methods and the one mapping from errors to error objects.
 //! - [`connection`]: one WebSocket session: reading, running calls, batched writes.
+//! - [`app`]: the web app at `/app/`, its files embedded in the binary at compile time.
 //! - [`server`]: the listener (plain or TLS), connection limits and the WebSocket upgrade.
 //! - [`status`]: the plain HTTP pages on the same port: health checks, the status page and
 //!   `/.well-known/northstar`.
@@ -35,6 +36,7 @@ pub mod access;
 pub mod acme;
 pub mod admin;
 pub mod admission;
+pub mod app;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -245,6 +247,7 @@ pub async fn run(
         api,
         limits: config.limits.clone(),
         trusted_proxies: config.trusted_networks()?,
+        app: config.app.then(|| app::App::new(&config.origin())),
     };
     server::serve(listener, shared, tls, shutdown).await;
     gossip_stop.cancel();

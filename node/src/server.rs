@@ -1,4 +1,5 @@
-//! The listener: WebSocket JSON-RPC and the plain HTTP pages of [`crate::status`] on one port.
+//! The listener: WebSocket JSON-RPC, the plain HTTP pages of [`crate::status`] and the web app
+//! of [`crate::app`] on one port.
 //!
 //! Each accepted TCP connection is served by hyper (HTTP/1.1) until it asks for a WebSocket;
 //! the upgraded socket then becomes a [`Connection`], one task that reads, runs and writes for
@@ -30,6 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -45,6 +48,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::admission::{Slot, Slots};
+use crate::app::App;
 use crate::auth::{Budgets, Session};
 use crate::connection::{Connection, Shared, Watched};
 use crate::tls::ACME_TLS_ALPN;
@@ -69,6 +73,9 @@ const HEAD_LIMIT: usize = 8 * 1024;
 
 /// The first read's buffer while a head is read; it doubles as the head grows.
 const HEAD_FIRST_READ: usize = 512;
+
+/// The body of every answer to a plain HTTP request: text or an embedded file.
+type Body = Full<Bytes>;
 
 /// Serve `shared`'s methods on `listener` until `shutdown`, then close every connection; with
 /// `tls`, inside TLS.
@@ -233,9 +240,16 @@ impl Accept {
         drop(waiting);
     }
 
-    async fn respond(&self, mut req: Request<hyper::body::Incoming>) -> Response<String> {
+    async fn respond(&self, mut req: Request<hyper::body::Incoming>) -> Response<Body> {
         if !is_upgrade(req.headers()) {
-            return crate::status::answer(&self.shared.api, req.method(), req.uri().path()).await;
+            if let Some(app) = &self.shared.app
+                && App::serves(req.uri().path())
+            {
+                return app.answer(req.method(), req.uri(), req.headers());
+            }
+            return crate::status::answer(&self.shared.api, req.method(), req.uri().path())
+                .await
+                .map(Body::from);
         }
         let headers = req.headers();
         if headers.get(header::SEC_WEBSOCKET_VERSION) != Some(&HeaderValue::from_static("13")) {
@@ -279,7 +293,7 @@ impl Accept {
             }
             .in_current_span(),
         );
-        let mut response = Response::new(String::new());
+        let mut response = Response::new(Body::default());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -528,8 +542,8 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
     lists(header::CONNECTION, "upgrade") && lists(header::UPGRADE, "websocket")
 }
 
-fn plain(status: StatusCode, body: &'static str) -> Response<String> {
-    let mut response = Response::new(body.to_owned());
+fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response
 }

@@ -3,8 +3,8 @@
 //!
 //! - `GET /health/live`: the process serves (always 200 while it does).
 //! - `GET /health/ready`: the database answers; 503 when it does not.
-//! - `GET /`: a small HTML status page: the node's DID, version, uptime, what it holds, and how
-//!   to connect.
+//! - `GET /`: a small HTML status page: the node's DID, version, uptime, what it holds, how
+//!   to connect, and a link to the web app ([`crate::app`]) when it is served.
 //! - `GET /.well-known/northstar`: the same facts as JSON.
 //! - `/health`: the older liveness check, answered as it always was (`{"status":"ok"}`, any
 //!   method), for the scripts that use it.
@@ -107,7 +107,7 @@ pub async fn answer(api: &Api, method: &Method, path: &str) -> Response<String> 
             ),
         },
         "/" => match facts(api).await {
-            Ok(facts) => html(StatusCode::OK, page(&facts)),
+            Ok(facts) => html(StatusCode::OK, page(&facts, api.config.app)),
             Err(reason) => html(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -190,8 +190,8 @@ pub async fn facts(api: &Api) -> Result<Facts, String> {
     })
 }
 
-/// The status page.
-fn page(facts: &Facts) -> String {
+/// The status page; `app`: whether the web app is served, and so linked.
+fn page(facts: &Facts, app: bool) -> String {
     let Facts {
         node,
         version,
@@ -203,6 +203,11 @@ fn page(facts: &Facts) -> String {
     } = facts;
     let (node, url, registration) = (escape(node), escape(url), escape(registration));
     let uptime = uptime(*uptime_secs);
+    let app = if app {
+        "<p>In a browser: <a href=\"/app/\" id=\"app\">the web app</a>.</p>\n"
+    } else {
+        ""
+    };
     let Counts {
         users,
         spaces_sequenced,
@@ -238,7 +243,7 @@ pre {{ background: #f3f3f3; padding: .75rem; overflow-x: auto; }}
 <p>Apps and other nodes connect to <code id=\"url\">{url}</code> (JSON-RPC 2.0 over WebSocket).
 With the command-line client:</p>
 <pre>northstar --node {url} node info</pre>
-<p>The same facts as JSON: <a href=\"/.well-known/northstar\">/.well-known/northstar</a>.
+{app}<p>The same facts as JSON: <a href=\"/.well-known/northstar\">/.well-known/northstar</a>.
 Health: <a href=\"/health/live\">/health/live</a>, <a href=\"/health/ready\">/health/ready</a>.</p>
 </body>
 </html>

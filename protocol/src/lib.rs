@@ -20,6 +20,9 @@
 //! - [`sign`]: domain-separated signatures over canonical bytes, strict verification.
 //! - [`id`]: BLAKE3 content ids.
 //! - [`wire`]: the signed objects exchanged by clients and nodes.
+//! - [`watch`]: a watcher's side of a live stream: which frames to deliver, checked.
+//! - [`verify`]: a client's checks of what a node sends: events against their log and
+//!   sequencer, beams against their path and author.
 //! - `rpc` (features `server`, `client`): the JSON-RPC API, declared once.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -37,6 +40,8 @@ pub mod method;
 #[cfg(any(feature = "server", feature = "client"))]
 pub mod rpc;
 pub mod sign;
+pub mod verify;
+pub mod watch;
 pub mod wire;
 
 pub use did::{Did, DidError};

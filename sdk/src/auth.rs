@@ -4,48 +4,12 @@
 //! Everything here is pure; the clock is passed in, so the checks are tested without a node.
 
 use northstar_protocol::Did;
-use northstar_protocol::address::check_authority;
+/// A node URL's origin, and why a URL cannot be dialled: the protocol's, shared with the
+/// browser SDK.
+pub use northstar_protocol::address::{BadUrl, origin_of};
 use northstar_protocol::wire::AuthChallenge;
 /// Why a challenge is refused: the protocol's own checks (§5.2), shared with the browser SDK.
 pub use northstar_protocol::wire::ChallengeRefused;
-
-/// Why a URL cannot be dialled as a node.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad node URL {url:?}: {reason}")]
-pub struct BadUrl {
-    /// The URL as given.
-    pub url: String,
-    /// What is wrong with it.
-    pub reason: &'static str,
-}
-
-/// The origin of a node URL: its scheme, `://` and authority, byte for byte as written, without
-/// path, query or fragment. `ws://127.0.0.1:7700/rpc` gives `ws://127.0.0.1:7700`.
-///
-/// Only the schemes `ws://` and `wss://` (in any case) are accepted, and the authority must be
-/// a `host[:port]` as the protocol defines it (no user info). Origins are compared in their
-/// normal form (`northstar_protocol::address::normal_origin`), so case and default ports do
-/// not matter.
-pub fn origin_of(url: &str) -> Result<&str, BadUrl> {
-    let bad = |reason| BadUrl {
-        url: url.to_owned(),
-        reason,
-    };
-    let scheme_len = ["wss://", "ws://"]
-        .iter()
-        .find(|scheme| {
-            url.get(..scheme.len())
-                .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
-        })
-        .map(|scheme| scheme.len())
-        .ok_or_else(|| bad("the scheme must be ws:// or wss://"))?;
-    let rest = &url[scheme_len..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    check_authority(&rest[..authority_len])
-        .map_err(|_| bad("expected host[:port] after the scheme"))?;
-    let origin_len = url.len() - rest.len() + authority_len;
-    Ok(&url[..origin_len])
-}
 
 /// Why the client refused to authenticate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -184,6 +184,16 @@ fn number_text(number: Option<u64>) -> String {
     number.map_or_else(|| "(unreadable)".to_owned(), |n| n.to_string())
 }
 
+impl From<northstar_protocol::watch::WatchError> for StreamError {
+    fn from(error: northstar_protocol::watch::WatchError) -> Self {
+        use northstar_protocol::watch::WatchError;
+        match error {
+            WatchError::BadFrame { space, source } => StreamError::BadFrame { space, source },
+            WatchError::WrongSpace { space, got } => StreamError::WrongSpace { space, got },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

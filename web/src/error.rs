@@ -1,10 +1,19 @@
 //! The one error type of the browser SDK. It crosses into JavaScript as an `Error` whose message
 //! is this error's and then each cause's, joined by `": "`, e.g. `event 2 fails verification:
-//! …`: the protocol's own words.
+//! …`: the protocol's own words. The `Error` also carries `kind`, which an app acts on:
+//!
+//! - `"verification"`: something a node sent fails the protocol's checks; never shown as data.
+//! - `"rpc"`: the node refused a call; `code` and `errorName` are the error object's code and
+//!   name (§6.4), e.g. `1202` and `"not_member"`.
+//! - `"connection"`: the WebSocket could not be opened, or closed.
+//! - `"auth"`: the client refused the node's challenge (§5.2), or could not sign.
+//! - `"argument"`: an argument the app passed is not what it must be.
+//! - `"storage"`: IndexedDB failed.
 
 use northstar_protocol::canonical::CanonicalError;
 use northstar_protocol::chain::ChainError;
 use northstar_protocol::sign::SignatureError;
+use northstar_protocol::verify::VerifyError;
 use northstar_protocol::wire::{ChallengeRefused, EventError};
 use wasm_bindgen::{JsError, JsValue};
 
@@ -76,6 +85,50 @@ pub enum Error {
     /// No randomness for a new key.
     #[error("no randomness for a new key: {0}")]
     Random(String),
+    /// Something a node sent fails the client's checks (an event, a page, a beam).
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// A stream frame fails its checks.
+    #[error(transparent)]
+    Watch(#[from] northstar_protocol::watch::WatchError),
+    /// A node answered something that is not the method's result.
+    #[error("{method}: the node's answer is not a valid result")]
+    BadAnswer {
+        /// The method called.
+        method: &'static str,
+        /// Why it does not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The node refused a call with a JSON-RPC error object (§6.4).
+    #[error("{method}: {message}")]
+    Rpc {
+        /// The method called.
+        method: &'static str,
+        /// The error's code.
+        code: i64,
+        /// The error's name (`data` of an application code), if given.
+        name: Option<String>,
+        /// The node's message.
+        message: String,
+    },
+    /// The connection could not be opened, or it closed before the answer came.
+    #[error("connection to {url}: {reason}")]
+    Connection {
+        /// The URL dialled.
+        url: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The call needs an identity; the client connected without one.
+    #[error("{method} needs an identity: connect with one")]
+    Anonymous {
+        /// The method called.
+        method: &'static str,
+    },
+    /// IndexedDB failed.
+    #[error("IndexedDB: {0}")]
+    Storage(String),
 }
 
 impl Error {
@@ -92,8 +145,43 @@ impl Error {
     }
 }
 
+impl Error {
+    /// What kind of failure this is, for an app to act on (see the module's doc).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::BadArgument { .. } | Error::Anonymous { .. } => "argument",
+            Error::Rpc { .. } => "rpc",
+            Error::Connection { .. } => "connection",
+            Error::Storage(_) => "storage",
+            Error::Challenge(_) | Error::Random(_) | Error::Sign(_) => "auth",
+            Error::Malformed { .. }
+            | Error::Event { .. }
+            | Error::Chain(_)
+            | Error::Gap { .. }
+            | Error::BadBeam { .. }
+            | Error::WrongBeam { .. }
+            | Error::Verify(_)
+            | Error::Watch(_)
+            | Error::BadAnswer { .. } => "verification",
+        }
+    }
+}
+
 impl From<Error> for JsValue {
     fn from(error: Error) -> Self {
-        JsError::new(&error.message()).into()
+        let value: JsValue = JsError::new(&error.message()).into();
+        let set = |key: &str, field: JsValue| {
+            // Setting a property on a fresh `Error` object cannot fail (it is extensible and
+            // has no setters); if it did, the message alone would still be thrown.
+            let _ = js_sys::Reflect::set(&value, &JsValue::from_str(key), &field);
+        };
+        set("kind", JsValue::from_str(error.kind()));
+        if let Error::Rpc { code, name, .. } = &error {
+            set("code", JsValue::from_f64(*code as f64));
+            if let Some(name) = name {
+                set("errorName", JsValue::from_str(name));
+            }
+        }
+        value
     }
 }

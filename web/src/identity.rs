@@ -1,8 +1,9 @@
 //! `Identity`: a user's key pair, and everything the protocol has a user sign.
 //!
-//! The secret is the key pair's 32-byte Ed25519 seed. [`Identity::secret`] hands it to the app
-//! so the app can keep it on the device (in IndexedDB, a later step); the SDK itself never sends
-//! it anywhere, and nothing the node is sent contains it: only signatures and the DID.
+//! The secret is the key pair's 32-byte Ed25519 seed. `Identity.save` keeps it in the browser's
+//! IndexedDB and `Identity.load` reads it back ([`crate::store`]); [`Identity::secret`] hands it
+//! to an app that exports it. The SDK never sends it anywhere, and nothing a node is sent
+//! contains it: only signatures and the DID.
 
 use northstar_protocol::address::SpaceId;
 use northstar_protocol::wire::{
@@ -10,9 +11,13 @@ use northstar_protocol::wire::{
 };
 use northstar_protocol::{ContentId, Did, Keypair, canonical};
 use serde::Serialize;
+use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::wasm_bindgen;
 
 use crate::{Error, whole};
+
+/// The name an identity is stored under when the app gives none.
+const DEFAULT_NAME: &str = "default";
 
 /// A user's identity: an Ed25519 key pair and its `did:key`.
 #[wasm_bindgen]
@@ -56,6 +61,56 @@ impl Identity {
             reason: e.to_string(),
         })?;
         Self::from_secret(&bytes)
+    }
+
+    /// The identity stored under `name` (default `"default"`) in this browser's IndexedDB, or
+    /// `undefined` when there is none.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Identity | undefined>")]
+    pub fn load(name: Option<String>) -> js_sys::Promise {
+        wasm_bindgen_futures::future_to_promise(async move {
+            let name = name.unwrap_or_else(|| DEFAULT_NAME.to_owned());
+            match crate::store::load(&name).await? {
+                Some(secret) => Ok(Identity::from_secret(&secret)?.into()),
+                None => Ok(JsValue::UNDEFINED),
+            }
+        })
+    }
+
+    /// The identity stored under `name` (default `"default"`), or a new one, generated and
+    /// stored there: what an app calls when it starts.
+    #[wasm_bindgen(js_name = loadOrGenerate, unchecked_return_type = "Promise<Identity>")]
+    pub fn load_or_generate(name: Option<String>) -> js_sys::Promise {
+        wasm_bindgen_futures::future_to_promise(async move {
+            let name = name.unwrap_or_else(|| DEFAULT_NAME.to_owned());
+            if let Some(secret) = crate::store::load(&name).await? {
+                return Ok(Identity::from_secret(&secret)?.into());
+            }
+            let identity = Identity::generate()?;
+            crate::store::save(&name, &identity.key.seed()[..]).await?;
+            Ok(identity.into())
+        })
+    }
+
+    /// Keep this identity in this browser's IndexedDB under `name` (default `"default"`),
+    /// replacing what was stored there. The secret stays on the device.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn save(&self, name: Option<String>) -> js_sys::Promise {
+        let secret = *self.key.seed();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let name = name.unwrap_or_else(|| DEFAULT_NAME.to_owned());
+            crate::store::save(&name, &secret).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Remove the identity stored under `name` (default `"default"`) from IndexedDB.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn forget(name: Option<String>) -> js_sys::Promise {
+        wasm_bindgen_futures::future_to_promise(async move {
+            let name = name.unwrap_or_else(|| DEFAULT_NAME.to_owned());
+            crate::store::forget(&name).await?;
+            Ok(JsValue::UNDEFINED)
+        })
     }
 
     /// The secret: the 32-byte seed of the key pair. Store it on this device only (IndexedDB);
@@ -193,6 +248,13 @@ impl Identity {
             beam,
             whole(deleted_at, "deletedAt")?,
         )?)
+    }
+}
+
+impl Identity {
+    /// The key pair, for the client that signs as this identity.
+    pub(crate) fn keypair(&self) -> &Keypair {
+        &self.key
     }
 }
 

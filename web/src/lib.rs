@@ -1,5 +1,6 @@
-//! Northstar's browser SDK: the protocol's identity and verification core, exported to
-//! JavaScript through wasm-bindgen (issue 14, first slice).
+//! Northstar's browser SDK: identities kept in IndexedDB, a client that connects to a node
+//! with automatic challenge-response, and every event and beam verified before the app sees it,
+//! exported to JavaScript through wasm-bindgen with TypeScript declarations.
 //!
 //! Every function is a thin layer over `northstar-protocol`: the same canonical form,
 //! signatures and log-chain check as the node and the Rust SDK, compiled to WebAssembly, never
@@ -7,23 +8,35 @@
 //! failure is thrown as a JavaScript `Error` whose message is the protocol's, with its causes.
 //!
 //! # Layout
-//! - [`error`]: the one error type and how it becomes a JavaScript `Error`.
-//! - [`identity`]: `Identity`: a key pair from a secret the app keeps, the answer to a node's
-//!   challenge, and the signed objects the node takes (posts, memberships, tombstones).
-//! - [`verify`]: `verifyEvent`, `verifyBeam` and `LogChecker`, the checks the Rust SDK makes on
-//!   what a node sends.
-//!
-//! Not here yet: the WebSocket connection, keeping the identity in IndexedDB, the web app.
+//! - [`error`]: the one error type and how it becomes a JavaScript `Error` with a `kind`.
+//! - [`identity`]: `Identity`: a key pair, kept in IndexedDB or from a secret the app keeps,
+//!   the answer to a node's challenge, and the signed objects the node takes.
+//! - `store`: IndexedDB, where identities are kept on the device.
+//! - `rpc`: one JSON-RPC connection over the browser's WebSocket.
+//! - [`client`]: `Client`: connect, spaces, posts, pages, beams; dials again after a drop.
+//! - [`subscription`]: `Subscription`: a space's events, verified, in order, resumed from a
+//!   cursor.
+//! - [`watch`]: `Watch`: a live stream's frames, checked under the stream's owner.
+//! - [`verify`]: `verifyEvent`, `verifyBeam` and `LogChecker`, the checks on their own, for
+//!   apps that fetch events some other way.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod client;
 pub mod error;
 pub mod identity;
+mod rpc;
+mod store;
+pub mod subscription;
 pub mod verify;
+pub mod watch;
 
+pub use client::Client;
 pub use error::Error;
 pub use identity::Identity;
+pub use subscription::Subscription;
 pub use verify::{LogChecker, verify_beam, verify_event};
+pub use watch::Watch;
 
 /// A time or count from JavaScript (a `number`) as the protocol's integer: a whole number in
 /// `0..=2^53-1`, the only integers a signed object may carry.

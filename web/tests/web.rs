@@ -334,4 +334,11 @@ fn errors_reach_javascript_as_error_objects() {
     let error = value.dyn_into::<js_sys::Error>().unwrap();
     assert_eq!(String::from(error.message()), message);
     assert!(message.starts_with("malformed event: "), "{message}");
+    // What a node sent failed: an app tells this from its own mistakes by `kind`.
+    let kind = js_sys::Reflect::get(&error, &"kind".into()).unwrap();
+    assert_eq!(kind.as_string().as_deref(), Some("verification"));
+
+    let error: wasm_bindgen::JsValue = Identity::from_secret_hex("00").unwrap_err().into();
+    let kind = js_sys::Reflect::get(&error, &"kind".into()).unwrap();
+    assert_eq!(kind.as_string().as_deref(), Some("argument"));
 }

@@ -113,6 +113,8 @@ pub struct Shared {
     pub limits: Limits,
     /// The reverse proxies whose `X-Forwarded-For` is believed (`trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The web app served at `/app/`, unless the configuration turns it off (`app`).
+    pub app: Option<crate::app::App>,
 }
 
 impl Shared {

@@ -362,11 +362,12 @@ pub async fn until_seq(
     }
 }
 
-/// An HTTP answer: status code, headers (names in lower case), body.
+/// An HTTP answer: status code, headers (names in lower case), body (as text, and as it came).
 pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    pub bytes: Vec<u8>,
 }
 
 impl Answer {
@@ -389,15 +390,33 @@ impl Answer {
 }
 
 pub async fn request(addr: SocketAddr, method: &str, path: &str) -> Answer {
+    request_with(addr, method, path, &[]).await
+}
+
+/// `request` with more request headers (`name`, `value`).
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
     tcp.write_all(head.as_bytes()).await.unwrap();
-    let mut reply = String::new();
-    tokio::time::timeout(TIMEOUT, tcp.read_to_string(&mut reply))
+    let mut reply = Vec::new();
+    tokio::time::timeout(TIMEOUT, tcp.read_to_end(&mut reply))
         .await
         .unwrap()
         .unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    let end = reply.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let (head, bytes) = (
+        std::str::from_utf8(&reply[..end]).unwrap(),
+        &reply[end + 4..],
+    );
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -414,7 +433,8 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str) -> Answer {
     Answer {
         status,
         headers,
-        body: body.to_owned(),
+        body: String::from_utf8_lossy(bytes).into_owned(),
+        bytes: bytes.to_vec(),
     }
 }
 
