@@ -277,7 +277,9 @@ async function main() {
   setStatus("connected");
   await refreshSpaces();
   const remembered = localStorage.getItem(OPEN_KEY);
-  if (remembered && spaces.has(remembered)) await openSpace(remembered);
+  // A space that fails to open (its node sent something that fails the checks, say) is
+  // reported; the connection is still up.
+  if (remembered && spaces.has(remembered)) await openSpace(remembered).catch(reportError);
 }
 
 main().catch((error) => {
