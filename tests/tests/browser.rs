@@ -337,14 +337,15 @@ async fn an_event_altered_on_the_way_is_refused_by_the_browser_and_never_shown()
         assert!(proxy.tampered() >= 1, "the proxy altered the event");
         assert_only_before_switch(&reader).await;
 
-        // Nor does a reload let it in: reopening the space meets altered events again. (Not
-        // `open_app`: the app may say `offline` when reopening the space fails.)
+        // Nor does a reload let it in: reopening the space meets altered events again, and the
+        // app says so while its connection stays up.
         let altered = proxy.tampered();
         reader.goto(&format!("{}/app/", proxy.http())).await;
         assert_eq!(current(&reader).await.0, space);
         reader
             .wait_present("#errors li.error[data-kind=verification]")
             .await;
+        reader.wait_attr("#status", "data-state", "connected").await;
         assert!(
             proxy.tampered() > altered,
             "the proxy altered the resent event"
