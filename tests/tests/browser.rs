@@ -2,7 +2,8 @@
 //! The web app the node serves at `/app/`, in real headless Chromium (issue 14): two browser
 //! profiles chat on one node and one comes back after a reload with no gap or duplicate; a
 //! man-in-the-middle that alters events makes the browser SDK refuse them; a browser on one
-//! node chats with a Rust SDK user on another. The tests select only what the app's DOM
+//! node chats with a Rust SDK user on another; a page watches a live stream through the SDK.
+//! The tests select only what the app's DOM
 //! contract promises (ids and data attributes), never text or classes of layout.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`. Without them the browser tests say so and
@@ -434,4 +435,64 @@ async fn next_post(feed: &mut northstar_sdk::EventStream) -> Event {
             return event;
         }
     }
+}
+
+/// A page watches a live stream through the browser SDK: the frames a Rust publisher sends
+/// arrive in order, whole, each checked under the owner, with no gap.
+#[tokio::test]
+async fn a_page_watches_a_live_stream_through_the_browser_sdk() {
+    let Some(lab) = Lab::start("watch").await else {
+        return;
+    };
+    let node = TestNode::start().await;
+    let origin = format!("http://{}", node.addr);
+    let (_owner, key, space) = common::streams::stream_on(&node, "radio").await;
+    lab.run(async {
+        let viewer = lab.profile("viewer").await;
+        open_app(&viewer, &origin).await;
+        // The app's own page has loaded the SDK; the script loads the same module again (a
+        // module is instantiated once per page) and watches with its own identity.
+        let script = r#"
+            const [url, space, done] = arguments;
+            window.frames_ = []; window.watchErrors_ = [];
+            import("/app/pkg/northstar_web.js").then(async (sdk) => {
+              await sdk.default();
+              const me = await sdk.Identity.loadOrGenerate("watcher");
+              const client = await sdk.Client.connect(url, me);
+              await client.watch(space, {
+                onFrame: (f) => frames_.push([f.number, f.gap, f.key, new TextDecoder().decode(f.payload)]),
+                onError: (e) => watchErrors_.push(`${e.kind}: ${e.message}`),
+              });
+              done("watching");
+            }).catch((e) => done(`failed: ${e.kind}: ${e.message}`));
+        "#;
+        let started = viewer
+            .eval_async(script, vec![json!(node.url), json!(space.as_str())])
+            .await;
+        assert_eq!(started, json!("watching"));
+
+        let mut publisher = common::streams::Publisher::open(&node, &key, &space).await;
+        let first = publisher.send(b"one", true).await;
+        publisher.send(b"two", false).await;
+        publisher.send(b"three", true).await;
+        let frames = viewer
+            .wait_for(
+                "three frames",
+                "return window.frames_.length >= 3 && window.frames_;",
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            frames,
+            json!([
+                [first, 0, true, "one"],
+                [first + 1, 0, false, "two"],
+                [first + 2, 0, true, "three"]
+            ])
+        );
+        let errors = viewer.eval("return window.watchErrors_;", vec![]).await;
+        assert_eq!(errors, json!([]));
+        viewer.close().await;
+    })
+    .await;
 }
