@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use northstar_protocol::address::{BeamPath, SpaceId};
 use northstar_protocol::api::Ack;
-use northstar_protocol::wire::{Beam, Event, Payload, SpaceGenesis, Tombstone};
+use northstar_protocol::wire::{Beam, Edit, Event, Payload, SpaceGenesis, Tombstone};
 use northstar_protocol::{ContentId, Did, Keypair};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -125,6 +125,17 @@ impl SequencerHandle {
         let input = Input::Delete {
             tombstone: Box::new(tombstone),
             path,
+        };
+        self.ask(input, Answer::Deleted).await
+    }
+
+    /// Store `beam`, a verified new version of one of this node's users' beams, keep its
+    /// verified `edit` and append the edit to every space this node sequences that carries a ref
+    /// to the beam; the spaces sequenced elsewhere are returned (`spec/` §6.3.25).
+    pub async fn edit(&self, edit: Edit, beam: Beam) -> Result<Deleted, SequenceError> {
+        let input = Input::Edit {
+            edit: Box::new(edit),
+            beam: Box::new(beam),
         };
         self.ask(input, Answer::Deleted).await
     }
