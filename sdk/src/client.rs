@@ -522,7 +522,14 @@ impl Client {
             now_ms()?,
             drop_history,
         )?;
-        call(BEAM_EDIT, BeamApiClient::edit(self.rpc(), new, edit)).await
+        self.publish_edit(new, edit).await
+    }
+
+    /// `beam.edit` (key) with a version and its edit signed by the caller ([`Edit::create`]):
+    /// for an app that signs elsewhere, or that must choose the edit's time.
+    pub async fn publish_edit(&self, beam: Beam, edit: Edit) -> Result<BeamEdited, SdkError> {
+        self.key(BEAM_EDIT)?;
+        call(BEAM_EDIT, BeamApiClient::edit(self.rpc(), beam, edit)).await
     }
 
     /// `beam.history` (reader, as for [`Client::get_beam`] of the original): the versions of a
