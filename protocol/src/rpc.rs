@@ -15,8 +15,9 @@ use jsonrpsee::proc_macros::rpc;
 
 use crate::address::SpaceId;
 use crate::api::{
-    Ack, Authenticated, BeamDeleted, BeamEdited, BeamHistory, BeamPosted, BeamReceipts, EventItem, EventPage, HeadReport,
-    MemberInfo, NodeInfo, SpaceHealth, SpaceImported, SpaceInfo, SpaceReceipt, StreamInfo,
+    Ack, Authenticated, BeamDeleted, BeamEdited, BeamHistory, BeamPosted, BeamReceipts, EventItem,
+    EventPage, HeadReport, MemberInfo, NodeInfo, SpaceHealth, SpaceImported, SpaceInfo,
+    SpaceReceipt, StreamInfo,
 };
 use crate::did::Did;
 use crate::wire::{

@@ -13,11 +13,11 @@
 //! never data; so is a beam beside an event that names none.
 
 use crate::address::{BeamPath, SpaceId, author_hash};
+use crate::api::BeamHistory;
 use crate::api::EventItem;
 use crate::canonical::{self, CanonicalError};
 use crate::chain::{Chain, ChainError, Place};
 use crate::sign::{self, SignatureError};
-use crate::api::BeamHistory;
 use crate::wire::edit::{VersionKey, original_key};
 use crate::wire::{Beam, Edit, Event, EventError, Payload};
 use crate::{ContentId, Did, Signed};

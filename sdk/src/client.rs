@@ -20,8 +20,8 @@ use northstar_protocol::api::{
     EventPage, MemberInfo, NodeInfo, SpaceHealth, SpaceInfo, StreamInfo,
 };
 use northstar_protocol::method::{
-    AUTH_CHALLENGE, AUTH_RESPOND, BEAM_EDIT, BEAM_HISTORY, BEAM_RECEIPTS, NODE_INFO, SPACE_HEALTH, SPACE_SUBSCRIBE,
-    SPACE_UNSUBSCRIBE, STREAM_INFO, STREAM_PUBLISH,
+    AUTH_CHALLENGE, AUTH_RESPOND, BEAM_EDIT, BEAM_HISTORY, BEAM_RECEIPTS, NODE_INFO, SPACE_HEALTH,
+    SPACE_SUBSCRIBE, SPACE_UNSUBSCRIBE, STREAM_INFO, STREAM_PUBLISH,
 };
 use northstar_protocol::rpc::{
     AuthApiClient, BeamApiClient, NodeApiClient, SpaceApiClient, SpaceEventsApiClient,

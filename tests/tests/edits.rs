@@ -19,7 +19,15 @@ async fn user(node: &TestNode, key: &Keypair) -> Client {
 
 /// Node A sequences Alice's channel; Bob, whose home is node B, joined it and posted a beam
 /// there. Returns the nodes, the clients, the space and the beam's URI.
-async fn bob_posts_on_b() -> (TestNode, TestNode, Client, Client, Keypair, SpaceId, BeamUri) {
+async fn bob_posts_on_b() -> (
+    TestNode,
+    TestNode,
+    Client,
+    Client,
+    Keypair,
+    SpaceId,
+    BeamUri,
+) {
     let (a, b) = (TestNode::start().await, TestNode::start().await);
     let bob_key = Keypair::generate().unwrap();
     let (alice, bob) = (
@@ -53,7 +61,10 @@ async fn an_edit_reaches_a_subscriber_on_another_node_with_its_version() {
     let mut feed = alice.subscribe(&space, 0).await.unwrap();
     let mut inline = bob.subscribe_with_beams(&space, 3).await.unwrap();
 
-    let edited = bob.edit_beam(&uri, "first", "version 1", false).await.unwrap();
+    let edited = bob
+        .edit_beam(&uri, "first", "version 1", false)
+        .await
+        .unwrap();
     assert_eq!(edited.edits.len(), 1, "the channel got the edit");
     let seq = edited.edits[0].seq;
     assert_eq!(seq, 4);
@@ -74,17 +85,27 @@ async fn an_edit_reaches_a_subscriber_on_another_node_with_its_version() {
         .unwrap()
         .unwrap();
     assert_eq!(item.event.seq, seq);
-    assert_eq!(item.beam.as_ref().map(|b| b.body.as_str()), Some("version 1"));
+    assert_eq!(
+        item.beam.as_ref().map(|b| b.body.as_str()),
+        Some("version 1")
+    );
 
     // Alice reads the newest version by default, through her node, from Bob's.
     let current = alice.current_beam(&uri).await.unwrap();
     assert_eq!(current.body, "version 1");
     let version_uri = BeamUri::parse(&edited.beam_uri).unwrap();
-    assert_eq!(alice.get_beam(&version_uri).await.unwrap().body, "version 1");
+    assert_eq!(
+        alice.get_beam(&version_uri).await.unwrap().body,
+        "version 1"
+    );
     // The original is still there, and history lists both.
     assert_eq!(alice.get_beam(&uri).await.unwrap().body, "version 0");
     let history = alice.beam_history(&uri).await.unwrap();
-    let bodies: Vec<_> = history.versions.iter().map(|v| v.beam.body.as_str()).collect();
+    let bodies: Vec<_> = history
+        .versions
+        .iter()
+        .map(|v| v.beam.body.as_str())
+        .collect();
     assert_eq!(bodies, ["version 0", "version 1"]);
 }
 
@@ -98,7 +119,10 @@ async fn drop_history_deletes_old_versions_on_the_home_node_and_in_caches() {
     assert_eq!(alice.get_beam(&one_uri).await.unwrap().body, "version 1");
     // A bare path is answered only from what node A holds: the cached copies.
     assert_eq!(alice.get_beam(&uri.path).await.unwrap().body, "version 0");
-    assert_eq!(alice.get_beam(&one_uri.path).await.unwrap().body, "version 1");
+    assert_eq!(
+        alice.get_beam(&one_uri.path).await.unwrap().body,
+        "version 1"
+    );
     let history = bob.beam_history(&uri).await.unwrap();
     assert_eq!(history.versions.len(), 2);
 
@@ -143,8 +167,16 @@ async fn conflicting_versions_from_two_devices_resolve_the_same_on_every_node() 
     // Two devices of Bob's, both at version 0, both publish version 1 with other content.
     let laptop = &bob;
     let phone = Client::connect(&_b.url, bob_key.clone()).await.unwrap();
-    let (beam_x, x) =
-        Edit::create(&bob_key, uri.path.beam, 1, "t", "from the laptop", 10, false).unwrap();
+    let (beam_x, x) = Edit::create(
+        &bob_key,
+        uri.path.beam,
+        1,
+        "t",
+        "from the laptop",
+        10,
+        false,
+    )
+    .unwrap();
     let (beam_y, y) =
         Edit::create(&bob_key, uri.path.beam, 1, "t", "from the phone", 10, false).unwrap();
     let (winner, loser) = if x.key().unwrap() > y.key().unwrap() {
@@ -154,16 +186,29 @@ async fn conflicting_versions_from_two_devices_resolve_the_same_on_every_node() 
     };
     let winner_id = winner.1.content_id().unwrap();
     // The winner first: a node that let the last one win would pick the loser.
-    let first = laptop.publish_edit(winner.0.clone(), winner.1.clone()).await.unwrap();
-    let last = phone.publish_edit(loser.0.clone(), loser.1.clone()).await.unwrap();
+    let first = laptop
+        .publish_edit(winner.0.clone(), winner.1.clone())
+        .await
+        .unwrap();
+    let last = phone
+        .publish_edit(loser.0.clone(), loser.1.clone())
+        .await
+        .unwrap();
     let head = last.edits[0].seq;
     assert!(head > first.edits[0].seq);
 
     // The home node's history ends with the winner.
     let history = bob.beam_history(&uri).await.unwrap();
-    assert_eq!(history.versions.len(), 3, "both versions are kept as history");
+    assert_eq!(
+        history.versions.len(),
+        3,
+        "both versions are kept as history"
+    );
     let current = history.versions.last().unwrap();
-    assert_eq!(current.edit.as_ref().unwrap().content_id().unwrap(), winner_id);
+    assert_eq!(
+        current.edit.as_ref().unwrap().content_id().unwrap(),
+        winner_id
+    );
     assert_eq!(current.beam.body, winner.0.body);
 
     // Each node resolves the edits in its own copy of the log to the same winner.
@@ -172,7 +217,10 @@ async fn conflicting_versions_from_two_devices_resolve_the_same_on_every_node() 
         let events = until_seq(&mut feed, head).await;
         let edits = edits_in(&events);
         assert_eq!(edits.len(), 2);
-        assert_eq!(resolve(&edits).unwrap().unwrap().content_id().unwrap(), winner_id);
+        assert_eq!(
+            resolve(&edits).unwrap().unwrap().content_id().unwrap(),
+            winner_id
+        );
     }
     // Node A, holding both versions once read through it, answers history from its own rows.
     let loser_uri = BeamUri {
@@ -187,7 +235,10 @@ async fn conflicting_versions_from_two_devices_resolve_the_same_on_every_node() 
     alice.get_beam(&winner_uri).await.unwrap();
     let on_a = alice.beam_history(&uri.path).await.unwrap();
     let last_on_a = on_a.versions.last().unwrap();
-    assert_eq!(last_on_a.edit.as_ref().unwrap().content_id().unwrap(), winner_id);
+    assert_eq!(
+        last_on_a.edit.as_ref().unwrap().content_id().unwrap(),
+        winner_id
+    );
     assert_eq!(alice.current_beam(&uri).await.unwrap().body, winner.0.body);
     drop(a);
 }
@@ -217,15 +268,24 @@ async fn edits_of_someone_elses_beam_of_a_deleted_beam_and_of_an_old_version_are
 
     // Version 2, then version 1: below the current one.
     bob.edit_beam_as(&uri, 2, "t", "two", false).await.unwrap();
-    let err = bob.edit_beam_as(&uri, 1, "t", "one", false).await.unwrap_err();
+    let err = bob
+        .edit_beam_as(&uri, 1, "t", "one", false)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::StaleVersion), "{err}");
     // Version 0 breaks the edit's rules.
-    let err = bob.edit_beam_as(&uri, 0, "t", "zero", false).await.unwrap_err();
+    let err = bob
+        .edit_beam_as(&uri, 0, "t", "zero", false)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::MalformedObject), "{err}");
 
     // Deleted: no new versions.
     bob.delete_beam(&uri).await.unwrap();
-    let err = bob.edit_beam_as(&uri, 3, "t", "three", false).await.unwrap_err();
+    let err = bob
+        .edit_beam_as(&uri, 3, "t", "three", false)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::BeamDeleted), "{err}");
     // And the deletion took the versions with it.
     let err = alice.beam_history(&uri).await.unwrap_err();

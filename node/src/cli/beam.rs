@@ -192,16 +192,13 @@ async fn edit(
             })
         })
         .collect();
-    out.print(
-        json!({"beam_uri": edited.beam_uri, "edits": edits}),
-        || {
-            format!(
-                "{}\n(edit appended to {} space(s))",
-                edited.beam_uri,
-                edited.edits.len()
-            )
-        },
-    )
+    out.print(json!({"beam_uri": edited.beam_uri, "edits": edits}), || {
+        format!(
+            "{}\n(edit appended to {} space(s))",
+            edited.beam_uri,
+            edited.edits.len()
+        )
+    })
 }
 
 /// `beam history`.
@@ -237,10 +234,9 @@ async fn history(uri: &str, global: &Global, out: &Output) -> anyhow::Result<()>
             version.beam.body
         ));
     }
-    out.print(
-        json!({"path": history.path, "versions": versions}),
-        || text.trim_end().to_owned(),
-    )
+    out.print(json!({"path": history.path, "versions": versions}), || {
+        text.trim_end().to_owned()
+    })
 }
 
 /// The beam's URI: as given, or for a bare path, on the node asked.

@@ -9,7 +9,6 @@ use jsonrpsee::Extensions;
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::core::{RpcResult, async_trait};
 use jsonrpsee::rpc_params;
-use northstar_protocol::{ContentId, Did};
 use northstar_protocol::address::{BeamPath, SpaceId, author_hash};
 use northstar_protocol::api::{
     BeamDeleted, BeamEdited, BeamHistory, BeamReceipts, ErrorCode, SpaceReceipt,
@@ -18,6 +17,7 @@ use northstar_protocol::canonical::from_str_strict;
 use northstar_protocol::method;
 use northstar_protocol::rpc::{BeamApiServer, FedApiClient};
 use northstar_protocol::wire::{Beam, Edit, Event, Payload, Tombstone};
+use northstar_protocol::{ContentId, Did};
 use serde_json::value::RawValue;
 
 use super::{
@@ -297,11 +297,10 @@ impl Api {
             return Err(not_found());
         }
         // A version named by an edit held here is fetched for the refs of its original.
-        let version = self
-            .store
-            .version_of(&id)
-            .await?
-            .filter(|(_, a)| Did::parse(a).is_ok_and(|did| author_hash(&did) == path.author_hash));
+        let version =
+            self.store.version_of(&id).await?.filter(|(_, a)| {
+                Did::parse(a).is_ok_and(|did| author_hash(&did) == path.author_hash)
+            });
         let author = match &version {
             Some((_, author)) => Some(author.clone()),
             None => self

@@ -417,7 +417,9 @@ where
                 json,
             } => {
                 let q = self.next();
-                q.push("INSERT INTO edits (id, original, author, version, beam, drop_history, json) ");
+                q.push(
+                    "INSERT INTO edits (id, original, author, version, beam, drop_history, json) ",
+                );
                 q.push_values([()], |mut row, ()| {
                     row.push_bind(id.as_str())
                         .push_bind(original.as_str())
