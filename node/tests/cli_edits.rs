@@ -32,7 +32,14 @@ fn the_cli_edits_a_beam_and_shows_its_history() {
         &node,
         &alice,
         &[
-            "beam", "edit", &beam_uri, "--title", "Plan", "--body", "second draft", "--json",
+            "beam",
+            "edit",
+            &beam_uri,
+            "--title",
+            "Plan",
+            "--body",
+            "second draft",
+            "--json",
         ],
     ));
     assert_eq!(edited["edits"].as_array().unwrap().len(), 1, "{edited}");
@@ -59,7 +66,14 @@ fn the_cli_edits_a_beam_and_shows_its_history() {
         &node,
         &alice,
         &[
-            "beam", "edit", &beam_uri, "--title", "Plan", "--body", "final", "--drop-history",
+            "beam",
+            "edit",
+            &beam_uri,
+            "--title",
+            "Plan",
+            "--body",
+            "final",
+            "--drop-history",
             "--json",
         ],
     ));
