@@ -155,6 +155,15 @@ async fn drop_history_deletes_old_versions_on_the_home_node_and_in_caches() {
     // The beam lives on as its current version.
     assert_eq!(alice.current_beam(&uri).await.unwrap().body, "version 2");
     assert_eq!(alice.get_beam(&two_uri).await.unwrap().body, "version 2");
+
+    // It is still deleted by its original's URI, though that content is gone: every version
+    // goes with it, on the home node and from node A's cache.
+    let deleted = bob.delete_beam(&uri).await.unwrap();
+    assert_eq!(deleted.tombstones.len(), 1);
+    let err = bob.get_beam(&two_uri).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BeamNotFound), "{err}");
+    let err = alice.get_beam(&two_uri.path).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BeamNotFound), "{err}");
 }
 
 #[tokio::test]

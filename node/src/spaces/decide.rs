@@ -163,7 +163,8 @@ pub struct Reads {
     pub beams: HashMap<ContentId, Vec<Known>>,
     /// Whether (beam, space, author) has a ref.
     pub refs: HashMap<(ContentId, SpaceId, Did), bool>,
-    /// Whether a beam is stored at each path.
+    /// Whether a beam is stored at each path, or (once an edit dropped the original) one of
+    /// the versions of the beam at that path.
     pub stored: HashMap<String, bool>,
     /// The spaces with a ref by the author to each (beam, author).
     pub referencing: HashMap<(ContentId, Did), Vec<SpaceId>>,

@@ -729,7 +729,9 @@ async fn read(store: &Store, needs: Needs, reads: &mut Reads) -> Result<(), Stor
         reads.refs.insert((beam, space, author), found);
     }
     for path in needs.stored {
-        let found = store.beam(&path).await?.is_some();
+        // After an edit dropped history the original's content is gone, but the beam lives on
+        // as its versions and is deleted by the original's path (spec §4.10).
+        let found = store.beam(&path).await?.is_some() || store.stores_version_of(&path).await?;
         reads.stored.insert(path, found);
     }
     for (beam, author) in needs.referencing {

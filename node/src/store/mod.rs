@@ -446,6 +446,14 @@ impl Store {
         on_backend!(self, db => db.version_of(beam).await)
     }
 
+    /// Whether one of the versions of the beam at `path` (a beam path) is stored here.
+    pub async fn stores_version_of(&self, path: &str) -> Result<bool, StoreError> {
+        let Some((prefix, original)) = path.rsplit_once('/') else {
+            return Ok(false);
+        };
+        on_backend!(self, db => db.stores_version_of(original, &format!("{prefix}/%")).await)
+    }
+
     /// Whether a beam with this id was deleted.
     pub async fn is_tombstoned(&self, beam: &str) -> Result<bool, StoreError> {
         on_backend!(self, db => db.is_tombstoned(beam).await)

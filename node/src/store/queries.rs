@@ -418,6 +418,22 @@ where
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    pub(super) async fn stores_version_of(
+        &self,
+        original: &str,
+        prefix: &str,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM edits e JOIN beams b ON b.id = e.beam AND b.author = e.author \
+             WHERE e.original = $1 AND b.path LIKE $2 LIMIT 1",
+        )
+        .bind(original)
+        .bind(prefix)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     pub(super) async fn version_of(
         &self,
         beam: &str,
