@@ -231,7 +231,6 @@ async fn conflicting_versions_from_two_devices_resolve_the_same_on_every_node() 
             winner_id
         );
     }
-    // Node A, holding both versions once read through it, answers history from its own rows.
     let loser_uri = BeamUri {
         authority: uri.authority.clone(),
         path: BeamPath::new(&loser.1.author, loser.1.beam),
@@ -240,14 +239,17 @@ async fn conflicting_versions_from_two_devices_resolve_the_same_on_every_node() 
         authority: uri.authority.clone(),
         path: BeamPath::new(&winner.1.author, winner.1.beam),
     };
-    alice.get_beam(&loser_uri).await.unwrap();
-    alice.get_beam(&winner_uri).await.unwrap();
-    let on_a = alice.beam_history(&uri.path).await.unwrap();
-    let last_on_a = on_a.versions.last().unwrap();
-    assert_eq!(
-        last_on_a.edit.as_ref().unwrap().content_id().unwrap(),
-        winner_id
-    );
+    // Node A (the sequencer) and node C (a replica, whose edit rows came with its copy of the
+    // log), holding every version once read through them, answer history from their own rows.
+    for client in [&alice, &carol] {
+        client.get_beam(&uri).await.unwrap();
+        client.get_beam(&loser_uri).await.unwrap();
+        client.get_beam(&winner_uri).await.unwrap();
+        let local = client.beam_history(&uri.path).await.unwrap();
+        assert_eq!(local.versions.len(), 3, "original and both versions cached");
+        let last = local.versions.last().unwrap();
+        assert_eq!(last.edit.as_ref().unwrap().content_id().unwrap(), winner_id);
+    }
     assert_eq!(alice.current_beam(&uri).await.unwrap().body, winner.0.body);
     drop(a);
 }
