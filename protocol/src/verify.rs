@@ -874,4 +874,75 @@ mod tests {
         let err = check_inline_beam(&event(&first), &forged).unwrap_err();
         assert!(matches!(err, VerifyError::BadBeam { .. }), "{err}");
     }
+
+    fn history_of(versions: Vec<(Beam, Option<crate::wire::Edit>)>) -> BeamHistory {
+        BeamHistory {
+            path: versions[0].0.path().unwrap().to_string(),
+            versions: versions
+                .into_iter()
+                .map(|(beam, edit)| crate::api::BeamVersion { beam, edit })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_history_is_checked_against_its_edits_and_their_order() {
+        use crate::wire::Edit;
+        let alice = Keypair::from_seed(&[1; 32]);
+        let space = SpaceId::new(crate::address::SpaceType::Channel, alice.did(), "c").unwrap();
+        let (original, _) = Beam::post(&alice, space, "h", "t", "v0", T).unwrap();
+        let path = original.path().unwrap();
+        let (v1, e1) = Edit::create(&alice, path.beam, 1, "t", "v1", T + 1, false).unwrap();
+        let (v2, e2) = Edit::create(&alice, path.beam, 2, "t", "v2", T + 2, true).unwrap();
+        let good = history_of(vec![
+            (original.clone(), None),
+            (v1.clone(), Some(e1.clone())),
+            (v2.clone(), Some(e2.clone())),
+        ]);
+        // A node that kept what version 2 dropped: refused.
+        let err = check_history(&good, &path).unwrap_err();
+        assert!(matches!(err, VerifyError::BadHistory { .. }), "{err}");
+        let dropped = history_of(vec![(v2.clone(), Some(e2.clone()))]);
+        let dropped = BeamHistory {
+            path: path.to_string(),
+            ..dropped
+        };
+        check_history(&dropped, &path).unwrap();
+        // Out of order.
+        let (v3, e3) = Edit::create(&alice, path.beam, 3, "t", "v3", T + 3, false).unwrap();
+        let swapped = BeamHistory {
+            path: path.to_string(),
+            versions: vec![
+                crate::api::BeamVersion {
+                    beam: v3.clone(),
+                    edit: Some(e3.clone()),
+                },
+                crate::api::BeamVersion {
+                    beam: v2.clone(),
+                    edit: Some(e2.clone()),
+                },
+            ],
+        };
+        assert!(check_history(&swapped, &path).is_err());
+        // A version paired with another edit's beam.
+        let mismatched = BeamHistory {
+            path: path.to_string(),
+            versions: vec![crate::api::BeamVersion {
+                beam: v1,
+                edit: Some(e3),
+            }],
+        };
+        assert!(check_history(&mismatched, &path).is_err());
+        // An edit by someone else, superseding the same id.
+        let mallory = Keypair::from_seed(&[9; 32]);
+        let (vm, em) = Edit::create(&mallory, path.beam, 4, "t", "mine", T + 4, false).unwrap();
+        let foreign = BeamHistory {
+            path: path.to_string(),
+            versions: vec![crate::api::BeamVersion {
+                beam: vm,
+                edit: Some(em),
+            }],
+        };
+        assert!(check_history(&foreign, &path).is_err());
+    }
 }
