@@ -9,8 +9,10 @@
 //!
 //! A beam a node sends inline with an event ([`EventWithBeam`]) is checked exactly as
 //! `beam.get`'s answer is: it parses strictly, verifies under its author, has the content id
-//! the event's ref names, and its author is the ref's author. A beam that fails is an error,
-//! never data; so is a beam beside an event that names none.
+//! the event's ref names, and its author is the ref's author; beside an `edit` event it is
+//! checked as the version the edit names ([`check_version`]). A beam's history
+//! ([`check_history`]) is checked edit by edit, in the order of `spec/` §4.10. A beam that fails
+//! is an error, never data; so is a beam beside an event that names none.
 
 use crate::address::{BeamPath, SpaceId, author_hash};
 use crate::api::BeamHistory;
