@@ -305,6 +305,7 @@ pub(crate) fn event_to_js(item: &EventWithBeam) -> Result<JsValue, Error> {
         Payload::Membership(_) => "membership",
         Payload::BeamRef(_) => "beam_ref",
         Payload::Tombstone(_) => "tombstone",
+        Payload::Edit(_) => "edit",
     };
     let beam_uri = match &event.payload {
         Payload::BeamRef(r) => Some(

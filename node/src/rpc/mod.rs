@@ -14,6 +14,7 @@
 //! - `stream`: `stream.info` (the transport serves the other `stream.*` methods).
 
 mod beam;
+mod edit;
 mod fed;
 pub mod feed;
 mod import;
@@ -130,6 +131,7 @@ impl From<SequenceError> for ApiError {
             SequenceError::SpaceNotFound(_) => Self::new(ErrorCode::SpaceNotFound, message),
             SequenceError::SpaceExists(_) => Self::new(ErrorCode::SpaceExists, message),
             SequenceError::BeamNotFound(_) => Self::new(ErrorCode::BeamNotFound, message),
+            SequenceError::BeamDeleted(_) => Self::new(ErrorCode::BeamDeleted, message),
             SequenceError::ShuttingDown => Self::new(ErrorCode::ShuttingDown, message),
             SequenceError::Store(e) => Self::internal(e),
             SequenceError::Sign(e) => Self::internal(e),
