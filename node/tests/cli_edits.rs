@@ -55,6 +55,21 @@ fn the_cli_edits_a_beam_and_shows_its_history() {
     assert_eq!(seen, [(0, "draft"), (1, "second draft")], "{history}");
     assert_eq!(versions[1]["edit"]["version"], 1);
 
+    // A reader gets the newest version by default, and the beam as posted on asking.
+    let got = one(&run(&node, &bob, &["beam", "get", &beam_uri, "--json"]));
+    assert_eq!(
+        (&got["body"], &got["version"]),
+        (&"second draft".into(), &1.into()),
+        "{got}"
+    );
+    let got = one(&run(
+        &node,
+        &bob,
+        &["beam", "get", &beam_uri, "--original", "--json"],
+    ));
+    assert_eq!(got["body"], "draft", "{got}");
+    assert!(got.get("version").is_none(), "{got}");
+
     // The edit event is in the log, shown as `edit`.
     let events = json_lines(&run(&node, &bob, &["space", "events", &space, "--json"]));
     let last = events.last().unwrap();

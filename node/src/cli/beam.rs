@@ -29,10 +29,14 @@ pub(super) enum BeamCommand {
         #[arg(long)]
         body: String,
     },
-    /// Print a beam, after checking its author's signature and its id.
+    /// Print a beam's newest version (the beam itself if it was never edited), after checking
+    /// its author's signature, its id and, for an edit, the edit's chain to the beam.
     Get {
         /// The beam's URI (or path `beam/…/…`).
         uri: String,
+        /// Print exactly the beam at this path, not its newest version.
+        #[arg(long)]
+        original: bool,
     },
     /// Delete one of your beams; every space that referenced it gets a tombstone.
     Delete {
@@ -87,15 +91,16 @@ pub(super) async fn run(command: BeamCommand, global: &Global, out: &Output) -> 
                 },
             )
         }
-        BeamCommand::Get { uri } => {
+        BeamCommand::Get { uri, original } => {
             let path = parse_beam(&uri)?;
             let client = global.connect_as_reader().await?;
             // A URI names the author's home node, from which this node fetches a beam it does
             // not hold; a bare path can only be looked up here.
-            let beam = if uri.starts_with(URI_SCHEME) {
-                client.get_beam(&BeamUri::parse(&uri)?).await?
-            } else {
-                client.get_beam(&path).await?
+            let (beam, version) = match (uri.starts_with(URI_SCHEME), original) {
+                (true, true) => (client.get_beam(&BeamUri::parse(&uri)?).await?, None),
+                (false, true) => (client.get_beam(&path).await?, None),
+                (true, false) => newest(client.beam_history(&BeamUri::parse(&uri)?).await?)?,
+                (false, false) => newest(client.beam_history(&path).await?)?,
             };
             let uri = beam_uri(&client, &uri);
             let mut value = serde_json::to_value(&beam)?;
@@ -103,6 +108,9 @@ pub(super) async fn run(command: BeamCommand, global: &Global, out: &Output) -> 
                 map.insert("id".into(), path.beam.to_string().into());
                 map.insert("path".into(), path.to_string().into());
                 map.insert("uri".into(), uri.into());
+                if let Some(version) = version {
+                    map.insert("version".into(), version.into());
+                }
             }
             out.print(value, || {
                 format!(
@@ -283,4 +291,17 @@ mod tests {
         assert_eq!(utc(951_782_400_000 + 3_723_000), "2000-02-29 01:02:03 UTC");
         assert_eq!(utc(4_107_542_399_999), "2100-02-28 23:59:59 UTC");
     }
+}
+
+/// The newest version of a checked history, and its version number (0: the beam as posted).
+fn newest(
+    history: northstar_protocol::api::BeamHistory,
+) -> anyhow::Result<(northstar_protocol::wire::Beam, Option<u64>)> {
+    let current = history
+        .versions
+        .into_iter()
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("the node listed no version of {}", history.path))?;
+    let version = current.edit.as_ref().map_or(0, |edit| edit.version);
+    Ok((current.beam, Some(version)))
 }
