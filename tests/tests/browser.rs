@@ -496,3 +496,45 @@ async fn a_page_watches_a_live_stream_through_the_browser_sdk() {
     })
     .await;
 }
+
+/// An author edits a post from the Rust SDK; the browser shows the newest version in place of
+/// the old one, once, and keeps it after a reload.
+#[tokio::test]
+async fn an_edited_post_shows_its_newest_version_in_the_browser() {
+    let Some(lab) = Lab::start("edit").await else {
+        return;
+    };
+    let node = TestNode::start().await;
+    let origin = format!("http://{}", node.addr);
+    let author = Client::connect(&node.url, Keypair::generate().unwrap())
+        .await
+        .unwrap();
+    let space = author
+        .create_space(SpaceType::Channel, "notes", "Notes")
+        .await
+        .unwrap()
+        .space;
+    let posted = author.post(&space, "", "first draft").await.unwrap();
+    let beam = BeamUri::parse(&posted.beam_uri).unwrap();
+    lab.run(async {
+        let reader = lab.profile("reader").await;
+        open_app(&reader, &origin).await;
+        join(&reader, &author.space_uri(&space).to_string()).await;
+        reader.wait_message("first draft").await;
+
+        author
+            .edit_beam(&beam, "", "final text", false)
+            .await
+            .unwrap();
+        let shown = reader.wait_message("final text").await;
+        let bodies: Vec<_> = shown.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, ["final text"], "the edit replaces the post");
+
+        reader.goto(&format!("{origin}/app/")).await;
+        let shown = reader.wait_message("final text").await;
+        let bodies: Vec<_> = shown.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, ["final text"], "and stays replaced after a reload");
+        reader.close().await;
+    })
+    .await;
+}
