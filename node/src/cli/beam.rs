@@ -280,19 +280,6 @@ fn utc(ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02} UTC")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_formats_known_instants() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(1_767_225_600_000), "2026-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400_000 + 3_723_000), "2000-02-29 01:02:03 UTC");
-        assert_eq!(utc(4_107_542_399_999), "2100-02-28 23:59:59 UTC");
-    }
-}
-
 /// The newest version of a checked history, and its version number (0: the beam as posted).
 fn newest(
     history: northstar_protocol::api::BeamHistory,
@@ -304,4 +291,17 @@ fn newest(
         .ok_or_else(|| anyhow::anyhow!("the node listed no version of {}", history.path))?;
     let version = current.edit.as_ref().map_or(0, |edit| edit.version);
     Ok((current.beam, Some(version)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_767_225_600_000), "2026-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400_000 + 3_723_000), "2000-02-29 01:02:03 UTC");
+        assert_eq!(utc(4_107_542_399_999), "2100-02-28 23:59:59 UTC");
+    }
 }
