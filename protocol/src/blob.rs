@@ -47,6 +47,71 @@ pub const MAX_ATTACHMENTS: usize = 16;
 /// limit for the whole keeps the rule simple).
 pub const MAX_MEDIA_TYPE_LEN: usize = 127;
 
+/// The result of `blob.ticket` (§13.3.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobTicket {
+    /// The bearer ticket, opaque to its holder.
+    pub ticket: String,
+    /// When it stops being accepted, ms since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// The answer to an upload (§13.3.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uploaded {
+    /// The blob's id.
+    pub blob: ContentId,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The body of a refused blob request (§13.7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRefusal {
+    /// The error's name.
+    pub error: String,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
+/// The media type of a response body (§13.3.3).
+pub const STREAM_MEDIA_TYPE: &str = "application/vnd.northstar.blob-stream";
+
+/// A blob URI's parts (§13.1): `northstar://{authority}/beam/{authorHash}/{beamId}/{blobId}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobUri {
+    /// The beam's home node.
+    pub authority: String,
+    /// The beam that attaches the blob, `beam/{authorHash}/{beamId}`.
+    pub beam: String,
+    /// The blob.
+    pub blob: ContentId,
+}
+
+impl BlobUri {
+    /// Parse a blob URI.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (beam_uri, blob) = text.rsplit_once('/')?;
+        let beam = crate::address::BeamUri::parse(beam_uri).ok()?;
+        Some(Self {
+            authority: beam.authority,
+            beam: beam.path.to_string(),
+            blob: ContentId::parse(blob).ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for BlobUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "northstar://{}/{}/{}",
+            self.authority, self.beam, self.blob
+        )
+    }
+}
+
 /// A file a beam carries: the blob's id and size, and how to show it. Signed with the beam.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -19,6 +19,8 @@ fn home_section(method: &str) -> &'static str {
         "9."
     } else if method.starts_with("stream.") {
         "10."
+    } else if method.starts_with("blob.") {
+        "13."
     } else {
         "6.3."
     }
