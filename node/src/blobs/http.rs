@@ -233,7 +233,7 @@ async fn download(
             let parsed =
                 BeamPath::parse(path).map_err(|e| BlobError::BadRequest(format!("beam: {e}")))?;
             let beam = api
-                .beam(parsed.clone(), query.home.clone(), caller.as_ref())
+                .beam(parsed, query.home.clone(), caller.as_ref())
                 .await
                 .map_err(|e| match e.code() {
                     northstar_protocol::api::ErrorCode::NotMember => {
