@@ -151,8 +151,15 @@ async fn upload(api: &Api, req: Request<Incoming>) -> Result<Response<BlobBody>,
     if let Some(e) = failed {
         return Err(BlobError::BadRequest(format!("the upload broke off: {e}")));
     }
+    // A body shorter or longer than its Content-Length is the client's fault; any other
+    // failure (a full disk) is the node's.
     let id = id.map_err(|e| match e {
-        BlobError::Io(io) if io.kind() != io::ErrorKind::Other => {
+        BlobError::Io(io)
+            if matches!(
+                io.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+            ) =>
+        {
             BlobError::BadRequest(io.to_string())
         }
         other => other,
