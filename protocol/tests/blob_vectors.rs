@@ -1,8 +1,8 @@
 //! The vectors of `spec/vectors/blobs.json` (spec §13.8) checked through this crate's public
 //! API, as a second implementation would: ids, outboards, whole and range responses (and that
 //! a changed byte fails), the attached beam, and attachments that break the rules. Runs
-//! natively and in the WebAssembly build, like `vectors.rs`; the file is produced by
-//! `tests/tests/blob_vectors.rs`.
+//! natively and in the WebAssembly build, like `vectors.rs` (ranges natively only, see
+//! below); the file is produced by `tests/tests/blob_vectors.rs`.
 
 use northstar_protocol::ContentId;
 use northstar_protocol::blob::{self, Attachment};
@@ -64,8 +64,11 @@ fn blob_ids_outboards_and_encodings_match() {
     }
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), test)]
-#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+/// Native only: on wasm32, bao-tree 0.17's range traversal converts a node's byte range to
+/// `usize` with an `unwrap` that fails for the 32-bit `usize` (iter.rs:439), so a range read
+/// panics in the browser build; whole-blob reads (above) work there.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
 fn range_responses_match_and_any_changed_byte_fails() {
     let v = load();
     for case in v["ranges"].as_array().unwrap() {
