@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use crate::address::{SpaceId, SpaceType};
 use crate::did::Did;
 use crate::id::ContentId;
+use crate::wire::{Beam, Edit};
 
 /// Application error codes. They sit outside JSON-RPC's reserved range -32768..=-32000; the
 /// table in `spec/protocol.md` §6.4 lists them all, and a test checks it does.
@@ -52,6 +53,12 @@ pub enum ErrorCode {
     AlreadyMember,
     /// The beam does not exist here (or was deleted).
     BeamNotFound,
+    /// An edit names a beam by another author (`spec/` §4.10).
+    NotAuthor,
+    /// An edit names a beam that was deleted.
+    BeamDeleted,
+    /// An edit's version is below the beam's current one, or its content is a version already.
+    StaleVersion,
     /// Too many requests; slow down.
     RateLimited,
     /// The request is larger than allowed.
@@ -90,7 +97,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the spec's table.
-    pub const ALL: [ErrorCode; 36] = [
+    pub const ALL: [ErrorCode; 39] = [
         ErrorCode::AuthRequired,
         ErrorCode::WrongNode,
         ErrorCode::WrongOrigin,
@@ -110,6 +117,9 @@ impl ErrorCode {
         ErrorCode::Banned,
         ErrorCode::AlreadyMember,
         ErrorCode::BeamNotFound,
+        ErrorCode::NotAuthor,
+        ErrorCode::BeamDeleted,
+        ErrorCode::StaleVersion,
         ErrorCode::RateLimited,
         ErrorCode::TooLarge,
         ErrorCode::TooManySubscriptions,
@@ -151,6 +161,9 @@ impl ErrorCode {
             ErrorCode::Banned => 1206,
             ErrorCode::AlreadyMember => 1207,
             ErrorCode::BeamNotFound => 1301,
+            ErrorCode::NotAuthor => 1302,
+            ErrorCode::BeamDeleted => 1303,
+            ErrorCode::StaleVersion => 1304,
             ErrorCode::RateLimited => 1401,
             ErrorCode::TooLarge => 1402,
             ErrorCode::TooManySubscriptions => 1403,
@@ -193,6 +206,9 @@ impl ErrorCode {
             ErrorCode::Banned => "banned",
             ErrorCode::AlreadyMember => "already_member",
             ErrorCode::BeamNotFound => "beam_not_found",
+            ErrorCode::NotAuthor => "not_author",
+            ErrorCode::BeamDeleted => "beam_deleted",
+            ErrorCode::StaleVersion => "stale_version",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
@@ -317,6 +333,42 @@ pub struct BeamPosted {
 pub struct BeamDeleted {
     /// The tombstone events appended, one per space that referenced the beam.
     pub tombstones: Vec<Ack>,
+}
+
+/// The result of a beam edit (`beam.edit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeamEdited {
+    /// `northstar://{home}/beam/{authorHash}/{versionId}`: the new version's own URI.
+    pub beam_uri: String,
+    /// The edit events appended, one per space that carries a ref to the beam.
+    pub edits: Vec<Ack>,
+}
+
+/// One version of a beam in `beam.history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeamVersion {
+    /// The version's beam, exactly as its author signed it.
+    pub beam: Beam,
+    /// The edit that made it a version; absent for the original (version 0).
+    #[serde(
+        default,
+        deserialize_with = "crate::canonical::present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub edit: Option<Edit>,
+}
+
+/// The versions of a beam a node holds (`beam.history`), oldest first by version key
+/// (`spec/` §4.10): the last is the current version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeamHistory {
+    /// The original's path, `beam/{authorHash}/{beamId}`.
+    pub path: String,
+    /// The versions, oldest first; versions an edit dropped are not listed.
+    pub versions: Vec<BeamVersion>,
 }
 
 /// A space as `space.get` and `space.list` show it.

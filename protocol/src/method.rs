@@ -51,6 +51,10 @@ pub const BEAM_LIST: &str = "beam.list";
 pub const BEAM_DELETE: &str = "beam.delete";
 /// `beam.receipts`.
 pub const BEAM_RECEIPTS: &str = "beam.receipts";
+/// `beam.edit`.
+pub const BEAM_EDIT: &str = "beam.edit";
+/// `beam.history`.
+pub const BEAM_HISTORY: &str = "beam.history";
 /// `fed.prove`.
 pub const FED_PROVE: &str = "fed.prove";
 /// `fed.submit`.
@@ -79,7 +83,7 @@ pub const STREAM_REFUSED: &str = "stream.refused";
 pub const STREAM_CLOSED: &str = "stream.closed";
 
 /// Every method a client or node may call, in the order of the spec's table (§6.2).
-pub const ALL: [&str; 33] = [
+pub const ALL: [&str; 35] = [
     NODE_INFO,
     AUTH_CHALLENGE,
     AUTH_RESPOND,
@@ -102,6 +106,8 @@ pub const ALL: [&str; 33] = [
     BEAM_LIST,
     BEAM_DELETE,
     BEAM_RECEIPTS,
+    BEAM_EDIT,
+    BEAM_HISTORY,
     FED_PROVE,
     FED_SUBMIT,
     FED_PUSH,

@@ -15,12 +15,14 @@ use jsonrpsee::proc_macros::rpc;
 
 use crate::address::SpaceId;
 use crate::api::{
-    Ack, Authenticated, BeamDeleted, BeamPosted, BeamReceipts, EventItem, EventPage, HeadReport,
-    MemberInfo, NodeInfo, SpaceHealth, SpaceImported, SpaceInfo, SpaceReceipt, StreamInfo,
+    Ack, Authenticated, BeamDeleted, BeamEdited, BeamHistory, BeamPosted, BeamReceipts, EventItem,
+    EventPage, HeadReport, MemberInfo, NodeInfo, SpaceHealth, SpaceImported, SpaceInfo,
+    SpaceReceipt, StreamInfo,
 };
 use crate::did::Did;
 use crate::wire::{
-    AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, Payload, SpaceGenesis, Tombstone,
+    AuthChallenge, AuthResponse, Beam, BeamRef, Edit, Event, Membership, Payload, SpaceGenesis,
+    Tombstone,
 };
 
 /// `node.*`: facts about the node.
@@ -217,6 +219,17 @@ pub trait BeamApi {
     /// held a deleted beam its tombstone has taken effect (`spec/protocol.md` §9.9).
     #[method(name = "receipts", with_extensions)]
     async fn receipts(&self, path: String) -> RpcResult<BeamReceipts>;
+
+    /// `beam.edit` (user, author; at the beam's home node): publish `beam` as a new version of
+    /// the caller's beam that `edit` supersedes; the edit is appended to every space that
+    /// carries a ref to that beam (`spec/protocol.md` §6.3.25).
+    #[method(name = "edit", with_extensions)]
+    async fn edit(&self, beam: Beam, edit: Edit) -> RpcResult<BeamEdited>;
+
+    /// `beam.history` (reader, as for `beam.get` of the original): the versions of the beam at
+    /// `path`, oldest first; the last is the current one (`spec/protocol.md` §6.3.26).
+    #[method(name = "history", with_extensions)]
+    async fn history(&self, path: String, home: Option<String>) -> RpcResult<BeamHistory>;
 }
 
 /// `fed.*`: what nodes ask each other (`spec/protocol.md` §9). Every method needs a connection

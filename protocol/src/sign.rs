@@ -55,11 +55,13 @@ pub enum Domain {
     Event,
     /// A live frame of a stream, signed by the stream's owner (binary, not JSON: §4.9).
     StreamFrame,
+    /// An author publishing a new version of one of its beams (`spec/` §4.10).
+    Edit,
 }
 
 impl Domain {
     /// Every domain, in the order of the spec's table.
-    pub const ALL: [Domain; 8] = [
+    pub const ALL: [Domain; 9] = [
         Domain::AuthChallenge,
         Domain::AuthResponse,
         Domain::SpaceGenesis,
@@ -68,6 +70,7 @@ impl Domain {
         Domain::Tombstone,
         Domain::Event,
         Domain::StreamFrame,
+        Domain::Edit,
     ];
 
     /// The domain tag, ASCII.
@@ -81,6 +84,7 @@ impl Domain {
             Domain::Tombstone => "northstar/v2/tombstone",
             Domain::Event => "northstar/v2/event",
             Domain::StreamFrame => "northstar/v2/stream-frame",
+            Domain::Edit => "northstar/v2/edit",
         }
     }
 

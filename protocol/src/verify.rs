@@ -9,15 +9,19 @@
 //!
 //! A beam a node sends inline with an event ([`EventWithBeam`]) is checked exactly as
 //! `beam.get`'s answer is: it parses strictly, verifies under its author, has the content id
-//! the event's ref names, and its author is the ref's author. A beam that fails is an error,
-//! never data; so is a beam beside an event that names none.
+//! the event's ref names, and its author is the ref's author; beside an `edit` event it is
+//! checked as the version the edit names ([`check_version`]). A beam's history
+//! ([`check_history`]) is checked edit by edit, in the order of `spec/` §4.10. A beam that fails
+//! is an error, never data; so is a beam beside an event that names none.
 
 use crate::address::{BeamPath, SpaceId, author_hash};
+use crate::api::BeamHistory;
 use crate::api::EventItem;
 use crate::canonical::{self, CanonicalError};
 use crate::chain::{Chain, ChainError, Place};
 use crate::sign::{self, SignatureError};
-use crate::wire::{Beam, Event, EventError, Payload};
+use crate::wire::edit::{VersionKey, original_key};
+use crate::wire::{Beam, Edit, Event, EventError, Payload};
 use crate::{ContentId, Did, Signed};
 use serde_json::value::RawValue;
 
@@ -134,6 +138,14 @@ pub enum VerifyError {
         space: String,
         /// The beam's path (or what could be made of it).
         path: String,
+    },
+    /// A beam's history is not what the path's edits make it (`spec/` §4.10, §6.3.26).
+    #[error("the node sent a wrong history of beam {path}: {reason}")]
+    BadHistory {
+        /// The original's path.
+        path: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A listing by author returned a beam by someone else.
     #[error("asked for beams by {expected}, the node sent one by {actual}")]
@@ -347,6 +359,9 @@ pub struct EventWithBeam {
 /// signature of the same message (spec §4.5), which the event's check already verified, so
 /// then only the ids are left to compare.
 pub fn check_inline_beam(event: &Event, beam: &Beam) -> Result<(), VerifyError> {
+    if let Payload::Edit(edit) = &event.payload {
+        return check_version(edit, beam);
+    }
     let Payload::BeamRef(r) = &event.payload else {
         return Err(VerifyError::UnaskedBeam {
             space: event.space.to_string(),
@@ -374,6 +389,80 @@ pub fn check_inline_beam(event: &Event, beam: &Beam) -> Result<(), VerifyError> 
             expected: path.to_string(),
             actual: format!("{path} by {}", beam.author),
         });
+    }
+    Ok(())
+}
+
+/// Check `beam` as the version `edit` names (`spec/` §4.10): validly signed, at the path
+/// `beam/{authorHash(edit.author)}/{edit.beam}`, by the edit's author, naming the edit in its
+/// `ref`. `edit` must already be verified.
+pub fn check_version(edit: &Edit, beam: &Beam) -> Result<(), VerifyError> {
+    let path = BeamPath::new(&edit.author, edit.beam);
+    check_beam(beam, &path)?;
+    let id = edit.beam;
+    if !edit.holds(beam, &id).unwrap_or(false) {
+        return Err(VerifyError::WrongBeam {
+            expected: format!("{path}, the version its edit names"),
+            actual: format!("{path} by {} naming another edit", beam.author),
+        });
+    }
+    Ok(())
+}
+
+/// Check a `beam.history` answer for the beam at `path` (`spec/` §6.3.26): the path is the
+/// one asked for; the original, if listed, is first and is the beam at `path`; every other
+/// version's edit is validly signed by the path's author and supersedes the original, and its
+/// beam is the version the edit names; versions are in strictly rising order of their keys
+/// (§4.10), and none is below an edit listed that drops history. The last one is current.
+pub fn check_history(history: &BeamHistory, path: &BeamPath) -> Result<(), VerifyError> {
+    let bad = |reason: String| VerifyError::BadHistory {
+        path: path.to_string(),
+        reason,
+    };
+    if history.path != path.to_string() {
+        return Err(bad(format!("it names {}", history.path)));
+    }
+    let mut last: Option<VersionKey> = None;
+    let mut floor: Option<VersionKey> = None;
+    for (i, version) in history.versions.iter().enumerate() {
+        let key = match &version.edit {
+            None => {
+                if i != 0 {
+                    return Err(bad("the original is not first".into()));
+                }
+                check_beam(&version.beam, path)?;
+                original_key(&path.beam)
+            }
+            Some(edit) => {
+                if author_hash(&edit.author) != path.author_hash || edit.supersedes != path.beam {
+                    return Err(bad(format!("version {} edits another beam", edit.version)));
+                }
+                edit.check_rules().map_err(|e| bad(e.to_string()))?;
+                edit.verify().map_err(|source| VerifyError::BadBeam {
+                    path: path.to_string(),
+                    source,
+                })?;
+                check_version(edit, &version.beam)?;
+                let key = edit.key().map_err(|e| bad(e.to_string()))?;
+                if edit.drop_history {
+                    floor = Some(key.clone());
+                }
+                key
+            }
+        };
+        if last.as_ref().is_some_and(|l| key <= *l) {
+            return Err(bad("its versions are not in rising order".into()));
+        }
+        last = Some(key);
+    }
+    if let (Some(floor), Some(first)) = (floor, history.versions.first()) {
+        let first_key = match &first.edit {
+            None => original_key(&path.beam),
+            Some(e) => e.key().map_err(|e| bad(e.to_string()))?,
+        };
+        if first_key < floor {
+            return Err(bad("it lists a version an edit dropped".into()));
+        }
     }
     Ok(())
 }
@@ -432,8 +521,12 @@ impl LogCursor {
             let id = beam.content_id().map_err(|_| unasked())?;
             let mut named = false;
             for item in &mut items {
-                if matches!(&item.event.payload, Payload::BeamRef(r) if r.beam == id && r.author == beam.author)
-                {
+                let names = match &item.event.payload {
+                    Payload::BeamRef(r) => r.beam == id && r.author == beam.author,
+                    Payload::Edit(e) => e.beam == id && e.author == beam.author,
+                    _ => false,
+                };
+                if names {
                     check_inline_beam(&item.event, &beam)?;
                     item.beam = Some(beam.clone());
                     named = true;
@@ -782,5 +875,76 @@ mod tests {
         assert!(matches!(err, VerifyError::BadBeam { .. }), "{err}");
         let err = check_inline_beam(&event(&first), &forged).unwrap_err();
         assert!(matches!(err, VerifyError::BadBeam { .. }), "{err}");
+    }
+
+    fn history_of(versions: Vec<(Beam, Option<crate::wire::Edit>)>) -> BeamHistory {
+        BeamHistory {
+            path: versions[0].0.path().unwrap().to_string(),
+            versions: versions
+                .into_iter()
+                .map(|(beam, edit)| crate::api::BeamVersion { beam, edit })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_history_is_checked_against_its_edits_and_their_order() {
+        use crate::wire::Edit;
+        let alice = Keypair::from_seed(&[1; 32]);
+        let space = SpaceId::new(crate::address::SpaceType::Channel, alice.did(), "c").unwrap();
+        let (original, _) = Beam::post(&alice, space, "h", "t", "v0", T).unwrap();
+        let path = original.path().unwrap();
+        let (v1, e1) = Edit::create(&alice, path.beam, 1, "t", "v1", T + 1, false).unwrap();
+        let (v2, e2) = Edit::create(&alice, path.beam, 2, "t", "v2", T + 2, true).unwrap();
+        let good = history_of(vec![
+            (original.clone(), None),
+            (v1.clone(), Some(e1.clone())),
+            (v2.clone(), Some(e2.clone())),
+        ]);
+        // A node that kept what version 2 dropped: refused.
+        let err = check_history(&good, &path).unwrap_err();
+        assert!(matches!(err, VerifyError::BadHistory { .. }), "{err}");
+        let dropped = history_of(vec![(v2.clone(), Some(e2.clone()))]);
+        let dropped = BeamHistory {
+            path: path.to_string(),
+            ..dropped
+        };
+        check_history(&dropped, &path).unwrap();
+        // Out of order.
+        let (v3, e3) = Edit::create(&alice, path.beam, 3, "t", "v3", T + 3, false).unwrap();
+        let swapped = BeamHistory {
+            path: path.to_string(),
+            versions: vec![
+                crate::api::BeamVersion {
+                    beam: v3.clone(),
+                    edit: Some(e3.clone()),
+                },
+                crate::api::BeamVersion {
+                    beam: v2.clone(),
+                    edit: Some(e2.clone()),
+                },
+            ],
+        };
+        assert!(check_history(&swapped, &path).is_err());
+        // A version paired with another edit's beam.
+        let mismatched = BeamHistory {
+            path: path.to_string(),
+            versions: vec![crate::api::BeamVersion {
+                beam: v1,
+                edit: Some(e3),
+            }],
+        };
+        assert!(check_history(&mismatched, &path).is_err());
+        // An edit by someone else, superseding the same id.
+        let mallory = Keypair::from_seed(&[9; 32]);
+        let (vm, em) = Edit::create(&mallory, path.beam, 4, "t", "mine", T + 4, false).unwrap();
+        let foreign = BeamHistory {
+            path: path.to_string(),
+            versions: vec![crate::api::BeamVersion {
+                beam: vm,
+                edit: Some(em),
+            }],
+        };
+        assert!(check_history(&foreign, &path).is_err());
     }
 }

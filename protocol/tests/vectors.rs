@@ -18,8 +18,9 @@ use northstar_protocol::address::{BeamUri, SpaceUri};
 use northstar_protocol::canonical::{self, CanonicalError};
 use northstar_protocol::frame::{self, Frame};
 use northstar_protocol::sign::{self, Domain, Signature, Signed};
+use northstar_protocol::wire::edit::{dropped_below, resolve};
 use northstar_protocol::wire::{
-    AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, SpaceGenesis, Tombstone,
+    AuthChallenge, AuthResponse, Beam, BeamRef, Edit, Event, Membership, SpaceGenesis, Tombstone,
 };
 use northstar_protocol::{ContentId, Did, Keypair};
 use serde_json::Value;
@@ -174,12 +175,58 @@ fn verify_text(kind: &str, text: &str, signer: &Did) -> Result<ContentId, String
         "beam" => typed::<Beam>(text, signer),
         "beam_ref" => typed::<BeamRef>(text, signer),
         "tombstone" => typed::<Tombstone>(text, signer),
+        "edit" => typed::<Edit>(text, signer),
         "event" => {
             let event: Event = canonical::from_str_strict(text).map_err(|e| e.code().to_owned())?;
             event.verify(signer).map_err(|e| e.code().to_owned())?;
             event.id().map_err(|e| e.code().to_owned())
         }
         other => panic!("unknown kind {other}"),
+    }
+}
+
+/// The group `edit_resolution` (§4.10): the edits named, read from `signed`, resolve to
+/// `current`, whose version is `current_beam`, and drop what is below `dropped_below`; each
+/// version's beam names its edit, and each edit supersedes `original`.
+fn check_edit_resolution(v: &Value) {
+    let signed = v["signed"].as_array().unwrap();
+    let object = |name: &str| {
+        signed
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no vector {name}"))["object"]
+            .to_string()
+    };
+    for case in v["edit_resolution"].as_array().unwrap() {
+        let mut edits = Vec::new();
+        for name in case["edits"].as_array().unwrap() {
+            let name = s(name);
+            let edit: Edit = canonical::from_str_strict(&object(name)).unwrap();
+            edit.verify().unwrap();
+            edit.check_rules().unwrap();
+            assert_eq!(edit.supersedes.to_string(), s(&case["original"]));
+            let version: Beam =
+                canonical::from_str_strict(&object(&format!("{name}_version"))).unwrap();
+            northstar_protocol::verify::check_version(&edit, &version).unwrap();
+            edits.push(edit);
+        }
+        let current = resolve(&edits).unwrap().unwrap();
+        assert_eq!(
+            current.content_id().unwrap().to_string(),
+            s(&case["current"])
+        );
+        assert_eq!(current.beam.to_string(), s(&case["current_beam"]));
+        let floor = dropped_below(&edits).unwrap();
+        match floor {
+            None => assert!(case["dropped_below"].is_null()),
+            Some(k) => {
+                assert_eq!(
+                    k.version,
+                    case["dropped_below"]["version"].as_u64().unwrap()
+                );
+                assert_eq!(k.id, s(&case["dropped_below"]["id"]));
+            }
+        }
     }
 }
 
@@ -209,7 +256,7 @@ fn every_stored_vector_checks_out_through_the_public_api() {
         assert_eq!(err.code(), s(&c["error"]), "{}", c["did"]);
     }
     let signed = v["signed"].as_array().unwrap();
-    assert_eq!(signed.len(), 11);
+    assert_eq!(signed.len(), 16);
     for c in signed {
         let tag = s(&c["domain_tag"]);
         let signer = Did::parse(s(&c["signer"])).unwrap();
@@ -247,6 +294,7 @@ fn every_stored_vector_checks_out_through_the_public_api() {
         let id = verify_text(kind, &text, &signer).unwrap();
         assert_eq!(id.to_string(), s(&c["content_id"]));
     }
+    check_edit_resolution(&v);
     signature_rules::check(v["signature_rules"].as_array().unwrap());
     for c in v["signed_invalid"].as_array().unwrap() {
         let signer = Did::parse(s(&c["signer"])).unwrap();

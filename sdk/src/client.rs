@@ -16,20 +16,20 @@ use jsonrpsee::rpc_params;
 use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
 use northstar_protocol::address::{SpaceId, SpaceType, SpaceUri, author_hash};
 use northstar_protocol::api::{
-    Ack, Authenticated, BeamDeleted, BeamPosted, BeamReceipts, EventItem, EventPage, MemberInfo,
-    NodeInfo, SpaceHealth, SpaceInfo, StreamInfo,
+    Ack, Authenticated, BeamDeleted, BeamEdited, BeamHistory, BeamPosted, BeamReceipts, EventItem,
+    EventPage, MemberInfo, NodeInfo, SpaceHealth, SpaceInfo, StreamInfo,
 };
 use northstar_protocol::method::{
-    AUTH_CHALLENGE, AUTH_RESPOND, BEAM_RECEIPTS, NODE_INFO, SPACE_HEALTH, SPACE_SUBSCRIBE,
-    SPACE_UNSUBSCRIBE, STREAM_INFO, STREAM_PUBLISH,
+    AUTH_CHALLENGE, AUTH_RESPOND, BEAM_EDIT, BEAM_HISTORY, BEAM_RECEIPTS, NODE_INFO, SPACE_HEALTH,
+    SPACE_SUBSCRIBE, SPACE_UNSUBSCRIBE, STREAM_INFO, STREAM_PUBLISH,
 };
 use northstar_protocol::rpc::{
     AuthApiClient, BeamApiClient, NodeApiClient, SpaceApiClient, SpaceEventsApiClient,
     StreamApiClient,
 };
 use northstar_protocol::wire::{
-    AuthChallenge, AuthResponse, Beam, Event, Home, Membership, MembershipAction, SpaceGenesis,
-    Tombstone,
+    AuthChallenge, AuthResponse, Beam, Edit, Event, Home, Membership, MembershipAction,
+    SpaceGenesis, Tombstone,
 };
 use northstar_protocol::{Did, Keypair, PROTOCOL_VERSION};
 use tracing::{debug, instrument};
@@ -40,7 +40,7 @@ use crate::error::SdkError;
 use crate::stream::{Publisher, Watch};
 use crate::subscription::{EventStream, EventWithBeamStream, RawSubscription};
 use crate::tls::Trust;
-use crate::verify::{EventWithBeam, LogCursor, check_beam, check_listed_beam};
+use crate::verify::{EventWithBeam, LogCursor, check_beam, check_history, check_listed_beam};
 
 /// How long opening the WebSocket may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -469,6 +469,100 @@ impl Client {
         }
         let tombstone = Tombstone::create(key, path.beam, now_ms()?)?;
         call(METHOD, BeamApiClient::delete(self.rpc(), tombstone)).await
+    }
+
+    /// `beam.edit` (key, author, at the beam's home node): publish a new version of one of this
+    /// client's beams with `title` and `body`, numbered one above the current version the home
+    /// node's history shows. With `drop_history`, every older version is deleted, on the home
+    /// node and in every cache. The node appends the edit to every space that carries a ref to
+    /// the beam; readers get the newest version by default (`spec/protocol.md` §4.10).
+    pub async fn edit_beam(
+        &self,
+        beam: &impl AsBeamPath,
+        title: &str,
+        body: &str,
+        drop_history: bool,
+    ) -> Result<BeamEdited, SdkError> {
+        self.key(BEAM_EDIT)?;
+        let path = beam.beam_path();
+        let current = self.beam_history(&path).await?;
+        let version = current
+            .versions
+            .last()
+            .and_then(|v| v.edit.as_ref())
+            .map_or(0, |e| e.version);
+        self.edit_beam_as(&path, version + 1, title, body, drop_history)
+            .await
+    }
+
+    /// [`Client::edit_beam`] with the version number chosen by the caller. Two edits with one
+    /// number and different content (two devices of one author, say) are a conflict that every
+    /// node and client resolves alike: the edit with the greater content id wins.
+    pub async fn edit_beam_as(
+        &self,
+        beam: &impl AsBeamPath,
+        version: u64,
+        title: &str,
+        body: &str,
+        drop_history: bool,
+    ) -> Result<BeamEdited, SdkError> {
+        let key = self.key(BEAM_EDIT)?;
+        let path = beam.beam_path();
+        if path.author_hash != author_hash(key.did()) {
+            return Err(SdkError::NotAuthor {
+                path: path.to_string(),
+            });
+        }
+        let (new, edit) = Edit::create(
+            key,
+            path.beam,
+            version,
+            title,
+            body,
+            now_ms()?,
+            drop_history,
+        )?;
+        self.publish_edit(new, edit).await
+    }
+
+    /// `beam.edit` (key) with a version and its edit signed by the caller ([`Edit::create`]):
+    /// for an app that signs elsewhere, or that must choose the edit's time.
+    pub async fn publish_edit(&self, beam: Beam, edit: Edit) -> Result<BeamEdited, SdkError> {
+        self.key(BEAM_EDIT)?;
+        call(BEAM_EDIT, BeamApiClient::edit(self.rpc(), beam, edit)).await
+    }
+
+    /// `beam.history` (reader, as for [`Client::get_beam`] of the original): the versions of a
+    /// beam, oldest first, checked (each edit signed by the beam's author and superseding it,
+    /// each version the beam its edit names, in rising order); the last is the current one.
+    /// Versions an edit dropped are not listed.
+    pub async fn beam_history(&self, beam: &impl AsBeamPath) -> Result<BeamHistory, SdkError> {
+        let path = beam.beam_path();
+        let home = beam.home_authority().map(str::to_owned);
+        let history = call(
+            BEAM_HISTORY,
+            BeamApiClient::history(self.rpc(), path.to_string(), home),
+        )
+        .await?;
+        check_history(&history, &path)?;
+        Ok(history)
+    }
+
+    /// The current version of a beam: the last of [`Client::beam_history`], or the beam itself
+    /// if it was never edited.
+    pub async fn current_beam(&self, beam: &impl AsBeamPath) -> Result<Beam, SdkError> {
+        let history = self.beam_history(beam).await?;
+        history
+            .versions
+            .into_iter()
+            .last()
+            .map(|v| v.beam)
+            .ok_or_else(|| {
+                SdkError::Verify(crate::verify::VerifyError::BadHistory {
+                    path: beam.beam_path().to_string(),
+                    reason: "it lists no version".into(),
+                })
+            })
     }
 
     /// `beam.receipts` (key, author, at the beam's home node): on how many of the nodes that

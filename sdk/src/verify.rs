@@ -5,6 +5,7 @@
 //! SDK; this module names the parts the SDK's API shows.
 
 pub(crate) use northstar_protocol::verify::{
-    Accepted, LogCursor, check_beam, check_listed_beam, genesis_sequencer, parse_event,
+    Accepted, LogCursor, check_beam, check_history, check_listed_beam, genesis_sequencer,
+    parse_event,
 };
 pub use northstar_protocol::verify::{EventWithBeam, VerifyError};

@@ -19,9 +19,10 @@ use northstar_protocol::address::{BeamPath, BeamUri, SpaceId, SpaceType, SpaceUr
 use northstar_protocol::canonical;
 use northstar_protocol::frame::{self, Frame};
 use northstar_protocol::sign::{self, Domain, Signature, Signed};
+use northstar_protocol::wire::edit::{dropped_below, resolve};
 use northstar_protocol::wire::{
-    AuthChallenge, AuthResponse, Beam, BeamRef, Event, Home, Membership, Payload, SpaceGenesis,
-    Tombstone,
+    AuthChallenge, AuthResponse, Beam, BeamRef, Edit, Event, Home, Membership, Payload,
+    SpaceGenesis, Tombstone,
 };
 use northstar_protocol::{ContentId, Did, Keypair};
 use serde_json::{Value, json};
@@ -124,6 +125,48 @@ fn build_northstar_vectors() -> Value {
         Payload::Tombstone(tombstone.clone()),
     )
     .unwrap();
+    // Two devices of Bob's publish version 1 of his beam with different content: a conflict
+    // that resolves to the edit with the greater content id text (§4.10).
+    let (version_a, edit_a) = Edit::create(
+        &bob,
+        beam_id,
+        1,
+        "Hello",
+        "First post, edited on the laptop.",
+        T0 + 3_000,
+        false,
+    )
+    .unwrap();
+    let (version_b, edit_b) = Edit::create(
+        &bob,
+        beam_id,
+        1,
+        "Hello",
+        "First post, edited on the phone.",
+        T0 + 3_000,
+        true,
+    )
+    .unwrap();
+    let e5 = Event::sequence(
+        &node,
+        channel.clone(),
+        5,
+        Some(e4.id().unwrap()),
+        T0 + 10_005,
+        Payload::Edit(edit_a.clone()),
+    )
+    .unwrap();
+    let winner = resolve([&edit_a, &edit_b]).unwrap().unwrap();
+    let edit_resolution = json!([{
+        "name": "two_devices_one_version",
+        "original": beam_id.to_string(),
+        "edits": ["edit_laptop", "edit_phone"],
+        "current": winner.content_id().unwrap().to_string(),
+        "current_beam": winner.beam.to_string(),
+        "dropped_below": dropped_below([&edit_a, &edit_b])
+            .unwrap()
+            .map(|k| json!({"version": k.version, "id": k.id})),
+    }]);
     let mut challenge =
         AuthChallenge::issue(&node, "wss://node.example:7700", T0, T0 + 30_000).unwrap();
     // A fixed nonce keeps the vector reproducible; real nonces are 32 fresh random bytes.
@@ -144,6 +187,11 @@ fn build_northstar_vectors() -> Value {
         signed_vector("event_2_join", "event", &e2, node.did()),
         signed_vector("event_3_beam", "event", &e3, node.did()),
         signed_vector("event_4_tombstone", "event", &e4, node.did()),
+        signed_vector("edit_laptop_version", "beam", &version_a, bob.did()),
+        signed_vector("edit_laptop", "edit", &edit_a, bob.did()),
+        signed_vector("edit_phone_version", "beam", &version_b, bob.did()),
+        signed_vector("edit_phone", "edit", &edit_b, bob.did()),
+        signed_vector("event_5_edit", "event", &e5, node.did()),
     ];
 
     json!({
@@ -157,6 +205,7 @@ fn build_northstar_vectors() -> Value {
         "signed": signed,
         "signed_invalid": signed_invalid_vectors(&beam, &beam_ref, &e2, &e3, &node),
         "frames": frame_vectors(&alice, &bob),
+        "edit_resolution": edit_resolution,
         "signature_rules": signature_rules::vectors(),
     })
 }

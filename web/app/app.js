@@ -124,6 +124,12 @@ function entryOf(event) {
       return { seq: event.seq, kind: "notice", author: event.author, body: `${shortDid(event.author)} created this channel` };
     case "tombstone":
       return { seq: event.seq, kind: "tombstone", author: event.author, beam: event.event.payload.body.beam };
+    case "edit": {
+      // A new version of a post, with the version inline (checked by the SDK against the edit).
+      const edit = event.event.payload.body;
+      if (!event.beam) return null;
+      return { seq: event.seq, kind: "edit", author: event.author, beam: edit.supersedes, version: edit.version, body: event.beam.body };
+    }
     default:
       return null;
   }
@@ -135,6 +141,16 @@ function draw(entry) {
     for (const li of ul.querySelectorAll(`li.message[data-beam="${entry.beam}"]`)) {
       li.className = "notice";
       li.querySelector(".body").textContent = "a post that was deleted";
+    }
+    return;
+  }
+  if (entry.kind === "edit") {
+    // The highest version shows; a version no higher than the one shown changes nothing.
+    for (const li of ul.querySelectorAll(`li.message[data-beam="${entry.beam}"]`)) {
+      if (Number(li.dataset.version || 0) >= entry.version) continue;
+      li.dataset.version = String(entry.version);
+      li.querySelector(".body").textContent = entry.body;
+      li.classList.add("edited");
     }
     return;
   }
@@ -277,7 +293,9 @@ async function main() {
   setStatus("connected");
   await refreshSpaces();
   const remembered = localStorage.getItem(OPEN_KEY);
-  if (remembered && spaces.has(remembered)) await openSpace(remembered);
+  // A space that fails to open (its node sent something that fails the checks, say) is
+  // reported; the connection is still up.
+  if (remembered && spaces.has(remembered)) await openSpace(remembered).catch(reportError);
 }
 
 main().catch((error) => {

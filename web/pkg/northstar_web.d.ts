@@ -42,7 +42,7 @@ export interface Beam { author: string; title: string; body: string; created_at:
  * before it, and, for a `beam_ref`, with its beam checked against the ref. */
 export interface VerifiedEvent {
     space: string; seq: number; id: string; timestamp: number;
-    kind: "create" | "membership" | "beam_ref" | "tombstone";
+    kind: "create" | "membership" | "beam_ref" | "tombstone" | "edit";
     /** Who signed the payload: the owner, the member, the author. */
     author: string;
     /** The event exactly as the sequencer signed it (§4.8). */

@@ -176,7 +176,7 @@ export interface Beam { author: string; title: string; body: string; created_at:
  * before it, and, for a `beam_ref`, with its beam checked against the ref. */
 export interface VerifiedEvent {
   space: string; seq: number; id: string; timestamp: number;
-  kind: "create" | "membership" | "beam_ref" | "tombstone";
+  kind: "create" | "membership" | "beam_ref" | "tombstone" | "edit";
   /** Who signed the payload: the owner, the member, the author. */
   author: string;
   /** The event exactly as the sequencer signed it (§4.8). */
@@ -801,5 +801,55 @@ impl Inner {
             Err(e) => return Err(e),
         }
         Ok(item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPACE: &str = "channel/z6Mkon3Necd6NkkyfoGoHxid2znGc59LU3K7mubaRcFbLfLX/general";
+
+    #[test]
+    fn params_are_a_json_array_of_the_values_in_order() {
+        let text = Params::new()
+            .with(&SPACE)
+            .unwrap()
+            .with(&7u64)
+            .unwrap()
+            .with(&None::<bool>)
+            .unwrap()
+            .text();
+        assert_eq!(text, format!(r#"["{SPACE}",7,null]"#));
+        assert_eq!(Params::new().text(), "[]");
+    }
+
+    #[test]
+    fn a_space_is_named_by_id_or_by_uri_whose_authority_is_its_sequencer() {
+        let (space, sequencer) = space_arg(SPACE).unwrap();
+        assert_eq!((space.as_str(), sequencer), (SPACE, None));
+        let (space, sequencer) = space_arg(&format!("northstar://a.example:7700/{SPACE}")).unwrap();
+        assert_eq!(space.as_str(), SPACE);
+        assert_eq!(sequencer.as_deref(), Some("a.example:7700"));
+        for bad in [
+            "",
+            "channel/nope",
+            "northstar://a.example/",
+            "https://a.example/x",
+        ] {
+            let error = space_arg(bad).unwrap_err();
+            assert_eq!(error.kind(), "argument", "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_beam_is_named_by_path_or_by_uri_whose_authority_is_its_home() {
+        let author = Keypair::from_seed(&[3; 32]);
+        let path = BeamPath::new(author.did(), northstar_protocol::ContentId::of(b"beam"));
+        let (parsed, home) = beam_arg(&path.to_string()).unwrap();
+        assert_eq!((parsed, home), (path, None));
+        let (parsed, home) = beam_arg(&format!("northstar://home.example/{path}")).unwrap();
+        assert_eq!((parsed, home.as_deref()), (path, Some("home.example")));
+        assert_eq!(beam_arg("beam/x/y").unwrap_err().kind(), "argument");
     }
 }

@@ -1,7 +1,7 @@
 //! `Identity`: a user's key pair, and everything the protocol has a user sign.
 //!
 //! The secret is the key pair's 32-byte Ed25519 seed. `Identity.save` keeps it in the browser's
-//! IndexedDB and `Identity.load` reads it back ([`crate::store`]); [`Identity::secret`] hands it
+//! IndexedDB and `Identity.load` reads it back (the `store` module); [`Identity::secret`] hands it
 //! to an app that exports it. The SDK never sends it anywhere, and nothing a node is sent
 //! contains it: only signatures and the DID.
 

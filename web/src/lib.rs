@@ -12,6 +12,7 @@
 //! - [`identity`]: `Identity`: a key pair, kept in IndexedDB or from a secret the app keeps,
 //!   the answer to a node's challenge, and the signed objects the node takes.
 //! - `store`: IndexedDB, where identities are kept on the device.
+//! - `options`: reading an app's options object and calling its handlers.
 //! - `rpc`: one JSON-RPC connection over the browser's WebSocket.
 //! - [`client`]: `Client`: connect, spaces, posts, pages, beams; dials again after a drop.
 //! - [`subscription`]: `Subscription`: a space's events, verified, in order, resumed from a
@@ -25,6 +26,7 @@
 pub mod client;
 pub mod error;
 pub mod identity;
+mod options;
 mod rpc;
 mod store;
 pub mod subscription;

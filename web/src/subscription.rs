@@ -23,11 +23,12 @@ use northstar_protocol::method::SPACE_EVENT;
 use northstar_protocol::verify::{Accepted, EventWithBeam, LogCursor};
 use northstar_protocol::wire::{Beam, Event, Payload};
 use serde::Serialize;
+use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::wasm_bindgen;
-use wasm_bindgen::{JsCast, JsValue};
 
 use crate::Error;
 use crate::client::{Inner, Params, to_js};
+use crate::options::{AppOptions, Handler};
 use crate::rpc::{Connection, Notice, SUBSCRIPTION_QUEUE};
 
 /// How many gaps in a row the task fills by subscribing again before it calls the node's
@@ -38,68 +39,36 @@ const MAX_GAPS: u32 = 3;
 pub(crate) struct Options {
     pub(crate) since: u64,
     pub(crate) head_id: Option<ContentId>,
-    on_event: js_sys::Function,
-    on_error: Option<js_sys::Function>,
+    on_event: Handler,
+    on_error: Option<Handler>,
 }
 
 impl Options {
     pub(crate) fn read(options: &JsValue) -> Result<Options, Error> {
-        let get = |key: &str| js_sys::Reflect::get(options, &JsValue::from_str(key)).ok();
-        let present = |value: Option<JsValue>| value.filter(|v| !v.is_undefined() && !v.is_null());
-        let since = match present(get("since")) {
-            Some(value) => {
-                let number = value.as_f64().ok_or_else(|| Error::BadArgument {
-                    what: "since",
-                    reason: "not a number".to_owned(),
-                })?;
-                crate::whole(number, "since")?
-            }
-            None => 0,
-        };
-        let head_id = match present(get("headId")) {
-            Some(value) => {
-                let text = value.as_string().ok_or_else(|| Error::BadArgument {
-                    what: "headId",
-                    reason: "not a string".to_owned(),
-                })?;
-                Some(ContentId::parse(&text).map_err(|e| Error::BadArgument {
+        let options = AppOptions(options);
+        let head_id = options
+            .string("headId")?
+            .map(|text| {
+                ContentId::parse(&text).map_err(|e| Error::BadArgument {
                     what: "headId",
                     reason: e.to_string(),
-                })?)
-            }
-            None => None,
-        };
-        let function = |key: &'static str, value: JsValue| {
-            value
-                .dyn_into::<js_sys::Function>()
-                .map_err(|_| Error::BadArgument {
-                    what: key,
-                    reason: "not a function".to_owned(),
                 })
-        };
-        let on_event = present(get("onEvent")).ok_or(Error::BadArgument {
-            what: "onEvent",
-            reason: "missing: the subscription's events go there".to_owned(),
-        })?;
+            })
+            .transpose()?;
         Ok(Options {
-            since,
+            since: options.whole("since")?.unwrap_or(0),
             head_id,
-            on_event: function("onEvent", on_event)?,
-            on_error: present(get("onError"))
-                .map(|f| function("onError", f))
-                .transpose()?,
+            on_event: options.handler("onEvent", "the subscription's events go there")?,
+            on_error: options.optional_handler("onError")?,
         })
     }
 
     fn event(&self, event: &JsValue) {
-        // An app's handler that throws changes nothing here: the next event still comes.
-        let _ = self.on_event.call1(&JsValue::NULL, event);
+        self.on_event.call(event);
     }
 
     fn error(&self, error: Error) {
-        if let Some(on_error) = &self.on_error {
-            let _ = on_error.call1(&JsValue::NULL, &JsValue::from(error));
-        }
+        Handler::error(&self.on_error, error);
     }
 }
 
@@ -336,6 +305,7 @@ pub(crate) fn event_to_js(item: &EventWithBeam) -> Result<JsValue, Error> {
         Payload::Membership(_) => "membership",
         Payload::BeamRef(_) => "beam_ref",
         Payload::Tombstone(_) => "tombstone",
+        Payload::Edit(_) => "edit",
     };
     let beam_uri = match &event.payload {
         Payload::BeamRef(r) => Some(

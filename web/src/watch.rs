@@ -16,53 +16,28 @@ use northstar_protocol::address::SpaceId;
 use northstar_protocol::api::StreamWatching;
 use northstar_protocol::method::{STREAM_CLOSED, STREAM_WATCH};
 use northstar_protocol::watch::{Tracker, WatchedFrame};
+use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::wasm_bindgen;
-use wasm_bindgen::{JsCast, JsValue};
 
 use crate::Error;
 use crate::client::{Inner, Params, RECONNECT_FIRST_MS, RECONNECT_MAX_MS, handshake};
+use crate::options::{AppOptions, Handler};
 use crate::rpc::{Connection, Live, WATCH_QUEUE};
 
 /// `Client.watch`'s options, read from the app's object.
 pub(crate) struct Options {
     since: Option<u64>,
-    on_frame: js_sys::Function,
-    on_error: Option<js_sys::Function>,
+    on_frame: Handler,
+    on_error: Option<Handler>,
 }
 
 impl Options {
     pub(crate) fn read(options: &JsValue) -> Result<Options, Error> {
-        let get = |key: &str| {
-            js_sys::Reflect::get(options, &JsValue::from_str(key))
-                .ok()
-                .filter(|v| !v.is_undefined() && !v.is_null())
-        };
-        let since = match get("since") {
-            Some(value) => {
-                let number = value.as_f64().ok_or_else(|| Error::BadArgument {
-                    what: "since",
-                    reason: "not a number".to_owned(),
-                })?;
-                Some(crate::whole(number, "since")?)
-            }
-            None => None,
-        };
-        let function = |key: &'static str, value: JsValue| {
-            value
-                .dyn_into::<js_sys::Function>()
-                .map_err(|_| Error::BadArgument {
-                    what: key,
-                    reason: "not a function".to_owned(),
-                })
-        };
-        let on_frame = get("onFrame").ok_or(Error::BadArgument {
-            what: "onFrame",
-            reason: "missing: the watch's frames go there".to_owned(),
-        })?;
+        let options = AppOptions(options);
         Ok(Options {
-            since,
-            on_frame: function("onFrame", on_frame)?,
-            on_error: get("onError").map(|f| function("onError", f)).transpose()?,
+            since: options.whole("since")?,
+            on_frame: options.handler("onFrame", "the watch's frames go there")?,
+            on_error: options.optional_handler("onError")?,
         })
     }
 
@@ -81,14 +56,11 @@ impl Options {
             "payload",
             &js_sys::Uint8Array::from(frame.payload.as_slice()).into(),
         );
-        // An app's handler that throws changes nothing here.
-        let _ = self.on_frame.call1(&JsValue::NULL, &object);
+        self.on_frame.call(&object);
     }
 
     fn error(&self, error: Error) {
-        if let Some(on_error) = &self.on_error {
-            let _ = on_error.call1(&JsValue::NULL, &JsValue::from(error));
-        }
+        Handler::error(&self.on_error, error);
     }
 }
 

@@ -4,7 +4,10 @@
 //! (`author`, `title`, `body`, `created_at`, `sig`) with its `id`, `path` and `uri`; `delete`
 //! prints `beam` and `tombstones` (each `space`, `event_id`, `seq`); `receipts` prints `path`,
 //! `nodes`, `applied` and `spaces` (each `space`, `seq`, `applied`, `pending`, and `error` when
-//! the space could not be asked).
+//! the space could not be asked). `edit` prints `beam_uri` (the new version's) and `edits`
+//! (each `space`, `event_id`, `seq`); `history` prints `path` and `versions`, oldest first, each
+//! the version's beam (`author`, `title`, `body`, `created_at`, `ref`, `sig`) with its `id`, its
+//! `version` (0 for the original) and, for an edit, `edit` (the signed edit).
 
 use clap::Subcommand;
 use northstar_sdk::protocol::address::{BeamUri, URI_SCHEME};
@@ -29,10 +32,14 @@ pub(super) enum BeamCommand {
         #[arg(long = "attach", value_name = "FILE")]
         attach: Vec<std::path::PathBuf>,
     },
-    /// Print a beam, after checking its author's signature and its id.
+    /// Print a beam's newest version (the beam itself if it was never edited), after checking
+    /// its author's signature, its id and, for an edit, the edit's chain to the beam.
     Get {
         /// The beam's URI (or path `beam/…/…`).
         uri: String,
+        /// Print exactly the beam at this path, not its newest version.
+        #[arg(long)]
+        original: bool,
     },
     /// Delete one of your beams; every space that referenced it gets a tombstone.
     Delete {
@@ -43,6 +50,26 @@ pub(super) enum BeamCommand {
     /// has taken effect (ask your home node).
     Receipts {
         /// The beam's URI (or path `beam/…/…`).
+        uri: String,
+    },
+    /// Publish a new version of one of your beams (ask your home node); every space that
+    /// referenced it gets an edit event. Prints the new version's URI.
+    Edit {
+        /// The beam's URI (or path `beam/…/…`): the original, version 0.
+        uri: String,
+        /// The new title, at most 256 bytes.
+        #[arg(long)]
+        title: String,
+        /// The new body, at most 64 KiB.
+        #[arg(long)]
+        body: String,
+        /// Delete every older version, on your home node and in every cache.
+        #[arg(long)]
+        drop_history: bool,
+    },
+    /// Print the versions of a beam, oldest first; the last is the current one.
+    History {
+        /// The beam's URI (or path `beam/…/…`): the original, version 0.
         uri: String,
     },
 }
@@ -79,15 +106,16 @@ pub(super) async fn run(command: BeamCommand, global: &Global, out: &Output) -> 
                 },
             )
         }
-        BeamCommand::Get { uri } => {
+        BeamCommand::Get { uri, original } => {
             let path = parse_beam(&uri)?;
             let client = global.connect_as_reader().await?;
             // A URI names the author's home node, from which this node fetches a beam it does
             // not hold; a bare path can only be looked up here.
-            let beam = if uri.starts_with(URI_SCHEME) {
-                client.get_beam(&BeamUri::parse(&uri)?).await?
-            } else {
-                client.get_beam(&path).await?
+            let (beam, version) = match (uri.starts_with(URI_SCHEME), original) {
+                (true, true) => (client.get_beam(&BeamUri::parse(&uri)?).await?, None),
+                (false, true) => (client.get_beam(&path).await?, None),
+                (true, false) => newest(client.beam_history(&BeamUri::parse(&uri)?).await?)?,
+                (false, false) => newest(client.beam_history(&path).await?)?,
             };
             let uri = beam_uri(&client, &uri);
             let mut value = serde_json::to_value(&beam)?;
@@ -95,6 +123,9 @@ pub(super) async fn run(command: BeamCommand, global: &Global, out: &Output) -> 
                 map.insert("id".into(), path.beam.to_string().into());
                 map.insert("path".into(), path.to_string().into());
                 map.insert("uri".into(), uri.into());
+                if let Some(version) = version {
+                    map.insert("version".into(), version.into());
+                }
             }
             out.print(value, || {
                 format!(
@@ -151,7 +182,84 @@ pub(super) async fn run(command: BeamCommand, global: &Global, out: &Output) -> 
                 text
             })
         }
+        BeamCommand::Edit {
+            uri,
+            title,
+            body,
+            drop_history,
+        } => edit(&uri, &title, &body, drop_history, global, out).await,
+        BeamCommand::History { uri } => history(&uri, global, out).await,
     }
+}
+
+/// `beam edit`.
+async fn edit(
+    uri: &str,
+    title: &str,
+    body: &str,
+    drop_history: bool,
+    global: &Global,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let path = parse_beam(uri)?;
+    let client = global.connect_as_user().await?;
+    let edited = client.edit_beam(&path, title, body, drop_history).await?;
+    let edits: Vec<Value> = edited
+        .edits
+        .iter()
+        .map(|ack| {
+            json!({
+                "space": ack.space.as_str(),
+                "event_id": ack.event_id.to_string(),
+                "seq": ack.seq,
+            })
+        })
+        .collect();
+    out.print(json!({"beam_uri": edited.beam_uri, "edits": edits}), || {
+        format!(
+            "{}\n(edit appended to {} space(s))",
+            edited.beam_uri,
+            edited.edits.len()
+        )
+    })
+}
+
+/// `beam history`.
+async fn history(uri: &str, global: &Global, out: &Output) -> anyhow::Result<()> {
+    let path = parse_beam(uri)?;
+    let client = global.connect_as_reader().await?;
+    let history = if uri.starts_with(URI_SCHEME) {
+        client.beam_history(&BeamUri::parse(uri)?).await?
+    } else {
+        client.beam_history(&path).await?
+    };
+    let mut versions = Vec::with_capacity(history.versions.len());
+    let mut text = String::new();
+    for version in &history.versions {
+        let number = version.edit.as_ref().map_or(0, |e| e.version);
+        let id = version
+            .edit
+            .as_ref()
+            .map_or_else(|| path.beam.to_string(), |e| e.beam.to_string());
+        let mut value = serde_json::to_value(&version.beam)?;
+        if let Value::Object(map) = &mut value {
+            map.insert("id".into(), id.clone().into());
+            map.insert("version".into(), number.into());
+            if let Some(edit) = &version.edit {
+                map.insert("edit".into(), serde_json::to_value(edit)?);
+            }
+        }
+        versions.push(value);
+        text.push_str(&format!(
+            "v{number}  {}  {id}\n  {}\n  {}\n",
+            utc(version.beam.created_at),
+            version.beam.title,
+            version.beam.body
+        ));
+    }
+    out.print(json!({"path": history.path, "versions": versions}), || {
+        text.trim_end().to_owned()
+    })
 }
 
 /// The beam's URI: as given, or for a bare path, on the node asked.
@@ -185,6 +293,19 @@ fn utc(ms: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02} UTC")
+}
+
+/// The newest version of a checked history, and its version number (0: the beam as posted).
+fn newest(
+    history: northstar_protocol::api::BeamHistory,
+) -> anyhow::Result<(northstar_protocol::wire::Beam, Option<u64>)> {
+    let current = history
+        .versions
+        .into_iter()
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("the node listed no version of {}", history.path))?;
+    let version = current.edit.as_ref().map_or(0, |edit| edit.version);
+    Ok((current.beam, Some(version)))
 }
 
 #[cfg(test)]

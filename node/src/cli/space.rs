@@ -345,6 +345,12 @@ fn event_json(event: &Event) -> anyhow::Result<Value> {
             Some(node) => json!({"beam": tombstone.beam.to_string(), "removed_by": node.as_str()}),
             None => json!({"beam": tombstone.beam.to_string()}),
         },
+        Payload::Edit(edit) => json!({
+            "beam": edit.supersedes.to_string(),
+            "version": edit.version,
+            "version_beam": edit.beam.to_string(),
+            "drop_history": edit.drop_history,
+        }),
     };
     if let (Some(map), Value::Object(extra)) = (value.as_object_mut(), extra) {
         map.extend(extra);
@@ -362,6 +368,7 @@ fn event_line(event: &Event) -> String {
         Payload::Membership(_) => String::new(),
         Payload::BeamRef(beam_ref) => beam_ref.beam_uri().to_string(),
         Payload::Tombstone(tombstone) => tombstone.beam.to_string(),
+        Payload::Edit(edit) => format!("{} v{} {}", edit.supersedes, edit.version, edit.beam),
     };
     format!(
         "{:>6}  {:<9} {}  {detail}",

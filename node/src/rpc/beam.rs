@@ -9,13 +9,15 @@ use jsonrpsee::Extensions;
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::core::{RpcResult, async_trait};
 use jsonrpsee::rpc_params;
-use northstar_protocol::Did;
 use northstar_protocol::address::{BeamPath, SpaceId, author_hash};
-use northstar_protocol::api::{BeamDeleted, BeamReceipts, ErrorCode, SpaceReceipt};
+use northstar_protocol::api::{
+    BeamDeleted, BeamEdited, BeamHistory, BeamReceipts, ErrorCode, SpaceReceipt,
+};
 use northstar_protocol::canonical::from_str_strict;
 use northstar_protocol::method;
 use northstar_protocol::rpc::{BeamApiServer, FedApiClient};
-use northstar_protocol::wire::{Beam, Event, Payload, Tombstone};
+use northstar_protocol::wire::{Beam, Edit, Event, Payload, Tombstone};
+use northstar_protocol::{ContentId, Did};
 use serde_json::value::RawValue;
 
 use super::{
@@ -88,6 +90,22 @@ impl BeamApiServer for Handler {
             .into());
         }
         Ok(self.0.receipts(parsed, user).await?)
+    }
+
+    async fn edit(&self, ext: &Extensions, beam: Beam, edit: Edit) -> RpcResult<BeamEdited> {
+        let user = session(ext)?.user()?;
+        Ok(self.0.edit_beam(user, beam, edit).await?)
+    }
+
+    async fn history(
+        &self,
+        ext: &Extensions,
+        path: String,
+        home: Option<String>,
+    ) -> RpcResult<BeamHistory> {
+        let parsed = BeamPath::parse(&path).map_err(|e| malformed("path", e))?;
+        let caller = session(ext)?.did().cloned();
+        Ok(self.0.history(parsed, home, caller.as_ref()).await?)
     }
 }
 
@@ -263,7 +281,9 @@ impl Api {
             None => self.store.cached_beam(&text).await?,
         };
         if let Some(row) = held {
-            self.may_read(&text, &row.id, &row.author, caller).await?;
+            // A version is read by the readers of the beam it supersedes (§4.10).
+            let (path, id) = self.reading_key(&text, &row.id, &row.author).await?;
+            self.may_read(&path, &id, &row.author, caller).await?;
             return serde_json::from_str(&row.json).map_err(ApiError::internal);
         }
         let Some(home) = home.filter(|h| *h != self.config.authority()) else {
@@ -276,19 +296,40 @@ impl Api {
         if self.store.is_tombstoned(&id).await? {
             return Err(not_found());
         }
-        let Some(author) = self
-            .store
-            .ref_authors(&id)
-            .await?
-            .into_iter()
-            .find(|a| Did::parse(a).is_ok_and(|did| author_hash(&did) == path.author_hash))
-        else {
+        // A version named by an edit held here is fetched for the refs of its original.
+        let version =
+            self.store.version_of(&id).await?.filter(|(_, a)| {
+                Did::parse(a).is_ok_and(|did| author_hash(&did) == path.author_hash)
+            });
+        let author = match &version {
+            Some((_, author)) => Some(author.clone()),
+            None => self
+                .store
+                .ref_authors(&id)
+                .await?
+                .into_iter()
+                .find(|a| Did::parse(a).is_ok_and(|did| author_hash(&did) == path.author_hash)),
+        };
+        let Some(author) = author else {
             return Err(not_found());
         };
-        if !self.store.referenced_at(&id, &author, &home).await? {
+        let (read_path, read_id) = match &version {
+            Some((original, _)) => match ContentId::parse(original) {
+                Ok(original) => (
+                    BeamPath::new(&Did::parse(&author).map_err(ApiError::internal)?, original)
+                        .to_string(),
+                    original.to_string(),
+                ),
+                Err(e) => return Err(ApiError::internal(e)),
+            },
+            None => (text.clone(), id.clone()),
+        };
+        if self.store.is_tombstoned(&read_id).await?
+            || !self.store.referenced_at(&read_id, &author, &home).await?
+        {
             return Err(not_found());
         }
-        self.may_read(&text, &id, &author, caller).await?;
+        self.may_read(&read_path, &read_id, &author, caller).await?;
         let beam = self.fetch(&home, &path).await?;
         let row = BeamRow {
             path: text,
@@ -301,6 +342,30 @@ impl Api {
         Ok(beam)
     }
 
+    /// The path and id whose readers read the beam at `path` (id `id`): the beam's own, or for
+    /// a version, those of the original it supersedes (§4.10).
+    async fn reading_key(
+        &self,
+        path: &str,
+        id: &str,
+        author: &str,
+    ) -> Result<(String, String), ApiError> {
+        let Some((original, _)) = self
+            .store
+            .version_of(id)
+            .await?
+            .filter(|(_, a)| a == author)
+        else {
+            return Ok((path.to_owned(), id.to_owned()));
+        };
+        let original = ContentId::parse(&original).map_err(ApiError::internal)?;
+        let author = Did::parse(author).map_err(ApiError::internal)?;
+        Ok((
+            BeamPath::new(&author, original).to_string(),
+            original.to_string(),
+        ))
+    }
+
     /// `not_member` unless `caller` may read the beam (§6.3.16).
     ///
     /// A caller that joined one of the beam's `dm` spaces a moment ago may not be a member yet
@@ -308,7 +373,7 @@ impl Api {
     /// authenticated caller, this node brings those replicas up to their sequencers' heads once
     /// and asks again. At most one such pull runs per space; a caller that finds one running
     /// gets the answer of the state as it is.
-    async fn may_read(
+    pub(super) async fn may_read(
         &self,
         path: &str,
         id: &str,

@@ -48,6 +48,7 @@ impl FedApiServer for Handler {
             Payload::Membership(m) => m.check_rules().map_err(|e| malformed("membership", e))?,
             Payload::BeamRef(r) => r.check_rules().map_err(|e| malformed("beam_ref", e))?,
             Payload::Tombstone(_) => {}
+            Payload::Edit(e) => e.check_rules().map_err(|e| malformed("edit", e))?,
         }
         if payload.space().is_some_and(|s| *s != space) {
             return Err(malformed("payload", "it names another space").into());

@@ -226,18 +226,21 @@ impl Feed {
 }
 
 impl Api {
-    /// The signed JSON of the beam a stored `beam_ref` event names, if this node stores or
-    /// caches it; `None` for any other event. Deleted beams are neither stored nor cached.
+    /// The signed JSON of the beam a stored `beam_ref` event names, or the version an `edit`
+    /// event names (§6.3.21), if this node stores or caches it; `None` for any other event.
+    /// Deleted beams and dropped versions are neither stored nor cached.
     pub(super) async fn held_beam(&self, row: &EventRow) -> Result<Option<String>, StoreError> {
-        // The display kind of a `beam_ref` (§4.8), as the store keeps it.
-        if row.kind != "beam" {
+        // The display kinds of a `beam_ref` and an `edit` (§4.8), as the store keeps them.
+        if row.kind != "beam" && row.kind != "edit" {
             return Ok(None);
         }
         let event: Event = serde_json::from_str(&row.json).map_err(StoreError::from_json)?;
-        let Payload::BeamRef(r) = event.payload else {
-            return Ok(None);
+        let key = match event.payload {
+            Payload::BeamRef(r) => (r.author, r.beam),
+            Payload::Edit(e) => (e.author, e.beam),
+            _ => return Ok(None),
         };
-        self.held_beam_at(&(r.author, r.beam)).await
+        self.held_beam_at(&key).await
     }
 
     /// The signed JSON of the beam `key` names, if this node stores or caches it.

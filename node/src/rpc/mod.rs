@@ -15,6 +15,7 @@
 
 mod beam;
 mod blob;
+mod edit;
 mod fed;
 pub mod feed;
 mod import;
@@ -131,6 +132,7 @@ impl From<SequenceError> for ApiError {
             SequenceError::SpaceNotFound(_) => Self::new(ErrorCode::SpaceNotFound, message),
             SequenceError::SpaceExists(_) => Self::new(ErrorCode::SpaceExists, message),
             SequenceError::BeamNotFound(_) => Self::new(ErrorCode::BeamNotFound, message),
+            SequenceError::BeamDeleted(_) => Self::new(ErrorCode::BeamDeleted, message),
             SequenceError::ShuttingDown => Self::new(ErrorCode::ShuttingDown, message),
             SequenceError::Store(e) => Self::internal(e),
             SequenceError::Sign(e) => Self::internal(e),

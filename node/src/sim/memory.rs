@@ -110,7 +110,8 @@ impl Memory {
                         .or_insert_with(|| (b.id.clone(), b.author.clone()));
                 }
             }
-            Op::Posted { .. } | Op::Uncache { .. } => {}
+            // The simulator carries no edits: they change content, not logs or trees.
+            Op::Posted { .. } | Op::Uncache { .. } | Op::Edit { .. } => {}
             Op::BeamRef {
                 beam,
                 space,

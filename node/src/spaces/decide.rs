@@ -17,8 +17,10 @@ use std::sync::Arc;
 
 use northstar_protocol::address::{BeamPath, SpaceId};
 use northstar_protocol::api::Ack;
-use northstar_protocol::wire::{Beam, Event, MembershipAction, Payload, SpaceGenesis, Tombstone};
-use northstar_protocol::{ContentId, Did, Keypair, SignatureError};
+use northstar_protocol::wire::{
+    Beam, Edit, Event, MembershipAction, Payload, SpaceGenesis, Tombstone,
+};
+use northstar_protocol::{ContentId, Did, Keypair, SignatureError, Signed};
 
 use super::replica::{Identified, Replicated};
 use super::routing::TreeNodes;
@@ -42,6 +44,9 @@ pub enum SequenceError {
     /// The beam to delete is not stored here.
     #[error("beam {0} is not stored on this node")]
     BeamNotFound(String),
+    /// The beam to edit was deleted.
+    #[error("beam {0} was deleted")]
+    BeamDeleted(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -62,10 +67,10 @@ impl From<Refusal> for SequenceError {
 /// A space sequenced elsewhere: its id, its sequencer's authority and DID.
 pub type RemoteSpace = (SpaceId, String, Did);
 
-/// What a deletion did here, and what is left for other sequencers.
+/// What a deletion or an edit did here, and what is left for other sequencers.
 #[derive(Debug, Default)]
 pub struct Deleted {
-    /// Tombstone events appended to spaces this node sequences.
+    /// Tombstone (or edit) events appended to spaces this node sequences.
     pub acks: Vec<Ack>,
     /// Spaces sequenced elsewhere that referred to the beam, with their sequencer's authority
     /// and DID.
@@ -96,6 +101,14 @@ pub enum Input {
         /// The beam's path.
         path: BeamPath,
     },
+    /// Store a new version of a beam by one of this node's users and append its edit where the
+    /// beam was posted here (`spec/` §4.10).
+    Edit {
+        /// The author's signed edit.
+        edit: Box<Edit>,
+        /// The version's beam, checked to be the one the edit names.
+        beam: Box<Beam>,
+    },
     /// Store a beam by one of this node's users, posted into `space` sequenced elsewhere.
     StoreBeam {
         /// The beam.
@@ -122,7 +135,7 @@ pub enum Input {
 pub enum Outcome {
     /// An event appended.
     Ack(Ack),
-    /// A deletion.
+    /// A deletion, or an edit.
     Deleted(Deleted),
     /// A beam stored.
     Stored,
@@ -150,7 +163,8 @@ pub struct Reads {
     pub beams: HashMap<ContentId, Vec<Known>>,
     /// Whether (beam, space, author) has a ref.
     pub refs: HashMap<(ContentId, SpaceId, Did), bool>,
-    /// Whether a beam is stored at each path.
+    /// Whether a beam is stored at each path, or (once an edit dropped the original) one of
+    /// the versions of the beam at that path.
     pub stored: HashMap<String, bool>,
     /// The spaces with a ref by the author to each (beam, author).
     pub referencing: HashMap<(ContentId, Did), Vec<SpaceId>>,
@@ -304,6 +318,8 @@ pub struct Core {
     trees: HashMap<SpaceId, (u64, Arc<TreeNodes>)>,
     group: GroupBeams,
     tombstones: Tombstones,
+    /// While [`Core::edit`] appends its edit: the version's JSON, for the live events.
+    edit_inline: Option<String>,
 }
 
 impl Core {
@@ -315,6 +331,7 @@ impl Core {
             trees: HashMap::new(),
             group: GroupBeams::default(),
             tombstones: Tombstones::default(),
+            edit_inline: None,
         }
     }
 
@@ -359,6 +376,15 @@ impl Core {
                                 push_new(&mut needs.refs, key);
                             }
                         }
+                        Payload::Edit(e) => {
+                            let key = (e.supersedes, id.clone(), e.author.clone());
+                            if !reads.refs.contains_key(&key) {
+                                push_new(&mut needs.refs, key);
+                            }
+                            if !reads.beams.contains_key(&e.supersedes) {
+                                push_new(&mut needs.beams, e.supersedes);
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -368,6 +394,20 @@ impl Core {
                         push_new(&mut needs.stored, text);
                     }
                     let key = (tombstone.beam, tombstone.author.clone());
+                    match reads.referencing.get(&key) {
+                        Some(spaces) => {
+                            for id in spaces {
+                                self.known(reads, &mut needs, id);
+                            }
+                        }
+                        None => push_new(&mut needs.referencing, key),
+                    }
+                }
+                Input::Edit { edit, .. } => {
+                    if !reads.beams.contains_key(&edit.supersedes) {
+                        push_new(&mut needs.beams, edit.supersedes);
+                    }
+                    let key = (edit.supersedes, edit.author.clone());
                     match reads.referencing.get(&key) {
                         Some(spaces) => {
                             for id in spaces {
@@ -506,6 +546,13 @@ impl Core {
                     let acks = p.acks.clone();
                     (Outcome::Deleted(Deleted { acks, remote }), p)
                 }),
+            Input::Edit { edit, beam } => {
+                self.edit(*edit, *beam, reads, now, saved)
+                    .map(|(p, remote)| {
+                        let acks = p.acks.clone();
+                        (Outcome::Deleted(Deleted { acks, remote }), p)
+                    })
+            }
             Input::StoreBeam { beam, space } => beam_row(&beam).map(|row| {
                 self.group.stored.insert(row.path.clone());
                 let pending = Pending {
@@ -662,6 +709,31 @@ impl Core {
                     .into());
                 }
             }
+            Payload::Edit(e) => {
+                if self.group.deleted.contains(&e.supersedes)
+                    || self.group.tombstoned.contains(&e.supersedes)
+                {
+                    return Err(SequenceError::BeamDeleted(e.supersedes.to_string()));
+                }
+                let committed = reads
+                    .refs
+                    .get(&(e.supersedes, space.clone(), e.author.clone()))
+                    .copied()
+                    .unwrap_or(false)
+                    || reads
+                        .referencing
+                        .get(&(e.supersedes, e.author.clone()))
+                        .is_some_and(|spaces| spaces.contains(space));
+                let in_group = self.group.refs.iter().any(|(beam, s, author)| {
+                    *beam == e.supersedes && s == space && *author == e.author
+                });
+                if !(in_group || committed) {
+                    return Err(Refusal::Forbidden(
+                        "this space has no ref to that beam by the edit's author",
+                    )
+                    .into());
+                }
+            }
             Payload::BeamRef(r)
                 if self.group.deleted.contains(&r.beam)
                     || self.group.tombstoned.contains(&r.beam) =>
@@ -714,6 +786,8 @@ impl Core {
             let row = beam_row(&beam)?;
             inline = Some(row.json.clone());
             pending.ops.push(Op::PutBeam(row));
+        } else if matches!(payload, Payload::Edit(_)) {
+            inline = self.edit_inline.clone();
         }
         let event = Event::sequence(&self.key, space.clone(), seq, Some(prev), now, payload)?;
         let event_id = event.id()?;
@@ -727,6 +801,79 @@ impl Core {
             state.apply(seq, event_id, &changes);
         }
         Ok(pending)
+    }
+
+    /// Store the version `beam` of the beam `edit` supersedes and append the edit to every
+    /// space this node sequences that carries a ref to that beam by its author; the others are
+    /// returned, for the home node to submit the edit to their sequencers. The handler checked
+    /// that this node stores the beam, its versions and the edit's order; here only a deletion
+    /// decided since can still refuse it.
+    fn edit(
+        &mut self,
+        edit: Edit,
+        beam: Beam,
+        reads: &Reads,
+        now: u64,
+        saved: &mut HashMap<SpaceId, Option<SpaceState>>,
+    ) -> Result<(Pending, Vec<RemoteSpace>), SequenceError> {
+        if self.group.deleted.contains(&edit.supersedes)
+            || self.group.tombstoned.contains(&edit.supersedes)
+        {
+            return Err(SequenceError::BeamDeleted(edit.supersedes.to_string()));
+        }
+        let row = beam_row(&beam)?;
+        self.group.stored.insert(row.path.clone());
+        let inline = row.json.clone();
+        let mut pending = Pending {
+            ops: vec![Op::PutBeam(row), edit_op(&edit)?],
+            ..Pending::default()
+        };
+        let mut referencing = reads
+            .referencing
+            .get(&(edit.supersedes, edit.author.clone()))
+            .cloned()
+            .unwrap_or_default();
+        for (id, space, author) in &self.group.refs {
+            if *id == edit.supersedes && *author == edit.author && !referencing.contains(space) {
+                referencing.push(space.clone());
+            }
+        }
+        let own = self.key.did().clone();
+        let mut local = Vec::new();
+        let mut remote = Vec::new();
+        for space in referencing {
+            let Some(state) = self.spaces.get(&space) else {
+                return Err(SequenceError::SpaceNotFound(space.to_string()));
+            };
+            if state.sequencer == own {
+                local.push((space, state.clone()));
+            } else {
+                remote.push((space, state.authority.clone(), state.sequencer.clone()));
+            }
+        }
+        // The version rides with each live edit event, for subscribers that inline beams.
+        self.edit_inline = Some(inline);
+        for (space, before) in &local {
+            saved
+                .entry(space.clone())
+                .or_insert_with(|| Some(before.clone()));
+            match self.append(space, Payload::Edit(edit.clone()), None, None, reads, now) {
+                Ok(mut more) => {
+                    // The edit's row is written once, above.
+                    more.ops.retain(|op| !matches!(op, Op::Edit { .. }));
+                    pending.extend(more);
+                }
+                Err(e) => {
+                    self.edit_inline = None;
+                    for (space, before) in local {
+                        self.spaces.insert(space, before);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.edit_inline = None;
+        Ok((pending, remote))
     }
 
     fn delete(
@@ -809,6 +956,20 @@ impl Core {
     }
 }
 
+/// The row of an edit: kept on every node that holds it, so every node resolves the same
+/// current version and drops what the edit drops (`spec/` §4.10).
+pub(super) fn edit_op(edit: &Edit) -> Result<Op, SequenceError> {
+    Ok(Op::Edit {
+        id: edit.content_id()?.to_string(),
+        original: edit.supersedes.to_string(),
+        author: edit.author.to_string(),
+        version: edit.version,
+        beam: edit.beam.to_string(),
+        drop_history: edit.drop_history,
+        json: serde_json::to_string(edit).map_err(StoreError::from_json)?,
+    })
+}
+
 fn push_new<T: PartialEq>(list: &mut Vec<T>, item: T) {
     if !list.contains(&item) {
         list.push(item);
@@ -837,6 +998,8 @@ fn check_home(state: &SpaceState, payload: &Payload, via: &Did) -> Result<(), Re
         }
         // Anyone may carry an author's signed deletion.
         Payload::Tombstone(_) => return Ok(()),
+        // A version lives on the author's home node, which alone stores it and submits the edit.
+        Payload::Edit(e) => state.home_of(&e.author),
         Payload::Create(_) => return Err(Refusal::SecondGenesis),
     };
     match home {

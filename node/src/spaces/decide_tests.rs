@@ -496,3 +496,72 @@ fn a_tombstone_signed_by_a_node_is_appended_only_from_the_authors_home_node() {
     let decided = f.core.decide(vec![removal(&node)], &reads, 7);
     assert_eq!(acks(&decided), [3]);
 }
+
+#[test]
+fn an_edit_stores_its_version_and_is_appended_where_its_author_posted_the_beam() {
+    let node = pair(9);
+    let mut f = Fixture::new(&node);
+    let (path, post) = f.post_carrying("b");
+    f.decide(
+        vec![Input::Create(Box::new(f.genesis.clone())), post],
+        Reads::default(),
+    );
+    let (version, edit) =
+        northstar_protocol::wire::Edit::create(&f.owner, path.beam, 1, "t", "v1", 6, true).unwrap();
+    let input = |edit: &northstar_protocol::wire::Edit| Input::Edit {
+        edit: Box::new(edit.clone()),
+        beam: Box::new(version.clone()),
+    };
+    let mut reads = Reads::default();
+    reads.beams.insert(
+        path.beam,
+        vec![Known {
+            author: f.owner.did().clone(),
+            deleted: false,
+        }],
+    );
+    reads
+        .referencing
+        .insert((path.beam, f.owner.did().clone()), vec![f.space.clone()]);
+    assert!(f.core.needs(&[input(&edit)], &reads).is_empty());
+    let decided = f.core.decide(vec![input(&edit)], &reads, 7);
+    match &decided.outcomes[0] {
+        Outcome::Deleted(d) => {
+            assert_eq!(d.acks.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![3]);
+            assert!(d.remote.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        decided
+            .ops
+            .iter()
+            .filter(|op| matches!(op, Op::Edit { .. }))
+            .count(),
+        1,
+        "the edit's row is written once"
+    );
+    assert!(decided.ops.iter().any(|op| matches!(op, Op::PutBeam(_))));
+    assert!(matches!(
+        &decided.forward[0].payload,
+        Payload::Edit(e) if *e == edit
+    ));
+
+    // Once the beam is deleted, an edit of it is refused.
+    let mut reads = Reads::default();
+    reads.beams.insert(
+        path.beam,
+        vec![Known {
+            author: f.owner.did().clone(),
+            deleted: true,
+        }],
+    );
+    reads
+        .referencing
+        .insert((path.beam, f.owner.did().clone()), vec![f.space.clone()]);
+    let decided = f.core.decide(vec![input(&edit)], &reads, 8);
+    assert!(matches!(
+        decided.outcomes[0],
+        Outcome::Refused(SequenceError::BeamDeleted(_))
+    ));
+}

@@ -121,6 +121,7 @@ pub(super) fn push_post(
             beam: t.beam.to_string(),
             author: t.author.to_string(),
         }),
+        Payload::Edit(e) => pending.ops.push(super::decide::edit_op(e)?),
         _ => {}
     }
     pending.ops.push(Op::Event(EventRow {
@@ -148,6 +149,12 @@ pub(super) fn push_post(
             None,
         ),
         Payload::Tombstone(t) => (None, Some((t.author.clone(), t.beam))),
+        // An edit's item carries the version it names (§6.3.21); one that drops history
+        // revokes the original's inline copies, as a tombstone does.
+        Payload::Edit(e) => (
+            Some(InlineBeam::new((e.author.clone(), e.beam), beam_json)),
+            e.drop_history.then(|| (e.author.clone(), e.supersedes)),
+        ),
         _ => (None, None),
     };
     pending.live.push((

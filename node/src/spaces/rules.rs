@@ -242,7 +242,8 @@ impl SpaceState {
     }
 
     /// Decide whether `payload` (signature already verified) may be appended, and what it
-    /// changes. Tombstones are admitted by the caller, which knows where the beam was posted.
+    /// changes. Tombstones and edits are admitted by the caller, which knows where the beam was
+    /// posted.
     pub fn admit(&self, payload: &Payload) -> Result<Vec<MemberChange>, Refusal> {
         let owner = self.id.owner();
         match payload {
@@ -256,7 +257,7 @@ impl SpaceState {
                 }
                 Ok(Vec::new())
             }
-            Payload::Tombstone(_) => Ok(Vec::new()),
+            Payload::Tombstone(_) | Payload::Edit(_) => Ok(Vec::new()),
             Payload::Membership(m) => {
                 let subject = &m.subject;
                 let state = self.member_state(subject);
@@ -349,7 +350,7 @@ impl SpaceState {
                         .filter(|_| m.action == MembershipAction::Join),
                 }]
             }
-            Payload::BeamRef(_) | Payload::Tombstone(_) => Vec::new(),
+            Payload::BeamRef(_) | Payload::Tombstone(_) | Payload::Edit(_) => Vec::new(),
         }
     }
 

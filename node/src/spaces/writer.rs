@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use northstar_protocol::address::{BeamPath, SpaceId};
 use northstar_protocol::api::Ack;
-use northstar_protocol::wire::{Beam, Event, Payload, SpaceGenesis, Tombstone};
+use northstar_protocol::wire::{Beam, Edit, Event, Payload, SpaceGenesis, Tombstone};
 use northstar_protocol::{ContentId, Did, Keypair};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -125,6 +125,17 @@ impl SequencerHandle {
         let input = Input::Delete {
             tombstone: Box::new(tombstone),
             path,
+        };
+        self.ask(input, Answer::Deleted).await
+    }
+
+    /// Store `beam`, a verified new version of one of this node's users' beams, keep its
+    /// verified `edit` and append the edit to every space this node sequences that carries a ref
+    /// to the beam; the spaces sequenced elsewhere are returned (`spec/` §6.3.25).
+    pub async fn edit(&self, edit: Edit, beam: Beam) -> Result<Deleted, SequenceError> {
+        let input = Input::Edit {
+            edit: Box::new(edit),
+            beam: Box::new(beam),
         };
         self.ask(input, Answer::Deleted).await
     }
@@ -718,7 +729,9 @@ async fn read(store: &Store, needs: Needs, reads: &mut Reads) -> Result<(), Stor
         reads.refs.insert((beam, space, author), found);
     }
     for path in needs.stored {
-        let found = store.beam(&path).await?.is_some();
+        // After an edit dropped history the original's content is gone, but the beam lives on
+        // as its versions and is deleted by the original's path (spec §4.10).
+        let found = store.beam(&path).await?.is_some() || store.stores_version_of(&path).await?;
         reads.stored.insert(path, found);
     }
     for (beam, author) in needs.referencing {

@@ -173,6 +173,10 @@ where
             })
             .collect();
         self.beams(&beams);
+        // After the beams: an edit's purge also reaches versions the group itself stored.
+        for op in ops.iter().filter(|op| matches!(op, Op::Edit { .. })) {
+            self.op(op);
+        }
         self.posts(ops);
         for op in ops
             .iter()
@@ -301,6 +305,39 @@ where
         }
     }
 
+    /// Delete from `table` (`beams` or `beam_cache`) every version of `author`'s beam
+    /// `original` (`spec/` §4.10): a deleted beam takes its versions with it.
+    fn versions_gone(&mut self, table: &str, original: &str, author: &str) {
+        let q = self.next();
+        q.push(format!("DELETE FROM {table} WHERE author = "));
+        q.push_bind(author.to_owned());
+        q.push(" AND id IN (SELECT beam FROM edits WHERE original = ");
+        q.push_bind(original.to_owned());
+        q.push(" AND author = ");
+        q.push_bind(author.to_owned());
+        q.push(")");
+    }
+
+    /// Delete from `table` every version of `author`'s beam `original` whose key (version,
+    /// then edit id text) is below that of an edit of it that drops history, the original
+    /// included.
+    fn dropped_versions_gone(&mut self, table: &str, original: &str, author: &str) {
+        let q = self.next();
+        q.push(format!("DELETE FROM {table} WHERE author = "));
+        q.push_bind(author.to_owned());
+        q.push(" AND EXISTS (SELECT 1 FROM edits d WHERE d.original = ");
+        q.push_bind(original.to_owned());
+        q.push(" AND d.author = ");
+        q.push_bind(author.to_owned());
+        q.push(" AND d.drop_history = 1) AND (id = ");
+        q.push_bind(original.to_owned());
+        q.push(" OR id IN (SELECT e.beam FROM edits e WHERE e.original = ");
+        q.push_bind(original.to_owned());
+        q.push(" AND e.author = ");
+        q.push_bind(author.to_owned());
+        q.push(" AND EXISTS (SELECT 1 FROM edits d WHERE d.original = e.original AND d.author = e.author AND d.drop_history = 1 AND (d.version > e.version OR (d.version = e.version AND d.id > e.id)))))");
+    }
+
     /// One change that has a statement of its own.
     fn op(&mut self, op: &Op) {
         match op {
@@ -368,6 +405,36 @@ where
                     .push_bind(beam.as_str())
                     .push(" AND author = ")
                     .push_bind(author.as_str());
+                self.versions_gone("beam_cache", beam, author);
+            }
+            Op::Edit {
+                id,
+                original,
+                author,
+                version,
+                beam,
+                drop_history,
+                json,
+            } => {
+                let q = self.next();
+                q.push(
+                    "INSERT INTO edits (id, original, author, version, beam, drop_history, json) ",
+                );
+                q.push_values([()], |mut row, ()| {
+                    row.push_bind(id.as_str())
+                        .push_bind(original.as_str())
+                        .push_bind(author.as_str())
+                        .push_bind(to_i64(*version))
+                        .push_bind(beam.as_str())
+                        .push_bind(i64::from(*drop_history))
+                        .push_bind(json.as_str());
+                });
+                q.push(" ON CONFLICT (id) DO NOTHING");
+                // Whichever order the edits came in, what is below the greatest dropping edit
+                // is gone: so an edit that arrives after a dropping one above it is dropped too.
+                for table in ["beams", "beam_cache"] {
+                    self.dropped_versions_gone(table, original, author);
+                }
             }
             Op::Fork {
                 space,
@@ -403,6 +470,7 @@ where
                 self.next()
                     .push("DELETE FROM beam_posts WHERE path = ")
                     .push_bind(path.as_str());
+                self.versions_gone("beams", beam, author);
                 let q = self.next();
                 q.push("INSERT INTO tombstones (beam, author, json) ");
                 q.push_values([()], |mut row, ()| {

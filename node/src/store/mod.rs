@@ -437,6 +437,25 @@ impl Store {
         on_backend!(self, db => db.tombstone_ids(limit).await)
     }
 
+    /// The signed edits (JSON) of `author`'s beam `original` held here, by rising version.
+    pub async fn edits_of(&self, original: &str, author: &str) -> Result<Vec<String>, StoreError> {
+        on_backend!(self, db => db.edits_of(original, author).await)
+    }
+
+    /// If the beam `beam` is a version named by an edit held here: the original it supersedes
+    /// and its author.
+    pub async fn version_of(&self, beam: &str) -> Result<Option<(String, String)>, StoreError> {
+        on_backend!(self, db => db.version_of(beam).await)
+    }
+
+    /// Whether one of the versions of the beam at `path` (a beam path) is stored here.
+    pub async fn stores_version_of(&self, path: &str) -> Result<bool, StoreError> {
+        let Some((prefix, original)) = path.rsplit_once('/') else {
+            return Ok(false);
+        };
+        on_backend!(self, db => db.stores_version_of(original, &format!("{prefix}/%")).await)
+    }
+
     /// Whether a beam with this id was deleted.
     pub async fn is_tombstoned(&self, beam: &str) -> Result<bool, StoreError> {
         on_backend!(self, db => db.is_tombstoned(beam).await)

@@ -185,7 +185,10 @@ where
         let done = sqlx::query(
             "INSERT INTO beam_cache (path, id, author, json) \
              SELECT $1, $2, $3, $4 \
-             WHERE EXISTS (SELECT 1 FROM beam_refs WHERE beam = $2 AND author = $3) \
+             WHERE (EXISTS (SELECT 1 FROM beam_refs WHERE beam = $2 AND author = $3) \
+                    OR EXISTS (SELECT 1 FROM edits e JOIN beam_refs r \
+                               ON r.beam = e.original AND r.author = e.author \
+                               WHERE e.beam = $2 AND e.author = $3)) \
              AND NOT EXISTS (SELECT 1 FROM tombstones WHERE beam = $2) \
              ON CONFLICT (path) DO NOTHING",
         )
@@ -398,6 +401,48 @@ where
             .fetch_one(&self.pool)
             .await?;
         Ok(())
+    }
+
+    pub(super) async fn edits_of(
+        &self,
+        original: &str,
+        author: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT json FROM edits WHERE original = $1 AND author = $2 ORDER BY version, id",
+        )
+        .bind(original)
+        .bind(author)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub(super) async fn stores_version_of(
+        &self,
+        original: &str,
+        prefix: &str,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM edits e JOIN beams b ON b.id = e.beam AND b.author = e.author \
+             WHERE e.original = $1 AND b.path LIKE $2 LIMIT 1",
+        )
+        .bind(original)
+        .bind(prefix)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    pub(super) async fn version_of(
+        &self,
+        beam: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT original, author FROM edits WHERE beam = $1 LIMIT 1")
+            .bind(beam)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
     pub(super) async fn is_tombstoned(&self, beam: &str) -> Result<bool, StoreError> {

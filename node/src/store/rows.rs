@@ -183,6 +183,24 @@ pub enum Op {
         /// The tombstone's author, DID text.
         author: String,
     },
+    /// Keep an edit (idempotent), then delete the content of every version of its beam below
+    /// the greatest edit of that beam that drops history, stored or cached (`spec/` §4.10).
+    Edit {
+        /// The edit's content id text.
+        id: String,
+        /// The original beam's content id text.
+        original: String,
+        /// The author, DID text.
+        author: String,
+        /// The version number.
+        version: u64,
+        /// The version's beam id text.
+        beam: String,
+        /// Whether the edit drops the versions below it.
+        drop_history: bool,
+        /// The signed edit's JSON.
+        json: String,
+    },
     /// Keep the proof that a sequencer signed two events for one seq.
     Fork {
         /// Space id text.

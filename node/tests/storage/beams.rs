@@ -365,3 +365,101 @@ pub(super) async fn known_beams_tell_stored_cached_and_deleted_apart(f: &Fixture
     );
     assert!(store.known_beams(&[]).await.unwrap().is_empty());
 }
+
+// ---- edits (spec §4.10) -----------------------------------------------------------------
+
+fn edit(id: &str, version: u64, beam: &str, drop_history: bool) -> Op {
+    Op::Edit {
+        id: id.into(),
+        original: "o1".into(),
+        author: "did:key:a".into(),
+        version,
+        beam: beam.into(),
+        drop_history,
+        json: format!("{{\"edit\":\"{id}\"}}"),
+    }
+}
+
+pub(super) async fn a_dropping_edit_deletes_every_version_below_it_in_any_order(f: &Fixture) {
+    let store = &f.store;
+    channel_with_events(store, 1).await;
+    let author = "did:key:a";
+    store
+        .commit(&[
+            beam_ref("o1", CHANNEL, 1, author),
+            Op::PutBeam(beam("beam/ah/o1", "o1", author, 1)),
+            Op::PutBeam(beam("beam/ah/v1", "v1", author, 2)),
+            edit("e1", 1, "v1", false),
+            edit("e3", 3, "v3", false),
+        ])
+        .await
+        .unwrap();
+    // An edit kept twice is kept once; a version named by an edit is cached with the refs of
+    // its original.
+    store.commit(&[edit("e1", 1, "v1", false)]).await.unwrap();
+    assert!(
+        store
+            .cache_beam(&beam("beam/ah/v3", "v3", author, 4))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .cache_beam(&beam("beam/ah/x9", "x9", author, 4))
+            .await
+            .unwrap(),
+        "a beam no ref and no edit names is not cached"
+    );
+    assert_eq!(
+        store.version_of("v3").await.unwrap(),
+        Some(("o1".into(), author.into()))
+    );
+
+    // Version 2 drops history: the original and version 1 go, version 3 (above) stays.
+    store
+        .commit(&[
+            Op::PutBeam(beam("beam/ah/v2", "v2", author, 3)),
+            edit("e2", 2, "v2", true),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.beam("beam/ah/o1").await.unwrap(), None);
+    assert_eq!(store.beam("beam/ah/v1").await.unwrap(), None);
+    assert!(store.beam("beam/ah/v2").await.unwrap().is_some());
+    assert!(store.cached_beam("beam/ah/v3").await.unwrap().is_some());
+
+    // An edit below the dropping one that arrives after it is dropped too; one of the same
+    // version with a greater id is above it and stays.
+    store
+        .commit(&[
+            Op::PutBeam(beam("beam/ah/v1b", "v1b", author, 5)),
+            edit("e0", 1, "v1b", false),
+            Op::PutBeam(beam("beam/ah/v2b", "v2b", author, 6)),
+            edit("e9", 2, "v2b", false),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.beam("beam/ah/v1b").await.unwrap(), None);
+    assert!(store.beam("beam/ah/v2b").await.unwrap().is_some());
+    assert_eq!(store.edits_of("o1", author).await.unwrap().len(), 5);
+
+    // Deleting the beam takes its versions, stored and cached.
+    store
+        .commit(&[
+            Op::DeleteBeam {
+                path: "beam/ah/o1".into(),
+                beam: "o1".into(),
+                author: author.into(),
+                tombstone: "{}".into(),
+            },
+            Op::Uncache {
+                beam: "o1".into(),
+                author: author.into(),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.beam("beam/ah/v2").await.unwrap(), None);
+    assert_eq!(store.beam("beam/ah/v2b").await.unwrap(), None);
+    assert_eq!(store.cached_beam("beam/ah/v3").await.unwrap(), None);
+}

@@ -107,6 +107,7 @@ conformance!(
     beams::a_cached_copy_needs_a_ref_by_its_author_and_goes_with_its_tombstone,
     beams::beams_by_author_are_paged_newest_first_by_count_and_bytes,
     beams::a_beam_posted_into_a_remote_channel_is_public_until_deleted,
+    beams::a_dropping_edit_deletes_every_version_below_it_in_any_order,
     beams::a_beam_posted_only_into_a_dm_is_read_by_its_members_and_their_homes,
     beams::a_ref_counts_for_the_read_rule_only_if_its_author_placed_it,
     beams::known_beams_tell_stored_cached_and_deleted_apart,

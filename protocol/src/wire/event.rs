@@ -14,6 +14,7 @@ use crate::id::ContentId;
 use crate::keys::Keypair;
 use crate::sign::{self, Batch, Domain, Signature, SignatureError, Signed};
 use crate::wire::beam::{BeamRef, Tombstone};
+use crate::wire::edit::Edit;
 use crate::wire::signed_object;
 use crate::wire::space::{Membership, SpaceGenesis};
 
@@ -34,6 +35,8 @@ pub enum Payload {
     BeamRef(BeamRef),
     /// A beam referenced by the space was deleted.
     Tombstone(Tombstone),
+    /// A beam referenced by the space has a new version (`spec/` §4.10).
+    Edit(Edit),
 }
 
 impl Payload {
@@ -44,17 +47,19 @@ impl Payload {
             Payload::Membership(m) => &m.actor,
             Payload::BeamRef(r) => &r.author,
             Payload::Tombstone(t) => &t.author,
+            Payload::Edit(e) => &e.author,
         }
     }
 
     /// The event kind shown to people and scripts: `create`, `join`, `leave`, `invite`,
-    /// `kick`, `ban`, `beam` or `tombstone`.
+    /// `kick`, `ban`, `beam`, `tombstone` or `edit`.
     pub fn kind(&self) -> &'static str {
         match self {
             Payload::Create(_) => "create",
             Payload::Membership(m) => m.action.as_str(),
             Payload::BeamRef(_) => "beam",
             Payload::Tombstone(_) => "tombstone",
+            Payload::Edit(_) => "edit",
         }
     }
 
@@ -65,6 +70,7 @@ impl Payload {
             Payload::Membership(m) => m.verify(),
             Payload::BeamRef(r) => r.verify(),
             Payload::Tombstone(t) => t.verify(),
+            Payload::Edit(e) => e.verify(),
         }
     }
 
@@ -84,17 +90,18 @@ impl Payload {
             Payload::Membership(m) => batch.queue(m, signer),
             Payload::BeamRef(r) => batch.queue(r, signer),
             Payload::Tombstone(t) => batch.queue(t, signer),
+            Payload::Edit(e) => batch.queue(e, signer),
         }
         .map(drop)
     }
 
-    /// The space the payload names, if it names one (a tombstone does not).
+    /// The space the payload names, if it names one (a tombstone and an edit do not).
     pub fn space(&self) -> Option<&SpaceId> {
         match self {
             Payload::Create(g) => Some(&g.space),
             Payload::Membership(m) => Some(&m.space),
             Payload::BeamRef(r) => Some(&r.space),
-            Payload::Tombstone(_) => None,
+            Payload::Tombstone(_) | Payload::Edit(_) => None,
         }
     }
 }

@@ -8,14 +8,17 @@
 //! - [`space`]: a space's genesis and membership requests.
 //! - [`beam`]: beams, the refs that place them in spaces, and tombstones.
 //! - [`event`]: the sequencer-signed entries of a space's log.
+//! - [`edit`]: an author's new version of one of its beams, and how versions resolve.
 
 pub mod auth;
 pub mod beam;
+pub mod edit;
 pub mod event;
 pub mod space;
 
 pub use auth::{AuthChallenge, AuthResponse, ChallengeRefused};
 pub use beam::{Beam, BeamRef, Tombstone};
+pub use edit::Edit;
 pub use event::{Event, EventError, Payload};
 pub use space::{DEFAULT_CAPACITY, Home, Membership, MembershipAction, SpaceGenesis};
 
@@ -122,6 +125,12 @@ pub enum RuleError {
         /// The action.
         action: &'static str,
     },
+    /// An edit numbered 0, the original's own number.
+    #[error("an edit's version must be 1 or more; the original is version 0")]
+    ZeroVersion,
+    /// An edit whose version is the beam it supersedes.
+    #[error("an edit must name a beam other than the one it supersedes")]
+    SelfEdit,
 }
 
 impl RuleError {
@@ -142,6 +151,8 @@ impl RuleError {
             RuleError::BadMediaType => "bad_media_type",
             RuleError::DuplicateAttachment => "duplicate_attachment",
             RuleError::TooLarge { .. } => "too_large",
+            RuleError::ZeroVersion => "zero_version",
+            RuleError::SelfEdit => "self_edit",
         }
     }
 }
