@@ -16,6 +16,7 @@
 
 mod admin;
 mod beam;
+mod blob;
 mod export;
 mod space;
 mod stream;
@@ -146,6 +147,9 @@ enum Command {
     /// Publish and watch live streams.
     #[command(subcommand)]
     Stream(stream::StreamCommand),
+    /// Download blobs (files attached to beams), checked chunk by chunk.
+    #[command(subcommand)]
+    Blob(blob::BlobCommand),
     /// The operator's work on a node's data: move it to PostgreSQL (stopped), back it up.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -264,6 +268,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
         Command::Space(command) => space::run(command, &cli.global, &out).await,
         Command::Beam(command) => beam::run(command, &cli.global, &out).await,
         Command::Stream(command) => stream::run(command, &cli.global, &out).await,
+        Command::Blob(command) => blob::run(command, &cli.global, &out).await,
         Command::Admin(command) => admin::run(command, &out).await,
     }
 }

@@ -51,6 +51,8 @@ pub struct Config {
     pub limits: Limits,
     /// Live streams: this node's uplink, the per-stream limits, windows and queues.
     pub streams: Streams,
+    /// Blobs: the largest, each owner's quota, and when unreferenced ones go (spec §13.7).
+    pub blobs: Blobs,
     /// How log lines are written to stderr: `text` for people, `json` (one object per line)
     /// for log collectors.
     pub log_format: LogFormat,
@@ -105,6 +107,7 @@ impl std::fmt::Debug for Config {
             .field("registration", &self.registration)
             .field("limits", &self.limits)
             .field("streams", &self.streams)
+            .field("blobs", &self.blobs)
             .field("log_format", &self.log_format)
             .field("metrics_listen", &self.metrics_listen)
             .field("app", &self.app)
@@ -131,6 +134,7 @@ impl Default for Config {
             registration: Registration::default(),
             limits: Limits::default(),
             streams: Streams::default(),
+            blobs: Blobs::default(),
             log_format: LogFormat::default(),
             metrics_listen: String::new(),
             app: true,
@@ -338,6 +342,31 @@ impl Default for Streams {
             window_secs: 10,
             watcher_queue: 256,
             watcher_cutoff_secs: 5,
+        }
+    }
+}
+
+/// `[blobs]`: files attached to beams (spec §13.7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Blobs {
+    /// The largest blob stored here, bytes.
+    pub max_size: u64,
+    /// The most bytes of blobs one owner may store here; cached copies count against no one.
+    pub quota: u64,
+    /// Seconds an unreferenced blob is kept before it is deleted.
+    pub grace_secs: u64,
+    /// Seconds between two sweeps for unreferenced blobs and stale cached copies.
+    pub sweep_secs: u64,
+}
+
+impl Default for Blobs {
+    fn default() -> Self {
+        Self {
+            max_size: 1 << 30,
+            quota: 10 << 30,
+            grace_secs: 3600,
+            sweep_secs: 60,
         }
     }
 }
@@ -621,6 +650,9 @@ impl Config {
             )));
         }
         let l = &self.limits;
+        if self.blobs.sweep_secs == 0 {
+            return Err(invalid("blobs.sweep_secs must be at least 1".into()));
+        }
         if self.sync_interval_secs == 0 {
             return Err(invalid("sync_interval_secs must be at least 1".into()));
         }

@@ -20,6 +20,8 @@
 //! - [`access`]: who may authenticate: the registration policy and the operator's runtime
 //!   allow, deny and ban decisions.
 //! - [`auth`]: connection sessions and the challenge-response handshake.
+//! - [`blobs`]: files attached to beams: their tables and files, uploads, verified-stream
+//!   responses, fetching from other nodes, the sweep; and the `/blob` HTTP routes.
 //! - [`admission`]: how many connections the node holds, per address and in all.
 //! - [`rpc`]: the JSON-RPC methods and the one mapping from errors to error objects.
 //! - [`connection`]: one WebSocket session: reading, running calls, batched writes.
@@ -38,6 +40,7 @@ pub mod admin;
 pub mod admission;
 pub mod app;
 pub mod auth;
+pub mod blobs;
 pub mod clock;
 pub mod config;
 pub mod connection;
@@ -108,6 +111,9 @@ pub enum NodeError {
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
     /// The metrics address could not be listened on.
+    /// The blob directory could not be made ready.
+    #[error("cannot open the blob directory under the data directory")]
+    Blobs(#[source] std::io::Error),
     #[error("cannot serve metrics on metrics_listen = {listen}")]
     Metrics {
         /// The address.
@@ -221,6 +227,17 @@ pub async fn run(
         config.limits.challenge_ttl_secs,
         access,
     );
+    let blobs = Arc::new(
+        blobs::Blobs::new(
+            &config.data_dir,
+            config.blobs.clone(),
+            store.clone(),
+            &key,
+            tasks.clone(),
+        )
+        .map_err(NodeError::Blobs)?,
+    );
+    blobs.spawn_sweeper(&tasks, gossip_stop.clone());
     let api = Arc::new(rpc::Api {
         did: key.did().clone(),
         node_key: key.clone(),
@@ -238,6 +255,7 @@ pub async fn run(
         status: status::Status::default(),
         metrics: metrics.clone(),
         delivery,
+        blobs,
     });
     let module = rpc::methods(api.clone()).map_err(|e| NodeError::Methods(e.to_string()))?;
     tracing::info!(version = status::VERSION, protocol = northstar_protocol::PROTOCOL_VERSION, did = %key.did(), listen = %address, public_url = %config.origin(), "node ready");

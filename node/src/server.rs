@@ -74,8 +74,41 @@ const HEAD_LIMIT: usize = 8 * 1024;
 /// The first read's buffer while a head is read; it doubles as the head grows.
 const HEAD_FIRST_READ: usize = 512;
 
-/// The body of every answer to a plain HTTP request: text or an embedded file.
-type Body = Full<Bytes>;
+/// The body of every answer to a plain HTTP request: text or an embedded file, or a blob
+/// response streamed as it is read ([`crate::blobs::http`]).
+type Body = http_body_util::Either<Full<Bytes>, crate::blobs::http::BlobBody>;
+
+/// How often a connection past its handshake deadline checks whether its blob transfer ended.
+const TRANSFER_RECHECK: Duration = Duration::from_secs(1);
+
+/// Blob requests under way on one connection: while there is one, the handshake and auth
+/// deadlines wait (a large upload or download takes longer than either).
+#[derive(Debug, Default)]
+struct Transfers(std::sync::atomic::AtomicUsize);
+
+/// One blob request under way; counted until dropped (with its response body).
+struct Busy(Arc<Transfers>);
+
+impl Busy {
+    fn new(transfers: &Arc<Transfers>) -> Self {
+        transfers.0.fetch_add(1, Ordering::Relaxed);
+        Self(transfers.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Until `deadline`, and past it for as long as a blob transfer is under way.
+async fn deadline_unless_busy(deadline: Instant, transfers: &Transfers) {
+    tokio::time::sleep_until(deadline).await;
+    while transfers.0.load(Ordering::Relaxed) > 0 {
+        tokio::time::sleep(TRANSFER_RECHECK).await;
+    }
+}
 
 /// Serve `shared`'s methods on `listener` until `shutdown`, then close every connection; with
 /// `tls`, inside TLS.
@@ -130,6 +163,7 @@ pub async fn serve(
             kill: kill_all.child_token(),
             shutdown: shutdown.clone(),
             tls: tls.clone(),
+            transfers: Arc::default(),
         };
         let span = tracing::debug_span!("conn", id = accept.id, peer = %peer);
         tracker.spawn(accept.serve_http(socket, waiting).instrument(span));
@@ -179,6 +213,7 @@ struct Accept {
     kill: CancellationToken,
     shutdown: CancellationToken,
     tls: Option<TlsAcceptor>,
+    transfers: Arc<Transfers>,
 }
 
 impl Accept {
@@ -187,6 +222,7 @@ impl Accept {
     async fn serve_http(self, socket: TcpStream, waiting: Slot) {
         let deadline = self.handshake_deadline.min(self.deadline);
         let (kill, shutdown) = (self.kill.clone(), self.shutdown.clone());
+        let transfers = self.transfers.clone();
         let http = async move {
             let (head, transport) = match &self.tls {
                 // The head first, in a buffer of its own size: hyper allocates its buffers (and
@@ -230,7 +266,7 @@ impl Accept {
         let mut http = std::pin::pin!(http);
         tokio::select! {
             () = &mut http => {}
-            () = tokio::time::sleep_until(deadline) => {
+            () = deadline_unless_busy(deadline, &transfers) => {
                 tracing::debug!("closed: no WebSocket upgrade by the handshake deadline");
             }
             () = kill.cancelled() => {}
@@ -242,14 +278,29 @@ impl Accept {
 
     async fn respond(&self, mut req: Request<hyper::body::Incoming>) -> Response<Body> {
         if !is_upgrade(req.headers()) {
+            if crate::blobs::http::serves(req.uri().path()) {
+                let busy = Busy::new(&self.transfers);
+                let response = crate::blobs::http::answer(&self.shared.api, req).await;
+                // The body keeps the transfer counted until it is sent or dropped.
+                return response.map(|body| {
+                    http_body_util::Either::Right(http_body_util::BodyExt::boxed_unsync(
+                        http_body_util::BodyExt::map_frame(body, move |frame| {
+                            let _counted = &busy;
+                            frame
+                        }),
+                    ))
+                });
+            }
             if let Some(app) = &self.shared.app
                 && App::serves(req.uri().path())
             {
-                return app.answer(req.method(), req.uri(), req.headers());
+                return app
+                    .answer(req.method(), req.uri(), req.headers())
+                    .map(http_body_util::Either::Left);
             }
             return crate::status::answer(&self.shared.api, req.method(), req.uri().path())
                 .await
-                .map(Body::from);
+                .map(|text| http_body_util::Either::Left(Full::from(text)));
         }
         let headers = req.headers();
         if headers.get(header::SEC_WEBSOCKET_VERSION) != Some(&HeaderValue::from_static("13")) {
@@ -293,7 +344,7 @@ impl Accept {
             }
             .in_current_span(),
         );
-        let mut response = Response::new(Body::default());
+        let mut response = Response::new(http_body_util::Either::Left(Full::default()));
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -543,7 +594,7 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(http_body_util::Either::Left(Full::from(body)));
     *response.status_mut() = status;
     response
 }

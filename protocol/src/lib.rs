@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`address`]: space ids, `northstar://` URIs and beam paths.
+//! - [`blob`]: blob ids, attachments, and the verified-stream encoding of blobs.
 //! - [`api`]: the JSON-RPC API's result types and error codes.
 //! - [`chain`]: whether an event is the next entry of a log as a reader holds it: the one
 //!   log-chain check of nodes and clients.
@@ -29,6 +30,7 @@
 
 pub mod address;
 pub mod api;
+pub mod blob;
 pub mod canonical;
 pub mod chain;
 pub mod did;

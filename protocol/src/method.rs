@@ -75,13 +75,15 @@ pub const STREAM_WATCH: &str = "stream.watch";
 pub const STREAM_UNWATCH: &str = "stream.unwatch";
 /// `stream.info`.
 pub const STREAM_INFO: &str = "stream.info";
+/// `blob.ticket`.
+pub const BLOB_TICKET: &str = "blob.ticket";
 /// `stream.refused`: the notification for a frame the node did not take.
 pub const STREAM_REFUSED: &str = "stream.refused";
 /// `stream.closed`: the notification for a watch the node ended.
 pub const STREAM_CLOSED: &str = "stream.closed";
 
 /// Every method a client or node may call, in the order of the spec's table (§6.2).
-pub const ALL: [&str; 34] = [
+pub const ALL: [&str; 35] = [
     NODE_INFO,
     AUTH_CHALLENGE,
     AUTH_RESPOND,
@@ -116,6 +118,7 @@ pub const ALL: [&str; 34] = [
     STREAM_WATCH,
     STREAM_UNWATCH,
     STREAM_INFO,
+    BLOB_TICKET,
 ];
 
 /// The methods of a node's local admin channel (`spec/protocol.md` §12): a Unix socket only

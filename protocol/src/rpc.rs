@@ -303,3 +303,23 @@ pub trait StreamApi {
     #[method(name = "info")]
     async fn info(&self, space: SpaceId) -> RpcResult<StreamInfo>;
 }
+
+/// `blob.*`: tickets for the blob transport, which is plain HTTP (`spec/protocol.md` §13.3).
+#[cfg_attr(
+    all(feature = "server", feature = "client"),
+    rpc(server, client, namespace = "blob", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "server", not(feature = "client")),
+    rpc(server, namespace = "blob", namespace_separator = ".")
+)]
+#[cfg_attr(
+    all(feature = "client", not(feature = "server")),
+    rpc(client, namespace = "blob", namespace_separator = ".")
+)]
+pub trait BlobApi {
+    /// `blob.ticket` (user; a node's link too): a bearer ticket naming the caller's DID, for
+    /// uploads and reads over `/blob` until it expires (§13.3.1).
+    #[method(name = "ticket", with_extensions)]
+    async fn ticket(&self) -> RpcResult<crate::blob::BlobTicket>;
+}

@@ -11,6 +11,8 @@
 //!   [`EventWithBeamStream`], the same with each post's beam inline.
 //! - [`stream`]: live streams: a [`Publisher`] of a stream's frames, a [`Watch`] of them, each
 //!   on a WebSocket of its own since frames are binary messages.
+//! - [`blob`]: blobs: uploading from an `AsyncRead`, and reading one back checked chunk by
+//!   chunk ([`BlobReader`]).
 //! - [`auth`]: the client's side of the handshake: the origin of a URL, the challenge checks.
 //! - [`verify`]: checking events against their log and beams against their path.
 //! - [`address`]: what methods accept as a space or a beam, and reading either from text.
@@ -54,6 +56,7 @@
 
 pub mod address;
 pub mod auth;
+pub mod blob;
 pub mod client;
 pub mod error;
 pub mod export;
@@ -64,6 +67,7 @@ pub mod tls;
 pub mod verify;
 
 pub use address::{AsBeamPath, AsSpaceId, parse_beam, parse_space};
+pub use blob::{BlobClientError, BlobRead, BlobReader};
 pub use client::Client;
 pub use error::{NodeCode, SdkError};
 pub use export::{FileCheck, FileError, LogExport};

@@ -19,6 +19,8 @@ fn home_section(method: &str) -> &'static str {
         "9."
     } else if method.starts_with("stream.") {
         "10."
+    } else if method.starts_with("blob.") {
+        "13."
     } else {
         "6.3."
     }
@@ -77,7 +79,7 @@ fn application_rows(text: &str) -> Vec<(i64, String)> {
 }
 
 /// The wire names of the method headings, with their section numbers: `#### 6.3.N `name``
-/// and `#### 9.N.M `name``.
+/// and `#### 9.N.M `name`` (also §10 and §13).
 fn method_headings(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|line| {
@@ -88,7 +90,10 @@ fn method_headings(text: &str) -> Vec<(String, String)> {
                 .map(str::parse)
                 .collect::<Result<_, _>>()
                 .ok()?;
-            let method_section = matches!(parts.as_slice(), [6, 3, _] | [9, _, _] | [10, _, _]);
+            let method_section = matches!(
+                parts.as_slice(),
+                [6, 3, _] | [9, _, _] | [10, _, _] | [13, _, _]
+            );
             if !method_section {
                 return None;
             }

@@ -34,8 +34,10 @@ export interface BeamPosted { event_id: string; seq: number; beam_uri: string; }
 export interface BeamDeleted { tombstones: Ack[]; }
 /** A member of a space (§6.3.11). */
 export interface MemberInfo { did: string; state: string; home?: string; }
-/** A beam, as its author signed it (§4.5). */
-export interface Beam { author: string; title: string; body: string; created_at: number; ref?: string; sig: string; }
+/** A file a beam carries (§13.5); its bytes are fetched over `/blob` (§13.3). */
+export interface Attachment { blob: string; size: number; media_type: string; name: string; }
+/** A beam, as its author signed it (§4.5); `attachments` only when it carries files (§13.5). */
+export interface Beam { author: string; title: string; body: string; created_at: number; attachments?: Attachment[]; ref?: string; sig: string; }
 /** An event as the SDK hands it out: verified under the space's sequencer, linked to the one
  * before it, and, for a `beam_ref`, with its beam checked against the ref. */
 export interface VerifiedEvent {
@@ -431,9 +433,9 @@ export interface InitOutput {
     readonly watch_space: (a: number) => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__h02c4f535189307c2: (a: number, b: number, c: any, d: any) => void;
     readonly wasm_bindgen__convert__closures_____invoke__hbfe3a4e3a7324a17: (a: number, b: number, c: any) => [number, number];
-    readonly wasm_bindgen__convert__closures_____invoke__h1b19149b1f2f02ab: (a: number, b: number, c: any) => void;
-    readonly wasm_bindgen__convert__closures_____invoke__h1b19149b1f2f02ab_56: (a: number, b: number, c: any) => void;
-    readonly wasm_bindgen__convert__closures_____invoke__h1b19149b1f2f02ab_57: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_56: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_57: (a: number, b: number, c: any) => void;
     readonly wasm_bindgen__convert__closures_____invoke__h7a9b651b9cd8dc72: (a: number, b: number) => void;
     readonly __wbindgen_malloc: (a: number, b: number) => number;
     readonly __wbindgen_realloc: (a: number, b: number, c: number, d: number) => number;

@@ -1430,17 +1430,17 @@ function __wbg_get_imports() {
         },
         __wbindgen_generic_0000000000000002: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 9, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h1b19149b1f2f02ab);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0);
             return ret;
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("Event")], shim_idx: 9, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h1b19149b1f2f02ab_56);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_56);
             return ret;
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 9, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h1b19149b1f2f02ab_57);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_57);
             return ret;
         },
         __wbindgen_generic_0000000000000005: function(arg0, arg1) {
@@ -1477,16 +1477,16 @@ function wasm_bindgen__convert__closures_____invoke__h7a9b651b9cd8dc72(arg0, arg
     wasm.wasm_bindgen__convert__closures_____invoke__h7a9b651b9cd8dc72(arg0, arg1);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h1b19149b1f2f02ab(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h1b19149b1f2f02ab(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h1b19149b1f2f02ab_56(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h1b19149b1f2f02ab_56(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_56(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_56(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h1b19149b1f2f02ab_57(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h1b19149b1f2f02ab_57(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_57(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_57(arg0, arg1, arg2);
 }
 
 function wasm_bindgen__convert__closures_____invoke__hbfe3a4e3a7324a17(arg0, arg1, arg2) {

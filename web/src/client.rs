@@ -168,8 +168,10 @@ export interface BeamPosted { event_id: string; seq: number; beam_uri: string; }
 export interface BeamDeleted { tombstones: Ack[]; }
 /** A member of a space (§6.3.11). */
 export interface MemberInfo { did: string; state: string; home?: string; }
-/** A beam, as its author signed it (§4.5). */
-export interface Beam { author: string; title: string; body: string; created_at: number; ref?: string; sig: string; }
+/** A file a beam carries (§13.5); its bytes are fetched over `/blob` (§13.3). */
+export interface Attachment { blob: string; size: number; media_type: string; name: string; }
+/** A beam, as its author signed it (§4.5); `attachments` only when it carries files (§13.5). */
+export interface Beam { author: string; title: string; body: string; created_at: number; attachments?: Attachment[]; ref?: string; sig: string; }
 /** An event as the SDK hands it out: verified under the space's sequencer, linked to the one
  * before it, and, for a `beam_ref`, with its beam checked against the ref. */
 export interface VerifiedEvent {

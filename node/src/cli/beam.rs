@@ -28,6 +28,9 @@ pub(super) enum BeamCommand {
         /// The body, at most 64 KiB.
         #[arg(long)]
         body: String,
+        /// A file to attach (repeatable): uploaded to your home node as a blob first.
+        #[arg(long = "attach", value_name = "FILE")]
+        attach: Vec<std::path::PathBuf>,
     },
     /// Print a beam's newest version (the beam itself if it was never edited), after checking
     /// its author's signature, its id and, for an edit, the edit's chain to the beam.
@@ -73,10 +76,22 @@ pub(super) enum BeamCommand {
 
 pub(super) async fn run(command: BeamCommand, global: &Global, out: &Output) -> anyhow::Result<()> {
     match command {
-        BeamCommand::Post { space, title, body } => {
+        BeamCommand::Post {
+            space,
+            title,
+            body,
+            attach,
+        } => {
             let space = parse_space(&space)?;
             let client = global.connect_as_user().await?;
-            let posted = client.post(&space, &title, &body).await?;
+            let posted = if attach.is_empty() {
+                client.post(&space, &title, &body).await?
+            } else {
+                let attachments = super::blob::upload_all(&client, &attach).await?;
+                client
+                    .post_attached(&space, &title, &body, attachments)
+                    .await?
+            };
             out.print(
                 json!({
                     "event_id": posted.event_id.to_string(),

@@ -268,7 +268,7 @@ impl Api {
     /// A beam for `caller`: stored here, cached here, or fetched from `home` (its author's
     /// node) over a link that authenticates as this node, checked against the path, and
     /// cached while a space held here carries a ref to it by its author.
-    async fn beam(
+    pub(crate) async fn beam(
         &self,
         path: BeamPath,
         home: Option<String>,

@@ -14,6 +14,7 @@
 //! - `stream`: `stream.info` (the transport serves the other `stream.*` methods).
 
 mod beam;
+mod blob;
 mod edit;
 mod fed;
 pub mod feed;
@@ -210,6 +211,8 @@ pub struct Api {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Delivery health of the spaces sequenced here, and the heads reported to sequencers.
     pub delivery: Arc<crate::delivery::Delivery>,
+    /// Blobs: files attached to beams.
+    pub blobs: Arc<crate::blobs::Blobs>,
 }
 
 /// The most entries of [`Api::known_spaces`].
@@ -248,6 +251,9 @@ pub fn methods(
     module.merge(SpaceApiServer::into_rpc(Handler(api.clone())))?;
     module.merge(BeamApiServer::into_rpc(Handler(api.clone())))?;
     module.merge(FedApiServer::into_rpc(Handler(api.clone())))?;
+    module.merge(northstar_protocol::rpc::BlobApiServer::into_rpc(Handler(
+        api.clone(),
+    )))?;
     module.merge(StreamApiServer::into_rpc(Handler(api)))?;
     Ok(module)
 }

@@ -178,6 +178,12 @@ impl SpaceApiServer for Handler {
         if !beam.signed_with(&id, &beam_ref, &ref_id) {
             beam.verify().map_err(|_| bad_signature("beam"))?;
         }
+        api.blobs
+            .check_attached(&beam)
+            .await
+            .map_err(|reason| malformed("beam", reason))?;
+        let attached: Vec<_> = beam.attachments.iter().map(|a| a.blob).collect();
+        let beam_path = beam_ref.beam_uri().path.to_string();
         let beam_uri = beam_ref.beam_uri().to_string();
         let space = beam_ref.space.clone();
         let ack = match api.whereabouts(&space).await? {
@@ -215,6 +221,12 @@ impl SpaceApiServer for Handler {
                 .into());
             }
         };
+        for blob in &attached {
+            api.blobs
+                .attach(blob, &beam_path)
+                .await
+                .map_err(ApiError::internal)?;
+        }
         Ok(BeamPosted {
             event_id: ack.event_id,
             seq: ack.seq,

@@ -47,6 +47,7 @@
 //!   event keeps the original). A server that cannot be reached, a refused login, a missing
 //!   database and a schema from a newer binary each get an error of their own.
 
+mod blobs;
 mod commit;
 pub mod copy;
 mod location;
@@ -56,6 +57,7 @@ mod queries;
 mod rows;
 mod sqlite;
 
+pub use blobs::BlobRow;
 pub use location::{DEFAULT_SQLITE_FILE, Storage, StorageUrlError, redact};
 pub use rows::{
     BeamRow, Counts, EventRow, HomeRow, KnownBeam, MemberRow, MemberState, Op, SpaceRow, UserRow,

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::address::{BeamPath, BeamUri, SpaceId};
+use crate::blob::Attachment;
 use crate::did::Did;
 use crate::id::ContentId;
 use crate::keys::Keypair;
@@ -28,6 +29,15 @@ pub struct Beam {
     pub body: String,
     /// When the author wrote it, ms since the Unix epoch.
     pub created_at: u64,
+    /// The blobs the beam carries (§13.5), in the author's order. Part of the beam's content
+    /// and so of its id. Absent on the wire when empty, never `[]`, so a beam without
+    /// attachments has the bytes and id it had before attachments existed.
+    #[serde(
+        default,
+        deserialize_with = "crate::blob::non_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub attachments: Vec<Attachment>,
     /// The content id of the ref the author signed together with this beam (`ref` on the wire).
     /// Like `sig`, it is not part of the beam's content, so it is not in the beam's id.
     #[serde(rename = "ref")]
@@ -56,11 +66,25 @@ impl Beam {
         body: &str,
         created_at: u64,
     ) -> Result<(Self, BeamRef), SignatureError> {
+        Self::post_attached(author, space, home, title, body, Vec::new(), created_at)
+    }
+
+    /// A post, as [`Beam::post`], of a beam that carries `attachments` (§13.5).
+    pub fn post_attached(
+        author: &Keypair,
+        space: SpaceId,
+        home: &str,
+        title: &str,
+        body: &str,
+        attachments: Vec<Attachment>,
+        created_at: u64,
+    ) -> Result<(Self, BeamRef), SignatureError> {
         let mut beam = Self {
             author: author.did().clone(),
             title: title.to_owned(),
             body: body.to_owned(),
             created_at,
+            attachments,
             // A placeholder until the ref's id is known; not part of the beam's id.
             posted_with: ContentId::from_bytes([0; 32]),
             sig: Signature::UNSIGNED,
@@ -81,7 +105,8 @@ impl Beam {
     /// Check the protocol's length limits.
     pub fn check_rules(&self) -> Result<(), RuleError> {
         check_len("title", &self.title, MAX_NAME_LEN)?;
-        check_len("body", &self.body, MAX_BODY_LEN)
+        check_len("body", &self.body, MAX_BODY_LEN)?;
+        crate::blob::check_attachments(&self.attachments)
     }
 
     /// Where the beam lives on its author's node.

@@ -96,6 +96,29 @@ pub enum RuleError {
         /// When it expires.
         expires_at: u64,
     },
+    /// More attachments than [`crate::blob::MAX_ATTACHMENTS`].
+    #[error("{count} attachments, more than the limit of {max}")]
+    TooManyAttachments {
+        /// How many the beam carries.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An attachment name that is empty, `.`, `..`, or has `/`, `\` or control characters.
+    #[error("an attachment name must be a plain file name")]
+    BadAttachmentName,
+    /// A media type that is not `type/subtype` of RFC 6838 restricted names.
+    #[error("media_type must be type/subtype (RFC 6838), without parameters")]
+    BadMediaType,
+    /// One blob attached twice to one beam.
+    #[error("a beam attaches each blob at most once")]
+    DuplicateAttachment,
+    /// A size past the largest safe integer.
+    #[error("size {size} is larger than 2^53 - 1")]
+    TooLarge {
+        /// The size.
+        size: u64,
+    },
     /// A membership request whose subject is the actor where it must be someone else.
     #[error("{action} must name another member as subject")]
     SubjectIsActor {
@@ -123,6 +146,11 @@ impl RuleError {
             RuleError::Fanout(_) => "bad_fanout",
             RuleError::HomeNotAllowed { .. } => "home_not_allowed",
             RuleError::BadExpiry { .. } => "bad_expiry",
+            RuleError::TooManyAttachments { .. } => "too_many_attachments",
+            RuleError::BadAttachmentName => "bad_attachment_name",
+            RuleError::BadMediaType => "bad_media_type",
+            RuleError::DuplicateAttachment => "duplicate_attachment",
+            RuleError::TooLarge { .. } => "too_large",
             RuleError::ZeroVersion => "zero_version",
             RuleError::SelfEdit => "self_edit",
         }

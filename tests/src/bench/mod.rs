@@ -30,6 +30,7 @@
 
 pub mod abuse;
 pub mod auth;
+pub mod blobs;
 pub mod catchup;
 pub mod ceiling;
 pub mod fanout;
@@ -76,11 +77,13 @@ pub enum Scenario {
     Abuse,
     /// Live stream frames: fan-out, latency down a tree, interior nodes killed.
     Streams,
+    /// Blob upload and download MiB/s next to a file copy and a BLAKE3 hash.
+    Blobs,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Ingest,
         Scenario::Fanout,
         Scenario::Federation,
@@ -89,6 +92,7 @@ impl Scenario {
         Scenario::Auth,
         Scenario::Abuse,
         Scenario::Streams,
+        Scenario::Blobs,
     ];
 
     /// Its name, as `--only` takes it.
@@ -102,6 +106,7 @@ impl Scenario {
             Scenario::Auth => "auth",
             Scenario::Abuse => "abuse",
             Scenario::Streams => "streams",
+            Scenario::Blobs => "blobs",
         }
     }
 }
@@ -208,6 +213,8 @@ pub struct Settings {
     pub stream_latency_secs: f64,
     /// Member nodes of the tree whose interior nodes are killed.
     pub stream_kill_members: usize,
+    /// The size of the blob uploaded and downloaded, bytes.
+    pub blob_bytes: u64,
     /// That tree's fan-out.
     pub stream_kill_fanout: u32,
     /// Seconds each kill run publishes for; the kill comes halfway.
@@ -255,6 +262,7 @@ impl Settings {
             stream_tree_rate: 100.0,
             stream_latency_secs: 2.0,
             stream_kill_members: 13,
+            blob_bytes: 256 * 1024 * 1024,
             stream_kill_fanout: 3,
             stream_kill_secs: 4.0,
         }
@@ -295,6 +303,7 @@ impl Settings {
             stream_tree_rate: 50.0,
             stream_latency_secs: 0.3,
             stream_kill_members: 4,
+            blob_bytes: 8 * 1024 * 1024,
             stream_kill_fanout: 2,
             stream_kill_secs: 1.0,
             ..Self::full(exe)
@@ -417,6 +426,11 @@ impl Settings {
                 self.stream_kill_fanout,
                 self.stream_tree_rate,
                 self.stream_kill_secs
+            ),
+            Scenario::Blobs => format!(
+                "one blob of {} MiB uploaded and downloaded by the SDK against a node in its own \
+                 process, next to a file copy + fsync and a one-thread BLAKE3 of the same file",
+                self.blob_bytes / (1024 * 1024)
             ),
         }
     }
@@ -581,6 +595,7 @@ async fn scenarios(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
             Scenario::Auth => auth::run(bench).await,
             Scenario::Abuse => abuse::run(bench).await,
             Scenario::Streams => streams::run(bench).await,
+            Scenario::Blobs => blobs::run(bench).await,
         }
         .map_err(|e| e.context(format!("scenario {}", scenario.name())))?;
         bench.progress(

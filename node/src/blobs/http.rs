@@ -1,0 +1,406 @@
+//! The `/blob` routes (`spec/protocol.md` §13.3): uploads, downloads, and fetching a blob from
+//! the home node of a beam that attaches it (§13.4).
+//!
+//! Who may read is decided by the beam a request names, read as `beam.get` reads it
+//! ([`Api::beam`]), so a blob is never more visible than the beams that carry it.
+
+use std::convert::Infallible;
+use std::io;
+use std::ops::Range;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use northstar_protocol::address::BeamPath;
+use northstar_protocol::blob::{self, BlobRefusal, Uploaded};
+use northstar_protocol::rpc::BlobApiClient;
+use northstar_protocol::{ContentId, Did};
+
+use super::{BlobError, Encoded};
+use crate::rpc::Api;
+
+/// The body of a blob response: a JSON answer or a streamed encoding.
+pub type BlobBody = UnsyncBoxBody<Bytes, io::Error>;
+
+/// The media type of an upload without `Content-Type`.
+const DEFAULT_MEDIA_TYPE: &str = "application/octet-stream";
+
+/// Whether `path` is one of the blob routes.
+pub fn serves(path: &str) -> bool {
+    path == "/blob" || path.starts_with("/blob/")
+}
+
+/// Answer a blob request.
+pub async fn answer(api: &Api, req: Request<Incoming>) -> Response<BlobBody> {
+    let result = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/blob") => upload(api, req).await,
+        (&Method::GET, path) => match path.strip_prefix("/blob/") {
+            Some(id) => download(api, id, &req).await,
+            None => Err(BlobError::BadRequest("GET /blob/{id}".into())),
+        },
+        _ => Err(BlobError::BadRequest(
+            "blob requests are POST /blob and GET /blob/{id}".into(),
+        )),
+    };
+    result.unwrap_or_else(|e| refusal(&e))
+}
+
+fn refusal(e: &BlobError) -> Response<BlobBody> {
+    let message = match e {
+        BlobError::Io(_) | BlobError::Store(_) => {
+            tracing::error!(error = %crate::report::Causes(e), "blob request failed");
+            "internal error; the node's log has the details".to_owned()
+        }
+        other => {
+            tracing::debug!(error = %other, "blob request refused");
+            other.to_string()
+        }
+    };
+    let body = BlobRefusal {
+        error: e.name().to_owned(),
+        message,
+    };
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json(status, &body)
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<BlobBody> {
+    // Serialising these plain structs cannot fail; an empty body would still carry the status.
+    let text = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(full(Bytes::from(text)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn full(bytes: Bytes) -> BlobBody {
+    Full::new(bytes)
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+/// The DID of the request's ticket, if it carries one.
+fn bearer(api: &Api, headers: &HeaderMap) -> Result<Option<Did>, BlobError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let ticket = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(BlobError::BadTicket(
+            "Authorization must be Bearer {ticket}",
+        ))?;
+    api.blobs
+        .check_ticket(ticket.trim(), crate::clock::now_ms())
+        .map(Some)
+}
+
+async fn upload(api: &Api, req: Request<Incoming>) -> Result<Response<BlobBody>, BlobError> {
+    let owner = bearer(api, req.headers())?.ok_or(BlobError::BadTicket(
+        "an upload needs a ticket (blob.ticket)",
+    ))?;
+    let size: u64 = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or(BlobError::LengthRequired)?;
+    let media_type = match req.headers().get(header::CONTENT_TYPE) {
+        None => DEFAULT_MEDIA_TYPE.to_owned(),
+        Some(v) => {
+            let text = v.to_str().unwrap_or_default().trim().to_ascii_lowercase();
+            if !blob::is_media_type(&text) {
+                return Err(BlobError::BadRequest(format!(
+                    "Content-Type {text:?} is not a media type type/subtype without parameters"
+                )));
+            }
+            text
+        }
+    };
+    api.blobs.admit(&owner, size).await?;
+    let (tx, storing) = api.blobs.store_stream(size);
+    let mut body = req.into_body();
+    let mut failed = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data()
+                    && tx.send(data).await.is_err()
+                {
+                    // The writer stopped (a body longer than announced, a full disk): its
+                    // error says why.
+                    break;
+                }
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let id = storing.finish().await;
+    if let Some(e) = failed {
+        return Err(BlobError::BadRequest(format!("the upload broke off: {e}")));
+    }
+    // A body shorter or longer than its Content-Length is the client's fault; any other
+    // failure (a full disk) is the node's.
+    let id = id.map_err(|e| match e {
+        BlobError::Io(io)
+            if matches!(
+                io.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+            ) =>
+        {
+            BlobError::BadRequest(io.to_string())
+        }
+        other => other,
+    })?;
+    let new = api
+        .blobs
+        .record(&id, size, &owner, &media_type, false)
+        .await?;
+    tracing::debug!(blob = %id, size, owner = %owner, new, "blob stored");
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json(status, &Uploaded { blob: id, size }))
+}
+
+/// The query parameters of a download.
+#[derive(Debug, Default)]
+struct Query {
+    beam: Option<String>,
+    home: Option<String>,
+    range: Option<Range<u64>>,
+}
+
+fn query(text: Option<&str>) -> Result<Query, BlobError> {
+    let mut query = Query::default();
+    for pair in text
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "beam" => query.beam = Some(value.to_owned()),
+            "home" => query.home = Some(value.to_owned()),
+            "range" => query.range = Some(parse_range(value)?),
+            other => {
+                return Err(BlobError::BadRequest(format!(
+                    "unknown parameter {other:?}"
+                )));
+            }
+        }
+    }
+    Ok(query)
+}
+
+/// `a-b`: the bytes `[a, b)`.
+pub fn parse_range(text: &str) -> Result<Range<u64>, BlobError> {
+    let bad = || BlobError::BadRequest(format!("range {text:?} must be a-b with a <= b"));
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if a > b {
+        return Err(bad());
+    }
+    Ok(a..b)
+}
+
+async fn download(
+    api: &Api,
+    id: &str,
+    req: &Request<Incoming>,
+) -> Result<Response<BlobBody>, BlobError> {
+    let id = ContentId::parse(id).map_err(|e| BlobError::BadRequest(e.to_string()))?;
+    let caller = bearer(api, req.headers())?;
+    let query = query(req.uri().query())?;
+    let held = api.blobs.held(&id).await?;
+    let size = match &query.beam {
+        None => match held {
+            Some(row) if caller.as_ref().is_some_and(|c| c.as_str() == row.owner) => row.size,
+            _ => {
+                return Err(BlobError::NotMember(
+                    "name a beam that attaches this blob (beam=beam/{authorHash}/{beamId})".into(),
+                ));
+            }
+        },
+        Some(path) => {
+            let parsed =
+                BeamPath::parse(path).map_err(|e| BlobError::BadRequest(format!("beam: {e}")))?;
+            let beam = api
+                .beam(parsed, query.home.clone(), caller.as_ref())
+                .await
+                .map_err(|e| match e.code() {
+                    northstar_protocol::api::ErrorCode::NotMember => {
+                        BlobError::NotMember(e.message().to_owned())
+                    }
+                    northstar_protocol::api::ErrorCode::PeerUnreachable => {
+                        BlobError::Peer(e.message().to_owned())
+                    }
+                    _ => BlobError::NotFound(e.message().to_owned()),
+                })?;
+            let attachment = beam
+                .attachments
+                .iter()
+                .find(|a| a.blob == id)
+                .ok_or_else(|| BlobError::NotFound(format!("beam {path} does not attach {id}")))?;
+            match held {
+                Some(row) => row.size,
+                None => {
+                    let home = query
+                        .home
+                        .clone()
+                        .filter(|h| *h != api.config.authority())
+                        .ok_or_else(|| BlobError::NotFound(format!("blob {id} is not here")))?;
+                    fetch(
+                        api,
+                        &home,
+                        path,
+                        &id,
+                        attachment.size,
+                        &beam.author,
+                        &attachment.media_type,
+                    )
+                    .await?;
+                    attachment.size
+                }
+            }
+        }
+    };
+    let Encoded { rx } = api.blobs.encode(&id, size, query.range);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|piece| (piece.map(Frame::data), rx))
+    });
+    let mut response = Response::new(StreamBody::new(stream.boxed()).boxed_unsync());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(blob::STREAM_MEDIA_TYPE),
+    );
+    Ok(response)
+}
+
+/// Fetch the whole blob `id` of `size` bytes, attached by the beam at `path` by `author`, from
+/// its home node `home`; check it and keep it as a cached copy (§13.4).
+async fn fetch(
+    api: &Api,
+    home: &str,
+    path: &str,
+    id: &ContentId,
+    size: u64,
+    author: &Did,
+    media_type: &str,
+) -> Result<(), BlobError> {
+    let unreachable = |what: String| BlobError::Peer(format!("{home}: {what}"));
+    let link = api
+        .links
+        .get(home)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let ticket = link
+        .client
+        .ticket()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if api.config.origin().starts_with("wss://") {
+        return Err(unreachable(
+            "fetching blobs from other nodes over TLS is not implemented yet".into(),
+        ));
+    }
+    let tcp = tokio::net::TcpStream::connect(home)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+    let request = Request::get(format!("/blob/{id}?beam={path}"))
+        .header(header::HOST, home)
+        .header(header::AUTHORIZATION, format!("Bearer {}", ticket.ticket))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| BlobError::BadRequest(e.to_string()))?;
+    let exchange = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(unreachable(format!("answered {}", response.status())));
+        }
+        let (tx, storing) = api.blobs.store_stream(size);
+        let (raw_tx, raw_rx) = tokio::sync::mpsc::channel::<Bytes>(super::UPLOAD_QUEUE);
+        let expected = *id;
+        let check = api.background.spawn_blocking(move || {
+            let reader = ChannelReader {
+                rx: raw_rx,
+                piece: Bytes::new(),
+            };
+            blob::verify_stream(&expected, reader, None, Some(size), |_, piece| {
+                tx.blocking_send(Bytes::copy_from_slice(piece))
+                    .map_err(|_| io::Error::other("the blob writer stopped"))
+            })
+        });
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| unreachable(e.to_string()))?;
+            if let Ok(data) = frame.into_data()
+                && raw_tx.send(data).await.is_err()
+            {
+                break;
+            }
+        }
+        drop(raw_tx);
+        let checked = check
+            .await
+            .map_err(|e| BlobError::Io(io::Error::other(e)))?;
+        let stored = storing.finish().await;
+        checked.map_err(|e| unreachable(format!("sent a bad stream: {e}")))?;
+        let stored = stored?;
+        if stored != *id {
+            return Err(unreachable("sent another blob".into()));
+        }
+        Ok(())
+    };
+    // The connection's driver ends when `sender` goes, at the end of this function.
+    api.background.spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %crate::report::Causes(&e), "blob fetch connection failed");
+        }
+    });
+    exchange.await?;
+    api.blobs.record(id, size, author, media_type, true).await?;
+    api.blobs.attach(id, path).await?;
+    tracing::debug!(blob = %id, home, "blob fetched and cached");
+    Ok(())
+}
+
+/// A blocking reader over the pieces of a channel.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    piece: Bytes,
+}
+
+impl io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.piece.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(piece) => self.piece = piece,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.piece.len());
+        buf[..n].copy_from_slice(&self.piece.split_to(n));
+        Ok(n)
+    }
+}
