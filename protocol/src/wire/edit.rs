@@ -68,6 +68,7 @@ impl Edit {
             title: title.to_owned(),
             body: body.to_owned(),
             created_at: edited_at,
+            attachments: Vec::new(),
             // A placeholder until the edit's id is known; not part of the beam's id.
             posted_with: ContentId::from_bytes([0; 32]),
             sig: Signature::UNSIGNED,
