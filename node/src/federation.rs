@@ -151,6 +151,30 @@ impl Links {
         self
     }
 
+    /// Open a plain TCP connection to a peer's port, wrapped in TLS when links dial `wss://`
+    /// (verified as links are), for HTTP exchanges beside the link such as a blob fetch.
+    pub async fn connect_http(&self, authority: &str) -> std::io::Result<crate::tls::PeerStream> {
+        let tcp = tokio::net::TcpStream::connect(authority).await?;
+        if self.scheme != "wss" {
+            return Ok(crate::tls::PeerStream::Plain(tcp));
+        }
+        let config = match &self.tls {
+            Some(tls) => tls.clone(),
+            None => crate::tls::client_config(None).map_err(std::io::Error::other)?,
+        };
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(std::io::Error::other)?;
+        let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await?;
+        Ok(crate::tls::PeerStream::Tls(Box::new(stream)))
+    }
+
     /// Count links made and failed dials in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);

@@ -129,23 +129,24 @@ impl Client {
         .await
     }
 
-    fn http_base(&self) -> Result<String, BlobClientError> {
+    /// The node's authority (`host[:port]`), and whether it is dialled over TLS (`wss://`,
+    /// then `https://` for blobs).
+    fn http_base(&self) -> Result<(String, bool), BlobClientError> {
         let url = self.url();
-        match url.strip_prefix("ws://") {
-            Some(rest) => Ok(rest.trim_end_matches('/').to_owned()),
-            None => Err(BlobClientError::Http {
-                url: url.to_owned(),
-                reason: "blob transfers over TLS (wss://) are not implemented in this SDK yet"
-                    .into(),
-            }),
-        }
+        let origin = crate::auth::origin_of(url).map_err(|e| BlobClientError::Http {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let tls = origin[..3].eq_ignore_ascii_case("wss");
+        let authority = &origin[if tls { 6 } else { 5 }..];
+        Ok((authority.to_owned(), tls))
     }
 
     async fn send(
         &self,
         request: Request<http_body_util::combinators::UnsyncBoxBody<Bytes, io::Error>>,
     ) -> Result<(hyper::Response<hyper::body::Incoming>, AbortOnDrop), BlobClientError> {
-        let authority = self.http_base()?;
+        let (authority, tls) = self.http_base()?;
         let http = |reason: String| BlobClientError::Http {
             url: authority.clone(),
             reason,
@@ -153,16 +154,28 @@ impl Client {
         let tcp = tokio::net::TcpStream::connect(&authority)
             .await
             .map_err(|e| http(e.to_string()))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        // Over `wss://` the node's certificate is verified exactly as the client's WebSocket
+        // verifies it (the client's `Trust`).
+        let (mut sender, driver) = if tls {
+            let config = self
+                .trust()
+                .client_config()
+                .map_err(|e| http(e.to_string()))?;
+            let host = authority
+                .rsplit_once(':')
+                .map_or(authority.as_str(), |(host, _)| host)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|e| http(e.to_string()))?;
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
                 .await
                 .map_err(|e| http(e.to_string()))?;
-        // The connection's driver, owned by whoever reads the response.
-        let driver = AbortOnDrop(tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "blob connection failed");
-            }
-        }));
+            handshake(stream).await.map_err(|e| http(e.to_string()))?
+        } else {
+            handshake(tcp).await.map_err(|e| http(e.to_string()))?
+        };
         let response = sender
             .send_request(request)
             .await
@@ -200,7 +213,7 @@ impl Client {
         R: AsyncRead + Send + Unpin + 'static,
     {
         let ticket = self.blob_ticket().await?;
-        let authority = self.http_base()?;
+        let (authority, _) = self.http_base()?;
         let stream = tokio_util::io::ReaderStream::with_capacity(reader, UPLOAD_PIECE)
             .map(|piece| piece.map(Frame::data));
         let body = StreamBody::new(stream).boxed_unsync();
@@ -242,7 +255,7 @@ impl Client {
         what: BlobRead,
     ) -> Result<BlobReader, BlobClientError> {
         let ticket = self.blob_ticket().await?;
-        let authority = self.http_base()?;
+        let (authority, _) = self.http_base()?;
         let mut query = Vec::new();
         if let Some(beam) = &what.beam {
             query.push(format!("beam={beam}"));
@@ -370,4 +383,30 @@ impl io::Read for PieceReader {
         buf[..n].copy_from_slice(&self.piece.split_to(n));
         Ok(n)
     }
+}
+
+type BlobBody = http_body_util::combinators::UnsyncBoxBody<Bytes, io::Error>;
+
+/// An HTTP/1 exchange on `io`: the request sender, and the connection's driver, owned by
+/// whoever reads the response.
+async fn handshake<S>(
+    io: S,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<BlobBody>,
+        AbortOnDrop,
+    ),
+    hyper::Error,
+>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
+    let driver = AbortOnDrop(tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "blob connection failed");
+        }
+    }));
+    Ok((sender, driver))
 }

@@ -622,6 +622,11 @@ impl Client {
         call(STREAM_INFO, StreamApiClient::info(self.rpc(), space)).await
     }
 
+    /// The certificates this client accepts on `wss://` (and on its blob transfers).
+    pub(crate) fn trust(&self) -> &Trust {
+        &self.inner.trust
+    }
+
     pub(crate) fn rpc(&self) -> &WsClient {
         &self.inner.rpc
     }

@@ -149,6 +149,75 @@ async fn two_tls_nodes_federate_over_wss_trusting_the_test_ca() {
     );
 }
 
+/// Blobs travel over https on a TLS node's port: Alice uploads to A and attaches the file to a
+/// post; Bob reads it through B, which fetches it from A over TLS (verifying A's certificate
+/// as its links do) and checks every chunk; Bob gets the same bytes.
+#[tokio::test]
+async fn blobs_travel_over_https_between_tls_nodes() {
+    use northstar_protocol::address::BeamUri;
+    use northstar_protocol::blob::Attachment;
+    use northstar_sdk::BlobRead;
+    use tokio::io::AsyncReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Blob CA");
+    let a = tls_node(dir.path(), &ca, "a").await;
+    let b = tls_node(dir.path(), &ca, "b").await;
+    let alice = Client::connect_with(&a.url, Some(Keypair::generate().unwrap()), trusting(&ca))
+        .await
+        .unwrap();
+    let bob = Client::connect_with(&b.url, Some(Keypair::generate().unwrap()), trusting(&ca))
+        .await
+        .unwrap();
+    let space = alice
+        .create_space(SpaceType::Channel, "files", "Files")
+        .await
+        .unwrap()
+        .space;
+    bob.join(&alice.space_uri(&space)).await.unwrap();
+
+    let data: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let size = data.len() as u64;
+    let uploaded = alice
+        .upload_blob(
+            std::io::Cursor::new(data.clone()),
+            size,
+            Some("application/octet-stream"),
+        )
+        .await
+        .unwrap();
+    let attachment = Attachment {
+        blob: uploaded.blob,
+        size,
+        media_type: "application/octet-stream".into(),
+        name: "numbers.bin".into(),
+    };
+    let posted = alice
+        .post_attached(&space, "numbers", "", vec![attachment])
+        .await
+        .unwrap();
+    let uri = BeamUri::parse(&posted.beam_uri).unwrap();
+    let mut feed = bob.subscribe(&space, 0).await.unwrap();
+    until_seq(&mut feed, posted.seq).await;
+
+    let what = BlobRead {
+        beam: Some(uri.path.to_string()),
+        home: Some(uri.authority.clone()),
+        size: Some(size),
+        ..BlobRead::default()
+    };
+    let mut reader = bob.download_blob(&uploaded.blob, what).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(TIMEOUT, reader.read_to_end(&mut got))
+        .await
+        .expect("the download ends in time")
+        .unwrap();
+    assert!(
+        got == data,
+        "Bob reads through B the bytes Alice uploaded to A"
+    );
+}
+
 #[tokio::test]
 async fn a_peer_whose_certificate_does_not_verify_is_refused_and_nothing_federates() {
     let dir = tempfile::tempdir().unwrap();

@@ -313,16 +313,14 @@ async fn fetch(
         .ticket()
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    if api.config.origin().starts_with("wss://") {
-        return Err(unreachable(
-            "fetching blobs from other nodes over TLS is not implemented yet".into(),
-        ));
-    }
-    let tcp = tokio::net::TcpStream::connect(home)
+    // Over TLS when the federation is, the home node's certificate verified as links verify it.
+    let stream = api
+        .links
+        .connect_http(home)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
     let request = Request::get(format!("/blob/{id}?beam={path}"))
