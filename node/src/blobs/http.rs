@@ -2,7 +2,7 @@
 //! the home node of a beam that attaches it (§13.4).
 //!
 //! Who may read is decided by the beam a request names, read as `beam.get` reads it
-//! ([`Api::beam`]), so a blob is never more visible than the beams that carry it.
+//! (`Api::beam`), so a blob is never more visible than the beams that carry it.
 
 use std::convert::Infallible;
 use std::io;
