@@ -301,21 +301,6 @@ pub fn reload_on_sighup(
     let _ = (resolver, tasks, stop);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_invalid_certificate_is_told_by_type_or_by_rustls_wording() {
-        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        assert!(unknown.to_string().contains(INVALID_CERTIFICATE));
-        let wrapped = std::io::Error::new(std::io::ErrorKind::InvalidData, unknown);
-        assert!(is_certificate_error(&wrapped));
-        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert!(!is_certificate_error(&refused));
-    }
-}
-
 /// A connection to a peer's port: plain, or TLS when links dial `wss://`.
 pub enum PeerStream {
     /// `ws://` federations.
@@ -367,5 +352,20 @@ impl tokio::io::AsyncWrite for PeerStream {
             PeerStream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
             PeerStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_certificate_is_told_by_type_or_by_rustls_wording() {
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        assert!(unknown.to_string().contains(INVALID_CERTIFICATE));
+        let wrapped = std::io::Error::new(std::io::ErrorKind::InvalidData, unknown);
+        assert!(is_certificate_error(&wrapped));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!is_certificate_error(&refused));
     }
 }
