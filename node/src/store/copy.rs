@@ -256,7 +256,7 @@ const EVENTS: Table = Table {
 
 /// The tables copied as they are, after the spaces and their logs, in an order that keeps
 /// every reference valid.
-const TABLES: [Table; 9] = [
+const TABLES: [Table; 12] = [
     Table {
         name: "members",
         columns: &[
@@ -338,6 +338,38 @@ const TABLES: [Table; 9] = [
         name: "removed_spaces",
         columns: &[("id", Text), ("removed_at", Int)],
         order: "id",
+    },
+    Table {
+        name: "edits",
+        columns: &[
+            ("id", Text),
+            ("original", Text),
+            ("author", Text),
+            ("version", Int),
+            ("beam", Text),
+            ("drop_history", Int),
+            ("json", Text),
+        ],
+        order: "id",
+    },
+    // The blobs' records; their files stay where they are, in the data directory.
+    Table {
+        name: "blobs",
+        columns: &[
+            ("id", Text),
+            ("size", Int),
+            ("owner", Text),
+            ("media_type", Text),
+            ("created_at", Int),
+            ("cached", Int),
+            ("released_at", NullableInt),
+        ],
+        order: "id",
+    },
+    Table {
+        name: "blob_refs",
+        columns: &[("blob", Text), ("beam", Text)],
+        order: "blob, beam",
     },
 ];
 
