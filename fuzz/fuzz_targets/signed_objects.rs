@@ -2,7 +2,7 @@
 //! signatures and content ids.
 //!
 //! The first input byte chooses what the rest is:
-//! - below 0x80: a text, decoded as the kind `byte % 9` of [`KINDS`] (the signed kinds of §4;
+//! - below 0x80: a text, decoded as the kind `byte % 10` of [`KINDS`] (the signed kinds of §4;
 //!   the ninth, the stream frame, is binary and has a target of its own, so it decodes nothing
 //!   here);
 //! - 0x80 and above: the `byte & 0x7f`-th signed vector of `spec/vectors/northstar.json` (modulo
@@ -31,14 +31,14 @@ use northstar_fuzz::{PARSE_ERRORS, text, vector_did, vectors};
 use northstar_protocol::canonical;
 use northstar_protocol::sign::Signed;
 use northstar_protocol::wire::{
-    AuthChallenge, AuthResponse, Beam, BeamRef, Event, Membership, RuleError, SpaceGenesis,
+    AuthChallenge, AuthResponse, Beam, BeamRef, Edit, Event, Membership, RuleError, SpaceGenesis,
     Tombstone,
 };
 use northstar_protocol::{ContentId, Did};
 use serde::de::DeserializeOwned;
 
 /// The kinds of signed object a selector byte picks, as the vectors name them (`kind`).
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 10] = [
     "auth_challenge",
     "auth_response",
     "space_genesis",
@@ -48,6 +48,7 @@ const KINDS: [&str; 9] = [
     "tombstone",
     "event",
     "stream_frame",
+    "edit",
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -121,6 +122,7 @@ fn check(kind: &str, text: &str) -> Option<ContentId> {
         "beam_ref" => check_kind::<BeamRef>(text),
         "tombstone" => check_kind::<Tombstone>(text),
         "event" => check_kind::<Event>(text),
+        "edit" => check_kind::<Edit>(text),
         // Frames are binary, not JSON text: the stream_frame target reads them.
         _ => None,
     }
@@ -175,9 +177,20 @@ kind!(
         "bad_address",
     ]
 );
-kind!(Beam, rules: ["too_long"]);
+kind!(
+    Beam,
+    rules: [
+        "too_long",
+        "too_many_attachments",
+        "bad_attachment_name",
+        "bad_media_type",
+        "duplicate_attachment",
+        "too_large",
+    ]
+);
 kind!(BeamRef, rules: ["bad_address", "too_long"]);
 kind!(Tombstone);
+kind!(Edit, rules: ["zero_version", "self_edit"]);
 
 impl Kind for Event {
     const CHECK_ERRORS: &'static [&'static str] = &[
