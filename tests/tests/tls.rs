@@ -37,6 +37,19 @@ fn trusting(ca: &TestCa) -> Trust {
 }
 
 /// The whole chain of causes of an error, as people read it.
+/// Two TLS nodes of one test CA, and a user on each who trusts it.
+async fn two_tls_users(dir: &Path, ca: &TestCa) -> (TestNode, TestNode, Client, Client) {
+    let a = tls_node(dir, ca, "a").await;
+    let b = tls_node(dir, ca, "b").await;
+    let alice = Client::connect_with(&a.url, Some(Keypair::generate().unwrap()), trusting(ca))
+        .await
+        .unwrap();
+    let bob = Client::connect_with(&b.url, Some(Keypair::generate().unwrap()), trusting(ca))
+        .await
+        .unwrap();
+    (a, b, alice, bob)
+}
+
 fn causes(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut next = err.source();
@@ -121,14 +134,7 @@ async fn a_client_without_the_ca_refuses_the_node_for_its_certificate() {
 async fn two_tls_nodes_federate_over_wss_trusting_the_test_ca() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("Federation CA");
-    let a = tls_node(dir.path(), &ca, "a").await;
-    let b = tls_node(dir.path(), &ca, "b").await;
-    let alice = Client::connect_with(&a.url, Some(Keypair::generate().unwrap()), trusting(&ca))
-        .await
-        .unwrap();
-    let bob = Client::connect_with(&b.url, Some(Keypair::generate().unwrap()), trusting(&ca))
-        .await
-        .unwrap();
+    let (_a, b, alice, bob) = two_tls_users(dir.path(), &ca).await;
     let space = alice
         .create_space(SpaceType::Channel, "town", "Town")
         .await
@@ -161,14 +167,7 @@ async fn blobs_travel_over_https_between_tls_nodes() {
 
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("Blob CA");
-    let a = tls_node(dir.path(), &ca, "a").await;
-    let b = tls_node(dir.path(), &ca, "b").await;
-    let alice = Client::connect_with(&a.url, Some(Keypair::generate().unwrap()), trusting(&ca))
-        .await
-        .unwrap();
-    let bob = Client::connect_with(&b.url, Some(Keypair::generate().unwrap()), trusting(&ca))
-        .await
-        .unwrap();
+    let (_a, _b, alice, bob) = two_tls_users(dir.path(), &ca).await;
     let space = alice
         .create_space(SpaceType::Channel, "files", "Files")
         .await

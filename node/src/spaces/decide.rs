@@ -67,6 +67,9 @@ impl From<Refusal> for SequenceError {
 /// A space sequenced elsewhere: its id, its sequencer's authority and DID.
 pub type RemoteSpace = (SpaceId, String, Did);
 
+/// A space this node sequences, with its state before the group being decided.
+type LocalSpace = (SpaceId, SpaceState);
+
 /// What a deletion or an edit did here, and what is left for other sequencers.
 #[derive(Debug, Default)]
 pub struct Deleted {
@@ -803,6 +806,41 @@ impl Core {
         Ok(pending)
     }
 
+    /// The spaces that carry `author`'s ref to `beam` (in the store, and appended earlier in
+    /// this group, which the store does not hold yet): those this node sequences, with their
+    /// state before this group, and the others, with their sequencer's authority and DID.
+    fn referring(
+        &self,
+        beam: ContentId,
+        author: &Did,
+        reads: &Reads,
+    ) -> Result<(Vec<LocalSpace>, Vec<RemoteSpace>), SequenceError> {
+        let mut referencing = reads
+            .referencing
+            .get(&(beam, author.clone()))
+            .cloned()
+            .unwrap_or_default();
+        for (id, space, by) in &self.group.refs {
+            if *id == beam && by == author && !referencing.contains(space) {
+                referencing.push(space.clone());
+            }
+        }
+        let own = self.key.did();
+        let mut local = Vec::new();
+        let mut remote = Vec::new();
+        for space in referencing {
+            let Some(state) = self.spaces.get(&space) else {
+                return Err(SequenceError::SpaceNotFound(space.to_string()));
+            };
+            if state.sequencer == *own {
+                local.push((space, state.clone()));
+            } else {
+                remote.push((space, state.authority.clone(), state.sequencer.clone()));
+            }
+        }
+        Ok((local, remote))
+    }
+
     /// Store the version `beam` of the beam `edit` supersedes and append the edit to every
     /// space this node sequences that carries a ref to that beam by its author; the others are
     /// returned, for the home node to submit the edit to their sequencers. The handler checked
@@ -828,29 +866,7 @@ impl Core {
             ops: vec![Op::PutBeam(row), edit_op(&edit)?],
             ..Pending::default()
         };
-        let mut referencing = reads
-            .referencing
-            .get(&(edit.supersedes, edit.author.clone()))
-            .cloned()
-            .unwrap_or_default();
-        for (id, space, author) in &self.group.refs {
-            if *id == edit.supersedes && *author == edit.author && !referencing.contains(space) {
-                referencing.push(space.clone());
-            }
-        }
-        let own = self.key.did().clone();
-        let mut local = Vec::new();
-        let mut remote = Vec::new();
-        for space in referencing {
-            let Some(state) = self.spaces.get(&space) else {
-                return Err(SequenceError::SpaceNotFound(space.to_string()));
-            };
-            if state.sequencer == own {
-                local.push((space, state.clone()));
-            } else {
-                remote.push((space, state.authority.clone(), state.sequencer.clone()));
-            }
-        }
+        let (local, remote) = self.referring(edit.supersedes, &edit.author, reads)?;
         // The version rides with each live edit event, for subscribers that inline beams.
         self.edit_inline = Some(inline);
         for (space, before) in &local {
@@ -902,33 +918,7 @@ impl Core {
         };
         // Only the author's own refs: anyone else's ref to this id names another path, where
         // no beam is, and must not be able to hold the deletion up.
-        let mut referencing = reads
-            .referencing
-            .get(&(tombstone.beam, tombstone.author.clone()))
-            .cloned()
-            .unwrap_or_default();
-        // Refs appended earlier in this group are not in the store yet.
-        for (beam, space, author) in &self.group.refs {
-            if *beam == tombstone.beam
-                && *author == tombstone.author
-                && !referencing.contains(space)
-            {
-                referencing.push(space.clone());
-            }
-        }
-        let own = self.key.did().clone();
-        let mut local = Vec::new();
-        let mut remote = Vec::new();
-        for space in referencing {
-            let Some(state) = self.spaces.get(&space) else {
-                return Err(SequenceError::SpaceNotFound(space.to_string()));
-            };
-            if state.sequencer == own {
-                local.push((space, state.clone()));
-            } else {
-                remote.push((space, state.authority.clone(), state.sequencer.clone()));
-            }
-        }
+        let (local, remote) = self.referring(tombstone.beam, &tombstone.author, reads)?;
         for (space, before) in &local {
             saved
                 .entry(space.clone())
