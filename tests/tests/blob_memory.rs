@@ -10,19 +10,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use common::child::{DATA_DIR_ENV, NodeProcess};
 use northstar_protocol::address::{BeamUri, SpaceType};
 use northstar_protocol::blob::Attachment;
 use northstar_protocol::{ContentId, Keypair};
 use northstar_sdk::{BlobRead, Client};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
-
-const DATA_DIR_ENV: &str = "NORTHSTAR_TEST_DATA_DIR";
 
 /// The blob's size.
 const SIZE: u64 = 200 * 1024 * 1024;
@@ -51,61 +48,6 @@ async fn blob_node_process() {
     println!("READY {addr}");
     let never = tokio_util::sync::CancellationToken::new();
     northstar_node::run(config, listener, never).await.unwrap();
-}
-
-struct NodeProcess {
-    child: Child,
-    url: String,
-}
-
-impl NodeProcess {
-    fn spawn(dir: &std::path::Path) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "blob_node_process",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(DATA_DIR_ENV, dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("child exited before it was ready")
-                .unwrap();
-            if let Some((_, addr)) = line.split_once("READY ") {
-                break addr.trim().to_owned();
-            }
-        };
-        Self {
-            child,
-            url: format!("ws://{addr}"),
-        }
-    }
-
-    /// The process's peak resident memory, KiB.
-    fn peak_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/PID/status")
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `len` bytes made on the fly: byte `i` is a mix of `i` that no chunk repeats.
@@ -153,8 +95,8 @@ async fn hash_of(mut reader: impl AsyncRead + Unpin) -> (u64, blake3::Hash) {
 async fn a_200_mb_blob_crosses_two_nodes_in_bounded_memory() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, b) = (
-        NodeProcess::spawn(dir_a.path()),
-        NodeProcess::spawn(dir_b.path()),
+        NodeProcess::spawn("blob_node_process", dir_a.path()),
+        NodeProcess::spawn("blob_node_process", dir_b.path()),
     );
     let alice = Client::connect(&a.url, Keypair::generate().unwrap())
         .await

@@ -9,16 +9,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use common::Raw;
+use common::child::{DATA_DIR_ENV, NodeProcess};
 use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_protocol::wire::{AuthResponse, Beam, SpaceGenesis};
 use northstar_protocol::{Keypair, Signed};
 use serde_json::{Value, json};
-
-const DATA_DIR_ENV: &str = "NORTHSTAR_TEST_DATA_DIR";
 
 /// Not a test on its own: the node the parent test starts in a child process.
 #[tokio::test]
@@ -39,50 +35,6 @@ async fn node_process() {
     northstar_node::run(config, listener, never).await.unwrap();
 }
 
-struct NodeProcess {
-    child: Child,
-    url: String,
-}
-
-fn spawn_node(dir: &std::path::Path) -> NodeProcess {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "node_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(DATA_DIR_ENV, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("child exited before it was ready")
-            .unwrap();
-        // libtest prints "test node_process ... " on the same line first.
-        if let Some((_, addr)) = line.split_once("READY ") {
-            break addr.trim().to_owned();
-        }
-    };
-    NodeProcess {
-        child,
-        url: format!("ws://{addr}"),
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn login(url: &str, key: &Keypair) -> (Raw, Value) {
     let mut raw = Raw::connect(url).await;
     let info = raw.ok("node.info", json!([])).await;
@@ -96,7 +48,7 @@ async fn login(url: &str, key: &Keypair) -> (Raw, Value) {
 async fn acknowledged_beams_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let alice = Keypair::generate().unwrap();
-    let node = spawn_node(dir.path());
+    let node = NodeProcess::spawn("node_process", dir.path());
     let (mut raw, info) = login(&node.url, &alice).await;
     let authority = info["authority"].as_str().unwrap().to_owned();
     let node_did = serde_json::from_value(info["did"].clone()).unwrap();
@@ -135,7 +87,7 @@ async fn acknowledged_beams_survive_kill_9() {
     // SIGKILL right after the last ack: no shutdown, no checkpoint, no flush.
     drop(node);
 
-    let node = spawn_node(dir.path());
+    let node = NodeProcess::spawn("node_process", dir.path());
     let (mut raw, _) = login(&node.url, &alice).await;
     let page = raw
         .ok("space.events", json!([space.as_str(), 0, 100]))
