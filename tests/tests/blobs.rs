@@ -144,6 +144,82 @@ async fn uploads_over_the_size_limit_or_the_quota_are_refused() {
     upload(&bob, &bytes(60_000, 5)).await.unwrap();
 }
 
+/// Whether an upload is being written on `node` (its temporary file exists).
+fn uploading(node: &TestNode) -> bool {
+    std::fs::read_dir(node.data_dir.join("blobs").join("tmp"))
+        .map(|mut dir| dir.next().is_some())
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn uploads_in_flight_count_against_the_quota() {
+    let node = TestNode::start_with(|c| c.blobs.quota = 150_000).await;
+    let alice = user(&node).await;
+    // The first upload sends half its bytes and waits, admitted and being written.
+    let first = bytes(100_000, 6);
+    let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+    let sender = alice.clone();
+    let pending = tokio::spawn(async move {
+        sender
+            .upload_blob(reader, 100_000, Some("application/octet-stream"))
+            .await
+    });
+    use tokio::io::AsyncWriteExt;
+    writer.write_all(&first[..50_000]).await.unwrap();
+    tokio::time::timeout(TIMEOUT, async {
+        while !uploading(&node) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the first upload is being written");
+    // Nothing is stored yet, but the second would take alice past her quota with the first.
+    let err = upload(&alice, &bytes(60_000, 7)).await.unwrap_err();
+    assert_eq!(err.name(), Some("quota_exceeded"), "{err}");
+    assert!(err.to_string().contains("160000"), "{err}");
+    writer.write_all(&first[50_000..]).await.unwrap();
+    drop(writer);
+    let stored = tokio::time::timeout(TIMEOUT, pending)
+        .await
+        .expect("the first upload ends in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.blob, ContentId::of(&first));
+    // A failed upload gives its share back: one cut short, then one that fits.
+    let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+    let sender = alice.clone();
+    let cut = tokio::spawn(async move {
+        sender
+            .upload_blob(reader, 40_000, Some("application/octet-stream"))
+            .await
+    });
+    writer.write_all(&bytes(10_000, 8)).await.unwrap();
+    drop(writer);
+    let outcome = tokio::time::timeout(TIMEOUT, cut)
+        .await
+        .expect("the cut upload ends in time")
+        .unwrap();
+    assert!(outcome.is_err(), "a body short of its length is refused");
+    // The node lets the share go when its side of the upload ends, which the client need not
+    // wait for: until then the next upload is refused for the quota, and after it stored.
+    let third = bytes(50_000, 9);
+    tokio::time::timeout(TIMEOUT, async {
+        loop {
+            match upload(&alice, &third).await {
+                Ok(_) => break,
+                Err(err) if err.name() == Some("quota_exceeded") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(err) => panic!("{err}"),
+            }
+        }
+    })
+    .await
+    .expect("the cut upload's share is given back");
+    let err = upload(&alice, &bytes(1, 10)).await.unwrap_err();
+    assert_eq!(err.name(), Some("quota_exceeded"), "{err}");
+}
+
 /// Wait until `path` is gone.
 async fn gone(path: &std::path::Path) {
     tokio::time::timeout(TIMEOUT, async {

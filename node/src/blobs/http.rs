@@ -125,7 +125,8 @@ async fn upload(api: &Api, req: Request<Incoming>) -> Result<Response<BlobBody>,
             text
         }
     };
-    api.blobs.admit(&owner, size).await?;
+    // Held until the blob is recorded: a second upload meanwhile counts this one's bytes.
+    let admitted = api.blobs.admit(&owner, size).await?;
     let (tx, storing) = api.blobs.store_stream(size);
     let mut body = req.into_body();
     let mut failed = None;
@@ -164,10 +165,7 @@ async fn upload(api: &Api, req: Request<Incoming>) -> Result<Response<BlobBody>,
         }
         other => other,
     })?;
-    let new = api
-        .blobs
-        .record(&id, size, &owner, &media_type, false)
-        .await?;
+    let new = admitted.record(&id, &media_type).await?;
     tracing::debug!(blob = %id, size, owner = %owner, new, "blob stored");
     let status = if new {
         StatusCode::CREATED

@@ -16,7 +16,9 @@
 mod file;
 pub mod http;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -134,6 +136,52 @@ pub struct Blobs {
     next_tmp: AtomicU64,
     /// The blocking threads that write and read blob files.
     tasks: TaskTracker,
+    /// Bytes of uploads admitted but not yet recorded, by owner: counted against the quota so
+    /// that concurrent uploads cannot together pass it.
+    in_flight: Mutex<HashMap<Did, u64>>,
+    /// Held while an admission reads what an owner stores, and while an admitted upload moves
+    /// from in flight to stored, so that no admission sees the bytes in neither place.
+    admission: tokio::sync::Mutex<()>,
+}
+
+/// An admitted upload's share of its owner's quota, held until the blob is recorded (or the
+/// upload fails) and given back on drop.
+#[derive(Debug)]
+pub struct Admitted<'a> {
+    blobs: &'a Blobs,
+    owner: Did,
+    size: u64,
+}
+
+impl Admitted<'_> {
+    /// Record the stored blob for its owner and give the share back; whether it was new.
+    pub async fn record(self, id: &ContentId, media_type: &str) -> Result<bool, BlobError> {
+        let blobs = self.blobs;
+        let admission = blobs.admission.lock().await;
+        let new = blobs
+            .record(id, self.size, &self.owner, media_type, false)
+            .await;
+        // The share goes back before the next admission may read what the owner stores.
+        drop(self);
+        drop(admission);
+        new
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .blobs
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(bytes) = in_flight.get_mut(&self.owner) {
+            *bytes = bytes.saturating_sub(self.size);
+            if *bytes == 0 {
+                in_flight.remove(&self.owner);
+            }
+        }
+    }
 }
 
 impl Blobs {
@@ -158,6 +206,8 @@ impl Blobs {
             ticket_key: blake3::derive_key("northstar 2026-12 blob tickets", key.seed().as_ref()),
             next_tmp: AtomicU64::new(0),
             tasks,
+            in_flight: Mutex::default(),
+            admission: tokio::sync::Mutex::default(),
         })
     }
 
@@ -208,16 +258,24 @@ impl Blobs {
             .join(format!("{}-{n}", crate::clock::now_ms()))
     }
 
-    /// Refuse an upload of `size` bytes by `owner` that breaks the size limit or the quota.
-    pub async fn admit(&self, owner: &Did, size: u64) -> Result<(), BlobError> {
+    /// Refuse an upload of `size` bytes by `owner` that breaks the size limit or the quota,
+    /// counting the owner's uploads still in flight; keep the returned share until the blob is
+    /// recorded.
+    pub async fn admit(&self, owner: &Did, size: u64) -> Result<Admitted<'_>, BlobError> {
         if size > self.config.max_size {
             return Err(BlobError::TooLarge {
                 size,
                 max: self.config.max_size,
             });
         }
+        let _admission = self.admission.lock().await;
         let held = self.store.owned_blob_bytes(owner.as_str()).await?;
-        let total = held.saturating_add(size);
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let pending = in_flight.get(owner).copied().unwrap_or(0);
+        let total = held.saturating_add(pending).saturating_add(size);
         if total > self.config.quota {
             return Err(BlobError::Quota {
                 size,
@@ -225,7 +283,12 @@ impl Blobs {
                 quota: self.config.quota,
             });
         }
-        Ok(())
+        *in_flight.entry(owner.clone()).or_default() += size;
+        Ok(Admitted {
+            blobs: self,
+            owner: owner.clone(),
+            size,
+        })
     }
 
     /// Start storing a blob of `size` bytes: the caller sends its bytes, in order, on the
