@@ -20,7 +20,9 @@ use northstar_protocol::api::{
     EventPage, MemberInfo, NodeInfo, SpaceHealth, SpaceInfo, StreamInfo,
 };
 use northstar_protocol::method::{
-    AUTH_CHALLENGE, AUTH_RESPOND, BEAM_EDIT, BEAM_HISTORY, BEAM_RECEIPTS, NODE_INFO, SPACE_HEALTH,
+    AUTH_CHALLENGE, AUTH_RESPOND, BEAM_DELETE, BEAM_EDIT, BEAM_GET, BEAM_HISTORY, BEAM_LIST,
+    BEAM_RECEIPTS, NODE_INFO, SPACE_BAN, SPACE_CREATE, SPACE_EVENTS, SPACE_GET, SPACE_HEALTH,
+    SPACE_INVITE, SPACE_JOIN, SPACE_KICK, SPACE_LEAVE, SPACE_LIST, SPACE_MEMBERS, SPACE_POST,
     SPACE_SUBSCRIBE, SPACE_UNSUBSCRIBE, STREAM_INFO, STREAM_PUBLISH,
 };
 use northstar_protocol::rpc::{
@@ -182,7 +184,7 @@ impl Client {
         unique_id: &str,
         name: &str,
     ) -> Result<Ack, SdkError> {
-        const METHOD: &str = "space.create";
+        const METHOD: &str = SPACE_CREATE;
         let key = self.key(METHOD)?;
         let info = &self.inner.info;
         let space = SpaceId::new(space_type, key.did(), unique_id)?;
@@ -202,12 +204,12 @@ impl Client {
     /// `space.get` (public; member for a dm): one space.
     pub async fn get_space(&self, space: &impl AsSpaceId) -> Result<SpaceInfo, SdkError> {
         let space = space.space_id();
-        call("space.get", SpaceApiClient::get(self.rpc(), space.clone())).await
+        call(SPACE_GET, SpaceApiClient::get(self.rpc(), space.clone())).await
     }
 
     /// `space.list` (key): the spaces this client's DID owns, belongs to or is invited into.
     pub async fn list_spaces(&self) -> Result<Vec<SpaceInfo>, SdkError> {
-        const METHOD: &str = "space.list";
+        const METHOD: &str = SPACE_LIST;
         self.key(METHOD)?;
         call(METHOD, SpaceApiClient::list(self.rpc())).await
     }
@@ -216,7 +218,7 @@ impl Client {
     /// invite first). Given a URI whose authority is another node's, this node joins through
     /// that sequencer and keeps a replica, so the space is then read here like a local one.
     pub async fn join(&self, space: &impl AsSpaceId) -> Result<Ack, SdkError> {
-        const METHOD: &str = "space.join";
+        const METHOD: &str = SPACE_JOIN;
         let key = self.key(METHOD)?;
         let info = &self.inner.info;
         let mut home = Home::new(info.did.clone(), info.authority.clone());
@@ -232,25 +234,25 @@ impl Client {
 
     /// `space.leave` (key): leave a space.
     pub async fn leave(&self, space: &impl AsSpaceId) -> Result<Ack, SdkError> {
-        self.membership("space.leave", space, MembershipAction::Leave, None)
+        self.membership(SPACE_LEAVE, space, MembershipAction::Leave, None)
             .await
     }
 
     /// `space.invite` (key): invite `did` into a space (into a dm, only its owner may).
     pub async fn invite(&self, space: &impl AsSpaceId, did: &Did) -> Result<Ack, SdkError> {
-        self.membership("space.invite", space, MembershipAction::Invite, Some(did))
+        self.membership(SPACE_INVITE, space, MembershipAction::Invite, Some(did))
             .await
     }
 
     /// `space.kick` (key, owner): remove `did` from a space; it may join again.
     pub async fn kick(&self, space: &impl AsSpaceId, did: &Did) -> Result<Ack, SdkError> {
-        self.membership("space.kick", space, MembershipAction::Kick, Some(did))
+        self.membership(SPACE_KICK, space, MembershipAction::Kick, Some(did))
             .await
     }
 
     /// `space.ban` (key, owner): remove `did` from a space for good.
     pub async fn ban(&self, space: &impl AsSpaceId, did: &Did) -> Result<Ack, SdkError> {
-        self.membership("space.ban", space, MembershipAction::Ban, Some(did))
+        self.membership(SPACE_BAN, space, MembershipAction::Ban, Some(did))
             .await
     }
 
@@ -280,7 +282,7 @@ impl Client {
     /// `space.members` (public; member for a dm): who belongs to a space, is invited or is banned.
     pub async fn members(&self, space: &impl AsSpaceId) -> Result<Vec<MemberInfo>, SdkError> {
         let space = space.space_id().clone();
-        call("space.members", SpaceApiClient::members(self.rpc(), space)).await
+        call(SPACE_MEMBERS, SpaceApiClient::members(self.rpc(), space)).await
     }
 
     /// `space.post` (key, member): sign a beam and a ref placing it in `space` (one signature
@@ -292,7 +294,7 @@ impl Client {
         title: &str,
         body: &str,
     ) -> Result<BeamPosted, SdkError> {
-        const METHOD: &str = "space.post";
+        const METHOD: &str = SPACE_POST;
         let key = self.key(METHOD)?;
         let now = now_ms()?;
         let (beam, beam_ref) = Beam::post(
@@ -358,7 +360,7 @@ impl Client {
             limit,
             beams.then_some(true),
         );
-        call("space.events", call_events).await
+        call(SPACE_EVENTS, call_events).await
     }
 
     /// `space.subscribe` (public; member for a dm): every event with `seq > since`, verified and in order, the backlog
@@ -431,7 +433,7 @@ impl Client {
         let path = beam.beam_path();
         let home = beam.home_authority().map(str::to_owned);
         let got = call(
-            "beam.get",
+            BEAM_GET,
             BeamApiClient::get(self.rpc(), path.to_string(), home),
         )
         .await?;
@@ -449,7 +451,7 @@ impl Client {
         limit: u32,
     ) -> Result<Vec<Beam>, SdkError> {
         let call_list = BeamApiClient::list(self.rpc(), author.clone(), before, limit);
-        let beams = call("beam.list", call_list).await?;
+        let beams = call(BEAM_LIST, call_list).await?;
         for beam in &beams {
             check_listed_beam(beam, author)?;
         }
@@ -459,7 +461,7 @@ impl Client {
     /// `beam.delete` (key, author): delete one of this client's beams with a signed tombstone, which the node
     /// appends to every space that referenced the beam.
     pub async fn delete_beam(&self, beam: &impl AsBeamPath) -> Result<BeamDeleted, SdkError> {
-        const METHOD: &str = "beam.delete";
+        const METHOD: &str = BEAM_DELETE;
         let key = self.key(METHOD)?;
         let path = beam.beam_path();
         if path.author_hash != author_hash(key.did()) {
