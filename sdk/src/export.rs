@@ -34,8 +34,9 @@ impl Client {
     /// `space.get` and then `space.events` page by page (public; member for a dm): the whole
     /// log of `space` for an export file, each event verified under the space's sequencer and
     /// linked to the one before it from the genesis on. With `beams`, each `beam_ref` comes
-    /// with its beam when it can still be read: sent inline by the node, else fetched with
-    /// `beam.get` from the ref's home; a beam the node refuses (deleted, not readable, its home
+    /// with its beam and each `edit` with its version when it can still be read: sent inline
+    /// by the node, else fetched with `beam.get` (a ref's beam from the ref's home, a version
+    /// from the node read); a beam the node refuses (deleted, dropped, not readable, its home
     /// unreachable) is left out.
     pub async fn export_log(
         &self,
@@ -122,19 +123,34 @@ impl LogExport {
         Ok(Some(items))
     }
 
-    /// The beam `event` refers to, from the ref's home, if it can still be read.
+    /// The beam `event` refers to (a ref's beam, from the ref's home; an edit's version, from
+    /// the node read), if it can still be read.
     async fn fetch_beam(
         &self,
         event: &Event,
     ) -> Result<Option<northstar_protocol::wire::Beam>, SdkError> {
-        let Payload::BeamRef(r) = &event.payload else {
-            return Ok(None);
+        let fetched = match &event.payload {
+            Payload::BeamRef(r) => {
+                let uri = BeamUri {
+                    authority: r.home.clone(),
+                    path: BeamPath::new(&r.author, r.beam),
+                };
+                self.client.get_beam(&uri).await
+            }
+            Payload::Edit(e) => {
+                let version = self
+                    .client
+                    .get_beam(&BeamPath::new(&e.author, e.beam))
+                    .await;
+                // get_beam checked the path; the version must also name this edit.
+                if let Ok(beam) = &version {
+                    northstar_protocol::verify::check_version(e, beam).map_err(SdkError::Verify)?;
+                }
+                version
+            }
+            _ => return Ok(None),
         };
-        let uri = BeamUri {
-            authority: r.home.clone(),
-            path: BeamPath::new(&r.author, r.beam),
-        };
-        match self.client.get_beam(&uri).await {
+        match fetched {
             Ok(beam) => Ok(Some(beam)),
             // Deleted, not readable by this user, or its home is away: not in the file.
             Err(SdkError::Node { .. }) => Ok(None),
@@ -143,7 +159,7 @@ impl LogExport {
     }
 }
 
-/// The beams of `beams` that a `beam_ref` of `events` names.
+/// The beams of `beams` that a `beam_ref` or an `edit` of `events` names.
 fn keep_named(
     events: &[Box<RawValue>],
     beams: &[Box<RawValue>],
@@ -154,6 +170,7 @@ fn keep_named(
         .filter_map(|raw| crate::verify::parse_event(raw, space).ok())
         .filter_map(|event| match event.payload {
             Payload::BeamRef(r) => Some((r.beam.to_string(), r.author.to_string())),
+            Payload::Edit(e) => Some((e.beam.to_string(), e.author.to_string())),
             _ => None,
         })
         .collect();

@@ -577,3 +577,70 @@ async fn only_a_member_of_a_dm_may_import_it() {
     let done = one_json(&run);
     assert_eq!(done["head_seq"], json!(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_beams_versions_travel_with_the_export() {
+    let (a, b) = (TestNode::start().await, TestNode::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let (alice_key, _, alice) = user(&a, dir.path(), "alice").await;
+    let (carol_key, _, _) = user(&b, dir.path(), "carol").await;
+    let space = alice
+        .create_space(SpaceType::Channel, "notes", "Notes")
+        .await
+        .unwrap()
+        .space;
+    let posted = alice.post(&space, "note", "version 0").await.unwrap();
+    let original = northstar_sdk::parse_beam(&posted.beam_uri).unwrap();
+    alice
+        .edit_beam(&original, "note", "version 1", false)
+        .await
+        .unwrap();
+    alice
+        .edit_beam(&original, "note", "version 2", false)
+        .await
+        .unwrap();
+
+    let file = dir.path().join("notes.jsonl");
+    let exported = one_json(
+        &northstar(
+            &a,
+            &alice_key,
+            &[
+                "space",
+                "export",
+                space.as_str(),
+                file.to_str().unwrap(),
+                "--beams",
+                "--json",
+            ],
+        )
+        .await,
+    );
+    // The genesis, the ref and two edits; the original and both versions.
+    assert_eq!(exported["events"], json!(4));
+    assert_eq!(exported["beams"], json!(3));
+    let imported = one_json(
+        &northstar(
+            &b,
+            &carol_key,
+            &["space", "import", file.to_str().unwrap(), "--json"],
+        )
+        .await,
+    );
+    assert_eq!(imported["events"], json!(4));
+    assert_eq!(imported["beams"], json!(3));
+
+    // B answers from what it holds (no home is named), checked by the SDK.
+    let on_b = Client::connect_anonymous(&b.url).await.unwrap();
+    let history = on_b.beam_history(&original).await.unwrap();
+    let bodies: Vec<&str> = history
+        .versions
+        .iter()
+        .map(|v| v.beam.body.as_str())
+        .collect();
+    assert_eq!(bodies, ["version 0", "version 1", "version 2"]);
+    assert_eq!(
+        on_b.current_beam(&original).await.unwrap().body,
+        "version 2"
+    );
+}

@@ -103,7 +103,8 @@ pub(super) enum SpaceCommand {
         space: String,
         /// Where to write the export.
         file: std::path::PathBuf,
-        /// Also write each beam the log's posts refer to that can still be read.
+        /// Also write each beam the log's posts refer to, and each version of an edited one,
+        /// that can still be read.
         #[arg(long)]
         beams: bool,
     },

@@ -4,7 +4,7 @@
 //! A page is good when every entry parses strictly, every event verifies under the space's
 //! sequencer, the events held already here are the very ones held (anything else is a fork),
 //! the others continue the log held (or start it at its genesis) one after another, every beam
-//! is the one its event's ref names, validly signed, and, for a `dm`, the importer is a member
+//! is the one its event's ref names (or the version its edit names), validly signed, and, for a `dm`, the importer is a member
 //! by the log as it stands after the page. The first entry that fails names the page's fault.
 
 use std::collections::HashMap;
@@ -13,8 +13,9 @@ use northstar_protocol::address::{BeamPath, SpaceId, SpaceType};
 use northstar_protocol::api::EventItem;
 use northstar_protocol::canonical::from_str_strict;
 use northstar_protocol::chain::{Chain, Place};
+use northstar_protocol::verify::check_inline_beam;
 use northstar_protocol::wire::{Beam, Event, Payload};
-use northstar_protocol::{ContentId, Did, Signed};
+use northstar_protocol::{ContentId, Did};
 
 use super::replica::Identified;
 use super::rules::SpaceState;
@@ -197,28 +198,20 @@ pub fn check_page(
     Ok(checked)
 }
 
-/// The beam `raw` carried with `event`: it parses strictly, is the beam the event's ref names
-/// (its author's, with the ref's content id) and verifies under its author.
+/// The beam `raw` carried with the verified `event`: it parses strictly and is, checked as a
+/// client checks an inline beam, the beam the event's ref names or the version its edit names,
+/// validly signed by its author.
 fn check_beam(
     event: &Event,
     raw: &serde_json::value::RawValue,
 ) -> Result<(BeamPath, Beam), String> {
-    let Payload::BeamRef(r) = &event.payload else {
-        return Err("a beam with an event that is not a beam_ref".into());
+    let path = match &event.payload {
+        Payload::BeamRef(r) => BeamPath::new(&r.author, r.beam),
+        Payload::Edit(e) => BeamPath::new(&e.author, e.beam),
+        _ => return Err("a beam with an event that is neither a beam_ref nor an edit".into()),
     };
     let beam: Beam = from_str_strict(raw.get()).map_err(|e| format!("its beam: {e}"))?;
-    let path = BeamPath::new(&r.author, r.beam);
-    let id = beam.content_id().map_err(|e| format!("its beam: {e}"))?;
-    if beam.author != r.author || id != r.beam {
-        return Err(format!("its beam is not {path}, the beam its ref names"));
-    }
-    let signed_together = r
-        .content_id()
-        .is_ok_and(|ref_id| beam.signed_with(&id, r, &ref_id));
-    if !signed_together {
-        beam.verify()
-            .map_err(|_| format!("its beam {path} is not validly signed by its author"))?;
-    }
+    check_inline_beam(event, &beam).map_err(|e| format!("its beam: {e}"))?;
     Ok((path, beam))
 }
 
