@@ -220,6 +220,17 @@ async fn uploads_in_flight_count_against_the_quota() {
     assert_eq!(err.name(), Some("quota_exceeded"), "{err}");
 }
 
+/// Wait until `path` exists.
+async fn appears(path: &std::path::Path) {
+    tokio::time::timeout(TIMEOUT, async {
+        while !path.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} did not appear", path.display()));
+}
+
 /// Wait until `path` is gone.
 async fn gone(path: &std::path::Path) {
     tokio::time::timeout(TIMEOUT, async {
@@ -283,9 +294,18 @@ async fn a_member_node_fetches_checks_and_caches_and_deletion_clears_both() {
         size: Some(data.len() as u64),
         ..BlobRead::default()
     };
-    assert_eq!(read(&bob, &id, through.clone()).await.unwrap(), data);
+    // A range of a blob B does not hold is relayed from A, proofs and all, and not kept.
     let cached = blob_file(&b, &id);
-    assert!(cached.exists(), "node B keeps a checked copy");
+    let mut seek = through.clone();
+    seek.range = Some(2_000_000..2_100_000);
+    assert_eq!(
+        read(&bob, &id, seek).await.unwrap(),
+        &data[2_000_000..2_100_000]
+    );
+    assert!(!cached.exists(), "a range alone is not cached");
+    // The whole blob comes through B as B checks it, and B keeps the checked copy.
+    assert_eq!(read(&bob, &id, through.clone()).await.unwrap(), data);
+    appears(&cached).await;
     // A range from the copy.
     let mut range = through.clone();
     range.range = Some(123_456..123_999);

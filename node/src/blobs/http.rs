@@ -7,9 +7,9 @@
 use std::convert::Infallible;
 use std::io;
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -35,7 +35,7 @@ pub fn serves(path: &str) -> bool {
 }
 
 /// Answer a blob request.
-pub async fn answer(api: &Api, req: Request<Incoming>) -> Response<BlobBody> {
+pub async fn answer(api: &Arc<Api>, req: Request<Incoming>) -> Response<BlobBody> {
     let result = match (req.method(), req.uri().path()) {
         (&Method::POST, "/blob") => upload(api, req).await,
         (&Method::GET, path) => match path.strip_prefix("/blob/") {
@@ -217,7 +217,7 @@ pub fn parse_range(text: &str) -> Result<Range<u64>, BlobError> {
 }
 
 async fn download(
-    api: &Api,
+    api: &Arc<Api>,
     id: &str,
     req: &Request<Incoming>,
 ) -> Result<Response<BlobBody>, BlobError> {
@@ -262,17 +262,21 @@ async fn download(
                         .clone()
                         .filter(|h| *h != api.config.authority())
                         .ok_or_else(|| BlobError::NotFound(format!("blob {id} is not here")))?;
-                    fetch(
-                        api,
-                        &home,
-                        path,
-                        &id,
-                        attachment.size,
-                        &beam.author,
-                        &attachment.media_type,
-                    )
-                    .await?;
-                    attachment.size
+                    let upstream = open_home(api, &home, path, &id, query.range.clone()).await?;
+                    // A range is relayed as the home node sends it, its proofs included, and not
+                    // kept: a reader seeking in a large file waits for its range, not the file.
+                    if query.range.is_some() {
+                        return Ok(encoded(upstream.into_body().map_err(io::Error::other)));
+                    }
+                    let wanted = Wanted {
+                        home,
+                        path: path.clone(),
+                        id,
+                        size: attachment.size,
+                        author: beam.author.clone(),
+                        media_type: attachment.media_type.clone(),
+                    };
+                    return Ok(fetch_through(api, upstream, wanted));
                 }
             }
         }
@@ -281,25 +285,134 @@ async fn download(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|piece| (piece.map(Frame::data), rx))
     });
-    let mut response = Response::new(StreamBody::new(stream.boxed()).boxed_unsync());
+    Ok(encoded(StreamBody::new(stream)))
+}
+
+/// A verified-stream response (§13.2) of `body`.
+fn encoded<B>(body: B) -> Response<BlobBody>
+where
+    B: hyper::body::Body<Data = Bytes, Error = io::Error> + Send + 'static,
+{
+    let mut response = Response::new(body.boxed_unsync());
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(blob::STREAM_MEDIA_TYPE),
     );
-    Ok(response)
+    response
 }
 
-/// Fetch the whole blob `id` of `size` bytes, attached by the beam at `path` by `author`, from
-/// its home node `home`; check it and keep it as a cached copy (§13.4).
-async fn fetch(
+/// A blob a member node fetches from the home node of a beam that attaches it.
+struct Wanted {
+    home: String,
+    /// The beam's path.
+    path: String,
+    id: ContentId,
+    size: u64,
+    author: Did,
+    media_type: String,
+}
+
+/// The whole blob from its home node, as `upstream` brings it, streamed to the caller as it
+/// comes and, in the same pass, checked chunk by chunk and written; the checked copy is kept as
+/// a cached blob (§13.4). The caller's reader checks what it gets itself; a stream the check
+/// refuses ends the caller's response with an error and is not kept. The fetch goes on if the
+/// caller leaves, so the copy is there for the next reader.
+fn fetch_through(
+    api: &Arc<Api>,
+    upstream: Response<Incoming>,
+    wanted: Wanted,
+) -> Response<BlobBody> {
+    let (out_tx, out_rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(super::UPLOAD_QUEUE);
+    let task_api = api.clone();
+    api.background.spawn(async move {
+        let api = task_api;
+        let outcome = cache_from(&api, upstream, &wanted, &out_tx).await;
+        match outcome {
+            Ok(()) => tracing::debug!(blob = %wanted.id, home = %wanted.home, "blob fetched and cached"),
+            Err(e) => {
+                tracing::debug!(blob = %wanted.id, home = %wanted.home, error = %e, "blob fetch failed");
+                // The caller, if still there, learns the stream broke off.
+                let _ = out_tx.send(Err(io::Error::other(e.to_string()))).await;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(out_rx, |mut rx| async move {
+        rx.recv().await.map(|piece| (piece.map(Frame::data), rx))
+    });
+    encoded(StreamBody::new(stream))
+}
+
+/// The pass of [`fetch_through`]: every piece of `upstream` to the caller (while it listens)
+/// and to the checker, whose checked bytes are written; then the blob recorded.
+async fn cache_from(
+    api: &Api,
+    upstream: Response<Incoming>,
+    wanted: &Wanted,
+    caller: &tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+) -> Result<(), BlobError> {
+    let unreachable = |what: String| BlobError::Peer(format!("{}: {what}", wanted.home));
+    let (tx, storing) = api.blobs.store_stream(wanted.size);
+    let (raw_tx, raw_rx) = tokio::sync::mpsc::channel::<Bytes>(super::UPLOAD_QUEUE);
+    let (expected, size) = (wanted.id, wanted.size);
+    let check = api.background.spawn_blocking(move || {
+        let reader = ChannelReader {
+            rx: raw_rx,
+            piece: Bytes::new(),
+        };
+        blob::verify_stream(&expected, reader, None, Some(size), |_, piece| {
+            tx.blocking_send(Bytes::copy_from_slice(piece))
+                .map_err(|_| io::Error::other("the blob writer stopped"))
+        })
+    });
+    let mut body = upstream.into_body();
+    let mut listening = true;
+    let mut broke = None;
+    while let Some(frame) = body.frame().await {
+        let data = match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
+            Err(e) => {
+                broke = Some(unreachable(e.to_string()));
+                break;
+            }
+        };
+        if listening && caller.send(Ok(data.clone())).await.is_err() {
+            listening = false;
+        }
+        if raw_tx.send(data).await.is_err() {
+            break;
+        }
+    }
+    drop(raw_tx);
+    let checked = check
+        .await
+        .map_err(|e| BlobError::Io(io::Error::other(e)))?;
+    let stored = storing.finish().await;
+    if let Some(e) = broke {
+        return Err(e);
+    }
+    checked.map_err(|e| unreachable(format!("sent a bad stream: {e}")))?;
+    if stored? != wanted.id {
+        return Err(unreachable("sent another blob".into()));
+    }
+    api.blobs
+        .record(&wanted.id, size, &wanted.author, &wanted.media_type, true)
+        .await?;
+    api.blobs.attach(&wanted.id, &wanted.path).await?;
+    Ok(())
+}
+
+/// `GET /blob/{id}?beam={path}[&range=a-b]` on the home node `home`, with a ticket of this
+/// node's: its answer once it said yes, the body still to come.
+async fn open_home(
     api: &Api,
     home: &str,
     path: &str,
     id: &ContentId,
-    size: u64,
-    author: &Did,
-    media_type: &str,
-) -> Result<(), BlobError> {
+    range: Option<Range<u64>>,
+) -> Result<Response<Incoming>, BlobError> {
     let unreachable = |what: String| BlobError::Peer(format!("{home}: {what}"));
     let link = api
         .links
@@ -321,64 +434,30 @@ async fn fetch(
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-    let request = Request::get(format!("/blob/{id}?beam={path}"))
+    let mut target = format!("/blob/{id}?beam={path}");
+    if let Some(range) = range {
+        target.push_str(&format!("&range={}-{}", range.start, range.end));
+    }
+    let request = Request::get(target)
         .header(header::HOST, home)
         .header(header::AUTHORIZATION, format!("Bearer {}", ticket.ticket))
+        // One request per connection: it closes once the body is read.
+        .header(header::CONNECTION, "close")
         .body(http_body_util::Empty::<Bytes>::new())
         .map_err(|e| BlobError::BadRequest(e.to_string()))?;
-    let exchange = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(unreachable(format!("answered {}", response.status())));
-        }
-        let (tx, storing) = api.blobs.store_stream(size);
-        let (raw_tx, raw_rx) = tokio::sync::mpsc::channel::<Bytes>(super::UPLOAD_QUEUE);
-        let expected = *id;
-        let check = api.background.spawn_blocking(move || {
-            let reader = ChannelReader {
-                rx: raw_rx,
-                piece: Bytes::new(),
-            };
-            blob::verify_stream(&expected, reader, None, Some(size), |_, piece| {
-                tx.blocking_send(Bytes::copy_from_slice(piece))
-                    .map_err(|_| io::Error::other("the blob writer stopped"))
-            })
-        });
-        let mut body = response.into_body();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| unreachable(e.to_string()))?;
-            if let Ok(data) = frame.into_data()
-                && raw_tx.send(data).await.is_err()
-            {
-                break;
-            }
-        }
-        drop(raw_tx);
-        let checked = check
-            .await
-            .map_err(|e| BlobError::Io(io::Error::other(e)))?;
-        let stored = storing.finish().await;
-        checked.map_err(|e| unreachable(format!("sent a bad stream: {e}")))?;
-        let stored = stored?;
-        if stored != *id {
-            return Err(unreachable("sent another blob".into()));
-        }
-        Ok(())
-    };
-    // The connection's driver ends when `sender` goes, at the end of this function.
     api.background.spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %crate::report::Causes(&e), "blob fetch connection failed");
         }
     });
-    exchange.await?;
-    api.blobs.record(id, size, author, media_type, true).await?;
-    api.blobs.attach(id, path).await?;
-    tracing::debug!(blob = %id, home, "blob fetched and cached");
-    Ok(())
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(unreachable(format!("answered {}", response.status())));
+    }
+    Ok(response)
 }
 
 /// A blocking reader over the pieces of a channel.
