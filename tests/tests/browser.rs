@@ -538,3 +538,72 @@ async fn an_edited_post_shows_its_newest_version_in_the_browser() {
     })
     .await;
 }
+
+/// A page edits its own post through the browser SDK and reads the history back, checked; the
+/// Rust SDK sees the same current version, and an edit of another author's beam is refused in
+/// the page before anything is sent.
+#[tokio::test]
+async fn a_page_edits_a_post_and_reads_its_history_through_the_browser_sdk() {
+    let Some(lab) = Lab::start("edit-sdk").await else {
+        return;
+    };
+    let node = TestNode::start().await;
+    let origin = format!("http://{}", node.addr);
+    let other = Client::connect(&node.url, Keypair::generate().unwrap())
+        .await
+        .unwrap();
+    let space = other
+        .create_space(SpaceType::Channel, "drafts", "Drafts")
+        .await
+        .unwrap()
+        .space;
+    let foreign = other.post(&space, "", "not yours").await.unwrap().beam_uri;
+    lab.run(async {
+        let page = lab.profile("author").await;
+        open_app(&page, &origin).await;
+        let script = r#"
+            const [url, space, foreign, done] = arguments;
+            import("/app/pkg/northstar_web.js").then(async (sdk) => {
+              await sdk.default();
+              const me = await sdk.Identity.loadOrGenerate("editor");
+              const client = await sdk.Client.connect(url, me);
+              await client.join(space);
+              const posted = await client.post(space, "", "version 0");
+              await client.editBeam(posted.beam_uri, "", "version 1");
+              const edited = await client.editBeam(posted.beam_uri, "", "version 2", { dropHistory: false });
+              const history = await client.beamHistory(posted.beam_uri);
+              const current = await client.currentBeam(posted.beam_uri);
+              let refused = "";
+              try { await client.editBeam(foreign, "", "mine now"); }
+              catch (e) { refused = e.kind; }
+              done({
+                uri: posted.beam_uri,
+                edits: edited.edits.length,
+                bodies: history.versions.map((v) => v.beam.body),
+                versions: history.versions.map((v) => v.edit ? v.edit.version : 0),
+                current: current.body,
+                refused,
+              });
+            }).catch((e) => done(`failed: ${e.kind}: ${e.message}`));
+        "#;
+        let outcome = page
+            .eval_async(
+                script,
+                vec![json!(node.url), json!(space.as_str()), json!(foreign)],
+            )
+            .await;
+        assert_eq!(outcome["edits"], json!(1), "{outcome}");
+        assert_eq!(
+            outcome["bodies"],
+            json!(["version 0", "version 1", "version 2"])
+        );
+        assert_eq!(outcome["versions"], json!([0, 1, 2]));
+        assert_eq!(outcome["current"], json!("version 2"));
+        assert_eq!(outcome["refused"], json!("argument"));
+        let uri = BeamUri::parse(outcome["uri"].as_str().unwrap()).unwrap();
+        let seen = other.current_beam(&uri).await.unwrap();
+        assert_eq!(seen.body, "version 2", "the Rust SDK reads the page's edit");
+        page.close().await;
+    })
+    .await;
+}

@@ -32,6 +32,22 @@ export interface Ack { space: string; event_id: string; seq: number; }
 export interface BeamPosted { event_id: string; seq: number; beam_uri: string; }
 /** `beam.delete`'s result (§6.3.18). */
 export interface BeamDeleted { tombstones: Ack[]; }
+/** `beam.edit`'s result (§6.3.25): the new version's URI and the edit events appended. */
+export interface BeamEdited { beam_uri: string; edits: Ack[]; }
+/** A signed edit (§4.10): `beam` is version `version` of the original `supersedes`. */
+export interface Edit { beam: string; supersedes: string; author: string; version: number; edited_at: number; drop_history: boolean; sig: string; }
+/** One version of a beam: the original has no `edit`. */
+export interface BeamVersion { beam: Beam; edit?: Edit; }
+/** `beam.history`'s result (§6.3.26), checked: oldest first, the last is current. */
+export interface BeamHistory { path: string; versions: BeamVersion[]; }
+/** `Client.editBeam`'s options. */
+export interface EditOptions {
+    /** Delete every earlier version, like a deleted beam (§4.10). */
+    dropHistory?: boolean;
+    /** The version number; absent: one more than the current version's. Two edits with one
+     * number from two devices resolve alike everywhere: the greater edit id wins. */
+    version?: number;
+}
 /** A member of a space (§6.3.11). */
 export interface MemberInfo { did: string; state: string; home?: string; }
 /** A file a beam carries (§13.5); its bytes are fetched over `/blob` (§13.3). */
@@ -76,6 +92,13 @@ export class Client {
     free(): void;
     [Symbol.dispose](): void;
     /**
+     * `beam.history`: the versions of a beam (by URI or path), oldest first, checked: each
+     * edit signed by the beam's author and superseding it, each version the beam its edit
+     * names, in rising order. The last is the current one; versions an edit dropped are not
+     * listed.
+     */
+    beamHistory(beam: string): Promise<BeamHistory>;
+    /**
      * Close the connection for good: subscriptions end, calls fail.
      */
     close(): void;
@@ -95,10 +118,20 @@ export class Client {
      */
     createSpace(type: string, uniqueId: string, name: string): Promise<Ack>;
     /**
+     * The current version of a beam (by URI or path): the last of `beamHistory`, the beam
+     * itself if it was never edited. What a reader shows by default.
+     */
+    currentBeam(beam: string): Promise<Beam>;
+    /**
      * `beam.delete`: delete one of this identity's beams (by URI or path) with a signed
      * tombstone, which the node appends to every space that referred to it.
      */
     deleteBeam(beam: string): Promise<BeamDeleted>;
+    /**
+     * `beam.edit`: a new version of one of this identity's beams (by URI or path), signed
+     * here; the node appends an edit event to every space that refers to the beam.
+     */
+    editBeam(beam: string, title: string, body: string, options: EditOptions | undefined): Promise<BeamEdited>;
     /**
      * `space.events`: at most `limit` events with `seq > since`, oldest first, each verified
      * under the space's sequencer and linked to the one before, with its beam when it is a
@@ -378,13 +411,16 @@ export interface InitOutput {
     readonly __wbg_logchecker_free: (a: number, b: number) => void;
     readonly __wbg_subscription_free: (a: number, b: number) => void;
     readonly __wbg_watch_free: (a: number, b: number) => void;
+    readonly client_beamHistory: (a: number, b: number, c: number) => any;
     readonly client_close: (a: number) => void;
     readonly client_connect: (a: number, b: number, c: number) => any;
     readonly client_connectAnonymous: (a: number, b: number) => any;
     readonly client_connected: (a: number) => number;
     readonly client_createSpace: (a: number, b: number, c: number, d: number, e: number, f: number, g: number) => any;
+    readonly client_currentBeam: (a: number, b: number, c: number) => any;
     readonly client_deleteBeam: (a: number, b: number, c: number) => any;
     readonly client_did: (a: number) => [number, number];
+    readonly client_editBeam: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: any) => any;
     readonly client_events: (a: number, b: number, c: number, d: number, e: number) => any;
     readonly client_getBeam: (a: number, b: number, c: number) => any;
     readonly client_getSpace: (a: number, b: number, c: number) => any;
@@ -434,8 +470,8 @@ export interface InitOutput {
     readonly wasm_bindgen__convert__closures_____invoke__h02c4f535189307c2: (a: number, b: number, c: any, d: any) => void;
     readonly wasm_bindgen__convert__closures_____invoke__hbfe3a4e3a7324a17: (a: number, b: number, c: any) => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0: (a: number, b: number, c: any) => void;
-    readonly wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_56: (a: number, b: number, c: any) => void;
-    readonly wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_57: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_59: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_60: (a: number, b: number, c: any) => void;
     readonly wasm_bindgen__convert__closures_____invoke__h7a9b651b9cd8dc72: (a: number, b: number) => void;
     readonly __wbindgen_malloc: (a: number, b: number) => number;
     readonly __wbindgen_realloc: (a: number, b: number, c: number, d: number) => number;

@@ -21,6 +21,20 @@ export class Client {
         wasm.__wbg_client_free(ptr, 0);
     }
     /**
+     * `beam.history`: the versions of a beam (by URI or path), oldest first, checked: each
+     * edit signed by the beam's author and superseding it, each version the beam its edit
+     * names, in rising order. The last is the current one; versions an edit dropped are not
+     * listed.
+     * @param {string} beam
+     * @returns {Promise<BeamHistory>}
+     */
+    beamHistory(beam) {
+        const ptr0 = passStringToWasm0(beam, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+        const len0 = WASM_VECTOR_LEN;
+        const ret = wasm.client_beamHistory(this.__wbg_ptr, ptr0, len0);
+        return ret;
+    }
+    /**
      * Close the connection for good: subscriptions end, calls fail.
      */
     close() {
@@ -87,6 +101,18 @@ export class Client {
         return ret;
     }
     /**
+     * The current version of a beam (by URI or path): the last of `beamHistory`, the beam
+     * itself if it was never edited. What a reader shows by default.
+     * @param {string} beam
+     * @returns {Promise<Beam>}
+     */
+    currentBeam(beam) {
+        const ptr0 = passStringToWasm0(beam, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+        const len0 = WASM_VECTOR_LEN;
+        const ret = wasm.client_currentBeam(this.__wbg_ptr, ptr0, len0);
+        return ret;
+    }
+    /**
      * `beam.delete`: delete one of this identity's beams (by URI or path) with a signed
      * tombstone, which the node appends to every space that referred to it.
      * @param {string} beam
@@ -110,6 +136,33 @@ export class Client {
             wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
         }
         return v1;
+    }
+    /**
+     * `beam.edit`: a new version of one of this identity's beams (by URI or path), signed
+     * here; the node appends an edit event to every space that refers to the beam.
+     * @param {string} beam
+     * @param {string} title
+     * @param {string} body
+     * @param {EditOptions | undefined} options
+     * @returns {Promise<BeamEdited>}
+     */
+    editBeam(beam, title, body, options) {
+        let ptr0, len0, ptr1, len1, ptr2, len2;
+        try {
+            ptr0 = passStringToWasm0(beam, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len0 = WASM_VECTOR_LEN;
+            ptr1 = passStringToWasm0(title, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len1 = WASM_VECTOR_LEN;
+            ptr2 = passStringToWasm0(body, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len2 = WASM_VECTOR_LEN;
+        } catch (e) {
+            if (ptr2) { wasm.__wbindgen_free(ptr2, len2 * 1, 1); }
+            if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
+            if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
+            throw e;
+        }
+        const ret = wasm.client_editBeam(this.__wbg_ptr, ptr0, len0, ptr1, len1, ptr2, len2, options);
+        return ret;
     }
     /**
      * `space.events`: at most `limit` events with `seq > since`, oldest first, each verified
@@ -1049,6 +1102,11 @@ function __wbg_get_imports() {
             const ret = Error(getStringFromWasm0(arg0, arg1));
             return ret;
         },
+        __wbg___wbindgen_boolean_get_4f1baf9a00be3c74: function(arg0) {
+            const v = arg0;
+            const ret = typeof(v) === 'boolean' ? v : undefined;
+            return isLikeNone(ret) ? 0xFFFFFF : ret ? 1 : 0;
+        },
         __wbg___wbindgen_debug_string_f249a2a76caa9a55: function(arg0, arg1) {
             const ret = debugString(arg1);
             const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
@@ -1435,12 +1493,12 @@ function __wbg_get_imports() {
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("Event")], shim_idx: 9, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_56);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_59);
             return ret;
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 9, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_57);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_60);
             return ret;
         },
         __wbindgen_generic_0000000000000005: function(arg0, arg1) {
@@ -1481,12 +1539,12 @@ function wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0(arg0, arg
     wasm.wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_56(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_56(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_59(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_59(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_57(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_57(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_60(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_60(arg0, arg1, arg2);
 }
 
 function wasm_bindgen__convert__closures_____invoke__hbfe3a4e3a7324a17(arg0, arg1, arg2) {

@@ -15,15 +15,18 @@ use std::rc::Rc;
 
 use futures_channel::oneshot;
 use northstar_protocol::address::{BeamPath, BeamUri, SpaceId, SpaceType, SpaceUri, origin_of};
-use northstar_protocol::api::{Ack, Authenticated, BeamDeleted, BeamPosted, EventPage, NodeInfo};
+use northstar_protocol::api::{
+    Ack, Authenticated, BeamDeleted, BeamEdited, BeamHistory, BeamPosted, EventPage, NodeInfo,
+};
 use northstar_protocol::method::{
-    AUTH_CHALLENGE, AUTH_RESPOND, BEAM_DELETE, BEAM_GET, NODE_INFO, SPACE_CREATE, SPACE_EVENTS,
-    SPACE_GET, SPACE_JOIN, SPACE_LEAVE, SPACE_LIST, SPACE_MEMBERS, SPACE_POST,
+    AUTH_CHALLENGE, AUTH_RESPOND, BEAM_DELETE, BEAM_EDIT, BEAM_GET, BEAM_HISTORY, NODE_INFO,
+    SPACE_CREATE, SPACE_EVENTS, SPACE_GET, SPACE_JOIN, SPACE_LEAVE, SPACE_LIST, SPACE_MEMBERS,
+    SPACE_POST,
 };
 use northstar_protocol::verify::{self, EventWithBeam, LogCursor, VerifyError};
 use northstar_protocol::wire::{
-    AuthChallenge, AuthResponse, Beam, Home, Membership, MembershipAction, Payload, RuleError,
-    SpaceGenesis, Tombstone,
+    AuthChallenge, AuthResponse, Beam, Edit, Home, Membership, MembershipAction, Payload,
+    RuleError, SpaceGenesis, Tombstone,
 };
 use northstar_protocol::{Did, Keypair, PROTOCOL_VERSION, canonical};
 use serde::Serialize;
@@ -166,6 +169,22 @@ export interface Ack { space: string; event_id: string; seq: number; }
 export interface BeamPosted { event_id: string; seq: number; beam_uri: string; }
 /** `beam.delete`'s result (§6.3.18). */
 export interface BeamDeleted { tombstones: Ack[]; }
+/** `beam.edit`'s result (§6.3.25): the new version's URI and the edit events appended. */
+export interface BeamEdited { beam_uri: string; edits: Ack[]; }
+/** A signed edit (§4.10): `beam` is version `version` of the original `supersedes`. */
+export interface Edit { beam: string; supersedes: string; author: string; version: number; edited_at: number; drop_history: boolean; sig: string; }
+/** One version of a beam: the original has no `edit`. */
+export interface BeamVersion { beam: Beam; edit?: Edit; }
+/** `beam.history`'s result (§6.3.26), checked: oldest first, the last is current. */
+export interface BeamHistory { path: string; versions: BeamVersion[]; }
+/** `Client.editBeam`'s options. */
+export interface EditOptions {
+  /** Delete every earlier version, like a deleted beam (§4.10). */
+  dropHistory?: boolean;
+  /** The version number; absent: one more than the current version's. Two edits with one
+   * number from two devices resolve alike everywhere: the greater edit id wins. */
+  version?: number;
+}
 /** A member of a space (§6.3.11). */
 export interface MemberInfo { did: string; state: string; home?: string; }
 /** A file a beam carries (§13.5); its bytes are fetched over `/blob` (§13.3). */
@@ -492,6 +511,87 @@ impl Client {
         })
     }
 
+    /// `beam.history`: the versions of a beam (by URI or path), oldest first, checked: each
+    /// edit signed by the beam's author and superseding it, each version the beam its edit
+    /// names, in rising order. The last is the current one; versions an edit dropped are not
+    /// listed.
+    #[wasm_bindgen(js_name = beamHistory, unchecked_return_type = "Promise<BeamHistory>")]
+    pub fn beam_history(&self, beam: &str) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let beam = beam_arg(beam);
+        promise(async move {
+            let (path, home) = beam?;
+            to_js(&inner.history(&path, home).await?)
+        })
+    }
+
+    /// The current version of a beam (by URI or path): the last of `beamHistory`, the beam
+    /// itself if it was never edited. What a reader shows by default.
+    #[wasm_bindgen(js_name = currentBeam, unchecked_return_type = "Promise<Beam>")]
+    pub fn current_beam(&self, beam: &str) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let beam = beam_arg(beam);
+        promise(async move {
+            let (path, home) = beam?;
+            let history = inner.history(&path, home).await?;
+            let current = history.versions.into_iter().last().ok_or_else(|| {
+                Error::from(VerifyError::BadHistory {
+                    path: path.to_string(),
+                    reason: "it lists no version".into(),
+                })
+            })?;
+            to_js(&current.beam)
+        })
+    }
+
+    /// `beam.edit`: a new version of one of this identity's beams (by URI or path), signed
+    /// here; the node appends an edit event to every space that refers to the beam.
+    #[wasm_bindgen(js_name = editBeam, unchecked_return_type = "Promise<BeamEdited>")]
+    pub fn edit_beam(
+        &self,
+        beam: &str,
+        title: String,
+        body: String,
+        #[wasm_bindgen(unchecked_param_type = "EditOptions | undefined")] options: JsValue,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let beam = beam_arg(beam);
+        promise(async move {
+            let (path, home) = beam?;
+            let options = crate::options::AppOptions(&options);
+            let drop_history = options.boolean("dropHistory")?.unwrap_or(false);
+            let chosen = options.whole("version")?;
+            let key = inner.key(BEAM_EDIT)?.clone();
+            if path.author_hash != northstar_protocol::address::author_hash(key.did()) {
+                return Err(Error::BadArgument {
+                    what: "beam",
+                    reason: format!("{path} is not a beam of {}", key.did()),
+                });
+            }
+            let version = match chosen {
+                Some(version) => version,
+                None => {
+                    let history = inner.history(&path, home).await?;
+                    let current = history
+                        .versions
+                        .last()
+                        .and_then(|v| v.edit.as_ref())
+                        .map_or(0, |e| e.version);
+                    current + 1
+                }
+            };
+            let (new, edit) =
+                Edit::create(&key, path.beam, version, &title, &body, now(), drop_history)?;
+            rules(new.check_rules())?;
+            rules(edit.check_rules())?;
+            let edited: BeamEdited = inner
+                .connection()?
+                .call(BEAM_EDIT, &Params::new().with(&new)?.with(&edit)?.text())
+                .await?;
+            to_js(&edited)
+        })
+    }
+
     /// `beam.delete`: delete one of this identity's beams (by URI or path) with a signed
     /// tombstone, which the node appends to every space that referred to it.
     #[wasm_bindgen(js_name = deleteBeam, unchecked_return_type = "Promise<BeamDeleted>")]
@@ -773,6 +873,24 @@ impl Inner {
             })?;
         verify::check_beam(&beam, path)?;
         Ok(beam)
+    }
+
+    /// `beam.history` of the beam at `path` (asking its home node through this one when
+    /// `home` names it), checked as the Rust SDK checks it.
+    pub(crate) async fn history(
+        &self,
+        path: &BeamPath,
+        home: Option<String>,
+    ) -> Result<BeamHistory, Error> {
+        let params = Params::new().with(&path.to_string())?.with(&home)?.text();
+        let raw: Box<RawValue> = self.connection()?.call_raw(BEAM_HISTORY, &params).await?;
+        let history: BeamHistory =
+            canonical::from_str_strict(raw.get()).map_err(|source| Error::Malformed {
+                what: "beam history",
+                source,
+            })?;
+        verify::check_history(&history, path)?;
+        Ok(history)
     }
 
     /// A `beam_ref` whose beam the node did not send inline gets it from `beam.get` (its home

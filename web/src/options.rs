@@ -1,6 +1,6 @@
-//! Reading the options object an app passes to `subscribe` and `watch`, and calling its
-//! handlers: a member that is `undefined` or `null` is absent, and a member of the wrong type
-//! is an `argument` error naming it.
+//! Reading the options object an app passes to `subscribe`, `watch` and `editBeam`, and calling
+//! its handlers: a member that is `undefined` or `null` is absent, and a member of the wrong
+//! type is an `argument` error naming it.
 
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -23,6 +23,13 @@ impl AppOptions<'_> {
                 let number = value.as_f64().ok_or_else(|| not(key, "a number"))?;
                 crate::whole(number, key)
             })
+            .transpose()
+    }
+
+    /// A boolean, if present.
+    pub(crate) fn boolean(&self, key: &'static str) -> Result<Option<bool>, Error> {
+        self.get(key)
+            .map(|value| value.as_bool().ok_or_else(|| not(key, "a boolean")))
             .transpose()
     }
 
