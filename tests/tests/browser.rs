@@ -2,7 +2,8 @@
 //! The web app the node serves at `/app/`, in real headless Chromium (issue 14): two browser
 //! profiles chat on one node and one comes back after a reload with no gap or duplicate; a
 //! man-in-the-middle that alters events makes the browser SDK refuse them; a browser on one
-//! node chats with a Rust SDK user on another; a page watches a live stream through the SDK.
+//! node chats with a Rust SDK user on another; a page watches a live stream through the SDK,
+//! edits a post and reads its history, and uploads, attaches and downloads a blob, checked.
 //! The tests select only what the app's DOM
 //! contract promises (ids and data attributes), never text or classes of layout.
 //!
@@ -603,6 +604,92 @@ async fn a_page_edits_a_post_and_reads_its_history_through_the_browser_sdk() {
         let uri = BeamUri::parse(outcome["uri"].as_str().unwrap()).unwrap();
         let seen = other.current_beam(&uri).await.unwrap();
         assert_eq!(seen.body, "version 2", "the Rust SDK reads the page's edit");
+        page.close().await;
+    })
+    .await;
+}
+
+/// A page uploads a file through the browser SDK, posts a beam that attaches it and downloads
+/// it whole, checked; the Rust SDK reads the same bytes. A chunk flipped on the node's disk
+/// makes the page's download a `verification` error, and an upload over the node's size limit
+/// is refused with the spec's name for it.
+#[tokio::test]
+async fn a_page_uploads_attaches_and_downloads_a_blob_checked() {
+    let Some(lab) = Lab::start("blob").await else {
+        return;
+    };
+    let node = TestNode::start_with(|c| c.blobs.max_size = 200_000).await;
+    let origin = format!("http://{}", node.addr);
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    lab.run(async {
+        let page = lab.profile("uploader").await;
+        open_app(&page, &origin).await;
+        let script = r#"
+            const [url, done] = arguments;
+            import("/app/pkg/northstar_web.js").then(async (sdk) => {
+              await sdk.default();
+              const me = await sdk.Identity.loadOrGenerate("uploader");
+              const client = await sdk.Client.connect(url, me);
+              window.client_ = client;
+              const made = await client.createSpace("channel", "files", "Files");
+              const bytes = new Uint8Array(100000).map((_, i) => (i * 7) % 251);
+              const up = await client.uploadBlob(new Blob([bytes]), "image/png");
+              const posted = await client.postAttached(made.space, "a picture", "", [
+                { blob: up.blob, size: up.size, media_type: "image/png", name: "pic.png" },
+              ]);
+              const back = await client.downloadBlob(up.blob, { beam: posted.beam_uri, size: up.size });
+              let same = back.length === bytes.length && back.every((b, i) => b === bytes[i]);
+              let refused = "";
+              try { await client.uploadBlob(new Uint8Array(200001)); }
+              catch (e) { refused = `${e.kind} ${e.code} ${e.errorName}`; }
+              done({ blob: up.blob, size: up.size, uri: posted.beam_uri, same, refused });
+            }).catch((e) => done(`failed: ${e.kind}: ${e.message}`));
+        "#;
+        let outcome = page.eval_async(script, vec![json!(node.url)]).await;
+        assert_eq!(outcome["size"], json!(100_000), "{outcome}");
+        assert_eq!(outcome["same"], json!(true), "the page read back its bytes");
+        assert_eq!(outcome["refused"], json!("rpc 413 blob_too_large"));
+        let id = outcome["blob"].as_str().unwrap().to_owned();
+        assert_eq!(id, northstar_protocol::ContentId::of(&data).to_string());
+
+        // The Rust SDK reads what the page sent, through the page's beam.
+        let uri = BeamUri::parse(outcome["uri"].as_str().unwrap()).unwrap();
+        let reader = Client::connect(&node.url, Keypair::generate().unwrap())
+            .await
+            .unwrap();
+        let what = northstar_sdk::BlobRead {
+            beam: Some(uri.path.to_string()),
+            ..Default::default()
+        };
+        let mut stream = reader
+            .download_blob(&id.parse().unwrap(), what)
+            .await
+            .unwrap();
+        let mut read = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut read)
+            .await
+            .unwrap();
+        assert_eq!(read, data);
+
+        // A byte flipped on the node's disk: the page refuses the download at that chunk.
+        let file = node.data_dir.join("blobs").join(&id);
+        let mut stored = std::fs::read(&file).unwrap();
+        stored[70_000] ^= 1;
+        std::fs::write(&file, stored).unwrap();
+        let script = r#"
+            const [id, beam, done] = arguments;
+            window.client_.downloadBlob(id, { beam })
+              .then((bytes) => done(`returned ${bytes.length} bytes`))
+              .catch((e) => done(`${e.kind}: ${e.message}`));
+        "#;
+        let refused = page
+            .eval_async(script, vec![json!(id), json!(uri.to_string())])
+            .await;
+        let refused = refused.as_str().unwrap();
+        assert!(
+            refused.starts_with("verification: ") && refused.contains("65536"),
+            "{refused}"
+        );
         page.close().await;
     })
     .await;

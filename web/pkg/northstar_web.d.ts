@@ -22,6 +22,15 @@ export interface WatchOptions {
 
 
 
+/** `POST /blob`'s answer (§13.3.2): the blob's id and size. */
+export interface Uploaded { blob: string; size: number; }
+/** `Client.downloadBlob`'s options: the beam that attaches the blob (its path or URI; a URI
+ * names its home node, which this node fetches the blob from), and the size the reader expects
+ * (an attachment's `size`). Without `beam`, only the blob's owner may read it. */
+export interface BlobReadOptions { beam?: string; home?: string; size?: number; }
+
+
+
 /** `node.info` (§6.3.2). */
 export interface NodeInfo { did: string; version: string; protocol: number; public_url: string; authority: string; fanout: number; stream_capacity: number; limits: Record<string, number>; }
 /** A space (§6.3.6). */
@@ -128,6 +137,13 @@ export class Client {
      */
     deleteBeam(beam: string): Promise<BeamDeleted>;
     /**
+     * `GET /blob/{id}`: the blob's bytes, whole, after every chunk was checked against `id`
+     * (and the size against `options.size`, when given). A stream that fails the check is a
+     * `verification` error naming the offset; nothing of it is returned. The client's ticket
+     * goes with the request, so a dm's member reads its blobs.
+     */
+    downloadBlob(id: string, options: BlobReadOptions | undefined): Promise<Uint8Array>;
+    /**
      * `beam.edit`: a new version of one of this identity's beams (by URI or path), signed
      * here; the node appends an edit event to every space that refers to the beam.
      */
@@ -173,6 +189,11 @@ export class Client {
      */
     onStatus(listener: Function): void;
     /**
+     * `space.post` of a beam that carries `attachments` (each `{blob, size, media_type, name}`,
+     * blobs uploaded to this node by this identity): the attachments are signed with the beam.
+     */
+    postAttached(space: string, title: string, body: string, attachments: Attachment[]): Promise<BeamPosted>;
+    /**
      * `space.post`: sign a beam (`title`, `body`) and the ref placing it in `space`, store the
      * beam on this node (the author's home) and append the ref to the space.
      */
@@ -188,6 +209,14 @@ export class Client {
      * something that fails verification, or refuses it (e.g. `not_member`).
      */
     subscribe(space: string, options: SubscribeOptions): Promise<Subscription>;
+    /**
+     * `blob.ticket`, then `POST /blob` on the node's origin: store `data` (a `Blob`, a `File`,
+     * or bytes) on this identity's node, as `mediaType` (default
+     * `application/octet-stream`). Attach the answer's id and size to a post with
+     * `postAttached`. A refusal (`blob_too_large`, `quota_exceeded`, …) is an `rpc` error whose
+     * `code` is the HTTP status.
+     */
+    uploadBlob(data: Blob | Uint8Array | ArrayBuffer, mediaType?: string | null): Promise<Uploaded>;
     /**
      * `stream.watch`: a live stream's frames, each checked under the stream's owner, on a
      * connection of the watch's own; resumed after a drop or a `slow_watcher` cut-off.
@@ -420,6 +449,7 @@ export interface InitOutput {
     readonly client_currentBeam: (a: number, b: number, c: number) => any;
     readonly client_deleteBeam: (a: number, b: number, c: number) => any;
     readonly client_did: (a: number) => [number, number];
+    readonly client_downloadBlob: (a: number, b: number, c: number, d: any) => any;
     readonly client_editBeam: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: any) => any;
     readonly client_events: (a: number, b: number, c: number, d: number, e: number) => any;
     readonly client_getBeam: (a: number, b: number, c: number) => any;
@@ -431,8 +461,10 @@ export interface InitOutput {
     readonly client_node: (a: number) => [number, number, number];
     readonly client_onStatus: (a: number, b: any) => void;
     readonly client_post: (a: number, b: number, c: number, d: number, e: number, f: number, g: number) => any;
+    readonly client_postAttached: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: any) => any;
     readonly client_spaceUri: (a: number, b: number, c: number) => [number, number, number, number];
     readonly client_subscribe: (a: number, b: number, c: number, d: any) => any;
+    readonly client_uploadBlob: (a: number, b: any, c: number, d: number) => any;
     readonly client_url: (a: number) => [number, number];
     readonly client_watch: (a: number, b: number, c: number, d: any) => any;
     readonly identity_answerChallenge: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => [number, number, number, number];
@@ -469,9 +501,9 @@ export interface InitOutput {
     readonly watch_space: (a: number) => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__h02c4f535189307c2: (a: number, b: number, c: any, d: any) => void;
     readonly wasm_bindgen__convert__closures_____invoke__hbfe3a4e3a7324a17: (a: number, b: number, c: any) => [number, number];
-    readonly wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0: (a: number, b: number, c: any) => void;
-    readonly wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_59: (a: number, b: number, c: any) => void;
-    readonly wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_60: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen__convert__closures_____invoke__h57b1a4a83ebda61f: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen__convert__closures_____invoke__h57b1a4a83ebda61f_62: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen__convert__closures_____invoke__h57b1a4a83ebda61f_63: (a: number, b: number, c: any) => void;
     readonly wasm_bindgen__convert__closures_____invoke__h7a9b651b9cd8dc72: (a: number, b: number) => void;
     readonly __wbindgen_malloc: (a: number, b: number) => number;
     readonly __wbindgen_realloc: (a: number, b: number, c: number, d: number) => number;

@@ -138,6 +138,21 @@ export class Client {
         return v1;
     }
     /**
+     * `GET /blob/{id}`: the blob's bytes, whole, after every chunk was checked against `id`
+     * (and the size against `options.size`, when given). A stream that fails the check is a
+     * `verification` error naming the offset; nothing of it is returned. The client's ticket
+     * goes with the request, so a dm's member reads its blobs.
+     * @param {string} id
+     * @param {BlobReadOptions | undefined} options
+     * @returns {Promise<Uint8Array>}
+     */
+    downloadBlob(id, options) {
+        const ptr0 = passStringToWasm0(id, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+        const len0 = WASM_VECTOR_LEN;
+        const ret = wasm.client_downloadBlob(this.__wbg_ptr, ptr0, len0, options);
+        return ret;
+    }
+    /**
      * `beam.edit`: a new version of one of this identity's beams (by URI or path), signed
      * here; the node appends an edit event to every space that refers to the beam.
      * @param {string} beam
@@ -269,6 +284,33 @@ export class Client {
         wasm.client_onStatus(this.__wbg_ptr, listener);
     }
     /**
+     * `space.post` of a beam that carries `attachments` (each `{blob, size, media_type, name}`,
+     * blobs uploaded to this node by this identity): the attachments are signed with the beam.
+     * @param {string} space
+     * @param {string} title
+     * @param {string} body
+     * @param {Attachment[]} attachments
+     * @returns {Promise<BeamPosted>}
+     */
+    postAttached(space, title, body, attachments) {
+        let ptr0, len0, ptr1, len1, ptr2, len2;
+        try {
+            ptr0 = passStringToWasm0(space, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len0 = WASM_VECTOR_LEN;
+            ptr1 = passStringToWasm0(title, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len1 = WASM_VECTOR_LEN;
+            ptr2 = passStringToWasm0(body, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len2 = WASM_VECTOR_LEN;
+        } catch (e) {
+            if (ptr2) { wasm.__wbindgen_free(ptr2, len2 * 1, 1); }
+            if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
+            if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
+            throw e;
+        }
+        const ret = wasm.client_postAttached(this.__wbg_ptr, ptr0, len0, ptr1, len1, ptr2, len2, attachments);
+        return ret;
+    }
+    /**
      * `space.post`: sign a beam (`title`, `body`) and the ref placing it in `space`, store the
      * beam on this node (the author's home) and append the ref to the space.
      * @param {string} space
@@ -332,6 +374,22 @@ export class Client {
         const ptr0 = passStringToWasm0(space, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
         const len0 = WASM_VECTOR_LEN;
         const ret = wasm.client_subscribe(this.__wbg_ptr, ptr0, len0, options);
+        return ret;
+    }
+    /**
+     * `blob.ticket`, then `POST /blob` on the node's origin: store `data` (a `Blob`, a `File`,
+     * or bytes) on this identity's node, as `mediaType` (default
+     * `application/octet-stream`). Attach the answer's id and size to a post with
+     * `postAttached`. A refusal (`blob_too_large`, `quota_exceeded`, …) is an `rpc` error whose
+     * `code` is the HTTP status.
+     * @param {Blob | Uint8Array | ArrayBuffer} data
+     * @param {string | null} [mediaType]
+     * @returns {Promise<Uploaded>}
+     */
+    uploadBlob(data, mediaType) {
+        var ptr0 = isLikeNone(mediaType) ? 0 : passStringToWasm0(mediaType, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+        var len0 = WASM_VECTOR_LEN;
+        const ret = wasm.client_uploadBlob(this.__wbg_ptr, data, ptr0, len0);
         return ret;
     }
     /**
@@ -1146,6 +1204,10 @@ function __wbg_get_imports() {
         __wbg__wbg_cb_unref_09736879a3f67559: function(arg0) {
             arg0._wbg_cb_unref();
         },
+        __wbg_arrayBuffer_2c99a9ba14ba536c: function() { return handleError(function (arg0) {
+            const ret = arg0.arrayBuffer();
+            return ret;
+        }, arguments); },
         __wbg_call_a410eb4b59ed5965: function() { return handleError(function (arg0, arg1, arg2) {
             const ret = arg0.call(arg1, arg2);
             return ret;
@@ -1184,6 +1246,14 @@ function __wbg_get_imports() {
             const ret = arg0.error;
             return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
         }, arguments); },
+        __wbg_fetch_21015a0a4570ab44: function(arg0, arg1, arg2, arg3) {
+            const ret = arg0.fetch(getStringFromWasm0(arg1, arg2), arg3);
+            return ret;
+        },
+        __wbg_fetch_8991a6a8ea67c83b: function(arg0, arg1, arg2, arg3) {
+            const ret = arg0.fetch(getStringFromWasm0(arg1, arg2), arg3);
+            return ret;
+        },
         __wbg_getRandomValues_8b6f1f663e6f188d: function() { return handleError(function (arg0, arg1) {
             globalThis.crypto.getRandomValues(getArrayU8FromWasm0(arg0, arg1));
         }, arguments); },
@@ -1247,6 +1317,16 @@ function __wbg_get_imports() {
             const ret = result;
             return ret;
         },
+        __wbg_instanceof_Response_5b0b4f7f1daeae51: function(arg0) {
+            let result;
+            try {
+                result = arg0 instanceof Response;
+            } catch (_) {
+                result = false;
+            }
+            const ret = result;
+            return ret;
+        },
         __wbg_instanceof_Uint8Array_d7aeb0dcb3108fea: function(arg0) {
             let result;
             try {
@@ -1296,6 +1376,10 @@ function __wbg_get_imports() {
             const ret = new Uint8Array(arg0);
             return ret;
         },
+        __wbg_new_277c27c26f94cbc2: function() { return handleError(function () {
+            const ret = new Headers();
+            return ret;
+        }, arguments); },
         __wbg_new_37eb45aaf5eeb820: function() {
             const ret = new Array();
             return ret;
@@ -1356,6 +1440,10 @@ function __wbg_get_imports() {
             const ret = arg0.objectStore(getStringFromWasm0(arg1, arg2));
             return ret;
         }, arguments); },
+        __wbg_ok_670a05555db5f713: function(arg0) {
+            const ret = arg0.ok;
+            return ret;
+        },
         __wbg_open_0b7832f51fde5a5f: function() { return handleError(function (arg0, arg1, arg2, arg3) {
             const ret = arg0.open(getStringFromWasm0(arg1, arg2), arg3 >>> 0);
             return ret;
@@ -1408,8 +1496,20 @@ function __wbg_get_imports() {
             const ret = Reflect.set(arg0, arg1, arg2);
             return ret;
         }, arguments); },
+        __wbg_set_bcb0ec2400cfa22e: function() { return handleError(function (arg0, arg1, arg2, arg3, arg4) {
+            arg0.set(getStringFromWasm0(arg1, arg2), getStringFromWasm0(arg3, arg4));
+        }, arguments); },
         __wbg_set_binaryType_d5b4dafd0f127fb2: function(arg0, arg1) {
             arg0.binaryType = __wbindgen_enum_BinaryType[arg1];
+        },
+        __wbg_set_body_877d5251e78ca815: function(arg0, arg1) {
+            arg0.body = arg1;
+        },
+        __wbg_set_headers_6d75a7df4eb22716: function(arg0, arg1) {
+            arg0.headers = arg1;
+        },
+        __wbg_set_method_639e69af35614d36: function(arg0, arg1, arg2) {
+            arg0.method = getStringFromWasm0(arg1, arg2);
         },
         __wbg_set_onabort_7ebb01d240653002: function(arg0, arg1) {
             arg0.onabort = arg1;
@@ -1457,10 +1557,22 @@ function __wbg_get_imports() {
             const ret = typeof window === 'undefined' ? undefined : window;
             return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
         },
+        __wbg_status_cb85b6c8d1769fa1: function(arg0) {
+            const ret = arg0.status;
+            return ret;
+        },
+        __wbg_stringify_0a0fbf2ef722380a: function() { return handleError(function (arg0) {
+            const ret = JSON.stringify(arg0);
+            return ret;
+        }, arguments); },
         __wbg_subscription_new: function(arg0) {
             const ret = Subscription.__wrap(arg0);
             return ret;
         },
+        __wbg_text_5240eb2c41de8292: function() { return handleError(function (arg0) {
+            const ret = arg0.text();
+            return ret;
+        }, arguments); },
         __wbg_then_656f253a5dd7d8ea: function(arg0, arg1, arg2) {
             const ret = arg0.then(arg1, arg2);
             return ret;
@@ -1477,28 +1589,35 @@ function __wbg_get_imports() {
             const ret = arg0.transaction(getStringFromWasm0(arg1, arg2), __wbindgen_enum_IdbTransactionMode[arg3]);
             return ret;
         }, arguments); },
+        __wbg_url_9fadea28ec624f1d: function(arg0, arg1) {
+            const ret = arg1.url;
+            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len1 = WASM_VECTOR_LEN;
+            getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
+            getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
+        },
         __wbg_watch_new: function(arg0) {
             const ret = Watch.__wrap(arg0);
             return ret;
         },
         __wbindgen_generic_0000000000000001: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 51, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 53, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__hbfe3a4e3a7324a17);
             return ret;
         },
         __wbindgen_generic_0000000000000002: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 9, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h57b1a4a83ebda61f);
             return ret;
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("Event")], shim_idx: 9, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_59);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h57b1a4a83ebda61f_62);
             return ret;
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 9, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_60);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h57b1a4a83ebda61f_63);
             return ret;
         },
         __wbindgen_generic_0000000000000005: function(arg0, arg1) {
@@ -1535,16 +1654,16 @@ function wasm_bindgen__convert__closures_____invoke__h7a9b651b9cd8dc72(arg0, arg
     wasm.wasm_bindgen__convert__closures_____invoke__h7a9b651b9cd8dc72(arg0, arg1);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h57b1a4a83ebda61f(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h57b1a4a83ebda61f(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_59(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_59(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h57b1a4a83ebda61f_62(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h57b1a4a83ebda61f_62(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_60(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h00bd75901925cec0_60(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h57b1a4a83ebda61f_63(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h57b1a4a83ebda61f_63(arg0, arg1, arg2);
 }
 
 function wasm_bindgen__convert__closures_____invoke__hbfe3a4e3a7324a17(arg0, arg1, arg2) {

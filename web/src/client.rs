@@ -50,7 +50,7 @@ pub(crate) const RECONNECT_MAX_MS: u32 = 30_000;
 /// A connection to a node, as one identity or anonymous.
 #[wasm_bindgen]
 pub struct Client {
-    inner: Rc<Inner>,
+    pub(crate) inner: Rc<Inner>,
 }
 
 pub(crate) struct Inner {
@@ -95,7 +95,7 @@ impl Params {
 
 /// A space named by its id (held by the node called) or by its URI (whose authority is the
 /// sequencer's).
-fn space_arg(text: &str) -> Result<(SpaceId, Option<String>), Error> {
+pub(crate) fn space_arg(text: &str) -> Result<(SpaceId, Option<String>), Error> {
     let bad = |e: northstar_protocol::address::AddressError| Error::BadArgument {
         what: "space",
         reason: e.to_string(),
@@ -108,7 +108,7 @@ fn space_arg(text: &str) -> Result<(SpaceId, Option<String>), Error> {
 }
 
 /// A beam named by its URI (`northstar://{home}/beam/…`) or its path (`beam/…`).
-fn beam_arg(text: &str) -> Result<(BeamPath, Option<String>), Error> {
+pub(crate) fn beam_arg(text: &str) -> Result<(BeamPath, Option<String>), Error> {
     let bad = |e: northstar_protocol::address::AddressError| Error::BadArgument {
         what: "beam",
         reason: e.to_string(),
@@ -122,7 +122,7 @@ fn beam_arg(text: &str) -> Result<(BeamPath, Option<String>), Error> {
 
 /// The outcome of the rule checks a node makes on what a client signs (§4), made before
 /// sending it, so the app learns of a bad argument without a round trip.
-fn rules(checked: Result<(), RuleError>) -> Result<(), Error> {
+pub(crate) fn rules(checked: Result<(), RuleError>) -> Result<(), Error> {
     checked.map_err(|e| Error::BadArgument {
         what: "object",
         reason: e.to_string(),
@@ -153,7 +153,9 @@ pub(crate) fn raw_to_js(text: &str) -> Result<JsValue, Error> {
 }
 
 /// Run `future` as a JavaScript `Promise`.
-fn promise(future: impl Future<Output = Result<JsValue, Error>> + 'static) -> js_sys::Promise {
+pub(crate) fn promise(
+    future: impl Future<Output = Result<JsValue, Error>> + 'static,
+) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(async move { future.await.map_err(JsValue::from) })
 }
 
@@ -802,6 +804,11 @@ impl Inner {
         &self.url
     }
 
+    /// The node's authority, as `node.info` gave it.
+    pub(crate) fn authority(&self) -> String {
+        self.info.borrow().authority.clone()
+    }
+
     pub(crate) fn origin(&self) -> &str {
         &self.origin
     }
@@ -810,7 +817,7 @@ impl Inner {
         self.key.as_ref()
     }
 
-    fn key(&self, method: &'static str) -> Result<&Keypair, Error> {
+    pub(crate) fn key(&self, method: &'static str) -> Result<&Keypair, Error> {
         self.key.as_ref().ok_or(Error::Anonymous { method })
     }
 

@@ -88,6 +88,9 @@ pub enum Error {
     /// Something a node sent fails the client's checks (an event, a page, a beam).
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// A blob's bytes fail their check against its id (§13.2).
+    #[error(transparent)]
+    Blob(#[from] northstar_protocol::blob::StreamError),
     /// A stream frame fails its checks.
     #[error(transparent)]
     Watch(#[from] northstar_protocol::watch::WatchError),
@@ -162,6 +165,7 @@ impl Error {
             | Error::WrongBeam { .. }
             | Error::Verify(_)
             | Error::Watch(_)
+            | Error::Blob(_)
             | Error::BadAnswer { .. } => "verification",
         }
     }

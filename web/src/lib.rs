@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod blob;
 pub mod client;
 pub mod error;
 pub mod identity;
