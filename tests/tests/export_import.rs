@@ -130,6 +130,19 @@ fn one_json(run: &Run) -> Value {
     serde_json::from_str(lines[0]).unwrap()
 }
 
+/// `space export SPACE FILE --beams --json` on `node` as the user of `key`: its JSON line.
+async fn export_with_beams(node: &TestNode, key: &Path, space: &SpaceId, file: &Path) -> Value {
+    let args = [
+        "space",
+        "export",
+        space.as_str(),
+        file.to_str().unwrap(),
+        "--beams",
+        "--json",
+    ];
+    one_json(&northstar(node, key, &args).await)
+}
+
 /// Whether `node` holds `space` at all.
 async fn holds(node: &TestNode, space: &SpaceId) -> bool {
     let client = Client::connect_anonymous(&node.url).await.unwrap();
@@ -160,21 +173,7 @@ async fn an_exported_space_imports_byte_for_byte_into_an_unrelated_node() {
 
     let with_beams = dir.path().join("general-beams.jsonl");
     let plain = dir.path().join("general.jsonl");
-    let exported = one_json(
-        &northstar(
-            &a,
-            &alice_key,
-            &[
-                "space",
-                "export",
-                space.as_str(),
-                with_beams.to_str().unwrap(),
-                "--beams",
-                "--json",
-            ],
-        )
-        .await,
-    );
+    let exported = export_with_beams(&a, &alice_key, &space, &with_beams).await;
     assert_eq!(exported["events"], json!(7));
     assert_eq!(exported["beams"], json!(5));
     let run = northstar(
@@ -326,19 +325,7 @@ async fn a_tampered_export_is_refused_at_its_first_bad_event_and_nothing_is_stor
     let (carol_key, _, _) = user(&b, dir.path(), "carol").await;
     let space = busy_channel(&alice, &bob).await;
     let file = dir.path().join("export.jsonl");
-    let run = northstar(
-        &a,
-        &alice_key,
-        &[
-            "space",
-            "export",
-            space.as_str(),
-            file.to_str().unwrap(),
-            "--beams",
-        ],
-    )
-    .await;
-    assert!(run.ok, "{}", run.stderr);
+    export_with_beams(&a, &alice_key, &space, &file).await;
     let good = lines(&file);
     assert_eq!(good.len(), 8, "a header and seven events");
 
@@ -424,19 +411,7 @@ async fn the_node_checks_an_import_page_itself_and_stores_all_of_it_or_nothing()
     let (_, carol, _) = user(&b, dir.path(), "carol").await;
     let space = busy_channel(&alice, &bob).await;
     let file = dir.path().join("export.jsonl");
-    let run = northstar(
-        &a,
-        &alice_key,
-        &[
-            "space",
-            "export",
-            space.as_str(),
-            file.to_str().unwrap(),
-            "--beams",
-        ],
-    )
-    .await;
-    assert!(run.ok, "{}", run.stderr);
+    export_with_beams(&a, &alice_key, &space, &file).await;
     let good = entries(&lines(&file));
 
     // Anonymous callers may not import.
@@ -541,19 +516,7 @@ async fn only_a_member_of_a_dm_may_import_it() {
     bob_on_b.join(&uri).await.unwrap();
     alice.post(&dm, "later", "after the join").await.unwrap();
     let file = dir.path().join("dm.jsonl");
-    let run = northstar(
-        &a,
-        &alice_key,
-        &[
-            "space",
-            "export",
-            dm.as_str(),
-            file.to_str().unwrap(),
-            "--beams",
-        ],
-    )
-    .await;
-    assert!(run.ok, "{}", run.stderr);
+    export_with_beams(&a, &alice_key, &dm, &file).await;
 
     // Carol is no member: refused, nothing stored.
     let c = TestNode::start().await;
@@ -601,21 +564,7 @@ async fn an_edited_beams_versions_travel_with_the_export() {
         .unwrap();
 
     let file = dir.path().join("notes.jsonl");
-    let exported = one_json(
-        &northstar(
-            &a,
-            &alice_key,
-            &[
-                "space",
-                "export",
-                space.as_str(),
-                file.to_str().unwrap(),
-                "--beams",
-                "--json",
-            ],
-        )
-        .await,
-    );
+    let exported = export_with_beams(&a, &alice_key, &space, &file).await;
     // The genesis, the ref and two edits; the original and both versions.
     assert_eq!(exported["events"], json!(4));
     assert_eq!(exported["beams"], json!(3));

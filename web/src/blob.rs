@@ -8,16 +8,14 @@
 //! (images, documents) and no ranges (see the known gap of §13.2 on 32-bit targets).
 
 use northstar_protocol::ContentId;
-use northstar_protocol::api::BeamPosted;
 use northstar_protocol::blob::{self, Attachment, BlobRefusal, BlobTicket, Uploaded};
-use northstar_protocol::method::{BLOB_TICKET, SPACE_POST};
-use northstar_protocol::wire::Beam;
+use northstar_protocol::method::BLOB_TICKET;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 use crate::Error;
-use crate::client::{Client, Inner, Params, beam_arg, now, promise, rules, space_arg, to_js};
+use crate::client::{Client, Inner, Params, beam_arg, promise, space_arg, to_js};
 use crate::options::AppOptions;
 use crate::rpc::js_text;
 
@@ -89,15 +87,7 @@ impl Client {
         promise(async move {
             let (space, _) = space?;
             let attachments = parse_attachments(&attachments)?;
-            let key = inner.key(SPACE_POST)?;
-            let authority = inner.authority();
-            let (beam, beam_ref) =
-                Beam::post_attached(key, space, &authority, &title, &body, attachments, now())?;
-            rules(beam.check_rules())?;
-            rules(beam_ref.check_rules())?;
-            let params = Params::new().with(&beam)?.with(&beam_ref)?.text();
-            let posted: BeamPosted = inner.connection()?.call(SPACE_POST, &params).await?;
-            to_js(&posted)
+            to_js(&inner.post(space, &title, &body, attachments).await?)
         })
     }
 

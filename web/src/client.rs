@@ -18,6 +18,7 @@ use northstar_protocol::address::{BeamPath, BeamUri, SpaceId, SpaceType, SpaceUr
 use northstar_protocol::api::{
     Ack, Authenticated, BeamDeleted, BeamEdited, BeamHistory, BeamPosted, EventPage, NodeInfo,
 };
+use northstar_protocol::blob::Attachment;
 use northstar_protocol::method::{
     AUTH_CHALLENGE, AUTH_RESPOND, BEAM_DELETE, BEAM_EDIT, BEAM_GET, BEAM_HISTORY, NODE_INFO,
     SPACE_CREATE, SPACE_EVENTS, SPACE_GET, SPACE_JOIN, SPACE_LEAVE, SPACE_LIST, SPACE_MEMBERS,
@@ -122,7 +123,7 @@ pub(crate) fn beam_arg(text: &str) -> Result<(BeamPath, Option<String>), Error> 
 
 /// The outcome of the rule checks a node makes on what a client signs (§4), made before
 /// sending it, so the app learns of a bad argument without a round trip.
-pub(crate) fn rules(checked: Result<(), RuleError>) -> Result<(), Error> {
+fn rules(checked: Result<(), RuleError>) -> Result<(), Error> {
     checked.map_err(|e| Error::BadArgument {
         what: "object",
         reason: e.to_string(),
@@ -426,14 +427,7 @@ impl Client {
         let (title, body) = (title.to_owned(), body.to_owned());
         promise(async move {
             let (space, _) = space?;
-            let key = inner.key(SPACE_POST)?;
-            let authority = inner.info.borrow().authority.clone();
-            let (beam, beam_ref) = Beam::post(key, space, &authority, &title, &body, now())?;
-            rules(beam.check_rules())?;
-            rules(beam_ref.check_rules())?;
-            let params = Params::new().with(&beam)?.with(&beam_ref)?.text();
-            let posted: BeamPosted = inner.connection()?.call(SPACE_POST, &params).await?;
-            to_js(&posted)
+            to_js(&inner.post(space, &title, &body, Vec::new()).await?)
         })
     }
 
@@ -804,11 +798,6 @@ impl Inner {
         &self.url
     }
 
-    /// The node's authority, as `node.info` gave it.
-    pub(crate) fn authority(&self) -> String {
-        self.info.borrow().authority.clone()
-    }
-
     pub(crate) fn origin(&self) -> &str {
         &self.origin
     }
@@ -869,15 +858,27 @@ impl Inner {
         Ok(cursor.accept_page_with_beams(&page.events, beams)?)
     }
 
+    /// `space.post` of a beam by this identity, with `attachments` signed with it.
+    pub(crate) async fn post(
+        &self,
+        space: SpaceId,
+        title: &str,
+        body: &str,
+        attachments: Vec<Attachment>,
+    ) -> Result<BeamPosted, Error> {
+        let key = self.key(SPACE_POST)?;
+        let authority = self.info.borrow().authority.clone();
+        let (beam, beam_ref) =
+            Beam::post_attached(key, space, &authority, title, body, attachments, now())?;
+        rules(beam.check_rules())?;
+        rules(beam_ref.check_rules())?;
+        let params = Params::new().with(&beam)?.with(&beam_ref)?.text();
+        self.connection()?.call(SPACE_POST, &params).await
+    }
+
     /// `beam.get` of `path` (from `home` if this node does not hold it), checked against it.
     pub(crate) async fn beam(&self, path: &BeamPath, home: Option<String>) -> Result<Beam, Error> {
-        let params = Params::new().with(&path.to_string())?.with(&home)?.text();
-        let raw: Box<RawValue> = self.connection()?.call_raw(BEAM_GET, &params).await?;
-        let beam: Beam =
-            canonical::from_str_strict(raw.get()).map_err(|source| Error::Malformed {
-                what: "beam",
-                source,
-            })?;
+        let beam: Beam = self.read_beam(BEAM_GET, "beam", path, home).await?;
         verify::check_beam(&beam, path)?;
         Ok(beam)
     }
@@ -889,15 +890,25 @@ impl Inner {
         path: &BeamPath,
         home: Option<String>,
     ) -> Result<BeamHistory, Error> {
-        let params = Params::new().with(&path.to_string())?.with(&home)?.text();
-        let raw: Box<RawValue> = self.connection()?.call_raw(BEAM_HISTORY, &params).await?;
-        let history: BeamHistory =
-            canonical::from_str_strict(raw.get()).map_err(|source| Error::Malformed {
-                what: "beam history",
-                source,
-            })?;
+        let history: BeamHistory = self
+            .read_beam(BEAM_HISTORY, "beam history", path, home)
+            .await?;
         verify::check_history(&history, path)?;
         Ok(history)
+    }
+
+    /// `method` (`beam.get`, `beam.history`) of `path` and `home`, its result read strictly;
+    /// `what` names it in an error.
+    async fn read_beam<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &'static str,
+        what: &'static str,
+        path: &BeamPath,
+        home: Option<String>,
+    ) -> Result<T, Error> {
+        let params = Params::new().with(&path.to_string())?.with(&home)?.text();
+        let raw: Box<RawValue> = self.connection()?.call_raw(method, &params).await?;
+        canonical::from_str_strict(raw.get()).map_err(|source| Error::Malformed { what, source })
     }
 
     /// A `beam_ref` whose beam the node did not send inline gets it from `beam.get` (its home
