@@ -95,7 +95,8 @@ impl App {
     }
 
     /// The Content-Security-Policy of every answer: scripts, styles, images and the rest from
-    /// the node only, WebAssembly compiled (`'wasm-unsafe-eval'`, which
+    /// the node only (images also from `blob:` URLs: attachments the SDK checked and the page
+    /// made into objects), WebAssembly compiled (`'wasm-unsafe-eval'`, which
     /// `WebAssembly.instantiateStreaming` needs; no `eval` of JavaScript), no inline script or
     /// style, no plugins, no framing. `connect-src 'self'` covers a WebSocket to the page's own
     /// host and port (`ws:` from `http:`, `wss:` from `https:`; CSP Level 3, Chromium 71 and
@@ -179,7 +180,7 @@ impl App {
 
 /// The policy without the node's origin (see [`App::policy`]).
 const BASE_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
-     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+     img-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'";
 
 /// [`BASE_POLICY`] with `origin` added to `connect-src` when it is a `ws://` or `wss://` URL

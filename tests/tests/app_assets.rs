@@ -44,6 +44,7 @@ fn assert_app_headers(answer: &Answer, what: &str) {
         "default-src 'self'",
         "script-src 'self' 'wasm-unsafe-eval'",
         "connect-src 'self'",
+        "img-src 'self' blob:",
         "object-src 'none'",
         "frame-ancestors 'none'",
     ] {

@@ -694,3 +694,104 @@ async fn a_page_uploads_attaches_and_downloads_a_blob_checked() {
     })
     .await;
 }
+
+/// A 2×2 PNG image (red and blue pixels).
+const PNG: [u8; 73] = [
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x02, 0x08, 0x02, 0x00, 0x00, 0x00, 0xfd, 0xd4, 0x9a,
+    0x73, 0x00, 0x00, 0x00, 0x10, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0x00, 0x04,
+    0xff, 0x19, 0x20, 0x14, 0x00, 0x1b, 0xf2, 0x03, 0xfd, 0xd6, 0x96, 0xf2, 0x2b, 0x00, 0x00, 0x00,
+    0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// The app shows an image a Rust user attached, decoded from bytes the SDK checked, and a file
+/// picked in the app's form reaches the Rust user whole, with its name and type.
+#[tokio::test]
+async fn the_app_shows_an_attached_image_and_sends_a_picked_file() {
+    let Some(lab) = Lab::start("attach").await else {
+        return;
+    };
+    let node = TestNode::start().await;
+    let origin = format!("http://{}", node.addr);
+    let rust = Client::connect(&node.url, Keypair::generate().unwrap())
+        .await
+        .unwrap();
+    let space = rust
+        .create_space(SpaceType::Channel, "photos", "Photos")
+        .await
+        .unwrap()
+        .space;
+    let uploaded = rust
+        .upload_blob(
+            std::io::Cursor::new(PNG.to_vec()),
+            PNG.len() as u64,
+            Some("image/png"),
+        )
+        .await
+        .unwrap();
+    let picture = northstar_protocol::blob::Attachment {
+        blob: uploaded.blob,
+        size: PNG.len() as u64,
+        media_type: "image/png".into(),
+        name: "dots.png".into(),
+    };
+    rust.post_attached(&space, "", "two dots", vec![picture])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, b"picked in the browser\n").unwrap();
+
+    lab.run(async {
+        let page = lab.profile("viewer").await;
+        open_app(&page, &origin).await;
+        join(&page, &rust.space_uri(&space).to_string()).await;
+        page.wait_message("two dots").await;
+        let shown = page
+            .wait_for(
+                "the picture decoded",
+                "const img = document.querySelector('#messages li.message .attachments img'); \
+                 return img && img.complete && img.naturalWidth > 0 \
+                   && [img.naturalWidth, img.naturalHeight, img.alt, img.closest('li').dataset.blob];",
+                vec![],
+            )
+            .await;
+        assert_eq!(shown, json!([2, 2, "dots.png", uploaded.blob.to_string()]));
+
+        // A file picked in the form, sent with a message.
+        page.choose_file("#attach", &notes).await;
+        page.fill("#compose", "my notes").await;
+        page.click("#send").await;
+        page.wait_message("my notes").await;
+        let mut feed = rust.subscribe_with_beams(&space, 0).await.unwrap();
+        let beam = loop {
+            let item = tokio::time::timeout(common::TIMEOUT, feed.next())
+                .await
+                .expect("the page's post arrives")
+                .unwrap()
+                .unwrap();
+            if let Some(beam) = item.beam.filter(|b| b.body == "my notes") {
+                break beam;
+            }
+        };
+        let file = &beam.attachments[0];
+        assert_eq!(
+            (file.name.as_str(), file.media_type.as_str(), file.size),
+            ("notes.txt", "text/plain", 22)
+        );
+        let what = northstar_sdk::BlobRead {
+            beam: Some(beam.path().unwrap().to_string()),
+            ..Default::default()
+        };
+        let mut stream = rust.download_blob(&file.blob, what).await.unwrap();
+        let mut read = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut read)
+            .await
+            .unwrap();
+        assert_eq!(read, b"picked in the browser\n");
+        page.screenshot(&artifacts_dir().join("browser-attachments.png"))
+            .await;
+        page.close().await;
+    })
+    .await;
+}

@@ -15,6 +15,9 @@ const OPEN_KEY = "northstar.open";
 const LOG_KEY = (space) => `northstar.log.${space}`;
 // How many entries of a space the app keeps for a reload; older ones are dropped from the view.
 const KEPT = 500;
+// Image attachments up to this size are downloaded (checked by the SDK) and shown inline; other
+// files are fetched when their link is clicked.
+const INLINE_IMAGE_BYTES = 8 * 1024 * 1024;
 const INITIAL_RETRY_MS = 500;
 const MAX_RETRY_MS = 30000;
 
@@ -113,7 +116,10 @@ function entryOf(event) {
   switch (event.kind) {
     case "beam_ref":
       if (event.beam) {
-        return { seq: event.seq, kind: "message", author: event.author, body: event.beam.body, beam: event.event.payload.body.beam };
+        return {
+          seq: event.seq, kind: "message", author: event.author, body: event.beam.body,
+          beam: event.event.payload.body.beam, uri: event.beamUri, attachments: event.beam.attachments || [],
+        };
       }
       return { seq: event.seq, kind: "notice", author: event.author, body: "a post that is no longer available" };
     case "membership": {
@@ -171,8 +177,62 @@ function draw(entry) {
   body.className = "body";
   body.textContent = entry.body;
   li.append(body);
+  if (entry.attachments && entry.attachments.length) li.append(drawAttachments(entry));
   ul.append(li);
   li.scrollIntoView({ block: "end" });
+}
+
+// A post's files: an image small enough is shown once the SDK has checked its bytes; any file
+// is a link that downloads it (checked too) and saves it under its name.
+function drawAttachments(entry) {
+  const list = document.createElement("ul");
+  list.className = "attachments";
+  for (const file of entry.attachments) {
+    const item = document.createElement("li");
+    item.dataset.blob = file.blob;
+    const link = document.createElement("a");
+    link.href = "#";
+    link.textContent = `${file.name} (${formatSize(file.size)})`;
+    link.addEventListener("click", async (e) => {
+      e.preventDefault();
+      try {
+        const url = URL.createObjectURL(await fetchFile(entry, file));
+        const save = document.createElement("a");
+        save.href = url;
+        save.download = file.name;
+        save.click();
+        setTimeout(() => URL.revokeObjectURL(url), 60000);
+      } catch (error) {
+        reportError(error);
+      }
+    });
+    item.append(link);
+    const image = file.media_type.startsWith("image/") && file.media_type !== "image/svg+xml";
+    if (image && file.size <= INLINE_IMAGE_BYTES) {
+      fetchFile(entry, file)
+        .then((blob) => {
+          const img = document.createElement("img");
+          img.alt = file.name;
+          img.src = URL.createObjectURL(blob);
+          item.prepend(img);
+        })
+        .catch(reportError);
+    }
+    list.append(item);
+  }
+  return list;
+}
+
+// A file of a post, its every chunk checked against the id the author signed.
+async function fetchFile(entry, file) {
+  const bytes = await client.downloadBlob(file.blob, { beam: entry.uri, size: file.size });
+  return new Blob([bytes], { type: file.media_type });
+}
+
+function formatSize(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
 function onEvent(space, event) {
@@ -206,6 +266,7 @@ async function openSpace(id) {
   $("messages").replaceChildren();
   for (const entry of current.log.entries) draw(entry);
   $("compose").disabled = false;
+  $("attach").disabled = false;
   $("send").disabled = false;
   subscription = await client.subscribe(id, {
     since: current.log.head,
@@ -265,11 +326,24 @@ function wireForms() {
   $("post-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const compose = $("compose");
+    const attach = $("attach");
     const body = compose.value;
-    if (!current || !body.trim()) return;
+    const files = Array.from(attach.files);
+    if (!current || (!body.trim() && !files.length)) return;
     try {
-      await client.post(current.id, "", body);
+      if (files.length) {
+        const attachments = [];
+        for (const file of files) {
+          const mediaType = file.type || "application/octet-stream";
+          const uploaded = await client.uploadBlob(file, mediaType);
+          attachments.push({ blob: uploaded.blob, size: uploaded.size, media_type: mediaType, name: file.name });
+        }
+        await client.postAttached(current.id, "", body, attachments);
+      } else {
+        await client.post(current.id, "", body);
+      }
       compose.value = "";
+      attach.value = "";
     } catch (error) {
       reportError(error);
     }

@@ -406,6 +406,15 @@ impl Profile {
             .unwrap_or_else(|e| panic!("{}: cannot type into {selector}: {e}", self.name));
     }
 
+    /// Choose the file at `path` in the file input `selector`, as a user picking it does.
+    pub async fn choose_file(&self, selector: &str, path: &Path) {
+        self.find(selector)
+            .await
+            .send_keys(&path.display().to_string())
+            .await
+            .unwrap_or_else(|e| panic!("{}: cannot choose a file in {selector}: {e}", self.name));
+    }
+
     /// Click the element `selector`.
     pub async fn click(&self, selector: &str) {
         self.find(selector)
