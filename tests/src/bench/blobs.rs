@@ -8,13 +8,20 @@
 //! fsynced (the upload is fsynced too), and hashed with one thread of BLAKE3 (the node hashes
 //! one upload on one thread). The floor of each transfer is half the slower of the two: the
 //! node streams the bytes through its socket, its disk and its hash once each.
+//!
+//! Then, each run, through a member node (a second node in its own process, whose user joined
+//! the channel of a post that attaches another file of the same size): a 1 MiB range from the
+//! middle, and the time to the first byte and the rate of the whole file, none held by the
+//! member node beforehand (a range is relayed from the home node; the whole file is passed on
+//! as it is fetched, checked and kept).
 
 use std::io::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use northstar_protocol::blob::StreamError;
+use northstar_protocol::address::{BeamUri, SpaceType};
+use northstar_protocol::blob::{Attachment, StreamError};
 use northstar_sdk::{BlobRead, Client};
 use tokio::io::AsyncReadExt;
 
@@ -28,7 +35,8 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
     let settings = bench.settings;
     let size = settings.blob_bytes;
-    let root = bench.root();
+    let root = bench.root().to_path_buf();
+    let root = root.as_path();
     let source = root.join("blob-source.bin");
     make_file(&source, size)?;
     let dir = new_data_dir(root)?;
@@ -82,11 +90,12 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
             ),
         );
     }
+    let member = through_member(bench, &client, &source, size).await?;
     node.stop().await?;
     let _ = std::fs::remove_file(&source);
     let _ = std::fs::remove_file(root.join("blob-copy.bin"));
     let mib = size / (1024 * 1024);
-    Ok(vec![
+    let mut rows = vec![
         Row {
             samples: up.figure,
             ..Row::new(
@@ -121,6 +130,134 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Row>> {
                 Unit::MiBPerSec,
             )
         },
+    ];
+    rows.extend(member);
+    Ok(rows)
+}
+
+/// The member-node figures, each run with a post on the home node (`client`'s) attaching a new
+/// file of `size` bytes (`source` with its first bytes changed), read by a user of a second
+/// node that does not hold it yet.
+async fn through_member(
+    bench: &mut Bench<'_>,
+    client: &Client,
+    source: &Path,
+    size: u64,
+) -> anyhow::Result<Vec<Row>> {
+    let settings = bench.settings;
+    let root = bench.root().to_path_buf();
+    let space = client
+        .create_space(SpaceType::Channel, "blob-bench", "Blob bench")
+        .await?
+        .space;
+    let dir = new_data_dir(&root)?;
+    let dir_arg = dir.to_str().context("non-UTF-8 data directory")?;
+    let member =
+        ChildProcess::spawn(&settings.exe, &[NODE_SUBCOMMAND, "--data-dir", dir_arg]).await?;
+    let reader = Client::connect(&member.url(), keypair()?).await?;
+    reader.join(&client.space_uri(&space)).await?;
+    let other = root.join("blob-other.bin");
+    let (mut range_s, mut first_s, mut rate_s) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..settings.runs {
+        std::fs::copy(source, &other)?;
+        {
+            use std::io::{Seek, SeekFrom};
+            let mut file = std::fs::OpenOptions::new().write(true).open(&other)?;
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(format!("member run {run}").as_bytes())?;
+            file.sync_all()?;
+        }
+        let file = tokio::fs::File::open(&other).await?;
+        let uploaded = client.upload_blob(file, size, Some("video/mp4")).await?;
+        let attachment = Attachment {
+            blob: uploaded.blob,
+            size,
+            media_type: "video/mp4".into(),
+            name: "clip.mp4".into(),
+        };
+        let posted = client
+            .post_attached(&space, "clip", "", vec![attachment])
+            .await?;
+        let uri = BeamUri::parse(&posted.beam_uri)?;
+        let through = BlobRead {
+            beam: Some(uri.path.to_string()),
+            home: Some(uri.authority.clone()),
+            size: Some(size),
+            ..BlobRead::default()
+        };
+
+        let middle = size / 2;
+        let range = middle..(middle + 1024 * 1024).min(size);
+        let started = Instant::now();
+        let ranged = BlobRead {
+            range: Some(range.clone()),
+            ..through.clone()
+        };
+        let mut ranged = reader.download_blob(&uploaded.blob, ranged).await?;
+        let mut bytes = Vec::new();
+        ranged.read_to_end(&mut bytes).await?;
+        let range_ms = started.elapsed().as_secs_f64() * 1000.0;
+        anyhow::ensure!(
+            bytes.len() as u64 == range.end - range.start,
+            "the range read {} bytes",
+            bytes.len()
+        );
+
+        let started = Instant::now();
+        let mut whole = reader.download_blob(&uploaded.blob, through).await?;
+        let mut buf = vec![0; 256 * 1024];
+        let mut first_ms = None;
+        let mut read = 0u64;
+        loop {
+            let n = whole.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            first_ms.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1000.0);
+            read += n as u64;
+        }
+        let rate = size as f64 / MIB / started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            read == size,
+            "read {read} of {size} bytes through the member node"
+        );
+        let first_ms = first_ms.context("no byte came through the member node")?;
+        bench.progress(
+            Scenario::Blobs,
+            format!(
+                "run {}/{} through a member node: 1 MiB range {range_ms:.0} ms, first byte \
+                 {first_ms:.0} ms, whole file {rate:.0} MiB/s",
+                run + 1,
+                settings.runs
+            ),
+        );
+        range_s.push(range_ms);
+        first_s.push(first_ms);
+        rate_s.push(rate);
+    }
+    member.stop().await?;
+    let _ = std::fs::remove_file(&other);
+    let mib = size / (1024 * 1024);
+    let row = |name: String, unit, samples| Row {
+        samples,
+        ..Row::new(Scenario::Blobs, name, unit)
+    };
+    Ok(vec![
+        row(
+            format!("blob 1 MiB range through a member node not holding it ({mib} MiB blob)"),
+            Unit::Millis,
+            range_s,
+        ),
+        row(
+            format!("blob first byte through a member node not holding it ({mib} MiB blob)"),
+            Unit::Millis,
+            first_s,
+        ),
+        row(
+            format!("blob download through a member node fetching it, {mib} MiB"),
+            Unit::MiBPerSec,
+            rate_s,
+        ),
     ])
 }
 
