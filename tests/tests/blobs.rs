@@ -144,6 +144,66 @@ async fn uploads_over_the_size_limit_or_the_quota_are_refused() {
     upload(&bob, &bytes(60_000, 5)).await.unwrap();
 }
 
+/// A page of any origin may use `/blob` (spec §13.3, "Browsers"): the preflight says what it
+/// may send, and every answer, a refusal too, may be read by it. A read without a ticket still
+/// gets only what anyone may.
+#[tokio::test]
+async fn blob_answers_may_be_read_by_pages_of_any_origin() {
+    let node = TestNode::start().await;
+    let alice = user(&node).await;
+    let id = upload(&alice, &bytes(1_000, 11)).await.unwrap();
+    let origin = [("Origin", "https://app.example")];
+    let preflight = common::request_with(
+        node.addr,
+        "OPTIONS",
+        "/blob",
+        &[
+            origin[0],
+            ("Access-Control-Request-Method", "POST"),
+            (
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("GET, POST")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-headers"),
+        Some("Authorization, Content-Type")
+    );
+    // Without a ticket or a beam: refused, and the page can read why.
+    let refused = common::request_with(node.addr, "GET", &format!("/blob/{id}"), &origin).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.header("access-control-allow-origin"), Some("*"));
+    assert!(
+        refused.body.contains(r#""error":"not_member""#),
+        "{}",
+        refused.body
+    );
+    // With the owner's ticket: the stream, readable by the page.
+    let ticket = alice.blob_ticket().await.unwrap().ticket;
+    let bearer = format!("Bearer {ticket}");
+    let read = common::request_with(
+        node.addr,
+        "GET",
+        &format!("/blob/{id}"),
+        &[origin[0], ("Authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        read.header("content-type"),
+        Some(northstar_protocol::blob::STREAM_MEDIA_TYPE)
+    );
+}
+
 /// Whether an upload is being written on `node` (its temporary file exists).
 fn uploading(node: &TestNode) -> bool {
     std::fs::read_dir(node.data_dir.join("blobs").join("tmp"))

@@ -2,9 +2,8 @@
 //! identity, post a beam that attaches it, and download one whole, every chunk checked against
 //! its id before the app gets a byte.
 //!
-//! Transfers use `fetch` on the node's own origin (`ws://` gives `http://`, `wss://` gives
-//! `https://`); the node sends no CORS headers, so a page on another origin cannot reach them.
-//! A download is held in memory whole while it is checked: the browser SDK reads whole files
+//! Transfers use `fetch` to the node's origin (`ws://` gives `http://`, `wss://` gives
+//! `https://`), which answers pages of any origin (§13.3, CORS). A download is held in memory whole while it is checked: the browser SDK reads whole files
 //! (images, documents) and no ranges (see the known gap of §13.2 on 32-bit targets).
 
 use northstar_protocol::ContentId;

@@ -34,9 +34,40 @@ pub fn serves(path: &str) -> bool {
     path == "/blob" || path.starts_with("/blob/")
 }
 
-/// Answer a blob request.
+/// Answer a blob request. Every answer may be read by a page of any origin (CORS): blob
+/// requests carry their authority in a ticket (`Authorization: Bearer`), never in a cookie, so
+/// a page without a ticket gets nothing it could not get by itself, and an app on its own
+/// origin can use the browser SDK's blob calls.
 pub async fn answer(api: &Arc<Api>, req: Request<Incoming>) -> Response<BlobBody> {
+    let mut response = route(api, req).await;
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
+
+async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Response<BlobBody> {
     let result = match (req.method(), req.uri().path()) {
+        // A browser's preflight before a request with a ticket or a type: what it may send.
+        (&Method::OPTIONS, _) => {
+            let mut response = Response::new(full(Bytes::new()));
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            let headers = response.headers_mut();
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("Authorization, Content-Type"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+            return response;
+        }
         (&Method::POST, "/blob") => upload(api, req).await,
         (&Method::GET, path) => match path.strip_prefix("/blob/") {
             Some(id) => download(api, id, &req).await,
