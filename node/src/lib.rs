@@ -256,6 +256,7 @@ pub async fn run(
         metrics: metrics.clone(),
         delivery,
         blobs,
+        edit_order: tokio::sync::Mutex::default(),
     });
     let module = rpc::methods(api.clone()).map_err(|e| NodeError::Methods(e.to_string()))?;
     tracing::info!(version = status::VERSION, protocol = northstar_protocol::PROTOCOL_VERSION, did = %key.did(), listen = %address, public_url = %config.origin(), "node ready");

@@ -302,3 +302,50 @@ async fn edits_of_someone_elses_beam_of_a_deleted_beam_and_of_an_old_version_are
     let err = alice.beam_history(&uri).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::BeamNotFound), "{err}");
 }
+
+/// Edits of one beam sent at once from several devices of its author are taken one at a time:
+/// each is checked against the edits taken before it, so in the order the home node took them
+/// the versions never go down, and each one refused is refused as stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_edits_are_checked_in_the_order_they_are_taken() {
+    let node = TestNode::start().await;
+    let key = Keypair::generate().unwrap();
+    let author = user(&node, &key).await;
+    let space = author
+        .create_space(SpaceType::Channel, "drafts", "Drafts")
+        .await
+        .unwrap()
+        .space;
+    let posted = author.post(&space, "t", "version 0").await.unwrap();
+    let uri = BeamUri::parse(&posted.beam_uri).unwrap();
+    let mut devices = Vec::new();
+    for _ in 0..8 {
+        devices.push(user(&node, &key).await);
+    }
+    let versions = [5u64, 2, 7, 1, 8, 3, 6, 4];
+    let sends = devices.iter().zip(versions).map(|(device, version)| {
+        let uri = uri.clone();
+        async move {
+            let body = format!("version {version}");
+            (
+                version,
+                device.edit_beam_as(&uri, version, "t", &body, false).await,
+            )
+        }
+    });
+    let outcomes = futures_util::future::join_all(sends).await;
+    let mut taken = Vec::new();
+    for (version, outcome) in outcomes {
+        match outcome {
+            Ok(edited) => taken.push((edited.edits[0].seq, version)),
+            Err(err) => assert_eq!(err.code(), Some(ErrorCode::StaleVersion), "{err}"),
+        }
+    }
+    taken.sort();
+    let in_order: Vec<u64> = taken.iter().map(|(_, v)| *v).collect();
+    assert!(
+        in_order.windows(2).all(|w| w[0] <= w[1]),
+        "versions taken in this order: {in_order:?}"
+    );
+    assert!(in_order.contains(&8), "the highest version is never stale");
+}

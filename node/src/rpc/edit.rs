@@ -82,6 +82,9 @@ impl Api {
         beam.verify().map_err(|_| bad_signature("beam"))?;
         let original = edit.supersedes.to_string();
         let path = BeamPath::new(user, edit.supersedes);
+        // Until the writer has stored this edit, no other edit is checked: two sent at once
+        // would each be checked against the edits held before either.
+        let order = self.edit_order.lock().await;
         if self.store.is_tombstoned(&original).await? {
             return Err(ApiError::new(
                 ErrorCode::BeamDeleted,
@@ -100,6 +103,7 @@ impl Api {
         }
         .to_string();
         let done = self.sequencer.edit(edit.clone(), beam).await?;
+        drop(order);
         // The original's inline copies go at once when the edit drops them; the edit events of
         // spaces sequenced elsewhere do the same on the nodes they reach.
         if edit.drop_history {

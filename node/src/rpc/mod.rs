@@ -213,6 +213,10 @@ pub struct Api {
     pub delivery: Arc<crate::delivery::Delivery>,
     /// Blobs: files attached to beams.
     pub blobs: Arc<crate::blobs::Blobs>,
+    /// Held by `beam.edit` from reading a beam's edits until the writer has stored the new
+    /// one, so each edit is checked against every edit taken before it (edits are rare; one
+    /// lock for the node keeps it simple).
+    pub edit_order: tokio::sync::Mutex<()>,
 }
 
 /// The most entries of [`Api::known_spaces`].
