@@ -24,6 +24,7 @@ use northstar_protocol::wire::Beam;
 use northstar_protocol::{ContentId, method};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::address::AsSpaceId;
 use crate::client::{call, now_ms};
@@ -284,17 +285,18 @@ impl Client {
                 reason: e.to_string(),
             })?;
         let (response, driver) = self.send(request).await?;
-        let (raw_tx, raw_rx) = mpsc::channel::<Bytes>(PIECES);
+        // The blocking check reads the body itself, through a bridge to this runtime.
+        let body = response
+            .into_body()
+            .into_data_stream()
+            .map(|piece| piece.map_err(io::Error::other));
+        let reader = SyncIoBridge::new(StreamReader::new(body));
         let (out_tx, out_rx) = mpsc::channel::<io::Result<Bytes>>(PIECES);
         let id = *id;
         let range = what.range.clone();
         let expected = what.size;
         let failed = out_tx.clone();
         let checker = tokio::task::spawn_blocking(move || {
-            let reader = PieceReader {
-                rx: raw_rx,
-                piece: Bytes::new(),
-            };
             let result = blob::verify_stream(&id, reader, range, expected, |_, piece| {
                 out_tx
                     .blocking_send(Ok(Bytes::copy_from_slice(piece)))
@@ -305,21 +307,10 @@ impl Client {
                 let _ = failed.blocking_send(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
             }
         });
-        let mut body = response.into_body();
-        let feeder = tokio::spawn(async move {
-            while let Some(frame) = body.frame().await {
-                let Ok(frame) = frame else { break };
-                if let Ok(data) = frame.into_data()
-                    && raw_tx.send(data).await.is_err()
-                {
-                    break;
-                }
-            }
-        });
         Ok(BlobReader {
             rx: out_rx,
             piece: Bytes::new(),
-            _tasks: (AbortOnDrop(feeder), driver, checker),
+            _tasks: (driver, checker),
         })
     }
 }
@@ -341,7 +332,7 @@ pub struct BlobReader {
     piece: Bytes,
     /// The network feeder and the connection's driver (aborted with the reader), and the
     /// checking thread (which ends when its output is dropped).
-    _tasks: (AbortOnDrop, AbortOnDrop, tokio::task::JoinHandle<()>),
+    _tasks: (AbortOnDrop, tokio::task::JoinHandle<()>),
 }
 
 impl AsyncRead for BlobReader {
@@ -362,26 +353,6 @@ impl AsyncRead for BlobReader {
         let piece = self.piece.split_to(n);
         buf.put_slice(&piece);
         Poll::Ready(Ok(()))
-    }
-}
-
-/// A blocking reader over the pieces of a channel.
-struct PieceReader {
-    rx: mpsc::Receiver<Bytes>,
-    piece: Bytes,
-}
-
-impl io::Read for PieceReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.piece.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(piece) => self.piece = piece,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.piece.len());
-        buf[..n].copy_from_slice(&self.piece.split_to(n));
-        Ok(n)
     }
 }
 

@@ -19,6 +19,7 @@ use northstar_protocol::address::BeamPath;
 use northstar_protocol::blob::{self, BlobRefusal, Uploaded};
 use northstar_protocol::rpc::BlobApiClient;
 use northstar_protocol::{ContentId, Did};
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{BlobError, Encoded};
 use crate::rpc::Api;
@@ -385,11 +386,12 @@ async fn cache_from(
     let (tx, storing) = api.blobs.store_stream(wanted.size);
     let (raw_tx, raw_rx) = tokio::sync::mpsc::channel::<Bytes>(super::UPLOAD_QUEUE);
     let (expected, size) = (wanted.id, wanted.size);
+    // The blocking check reads what the loop below passes it, through a bridge to this runtime.
+    let pieces = futures_util::stream::unfold(raw_rx, |mut rx| async move {
+        rx.recv().await.map(|piece| (Ok::<_, io::Error>(piece), rx))
+    });
+    let reader = SyncIoBridge::new(StreamReader::new(Box::pin(pieces)));
     let check = api.background.spawn_blocking(move || {
-        let reader = ChannelReader {
-            rx: raw_rx,
-            piece: Bytes::new(),
-        };
         blob::verify_stream(&expected, reader, None, Some(size), |_, piece| {
             tx.blocking_send(Bytes::copy_from_slice(piece))
                 .map_err(|_| io::Error::other("the blob writer stopped"))
@@ -489,24 +491,4 @@ async fn open_home(
         return Err(unreachable(format!("answered {}", response.status())));
     }
     Ok(response)
-}
-
-/// A blocking reader over the pieces of a channel.
-struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<Bytes>,
-    piece: Bytes,
-}
-
-impl io::Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.piece.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(piece) => self.piece = piece,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.piece.len());
-        buf[..n].copy_from_slice(&self.piece.split_to(n));
-        Ok(n)
-    }
 }
