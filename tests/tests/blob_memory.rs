@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use common::child::{DATA_DIR_ENV, NodeProcess};
+use common::child::NodeProcess;
 use northstar_protocol::address::{BeamUri, SpaceType};
 use northstar_protocol::blob::Attachment;
 use northstar_protocol::{ContentId, Keypair};
@@ -35,19 +35,7 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
 #[tokio::test]
 #[ignore = "started by a_200_mb_blob_crosses_two_nodes_in_bounded_memory in a child process"]
 async fn blob_node_process() {
-    let dir = std::env::var(DATA_DIR_ENV).expect("run only by the blob memory test");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let data_dir = std::path::PathBuf::from(dir);
-    let config = northstar_node::config::Config {
-        storage_url: common::storage_for(&data_dir).await,
-        data_dir,
-        listen: addr,
-        ..Default::default()
-    };
-    println!("READY {addr}");
-    let never = tokio_util::sync::CancellationToken::new();
-    northstar_node::run(config, listener, never).await.unwrap();
+    common::child::serve("a_200_mb_blob_crosses_two_nodes_in_bounded_memory").await;
 }
 
 /// `len` bytes made on the fly: byte `i` is a mix of `i` that no chunk repeats.

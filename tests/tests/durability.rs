@@ -10,7 +10,7 @@
 mod common;
 
 use common::Raw;
-use common::child::{DATA_DIR_ENV, NodeProcess};
+use common::child::NodeProcess;
 use northstar_protocol::address::{SpaceId, SpaceType};
 use northstar_protocol::wire::{AuthResponse, Beam, SpaceGenesis};
 use northstar_protocol::{Keypair, Signed};
@@ -20,19 +20,7 @@ use serde_json::{Value, json};
 #[tokio::test]
 #[ignore = "started by acknowledged_beams_survive_kill_9 in a child process"]
 async fn node_process() {
-    let dir = std::env::var(DATA_DIR_ENV).expect("run only by acknowledged_beams_survive_kill_9");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let data_dir = std::path::PathBuf::from(dir);
-    let config = northstar_node::config::Config {
-        storage_url: common::storage_for(&data_dir).await,
-        data_dir,
-        listen: addr,
-        ..Default::default()
-    };
-    println!("READY {addr}");
-    let never = tokio_util::sync::CancellationToken::new();
-    northstar_node::run(config, listener, never).await.unwrap();
+    common::child::serve("acknowledged_beams_survive_kill_9").await;
 }
 
 async fn login(url: &str, key: &Keypair) -> (Raw, Value) {

@@ -9,6 +9,24 @@ use std::process::{Child, Command, Stdio};
 /// The variable that gives the child its data dir.
 pub const DATA_DIR_ENV: &str = "NORTHSTAR_TEST_DATA_DIR";
 
+/// The child's side: run a node on the data dir `DATA_DIR_ENV` names, print `READY {addr}`, and
+/// serve until killed. `parent` names the test that starts the child, for a stray run.
+pub async fn serve(parent: &str) {
+    let dir = std::env::var(DATA_DIR_ENV).unwrap_or_else(|_| panic!("run only by {parent}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let data_dir = std::path::PathBuf::from(dir);
+    let config = northstar_node::config::Config {
+        storage_url: super::storage_for(&data_dir).await,
+        data_dir,
+        listen: addr,
+        ..Default::default()
+    };
+    println!("READY {addr}");
+    let never = tokio_util::sync::CancellationToken::new();
+    northstar_node::run(config, listener, never).await.unwrap();
+}
+
 /// A node in a child process, killed (SIGKILL) when dropped.
 pub struct NodeProcess {
     pub child: Child,
