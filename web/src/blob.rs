@@ -61,7 +61,10 @@ impl Client {
             init.set_body(&data);
             let url = format!("{}/blob", http_origin(&inner));
             let response = fetch(&url, &init).await?;
-            let text = answer(response, "POST /blob").await?;
+            if !response.ok() {
+                return Err(refused(response, "POST /blob").await);
+            }
+            let text = text(&response).await?;
             let uploaded: Uploaded =
                 serde_json::from_str(&text).map_err(|source| Error::BadAnswer {
                     method: "POST /blob",
@@ -130,11 +133,7 @@ impl Client {
             }
             let response = fetch(&url, &init).await?;
             if !response.ok() {
-                answer(response, "GET /blob").await?;
-                return Err(Error::Connection {
-                    url,
-                    reason: "the node's refusal has no error".into(),
-                });
+                return Err(refused(response, "GET /blob").await);
             }
             let buffer = JsFuture::from(response.array_buffer().map_err(|e| transfer(&url, &e))?)
                 .await
@@ -210,28 +209,33 @@ async fn fetch(url: &str, init: &web_sys::RequestInit) -> Result<web_sys::Respon
         .map_err(|e| transfer(url, &e))
 }
 
-/// The text of a successful answer; a refusal as an `rpc` error with the HTTP status as its
-/// code and the spec's name for it (§13.7).
-async fn answer(response: web_sys::Response, method: &'static str) -> Result<String, Error> {
+/// The body of `response` as text.
+async fn text(response: &web_sys::Response) -> Result<String, Error> {
     let url = response.url();
-    let text = JsFuture::from(response.text().map_err(|e| transfer(&url, &e))?)
-        .await
-        .map_err(|e| transfer(&url, &e))?
-        .as_string()
-        .unwrap_or_default();
-    if response.ok() {
-        return Ok(text);
-    }
+    Ok(
+        JsFuture::from(response.text().map_err(|e| transfer(&url, &e))?)
+            .await
+            .map_err(|e| transfer(&url, &e))?
+            .as_string()
+            .unwrap_or_default(),
+    )
+}
+
+/// A refusal as an `rpc` error with the HTTP status as its code and the spec's name for it
+/// (§13.7), from the body the node sent with it.
+async fn refused(response: web_sys::Response, method: &'static str) -> Error {
+    let status = response.status();
+    let text = match text(&response).await {
+        Ok(text) => text,
+        Err(e) => return e,
+    };
     let refusal: Option<BlobRefusal> = serde_json::from_str(&text).ok();
-    Err(Error::Rpc {
+    Error::Rpc {
         method,
-        code: i64::from(response.status()),
+        code: i64::from(status),
         name: refusal.as_ref().map(|r| r.error.clone()),
-        message: refusal.map_or_else(
-            || format!("the node answered {}", response.status()),
-            |r| r.message,
-        ),
-    })
+        message: refusal.map_or_else(|| format!("the node answered {status}"), |r| r.message),
+    }
 }
 
 /// The app's attachments, as the protocol reads them (strictly).
