@@ -204,6 +204,61 @@ async fn blob_answers_may_be_read_by_pages_of_any_origin() {
     );
 }
 
+/// Two readers of one blob a member node does not hold: the first one's fetch keeps the copy,
+/// and the second, while that fetch is under way, is relayed from the home node without writing
+/// a second copy.
+#[tokio::test]
+async fn one_fetch_keeps_a_copy_and_a_second_reader_meanwhile_is_relayed() {
+    let (a, b) = (TestNode::start().await, TestNode::start().await);
+    let alice = user(&a).await;
+    let bob = user(&b).await;
+    let space = alice
+        .create_space(SpaceType::Channel, "clips", "Clips")
+        .await
+        .unwrap()
+        .space;
+    bob.join(&alice.space_uri(&space)).await.unwrap();
+    let data = bytes(40_000_000, 12);
+    let id = upload(&alice, &data).await.unwrap();
+    let attachment = Attachment {
+        blob: id,
+        size: data.len() as u64,
+        media_type: "video/mp4".into(),
+        name: "clip.mp4".into(),
+    };
+    let posted = alice
+        .post_attached(&space, "clip", "", vec![attachment])
+        .await
+        .unwrap();
+    let uri = BeamUri::parse(&posted.beam_uri).unwrap();
+    let through = BlobRead {
+        beam: Some(uri.path.to_string()),
+        home: Some(uri.authority.clone()),
+        size: Some(data.len() as u64),
+        ..BlobRead::default()
+    };
+    // The first reader takes a little and stops: its fetch waits on it, holding the claim.
+    let mut first = bob.download_blob(&id, through.clone()).await.unwrap();
+    // (40 MB: more than the channels and loopback socket buffers between the nodes hold.)
+    let mut start = vec![0; 1000];
+    first.read_exact(&mut start).await.unwrap();
+    assert_eq!(start, data[..1000]);
+    // The second reads the whole blob meanwhile, relayed. A fetch of its own would have kept
+    // a copy a moment after its last byte; none comes while the first fetch waits.
+    assert_eq!(read(&bob, &id, through).await.unwrap(), data);
+    let cached = blob_file(&b, &id);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(!cached.exists(), "the relayed read kept no copy");
+    // The first reader goes on; its fetch keeps the copy.
+    let mut rest = Vec::new();
+    tokio::time::timeout(TIMEOUT, first.read_to_end(&mut rest))
+        .await
+        .expect("the first read ends in time")
+        .unwrap();
+    assert_eq!(rest, data[1000..]);
+    appears(&cached).await;
+}
+
 /// Whether an upload is being written on `node` (its temporary file exists).
 fn uploading(node: &TestNode) -> bool {
     std::fs::read_dir(node.data_dir.join("blobs").join("tmp"))

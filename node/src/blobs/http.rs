@@ -297,9 +297,14 @@ async fn download(
                     let upstream = open_home(api, &home, path, &id, query.range.clone()).await?;
                     // A range is relayed as the home node sends it, its proofs included, and not
                     // kept: a reader seeking in a large file waits for its range, not the file.
-                    if query.range.is_some() {
+                    // So is the whole blob while another reader's fetch is keeping a copy.
+                    let claim = match query.range {
+                        Some(_) => None,
+                        None => api.blobs.claim_fetch(id),
+                    };
+                    let Some(claim) = claim else {
                         return Ok(encoded(upstream.into_body().map_err(io::Error::other)));
-                    }
+                    };
                     let wanted = Wanted {
                         home,
                         path: path.clone(),
@@ -308,7 +313,7 @@ async fn download(
                         author: beam.author.clone(),
                         media_type: attachment.media_type.clone(),
                     };
-                    return Ok(fetch_through(api, upstream, wanted));
+                    return Ok(fetch_through(api, upstream, wanted, claim));
                 }
             }
         }
@@ -348,17 +353,21 @@ struct Wanted {
 /// comes and, in the same pass, checked chunk by chunk and written; the checked copy is kept as
 /// a cached blob (§13.4). The caller's reader checks what it gets itself; a stream the check
 /// refuses ends the caller's response with an error and is not kept. The fetch goes on if the
-/// caller leaves, so the copy is there for the next reader.
+/// caller leaves, so the copy is there for the next reader; `claim` is held until it ends.
 fn fetch_through(
     api: &Arc<Api>,
     upstream: Response<Incoming>,
     wanted: Wanted,
+    claim: super::Fetching,
 ) -> Response<BlobBody> {
     let (out_tx, out_rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(super::UPLOAD_QUEUE);
     let task_api = api.clone();
     api.background.spawn(async move {
         let api = task_api;
         let outcome = cache_from(&api, upstream, &wanted, &out_tx).await;
+        // Another reader may fetch to keep a copy from now on (none is needed if this one
+        // kept it).
+        drop(claim);
         match outcome {
             Ok(()) => tracing::debug!(blob = %wanted.id, home = %wanted.home, "blob fetched and cached"),
             Err(e) => {

@@ -142,6 +142,26 @@ pub struct Blobs {
     /// Held while an admission reads what an owner stores, and while an admitted upload moves
     /// from in flight to stored, so that no admission sees the bytes in neither place.
     admission: tokio::sync::Mutex<()>,
+    /// Blobs being fetched from another node to be kept here: one fetch writes a copy, and a
+    /// reader meanwhile is relayed, so readers cannot make the node write a blob many times.
+    fetching: Mutex<std::collections::HashSet<ContentId>>,
+}
+
+/// The claim of the one fetch that keeps a copy of a blob, given up on drop.
+#[derive(Debug)]
+pub struct Fetching {
+    blobs: std::sync::Arc<Blobs>,
+    id: ContentId,
+}
+
+impl Drop for Fetching {
+    fn drop(&mut self) {
+        self.blobs
+            .fetching
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+    }
 }
 
 /// An admitted upload's share of its owner's quota, held until the blob is recorded (or the
@@ -208,6 +228,7 @@ impl Blobs {
             tasks,
             in_flight: Mutex::default(),
             admission: tokio::sync::Mutex::default(),
+            fetching: Mutex::default(),
         })
     }
 
@@ -303,6 +324,18 @@ impl Blobs {
         };
         let handle = self.tasks.spawn_blocking(move || job.run(rx));
         (tx, Storing { handle })
+    }
+
+    /// Claim the fetch of `id` that keeps a copy here; `None` while another fetch holds it.
+    pub fn claim_fetch(self: &std::sync::Arc<Self>, id: ContentId) -> Option<Fetching> {
+        let mut fetching = self
+            .fetching
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        fetching.insert(id).then(|| Fetching {
+            blobs: self.clone(),
+            id,
+        })
     }
 
     /// Record a stored blob; whether it was new.
